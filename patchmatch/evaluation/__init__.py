@@ -1,0 +1,1 @@
+"""Evaluation: FPR95 on patch pairs, pose accuracy of reconstructions."""

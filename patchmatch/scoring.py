@@ -1,0 +1,158 @@
+"""PatchScorer: batched similarity scores of patch pairs with a patch-comparison network."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .device import resolve_device
+from .models import load_checkpoint
+
+#: File name of the weights shipped inside the package (``patchmatch/weights/``).
+SHIPPED_WEIGHTS = "2ch2stream.pt"
+
+
+def shipped_weights_path() -> Path:
+    """Path of the checkpoint shipped with the package.
+
+    Raises:
+        FileNotFoundError: the package was installed without its weights.
+    """
+    path = Path(str(resources.files("patchmatch") / "weights" / SHIPPED_WEIGHTS))
+    if not path.is_file():
+        raise FileNotFoundError(f"Shipped weights {path} are missing; reinstall patchmatch or pass weights=PATH.")
+    return path
+
+
+def _check_patches(p: np.ndarray, name: str) -> np.ndarray:
+    p = np.asarray(p)
+    if p.ndim != 3 or p.shape[1:] != (64, 64):
+        raise ValueError(f"{name} must be (N, 64, 64) patches, got shape {p.shape}.")
+    if p.dtype != np.uint8:
+        raise ValueError(f"{name} must be uint8 pixel values, got {p.dtype}.")
+    return p
+
+
+class PatchScorer:
+    """Scores pairs of 64×64 grayscale patches with a patch-comparison network.
+
+    Scores are the network's raw outputs (unbounded float32), higher = more similar.
+
+    Args:
+        model: a patchmatch model (see :mod:`patchmatch.models`).
+        device: torch device; None = CUDA when available, else CPU.
+        batch_size: pairs per forward pass.
+        meta: checkpoint metadata, kept for reporting.
+
+    Example:
+        >>> scorer = PatchScorer.load()  # shipped 2ch2stream weights
+        >>> s = scorer.score_pairs(patches0, patches1, pairs)  # (M,) float32
+    """
+
+    def __init__(self, model: nn.Module, device: str | torch.device | None = None, batch_size: int = 512, meta: dict | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.batch_size = batch_size
+        self.meta = meta or {}
+
+    @classmethod
+    def load(cls, weights: str | os.PathLike | None = None, device: str | torch.device | None = None, batch_size: int = 512) -> "PatchScorer":
+        """Loads a checkpoint; ``weights=None`` loads the weights shipped in the package.
+
+        Raises:
+            patchmatch.models.CheckpointError: the file is not a valid checkpoint.
+            FileNotFoundError: no weights given and none shipped.
+        """
+        path = shipped_weights_path() if weights is None else Path(weights)
+        model, meta = load_checkpoint(path, map_location="cpu")
+        return cls(model, device=device, batch_size=batch_size, meta={**meta, "path": str(path)})
+
+    @property
+    def is_siamese(self) -> bool:
+        return hasattr(self.model, "describe") and hasattr(self.model, "compare")
+
+    def _to_device(self, patches: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(patches))
+        if self.device.type == "cuda":
+            t = t.pin_memory().to(self.device, non_blocking=True)
+        return t
+
+    def score(self, patches0: np.ndarray, patches1: np.ndarray) -> np.ndarray:
+        """Scores aligned pairs ``(patches0[i], patches1[i])``.
+
+        Args:
+            patches0: (N, 64, 64) uint8.
+            patches1: (N, 64, 64) uint8.
+
+        Returns:
+            (N,) float32 scores.
+
+        Raises:
+            ValueError: shapes or dtypes are wrong, or the two counts differ.
+        """
+        p0 = _check_patches(patches0, "patches0")
+        p1 = _check_patches(patches1, "patches1")
+        if len(p0) != len(p1):
+            raise ValueError(f"patches0 and patches1 must have the same length, got {len(p0)} and {len(p1)}.")
+        idx = np.arange(len(p0), dtype=np.int64)
+        return self._score_index(p0, p1, np.stack([idx, idx], 1))
+
+    def score_pairs(self, patches0: np.ndarray, patches1: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+        """Scores index pairs ``(patches0[pairs[m, 0]], patches1[pairs[m, 1]])`` without building M copies.
+
+        Args:
+            patches0: (N0, 64, 64) uint8.
+            patches1: (N1, 64, 64) uint8.
+            pairs: (M, 2) integer indices into patches0 and patches1.
+
+        Returns:
+            (M,) float32 scores.
+
+        Raises:
+            ValueError: bad shapes/dtypes or indices out of range.
+        """
+        p0 = _check_patches(patches0, "patches0")
+        p1 = _check_patches(patches1, "patches1")
+        pairs = np.asarray(pairs)
+        if pairs.size == 0:
+            return np.zeros(0, np.float32)
+        if pairs.ndim != 2 or pairs.shape[1] != 2 or not np.issubdtype(pairs.dtype, np.integer):
+            raise ValueError(f"pairs must be an (M, 2) integer array, got {pairs.shape} {pairs.dtype}.")
+        if pairs.min() < 0 or pairs[:, 0].max() >= len(p0) or pairs[:, 1].max() >= len(p1):
+            raise ValueError(f"pair indices out of range for {len(p0)} and {len(p1)} patches.")
+        return self._score_index(p0, p1, pairs.astype(np.int64))
+
+    @torch.inference_mode()
+    def _score_index(self, p0: np.ndarray, p1: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+        out = np.empty(len(pairs), np.float32)
+        if len(pairs) == 0:
+            return out
+        if self.is_siamese:  # embed every patch once, then run only the decision network per pair
+            d0 = self._describe(p0, 0)
+            d1 = self._describe(p1, 1)
+        else:
+            t0, t1 = self._to_device(p0), self._to_device(p1)
+        idx = torch.from_numpy(pairs).to(self.device)
+        for start in range(0, len(pairs), self.batch_size):
+            i, j = idx[start : start + self.batch_size].unbind(1)
+            if self.is_siamese:
+                s = self.model.compare(d0[i], d1[j])
+            else:
+                x = torch.stack([t0[i], t1[j]], dim=1).float()
+                s = self.model(x)
+            out[start : start + len(i)] = s.float().cpu().numpy()
+        return out
+
+    def _describe(self, patches: np.ndarray, which: int) -> torch.Tensor:
+        t = self._to_device(patches)
+        chunks = [self.model.describe(t[s : s + self.batch_size].float(), which) for s in range(0, len(t), self.batch_size)]
+        if not chunks:
+            return torch.zeros((0, self.model.descriptor_dim), device=self.device)
+        return torch.cat(chunks)
