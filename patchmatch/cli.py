@@ -1,0 +1,48 @@
+"""Command line: ``patchmatch <command> ...``. Logging handlers and progress bars are set here only."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+#: Modules that each expose ``add_parser(subparsers)`` registering one subcommand
+#: (with ``set_defaults(func=callable(args) -> int | None)``).
+COMMANDS: list[str] = [
+    "patchmatch.commands.match_pair",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="patchmatch",
+        description="Structure-from-motion with learned patch comparison (2ch-2stream, Zagoruyko & Komodakis, CVPR 2015).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module in COMMANDS:
+        importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="[%(asctime)s %(name)s %(levelname)s] %(message)s", datefmt="%H:%M:%S")
+    try:
+        code = args.func(args)
+    except KeyboardInterrupt:
+        print("Interrupted; rerun the same command to resume.", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"patchmatch {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

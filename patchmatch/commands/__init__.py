@@ -1,0 +1,1 @@
+"""Subcommands of the ``patchmatch`` command line, one module each (see :mod:`patchmatch.cli`)."""

@@ -1,0 +1,168 @@
+"""Match decision: candidate pairs scored by the network → matches of an image pair."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .candidates import knn_candidates
+from .features import Features, detect
+from .patches import extract_patches
+from .scoring import PatchScorer
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """How candidates are chosen and matches decided.
+
+    Attributes:
+        k: nearest neighbours by SIFT descriptor per keypoint and direction.
+        max_ratio: a neighbour is a candidate when its descriptor distance is below ``max_ratio``
+            times the distance to the (k+1)-th neighbour (see :func:`knn_candidates`).
+        mutual: keep a pair only when each keypoint is the other's best-scoring candidate.
+        min_score: minimum network score (raw output, higher = more similar).
+        min_margin: minimum score gap to the second-best candidate of either keypoint (a ratio
+            test on scores); None disables it.
+        upright: extract patches without orientation normalisation.
+    """
+
+    k: int = 2
+    max_ratio: float = 0.95
+    mutual: bool = True
+    min_score: float = 0.0
+    min_margin: float | None = None
+    upright: bool = False
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ValueError(f"MatchConfig.k must be >= 1, got {self.k}.")
+        if not 0 < self.max_ratio <= 1.0:
+            raise ValueError(f"MatchConfig.max_ratio must be in (0, 1], got {self.max_ratio}.")
+
+
+@dataclass
+class MatchResult:
+    """Matches of one image pair.
+
+    Attributes:
+        keypoints0: (N0, 2) float32 keypoint positions of image 0, pixels (OpenCV convention).
+        keypoints1: (N1, 2) float32 keypoint positions of image 1.
+        matches: (K, 2) int64 indices ``[i0, i1]``.
+        scores: (K,) float32 network scores of the matches.
+        num_candidates: number of candidate pairs scored by the network.
+    """
+
+    keypoints0: np.ndarray
+    keypoints1: np.ndarray
+    matches: np.ndarray
+    scores: np.ndarray
+    num_candidates: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def matches0(self) -> tuple[np.ndarray, np.ndarray]:
+        """hloc's layout: ``(matches0 (N0,) int32 with -1 for unmatched, matching_scores0 (N0,) float32)``."""
+        m0 = np.full(len(self.keypoints0), -1, np.int32)
+        s0 = np.zeros(len(self.keypoints0), np.float32)
+        m0[self.matches[:, 0]] = self.matches[:, 1]
+        s0[self.matches[:, 0]] = self.scores
+        return m0, s0
+
+
+def _best_per_group(group: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per group id in [0, n): (argmax row or -1, best score, second-best score (-inf if none))."""
+    best = np.full(n, -np.inf, np.float64)
+    second = np.full(n, -np.inf, np.float64)
+    arg = np.full(n, -1, np.int64)
+    order = np.lexsort((-scores, group))  # by group, then decreasing score
+    g, s = group[order], scores[order]
+    first = np.r_[True, g[1:] != g[:-1]]
+    best[g[first]] = s[first]
+    arg[g[first]] = order[first]
+    nxt = np.r_[first[1:], True]  # row after the first of its group exists?
+    sec_rows = np.nonzero(first & ~nxt)[0] + 1
+    second[g[sec_rows]] = s[sec_rows]
+    return arg, best, second
+
+
+def decide_matches(pairs: np.ndarray, scores: np.ndarray, n0: int, n1: int, config: MatchConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Applies the match decision to scored candidates.
+
+    Args:
+        pairs: (M, 2) int candidate pairs.
+        scores: (M,) float network scores.
+        n0: keypoints in image 0. n1: keypoints in image 1.
+        config: the decision rules (mutual, min_score, min_margin).
+
+    Returns:
+        ``(matches (K, 2) int64, scores (K,) float32)``.
+    """
+    if len(pairs) == 0:
+        return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
+    scores = np.asarray(scores, np.float64)
+    arg0, best0, second0 = _best_per_group(pairs[:, 0], scores, n0)
+    arg1, best1, second1 = _best_per_group(pairs[:, 1], scores, n1)
+    if config.mutual:
+        rows = arg0[arg0 >= 0]
+        rows = rows[arg1[pairs[rows, 1]] == rows]
+    else:
+        rows = np.unique(np.r_[arg0[arg0 >= 0], arg1[arg1 >= 0]])
+    rows = rows[scores[rows] >= config.min_score]
+    if config.min_margin is not None:
+        i, j = pairs[rows, 0], pairs[rows, 1]
+        margin = np.minimum(best0[i] - second0[i], best1[j] - second1[j])
+        rows = rows[margin >= config.min_margin]
+    rows = np.sort(rows)
+    return pairs[rows].astype(np.int64), scores[rows].astype(np.float32)
+
+
+def match_features(
+    features0: Features,
+    patches0: np.ndarray,
+    features1: Features,
+    patches1: np.ndarray,
+    scorer: PatchScorer,
+    config: MatchConfig = MatchConfig(),
+) -> MatchResult:
+    """Matches two images whose features and patches are already computed.
+
+    Args:
+        features0: features of image 0 (N0 keypoints). patches0: (N0, 64, 64) uint8 patches.
+        features1: features of image 1. patches1: (N1, 64, 64) uint8 patches.
+        scorer: the patch-comparison network.
+        config: candidate and decision settings.
+
+    Returns:
+        :class:`MatchResult`.
+    """
+    if len(patches0) != len(features0) or len(patches1) != len(features1):
+        raise ValueError("each image needs one patch per keypoint.")
+    pairs = knn_candidates(features0.descriptors, features1.descriptors, config.k, config.max_ratio)
+    scores = scorer.score_pairs(patches0, patches1, pairs)
+    matches, mscores = decide_matches(pairs, scores, len(features0), len(features1), config)
+    return MatchResult(features0.xy.copy(), features1.xy.copy(), matches, mscores, num_candidates=len(pairs))
+
+
+def match_images(
+    image0: np.ndarray,
+    image1: np.ndarray,
+    scorer: PatchScorer | None = None,
+    config: MatchConfig = MatchConfig(),
+    max_keypoints: int = 4096,
+) -> MatchResult:
+    """Detects, crops, scores and matches two grayscale images.
+
+    Args:
+        image0: (H0, W0) uint8. image1: (H1, W1) uint8.
+        scorer: defaults to the shipped 2ch2stream weights.
+        config: see :class:`MatchConfig`.
+        max_keypoints: SIFT keypoints per image.
+
+    Returns:
+        :class:`MatchResult` with keypoints in pixels (OpenCV convention).
+    """
+    scorer = scorer or PatchScorer.load()
+    f0, f1 = detect(image0, max_keypoints), detect(image1, max_keypoints)
+    p0 = extract_patches(image0, f0.keypoints, upright=config.upright)
+    p1 = extract_patches(image1, f1.keypoints, upright=config.upright)
+    return match_features(f0, p0, f1, p1, scorer, config)
