@@ -1,0 +1,697 @@
+"""Everything that talks to COLMAP (pycolmap 4.x), and the one +0.5 pixel rule.
+
+Every ``pycolmap`` call of the package lives in this module, so that the churn
+of pycolmap's API between versions is absorbed in one place. The module covers:
+
+* the pixel-origin rule between OpenCV/kornia (pixel centres at integer
+  coordinates) and COLMAP (top-left pixel centre at ``(0.5, 0.5)``):
+  :func:`opencv_to_colmap` / :func:`colmap_to_opencv`, defined in
+  :mod:`patchmatch.colmap_convention` and applied by every function here that
+  writes or reads keypoints;
+* a COLMAP database: :func:`create_database`, :func:`add_images` (one
+  SIMPLE_RADIAL camera, rig and frame per image), :func:`write_keypoints`,
+  :func:`write_matches` (transactional), :func:`database_summary`,
+  :func:`read_verified_matches`;
+* geometric verification (:func:`verify_matches`, pycolmap's
+  ``geometric_verification``), incremental mapping (:func:`incremental_mapping`,
+  largest model kept), reading a model (:func:`read_reconstruction`,
+  :func:`reconstruction_stats`, :func:`reconstruction_poses`);
+* COLMAP's own SIFT pipeline (:func:`sift_features_and_matches`), the baseline
+  of ``pipelines/compare_sift.py``.
+
+Some pycolmap misuse aborts the whole process instead of raising (wrong dtype
+or shape, an image id that does not exist, a second write of the same pair):
+every public function here validates its input first and raises ``ValueError``
+or ``FileExistsError`` with the file and the problem named.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+
+# The +0.5 rule has one home, shared with patches.extract_patches_colmap; every
+# coordinate written to or read from COLMAP here goes through these two functions.
+from .colmap_convention import colmap_to_opencv, opencv_to_colmap
+
+logger = logging.getLogger(__name__)
+
+#: Focal length prior (pixels) = ``DEFAULT_FOCAL_FACTOR * max(width, height)``
+#: when the image carries no EXIF focal length (COLMAP's own default).
+DEFAULT_FOCAL_FACTOR = 1.2
+
+
+# --------------------------------------------------------------------------
+# Options
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VerificationConfig:
+    """Geometric verification of putative matches (COLMAP two-view geometry).
+
+    Attributes:
+        max_error: RANSAC inlier threshold in pixels (epipolar / homography).
+        min_num_inliers: pairs with fewer inliers are not kept as verified.
+        confidence: RANSAC confidence.
+        max_num_trials: RANSAC iteration cap.
+        num_threads: worker threads; -1 = all cores.
+        random_seed: RANSAC seed (-1 = non-deterministic).
+    """
+
+    max_error: float = 4.0
+    min_num_inliers: int = 15
+    confidence: float = 0.999
+    max_num_trials: int = 10000
+    num_threads: int = -1
+    random_seed: int = 0
+
+
+@dataclass(frozen=True)
+class MapperConfig:
+    """Incremental mapping (COLMAP's IncrementalPipeline).
+
+    Attributes:
+        min_num_matches: verified inliers a pair needs to enter the scene graph.
+        min_model_size: smallest model (registered images) COLMAP keeps.
+        init_min_num_inliers: inliers required for the initial image pair.
+        abs_pose_min_num_inliers: inliers required to register a further image.
+        multiple_models: let COLMAP start a new model when registration stalls
+            (the largest one is kept).
+        refine_focal_length: refine focal length in bundle adjustment.
+        refine_extra_params: refine the radial distortion in bundle adjustment.
+        num_threads: worker threads; -1 = all cores.
+        random_seed: seed of the mapper (-1 = non-deterministic).
+    """
+
+    min_num_matches: int = 15
+    min_model_size: int = 3
+    init_min_num_inliers: int = 100
+    abs_pose_min_num_inliers: int = 30
+    multiple_models: bool = True
+    refine_focal_length: bool = True
+    refine_extra_params: bool = True
+    num_threads: int = -1
+    random_seed: int = 0
+
+
+@dataclass(frozen=True)
+class CameraInfo:
+    """What :func:`add_images` needs to create one camera and one image.
+
+    Attributes:
+        name: image name in the database (path relative to the image folder,
+            posix separators).
+        width: width in pixels of the image as the keypoints see it.
+        height: height in pixels.
+        focal: focal-length prior in pixels; ``None`` = ``1.2 * max(w, h)``.
+    """
+
+    name: str
+    width: int
+    height: int
+    focal: float | None = None
+
+
+def _two_view_options(config: VerificationConfig) -> pycolmap.TwoViewGeometryOptions:
+    options = pycolmap.TwoViewGeometryOptions()
+    options.min_num_inliers = int(config.min_num_inliers)
+    options.ransac.max_error = float(config.max_error)
+    options.ransac.confidence = float(config.confidence)
+    options.ransac.max_num_trials = int(config.max_num_trials)
+    options.ransac.random_seed = int(config.random_seed)
+    return options
+
+
+def _mapper_options(config: MapperConfig) -> pycolmap.IncrementalPipelineOptions:
+    options = pycolmap.IncrementalPipelineOptions()
+    options.min_num_matches = int(config.min_num_matches)
+    options.min_model_size = int(config.min_model_size)
+    options.multiple_models = bool(config.multiple_models)
+    options.num_threads = int(config.num_threads)
+    options.random_seed = int(config.random_seed)
+    options.ba_refine_focal_length = bool(config.refine_focal_length)
+    options.ba_refine_extra_params = bool(config.refine_extra_params)
+    options.mapper.init_min_num_inliers = int(config.init_min_num_inliers)
+    options.mapper.abs_pose_min_num_inliers = int(config.abs_pose_min_num_inliers)
+    options.mapper.num_threads = int(config.num_threads)
+    options.mapper.random_seed = int(config.random_seed)
+    options.triangulation.random_seed = int(config.random_seed)
+    return options
+
+
+def set_verbosity(verbose: bool) -> None:
+    """Let COLMAP's glog write INFO lines to stderr (``verbose``) or only errors."""
+    pycolmap.logging.minloglevel = 0 if verbose else 2
+
+
+# --------------------------------------------------------------------------
+# Database
+# --------------------------------------------------------------------------
+def create_database(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Create an empty COLMAP database file.
+
+    Args:
+        path: database file to create (parent folders are created).
+        overwrite: delete an existing file first; otherwise an existing file
+            is an error.
+
+    Returns:
+        The path of the new database.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+    """
+    path = Path(path)
+    if path.exists():
+        if not overwrite:
+            raise FileExistsError(
+                f"COLMAP database {path} already exists; pass overwrite=True to replace it"
+            )
+        path.unlink()
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pycolmap.Database.open(str(path)).close()
+    return path
+
+
+def _require_database(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"COLMAP database {path} does not exist (create_database first)")
+    return path
+
+
+def exif_focal(image_path: str | os.PathLike) -> float | None:
+    """Focal length in pixels from the image's EXIF data, if it has one.
+
+    Args:
+        image_path: the image file.
+
+    Returns:
+        The focal length in pixels of the file as stored (before any EXIF
+        rotation), or ``None`` when the file carries no usable EXIF focal
+        length or COLMAP cannot read it.
+    """
+    try:
+        camera = pycolmap.infer_camera_from_image(str(image_path))
+    except Exception as error:  # noqa: BLE001 - any reader failure means "no prior"
+        logger.debug("no EXIF focal for %s: %s", image_path, error)
+        return None
+    if not camera.has_prior_focal_length:
+        return None
+    return float(camera.mean_focal_length())
+
+
+def add_images(database: str | os.PathLike, cameras: Sequence[CameraInfo]) -> dict[str, int]:
+    """Add one SIMPLE_RADIAL camera, trivial rig, frame and image per entry.
+
+    The camera's principal point is the image centre, its radial distortion
+    0, and its focal length ``info.focal`` or ``1.2 * max(width, height)``;
+    a given focal is flagged as a prior COLMAP may trust.
+
+    Args:
+        database: an existing database file (see :func:`create_database`).
+        cameras: one :class:`CameraInfo` per image; names must be unique and
+            not yet in the database.
+
+    Returns:
+        ``{name: image_id}`` for the images added.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+        ValueError: a duplicate or already-present name, or a non-positive size.
+    """
+    database = _require_database(database)
+    names = [info.name for info in cameras]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate image names given for {database}")
+    for info in cameras:
+        if info.width <= 0 or info.height <= 0:
+            raise ValueError(f"image {info.name!r}: invalid size {info.width}x{info.height}")
+        if info.focal is not None and not (np.isfinite(info.focal) and info.focal > 0):
+            raise ValueError(f"image {info.name!r}: invalid focal length {info.focal}")
+    ids: dict[str, int] = {}
+    with pycolmap.Database.open(str(database)) as db:
+        existing = {image.name for image in db.read_all_images()}
+        clash = sorted(set(names) & existing)
+        if clash:
+            raise ValueError(f"images already in {database}: {clash[:5]}")
+        with pycolmap.DatabaseTransaction(db):
+            for info in cameras:
+                prior = info.focal is not None
+                focal = float(info.focal) if prior else DEFAULT_FOCAL_FACTOR * max(info.width, info.height)
+                camera = pycolmap.Camera.create_from_model_name(
+                    0, "SIMPLE_RADIAL", focal, int(info.width), int(info.height)
+                )
+                camera.has_prior_focal_length = prior
+                camera_id = db.write_camera(camera)
+                camera.camera_id = camera_id
+                rig = pycolmap.Rig()
+                rig.add_ref_sensor(camera.sensor_id)
+                rig_id = db.write_rig(rig)
+                image = pycolmap.Image(name=info.name, camera_id=camera_id)
+                image_id = db.write_image(image)
+                image.image_id = image_id
+                frame = pycolmap.Frame()
+                frame.rig_id = rig_id
+                frame.add_data_id(image.data_id)
+                db.write_frame(frame)
+                ids[info.name] = int(image_id)
+    return ids
+
+
+def read_image_ids(database: str | os.PathLike) -> dict[str, int]:
+    """``{name: image_id}`` of all images in a database.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+    """
+    database = _require_database(database)
+    with pycolmap.Database.open(str(database)) as db:
+        return {image.name: int(image.image_id) for image in db.read_all_images()}
+
+
+def write_keypoints(database: str | os.PathLike, keypoints: Mapping[int, np.ndarray]) -> None:
+    """Write keypoints of images already in the database, in one transaction.
+
+    Args:
+        database: the database file.
+        keypoints: ``{image_id: (N, 2) float}`` pixel coordinates in the
+            **OpenCV** convention; the +0.5 shift to COLMAP's is applied here.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+        ValueError: an unknown image id, keypoints already written for it, a
+            wrong shape or non-finite coordinates.
+    """
+    database = _require_database(database)
+    prepared: dict[int, np.ndarray] = {}
+    for image_id, xy in keypoints.items():
+        xy = np.asarray(xy)
+        if xy.ndim != 2 or xy.shape[1] != 2:
+            raise ValueError(f"image {image_id}: keypoints must be (N, 2), got {xy.shape}")
+        if not np.isfinite(xy).all():
+            raise ValueError(f"image {image_id}: non-finite keypoint coordinates")
+        prepared[int(image_id)] = np.ascontiguousarray(opencv_to_colmap(xy.astype(np.float64)), dtype=np.float32)
+    with pycolmap.Database.open(str(database)) as db:
+        for image_id in prepared:
+            if not db.exists_image(image_id):
+                raise ValueError(f"image id {image_id} is not in {database}")
+            if db.exists_keypoints(image_id):
+                raise ValueError(f"keypoints of image id {image_id} are already in {database}")
+        with pycolmap.DatabaseTransaction(db):
+            for image_id, xy in prepared.items():
+                db.write_keypoints(image_id, xy)
+
+
+def write_matches(
+    database: str | os.PathLike, matches: Mapping[tuple[int, int], np.ndarray]
+) -> int:
+    """Write putative matches of image pairs, in one transaction.
+
+    Args:
+        database: the database file, with the images' keypoints written.
+        matches: ``{(image_id0, image_id1): (K, 2) int}`` keypoint indices
+            (row ``k`` matches keypoint ``matches[k, 0]`` of image 0 with
+            ``matches[k, 1]`` of image 1). Pairs with no match are skipped.
+
+    Returns:
+        The number of pairs written.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+        ValueError: a self pair, a pair given twice (in either order) or
+            already in the database, unknown image ids, or indices outside
+            the image's keypoints.
+    """
+    database = _require_database(database)
+    seen: set[tuple[int, int]] = set()
+    prepared: list[tuple[int, int, np.ndarray]] = []
+    for (id0, id1), m in matches.items():
+        id0, id1 = int(id0), int(id1)
+        if id0 == id1:
+            raise ValueError(f"self pair ({id0}, {id1}) given for {database}")
+        key = (min(id0, id1), max(id0, id1))
+        if key in seen:
+            raise ValueError(f"pair ({id0}, {id1}) given twice for {database}")
+        seen.add(key)
+        m = np.asarray(m)
+        if m.ndim != 2 or m.shape[1] != 2:
+            raise ValueError(f"pair ({id0}, {id1}): matches must be (K, 2), got {m.shape}")
+        if len(m) == 0:
+            continue
+        if (m < 0).any():
+            raise ValueError(f"pair ({id0}, {id1}): negative keypoint index")
+        prepared.append((id0, id1, np.ascontiguousarray(m, dtype=np.uint32)))
+    with pycolmap.Database.open(str(database)) as db:
+        for id0, id1, m in prepared:
+            for image_id, column in ((id0, 0), (id1, 1)):
+                if not db.exists_image(image_id):
+                    raise ValueError(f"image id {image_id} is not in {database}")
+                n = db.num_keypoints_for_image(image_id)
+                if int(m[:, column].max()) >= n:
+                    raise ValueError(
+                        f"pair ({id0}, {id1}): index {int(m[:, column].max())} out of range "
+                        f"for image {image_id} with {n} keypoints in {database}"
+                    )
+            if db.exists_matches(id0, id1):
+                raise ValueError(f"matches of pair ({id0}, {id1}) are already in {database}")
+        with pycolmap.DatabaseTransaction(db):
+            for id0, id1, m in prepared:
+                db.write_matches(id0, id1, m)
+    return len(prepared)
+
+
+@dataclass(frozen=True)
+class DatabaseSummary:
+    """Counts read from a database (see :func:`database_summary`)."""
+
+    images: int
+    keypoints: int
+    matched_pairs: int
+    matches: int
+    verified_pairs: int
+    inlier_matches: int
+
+
+def database_summary(database: str | os.PathLike) -> DatabaseSummary:
+    """Count images, keypoints, matched and verified pairs of a database.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+    """
+    database = _require_database(database)
+    with pycolmap.Database.open(str(database)) as db:
+        return DatabaseSummary(
+            images=int(db.num_images()),
+            keypoints=int(db.num_keypoints()),
+            matched_pairs=int(db.num_matched_image_pairs()),
+            matches=int(db.num_matches()),
+            verified_pairs=int(db.num_verified_image_pairs()),
+            inlier_matches=int(db.num_inlier_matches()),
+        )
+
+
+def read_keypoints(database: str | os.PathLike, image_id: int) -> np.ndarray:
+    """Keypoints of one image, ``(N, 2)`` float32 in the **OpenCV** convention.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+        ValueError: the image has no keypoints in the database.
+    """
+    database = _require_database(database)
+    with pycolmap.Database.open(str(database)) as db:
+        if not db.exists_image(int(image_id)) or not db.exists_keypoints(int(image_id)):
+            raise ValueError(f"no keypoints for image id {image_id} in {database}")
+        xy = np.asarray(db.read_keypoints(int(image_id)))[:, :2]
+    return colmap_to_opencv(xy.astype(np.float64)).astype(np.float32)
+
+
+def read_matches(database: str | os.PathLike, id0: int, id1: int) -> np.ndarray:
+    """Putative matches ``(K, 2)`` int64 of a pair (ordered as asked); empty if none.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+    """
+    database = _require_database(database)
+    with pycolmap.Database.open(str(database)) as db:
+        if not db.exists_matches(int(id0), int(id1)):
+            return np.zeros((0, 2), np.int64)
+        return np.asarray(db.read_matches(int(id0), int(id1)), dtype=np.int64)
+
+
+def read_verified_matches(database: str | os.PathLike, id0: int, id1: int) -> np.ndarray:
+    """Inlier matches ``(K, 2)`` int64 of a verified pair (ordered as asked); empty if none.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+    """
+    database = _require_database(database)
+    with pycolmap.Database.open(str(database)) as db:
+        if not db.exists_two_view_geometry(int(id0), int(id1)):
+            return np.zeros((0, 2), np.int64)
+        geometry = db.read_two_view_geometry(int(id0), int(id1))
+        return np.asarray(geometry.inlier_matches, dtype=np.int64).reshape(-1, 2)
+
+
+def verify_matches(
+    database: str | os.PathLike, config: VerificationConfig = VerificationConfig()
+) -> DatabaseSummary:
+    """Geometric verification of every matched pair of the database.
+
+    Runs pycolmap's ``geometric_verification`` (RANSAC on E, F and H), which
+    writes a two-view geometry with its inlier matches for each pair.
+
+    Args:
+        database: the database file with keypoints and matches.
+        config: RANSAC settings.
+
+    Returns:
+        The database counts after verification.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+        ValueError: the database holds no keypoints.
+    """
+    database = _require_database(database)
+    summary = database_summary(database)
+    if summary.keypoints == 0:
+        raise ValueError(f"{database} holds no keypoints: nothing to verify")
+    verifier = pycolmap.GeometricVerifierOptions()
+    verifier.num_threads = int(config.num_threads)
+    pycolmap.geometric_verification(
+        str(database),
+        verifier_options=verifier,
+        two_view_geometry_options=_two_view_options(config),
+    )
+    return database_summary(database)
+
+
+# --------------------------------------------------------------------------
+# Mapping and models
+# --------------------------------------------------------------------------
+def incremental_mapping(
+    database: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    config: MapperConfig = MapperConfig(),
+) -> pycolmap.Reconstruction | None:
+    """Run COLMAP's incremental mapper and keep the largest model.
+
+    COLMAP writes every model it builds under ``output_dir/<index>``; this
+    function keeps only the model with most registered images, written to
+    ``output_dir/0`` (COLMAP binary format), and removes the others.
+
+    Args:
+        database: the database with verified two-view geometries.
+        image_dir: the image folder (COLMAP reads colours from it).
+        output_dir: the ``sparse`` folder; created, and emptied of earlier
+            numbered models.
+        config: mapper settings.
+
+    Returns:
+        The largest reconstruction, or ``None`` when COLMAP built none.
+
+    Raises:
+        FileNotFoundError: the database or the image folder does not exist.
+    """
+    database = _require_database(database)
+    image_dir = Path(image_dir)
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"image folder {image_dir} does not exist")
+    output_dir = Path(output_dir)
+    if output_dir.exists():
+        for child in output_dir.iterdir():
+            if child.is_dir() and child.name.isdigit():
+                shutil.rmtree(child)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if config.random_seed >= 0:
+        pycolmap.set_random_seed(int(config.random_seed))
+    models = pycolmap.incremental_mapping(
+        str(database), str(image_dir), str(output_dir), options=_mapper_options(config)
+    )
+    for child in output_dir.iterdir():
+        if child.is_dir() and child.name.isdigit():
+            shutil.rmtree(child)
+    if not models:
+        logger.warning("COLMAP built no model from %s", database)
+        return None
+    best = max(models.values(), key=lambda rec: rec.num_reg_images())
+    logger.info(
+        "COLMAP built %d model(s); keeping the largest (%d registered images)",
+        len(models),
+        best.num_reg_images(),
+    )
+    model_dir = output_dir / "0"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    best.write(str(model_dir))
+    return best
+
+
+def read_reconstruction(path: str | os.PathLike) -> pycolmap.Reconstruction:
+    """Read a COLMAP model folder (binary or text).
+
+    Raises:
+        FileNotFoundError: the folder lacks ``cameras``/``images``/``points3D`` files.
+    """
+    path = Path(path)
+    if not any((path / f"images{ext}").is_file() for ext in (".bin", ".txt")):
+        raise FileNotFoundError(f"{path} is not a COLMAP model folder (no images.bin/.txt)")
+    return pycolmap.Reconstruction(str(path))
+
+
+def reconstruction_stats(reconstruction: pycolmap.Reconstruction | None) -> dict:
+    """Summary numbers of a model.
+
+    Args:
+        reconstruction: a model, or ``None`` (no model: zeros and NaNs).
+
+    Returns:
+        ``{"registered": int, "points": int, "observations": int,
+        "mean_track_length": float, "mean_reprojection_error": float (px),
+        "registered_names": list[str] (sorted)}``.
+    """
+    if reconstruction is None:
+        return {
+            "registered": 0,
+            "points": 0,
+            "observations": 0,
+            "mean_track_length": float("nan"),
+            "mean_reprojection_error": float("nan"),
+            "registered_names": [],
+        }
+    names = sorted(reconstruction.image(i).name for i in reconstruction.reg_image_ids())
+    points = int(reconstruction.num_points3D())
+    return {
+        "registered": int(reconstruction.num_reg_images()),
+        "points": points,
+        "observations": int(reconstruction.compute_num_observations()),
+        "mean_track_length": float(reconstruction.compute_mean_track_length()) if points else float("nan"),
+        "mean_reprojection_error": float(reconstruction.compute_mean_reprojection_error())
+        if points
+        else float("nan"),
+        "registered_names": names,
+    }
+
+
+def reconstruction_poses(
+    reconstruction: pycolmap.Reconstruction,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """World-to-camera poses of the registered images.
+
+    Returns:
+        ``{name: (R (3, 3) float64, t (3,) float64)}`` with
+        ``x_cam = R @ X_world + t``.
+    """
+    poses = {}
+    for image_id in reconstruction.reg_image_ids():
+        image = reconstruction.image(image_id)
+        matrix = np.asarray(image.cam_from_world().matrix(), dtype=np.float64)
+        poses[image.name] = (matrix[:, :3].copy(), matrix[:, 3].copy())
+    return poses
+
+
+def reconstruction_cameras(reconstruction: pycolmap.Reconstruction) -> dict[str, dict]:
+    """Intrinsics of the registered images: ``{name: {"model", "params", "width", "height"}}``."""
+    out = {}
+    for image_id in reconstruction.reg_image_ids():
+        image = reconstruction.image(image_id)
+        camera = reconstruction.camera(image.camera_id)
+        out[image.name] = {
+            "model": camera.model_name,
+            "params": [float(v) for v in camera.params],
+            "width": int(camera.width),
+            "height": int(camera.height),
+        }
+    return out
+
+
+# --------------------------------------------------------------------------
+# COLMAP's own SIFT pipeline (baseline)
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SiftBaselineConfig:
+    """COLMAP SIFT extraction and exhaustive matching.
+
+    Attributes:
+        max_num_features: keypoints per image.
+        max_image_size: longest side the image is resized to (-1 = original).
+        max_ratio: Lowe ratio test threshold.
+        cross_check: keep mutual nearest neighbours only.
+        num_threads: worker threads; -1 = all cores.
+    """
+
+    max_num_features: int = 8192
+    max_image_size: int = -1
+    max_ratio: float = 0.8
+    cross_check: bool = True
+    num_threads: int = -1
+
+
+def sift_features_and_matches(
+    database: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    image_names: Sequence[str],
+    config: SiftBaselineConfig = SiftBaselineConfig(),
+    verification: VerificationConfig = VerificationConfig(),
+) -> DatabaseSummary:
+    """COLMAP's SIFT: import images (one SIMPLE_RADIAL camera each), extract,
+    match exhaustively and verify, all by pycolmap on the CPU.
+
+    Args:
+        database: an empty database file (see :func:`create_database`).
+        image_dir: the image folder.
+        image_names: images to use, relative to ``image_dir``.
+        config: SIFT settings.
+        verification: RANSAC settings of the verification.
+
+    Returns:
+        The database counts afterwards.
+
+    Raises:
+        FileNotFoundError: the database or an image does not exist.
+        ValueError: ``image_names`` is empty.
+    """
+    database = _require_database(database)
+    image_dir = Path(image_dir)
+    if not image_names:
+        raise ValueError("no images given")
+    for name in image_names:
+        if not (image_dir / name).is_file():
+            raise FileNotFoundError(f"image {image_dir / name} does not exist")
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = "SIMPLE_RADIAL"
+    reader.default_focal_length_factor = DEFAULT_FOCAL_FACTOR
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.num_threads = int(config.num_threads)
+    extraction.max_image_size = int(config.max_image_size)
+    extraction.sift.max_num_features = int(config.max_num_features)
+    pycolmap.extract_features(
+        str(database),
+        str(image_dir),
+        image_names=list(image_names),
+        camera_mode=pycolmap.CameraMode.PER_IMAGE,
+        reader_options=reader,
+        extraction_options=extraction,
+        device=pycolmap.Device.cpu,
+    )
+    matching = pycolmap.FeatureMatchingOptions()
+    matching.num_threads = int(config.num_threads)
+    matching.sift.max_ratio = float(config.max_ratio)
+    matching.sift.cross_check = bool(config.cross_check)
+    pycolmap.match_exhaustive(
+        str(database),
+        matching_options=matching,
+        verification_options=_two_view_options(verification),
+        device=pycolmap.Device.cpu,
+    )
+    return database_summary(database)

@@ -1,0 +1,348 @@
+"""features.h5 and matches.h5 in hloc's layout, safe to resume.
+
+Layout (that of cvg/Hierarchical-Localization, so hloc's tools read our files):
+
+features file, one group per image, named by the image name (a ``/`` in the
+name makes nested groups, as in hloc)::
+
+    <name>/keypoints     (N, 2) float32  x, y in pixels of the original image,
+                                         OpenCV convention (pixel centres at
+                                         integer coordinates; COLMAP adds 0.5)
+    <name>/scales        (N,)   float32  OpenCV keypoint size (diameter, px)
+    <name>/orientations  (N,)   float32  OpenCV keypoint angle (degrees)
+    <name>/descriptors   (D, N) float32  transposed as hloc stores them
+    <name>/scores        (N,)   float32  detector response
+    <name>/image_size    (2,)   int64    [width, height] of the original image
+
+matches file, one group per pair named by :func:`names_to_pair`
+(``"a.jpg/b.jpg"``, i.e. nested groups; ``/`` inside names becomes ``-``)::
+
+    <pair>/matches0          (N0,) int32    index into image 1, -1 = unmatched
+    <pair>/matching_scores0  (N0,) float32  score of the match (0 where none)
+
+Keypoints are float32 and indices int32 (hloc's float16/int16 lose a pixel
+above 1024 px and cap at 32767 keypoints).
+
+Crash safety: a group is written in full, then flagged with the attribute
+``complete = True``; readers treat an unflagged group as absent and writers
+replace it. A process killed mid-write therefore leaves at worst one group to
+redo. HDF5 itself is not journaled: if the kill hits the file's own metadata,
+opening fails with :class:`StorageError` naming the file, and the caller
+(``patchmatch.sfm``) moves it aside and recomputes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .features import Features
+
+logger = logging.getLogger(__name__)
+
+#: Attribute set on a group once all its datasets are written.
+COMPLETE = "complete"
+
+
+class StorageError(RuntimeError):
+    """An h5 file or group is unreadable or inconsistent; the message names both."""
+
+
+def names_to_pair(name0: str, name1: str, separator: str = "/") -> str:
+    """hloc's key of an image pair in matches.h5: ``"a.jpg/b.jpg"``.
+
+    A ``/`` inside an image name is replaced by ``-``, so the key has exactly
+    two levels.
+    """
+    return separator.join((name0.replace("/", "-"), name1.replace("/", "-")))
+
+
+def names_to_pair_old(name0: str, name1: str) -> str:
+    """hloc's older pair key, ``"a.jpg_b.jpg"`` (read only, for old files)."""
+    return names_to_pair(name0, name1, separator="_")
+
+
+def _open(path: Path, mode: str) -> h5py.File:
+    try:
+        return h5py.File(str(path), mode, libver="latest")
+    except OSError as error:
+        raise StorageError(f"{path}: cannot open as HDF5 ({error}); delete or move the file to recompute it") from error
+
+
+def _is_complete(group) -> bool:
+    return isinstance(group, h5py.Group) and bool(group.attrs.get(COMPLETE, False))
+
+
+def _replace_group(fd: h5py.File, key: str) -> h5py.Group:
+    if key in fd:
+        del fd[key]
+    return fd.create_group(key)
+
+
+# --------------------------------------------------------------------------
+# Features
+# --------------------------------------------------------------------------
+def write_features(path: str | os.PathLike, name: str, features: Features) -> None:
+    """Write (or replace) the features of one image.
+
+    Args:
+        path: the features file (created if absent).
+        name: the image name (relative path, posix separators).
+        features: keypoints in pixels of the original image (see the module doc).
+
+    Raises:
+        ValueError: inconsistent array shapes.
+        StorageError: the file cannot be opened.
+    """
+    kps = np.asarray(features.keypoints, dtype=np.float32)
+    desc = np.asarray(features.descriptors, dtype=np.float32)
+    scores = np.asarray(features.scores, dtype=np.float32)
+    size = np.asarray(features.image_size, dtype=np.int64)
+    n = len(kps)
+    if kps.ndim != 2 or kps.shape[1] != 4:
+        raise ValueError(f"{name}: keypoints must be (N, 4) [x, y, size, angle], got {kps.shape}")
+    if desc.ndim != 2 or len(desc) != n or scores.shape != (n,) or size.shape != (2,):
+        raise ValueError(
+            f"{name}: inconsistent features (keypoints {kps.shape}, descriptors {desc.shape}, "
+            f"scores {scores.shape}, image_size {size.shape})"
+        )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _open(path, "a") as fd:
+        grp = _replace_group(fd, name)
+        grp.create_dataset("keypoints", data=np.ascontiguousarray(kps[:, :2]))
+        grp.create_dataset("scales", data=np.ascontiguousarray(kps[:, 2]))
+        grp.create_dataset("orientations", data=np.ascontiguousarray(kps[:, 3]))
+        grp.create_dataset("descriptors", data=np.ascontiguousarray(desc.T))
+        grp.create_dataset("scores", data=scores)
+        grp.create_dataset("image_size", data=size)
+        fd.flush()
+        grp.attrs[COMPLETE] = True
+
+
+def read_features(path: str | os.PathLike, name: str) -> Features:
+    """Read the features of one image.
+
+    Returns:
+        :class:`~patchmatch.features.Features` with ``keypoints`` (N, 4)
+        ``[x, y, size, angle]`` float32 in pixels of the original image.
+
+    Raises:
+        KeyError: the file holds no complete entry for ``name``.
+        StorageError: the file cannot be opened or the entry is malformed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise KeyError(f"{path} does not exist (no features for {name!r})")
+    with _open(path, "r") as fd:
+        grp = fd.get(name)
+        if not _is_complete(grp):
+            raise KeyError(f"{path} holds no complete features for {name!r}")
+        try:
+            xy = grp["keypoints"][()]
+            n = len(xy)
+            scales = grp["scales"][()] if "scales" in grp else np.ones(n, np.float32)
+            oris = grp["orientations"][()] if "orientations" in grp else np.zeros(n, np.float32)
+            desc = grp["descriptors"][()].T
+            scores = grp["scores"][()]
+            size = grp["image_size"][()]
+        except KeyError as error:
+            raise StorageError(f"{path}: features of {name!r} lack a dataset ({error})") from error
+    kps = np.concatenate([xy, scales[:, None], oris[:, None]], axis=1).astype(np.float32)
+    return Features(
+        np.ascontiguousarray(kps),
+        np.ascontiguousarray(desc, dtype=np.float32),
+        scores.astype(np.float32),
+        size.astype(np.int64),
+    )
+
+
+def list_features(path: str | os.PathLike) -> list[str]:
+    """Names of the images with complete features in a file (``[]`` if no file).
+
+    Raises:
+        StorageError: the file exists but cannot be opened.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    names: list[str] = []
+    with _open(path, "r") as fd:
+
+        def visit(key, obj):
+            if _is_complete(obj) and "keypoints" in obj:
+                names.append(key)
+
+        fd.visititems(visit)
+    return sorted(names)
+
+
+def has_features(path: str | os.PathLike, name: str) -> bool:
+    """Whether the file holds complete features of ``name``.
+
+    Raises:
+        StorageError: the file exists but cannot be opened.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with _open(path, "r") as fd:
+        return _is_complete(fd.get(name))
+
+
+# --------------------------------------------------------------------------
+# Matches
+# --------------------------------------------------------------------------
+def matches_to_matches0(matches: np.ndarray, scores: np.ndarray, num_keypoints0: int) -> tuple[np.ndarray, np.ndarray]:
+    """(K, 2) index pairs → hloc's ``matches0`` (N0,) int32 and ``matching_scores0`` (N0,) float32.
+
+    Raises:
+        ValueError: bad shapes, indices out of range, or a keypoint of image 0
+            matched twice (``matches0`` holds one match per keypoint).
+    """
+    matches = np.asarray(matches, dtype=np.int64).reshape(-1, 2)
+    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+    if len(scores) != len(matches):
+        raise ValueError(f"{len(matches)} matches but {len(scores)} scores")
+    if len(matches) and (matches.min() < 0 or matches[:, 0].max() >= num_keypoints0):
+        raise ValueError(f"match indices out of range for {num_keypoints0} keypoints in image 0")
+    if len(np.unique(matches[:, 0])) != len(matches):
+        raise ValueError("a keypoint of image 0 is matched twice; matches0 holds one match per keypoint")
+    matches0 = np.full(num_keypoints0, -1, np.int32)
+    scores0 = np.zeros(num_keypoints0, np.float32)
+    matches0[matches[:, 0]] = matches[:, 1]
+    scores0[matches[:, 0]] = scores
+    return matches0, scores0
+
+
+def matches0_to_matches(matches0: np.ndarray, scores0: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """hloc's ``matches0`` → ``(matches (K, 2) int64, scores (K,) float32)``, in image-0 order."""
+    matches0 = np.asarray(matches0).reshape(-1)
+    idx = np.nonzero(matches0 >= 0)[0]
+    matches = np.stack([idx, matches0[idx]], axis=1).astype(np.int64)
+    scores = (
+        np.asarray(scores0, dtype=np.float32)[idx] if scores0 is not None else np.ones(len(idx), np.float32)
+    )
+    return matches, scores
+
+
+def _find_pair(fd: h5py.File, name0: str, name1: str) -> tuple[str, bool] | None:
+    """Key of a complete pair group and whether it is stored reversed (hloc's find_pair)."""
+    for key, reverse in (
+        (names_to_pair(name0, name1), False),
+        (names_to_pair(name1, name0), True),
+        (names_to_pair_old(name0, name1), False),
+        (names_to_pair_old(name1, name0), True),
+    ):
+        if _is_complete(fd.get(key)):
+            return key, reverse
+    return None
+
+
+def write_matches(
+    path: str | os.PathLike,
+    name0: str,
+    name1: str,
+    matches: np.ndarray,
+    scores: np.ndarray,
+    num_keypoints0: int,
+) -> None:
+    """Write (or replace) the matches of one pair as ``names_to_pair(name0, name1)``.
+
+    Args:
+        path: the matches file (created if absent).
+        name0: image 0. name1: image 1.
+        matches: (K, 2) int keypoint indices ``[i0, i1]``.
+        scores: (K,) float match scores (higher = more similar).
+        num_keypoints0: N0, the number of keypoints of image 0.
+
+    Raises:
+        ValueError: see :func:`matches_to_matches0`; ``name0 == name1``.
+        StorageError: the file cannot be opened.
+    """
+    if name0 == name1:
+        raise ValueError(f"self pair {name0!r}")
+    matches0, scores0 = matches_to_matches0(matches, scores, num_keypoints0)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _open(path, "a") as fd:
+        for key in (names_to_pair(name1, name0), names_to_pair_old(name0, name1), names_to_pair_old(name1, name0)):
+            if key in fd:  # a stale copy in another key would shadow or duplicate this one
+                del fd[key]
+        grp = _replace_group(fd, names_to_pair(name0, name1))
+        grp.create_dataset("matches0", data=matches0)
+        grp.create_dataset("matching_scores0", data=scores0)
+        fd.flush()
+        grp.attrs[COMPLETE] = True
+
+
+def read_matches(path: str | os.PathLike, name0: str, name1: str) -> tuple[np.ndarray, np.ndarray]:
+    """Matches of a pair, in the order asked, whichever order they were stored in.
+
+    Returns:
+        ``(matches (K, 2) int64 [i0, i1], scores (K,) float32)``.
+
+    Raises:
+        KeyError: the file holds no complete entry for the pair.
+        StorageError: the file cannot be opened or the entry is malformed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise KeyError(f"{path} does not exist (no matches for {name0!r}, {name1!r})")
+    with _open(path, "r") as fd:
+        found = _find_pair(fd, name0, name1)
+        if found is None:
+            raise KeyError(f"{path} holds no complete matches for {name0!r}, {name1!r}")
+        key, reverse = found
+        grp = fd[key]
+        if "matches0" not in grp:
+            raise StorageError(f"{path}: pair {key!r} lacks 'matches0'")
+        matches0 = grp["matches0"][()]
+        scores0 = grp["matching_scores0"][()] if "matching_scores0" in grp else None
+    matches, scores = matches0_to_matches(matches0, scores0)
+    if reverse:
+        matches = matches[:, ::-1].copy()
+        order = np.argsort(matches[:, 0], kind="stable")
+        matches, scores = matches[order], scores[order]
+    return matches, scores
+
+
+def has_matches(path: str | os.PathLike, name0: str, name1: str) -> bool:
+    """Whether the file holds complete matches of the pair, in either order.
+
+    Raises:
+        StorageError: the file exists but cannot be opened.
+    """
+    return not missing_pairs(path, [(name0, name1)])
+
+
+def missing_pairs(path: str | os.PathLike, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The pairs of ``pairs`` without complete matches in the file (all if no file).
+
+    Raises:
+        StorageError: the file exists but cannot be opened.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return list(pairs)
+    with _open(path, "r") as fd:
+        return [(a, b) for a, b in pairs if _find_pair(fd, a, b) is None]
+
+
+def missing_features(path: str | os.PathLike, names: Iterable[str]) -> list[str]:
+    """The names without complete features in the file (all if no file).
+
+    Raises:
+        StorageError: the file exists but cannot be opened.
+    """
+    path = Path(path)
+    names = list(names)
+    if not path.is_file():
+        return names
+    with _open(path, "r") as fd:
+        return [n for n in names if not _is_complete(fd.get(n))]
