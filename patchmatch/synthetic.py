@@ -596,6 +596,75 @@ def render_view(scene: SyntheticScene, index: int) -> RenderedView:
     return RenderedView(image=image, depth=depth.astype(np.float32), surface=label)
 
 
+def backproject(scene: SyntheticScene, index: int, view: RenderedView, pixels: np.ndarray) -> np.ndarray:
+    """World points seen at (sub-pixel) positions of a rendered view.
+
+    The surface is the one seen at the nearest pixel centre; the point is the exact
+    intersection of the pixel's ray with that surface's plane.
+
+    Args:
+        scene: The scene.
+        index: Camera index of the view.
+        view: ``render_view(scene, index)``.
+        pixels: (N, 2) pixel coordinates (OpenCV convention, centres at integers).
+
+    Returns:
+        (N, 3) float64 world points in metres; NaN rows where no surface is seen or the
+        position is outside the image.
+    """
+    cam = scene.cameras[index]
+    pixels = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
+    out = np.full((len(pixels), 3), np.nan)
+    ij = np.round(pixels).astype(np.int64)
+    h, w = view.surface.shape
+    ok = (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
+    label = np.full(len(pixels), -1, np.int64)
+    label[ok] = view.surface[ij[ok, 1], ij[ok, 0]]
+    rays = np.c_[pixels, np.ones(len(pixels))] @ np.linalg.inv(cam.K).T @ cam.R  # world directions, z_cam = 1
+    center = cam.center
+    for k in np.unique(label[label >= 0]):
+        s = scene.surfaces[k]
+        sel = label == k
+        lam = ((s.origin - center) @ s.normal) / (rays[sel] @ s.normal)
+        out[sel] = center + lam[:, None] * rays[sel]
+    return out
+
+
+def transfer(
+    scene: SyntheticScene,
+    index0: int,
+    view0: RenderedView,
+    index1: int,
+    view1: RenderedView,
+    pixels0: np.ndarray,
+    depth_tolerance: float = 0.01,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ground-truth correspondences: where pixels of view 0 appear in view 1.
+
+    Args:
+        scene: The scene.
+        index0: Camera index of view 0. view0: ``render_view(scene, index0)``.
+        index1: Camera index of view 1. view1: ``render_view(scene, index1)``.
+        pixels0: (N, 2) pixel coordinates in view 0 (OpenCV convention).
+        depth_tolerance: Relative depth difference under which the transferred point counts
+            as the surface seen in view 1 (not occluded).
+
+    Returns:
+        ``(pixels1, visible)``: (N, 2) float64 positions in view 1 (NaN where view 0 sees no
+        surface) and (N,) bool, True where the point is inside view 1 and not occluded there.
+    """
+    X = backproject(scene, index0, view0, pixels0)
+    p1, d1 = scene.cameras[index1].project(X)
+    h, w = view1.depth.shape
+    with np.errstate(invalid="ignore"):
+        ij = np.round(np.nan_to_num(p1, nan=-1.0)).astype(np.int64)
+        inside = np.isfinite(d1) & (d1 > 0) & (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
+    visible = np.zeros(len(p1), bool)
+    seen = view1.depth[ij[inside, 1], ij[inside, 0]]
+    visible[inside] = d1[inside] <= seen * (1.0 + depth_tolerance)
+    return p1, visible
+
+
 def render_scene(
     out_dir: str | Path,
     seed: int = 0,

@@ -15,9 +15,11 @@ from patchmatch.synthetic import (
     SceneConfig,
     Surface,
     SyntheticScene,
+    backproject,
     make_scene,
     render_scene,
     render_view,
+    transfer,
 )
 
 SHARED_SCENES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "scenes"
@@ -213,6 +215,31 @@ def test_projected_points_land_on_rendered_markers(scene):
             assert view.depth[y, x] == pytest.approx(d, rel=0.02)
             checked += 1
     assert checked >= 25
+
+
+def test_transfer_round_trip_and_occlusion(scene):
+    i, j = 2, 6
+    v0, v1 = render_view(scene, i), render_view(scene, j)
+    rng = np.random.default_rng(2)
+    px = rng.uniform([0, 0], [639, 479], size=(4000, 2))
+    X = backproject(scene, i, v0, px)
+    seen = np.isfinite(X[:, 0])
+    assert seen.mean() > 0.7
+    p, d = scene.cameras[i].project(X[seen])
+    np.testing.assert_allclose(p, px[seen], atol=1e-6)  # back-projection lands on the ray
+    p1, visible = transfer(scene, i, v0, j, v1, px)
+    assert 0.3 < visible.mean() < 1.0
+    back, visible_back = transfer(scene, j, v1, i, v0, p1[visible])
+    # Visible in both views: the round trip returns to the start, except at sub-pixel seams.
+    close = np.linalg.norm(back - px[visible], axis=1) < 1e-6
+    assert visible_back.mean() > 0.97 and close.mean() > 0.97
+    # Points hidden in view j: the surface seen there is nearer than the transferred point.
+    X1 = backproject(scene, j, v1, p1[seen & ~visible & np.isfinite(p1[:, 0])])
+    inside = np.isfinite(X1[:, 0])
+    c1 = scene.cameras[j].center
+    hidden = X[seen & ~visible & np.isfinite(p1[:, 0])][inside]
+    assert len(hidden) > 20  # the boxes do occlude parts of the room between these views
+    assert np.all(np.linalg.norm(X1[inside] - c1, axis=1) < np.linalg.norm(hidden - c1, axis=1))
 
 
 @pytest.mark.slow
