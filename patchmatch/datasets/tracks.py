@@ -1,0 +1,854 @@
+"""Ground-truth patch pairs from scenes with known cameras, tied by geometry alone.
+
+SIFT keypoints (:func:`patchmatch.features.detect`) of the images of a :class:`~.scenes.Scene`
+are tied into tracks without ever looking at a descriptor:
+
+1. **Candidates** for every pair of neighbouring views (optical axes within
+   ``max_view_angle_deg``): keypoint pairs within ``epipolar_px`` of each other's epipolar line
+   (in both images), triangulating in front of both cameras, reprojecting within
+   ``reprojection_px``, and whose keypoint *physical* sizes agree (``size * depth / focal``
+   within a factor ``size_ratio``).
+2. **Verification** in third views: the candidate's 3D point must project within
+   ``reprojection_px`` of exactly one scale-consistent keypoint in at least ``min_support``
+   other views (two or more such keypoints = ambiguous, no support).
+3. **Uniqueness**: within a view pair, a keypoint with two or more verified partners is
+   ambiguous and all its candidates are dropped (mutual, one-to-one).
+4. **Tracks**: connected components of the verified matches; a component holding two keypoints
+   of one image is dropped; the rest are triangulated from all their views and observations
+   reprojecting further than ``reprojection_px`` (or with an inconsistent physical size) are
+   removed, worst first, re-triangulating each time.
+
+From the tracks a *pair set* is written (:func:`write_pair_set`): positives are two views of one
+track; random negatives are observations of two different tracks; hard negatives pair an
+observation with the keypoint of the partner image that is nearest to it by SIFT descriptor but
+is not its partner (nor within ``hard_exclusion_px`` of where the track projects).
+
+Keypoints are in the OpenCV pixel convention, the same as the cameras of ``cameras.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .scenes import Camera, Scene, fundamental_matrix, load_scene
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "TrackConfig",
+    "ImageFeatures",
+    "Tracks",
+    "PairSetConfig",
+    "detect_scene",
+    "neighbour_pairs",
+    "build_tracks",
+    "build_pair_set",
+    "write_pair_set",
+    "triangulate",
+    "PAIRSET_VERSION",
+]
+
+PAIRSET_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    """How keypoints are tied into tracks (all distances in pixels of the full-size images).
+
+    Attributes:
+        max_keypoints: SIFT keypoints per image (strongest first, before removing duplicates).
+        epipolar_px: maximum distance of a candidate from the epipolar line, in both images.
+        reprojection_px: maximum reprojection error of a track's 3D point, in every view.
+        size_ratio: maximum ratio between two estimates of a keypoint's physical size
+            (``size * depth / focal``), >= 1.
+        min_support: third views in which a candidate must be confirmed.
+        min_track_length: views a track must keep after cleaning.
+        max_view_angle_deg: two views are searched for candidates when their optical axes
+            differ by at most this angle.
+        max_neighbours: at most this many neighbour views per image (smallest angle first).
+        min_triangulation_deg: minimum angle between the two rays of a candidate.
+        seed: not used by track building; kept for symmetry with :class:`PairSetConfig`.
+    """
+
+    max_keypoints: int = 4096
+    epipolar_px: float = 1.0
+    reprojection_px: float = 1.0
+    size_ratio: float = 1.4
+    min_support: int = 1
+    min_track_length: int = 3
+    max_view_angle_deg: float = 40.0
+    max_neighbours: int = 8
+    min_triangulation_deg: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.max_keypoints <= 0:
+            raise ValueError(f"max_keypoints must be > 0, got {self.max_keypoints}")
+        if self.epipolar_px <= 0 or self.reprojection_px <= 0:
+            raise ValueError("epipolar_px and reprojection_px must be > 0")
+        if self.size_ratio < 1:
+            raise ValueError(f"size_ratio must be >= 1, got {self.size_ratio}")
+        if self.min_support < 0 or self.min_track_length < 2:
+            raise ValueError("min_support must be >= 0 and min_track_length >= 2")
+        if self.max_neighbours < 1:
+            raise ValueError(f"max_neighbours must be >= 1, got {self.max_neighbours}")
+
+
+@dataclass
+class ImageFeatures:
+    """Keypoints of one image after removing duplicate locations.
+
+    Attributes:
+        name: image name in the scene.
+        keypoints: (N, 4) float32 ``[x, y, size, angle_deg]``, OpenCV pixel convention.
+        descriptors: (N, 128) float32 SIFT descriptors.
+    """
+
+    name: str
+    keypoints: np.ndarray
+    descriptors: np.ndarray
+
+
+@dataclass
+class Tracks:
+    """Observations of 3D points, flattened.
+
+    Attributes:
+        image_index: (N,) int32 index into ``names`` of each observation.
+        keypoint_index: (N,) int32 index of the keypoint in its image's :class:`ImageFeatures`.
+        track_id: (N,) int32 track of each observation, 0..T-1, observations grouped by track.
+        points3d: (T, 3) float64 triangulated points, world coordinates.
+        names: image names, the order ``image_index`` refers to.
+    """
+
+    image_index: np.ndarray
+    keypoint_index: np.ndarray
+    track_id: np.ndarray
+    points3d: np.ndarray
+    names: list[str] = field(default_factory=list)
+
+    @property
+    def num_tracks(self) -> int:
+        """Number of tracks T."""
+        return len(self.points3d)
+
+    def __len__(self) -> int:
+        return len(self.track_id)
+
+
+def _dedup_keypoints(kps: np.ndarray, desc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the first keypoint of each location (SIFT repeats a location per orientation)."""
+    if len(kps) == 0:
+        return kps, desc
+    key = np.round(kps[:, :3].astype(np.float64) * 1000.0).astype(np.int64)
+    _, first = np.unique(key, axis=0, return_index=True)
+    first = np.sort(first)
+    return kps[first], desc[first]
+
+
+def detect_scene(
+    scene: Scene, names: Sequence[str], max_keypoints: int = 4096, progress: bool = False
+) -> tuple[dict[str, ImageFeatures], dict[str, np.ndarray]]:
+    """Read and detect SIFT in the given images of a scene.
+
+    Args:
+        scene: the scene.
+        names: image names to process.
+        max_keypoints: keypoints per image.
+        progress: show a tqdm bar.
+
+    Returns:
+        ``(features, images)``: per name the de-duplicated :class:`ImageFeatures` and the
+        (H, W) uint8 grey image.
+
+    Raises:
+        ValueError: if an image's size differs from its camera's ``width``/``height``.
+    """
+    from ..features import detect
+    from ..images import read_gray
+
+    feats: dict[str, ImageFeatures] = {}
+    images: dict[str, np.ndarray] = {}
+    it = names
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(names, desc=f"SIFT {scene.name}", unit="img")
+    for name in it:
+        cam = scene.cameras[name]
+        img, scale = read_gray(scene.image_path(name))
+        if img.shape != (cam.height, cam.width) or scale != 1.0:
+            raise ValueError(
+                f"{scene.image_path(name)}: image is {img.shape[1]}x{img.shape[0]} but "
+                f"{scene.root / 'cameras.json'} says {cam.width}x{cam.height}"
+            )
+        f = detect(img, max_keypoints=max_keypoints)
+        kps, desc = _dedup_keypoints(
+            np.asarray(f.keypoints, dtype=np.float32), np.asarray(f.descriptors, dtype=np.float32)
+        )
+        feats[name] = ImageFeatures(name=name, keypoints=kps, descriptors=desc)
+        images[name] = img
+    return feats, images
+
+
+def neighbour_pairs(scene: Scene, names: Sequence[str], config: TrackConfig) -> list[tuple[int, int]]:
+    """View pairs searched for candidates: optical axes within ``max_view_angle_deg``.
+
+    Each view keeps at most ``max_neighbours`` partners (smallest angle first); a pair is kept
+    when either view keeps the other.
+
+    Args:
+        scene: the scene.
+        names: the images considered.
+        config: track configuration.
+
+    Returns:
+        Sorted list of index pairs ``(i, j)`` into ``names`` with ``i < j``.
+    """
+    axes = np.stack([scene.cameras[n].R[2] for n in names])
+    centers = np.stack([scene.cameras[n].center for n in names])
+    cos = np.clip(axes @ axes.T, -1.0, 1.0)
+    ang = np.degrees(np.arccos(cos))
+    n = len(names)
+    pairs: set[tuple[int, int]] = set()
+    for i in range(n):
+        order = [j for j in np.argsort(ang[i], kind="stable") if j != i and ang[i, j] <= config.max_view_angle_deg]
+        order = [j for j in order if np.linalg.norm(centers[i] - centers[j]) > 0]
+        for j in order[: config.max_neighbours]:
+            pairs.add((min(i, int(j)), max(i, int(j))))
+    return sorted(pairs)
+
+
+def triangulate(Ps: np.ndarray, uv: np.ndarray) -> np.ndarray:
+    """Linear (DLT) triangulation of many points, each seen in the same number of views.
+
+    Args:
+        Ps: (M, V, 3, 4) projection matrices of each point's views.
+        uv: (M, V, 2) pixel observations.
+
+    Returns:
+        (M, 3) float64 world points (inhomogeneous; points at infinity give huge values).
+    """
+    Ps = np.asarray(Ps, dtype=np.float64)
+    uv = np.asarray(uv, dtype=np.float64)
+    a = uv[..., 0:1] * Ps[..., 2, :] - Ps[..., 0, :]
+    b = uv[..., 1:2] * Ps[..., 2, :] - Ps[..., 1, :]
+    A = np.concatenate([a, b], axis=1)  # (M, 2V, 4)
+    # Row scaling for conditioning.
+    A = A / np.maximum(np.linalg.norm(A, axis=2, keepdims=True), 1e-12)
+    _, _, vt = np.linalg.svd(A)
+    X = vt[:, -1, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return X[:, :3] / X[:, 3:4]
+
+
+class _Grid:
+    """Fixed-radius neighbour lookup over 2D points (a hashed grid; no scipy needed)."""
+
+    def __init__(self, xy: np.ndarray, cell: float) -> None:
+        self.xy = np.asarray(xy, dtype=np.float64)
+        self.cell = float(cell)
+        ij = np.floor(self.xy / self.cell).astype(np.int64)
+        self.key = self._key(ij[:, 0], ij[:, 1])
+        self.order = np.argsort(self.key, kind="stable")
+        self.sorted_key = self.key[self.order]
+
+    @staticmethod
+    def _key(i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        return (i + (1 << 20)) * (1 << 22) + (j + (1 << 20))
+
+    def query(self, q: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray]:
+        """All (query, point) index pairs closer than ``radius`` (``radius <= cell``).
+
+        Args:
+            q: (M, 2) query points (finite).
+            radius: search radius.
+
+        Returns:
+            ``(qi, pi)`` int64 arrays of equal length.
+        """
+        q = np.asarray(q, dtype=np.float64)
+        ij = np.floor(q / self.cell).astype(np.int64)
+        qis, pis = [], []
+        for di in (-1, 0, 1):
+            for dj in (-1, 0, 1):
+                k = self._key(ij[:, 0] + di, ij[:, 1] + dj)
+                lo = np.searchsorted(self.sorted_key, k, "left")
+                hi = np.searchsorted(self.sorted_key, k, "right")
+                cnt = hi - lo
+                if cnt.sum() == 0:
+                    continue
+                qi = np.repeat(np.arange(len(q)), cnt)
+                offs = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+                pi = self.order[np.repeat(lo, cnt) + offs]
+                qis.append(qi)
+                pis.append(pi)
+        if not qis:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        qi = np.concatenate(qis)
+        pi = np.concatenate(pis)
+        d = np.linalg.norm(q[qi] - self.xy[pi], axis=1)
+        keep = d <= radius
+        return qi[keep], pi[keep]
+
+
+def _epipolar_candidates(
+    x0: np.ndarray, x1: np.ndarray, F: np.ndarray, thr: float, chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs with both symmetric epipolar distances <= thr (brute force, chunked)."""
+    h0 = np.hstack([x0, np.ones((len(x0), 1))]).astype(np.float64)
+    h1 = np.hstack([x1, np.ones((len(x1), 1))]).astype(np.float64)
+    l1 = h0 @ F.T  # lines in image 1 for points of image 0
+    l1 /= np.maximum(np.linalg.norm(l1[:, :2], axis=1, keepdims=True), 1e-12)
+    l0 = h1 @ F  # lines in image 0 for points of image 1
+    l0 /= np.maximum(np.linalg.norm(l0[:, :2], axis=1, keepdims=True), 1e-12)
+    l1 = l1.astype(np.float32)
+    h1t = h1.T.astype(np.float32)
+    ia, ib = [], []
+    for s in range(0, len(x0), chunk):
+        a, b = np.nonzero(np.abs(l1[s : s + chunk] @ h1t) <= thr)
+        ia.append(a + s)
+        ib.append(b)
+    ia_arr = np.concatenate(ia).astype(np.int64)
+    ib_arr = np.concatenate(ib).astype(np.int64)
+    # Symmetric check, on the few survivors only.
+    d0 = np.abs(np.sum(h0[ia_arr] * l0[ib_arr], axis=1))
+    ok = d0 <= thr
+    return ia_arr[ok], ib_arr[ok]
+
+
+def _physical_size(size: np.ndarray, depth: np.ndarray, cam: Camera) -> np.ndarray:
+    return size * depth / cam.focal
+
+
+def _reproj_err(cam: Camera, X: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p, depth = cam.project(X)
+    err = np.linalg.norm(p - uv, axis=1)
+    err[~(depth > 0) | ~np.isfinite(err)] = np.inf
+    return err, depth
+
+
+def _pair_matches(
+    i: int,
+    j: int,
+    names: Sequence[str],
+    cams: Sequence[Camera],
+    feats: Sequence[ImageFeatures],
+    grids: Sequence[_Grid],
+    verify_views: Sequence[int],
+    config: TrackConfig,
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Verified, unique keypoint matches between views i and j (see module docstring)."""
+    c0, c1 = cams[i], cams[j]
+    k0, k1 = feats[i].keypoints, feats[j].keypoints
+    stats = {"epipolar": 0, "geometric": 0, "verified": 0, "unique": 0}
+    if len(k0) == 0 or len(k1) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), stats
+    F = fundamental_matrix(c0, c1)
+    ia, ib = _epipolar_candidates(k0[:, :2], k1[:, :2], F, config.epipolar_px)
+    stats["epipolar"] = len(ia)
+    if len(ia) == 0:
+        return ia, ib, stats
+    uv0 = k0[ia, :2].astype(np.float64)
+    uv1 = k1[ib, :2].astype(np.float64)
+    P = np.stack([c0.P, c1.P])
+    X = triangulate(np.broadcast_to(P, (len(ia), 2, 3, 4)), np.stack([uv0, uv1], axis=1))
+    e0, d0 = _reproj_err(c0, X, uv0)
+    e1, d1 = _reproj_err(c1, X, uv1)
+    s0 = _physical_size(k0[ia, 2].astype(np.float64), d0, c0)
+    s1 = _physical_size(k1[ib, 2].astype(np.float64), d1, c1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ray0 = X - c0.center
+        ray1 = X - c1.center
+        cosang = np.sum(ray0 * ray1, axis=1) / (np.linalg.norm(ray0, axis=1) * np.linalg.norm(ray1, axis=1))
+        size_ok = np.abs(np.log(s0 / s1)) <= math.log(config.size_ratio)
+    ok = (
+        np.isfinite(X).all(axis=1)
+        & (e0 <= config.reprojection_px)
+        & (e1 <= config.reprojection_px)
+        & size_ok
+        & (cosang <= math.cos(math.radians(config.min_triangulation_deg)))
+    )
+    ia, ib, X = ia[ok], ib[ok], X[ok]
+    phys = np.sqrt(s0[ok] * s1[ok])
+    stats["geometric"] = len(ia)
+    if len(ia) == 0:
+        return ia, ib, stats
+    # Third-view verification: exactly one scale-consistent keypoint near the projection.
+    support = np.zeros(len(ia), np.int32)
+    logr = math.log(config.size_ratio)
+    for k in verify_views:
+        if k in (i, j):
+            continue
+        ck = cams[k]
+        if len(feats[k].keypoints) == 0:
+            continue
+        p, depth = ck.project(X)
+        vis = (depth > 0) & ck.contains(p)
+        idx = np.nonzero(vis)[0]
+        if len(idx) == 0:
+            continue
+        qi, pi = grids[k].query(p[idx], config.reprojection_px)
+        if len(qi) == 0:
+            continue
+        sk = _physical_size(feats[k].keypoints[pi, 2].astype(np.float64), depth[idx][qi], ck)
+        good = np.abs(np.log(sk / phys[idx][qi])) <= logr
+        cnt = np.bincount(qi[good], minlength=len(idx))
+        support[idx[cnt == 1]] += 1
+    ok = support >= config.min_support
+    ia, ib = ia[ok], ib[ok]
+    stats["verified"] = len(ia)
+    # Uniqueness: a keypoint with several verified partners is ambiguous.
+    ca = np.bincount(ia, minlength=len(k0))
+    cb = np.bincount(ib, minlength=len(k1))
+    ok = (ca[ia] == 1) & (cb[ib] == 1)
+    ia, ib = ia[ok], ib[ok]
+    stats["unique"] = len(ia)
+    return ia, ib, stats
+
+
+def build_tracks(
+    scene: Scene,
+    feats: dict[str, ImageFeatures],
+    names: Sequence[str] | None = None,
+    config: TrackConfig = TrackConfig(),
+    progress: bool = False,
+) -> Tracks:
+    """Tie keypoints of a scene into tracks by geometry alone (see module docstring).
+
+    Args:
+        scene: scene with ground-truth cameras.
+        feats: features per image name (:func:`detect_scene`).
+        names: images to use (default: all of ``feats``, sorted).
+        config: thresholds.
+        progress: show a tqdm bar over view pairs.
+
+    Returns:
+        :class:`Tracks`; every track has at least ``config.min_track_length`` observations,
+        at most one per image, all reprojecting within ``config.reprojection_px``.
+
+    Raises:
+        KeyError: if a name has no features or no camera.
+    """
+    names = sorted(feats) if names is None else list(names)
+    if len(names) < 2:
+        raise ValueError(f"need at least 2 images to build tracks, got {len(names)}")
+    cams = [scene.cameras[n] for n in names]
+    fl = [feats[n] for n in names]
+    cell = max(config.reprojection_px, 1e-3)
+    grids = [_Grid(f.keypoints[:, :2], cell) for f in fl]
+    pairs = neighbour_pairs(scene, names, config)
+    neigh: dict[int, set[int]] = {i: set() for i in range(len(names))}
+    for i, j in pairs:
+        neigh[i].add(j)
+        neigh[j].add(i)
+    offsets = np.concatenate([[0], np.cumsum([len(f.keypoints) for f in fl])])
+    edges = []
+    totals = {"epipolar": 0, "geometric": 0, "verified": 0, "unique": 0}
+    it = pairs
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(pairs, desc=f"tracks {scene.name}", unit="pair")
+    for i, j in it:
+        verify = sorted((neigh[i] | neigh[j]) - {i, j})
+        ia, ib, st = _pair_matches(i, j, names, cams, fl, grids, verify, config)
+        for key in totals:
+            totals[key] += st[key]
+        edges.append(np.stack([ia + offsets[i], ib + offsets[j]], axis=1))
+    logger.info("%s: %d view pairs, candidates %s", scene.name, len(pairs), totals)
+    edges_arr = np.concatenate(edges) if edges else np.zeros((0, 2), np.int64)
+    if len(edges_arr) == 0:
+        logger.warning("%s: no verified matches between %d images", scene.name, len(names))
+        z = np.zeros(0, np.int32)
+        return Tracks(z, z.copy(), z.copy(), np.zeros((0, 3)), list(names))
+    n_nodes = int(offsets[-1])
+    # Union-find over all keypoints.
+    parent = np.arange(n_nodes)
+
+    def find(x: int) -> int:
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    for a, b in edges_arr:
+        ra, rb = find(int(a)), find(int(b))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    nodes = np.unique(edges_arr.reshape(-1))
+    roots = np.array([find(int(x)) for x in nodes], dtype=np.int64)
+    node_img = np.searchsorted(offsets, nodes, side="right") - 1
+    node_kp = nodes - offsets[node_img]
+    order = np.lexsort((node_img, roots))
+    nodes, roots, node_img, node_kp = nodes[order], roots[order], node_img[order], node_kp[order]
+    comp = np.cumsum(np.r_[False, roots[1:] != roots[:-1]])  # component of each node, 0..C-1
+    # A component holding two keypoints of one image is ambiguous: drop it whole.
+    dup = np.r_[False, (comp[1:] == comp[:-1]) & (node_img[1:] == node_img[:-1])]
+    conflict = np.zeros(int(comp[-1]) + 1 if len(comp) else 0, bool)
+    conflict[comp[dup]] = True
+    n_conflict = int(conflict.sum())
+    sel = ~conflict[comp]
+    obs_comp, obs_img, obs_kp = comp[sel], node_img[sel], node_kp[sel]
+    X, keep = _clean_tracks(obs_comp, obs_img, obs_kp, cams, fl, config)
+    counts = np.bincount(obs_comp[keep], minlength=len(X))
+    good = (counts >= config.min_track_length) & np.isfinite(X).all(axis=1)
+    n_short = int(len(np.unique(obs_comp)) - good.sum())
+    keep &= good[obs_comp]
+    new_id = np.cumsum(good) - 1
+    logger.info(
+        "%s: %d tracks kept, %d dropped (two keypoints in one image), %d dropped (too short after cleaning)",
+        scene.name,
+        int(good.sum()),
+        n_conflict,
+        n_short,
+    )
+    return Tracks(
+        image_index=obs_img[keep].astype(np.int32),
+        keypoint_index=obs_kp[keep].astype(np.int32),
+        track_id=new_id[obs_comp[keep]].astype(np.int32),
+        points3d=X[good].reshape(-1, 3),
+        names=list(names),
+    )
+
+
+def _clean_tracks(
+    comp: np.ndarray,
+    img: np.ndarray,
+    kp: np.ndarray,
+    cams: Sequence[Camera],
+    fl: Sequence[ImageFeatures],
+    config: TrackConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Triangulate every component from all its views; drop the worst observation until all agree.
+
+    Args:
+        comp: (N,) component id of each observation, sorted, 0..C-1 (gaps allowed).
+        img: (N,) image index of each observation.
+        kp: (N,) keypoint index of each observation.
+        cams: cameras by image index.
+        fl: features by image index.
+        config: thresholds (``reprojection_px``, ``size_ratio``, ``min_track_length``).
+
+    Returns:
+        ``(X, keep)``: (C, 3) float64 points (NaN where the component failed) and (N,) bool
+        observations kept.
+    """
+    n_comp = int(comp.max()) + 1 if len(comp) else 0
+    X = np.full((n_comp, 3), np.nan)
+    keep = np.ones(len(comp), bool)
+    done = np.zeros(n_comp, bool)
+    P = np.stack([c.P for c in cams])
+    uv_all = np.stack([fl[a].keypoints[b, :2] for a, b in zip(img, kp)]).astype(np.float64) if len(comp) else np.zeros((0, 2))
+    size_all = np.array([fl[a].keypoints[b, 2] for a, b in zip(img, kp)], dtype=np.float64)
+    focal = np.array([c.focal for c in cams])
+    Z = np.stack([np.r_[c.R[2], c.t[2]] for c in cams])  # depth row of [R | t]
+    logr = math.log(config.size_ratio)
+    while True:
+        counts = np.bincount(comp[keep], minlength=n_comp)
+        active = (~done) & (counts >= config.min_track_length)
+        if not active.any():
+            break
+        for L in np.unique(counts[active]):
+            tids = np.flatnonzero(active & (counts == L))
+            obs = np.flatnonzero(keep & np.isin(comp, tids))
+            obs = obs[np.argsort(comp[obs], kind="stable")].reshape(len(tids), L)
+            Xt = triangulate(P[img[obs]], uv_all[obs])  # (T, 3)
+            Xh = np.concatenate([Xt, np.ones((len(Xt), 1))], axis=1)
+            proj = np.einsum("tlij,tj->tli", P[img[obs]], Xh)
+            depth = np.einsum("tlj,tj->tl", Z[img[obs]], Xh)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                err = np.linalg.norm(proj[..., :2] / proj[..., 2:3] - uv_all[obs], axis=2)
+                phys = size_all[obs] * depth / focal[img[obs]]
+                med = np.median(phys, axis=1, keepdims=True)
+                size_bad = ~(np.abs(np.log(phys / med)) <= logr)
+            err[~(depth > 0) | ~np.isfinite(err) | size_bad] = np.inf
+            ok_all = (err <= config.reprojection_px).all(axis=1) & np.isfinite(Xt).all(axis=1)
+            X[tids[ok_all]] = Xt[ok_all]
+            done[tids[ok_all]] = True
+            bad = np.flatnonzero(~ok_all)
+            if len(bad):
+                e = np.where(np.isfinite(err[bad]), err[bad], 1e30)
+                keep[obs[bad, np.argmax(e, axis=1)]] = False
+    return X, keep
+
+
+@dataclass(frozen=True)
+class PairSetConfig:
+    """How pairs are drawn from tracks.
+
+    Attributes:
+        tracks: track-building thresholds.
+        max_positives_per_track: at most this many view pairs of one track become positives
+            (drawn at random when the track has more).
+        hard_exclusion_px: a hard-negative keypoint must lie further than this from where the
+            positive's 3D point projects in the partner image.
+        seed: seed of every random draw.
+    """
+
+    tracks: TrackConfig = TrackConfig()
+    max_positives_per_track: int = 6
+    hard_exclusion_px: float = 8.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_positives_per_track < 1:
+            raise ValueError("max_positives_per_track must be >= 1")
+        if self.hard_exclusion_px <= self.tracks.reprojection_px:
+            raise ValueError("hard_exclusion_px must exceed tracks.reprojection_px")
+
+
+@dataclass
+class PairSet:
+    """Observations (one per patch) and labelled pairs of them.
+
+    Attributes:
+        image_index: (N,) int32 image of each observation (index into ``names``).
+        keypoint_index: (N,) int32 keypoint index in that image's features.
+        track_id: (N,) int32 track, -1 for hard-negative keypoints outside every track.
+        keypoints: (N, 4) float32 ``[x, y, size, angle_deg]``.
+        descriptors: (N, 128) float32 SIFT descriptors.
+        pairs_random: (M, 3) int64 ``[i, j, label]``, half positive, negatives from two tracks.
+        pairs_hard: (M', 3) int64 ``[i, j, label]``, half positive, hard negatives.
+        points3d: (T, 3) float64 track points.
+        names: image names.
+    """
+
+    image_index: np.ndarray
+    keypoint_index: np.ndarray
+    track_id: np.ndarray
+    keypoints: np.ndarray
+    descriptors: np.ndarray
+    pairs_random: np.ndarray
+    pairs_hard: np.ndarray
+    points3d: np.ndarray
+    names: list[str]
+
+
+def build_pair_set(
+    scene: Scene, feats: dict[str, ImageFeatures], tracks: Tracks, config: PairSetConfig = PairSetConfig()
+) -> PairSet:
+    """Draw balanced positive / negative pairs from tracks.
+
+    Positives: up to ``max_positives_per_track`` pairs of views of one track. ``pairs_random``
+    has as many negatives as positives, each pairing observations of two different tracks.
+    ``pairs_hard`` keeps the positives ``(a, b)`` that have a hard negative and adds, for each,
+    ``(a, h)`` where ``h`` is the keypoint of ``b``'s image nearest to ``a`` by SIFT descriptor
+    that is neither ``b`` nor within ``hard_exclusion_px`` of the projected track point.
+
+    Args:
+        scene: the scene (cameras).
+        feats: features per image name.
+        tracks: tracks from :func:`build_tracks`.
+        config: sampling configuration.
+
+    Returns:
+        The :class:`PairSet`; observations ``0..len(tracks)-1`` are the track observations in
+        order, the hard-negative keypoints that belong to no track follow with ``track_id == -1``.
+
+    Raises:
+        ValueError: if there are no tracks.
+    """
+    if tracks.num_tracks == 0:
+        raise ValueError(f"{scene.root}: no tracks to draw pairs from")
+    rng = np.random.default_rng(config.seed)
+    names = tracks.names
+    fl = [feats[n] for n in names]
+    img, kpi, tid = tracks.image_index.copy(), tracks.keypoint_index.copy(), tracks.track_id.copy()
+    # Positives.
+    starts = np.flatnonzero(np.r_[True, tid[1:] != tid[:-1]])
+    ends = np.r_[starts[1:], len(tid)]
+    pos = []
+    for s, e in zip(starts, ends):
+        L = e - s
+        a, b = np.triu_indices(L, 1)
+        if len(a) > config.max_positives_per_track:
+            sel = rng.choice(len(a), config.max_positives_per_track, replace=False)
+            a, b = a[np.sort(sel)], b[np.sort(sel)]
+        pos.append(np.stack([a + s, b + s], axis=1))
+    pos_arr = np.concatenate(pos).astype(np.int64)
+    # Randomly orient positives (which view is first).
+    flip = rng.random(len(pos_arr)) < 0.5
+    pos_arr[flip] = pos_arr[flip][:, ::-1]
+    n_obs = len(tid)
+    # Random negatives: two observations of different tracks.
+    neg = np.zeros((0, 2), np.int64)
+    while len(neg) < len(pos_arr):
+        need = len(pos_arr) - len(neg)
+        cand = rng.integers(0, n_obs, size=(need * 2, 2))
+        cand = cand[tid[cand[:, 0]] != tid[cand[:, 1]]]
+        neg = np.concatenate([neg, cand[:need]])
+    # Hard negatives.
+    lookup = {(int(a), int(b)): o for o, (a, b) in enumerate(zip(img, kpi))}
+    extra: list[tuple[int, int]] = []
+    hard_pos, hard_neg = [], []
+    by_pair: dict[tuple[int, int], list[int]] = {}
+    for p, (a, b) in enumerate(pos_arr):
+        by_pair.setdefault((int(img[a]), int(img[b])), []).append(p)
+    for (ia, ib), plist in sorted(by_pair.items()):
+        plist = np.asarray(plist)
+        a_obs = pos_arr[plist, 0]
+        b_obs = pos_arr[plist, 1]
+        da = fl[ia].descriptors[kpi[a_obs]]
+        db = fl[ib].descriptors
+        d2 = (da**2).sum(1)[:, None] + (db**2).sum(1)[None] - 2.0 * da @ db.T
+        cam = scene.cameras[names[ib]]
+        proj, _ = cam.project(tracks.points3d[tid[a_obs]])
+        near = np.linalg.norm(fl[ib].keypoints[None, :, :2] - proj[:, None, :], axis=2)
+        d2[near <= config.hard_exclusion_px] = np.inf
+        d2[np.arange(len(plist)), kpi[b_obs]] = np.inf
+        best = np.argmin(d2, axis=1)
+        valid = np.isfinite(d2[np.arange(len(plist)), best])
+        for p, a, h, v in zip(plist, a_obs, best, valid):
+            if not v:
+                continue
+            key = (ib, int(h))
+            o = lookup.get(key)
+            if o is None:
+                o = n_obs + len(extra)
+                lookup[key] = o
+                extra.append(key)
+            hard_pos.append(pos_arr[p])
+            hard_neg.append((a, o))
+    if extra:
+        ex = np.asarray(extra, dtype=np.int64)
+        img = np.concatenate([img, ex[:, 0]]).astype(np.int32)
+        kpi = np.concatenate([kpi, ex[:, 1]]).astype(np.int32)
+        tid = np.concatenate([tid, np.full(len(ex), -1)]).astype(np.int32)
+    keypoints = np.stack([fl[a].keypoints[b] for a, b in zip(img, kpi)]).astype(np.float32)
+    descriptors = np.stack([fl[a].descriptors[b] for a, b in zip(img, kpi)]).astype(np.float32)
+
+    def labelled(p: np.ndarray, n: np.ndarray) -> np.ndarray:
+        arr = np.concatenate(
+            [np.c_[p, np.ones(len(p), np.int64)], np.c_[n, np.zeros(len(n), np.int64)]]
+        ).astype(np.int64)
+        return arr[rng.permutation(len(arr))]
+
+    hp = np.asarray(hard_pos, np.int64).reshape(-1, 2)
+    hn = np.asarray(hard_neg, np.int64).reshape(-1, 2)
+    # Randomly put the hard negative's partner first or second (the anchor is the one from
+    # the positive), so that order carries no label information.
+    sw = rng.random(len(hn)) < 0.5
+    hn[sw] = hn[sw][:, ::-1]
+    return PairSet(
+        image_index=img,
+        keypoint_index=kpi,
+        track_id=tid,
+        keypoints=keypoints,
+        descriptors=descriptors,
+        pairs_random=labelled(pos_arr, neg),
+        pairs_hard=labelled(hp, hn),
+        points3d=tracks.points3d,
+        names=list(names),
+    )
+
+
+def write_pair_set(
+    scene_dir: str | Path,
+    out: str | Path,
+    images: Sequence[str] | None = None,
+    config: PairSetConfig = PairSetConfig(),
+    overwrite: bool = False,
+    progress: bool = False,
+) -> Path:
+    """Build the tracks and pairs of a scene and write them to an h5 pair set.
+
+    Layout (N observations = patches, M pairs)::
+
+        patches          (N, 64, 64) uint8  oriented by the SIFT angle (patchmatch.patches)
+        patches_upright  (N, 64, 64) uint8  same keypoints, angle ignored
+        track_id         (N,) int32         -1: hard-negative keypoint outside every track
+        image_name       (N,) bytes         image of each patch
+        keypoints        (N, 4) float32     [x, y, size, angle_deg], OpenCV pixel convention
+        descriptors      (N, 128) float32   SIFT descriptors (baseline)
+        points3d         (T, 3) float64     track points, world coordinates
+        pairs/random     (M, 3) int64       [i, j, label], label 1 = same track, balanced
+        pairs/hard       (M', 3) int64      [i, j, label], negatives: SIFT-nearest non-partner
+        attrs: scene, images (JSON list), config (JSON), version, counts
+
+    Args:
+        scene_dir: scene folder with ``images/`` and ``cameras.json``.
+        out: the h5 file to write.
+        images: image names to use (default: all of the scene); tracks use only these.
+        config: pair-set configuration.
+        overwrite: replace an existing ``out``; otherwise an existing file is returned as is.
+        progress: tqdm bars.
+
+    Returns:
+        ``out`` as a Path.
+
+    Raises:
+        SceneError: malformed scene.
+        KeyError: an image name not in the scene.
+        ValueError: no tracks found.
+    """
+    import json
+
+    import h5py
+
+    from ..patches import extract_patches
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        logger.info("%s exists, skipping (overwrite=False)", out)
+        return out
+    scene = load_scene(scene_dir)
+    names = scene.names if images is None else sorted(images)
+    for n in names:
+        if n not in scene.cameras:
+            raise KeyError(f"{n!r} is not an image of {scene.root / 'cameras.json'}")
+    feats, ims = detect_scene(scene, names, config.tracks.max_keypoints, progress=progress)
+    tracks = build_tracks(scene, feats, names, config.tracks, progress=progress)
+    ps = build_pair_set(scene, feats, tracks, config)
+    n = len(ps.track_id)
+    patches = np.zeros((n, 64, 64), np.uint8)
+    upright = np.zeros((n, 64, 64), np.uint8)
+    for i, name in enumerate(ps.names):
+        sel = np.flatnonzero(ps.image_index == i)
+        if len(sel) == 0:
+            continue
+        patches[sel] = extract_patches(ims[name], ps.keypoints[sel], upright=False)
+        upright[sel] = extract_patches(ims[name], ps.keypoints[sel], upright=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".partial")
+    lengths = np.bincount(tracks.track_id)
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset("patches", data=patches, chunks=(min(n, 256), 64, 64))
+        f.create_dataset("patches_upright", data=upright, chunks=(min(n, 256), 64, 64))
+        f.create_dataset("track_id", data=ps.track_id)
+        f.create_dataset("image_name", data=np.array([ps.names[i].encode() for i in ps.image_index]))
+        f.create_dataset("keypoints", data=ps.keypoints)
+        f.create_dataset("descriptors", data=ps.descriptors)
+        f.create_dataset("points3d", data=ps.points3d)
+        g = f.create_group("pairs")
+        g.create_dataset("random", data=ps.pairs_random)
+        g.create_dataset("hard", data=ps.pairs_hard)
+        f.attrs["version"] = PAIRSET_VERSION
+        f.attrs["scene"] = scene.name
+        f.attrs["images"] = json.dumps(list(ps.names))
+        f.attrs["config"] = json.dumps(asdict(config))
+        f.attrs["num_tracks"] = tracks.num_tracks
+        f.attrs["num_observations"] = len(tracks)
+        f.attrs["mean_track_length"] = float(lengths.mean()) if len(lengths) else 0.0
+        f.attrs["description"] = (
+            "Patch pairs tied by ground-truth geometry only (epipolar, reprojection, physical size, "
+            "third-view support, uniqueness); pairs rows are [i, j, label], label 1 = same 3D point."
+        )
+    tmp.replace(out)
+    logger.info(
+        "%s: %d tracks, %d observations, %d random pairs, %d hard pairs -> %s",
+        scene.name,
+        tracks.num_tracks,
+        len(tracks),
+        len(ps.pairs_random),
+        len(ps.pairs_hard),
+        out,
+    )
+    return out
