@@ -1,0 +1,126 @@
+"""Tests of patchmatch.colmap: the +0.5 rule, database writes, verification and mapping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+import pytest
+
+from patchmatch import colmap
+from patchmatch.features import detect
+from patchmatch.images import read_gray
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+ENTRY = DATA / "scenes" / "entry-P10" / "images"
+
+
+def test_pixel_rule_round_trip():
+    xy = np.array([[0.0, 0.0], [10.25, 3.5], [639.0, 479.0]], np.float32)
+    np.testing.assert_array_equal(colmap.opencv_to_colmap(xy), xy + 0.5)
+    np.testing.assert_array_equal(colmap.colmap_to_opencv(colmap.opencv_to_colmap(xy)), xy)
+
+
+def _db_with_images(tmp_path, sizes=((640, 480), (800, 600))):
+    db = colmap.create_database(tmp_path / "database.db")
+    infos = [colmap.CameraInfo(f"img{i}.jpg", w, h) for i, (w, h) in enumerate(sizes)]
+    infos[-1] = colmap.CameraInfo(infos[-1].name, infos[-1].width, infos[-1].height, focal=1000.0)
+    return db, colmap.add_images(db, infos)
+
+
+def test_database_written_and_read_back(tmp_path):
+    db, ids = _db_with_images(tmp_path)
+    assert ids == {"img0.jpg": 1, "img1.jpg": 2}
+    assert colmap.read_image_ids(db) == ids
+    kp0 = np.array([[0.0, 0.0], [100.0, 50.0], [639.0, 479.0]], np.float32)  # OpenCV convention
+    kp1 = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
+    colmap.write_keypoints(db, {ids["img0.jpg"]: kp0, ids["img1.jpg"]: kp1})
+    colmap.write_matches(db, {(1, 2): np.array([[0, 1], [2, 0]])})
+
+    with pycolmap.Database.open(str(db)) as raw:  # what COLMAP itself sees
+        # +0.5 rule: the top-left pixel centre is (0.5, 0.5) in COLMAP
+        np.testing.assert_allclose(np.asarray(raw.read_keypoints(1))[:, :2], kp0 + 0.5)
+        cams = {c.camera_id: c for c in raw.read_all_cameras()}
+        assert cams[1].model_name == "SIMPLE_RADIAL"
+        assert (cams[1].width, cams[1].height) == (640, 480)
+        np.testing.assert_allclose(cams[1].params, [1.2 * 640, 320, 240, 0])
+        assert not cams[1].has_prior_focal_length
+        assert cams[2].params[0] == 1000.0 and cams[2].has_prior_focal_length
+        assert raw.num_frames() == 2 and raw.num_rigs() == 2
+        np.testing.assert_array_equal(raw.read_matches(1, 2), [[0, 1], [2, 0]])
+    np.testing.assert_allclose(colmap.read_keypoints(db, 1), kp0)
+    np.testing.assert_array_equal(colmap.read_matches(db, 2, 1), [[1, 0], [0, 2]])
+    summary = colmap.database_summary(db)
+    assert (summary.images, summary.keypoints, summary.matched_pairs, summary.matches) == (2, 5, 1, 2)
+
+
+def test_refuses_to_overwrite(tmp_path):
+    db, _ = _db_with_images(tmp_path)
+    with pytest.raises(FileExistsError, match="database.db already exists"):
+        colmap.create_database(db)
+    colmap.create_database(db, overwrite=True)
+    assert colmap.database_summary(db).images == 0
+
+
+def test_validation_before_pycolmap(tmp_path):
+    """Misuse that would abort inside pycolmap raises a clear Python error instead."""
+    db, ids = _db_with_images(tmp_path)
+    with pytest.raises(ValueError, match="already in"):
+        colmap.add_images(db, [colmap.CameraInfo("img0.jpg", 10, 10)])
+    with pytest.raises(ValueError, match="invalid size"):
+        colmap.add_images(db, [colmap.CameraInfo("z.jpg", 0, 10)])
+    with pytest.raises(ValueError, match=r"must be \(N, 2\)"):
+        colmap.write_keypoints(db, {1: np.zeros((3, 4))})
+    with pytest.raises(ValueError, match="image id 7 is not in"):
+        colmap.write_keypoints(db, {7: np.zeros((3, 2))})
+    colmap.write_keypoints(db, {1: np.zeros((3, 2)), 2: np.zeros((2, 2))})
+    with pytest.raises(ValueError, match="already in"):
+        colmap.write_keypoints(db, {1: np.zeros((3, 2))})
+    with pytest.raises(ValueError, match="out of range"):
+        colmap.write_matches(db, {(1, 2): np.array([[0, 2]])})
+    with pytest.raises(ValueError, match="given twice"):
+        colmap.write_matches(db, {(1, 2): np.array([[0, 1]]), (2, 1): np.array([[0, 1]])})
+    colmap.write_matches(db, {(1, 2): np.array([[0, 1]])})
+    with pytest.raises(ValueError, match="already in"):
+        colmap.write_matches(db, {(2, 1): np.array([[1, 0]])})
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        colmap.write_keypoints(tmp_path / "missing.db", {})
+
+
+def test_verify_and_map_real_images(tmp_path):
+    """OpenCV SIFT + mutual NN on 4 real views → verified pairs → a 4-image model."""
+    if not ENTRY.is_dir():
+        pytest.skip(f"real data not found at {ENTRY} (see shared/data/README.md)")
+    import cv2
+
+    names = ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"]
+    feats = {}
+    for name in names:
+        image, scale = read_gray(ENTRY / name, max_size=768)
+        feats[name] = (detect(image, max_keypoints=1500), image.shape)
+    db = colmap.create_database(tmp_path / "database.db")
+    ids = colmap.add_images(db, [colmap.CameraInfo(n, s[1], s[0]) for n, (_, s) in feats.items()])
+    colmap.write_keypoints(db, {ids[n]: f.xy for n, (f, _) in feats.items()})
+    matcher = cv2.BFMatcher(cv2.NORM_L2, crossCheck=True)
+    matches = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            m = matcher.match(feats[a][0].descriptors, feats[b][0].descriptors)
+            matches[(ids[a], ids[b])] = np.array([[x.queryIdx, x.trainIdx] for x in m])
+    assert colmap.write_matches(db, matches) == 6
+    summary = colmap.verify_matches(db, colmap.VerificationConfig(num_threads=2))
+    assert summary.verified_pairs >= 5 and summary.inlier_matches > 500
+    inliers = colmap.read_verified_matches(db, ids["0000.jpg"], ids["0001.jpg"])
+    assert len(inliers) > 100
+    rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2))
+    stats = colmap.reconstruction_stats(rec)
+    assert stats["registered"] == 4 and stats["points"] > 300
+    assert stats["mean_track_length"] > 2.0 and 0 < stats["mean_reprojection_error"] < 1.5
+    again = colmap.reconstruction_stats(colmap.read_reconstruction(tmp_path / "sparse" / "0"))
+    assert again["registered"] == 4 and again["points"] == stats["points"]
+    assert [p.name for p in (tmp_path / "sparse").iterdir()] == ["0"]
+    poses = colmap.reconstruction_poses(rec)
+    for R, t in poses.values():
+        np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-9)
+    assert colmap.reconstruction_stats(None)["registered"] == 0
