@@ -1,0 +1,28 @@
+import numpy as np
+import pytest
+
+from patchmatch.candidates import knn_candidates
+
+
+def test_knn_candidates_known_answer():
+    rng = np.random.default_rng(0)
+    d1 = rng.random((50, 128)).astype(np.float32) * 100
+    perm = rng.permutation(50)
+    d0 = d1[perm] + rng.random((50, 128)).astype(np.float32)  # d0[i] ≈ d1[perm[i]]
+    pairs = knn_candidates(d0, d1, k=1, max_ratio=1.0)
+    truth = {(i, int(perm[i])) for i in range(50)}
+    assert truth <= {tuple(p) for p in pairs}
+    assert len(pairs) <= 2 * 50 and len(np.unique(pairs, axis=0)) == len(pairs)
+    p2 = knn_candidates(d0, d1, k=2, max_ratio=1.0)
+    assert len(p2) <= 4 * 50 and {tuple(p) for p in pairs} <= {tuple(p) for p in p2}
+    # a strict ratio keeps only the distinctive nearest neighbours (here: all true ones)
+    strict = knn_candidates(d0, d1, k=1, max_ratio=0.5)
+    assert {tuple(p) for p in strict} == truth
+
+
+def test_knn_candidates_edge_cases():
+    d = np.random.default_rng(1).random((3, 128)).astype(np.float32)
+    assert knn_candidates(d[:0], d).shape == (0, 2)
+    assert knn_candidates(d, d[:1], k=4).shape[1] == 2  # fewer keypoints than k
+    with pytest.raises(ValueError, match="k must"):
+        knn_candidates(d, d, k=0)

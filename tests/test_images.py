@@ -1,0 +1,64 @@
+import cv2
+import numpy as np
+import pytest
+
+from patchmatch.images import ImageReadError, list_images, read_gray
+
+
+def test_list_images_recursive_relative(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ["z.jpg", "a/b/x.PNG", "a/y.tif", "notes.txt"]:
+        cv2.imwrite(str(tmp_path / name), np.zeros((4, 4), np.uint8)) if not name.endswith("txt") else (tmp_path / name).write_text("x")
+    assert list_images(tmp_path) == ["a/b/x.PNG", "a/y.tif", "z.jpg"]
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        list_images(tmp_path / "missing")
+
+
+def test_read_formats(tmp_path):
+    rgb = np.zeros((10, 20, 3), np.uint8)
+    rgb[..., 2] = 200  # red in BGR
+    cv2.imwrite(str(tmp_path / "rgb.png"), rgb)
+    rgba = np.dstack([rgb, np.full((10, 20), 7, np.uint8)])
+    cv2.imwrite(str(tmp_path / "rgba.png"), rgba)
+    cv2.imwrite(str(tmp_path / "deep.png"), np.full((10, 20), 65535, np.uint16))
+    for name in ["rgb.png", "rgba.png"]:
+        img, scale = read_gray(tmp_path / name)
+        assert img.shape == (10, 20) and img.dtype == np.uint8 and scale == 1.0
+        assert abs(int(img[0, 0]) - round(0.299 * 200)) <= 1
+    img, _ = read_gray(tmp_path / "deep.png")
+    assert img.dtype == np.uint8 and img.max() == 255
+
+
+def test_read_downscales(tmp_path):
+    cv2.imwrite(str(tmp_path / "big.png"), np.random.default_rng(0).integers(0, 255, (300, 400), dtype=np.uint8))
+    img, scale = read_gray(tmp_path / "big.png", max_size=100)
+    assert img.shape == (75, 100) and scale == pytest.approx(0.25)
+
+
+def test_read_bad_files(tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "text.jpg").write_text("not an image")
+    good = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))[1].tobytes()
+    (tmp_path / "cut.jpg").write_bytes(good[: len(good) // 2])
+    png = cv2.imencode(".png", np.zeros((64, 64), np.uint8))[1].tobytes()
+    (tmp_path / "cut.png").write_bytes(png[:-20])
+    for name, msg in [("empty.jpg", "empty"), ("text.jpg", "not a readable image"), ("cut.jpg", "truncated JPEG"),
+                      ("cut.png", "truncated PNG"), ("missing.jpg", "no such file")]:
+        with pytest.raises(ImageReadError, match=msg) as err:
+            read_gray(tmp_path / name)
+        assert name in str(err.value)
+
+
+def test_exif_orientation_applied(tmp_path):
+    """A JPEG with EXIF orientation 6 (rotate 90° clockwise) is read in the displayed frame."""
+    img = np.zeros((40, 80), np.uint8)
+    img[:, :10] = 255  # bright left band
+    jpg = bytearray(cv2.imencode(".jpg", img)[1].tobytes())
+    # APP1 Exif segment with one IFD0 entry: Orientation (0x0112) = 6, little endian
+    tiff = b"II*\x00\x08\x00\x00\x00" + b"\x01\x00" + b"\x12\x01\x03\x00\x01\x00\x00\x00\x06\x00\x00\x00" + b"\x00\x00\x00\x00"
+    payload = b"Exif\x00\x00" + tiff
+    app1 = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    (tmp_path / "rot.jpg").write_bytes(bytes(jpg[:2]) + app1 + bytes(jpg[2:]))
+    out, _ = read_gray(tmp_path / "rot.jpg")
+    assert out.shape == (80, 40)  # rotated into portrait
+    assert out[:10].mean() > 200 and out[-10:].mean() < 50  # the left band is now on top

@@ -1,0 +1,76 @@
+import cv2
+import numpy as np
+import pytest
+
+from patchmatch.features import detect
+from patchmatch.images import read_gray
+from patchmatch.matching import MatchConfig, decide_matches, match_features, match_images
+from patchmatch.models import build_model
+from patchmatch.patches import extract_patches
+from patchmatch.scoring import PatchScorer
+
+
+def test_decide_matches_mutual_threshold_margin():
+    pairs = np.array([[0, 0], [0, 1], [1, 1], [2, 2], [3, 2]])
+    scores = np.array([5.0, 4.0, 6.0, -1.0, 0.5])
+    m, s = decide_matches(pairs, scores, 4, 3, MatchConfig(min_score=0.0))
+    # 0→0 (5) mutual; 1→1 (6) mutual; 2's best partner for keypoint 2 of image 1 is 3 (0.5), 3→2 mutual
+    assert m.tolist() == [[0, 0], [1, 1], [3, 2]]
+    np.testing.assert_allclose(s, [5, 6, 0.5])
+    m, _ = decide_matches(pairs, scores, 4, 3, MatchConfig(min_score=1.0))
+    assert m.tolist() == [[0, 0], [1, 1]]
+    # margins: 0↔0: 5 vs 4 → 1; 1↔1: 6 vs 4 → 2; 3↔2: keypoint 2 of image 1 has 0.5 vs -1 → 1.5
+    m, _ = decide_matches(pairs, scores, 4, 3, MatchConfig(min_score=-10, min_margin=1.5))
+    assert m.tolist() == [[1, 1], [3, 2]]
+    m, _ = decide_matches(pairs, scores, 4, 3, MatchConfig(min_score=-10, min_margin=1.6))
+    assert m.tolist() == [[1, 1]]
+    m, _ = decide_matches(pairs, scores, 4, 3, MatchConfig(min_score=-10, mutual=False))
+    assert [2, 2] not in m.tolist() and [3, 2] in m.tolist()
+    assert decide_matches(np.zeros((0, 2), int), np.zeros(0), 0, 0, MatchConfig())[0].shape == (0, 2)
+
+
+def test_match_config_validation():
+    with pytest.raises(ValueError, match="k must"):
+        MatchConfig(k=0)
+    with pytest.raises(ValueError, match="max_ratio"):
+        MatchConfig(max_ratio=1.5)
+
+
+class _NCCScorer(PatchScorer):
+    """Normalised cross-correlation as a stand-in network: checks the plumbing with a known-good score."""
+
+    def __init__(self):
+        super().__init__(build_model("2ch"), device="cpu")
+
+    def score_pairs(self, p0, p1, pairs):
+        a = p0[pairs[:, 0]].reshape(len(pairs), -1).astype(np.float32)
+        b = p1[pairs[:, 1]].reshape(len(pairs), -1).astype(np.float32)
+        a -= a.mean(1, keepdims=True)
+        b -= b.mean(1, keepdims=True)
+        return ((a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1) + 1e-6)).astype(np.float32)
+
+
+def test_match_features_homography(entry_images):
+    img, _ = read_gray(entry_images[0], max_size=640)
+    h, w = img.shape
+    M = cv2.getRotationMatrix2D((w / 2, h / 2), 20, 0.9)
+    img2 = cv2.warpAffine(img, M, (w, h))
+    f0, f1 = detect(img, 800), detect(img2, 800)
+    p0, p1 = extract_patches(img, f0.keypoints), extract_patches(img2, f1.keypoints)
+    res = match_features(f0, p0, f1, p1, _NCCScorer(), MatchConfig(k=2, min_score=0.5))
+    assert res.num_candidates <= 2 * 2 * 800 and len(res.matches) > 100
+    proj = res.keypoints0[res.matches[:, 0]] @ M[:, :2].T + M[:, 2]
+    err = np.linalg.norm(proj - res.keypoints1[res.matches[:, 1]], axis=1)
+    assert np.mean(err < 2.0) > 0.8
+    m0, s0 = res.matches0()
+    assert m0.dtype == np.int32 and (m0 >= 0).sum() == len(res.matches)
+    assert len(np.unique(res.matches[:, 1])) == len(res.matches)  # mutual: one-to-one
+
+
+def test_match_images_runs_with_any_scorer(entry_images):
+    img, _ = read_gray(entry_images[0], max_size=320)
+    res = match_images(img, img, PatchScorer(build_model("2ch2stream"), device="cpu"), MatchConfig(min_score=-1e9), 200)
+    assert len(res.keypoints0) == len(res.keypoints1) and res.matches.shape[1] == 2
+    blank = np.zeros((100, 100), np.uint8)
+    res = match_images(blank, img, PatchScorer(build_model("2ch2stream"), device="cpu"), MatchConfig(), 200)
+    assert len(res.matches) == 0 and res.num_candidates == 0

@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+import torch
+
+from patchmatch.models import build_model, save_checkpoint
+from patchmatch.scoring import PatchScorer
+
+
+@pytest.fixture(scope="module")
+def scorer():
+    torch.manual_seed(0)
+    return PatchScorer(build_model("2ch2stream"), device="cpu", batch_size=64)
+
+
+def test_score_pairs_equals_direct_forward(scorer):
+    rng = np.random.default_rng(0)
+    p0 = rng.integers(0, 256, (30, 64, 64), dtype=np.uint8)
+    p1 = rng.integers(0, 256, (20, 64, 64), dtype=np.uint8)
+    pairs = np.stack([rng.integers(0, 30, 150), rng.integers(0, 20, 150)], 1)
+    s = scorer.score_pairs(p0, p1, pairs)
+    x = torch.from_numpy(np.stack([p0[pairs[:, 0]], p1[pairs[:, 1]]], 1)).float()
+    with torch.no_grad():
+        ref = scorer.model(x).numpy()
+    np.testing.assert_allclose(s, ref, atol=1e-4, rtol=1e-4)
+    assert s.dtype == np.float32
+    scorer.batch_size = 7  # independent of the batch size
+    np.testing.assert_allclose(scorer.score_pairs(p0, p1, pairs), s, atol=1e-4, rtol=1e-4)
+    scorer.batch_size = 64
+    np.testing.assert_allclose(scorer.score(p0[:20], p1), scorer.score_pairs(p0, p1, np.stack([np.arange(20)] * 2, 1)), atol=1e-5)
+
+
+def test_empty_and_bad_input(scorer):
+    p = np.zeros((3, 64, 64), np.uint8)
+    assert scorer.score(p[:0], p[:0]).shape == (0,)
+    assert scorer.score_pairs(p, p, np.zeros((0, 2), np.int64)).shape == (0,)
+    with pytest.raises(ValueError, match="uint8"):
+        scorer.score(p.astype(np.float32), p)
+    with pytest.raises(ValueError, match="same length"):
+        scorer.score(p, p[:2])
+    with pytest.raises(ValueError, match="out of range"):
+        scorer.score_pairs(p, p, np.array([[0, 3]]))
+    with pytest.raises(ValueError, match=r"\(N, 64, 64\)"):
+        scorer.score(np.zeros((3, 32, 32), np.uint8), np.zeros((3, 32, 32), np.uint8))
+
+
+def test_siamese_scorer_embeds_once(tmp_path):
+    model = build_model("siam")
+    sc = PatchScorer(model, device="cpu", batch_size=5)
+    assert sc.is_siamese
+    rng = np.random.default_rng(1)
+    p0 = rng.integers(0, 256, (8, 64, 64), dtype=np.uint8)
+    pairs = np.array([[0, 1], [3, 3], [7, 2]])
+    x = torch.from_numpy(np.stack([p0[pairs[:, 0]], p0[pairs[:, 1]]], 1)).float()
+    with torch.no_grad():
+        np.testing.assert_allclose(sc.score_pairs(p0, p0, pairs), model.eval()(x).numpy(), atol=1e-4)
+
+
+def test_load_from_checkpoint(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", build_model("2ch"), {"note": "x"})
+    sc = PatchScorer.load(path, device="cpu")
+    assert sc.meta["note"] == "x" and sc.device.type == "cpu"
+    with pytest.raises(ValueError, match="CUDA"):
+        if not torch.cuda.is_available():
+            PatchScorer.load(path, device="cuda")
+        else:
+            raise ValueError("CUDA present")
+
+
+def test_shipped_weights_load():
+    from patchmatch.scoring import shipped_weights_path
+
+    try:
+        shipped_weights_path()
+    except FileNotFoundError:
+        pytest.skip("shipped weights not trained yet")
+    sc = PatchScorer.load()
+    assert sc.meta and sum(p.numel() for p in sc.model.parameters()) == 2_353_153
