@@ -1,0 +1,59 @@
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import shared_path
+from patchmatch.cli import main
+from patchmatch.datasets.brown import read_patches, write_brown
+from patchmatch.evaluation.baselines import ncc_scores, sift_descriptors, sift_scores
+from patchmatch.evaluation.patches import evaluate_pairs
+from patchmatch.models import build_model, save_checkpoint
+
+
+def _pairs_from_real_patches():
+    """Real Notre Dame patches; a positive pairs a patch with a slightly shifted, brightened copy
+    of itself, a negative pairs two different real patches."""
+    p = read_patches(shared_path("brown", "notredame-sample"), count=600)
+    rng = np.random.default_rng(0)
+    copies = np.clip(np.roll(p[:300], 1, axis=2).astype(int) + 20, 0, 255).astype(np.uint8)
+    patches = np.concatenate([p, copies])
+    pos = np.stack([np.arange(300), 600 + np.arange(300)], 1)
+    neg = np.stack([np.arange(300), 300 + rng.permutation(300)], 1)
+    return patches, np.concatenate([pos, neg]), np.r_[np.ones(300, bool), np.zeros(300, bool)]
+
+
+def test_baselines_separate_easy_pairs(tmp_path):
+    patches, pairs, labels = _pairs_from_real_patches()
+    r = evaluate_pairs(patches, pairs, labels, out_dir=tmp_path)
+    assert r["methods"]["NCC"]["fpr95"] < 0.05 and r["methods"]["SIFT"]["fpr95"] < 0.2
+    assert (tmp_path / "roc.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "results.json").read_text())["pairs"] == 600
+
+
+def test_sift_and_ncc_known_values():
+    rng = np.random.default_rng(1)
+    p = rng.integers(0, 256, (3, 64, 64), dtype=np.uint8)
+    pairs = np.array([[0, 0], [0, 1]])
+    ncc = ncc_scores(p, p, pairs)
+    assert ncc[0] == pytest.approx(1.0, abs=1e-5) and abs(ncc[1]) < 0.1
+    s = sift_scores(p, p, pairs)
+    assert s[0] == 0.0 and s[1] < 0
+    d = sift_descriptors(p)
+    assert d.shape == (3, 128) and np.linalg.norm(d[0]) > 0
+
+
+def test_evaluate_patches_command(tmp_path, capsys):
+    patches, pairs, labels = _pairs_from_real_patches()
+    ids = np.arange(len(patches))
+    ids[600:] = np.arange(300)  # copies share the point id of their source
+    write_brown(tmp_path / "mini", patches, ids, pairs={"m50_600_600_0.txt": pairs})
+    ckpt = save_checkpoint(tmp_path / "net.pt", build_model("2ch2stream"))
+    assert main(["evaluate-patches", str(tmp_path / "mini"), "--weights", str(ckpt), "--out", str(tmp_path / "ev")]) == 0
+    out = capsys.readouterr().out
+    assert "mini/m50_600_600_0.txt" in out and "SIFT" in out and "net" in out
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert set(summary["mini/m50_600_600_0.txt"]["methods"]) == {"net", "SIFT", "NCC"}
+    (tmp_path / "set" / "liberty").mkdir(parents=True)
+    assert main(["brown-eval", str(tmp_path / "set"), "--name", "liberty"]) == 2  # no files: clear error
+    assert "liberty" in capsys.readouterr().err
