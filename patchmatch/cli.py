@@ -11,6 +11,9 @@ import sys
 #: (with ``set_defaults(func=callable(args) -> int | None)``).
 COMMANDS: list[str] = [
     "patchmatch.commands.match_pair",
+    "patchmatch.commands.make_patches",
+    "patchmatch.commands.train",
+    "patchmatch.commands.evaluate",
 ]
 
 

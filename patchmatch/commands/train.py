@@ -1,0 +1,77 @@
+"""``patchmatch train --data H5 [H5 ...] --out CKPT``: train a patch-comparison network.
+
+Balanced batches (half positives, half negatives, ``--hard-fraction`` of them hard) from pair
+sets made by ``patchmatch make-patches``; hinge loss (Zagoruyko & Komodakis, CVPR 2015);
+validation FPR95 after each epoch; the training state is saved after each epoch next to
+``--out`` (``<name>.state.pt``) so that ``--resume`` continues the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    from ..training.loop import LOSSES, OPTIMIZERS, TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a patch-comparison network on h5 pair sets", description=__doc__)
+    p.add_argument("--data", type=Path, nargs="+", required=True, help="training pair sets (h5)")
+    p.add_argument("--val", type=Path, nargs="+", help="validation pair set(s) (h5): FPR95 each epoch, best epoch kept")
+    p.add_argument("--out", type=Path, required=True, help="final checkpoint (.pt)")
+    p.add_argument("--model", default=d.model, help="2ch2stream, 2ch, 2chdeep, siam, pseudo-siam, siam-2stream")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch)
+    p.add_argument("--batch", type=int, default=d.batch_size, help="pairs per step (even)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--final-lr-fraction", type=float, default=d.final_lr_fraction)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--hard-fraction", type=float, default=d.hard_fraction, help="share of negatives that are hard")
+    p.add_argument("--no-augment", action="store_true", help="no flips / rotations / swaps")
+    p.add_argument("--upright", action="store_true", help="train on upright patches")
+    p.add_argument("--loss", choices=LOSSES, default=d.loss)
+    p.add_argument("--val-pairs", type=int, default=d.val_pairs, help="validation pairs per kind")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
+    p.add_argument("--fp16", action="store_true", help="write the final checkpoint in float16")
+    p.add_argument("--resume", action="store_true", help="continue from <out>.state.pt")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..training.loop import TrainConfig, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.out.exists() and not args.resume:
+        raise FileExistsError(f"{args.out} exists; remove it or pass --resume.")
+    config = TrainConfig(
+        model=args.model,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        final_lr_fraction=args.final_lr_fraction,
+        weight_decay=args.weight_decay,
+        hard_fraction=args.hard_fraction,
+        augment=not args.no_augment,
+        upright=args.upright,
+        loss=args.loss,
+        val_pairs=args.val_pairs,
+        seed=args.seed,
+    )
+    meta = {"command": "patchmatch " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "threads": torch.get_num_threads()}
+    res = train(config, args.data, args.out, val=args.val, resume=args.resume, half=args.fp16,
+                device=args.device, progress=True, meta=meta)
+    last = res.history[-1] if res.history else {}
+    print(f"wrote {res.checkpoint} (epoch {res.best_epoch}); last epoch: "
+          + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float)))
+    return 0

@@ -1,0 +1,401 @@
+"""Training loop: balanced batches, hinge loss, validation FPR95 each epoch, resumable checkpoints.
+
+Each epoch ends with a *training state* file next to the output (``<out stem>.state.pt``:
+model, optimiser, scheduler, epoch, step, every random generator's state and the history), so
+that ``resume=True`` continues exactly where the last finished epoch left off. The final weights
+are written with :func:`patchmatch.models.save_checkpoint` (optionally in float16): those of the
+epoch with the best validation FPR95 when a validation set is given, else of the last epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..evaluation.fpr95 import fpr95
+from ..models import build_model, save_checkpoint
+from .augment import augment_pairs
+from .data import PairData, load_eval_pairs, load_pair_data
+from .losses import contrastive_loss, hinge_loss
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TrainConfig", "TrainResult", "train", "state_path", "evaluate_pairs", "TrainingStateError"]
+
+OPTIMIZERS = ("adam", "sgd", "asgd")
+LOSSES = ("hinge", "contrastive")
+
+
+class TrainingStateError(ValueError):
+    """A training state cannot be resumed (missing, or made with another configuration)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters.
+
+    Attributes:
+        model: registered model name (:data:`patchmatch.models.MODELS`).
+        epochs: number of epochs.
+        steps_per_epoch: optimiser steps per epoch.
+        batch_size: pairs per step (even: half positive, half negative).
+        optimizer: ``"adam"`` (AdamW; fastest to a usable model on CPU), ``"sgd"`` (momentum)
+            or ``"asgd"`` (the paper's averaged SGD).
+        lr: initial learning rate; decays with a cosine to ``lr * final_lr_fraction``.
+        final_lr_fraction: learning rate at the last step, as a fraction of ``lr``.
+        momentum: SGD momentum.
+        weight_decay: 5e-4 in the paper (decoupled for AdamW).
+        hard_fraction: share of each batch's negatives that are hard negatives.
+        augment: flips / 90° rotations (same for both patches) and random pair order.
+        upright: train on the upright patches instead of the oriented ones.
+        loss: ``"hinge"`` on the network score (paper), or ``"contrastive"`` on the L2 distance
+            of branch descriptors (siamese models only).
+        margin: hinge / contrastive margin.
+        val_pairs: validation pairs per kind (random / hard), drawn once with ``seed``.
+        seed: seed of initialisation, batch sampling and augmentation.
+    """
+
+    model: str = "2ch2stream"
+    epochs: int = 10
+    steps_per_epoch: int = 100
+    batch_size: int = 256
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    final_lr_fraction: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    hard_fraction: float = 0.5
+    augment: bool = True
+    upright: bool = False
+    loss: str = "hinge"
+    margin: float = 1.0
+    val_pairs: int = 4000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.epochs < 1 or self.steps_per_epoch < 1:
+            raise ValueError("epochs and steps_per_epoch must be >= 1")
+        if self.batch_size < 2 or self.batch_size % 2:
+            raise ValueError(f"batch_size must be even and >= 2, got {self.batch_size}")
+        if self.lr <= 0 or not 0 < self.final_lr_fraction <= 1:
+            raise ValueError("lr must be > 0 and final_lr_fraction in (0, 1]")
+        if not 0 <= self.hard_fraction <= 1:
+            raise ValueError(f"hard_fraction must be in [0, 1], got {self.hard_fraction}")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced.
+
+    Attributes:
+        checkpoint: the final weights (:func:`patchmatch.models.save_checkpoint`).
+        state: the training state file (for ``resume``).
+        history: one dict per epoch (loss, pairs/s, validation FPR95, learning rate, seconds).
+        best_epoch: epoch (1-based) whose weights were saved.
+    """
+
+    checkpoint: Path
+    state: Path
+    history: list[dict[str, Any]]
+    best_epoch: int
+
+
+def state_path(out: str | Path) -> Path:
+    """Training-state file of an output checkpoint: ``runs/x.pt`` → ``runs/x.state.pt``."""
+    out = Path(out)
+    return out.with_name(out.stem + ".state.pt")
+
+
+def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.ASGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _lr_lambda(cfg: TrainConfig):
+    total = cfg.epochs * cfg.steps_per_epoch
+
+    def f(step: int) -> float:
+        t = min(step, total) / max(total, 1)
+        return cfg.final_lr_fraction + (1 - cfg.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return f
+
+
+def _to_input(p0: np.ndarray, p1: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.stack([p0, p1], axis=1)).to(device=device, dtype=torch.float32)
+
+
+def _pair_scores(model: torch.nn.Module, x: torch.Tensor, loss: str) -> torch.Tensor:
+    if loss == "contrastive":
+        return -torch.linalg.vector_norm(model.describe(x[:, :1], 0) - model.describe(x[:, 1:], 1), dim=1)
+    return model(x)
+
+
+@torch.no_grad()
+def evaluate_pairs(
+    model: torch.nn.Module,
+    patches: np.ndarray,
+    pairs: np.ndarray,
+    batch_size: int = 512,
+    device: torch.device | str = "cpu",
+    loss: str = "hinge",
+) -> np.ndarray:
+    """Score pairs of patches with a model (eval mode, no gradients).
+
+    Args:
+        model: a registered model.
+        patches: (N, 64, 64) uint8.
+        pairs: (M, 2) int indices into ``patches``.
+        batch_size: pairs per forward pass.
+        device: where to run.
+        loss: ``"contrastive"`` scores by negative descriptor distance, else the model output.
+
+    Returns:
+        (M,) float32 scores, higher = more similar.
+    """
+    was_training = model.training
+    model.eval()
+    out = np.empty(len(pairs), np.float32)
+    for s in range(0, len(pairs), batch_size):
+        b = pairs[s : s + batch_size]
+        x = _to_input(patches[b[:, 0]], patches[b[:, 1]], torch.device(device))
+        out[s : s + len(b)] = _pair_scores(model, x, loss).float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def _val_sets(val: Sequence[Path], cfg: TrainConfig) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Validation pairs pooled over the files, at most ``cfg.val_pairs`` per kind, drawn once."""
+    sets = {}
+    rng = np.random.default_rng(cfg.seed + 12345)
+    for kind in ("random", "hard"):
+        allp, allpairs, alllab, offset = [], [], [], 0
+        for path in val:
+            patches, pairs, labels = load_eval_pairs(path, kind, upright=cfg.upright)
+            allp.append(patches)
+            allpairs.append(pairs + offset)
+            alllab.append(labels)
+            offset += len(patches)
+        patches, pairs, labels = np.concatenate(allp), np.concatenate(allpairs), np.concatenate(alllab)
+        if len(pairs) > cfg.val_pairs:
+            sel = np.sort(rng.choice(len(pairs), cfg.val_pairs, replace=False))
+            pairs, labels = pairs[sel], labels[sel]
+        sets[kind] = (patches, pairs, labels)
+    return sets
+
+
+def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    st = rng.bit_generator.state
+    # 128-bit PCG64 integers as strings: the state file loads with weights_only=True.
+    return {"bit_generator": st["bit_generator"], "state": str(st["state"]["state"]), "inc": str(st["state"]["inc"]),
+            "has_uint32": int(st["has_uint32"]), "uinteger": int(st["uinteger"])}
+
+
+def _set_rng_state(rng: np.random.Generator, d: dict[str, Any]) -> None:
+    rng.bit_generator.state = {
+        "bit_generator": d["bit_generator"],
+        "state": {"state": int(d["state"]), "inc": int(d["inc"])},
+        "has_uint32": int(d["has_uint32"]),
+        "uinteger": int(d["uinteger"]),
+    }
+
+
+def train(
+    config: TrainConfig,
+    data: Sequence[str | Path] | PairData,
+    out: str | Path,
+    val: str | Path | Sequence[str | Path] | None = None,
+    resume: bool = False,
+    half: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    meta: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train a patch-comparison model on h5 pair sets.
+
+    Args:
+        config: hyper-parameters.
+        data: training pair sets (h5 paths) or already loaded :class:`PairData`.
+        out: final checkpoint path; the training state goes to :func:`state_path` ``(out)``.
+        val: validation pair set(s) (h5); FPR95 on their pooled random and hard pairs after
+            each epoch; the epoch with the best mean of the two is the one saved.
+        resume: continue from the training state (which must exist and hold the same config).
+        half: write the final checkpoint in float16.
+        device: ``"cpu"``, ``"cuda"``... (default: CUDA when available).
+        progress: tqdm bar with loss and pairs/s.
+        meta: extra metadata stored in the final checkpoint (e.g. the command line).
+
+    Returns:
+        :class:`TrainResult`.
+
+    Raises:
+        TrainingStateError: ``resume`` without a state file, a state made with another config,
+            or a state file present without ``resume``.
+        PairSetError: unreadable pair sets.
+        ValueError: ``contrastive`` loss with a model that has no ``describe``.
+    """
+    from ..device import resolve_device
+
+    dev = resolve_device(device)
+    out = Path(out)
+    spath = state_path(out)
+    if resume and not spath.is_file():
+        raise TrainingStateError(f"{spath}: no training state to resume from")
+    if not resume and spath.exists():
+        raise TrainingStateError(f"{spath} exists: pass resume=True (--resume) to continue, or delete it")
+    pair_data = data if isinstance(data, PairData) else load_pair_data(list(data), upright=config.upright)
+    if val is None or isinstance(val, (str, Path)):
+        val_paths = [] if val is None else [Path(val)]
+    else:
+        val_paths = [Path(v) for v in val]
+    val_sets = _val_sets(val_paths, config) if val_paths else {}
+
+    torch.manual_seed(config.seed)
+    model = build_model(config.model).to(dev)
+    if config.loss == "contrastive" and not hasattr(model, "describe"):
+        raise ValueError(f"contrastive loss needs a siamese model with describe(), not {config.model!r}")
+    opt = _make_optimizer(model, config)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config))
+    rng = np.random.default_rng(config.seed)
+    history: list[dict[str, Any]] = []
+    start_epoch = 0
+    best: dict[str, Any] = {"epoch": 0, "fpr95": math.inf, "model": None}
+    if resume:
+        st = torch.load(spath, map_location="cpu", weights_only=True)
+        saved = st.get("config", {})
+        if saved != asdict(config):
+            diff = {k: (saved.get(k), v) for k, v in asdict(config).items() if saved.get(k) != v}
+            raise TrainingStateError(f"{spath}: made with another configuration (saved, given): {diff}")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        _set_rng_state(rng, st["rng"])
+        torch.set_rng_state(st["torch_rng"])
+        history = list(st["history"])
+        start_epoch = int(st["epoch"])
+        best = {"epoch": int(st["best_epoch"]), "fpr95": float(st["best_fpr95"]), "model": st["best_model"]}
+        logger.info("resuming from %s at epoch %d", spath, start_epoch)
+
+    model.train()
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.time()
+        losses = []
+        it = range(config.steps_per_epoch)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(it, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step", dynamic_ncols=True)
+            it = bar
+        n_pairs = 0
+        for _ in it:
+            pairs, labels = pair_data.sample_batch(config.batch_size, rng, config.hard_fraction)
+            p0 = pair_data.patches[pairs[:, 0]]
+            p1 = pair_data.patches[pairs[:, 1]]
+            if config.augment:
+                p0, p1, _ = augment_pairs(p0, p1, rng)
+            x = _to_input(p0, p1, dev)
+            y = torch.from_numpy(labels).to(dev)
+            if config.loss == "contrastive":
+                loss = contrastive_loss(model.describe(x[:, :1], 0), model.describe(x[:, 1:], 1), y, config.margin)
+            else:
+                loss = hinge_loss(model(x), y, config.margin)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            n_pairs += len(pairs)
+            if bar is not None:
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", pairs_s=f"{n_pairs / (time.time() - t0):.0f}")
+        train_s = time.time() - t0
+        rec: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)),
+            "pairs_per_s": n_pairs / max(train_s, 1e-9),
+            "lr": float(opt.param_groups[0]["lr"]),
+            "train_s": train_s,
+        }
+        for kind, (vp, vpairs, vlab) in val_sets.items():
+            scores = evaluate_pairs(model, vp, vpairs, device=dev, loss=config.loss)
+            rec[f"val_fpr95_{kind}"] = fpr95(scores, vlab)
+        if val_sets:
+            rec["val_fpr95"] = float(np.mean([rec[f"val_fpr95_{k}"] for k in val_sets]))
+        history.append(rec)
+        logger.info(
+            "epoch %d/%d: loss %.4f, %.0f pairs/s, lr %.2e%s",
+            epoch + 1,
+            config.epochs,
+            rec["loss"],
+            rec["pairs_per_s"],
+            rec["lr"],
+            "".join(f", val FPR95 {k} {100 * rec[f'val_fpr95_{k}']:.2f}%" for k in val_sets),
+        )
+        score = rec.get("val_fpr95", -float(epoch + 1))  # without validation: the last epoch wins
+        if score <= best["fpr95"]:
+            best = {
+                "epoch": epoch + 1,
+                "fpr95": float(score),
+                "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            }
+        state = {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch + 1,
+            "step": (epoch + 1) * config.steps_per_epoch,
+            "rng": _rng_state(rng),
+            "torch_rng": torch.get_rng_state(),
+            "config": asdict(config),
+            "history": history,
+            "best_epoch": best["epoch"],
+            "best_fpr95": best["fpr95"],
+            "best_model": best["model"],
+        }
+        spath.parent.mkdir(parents=True, exist_ok=True)
+        tmp = spath.with_name(spath.name + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(spath)
+
+    if best["model"] is not None:
+        model.load_state_dict(best["model"])
+    final_meta = {
+        "train_config": asdict(config),
+        "data": [str(p) for p in pair_data.sources],
+        "val": [str(v) for v in val_paths],
+        "history": history,
+        "best_epoch": best["epoch"],
+        **(meta or {}),
+    }
+    ckpt = save_checkpoint(out, model.cpu(), final_meta, half=half)
+    logger.info("wrote %s (epoch %d weights%s)", ckpt, best["epoch"], ", float16" if half else "")
+    return TrainResult(checkpoint=ckpt, state=spath, history=history, best_epoch=best["epoch"])
+
+
+def config_from_kwargs(**kwargs: Any) -> TrainConfig:
+    """A :class:`TrainConfig` from keyword arguments, refusing unknown ones.
+
+    Raises:
+        TypeError: an unknown field (names listed).
+    """
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(kwargs) - fields
+    if unknown:
+        raise TypeError(f"unknown training option(s) {sorted(unknown)}; known: {sorted(fields)}")
+    return TrainConfig(**kwargs)
