@@ -211,7 +211,9 @@ def exif_focal(image_path: str | os.PathLike) -> float | None:
     return float(camera.mean_focal_length())
 
 
-def add_images(database: str | os.PathLike, cameras: Sequence[CameraInfo]) -> dict[str, int]:
+def add_images(
+    database: str | os.PathLike, cameras: Sequence[CameraInfo], single_camera: bool = False
+) -> dict[str, int]:
     """Add one SIMPLE_RADIAL camera, trivial rig, frame and image per entry.
 
     The camera's principal point is the image centre, its radial distortion
@@ -222,6 +224,9 @@ def add_images(database: str | os.PathLike, cameras: Sequence[CameraInfo]) -> di
         database: an existing database file (see :func:`create_database`).
         cameras: one :class:`CameraInfo` per image; names must be unique and
             not yet in the database.
+        single_camera: all images share one camera (and one rig), built from
+            the first entry: for a set taken with one camera and zoom, where
+            per-image intrinsics are poorly constrained.
 
     Returns:
         ``{name: image_id}`` for the images added.
@@ -239,6 +244,8 @@ def add_images(database: str | os.PathLike, cameras: Sequence[CameraInfo]) -> di
             raise ValueError(f"image {info.name!r}: invalid size {info.width}x{info.height}")
         if info.focal is not None and not (np.isfinite(info.focal) and info.focal > 0):
             raise ValueError(f"image {info.name!r}: invalid focal length {info.focal}")
+    if single_camera and len({(info.width, info.height) for info in cameras}) > 1:
+        raise ValueError(f"single_camera needs images of one size; got {sorted({(i.width, i.height) for i in cameras})}")
     ids: dict[str, int] = {}
     with pycolmap.Database.open(str(database)) as db:
         existing = {image.name for image in db.read_all_images()}
@@ -246,18 +253,20 @@ def add_images(database: str | os.PathLike, cameras: Sequence[CameraInfo]) -> di
         if clash:
             raise ValueError(f"images already in {database}: {clash[:5]}")
         with pycolmap.DatabaseTransaction(db):
+            camera_id = rig_id = None
             for info in cameras:
-                prior = info.focal is not None
-                focal = float(info.focal) if prior else DEFAULT_FOCAL_FACTOR * max(info.width, info.height)
-                camera = pycolmap.Camera.create_from_model_name(
-                    0, "SIMPLE_RADIAL", focal, int(info.width), int(info.height)
-                )
-                camera.has_prior_focal_length = prior
-                camera_id = db.write_camera(camera)
-                camera.camera_id = camera_id
-                rig = pycolmap.Rig()
-                rig.add_ref_sensor(camera.sensor_id)
-                rig_id = db.write_rig(rig)
+                if camera_id is None or not single_camera:
+                    prior = info.focal is not None
+                    focal = float(info.focal) if prior else DEFAULT_FOCAL_FACTOR * max(info.width, info.height)
+                    camera = pycolmap.Camera.create_from_model_name(
+                        0, "SIMPLE_RADIAL", focal, int(info.width), int(info.height)
+                    )
+                    camera.has_prior_focal_length = prior
+                    camera_id = db.write_camera(camera)
+                    camera.camera_id = camera_id
+                    rig = pycolmap.Rig()
+                    rig.add_ref_sensor(camera.sensor_id)
+                    rig_id = db.write_rig(rig)
                 image = pycolmap.Image(name=info.name, camera_id=camera_id)
                 image_id = db.write_image(image)
                 image.image_id = image_id

@@ -1,0 +1,53 @@
+"""``patchmatch sfm IMAGES OUT``: reconstruct a scene (features, network matches, COLMAP mapping)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sfm",
+        help="structure-from-motion of an image folder with the patch network",
+        description=__doc__ + " Rerunning the same command resumes an interrupted run.",
+    )
+    p.add_argument("images", type=Path, help="image folder (searched recursively)")
+    p.add_argument("out", type=Path, help="output folder: features.h5, matches.h5, database.db, sparse/0, report.json")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
+    p.add_argument("--max-keypoints", type=int, default=4096, help="SIFT keypoints per image (default: 4096)")
+    p.add_argument("--max-image-size", type=int, default=None, help="downscale images whose longer side exceeds this")
+    p.add_argument("--weights", type=Path, default=None, help="checkpoint (default: shipped 2ch2stream weights)")
+    p.add_argument("--pairs", default="exhaustive", help="exhaustive | sequential:N | file:PATH (default: exhaustive)")
+    p.add_argument("--single-camera", action="store_true", help="all images share one camera (same size and zoom)")
+    p.add_argument("--batch-size", type=int, default=512, help="patch pairs per network forward pass")
+    p.add_argument("--ground-truth", type=Path, default=None, help="cameras.json: add pose errors to the report")
+    p.add_argument("--overwrite", action="store_true", help="replace another run's outputs in OUT")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..sfm import SfmConfig, run_sfm
+
+    config = SfmConfig(
+        max_keypoints=args.max_keypoints,
+        max_image_size=args.max_image_size,
+        device=args.device,
+        batch_size=args.batch_size,
+        pairs=args.pairs,
+        single_camera=args.single_camera,
+    )
+    report = run_sfm(args.images, args.out, config, weights=args.weights, overwrite=args.overwrite,
+                     progress=True, ground_truth=args.ground_truth)  # fmt: skip
+    keys = ["images", "images_used", "registered", "points", "mean_track_length", "mean_reprojection_error",
+            "pairs", "verified_pairs", "seconds_total"]  # fmt: skip
+    summary = {k: report[k] for k in keys}
+    if "pose" in report:
+        summary["rotation_error_median_deg"] = report["pose"]["rotation_error_median_deg"]
+        summary["rotation_auc"] = report["pose"]["rotation_auc"]
+    if report["skipped"]:
+        summary["skipped"] = [s["name"] for s in report["skipped"]]
+    print(json.dumps(summary, indent=2))
+    print(f"model: {args.out / 'sparse' / '0'}  report: {args.out / 'report.json'}")
+    return 0 if report["registered"] else 1

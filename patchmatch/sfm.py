@@ -1,0 +1,482 @@
+"""The structure-from-motion pipeline: images → features → matches → COLMAP model.
+
+Stages, each skipping what an earlier (interrupted) run already stored::
+
+    images/ ─read─▶ SIFT (features.h5) ─crop─▶ patches (memory, LRU) ─kNN + network─▶
+      matches.h5 ─▶ database.db ─verify─▶ two-view geometries ─map─▶ sparse/0, report.json
+
+Output folder ``OUT``:
+
+* ``run.json``: what makes the stored features and matches valid (image
+  folder, detector and matching settings, a hash of the network weights). A
+  later run with other settings refuses to mix its results with these unless
+  ``overwrite=True``.
+* ``features.h5``, ``matches.h5``: hloc's layout (:mod:`patchmatch.storage`);
+  keypoints in pixels of the original images.
+* ``database.db``: rebuilt from the h5 files on every run (cheap), then
+  verified; ``sparse/0``: the largest model, COLMAP binary format.
+* ``viz/*.png``: matches of the pairs with most verified inliers.
+* ``report.json``: counts, model statistics, seconds per stage, skipped images
+  with reasons (and pose errors when ground truth is given).
+
+Resume: features of an image and matches of a pair are written once complete
+(:mod:`patchmatch.storage`), so a rerun of the same command after a crash or
+kill computes only what is missing; verification and mapping always rerun.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import colmap, storage
+from .evaluation.pose import evaluate_poses
+from .features import Features, detect
+from .images import ImageReadError, list_images, read_gray
+from .matching import MatchConfig, match_features
+from .pairs import make_pairs, parse_strategy
+from .patches import extract_patches
+from .scoring import PatchScorer
+
+logger = logging.getLogger(__name__)
+
+#: Version of the OUT folder layout, stored in run.json.
+RUN_FORMAT = 1
+#: Files and folders a run writes in OUT (the ones ``overwrite=True`` removes).
+OUTPUTS = ("run.json", "features.h5", "matches.h5", "database.db", "sparse", "viz", "report.json")
+
+
+@dataclass(frozen=True)
+class SfmConfig:
+    """Settings of :func:`run_sfm`.
+
+    Attributes:
+        max_keypoints: SIFT keypoints per image (strongest by response).
+        max_image_size: longest image side for detection and patches, in
+            pixels; ``None`` = original size. Stored keypoints are always in
+            pixels of the original image.
+        device: torch device of the network (``None`` = CUDA if available).
+        batch_size: patch pairs per network forward pass.
+        match: candidate search and match decision (:class:`MatchConfig`).
+        pairs: image pairs to match: ``"exhaustive"``, ``"sequential:N"`` or
+            ``"file:PATH"`` (see :mod:`patchmatch.pairs`).
+        verification: RANSAC of the geometric verification.
+        mapper: COLMAP incremental mapper settings.
+        single_camera: all images share one camera (one size, one zoom); the
+            default gives each image its own SIMPLE_RADIAL camera.
+        patch_cache_mb: memory for patches kept between pairs (MiB); an image
+            whose patches were evicted is re-read and re-cropped when needed.
+        num_viz_pairs: PNGs of the pairs with most verified inliers to write.
+    """
+
+    max_keypoints: int = 4096
+    max_image_size: int | None = None
+    device: str | None = None
+    batch_size: int = 512
+    match: MatchConfig = field(default_factory=MatchConfig)
+    pairs: str = "exhaustive"
+    verification: colmap.VerificationConfig = field(default_factory=colmap.VerificationConfig)
+    mapper: colmap.MapperConfig = field(default_factory=colmap.MapperConfig)
+    single_camera: bool = False
+    patch_cache_mb: int = 2048
+    num_viz_pairs: int = 2
+
+    def __post_init__(self):
+        if self.max_keypoints < 1:
+            raise ValueError(f"SfmConfig.max_keypoints must be >= 1, got {self.max_keypoints}")
+        if self.max_image_size is not None and self.max_image_size < 32:
+            raise ValueError(f"SfmConfig.max_image_size must be >= 32 or None, got {self.max_image_size}")
+        if self.batch_size < 1:
+            raise ValueError(f"SfmConfig.batch_size must be >= 1, got {self.batch_size}")
+        if self.patch_cache_mb < 0 or self.num_viz_pairs < 0:
+            raise ValueError("SfmConfig.patch_cache_mb and num_viz_pairs must be >= 0")
+        parse_strategy(self.pairs)
+
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+def weights_fingerprint(scorer: PatchScorer) -> str:
+    """SHA-256 (first 16 hex digits) of the network's class and weights."""
+    digest = hashlib.sha256(type(scorer.model).__name__.encode())
+    for key, value in sorted(scorer.model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _identity(image_dir: Path, config: SfmConfig, scorer_hash: str) -> dict:
+    """What stored features and matches depend on (run.json)."""
+    return {
+        "format": RUN_FORMAT,
+        "image_dir": str(image_dir.resolve()),
+        "features": {"detector": "opencv-sift", "max_keypoints": config.max_keypoints,
+                     "max_image_size": config.max_image_size},
+        "matching": {"match": dataclasses.asdict(config.match), "weights_sha256": scorer_hash},
+    }  # fmt: skip
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (temporary file renamed into place)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+    os.replace(tmp, path)
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _prepare_output(out_dir: Path, identity: dict, overwrite: bool) -> bool:
+    """Check OUT against run.json; returns True when resuming an earlier run.
+
+    Raises:
+        FileExistsError: OUT holds another run, or unrelated files, and
+            ``overwrite`` is false.
+    """
+    run_json = out_dir / "run.json"
+    if overwrite and out_dir.exists():
+        for name in OUTPUTS:
+            target = out_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        for extra in out_dir.glob("*.corrupt*"):
+            extra.unlink()
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not run_json.is_file():
+            raise FileExistsError(
+                f"output folder {out_dir} is not empty and holds no patchmatch run (no run.json); "
+                "choose another folder or pass overwrite=True (--overwrite)"
+            )
+        try:
+            previous = json.loads(run_json.read_text())
+        except json.JSONDecodeError:
+            previous = None
+        if previous != json.loads(json.dumps(identity)):
+            diff = _diff(previous, identity)
+            raise FileExistsError(
+                f"output folder {out_dir} holds a run with other settings ({diff}); "
+                "choose another folder or pass overwrite=True (--overwrite) to replace it"
+            )
+        return True
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_json, identity)
+    return False
+
+
+def _diff(previous: Any, current: dict, prefix: str = "") -> str:
+    if not isinstance(previous, dict):
+        return "unreadable run.json"
+    current = json.loads(json.dumps(current))
+    diffs = []
+    for key in sorted(set(previous) | set(current)):
+        a, b = previous.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            sub = _diff(a, b, f"{prefix}{key}.")
+            if sub:
+                diffs.append(sub)
+        elif a != b:
+            diffs.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return "; ".join(diffs)
+
+
+def _check_storage(path: Path, probe: Callable[[Path], object], notes: list[str]) -> None:
+    """Move an unreadable h5 file aside (``*.corrupt``) so that it is recomputed."""
+    try:
+        probe(path)
+    except storage.StorageError as error:
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, aside)
+        message = f"{path.name} was unreadable ({error}); moved to {aside.name} and recomputed"
+        logger.warning(message)
+        notes.append(message)
+
+
+def _to_working(features: Features, scale: float) -> Features:
+    """Keypoints in original pixels → pixels of the image downscaled by ``scale``."""
+    if scale == 1.0:
+        return features
+    kps = features.keypoints.copy()
+    kps[:, :2] = (kps[:, :2] + 0.5) * scale - 0.5
+    kps[:, 2] *= scale
+    size = np.round(features.image_size * scale).astype(np.int64)
+    return Features(kps, features.descriptors, features.scores, size)
+
+
+def _to_original(features: Features, scale: float, original_size: tuple[int, int]) -> Features:
+    """Keypoints in pixels of the downscaled image → pixels of the original."""
+    kps = features.keypoints.copy()
+    if scale != 1.0:
+        kps[:, :2] = (kps[:, :2] + 0.5) / scale - 0.5
+        kps[:, 2] /= scale
+    return Features(kps, features.descriptors, features.scores, np.array(original_size, np.int64))
+
+
+class _PatchCache:
+    """Patches per image, computed on demand, least recently used evicted past a byte budget."""
+
+    def __init__(self, image_dir: Path, config: SfmConfig, features: dict[str, Features]):
+        self.image_dir = image_dir
+        self.config = config
+        self.features = features
+        self.budget = config.patch_cache_mb * 2**20
+        self.items: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.bytes = 0
+        self.computed = 0
+
+    def get(self, name: str) -> np.ndarray:
+        if name in self.items:
+            self.items.move_to_end(name)
+            return self.items[name]
+        image, scale = read_gray(self.image_dir / name, self.config.max_image_size)
+        working = _to_working(self.features[name], scale)
+        patches = extract_patches(image, working.keypoints, upright=self.config.match.upright)
+        self.computed += 1
+        self.items[name] = patches
+        self.bytes += patches.nbytes
+        while self.bytes > self.budget and len(self.items) > 2:  # the current pair stays
+            _, old = self.items.popitem(last=False)
+            self.bytes -= old.nbytes
+        return patches
+
+
+@contextmanager
+def _stage(name: str, seconds: dict[str, float]):
+    start = time.perf_counter()
+    logger.info("stage %s ...", name)
+    try:
+        yield
+    finally:
+        seconds[name] = round(time.perf_counter() - start, 3)
+        logger.info("stage %s done in %.1f s", name, seconds[name])
+
+
+def _progress(iterable: Iterable, enabled: bool, desc: str, total: int | None = None):
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, unit="it", dynamic_ncols=True)
+
+
+# --------------------------------------------------------------------------
+# The pipeline
+# --------------------------------------------------------------------------
+def run_sfm(
+    image_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: SfmConfig = SfmConfig(),
+    scorer: PatchScorer | None = None,
+    weights: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    ground_truth: str | os.PathLike | None = None,
+) -> dict:
+    """Reconstruct cameras and sparse points from a folder of images.
+
+    Args:
+        image_dir: folder searched recursively; images are named by their path
+            relative to it (posix separators), as COLMAP names them.
+        out_dir: output folder (see the module doc); created if absent.
+        config: pipeline settings.
+        scorer: the patch network; default: ``PatchScorer.load(weights)``.
+        weights: checkpoint to load when ``scorer`` is None (None = shipped weights).
+        overwrite: replace the outputs of another run found in ``out_dir``.
+        progress: draw a tqdm bar per stage.
+        ground_truth: optional ``cameras.json``; the report then holds the
+            pose errors of :func:`patchmatch.evaluation.pose.evaluate_poses`
+            over the images of this run that it lists.
+
+    Returns:
+        The report, also written to ``out_dir/report.json``: ``images``,
+        ``registered``, ``points``, ``mean_track_length``,
+        ``mean_reprojection_error`` (px), ``pairs``, ``seconds`` (per stage),
+        ``skipped`` (``[{"name", "reason"}]``), ``unregistered``, counts of
+        work done and reused, and ``pose`` with ``ground_truth``.
+
+    Raises:
+        FileNotFoundError: ``image_dir`` missing, or no weights shipped and none given.
+        FileExistsError: ``out_dir`` holds another run or unrelated files
+            (and ``overwrite`` is false).
+        ValueError: fewer than 2 readable images, or a bad pairs strategy.
+    """
+    image_dir, out_dir = Path(image_dir), Path(out_dir)
+    names = list_images(image_dir)
+    if not names:
+        raise ValueError(f"no images found under {image_dir}")
+    if scorer is None:
+        scorer = PatchScorer.load(weights, device=config.device, batch_size=config.batch_size)
+    identity = _identity(image_dir, config, weights_fingerprint(scorer))
+    resumed = _prepare_output(out_dir, identity, overwrite)
+    features_path, matches_path = out_dir / "features.h5", out_dir / "matches.h5"
+    notes: list[str] = []
+    _check_storage(features_path, storage.list_features, notes)
+    _check_storage(matches_path, lambda p: storage.missing_pairs(p, []), notes)
+    seconds: dict[str, float] = {}
+    skipped: list[dict[str, str]] = []
+    report: dict[str, Any] = {"status": "running", "resumed": resumed, "image_dir": str(image_dir),
+                              "out_dir": str(out_dir)}  # fmt: skip
+
+    # 1. features -----------------------------------------------------------------
+    with _stage("features", seconds):
+        todo = storage.missing_features(features_path, names)
+        for name in _progress(todo, progress, "features"):
+            try:
+                image, scale = read_gray(image_dir / name, config.max_image_size)
+            except ImageReadError as error:
+                logger.warning("skipping image: %s", error)
+                skipped.append({"name": name, "reason": str(error)})
+                continue
+            feats = detect(image, max_keypoints=config.max_keypoints)
+            h, w = image.shape
+            original = (w, h) if scale == 1.0 else (round(w / scale), round(h / scale))
+            storage.write_features(features_path, name, _to_original(feats, scale, original))
+        good = [n for n in names if n not in {s["name"] for s in skipped}]
+        features = {n: storage.read_features(features_path, n) for n in good}
+    report["features_computed"] = len(todo) - len(skipped)
+    report["features_reused"] = len(good) - report["features_computed"]
+    if len(good) < 2:
+        raise ValueError(f"{image_dir}: fewer than 2 readable images ({len(good)} of {len(names)})")
+
+    # 2. matches ------------------------------------------------------------------
+    pairs = make_pairs(config.pairs, good)
+    with _stage("matching", seconds):
+        todo_pairs = storage.missing_pairs(matches_path, pairs)
+        cache = _PatchCache(image_dir, config, features)
+        candidates = 0
+        for a, b in _progress(todo_pairs, progress, "matching"):
+            result = match_features(features[a], cache.get(a), features[b], cache.get(b), scorer, config.match)
+            candidates += result.num_candidates
+            storage.write_matches(matches_path, a, b, result.matches, result.scores, len(features[a]))
+    report["pairs"] = len(pairs)
+    report["pairs_matched"] = len(todo_pairs)
+    report["pairs_reused"] = len(pairs) - len(todo_pairs)
+    report["candidates_scored"] = candidates
+
+    # 3. database -----------------------------------------------------------------
+    database = out_dir / "database.db"
+    with _stage("database", seconds):
+        colmap.create_database(database, overwrite=True)
+        infos = []
+        for n in good:
+            w, h = (int(v) for v in features[n].image_size)
+            infos.append(colmap.CameraInfo(n, w, h, colmap.exif_focal(image_dir / n)))
+        ids = colmap.add_images(database, infos, single_camera=config.single_camera)
+        colmap.write_keypoints(database, {ids[n]: features[n].xy for n in good})
+        putative = {}
+        num_matches = 0
+        for a, b in pairs:
+            m, _ = storage.read_matches(matches_path, a, b)
+            num_matches += len(m)
+            if len(m):
+                putative[(ids[a], ids[b])] = m
+        colmap.write_matches(database, putative)
+    report["putative_matches"] = num_matches
+
+    # 4. verification ---------------------------------------------------------------
+    with _stage("verification", seconds):
+        summary = colmap.verify_matches(database, config.verification)
+    report["verified_pairs"] = summary.verified_pairs
+    report["inlier_matches"] = summary.inlier_matches
+
+    # 5. mapping ------------------------------------------------------------------
+    with _stage("mapping", seconds):
+        reconstruction = colmap.incremental_mapping(database, image_dir, out_dir / "sparse", config.mapper)
+    stats = colmap.reconstruction_stats(reconstruction)
+    registered = stats.pop("registered_names")
+
+    # 6. pictures and report -----------------------------------------------------------
+    if config.num_viz_pairs:
+        with _stage("viz", seconds):
+            report["viz"] = _draw_best_pairs(database, image_dir, out_dir / "viz", features, ids, pairs,
+                                             matches_path, config.num_viz_pairs)  # fmt: skip
+    report.update(
+        {
+            "status": "complete",
+            "images": len(names),
+            "images_used": len(good),
+            **stats,
+            "unregistered": sorted(set(good) - set(registered)),
+            "skipped": skipped,
+            "seconds": seconds,
+            "seconds_total": round(sum(seconds.values()), 3),
+            "config": dataclasses.asdict(config),
+            "weights": {"sha256": identity["matching"]["weights_sha256"], **_scorer_meta(scorer)},
+            "notes": notes,
+        }
+    )
+    if ground_truth is not None:
+        report["pose"] = _pose_report(reconstruction, ground_truth, good)
+    _write_json(out_dir / "report.json", report)
+    logger.info(
+        "registered %d/%d images, %d points, track length %.2f, reprojection error %.2f px",
+        report["registered"], len(good), report["points"], report["mean_track_length"],
+        report["mean_reprojection_error"],
+    )  # fmt: skip
+    return report
+
+
+def _scorer_meta(scorer: PatchScorer) -> dict:
+    meta = getattr(scorer, "meta", {}) or {}
+    return {k: meta[k] for k in ("path", "model") if k in meta}
+
+
+def _pose_report(reconstruction, ground_truth, names: list[str]) -> dict:
+    from .evaluation.pose import load_cameras_json
+
+    known = set(load_cameras_json(ground_truth))
+    evaluated = [n for n in names if n in known]
+    poses = colmap.reconstruction_poses(reconstruction) if reconstruction is not None else {}
+    pose = evaluate_poses(poses, ground_truth, names=evaluated)
+    pose["ground_truth"] = str(ground_truth)
+    return pose
+
+
+def _draw_best_pairs(database, image_dir, viz_dir, features, ids, pairs, matches_path, count) -> list[str]:
+    """PNGs of the ``count`` pairs with most verified inliers (inliers green, other matches red)."""
+    from . import viz
+
+    scored = []
+    for a, b in pairs:
+        inliers = colmap.read_verified_matches(database, ids[a], ids[b])
+        scored.append((len(inliers), a, b, inliers))
+    scored.sort(key=lambda item: -item[0])
+    written = []
+    for n_inl, a, b, inliers in scored[:count]:
+        matches, _ = storage.read_matches(matches_path, a, b)
+        inlier_set = {tuple(row) for row in inliers.tolist()}
+        flags = np.array([tuple(row) in inlier_set for row in matches.tolist()], bool)
+        try:
+            img_a, _ = read_gray(image_dir / a)
+            img_b, _ = read_gray(image_dir / b)
+        except ImageReadError as error:  # changed on disk since detection
+            logger.warning("no picture of %s / %s: %s", a, b, error)
+            continue
+        canvas = viz.draw_matches(img_a, img_b, features[a].xy, features[b].xy, matches, flags,
+                                  title=f"{a} - {b}")  # fmt: skip
+        path = viz.save_png(viz_dir / f"{storage.names_to_pair(a, b, separator='__')}.png", canvas)
+        written.append(path.name)
+    return written

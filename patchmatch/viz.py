@@ -1,0 +1,115 @@
+"""Pictures of matches: two images side by side, one line per match (OpenCV drawing)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+#: BGR colours: verified inliers, other matches.
+INLIER_COLOR = (60, 200, 60)
+OUTLIER_COLOR = (40, 40, 230)
+
+
+def _to_bgr(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"images must be uint8, got {image.dtype}")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.ndim == 3 and image.shape[2] == 3:
+        return image.copy()
+    raise ValueError(f"images must be (H, W) or (H, W, 3), got {image.shape}")
+
+
+def draw_matches(
+    image0: np.ndarray,
+    image1: np.ndarray,
+    keypoints0: np.ndarray,
+    keypoints1: np.ndarray,
+    matches: np.ndarray,
+    inliers: np.ndarray | None = None,
+    max_lines: int = 1000,
+    max_height: int = 800,
+    title: str | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Draw the matches of an image pair side by side.
+
+    Args:
+        image0: (H0, W0) or (H0, W0, 3) uint8 (BGR).
+        image1: (H1, W1) or (H1, W1, 3) uint8.
+        keypoints0: (N0, 2) float pixel positions in ``image0`` (OpenCV convention).
+        keypoints1: (N1, 2) float pixel positions in ``image1``.
+        matches: (K, 2) int indices ``[i0, i1]``.
+        inliers: (K,) bool, True for verified matches (green; others red);
+            ``None`` draws every match green.
+        max_lines: at most this many lines (a random, seeded subset; inliers
+            drawn last, on top).
+        max_height: both images are scaled to this height at most.
+        title: text written at the top-left corner.
+        seed: seed of the subset choice.
+
+    Returns:
+        (H, W0' + W1', 3) uint8 BGR canvas.
+
+    Raises:
+        ValueError: bad image types, shapes, or indices out of range.
+    """
+    img0, img1 = _to_bgr(image0), _to_bgr(image1)
+    kp0 = np.asarray(keypoints0, np.float64).reshape(-1, 2)
+    kp1 = np.asarray(keypoints1, np.float64).reshape(-1, 2)
+    matches = np.asarray(matches, np.int64).reshape(-1, 2)
+    if len(matches) and (
+        matches.min() < 0 or matches[:, 0].max() >= len(kp0) or matches[:, 1].max() >= len(kp1)
+    ):
+        raise ValueError(f"match indices out of range for {len(kp0)} and {len(kp1)} keypoints")
+    inl = np.ones(len(matches), bool) if inliers is None else np.asarray(inliers, bool).reshape(-1)
+    if len(inl) != len(matches):
+        raise ValueError(f"{len(matches)} matches but {len(inl)} inlier flags")
+
+    height = min(max_height, max(img0.shape[0], img1.shape[0]))
+    s0, s1 = height / img0.shape[0], height / img1.shape[0]
+    img0 = cv2.resize(img0, (max(1, round(img0.shape[1] * s0)), height), interpolation=cv2.INTER_AREA)
+    img1 = cv2.resize(img1, (max(1, round(img1.shape[1] * s1)), height), interpolation=cv2.INTER_AREA)
+    canvas = np.concatenate([img0, img1], axis=1)
+    offset = img0.shape[1]
+
+    rows = np.arange(len(matches))
+    if len(rows) > max_lines:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, max_lines, replace=False))
+    rows = np.r_[rows[~inl[rows]], rows[inl[rows]]]
+    thickness = max(1, height // 500)
+    for r in rows:
+        # pixel centre at integer coordinates: scale the (x + 0.5) edge distance
+        x0, y0 = (kp0[matches[r, 0]] + 0.5) * s0 - 0.5
+        x1, y1 = (kp1[matches[r, 1]] + 0.5) * s1 - 0.5
+        color = INLIER_COLOR if inl[r] else OUTLIER_COLOR
+        p0 = (int(round(x0)), int(round(y0)))
+        p1 = (int(round(x1)) + offset, int(round(y1)))
+        cv2.line(canvas, p0, p1, color, thickness, cv2.LINE_AA)
+        cv2.circle(canvas, p0, 2 * thickness, color, -1, cv2.LINE_AA)
+        cv2.circle(canvas, p1, 2 * thickness, color, -1, cv2.LINE_AA)
+    text = title if title is not None else ""
+    text = f"{text}  {int(inl.sum())}/{len(matches)} inliers".strip()
+    cv2.putText(canvas, text, (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 4, cv2.LINE_AA)
+    cv2.putText(canvas, text, (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA)
+    return canvas
+
+
+def save_png(path: str | os.PathLike, canvas: np.ndarray) -> Path:
+    """Write a canvas as PNG (parent folders created).
+
+    Raises:
+        OSError: OpenCV could not write the file (the path is named).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), canvas):
+        raise OSError(f"could not write PNG {path}")
+    return path
