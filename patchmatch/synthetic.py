@@ -265,14 +265,14 @@ class RenderedView:
     """One rendered image with its per-pixel ground truth.
 
     Attributes:
-        image: (H, W) uint8 gray image.
+        image: (H, W) uint8 gray image (None when rendered with ``image=False``).
         depth: (H, W) float32 depth in metres of the surface seen at each pixel centre
             (``inf`` where no surface is hit).
         surface: (H, W) int16 index into ``SyntheticScene.surfaces`` of the surface seen at
             each pixel centre (-1 where none).
     """
 
-    image: np.ndarray
+    image: np.ndarray | None
     depth: np.ndarray
     surface: np.ndarray
 
@@ -555,12 +555,13 @@ def _shade(surface: Surface, cam: Camera, shading: bool) -> float:
     return 0.62 + 0.38 * abs(float(surface.normal @ _LIGHT))
 
 
-def render_view(scene: SyntheticScene, index: int) -> RenderedView:
+def render_view(scene: SyntheticScene, index: int, *, image: bool = True) -> RenderedView:
     """Render one view of the scene.
 
     Args:
         scene: The scene (see :func:`make_scene`).
         index: Camera index in ``scene.cameras``.
+        image: Render the image; False computes only the (much cheaper) ground-truth maps.
 
     Returns:
         The image with its depth and surface-index maps (at the pixel centres).
@@ -572,6 +573,9 @@ def render_view(scene: SyntheticScene, index: int) -> RenderedView:
         raise IndexError(f"camera index {index} out of range for {len(scene.cameras)} cameras")
     cfg = scene.config
     cam = scene.cameras[index]
+    depth, label, _ = _visible_maps(scene, cam, cam.K, cfg.width, cfg.height, with_color=False)
+    if not image:
+        return RenderedView(image=None, depth=depth.astype(np.float32), surface=label)
     S = cfg.supersample
     # Supersampled pixel x' = S x + (S - 1) / 2 covers the same area as pixel x (centres at integers).
     A = np.array([[S, 0.0, (S - 1) / 2.0], [0.0, S, (S - 1) / 2.0], [0.0, 0.0, 1.0]])
@@ -590,10 +594,8 @@ def render_view(scene: SyntheticScene, index: int) -> RenderedView:
         img = img * (gain * (1.0 + slope * ramp)) + offset
     if cfg.noise_sigma > 0:
         img = img + rng.normal(0.0, cfg.noise_sigma, img.shape).astype(np.float32)
-    image = np.clip(np.round(img), 0, 255).astype(np.uint8)
-
-    depth, label, _ = _visible_maps(scene, cam, cam.K, cfg.width, cfg.height, with_color=False)
-    return RenderedView(image=image, depth=depth.astype(np.float32), surface=label)
+    pixels = np.clip(np.round(img), 0, 255).astype(np.uint8)
+    return RenderedView(image=pixels, depth=depth.astype(np.float32), surface=label)
 
 
 def backproject(scene: SyntheticScene, index: int, view: RenderedView, pixels: np.ndarray) -> np.ndarray:

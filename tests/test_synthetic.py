@@ -219,7 +219,11 @@ def test_projected_points_land_on_rendered_markers(scene):
 
 def test_transfer_round_trip_and_occlusion(scene):
     i, j = 2, 6
-    v0, v1 = render_view(scene, i), render_view(scene, j)
+    v0, v1 = render_view(scene, i, image=False), render_view(scene, j, image=False)
+    full = render_view(scene, i)
+    np.testing.assert_array_equal(full.surface, v0.surface)
+    np.testing.assert_array_equal(full.depth, v0.depth)
+    assert v0.image is None
     rng = np.random.default_rng(2)
     px = rng.uniform([0, 0], [639, 479], size=(4000, 2))
     X = backproject(scene, i, v0, px)
