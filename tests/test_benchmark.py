@@ -1,0 +1,41 @@
+import json
+
+import numpy as np
+import pytest
+
+from patchmatch.benchmark import flops_per_pair, gemm_flops, time_scorer
+from patchmatch.cli import main
+from patchmatch.device import resolve_device
+from patchmatch.models import build_model
+from patchmatch.scoring import PatchScorer
+
+
+def test_flops_per_pair_hand_count():
+    # per stream: conv1 2·(96·28·28)·(2·25) + conv2 2·(96·12·12)·(96·9) + conv3 2·(192·4·4)·(96·9)
+    # + conv4 2·(192·2·2)·(192·9) = 39,376,896; two streams + FC 2·768·1536 + 2·768
+    assert flops_per_pair(build_model("2ch2stream")) == 2 * 39_376_896 + 2 * 768 * 1536 + 2 * 768
+
+
+def test_precision_backends():
+    model = build_model("2ch2stream")
+    rng = np.random.default_rng(0)
+    p = rng.integers(0, 256, (50, 64, 64), dtype=np.uint8)
+    pairs = rng.integers(0, 50, (200, 2))
+    fp32 = PatchScorer(model, device="cpu").score_pairs(p, p, pairs)
+    bf16 = PatchScorer(model, device="cpu", precision="bf16").score_pairs(p, p, pairs)
+    assert np.corrcoef(fp32, bf16)[0, 1] > 0.99
+    with pytest.raises(ValueError, match="precision"):
+        PatchScorer(model, device="cpu", precision="int4")
+    with pytest.raises(ValueError, match="fp16 autocast needs a CUDA"):
+        PatchScorer(model, device="cpu", precision="fp16")
+
+
+def test_bench_command_writes_json(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    assert main(["bench", "--seconds", "0.05", "--pairs", "64", "--batch-size", "32", "--precision", "fp32", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["rows"][0]["pairs_per_s"] > 0 and data["gemm_flops"] > 0
+    assert "pairs/s" in capsys.readouterr().out
+    assert gemm_flops(resolve_device("cpu"), n=64, seconds=0.01) > 0
+    pps, scores = time_scorer(PatchScorer(build_model("2ch"), device="cpu"), num_pairs=16, seconds=0.01)
+    assert pps > 0 and scores.shape == (16,)
