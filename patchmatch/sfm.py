@@ -45,7 +45,7 @@ import numpy as np
 from . import colmap, storage
 from .evaluation.pose import evaluate_poses
 from .features import Features, detect
-from .images import ImageReadError, list_images, read_gray
+from .images import ImageReadError, image_size, list_images, read_gray
 from .matching import MatchConfig, match_features
 from .pairs import make_pairs, parse_strategy
 from .patches import extract_patches
@@ -215,24 +215,34 @@ def _check_storage(path: Path, probe: Callable[[Path], object], notes: list[str]
         notes.append(message)
 
 
-def _to_working(features: Features, scale: float) -> Features:
-    """Keypoints in original pixels → pixels of the image downscaled by ``scale``."""
-    if scale == 1.0:
+def _axis_scales(working_shape: tuple[int, ...], original_size: np.ndarray) -> np.ndarray:
+    """Per-axis ``[sx, sy]`` = working / original size (rounding makes them differ slightly)."""
+    h, w = working_shape[:2]
+    return np.array([w / float(original_size[0]), h / float(original_size[1])])
+
+
+def _to_working(features: Features, scales: np.ndarray, working_shape: tuple[int, ...]) -> Features:
+    """Keypoints in pixels of the original image → pixels of the downscaled one.
+
+    ``scales`` is ``[sx, sy]`` (:func:`_axis_scales`); pixel centres sit at
+    integer coordinates, so ``x_work = (x + 0.5) * sx - 0.5``.
+    """
+    if np.all(scales == 1.0):
         return features
     kps = features.keypoints.copy()
-    kps[:, :2] = (kps[:, :2] + 0.5) * scale - 0.5
-    kps[:, 2] *= scale
-    size = np.round(features.image_size * scale).astype(np.int64)
+    kps[:, :2] = (kps[:, :2] + 0.5) * scales.astype(np.float32) - 0.5
+    kps[:, 2] *= float(np.mean(scales))
+    size = np.array([working_shape[1], working_shape[0]], np.int64)
     return Features(kps, features.descriptors, features.scores, size)
 
 
-def _to_original(features: Features, scale: float, original_size: tuple[int, int]) -> Features:
-    """Keypoints in pixels of the downscaled image → pixels of the original."""
+def _to_original(features: Features, scales: np.ndarray, original_size: np.ndarray) -> Features:
+    """Inverse of :func:`_to_working`: downscaled-image pixels → original-image pixels."""
     kps = features.keypoints.copy()
-    if scale != 1.0:
-        kps[:, :2] = (kps[:, :2] + 0.5) / scale - 0.5
-        kps[:, 2] /= scale
-    return Features(kps, features.descriptors, features.scores, np.array(original_size, np.int64))
+    if not np.all(scales == 1.0):
+        kps[:, :2] = (kps[:, :2] + 0.5) / scales.astype(np.float32) - 0.5
+        kps[:, 2] /= float(np.mean(scales))
+    return Features(kps, features.descriptors, features.scores, np.asarray(original_size, np.int64))
 
 
 class _PatchCache:
@@ -251,8 +261,9 @@ class _PatchCache:
         if name in self.items:
             self.items.move_to_end(name)
             return self.items[name]
-        image, scale = read_gray(self.image_dir / name, self.config.max_image_size)
-        working = _to_working(self.features[name], scale)
+        image, _ = read_gray(self.image_dir / name, self.config.max_image_size)
+        feats = self.features[name]
+        working = _to_working(feats, _axis_scales(image.shape, feats.image_size), image.shape)
         patches = extract_patches(image, working.keypoints, upright=self.config.match.upright)
         self.computed += 1
         self.items[name] = patches
@@ -346,14 +357,15 @@ def run_sfm(
         for name in _progress(todo, progress, "features"):
             try:
                 image, scale = read_gray(image_dir / name, config.max_image_size)
+                # the exact original size (the downscaled one is rounded): a second decode
+                original = np.array(image_size(image_dir / name) if scale != 1.0 else image.shape[::-1])
             except ImageReadError as error:
                 logger.warning("skipping image: %s", error)
                 skipped.append({"name": name, "reason": str(error)})
                 continue
             feats = detect(image, max_keypoints=config.max_keypoints)
-            h, w = image.shape
-            original = (w, h) if scale == 1.0 else (round(w / scale), round(h / scale))
-            storage.write_features(features_path, name, _to_original(feats, scale, original))
+            scales = _axis_scales(image.shape, original)
+            storage.write_features(features_path, name, _to_original(feats, scales, original))
         good = [n for n in names if n not in {s["name"] for s in skipped}]
         features = {n: storage.read_features(features_path, n) for n in good}
     report["features_computed"] = len(todo) - len(skipped)

@@ -1,0 +1,207 @@
+"""End-to-end tests of patchmatch.sfm on a small real subset of entry-P10.
+
+One run on 5 real views (640 px, 512 keypoints) plus a truncated JPEG is shared
+by the tests; each test that modifies a run works on a copy of its output.
+
+The network is an untrained, seeded ``2ch`` model with ``k = 1`` candidates
+(each keypoint's SIFT ratio-test neighbour): these tests check the pipeline's
+structure (stages, storage, resume, errors) and that COLMAP recovers the
+ground-truth geometry from what the pipeline writes, not the network's quality
+(that is ``pipelines/compare_sift.py``'s job, with the shipped weights).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from patchmatch import storage
+from patchmatch.colmap import MapperConfig, VerificationConfig, read_reconstruction
+from patchmatch.matching import MatchConfig
+from patchmatch.models import build_model, save_checkpoint
+from patchmatch.scoring import PatchScorer
+from patchmatch.sfm import SfmConfig, run_sfm, weights_fingerprint
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+SCENE = DATA / "scenes" / "entry-P10"
+NAMES = ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg", "0004.jpg"]
+
+CONFIG = SfmConfig(
+    max_keypoints=512,
+    max_image_size=640,
+    device="cpu",
+    match=MatchConfig(k=1, max_ratio=0.8, min_score=float("-inf")),
+    single_camera=True,
+    verification=VerificationConfig(num_threads=2),
+    mapper=MapperConfig(num_threads=2),
+)
+
+
+def _scorer(seed: int = 0) -> PatchScorer:
+    torch.manual_seed(seed)
+    return PatchScorer(build_model("2ch"), device="cpu")
+
+
+def _image_dir(root: Path, names=NAMES, broken: bool = True) -> Path:
+    if not SCENE.is_dir():
+        pytest.skip(f"real data not found at {SCENE} (see shared/data/README.md)")
+    images = root / "images"
+    (images / "sub").mkdir(parents=True)
+    for name in names:  # links, the data is never copied
+        (images / name).symlink_to(SCENE / "images" / name)
+    if broken:  # a JPEG cut short, in a subfolder
+        (images / "sub" / "broken.jpg").write_bytes((SCENE / "images" / "0009.jpg").read_bytes()[:4000])
+    (images / "notes.txt").write_text("not an image")
+    return images
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sfm")
+    images = _image_dir(root)
+    out = root / "out"
+    report = run_sfm(images, out, CONFIG, scorer=_scorer(), ground_truth=SCENE / "cameras.json")
+    return images, out, report
+
+
+def _copy(out: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "out"
+    shutil.copytree(out, dst)
+    return dst
+
+
+@pytest.mark.slow
+def test_end_to_end_poses_match_ground_truth(run):
+    images, out, report = run
+    assert report["status"] == "complete"
+    assert report["images"] == 6 and report["images_used"] == 5
+    assert report["registered"] == 5 and report["unregistered"] == []
+    assert report["points"] > 100 and report["mean_track_length"] > 2.0
+    assert 0 < report["mean_reprojection_error"] < 1.5
+    assert report["pairs"] == 10 and report["verified_pairs"] >= 8
+    assert set(report["seconds"]) >= {"features", "matching", "database", "verification", "mapping"}
+    # the relative rotations agree with the ground truth to about a degree
+    pose = report["pose"]
+    assert pose["registered"] == 5 and pose["pairs"] == 10
+    assert pose["rotation_error_median_deg"] < 3.0
+    assert pose["rotation_auc"]["2"] > 0.2
+    # files
+    assert json.loads((out / "report.json").read_text())["registered"] == 5
+    model = read_reconstruction(out / "sparse" / "0")
+    assert sorted(model.image(i).name for i in model.reg_image_ids()) == NAMES
+    assert storage.list_features(out / "features.h5") == NAMES
+    assert storage.missing_pairs(out / "matches.h5", [(a, b) for a in NAMES for b in NAMES if a < b]) == []
+    assert len(report["viz"]) == 2 and all((out / "viz" / p).is_file() for p in report["viz"])
+
+
+@pytest.mark.slow
+def test_features_stored_in_original_pixels(run):
+    images, out, _ = run
+    feats = storage.read_features(out / "features.h5", "0000.jpg")
+    assert list(feats.image_size) == [1536, 1024]  # detected at 640 px, stored at full size
+    assert 0 < len(feats) <= 512
+    assert feats.keypoints[:, 0].max() > 1000 and feats.keypoints[:, 1].max() > 640
+
+
+@pytest.mark.slow
+def test_bad_image_listed_and_others_processed(run):
+    _, _, report = run
+    assert [s["name"] for s in report["skipped"]] == ["sub/broken.jpg"]
+    assert "truncated JPEG" in report["skipped"][0]["reason"]
+    assert report["registered"] == 5
+
+
+@pytest.mark.slow
+def test_resume_skips_done_work(run, tmp_path):
+    images, out, first = run
+    out = _copy(out, tmp_path)
+    again = run_sfm(images, out, CONFIG, scorer=_scorer())
+    assert again["resumed"] is True
+    assert again["features_computed"] == 0 and again["features_reused"] == 5
+    assert again["pairs_matched"] == 0 and again["pairs_reused"] == 10
+    assert again["registered"] == 5
+    assert [s["name"] for s in again["skipped"]] == ["sub/broken.jpg"]  # still reported
+
+    # an interrupted run: one image's features half-written, one pair never written
+    with h5py.File(out / "features.h5", "a") as fd:
+        del fd["0003.jpg"].attrs[storage.COMPLETE]
+    with h5py.File(out / "matches.h5", "a") as fd:
+        del fd[storage.names_to_pair("0001.jpg", "0002.jpg")]
+    resumed = run_sfm(images, out, CONFIG, scorer=_scorer())
+    assert resumed["features_computed"] == 1 and resumed["pairs_matched"] == 1
+    assert resumed["registered"] == 5
+    # detection is deterministic: the redone image's features are those of the first run
+    np.testing.assert_array_equal(
+        storage.read_features(out / "features.h5", "0003.jpg").keypoints,
+        storage.read_features(run[1] / "features.h5", "0003.jpg").keypoints,
+    )
+
+
+@pytest.mark.slow
+def test_corrupt_h5_is_moved_aside_and_recomputed(run, tmp_path):
+    images, out, _ = run
+    out = _copy(out, tmp_path)
+    (out / "features.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)  # killed mid-metadata
+    report = run_sfm(images, out, CONFIG, scorer=_scorer())
+    assert report["features_computed"] == 5
+    assert report["pairs_matched"] == 0  # the matches did not depend on the lost file's bytes
+    assert report["notes"] and "features.h5 was unreadable" in report["notes"][0]
+    assert len(list(out.glob("features.h5.corrupt-*"))) == 1
+    assert report["registered"] == 5
+
+
+def test_refuses_to_overwrite_another_run(tmp_path):
+    images = _image_dir(tmp_path, NAMES[:3], broken=False)
+    out = tmp_path / "out"
+    small = SfmConfig(max_keypoints=128, max_image_size=320, match=CONFIG.match, num_viz_pairs=0,
+                      verification=CONFIG.verification, mapper=CONFIG.mapper)  # fmt: skip
+    first = run_sfm(images, out, small, scorer=_scorer())
+    assert first["pairs_matched"] == 3
+    other = SfmConfig(**{**small.__dict__, "max_keypoints": 100})
+    with pytest.raises(FileExistsError, match=r"other settings \(features.max_keypoints: 128 -> 100\)"):
+        run_sfm(images, out, other, scorer=_scorer())
+    with pytest.raises(FileExistsError, match="weights_sha256"):  # other weights, other matches
+        run_sfm(images, out, small, scorer=_scorer(seed=1))
+    replaced = run_sfm(images, out, other, scorer=_scorer(), overwrite=True)
+    assert replaced["resumed"] is False and replaced["features_computed"] == 3
+    assert all(len(storage.read_features(out / "features.h5", n)) <= 100 for n in NAMES[:3])
+    # a folder holding something else is never written into
+    alien = tmp_path / "alien"
+    alien.mkdir()
+    (alien / "thesis.tex").write_text("precious")
+    with pytest.raises(FileExistsError, match="holds no patchmatch run"):
+        run_sfm(images, alien, small, scorer=_scorer())
+    assert sorted(p.name for p in alien.iterdir()) == ["thesis.tex"]
+
+
+def test_cli_sfm_with_checkpoint(tmp_path, capsys):
+    from patchmatch.cli import main
+
+    images = _image_dir(tmp_path, NAMES[:3], broken=False)
+    scorer = _scorer()
+    ckpt = save_checkpoint(tmp_path / "w.pt", scorer.model, {"note": "untrained, for the test"})
+    args = ["sfm", str(images), str(tmp_path / "out"), "--weights", str(ckpt), "--device", "cpu",
+            "--max-keypoints", "128", "--max-image-size", "320", "--pairs", "sequential:1"]  # fmt: skip
+    code = main(args)
+    assert code in (0, 1)  # 1 = nothing registered (possible with 128 keypoints)
+    summary = json.loads(capsys.readouterr().out.split("\nmodel:")[0])
+    assert summary["images"] == 3 and summary["pairs"] == 2
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["weights"]["sha256"] == weights_fingerprint(scorer)
+    assert main(args[:-2] + ["--max-keypoints", "64"]) == 2  # refuses: other settings, clear message
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="unknown pairs strategy"):
+        SfmConfig(pairs="retrieval")
+    with pytest.raises(ValueError, match="max_keypoints"):
+        SfmConfig(max_keypoints=0)
+    with pytest.raises(ValueError, match="max_image_size"):
+        SfmConfig(max_image_size=8)
