@@ -15,6 +15,7 @@ COMMANDS: list[str] = [
     "patchmatch.commands.train",
     "patchmatch.commands.evaluate",
     "patchmatch.commands.sfm",
+    "patchmatch.demo",
 ]
 
 
