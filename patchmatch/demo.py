@@ -80,7 +80,9 @@ class DemoConfig:
 def _clear_outputs(out_dir: Path, overwrite: bool) -> None:
     present = [out_dir / name for name in OUTPUTS if (out_dir / name).exists()]
     if present and not overwrite:
-        raise FileExistsError(f"{present[0]} already exists; pass --overwrite (overwrite=True) to replace the demo outputs")
+        raise FileExistsError(
+            f"{present[0]} already exists; pass --overwrite (overwrite=True) to replace the demo outputs"
+        )
     for path in present:
         if path.is_dir():
             shutil.rmtree(path)
@@ -196,7 +198,9 @@ def run_demo(
     per_pair = {}
     for a, b in make_pairs(config.pairs, names):
         matches, _ = storage.read_matches(matches_path, a, b)
-        correct = match_correctness(views, scene, index[a], index[b], features[a], features[b], matches, config.correct_px)
+        correct = match_correctness(
+            views, scene, index[a], index[b], features[a], features[b], matches, config.correct_px
+        )
         per_pair[(a, b)] = (matches, correct)
     total = sum(len(m) for m, _ in per_pair.values())
     good = sum(int(c.sum()) for _, c in per_pair.values())

@@ -46,6 +46,9 @@ CONVENTION = "x_cam = R @ X_world + t; pixel = K @ x_cam (pixel centres at integ
 _PYRAMID_LEVELS = 3
 #: Light direction (world, unit) used for the per-surface Lambert shading.
 _LIGHT = np.array([0.35, -0.55, 0.76]) / np.linalg.norm([0.35, -0.55, 0.76])
+#: Floor extent of the room (metres): |x| < half width, y in (y0, y1); cameras stay outside it.
+_ROOM_HALF_WIDTH = 5.0
+_ROOM_Y = (-5.0, 3.5)
 #: Gray level of the background (no surface hit) at the top and bottom image rows.
 _SKY = (185.0, 150.0)
 
@@ -342,7 +345,8 @@ def make_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarra
     covered = canvas[..., 1] > 0
     tex[covered] = canvas[..., 0][covered]
     fine = rng.standard_normal((height // 6 + 3, width // 6 + 3)).astype(np.float32)
-    tex += 9.0 * cv2.resize(fine, (fine.shape[1] * 6, fine.shape[0] * 6), interpolation=cv2.INTER_CUBIC)[:height, :width]
+    fine = cv2.resize(fine, (fine.shape[1] * 6, fine.shape[0] * 6), interpolation=cv2.INTER_CUBIC)
+    tex += 9.0 * fine[:height, :width]
     tex = cv2.GaussianBlur(tex, (0, 0), 0.8)
     return np.clip(tex, 0.0, 255.0)
 
@@ -383,9 +387,9 @@ def _box(name, center_xy, size, yaw_deg, rng, texels_per_meter) -> list[Surface]
 
 def _surfaces(rng: np.random.Generator, texels_per_meter: float) -> tuple[Surface, ...]:
     x, y, z = np.eye(3)
-    tpm = texels_per_meter
+    tpm, w = texels_per_meter, _ROOM_HALF_WIDTH
     surfaces = [
-        _rect("floor", (-5.0, -5.0, 0.0), x, y, (10.0, 8.5), rng, tpm),
+        _rect("floor", (-w, _ROOM_Y[0], 0.0), x, y, (2 * w, _ROOM_Y[1] - _ROOM_Y[0]), rng, tpm),
         _rect("back-wall", (-5.0, 3.5, 3.5), x, -z, (10.0, 3.5), rng, tpm),
         _rect("left-wall", (-5.0, -1.0, 3.5), y, -z, (4.5, 3.5), rng, tpm),
         _rect("right-wall", (5.0, 3.5, 3.5), -y, -z, (4.5, 3.5), rng, tpm),
@@ -448,8 +452,12 @@ def make_scene(seed: int = 0, config: SceneConfig | None = None) -> SyntheticSce
     surfaces = _surfaces(rng, config.texels_per_meter)
     cameras = _cameras(rng, config)
     for cam in cameras:
-        if np.linalg.norm(cam.center[:2]) < 5.2:
-            raise ValueError(f"SceneConfig puts camera {cam.name} inside the room; increase radius")
+        x, y, z = cam.center
+        if (abs(x) < _ROOM_HALF_WIDTH and _ROOM_Y[0] < y < _ROOM_Y[1]) or z <= 0.1:
+            raise ValueError(
+                f"SceneConfig(radius={config.radius}, camera_height={config.camera_height}) puts camera "
+                f"{cam.name} at {np.round(cam.center, 2).tolist()}, inside the room or below its floor"
+            )
     return SyntheticScene(surfaces, cameras, config, int(seed))
 
 

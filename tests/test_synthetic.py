@@ -84,6 +84,11 @@ def test_invalid_config_is_rejected(kwargs):
         SceneConfig(**kwargs)
 
 
+def test_cameras_inside_the_room_are_rejected():
+    with pytest.raises(ValueError, match="inside the room"):
+        make_scene(0, SceneConfig(radius=4.0))
+
+
 def test_render_view_rejects_bad_index(scene):
     with pytest.raises(IndexError, match="camera index 10"):
         render_view(scene, 10)
