@@ -652,6 +652,7 @@ def sift_features_and_matches(
     image_names: Sequence[str],
     config: SiftBaselineConfig = SiftBaselineConfig(),
     verification: VerificationConfig = VerificationConfig(),
+    single_camera: bool = False,
 ) -> DatabaseSummary:
     """COLMAP's SIFT: import images (one SIMPLE_RADIAL camera each), extract,
     match exhaustively and verify, all by pycolmap on the CPU.
@@ -662,6 +663,7 @@ def sift_features_and_matches(
         image_names: images to use, relative to ``image_dir``.
         config: SIFT settings.
         verification: RANSAC settings of the verification.
+        single_camera: one camera shared by all images instead of one each.
 
     Returns:
         The database counts afterwards.
@@ -688,7 +690,7 @@ def sift_features_and_matches(
         str(database),
         str(image_dir),
         image_names=list(image_names),
-        camera_mode=pycolmap.CameraMode.PER_IMAGE,
+        camera_mode=pycolmap.CameraMode.SINGLE if single_camera else pycolmap.CameraMode.PER_IMAGE,
         reader_options=reader,
         extraction_options=extraction,
         device=pycolmap.Device.cpu,
