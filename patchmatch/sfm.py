@@ -409,14 +409,21 @@ def run_sfm(
     report["putative_matches"] = num_matches
 
     # 4. verification ---------------------------------------------------------------
-    with _stage("verification", seconds):
-        summary = colmap.verify_matches(database, config.verification)
-    report["verified_pairs"] = summary.verified_pairs
-    report["inlier_matches"] = summary.inlier_matches
+    reconstruction = None
+    report["verified_pairs"] = report["inlier_matches"] = 0
+    if putative:
+        with _stage("verification", seconds):
+            summary = colmap.verify_matches(database, config.verification)
+        report["verified_pairs"] = summary.verified_pairs
+        report["inlier_matches"] = summary.inlier_matches
+    else:
+        logger.warning("no putative match in any pair: nothing to verify or map")
 
     # 5. mapping ------------------------------------------------------------------
-    with _stage("mapping", seconds):
-        reconstruction = colmap.incremental_mapping(database, image_dir, out_dir / "sparse", config.mapper)
+    shutil.rmtree(out_dir / "sparse", ignore_errors=True)  # never leave an earlier run's model
+    if report["verified_pairs"]:
+        with _stage("mapping", seconds):
+            reconstruction = colmap.incremental_mapping(database, image_dir, out_dir / "sparse", config.mapper)
     stats = colmap.reconstruction_stats(reconstruction)
     registered = stats.pop("registered_names")
 

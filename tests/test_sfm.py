@@ -205,3 +205,19 @@ def test_config_validation():
         SfmConfig(max_keypoints=0)
     with pytest.raises(ValueError, match="max_image_size"):
         SfmConfig(max_image_size=8)
+
+
+def test_featureless_images_give_an_empty_report(tmp_path):
+    """Images without any keypoint: no crash, nothing registered, the reason visible in the counts."""
+    import cv2
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(images / f"flat{i}.png"), np.full((120, 160), 90 + i, np.uint8))
+    small = SfmConfig(max_keypoints=64, match=CONFIG.match, num_viz_pairs=0)
+    report = run_sfm(images, tmp_path / "out", small, scorer=_scorer())
+    assert report["images_used"] == 3 and report["skipped"] == []
+    assert report["putative_matches"] == 0 and report["verified_pairs"] == 0
+    assert report["registered"] == 0 and report["unregistered"] == ["flat0.png", "flat1.png", "flat2.png"]
+    assert not (tmp_path / "out" / "sparse" / "0").exists()

@@ -28,7 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..colmap import set_verbosity
     from ..sfm import SfmConfig, run_sfm
+
+    set_verbosity(bool(getattr(args, "verbose", False)))  # COLMAP's own log lines only with -v
 
     config = SfmConfig(
         max_keypoints=args.max_keypoints,
