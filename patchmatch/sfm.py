@@ -129,10 +129,22 @@ def _identity(image_dir: Path, config: SfmConfig, scorer_hash: str) -> dict:
     }  # fmt: skip
 
 
+def _finite(obj: Any) -> Any:
+    """Replace NaN and infinities by None, recursively: strict JSON has neither."""
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def _write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temporary file renamed into place)."""
+    """Write strict JSON (NaN/inf as null) atomically (temporary file renamed into place)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+    text = json.dumps(_finite(json.loads(json.dumps(data, default=_json_default))), indent=2, allow_nan=False)
+    tmp.write_text(text + "\n")
     os.replace(tmp, path)
 
 
@@ -322,7 +334,9 @@ def run_sfm(
             over the images of this run that it lists.
 
     Returns:
-        The report, also written to ``out_dir/report.json``: ``images``,
+        The report, also written to ``out_dir/report.json`` (where NaN and
+        infinity, e.g. the reprojection error of no model or the median error
+        of mostly failed pairs, are written as null): ``images``,
         ``registered``, ``points``, ``mean_track_length``,
         ``mean_reprojection_error`` (px), ``pairs``, ``seconds`` (per stage),
         ``skipped`` (``[{"name", "reason"}]``), ``unregistered``, counts of

@@ -190,7 +190,8 @@ def test_cli_sfm_with_checkpoint(tmp_path, capsys):
             "--max-keypoints", "128", "--max-image-size", "320", "--pairs", "sequential:1"]  # fmt: skip
     code = main(args)
     assert code in (0, 1)  # 1 = nothing registered (possible with 128 keypoints)
-    summary = json.loads(capsys.readouterr().out.split("\nmodel:")[0])
+    out = capsys.readouterr().out
+    summary = json.loads(out[: out.rindex("}") + 1])
     assert summary["images"] == 3 and summary["pairs"] == 2
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["weights"]["sha256"] == weights_fingerprint(scorer)
@@ -221,3 +222,5 @@ def test_featureless_images_give_an_empty_report(tmp_path):
     assert report["putative_matches"] == 0 and report["verified_pairs"] == 0
     assert report["registered"] == 0 and report["unregistered"] == ["flat0.png", "flat1.png", "flat2.png"]
     assert not (tmp_path / "out" / "sparse" / "0").exists()
+    strict = json.loads((tmp_path / "out" / "report.json").read_text(), parse_constant=pytest.fail)
+    assert strict["mean_reprojection_error"] is None  # NaN written as null: strict JSON

@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         summary["rotation_auc"] = report["pose"]["rotation_auc"]
     if report["skipped"]:
         summary["skipped"] = [s["name"] for s in report["skipped"]]
-    print(json.dumps(summary, indent=2))
-    print(f"model: {args.out / 'sparse' / '0'}  report: {args.out / 'report.json'}")
+    print(json.dumps(summary, indent=2))  # NaN/Infinity: undefined (no model) / failed pairs
+    model = f"model: {args.out / 'sparse' / '0'}" if report["registered"] else "no model"
+    print(f"{model}  report: {args.out / 'report.json'}")
     return 0 if report["registered"] else 1
