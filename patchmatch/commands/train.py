@@ -40,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
     p.add_argument("--fp16", action="store_true", help="write the final checkpoint in float16")
     p.add_argument("--resume", action="store_true", help="continue from <out>.state.pt")
+    p.add_argument("--stop-after", type=int, metavar="N", help="stop after N epochs of this run (resume later)")
     p.set_defaults(func=run)
 
 
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     )
     meta = {"command": "patchmatch " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "threads": torch.get_num_threads()}
     res = train(config, args.data, args.out, val=args.val, resume=args.resume, half=args.fp16,
-                device=args.device, progress=True, meta=meta)
+                device=args.device, progress=True, meta=meta, stop_after=args.stop_after)
     last = res.history[-1] if res.history else {}
     print(f"wrote {res.checkpoint} (epoch {res.best_epoch}); last epoch: "
           + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float)))

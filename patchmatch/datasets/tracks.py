@@ -17,6 +17,10 @@ are tied into tracks without ever looking at a descriptor:
    of one image is dropped; the rest are triangulated from all their views and observations
    reprojecting further than ``reprojection_px`` (or with an inconsistent physical size) are
    removed, worst first, re-triangulating each time.
+5. **Orientations**: SIFT gives a location one keypoint per dominant orientation; each
+   observation takes the orientation that agrees with the other views (transferred through
+   the 3D point, ``orientation_tol_deg``), so that the oriented patches of a positive pair
+   show the same content the same way up, as the matcher sees them.
 
 From the tracks a *pair set* is written (:func:`write_pair_set`): positives are two views of one
 track; random negatives are observations of two different tracks; hard negatives pair an
@@ -73,7 +77,11 @@ class TrackConfig:
             differ by at most this angle.
         max_neighbours: at most this many neighbour views per image (smallest angle first).
         min_triangulation_deg: minimum angle between the two rays of a candidate.
-        seed: not used by track building; kept for symmetry with :class:`PairSetConfig`.
+        orientation_tol_deg: after the geometry, each observation takes the one of its
+            location's SIFT orientations that agrees (within this angle, transferred through
+            the 3D point) with the other views; views without one are removed and tracks
+            left with fewer than 2 views dropped. 0 keeps the first orientation of each
+            location (positives may then show rotated content).
     """
 
     max_keypoints: int = 4096
@@ -85,6 +93,7 @@ class TrackConfig:
     max_view_angle_deg: float = 40.0
     max_neighbours: int = 8
     min_triangulation_deg: float = 1.0
+    orientation_tol_deg: float = 30.0
 
     def __post_init__(self) -> None:
         if self.max_keypoints <= 0:
@@ -101,17 +110,34 @@ class TrackConfig:
 
 @dataclass
 class ImageFeatures:
-    """Keypoints of one image after removing duplicate locations.
+    """SIFT keypoints of one image, as detected, grouped by location.
+
+    OpenCV's SIFT repeats a location once per dominant orientation; tracks are built on
+    locations (one representative each) and the orientation of each observation is chosen
+    afterwards, consistently across the views of a track.
 
     Attributes:
         name: image name in the scene.
         keypoints: (N, 4) float32 ``[x, y, size, angle_deg]``, OpenCV pixel convention.
         descriptors: (N, 128) float32 SIFT descriptors.
+        location: (N,) int64 location id of each keypoint, 0..U-1.
+        unique: (U,) int64 index of the first (strongest) keypoint of each location.
     """
 
     name: str
     keypoints: np.ndarray
     descriptors: np.ndarray
+    location: np.ndarray = None  # type: ignore[assignment]
+    unique: np.ndarray = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.location is None or self.unique is None:
+            self.location, self.unique = _group_locations(self.keypoints)
+
+    def locations(self) -> "ImageFeatures":
+        """One keypoint per location (the first), as its own :class:`ImageFeatures`."""
+        u = self.unique
+        return ImageFeatures(self.name, self.keypoints[u], self.descriptors[u], np.arange(len(u)), np.arange(len(u)))
 
 
 @dataclass
@@ -120,7 +146,8 @@ class Tracks:
 
     Attributes:
         image_index: (N,) int32 index into ``names`` of each observation.
-        keypoint_index: (N,) int32 index of the keypoint in its image's :class:`ImageFeatures`.
+        keypoint_index: (N,) int32 index of the keypoint (with its chosen orientation) in its
+            image's :class:`ImageFeatures` ``keypoints``.
         track_id: (N,) int32 track of each observation, 0..T-1, observations grouped by track.
         points3d: (T, 3) float64 triangulated points, world coordinates.
         names: image names, the order ``image_index`` refers to.
@@ -141,14 +168,17 @@ class Tracks:
         return len(self.track_id)
 
 
-def _dedup_keypoints(kps: np.ndarray, desc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the first keypoint of each location (SIFT repeats a location per orientation)."""
+def _group_locations(kps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Location id of each keypoint (same x, y, size to 1e-3 px) and the first index of each."""
     if len(kps) == 0:
-        return kps, desc
-    key = np.round(kps[:, :3].astype(np.float64) * 1000.0).astype(np.int64)
-    _, first = np.unique(key, axis=0, return_index=True)
-    first = np.sort(first)
-    return kps[first], desc[first]
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    key = np.round(np.asarray(kps)[:, :3].astype(np.float64) * 1000.0).astype(np.int64)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    # Renumber locations in order of first appearance (detector order = strongest first).
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[inverse.reshape(-1)].astype(np.int64), first[order].astype(np.int64)
 
 
 def detect_scene(
@@ -163,8 +193,8 @@ def detect_scene(
         progress: show a tqdm bar.
 
     Returns:
-        ``(features, images)``: per name the de-duplicated :class:`ImageFeatures` and the
-        (H, W) uint8 grey image.
+        ``(features, images)``: per name the :class:`ImageFeatures` (all detected keypoints,
+        grouped by location) and the (H, W) uint8 grey image.
 
     Raises:
         ValueError: if an image's size differs from its camera's ``width``/``height``.
@@ -188,10 +218,11 @@ def detect_scene(
                 f"{scene.root / 'cameras.json'} says {cam.width}x{cam.height}"
             )
         f = detect(img, max_keypoints=max_keypoints)
-        kps, desc = _dedup_keypoints(
-            np.asarray(f.keypoints, dtype=np.float32), np.asarray(f.descriptors, dtype=np.float32)
+        feats[name] = ImageFeatures(
+            name=name,
+            keypoints=np.asarray(f.keypoints, dtype=np.float32),
+            descriptors=np.asarray(f.descriptors, dtype=np.float32),
         )
-        feats[name] = ImageFeatures(name=name, keypoints=kps, descriptors=desc)
         images[name] = img
     return feats, images
 
@@ -439,7 +470,8 @@ def build_tracks(
     if len(names) < 2:
         raise ValueError(f"need at least 2 images to build tracks, got {len(names)}")
     cams = [scene.cameras[n] for n in names]
-    fl = [feats[n] for n in names]
+    full = [feats[n] for n in names]
+    fl = [f.locations() for f in full]  # geometry: one keypoint per location
     cell = max(config.reprojection_px, 1e-3)
     grids = [_Grid(f.keypoints[:, :2], cell) for f in fl]
     pairs = neighbour_pairs(scene, names, config)
@@ -510,13 +542,139 @@ def build_tracks(
         n_conflict,
         n_short,
     )
+    img_k = obs_img[keep]
+    raw = np.array([full[i].unique[k] for i, k in zip(img_k, obs_kp[keep])], dtype=np.int64)
+    tid_k = new_id[obs_comp[keep]]
+    points = X[good].reshape(-1, 3)
+    if config.orientation_tol_deg > 0 and len(raw):
+        raw, ok = _orient_tracks(cams, full, img_k, raw, tid_k, points, config.orientation_tol_deg)
+        counts = np.bincount(tid_k[ok], minlength=len(points))
+        ok &= counts[tid_k] >= 2
+        kept = counts >= 2
+        logger.info(
+            "%s: orientations: %d of %d observations consistent, %d of %d tracks keep >= 2 views",
+            scene.name,
+            int(ok.sum()),
+            len(ok),
+            int(kept.sum()),
+            len(points),
+        )
+        remap = np.cumsum(kept) - 1
+        img_k, raw, tid_k = img_k[ok], raw[ok], remap[tid_k[ok]]
+        points = points[kept]
     return Tracks(
-        image_index=obs_img[keep].astype(np.int32),
-        keypoint_index=obs_kp[keep].astype(np.int32),
-        track_id=new_id[obs_comp[keep]].astype(np.int32),
-        points3d=X[good].reshape(-1, 3),
+        image_index=img_k.astype(np.int32),
+        keypoint_index=raw.astype(np.int32),
+        track_id=tid_k.astype(np.int32),
+        points3d=points,
         names=list(names),
     )
+
+
+def _angle_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Absolute difference of angles in degrees, in [0, 180]."""
+    return np.abs((np.asarray(a) - np.asarray(b) + 180.0) % 360.0 - 180.0)
+
+
+def _orient_tracks(
+    cams: Sequence[Camera],
+    full: Sequence[ImageFeatures],
+    img: np.ndarray,
+    raw: np.ndarray,
+    tid: np.ndarray,
+    points: np.ndarray,
+    tol_deg: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Choose, per observation, the detected orientation that agrees across the track's views.
+
+    Each orientation ``a`` of a keypoint at ``p`` (size ``s``) in view ``v`` is lifted to a 3D
+    direction ``D`` (``p + s (cos a, sin a)`` back-projected at the point's depth, assuming a
+    surface facing the camera); two orientations in views ``v``, ``w`` agree when ``D_v``
+    projects into ``w`` within ``tol_deg`` of ``w``'s angle, and vice versa. Per track, the
+    candidate agreeing with most views is the seed; each view takes its candidate closest to
+    the seed's prediction; views then disagreeing with any other chosen view are removed, worst
+    first.
+
+    Args:
+        cams: cameras by image index.
+        full: features (all orientations) by image index.
+        img: (N,) image index of each observation.
+        raw: (N,) keypoint index (a representative of the location) of each observation.
+        tid: (N,) track id, grouped.
+        points: (T, 3) track points.
+        tol_deg: angular tolerance in degrees.
+
+    Returns:
+        ``(raw, ok)``: (N,) the chosen keypoint per observation and (N,) bool whether the
+        observation is orientation-consistent with its track.
+    """
+    # Candidates: every keypoint at the location of every observation.
+    c_obs, c_raw = [], []
+    for o, (i, r) in enumerate(zip(img, raw)):
+        f = full[i]
+        same = np.flatnonzero(f.location == f.location[r])
+        c_obs.append(np.full(len(same), o))
+        c_raw.append(same)
+    c_obs_a = np.concatenate(c_obs)
+    c_raw_a = np.concatenate(c_raw)
+    c_img = img[c_obs_a]
+    kps = np.stack([full[i].keypoints[r] for i, r in zip(c_img, c_raw_a)]).astype(np.float64)
+    X = points[tid[c_obs_a]]
+    # 3D direction of each candidate orientation.
+    D = np.empty((len(kps), 3))
+    for i in np.unique(c_img):
+        sel = np.flatnonzero(c_img == i)
+        cam = cams[i]
+        _, depth = cam.project(X[sel])
+        ang = np.radians(kps[sel, 3])
+        q = kps[sel, :2] + kps[sel, 2:3] * np.stack([np.cos(ang), np.sin(ang)], axis=1)
+        D[sel] = cam.backproject(q, depth) - cam.backproject(kps[sel, :2], depth)
+    new_raw = raw.copy()
+    ok = np.zeros(len(raw), bool)
+    starts = np.flatnonzero(np.r_[True, tid[1:] != tid[:-1]])
+    ends = np.r_[starts[1:], len(tid)]
+    c_start = np.searchsorted(c_obs_a, starts)
+    c_end = np.searchsorted(c_obs_a, ends)
+    for s, e, cs, ce in zip(starts, ends, c_start, c_end):
+        cidx = np.arange(cs, ce)
+        n = len(cidx)
+        # pred[a, b]: angle of candidate a's direction seen in candidate b's view.
+        pred = np.empty((n, n))
+        for b in range(n):
+            cam = cams[c_img[cidx[b]]]
+            p0, _ = cam.project(X[cidx])
+            p1, _ = cam.project(X[cidx] + D[cidx])
+            w = p1 - p0
+            pred[:, b] = np.degrees(np.arctan2(w[:, 1], w[:, 0]))
+        diff = _angle_diff(pred, kps[cidx, 3][None, :])
+        agree = (diff <= tol_deg) & (diff.T <= tol_deg)
+        obs_of = c_obs_a[cidx]
+        other = obs_of[:, None] != obs_of[None, :]
+        agree &= other
+        # Seed: the candidate agreeing with candidates in the most other observations.
+        support = np.array([len(np.unique(obs_of[agree[a]])) for a in range(n)])
+        seed = int(np.argmax(support))
+        chosen = {int(obs_of[seed]): seed}
+        for o in range(s, e):
+            if o in chosen:
+                continue
+            cand = np.flatnonzero((obs_of == o) & agree[seed])
+            if len(cand):
+                chosen[o] = int(cand[np.argmin(diff[seed, cand])])
+        members = list(chosen.values())
+        while len(members) > 1:
+            sub = agree[np.ix_(members, members)] | np.eye(len(members), dtype=bool)
+            bad = (~sub).sum(axis=1)
+            if bad.max() == 0:
+                break
+            members.pop(int(np.argmax(bad)))
+        if len(members) < 2:
+            continue
+        for m in members:
+            o = int(obs_of[m])
+            new_raw[o] = c_raw_a[cidx[m]]
+            ok[o] = True
+    return new_raw, ok
 
 
 def _clean_tracks(

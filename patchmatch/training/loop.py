@@ -226,6 +226,7 @@ def train(
     device: str | torch.device | None = None,
     progress: bool = False,
     meta: dict[str, Any] | None = None,
+    stop_after: int | None = None,
 ) -> TrainResult:
     """Train a patch-comparison model on h5 pair sets.
 
@@ -240,6 +241,8 @@ def train(
         device: ``"cpu"``, ``"cuda"``... (default: CUDA when available).
         progress: tqdm bar with loss and pairs/s.
         meta: extra metadata stored in the final checkpoint (e.g. the command line).
+        stop_after: run at most this many epochs in this call (time-sliced training: the
+            state is saved, and a later ``resume=True`` call continues the same schedule).
 
     Returns:
         :class:`TrainResult`.
@@ -293,7 +296,8 @@ def train(
         logger.info("resuming from %s at epoch %d", spath, start_epoch)
 
     model.train()
-    for epoch in range(start_epoch, config.epochs):
+    end_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + max(0, stop_after))
+    for epoch in range(start_epoch, end_epoch):
         t0 = time.time()
         losses = []
         it = range(config.steps_per_epoch)
