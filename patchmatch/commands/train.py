@@ -41,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fp16", action="store_true", help="write the final checkpoint in float16")
     p.add_argument("--resume", action="store_true", help="continue from <out>.state.pt")
     p.add_argument("--stop-after", type=int, metavar="N", help="stop after N epochs of this run (resume later)")
+    p.add_argument("--max-minutes", type=float, help="wall-clock budget of this run; stops between epochs (resume later)")
     p.set_defaults(func=run)
 
 
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     )
     meta = {"command": "patchmatch " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "threads": torch.get_num_threads()}
     res = train(config, args.data, args.out, val=args.val, resume=args.resume, half=args.fp16,
-                device=args.device, progress=True, meta=meta, stop_after=args.stop_after)
+                device=args.device, progress=True, meta=meta, stop_after=args.stop_after,
+                time_budget_s=None if args.max_minutes is None else 60.0 * args.max_minutes)
     last = res.history[-1] if res.history else {}
     print(f"wrote {res.checkpoint} (epoch {res.best_epoch}); last epoch: "
           + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float)))

@@ -227,6 +227,7 @@ def train(
     progress: bool = False,
     meta: dict[str, Any] | None = None,
     stop_after: int | None = None,
+    time_budget_s: float | None = None,
 ) -> TrainResult:
     """Train a patch-comparison model on h5 pair sets.
 
@@ -243,6 +244,9 @@ def train(
         meta: extra metadata stored in the final checkpoint (e.g. the command line).
         stop_after: run at most this many epochs in this call (time-sliced training: the
             state is saved, and a later ``resume=True`` call continues the same schedule).
+        time_budget_s: wall-clock budget of this call in seconds: no new epoch is started when
+            the last one suggests it would end past the budget (the state is saved; resume
+            later to finish the schedule). The final checkpoint is written either way.
 
     Returns:
         :class:`TrainResult`.
@@ -297,7 +301,19 @@ def train(
 
     model.train()
     end_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + max(0, stop_after))
+    t_start = time.time()
     for epoch in range(start_epoch, end_epoch):
+        if time_budget_s is not None and epoch > start_epoch:
+            last = time.time() - t_start
+            per_epoch = last / (epoch - start_epoch)
+            if last + per_epoch > time_budget_s:
+                logger.warning(
+                    "time budget %.0f s reached after epoch %d of %d; resume to finish the schedule",
+                    time_budget_s,
+                    epoch,
+                    config.epochs,
+                )
+                break
         t0 = time.time()
         losses = []
         it = range(config.steps_per_epoch)
