@@ -14,6 +14,7 @@ COMMANDS: list[str] = [
     "patchmatch.commands.make_patches",
     "patchmatch.commands.train",
     "patchmatch.commands.evaluate",
+    "patchmatch.commands.bench",
     "patchmatch.commands.sfm",
     "patchmatch.demo",
 ]
