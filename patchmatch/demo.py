@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -40,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 #: What the demo writes in OUT (the only paths ``overwrite`` replaces).
 OUTPUTS = ("scene", "sfm", "matches.png", "summary.json")
+#: At most this many matches are drawn in matches.png (a seeded random subset).
+DRAWN_MATCHES = 150
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,8 @@ def run_demo(
         progress: Draw tqdm progress bars for the pipeline stages.
 
     Returns:
-        The summary (also written to ``out_dir/summary.json``): ``scene`` (settings),
+        The summary (also written to ``out_dir/summary.json``; NaN and infinity, e.g. the
+        median error when most pairs failed, are None): ``scene`` (settings),
         ``images``, ``registered``, ``points``, ``mean_reprojection_error`` (px),
         ``rotation_error_median_deg``, ``translation_error_median_deg``, ``rotation_auc``,
         ``putative_matches``, ``match_precision`` (fraction correct vs ground truth, all
@@ -206,10 +210,11 @@ def run_demo(
     good = sum(int(c.sum()) for _, c in per_pair.values())
     seconds["ground_truth"] = time.perf_counter() - start
 
-    # Picture of the middle pair of the arc (or, if it was not matched, the pair with most correct matches).
+    # Picture of a pair two steps apart in the middle of the arc (or, if that pair was not matched,
+    # of the pair with most correct matches); a subset of the matches keeps it legible.
     start = time.perf_counter()
     mid = len(names) // 2
-    a, b = names[mid - 1], names[mid]
+    a, b = names[mid - 1], names[min(mid + 1, len(names) - 1)]
     if (a, b) not in per_pair:
         a, b = max(per_pair, key=lambda pair: int(per_pair[pair][1].sum()))
     matches, correct = per_pair[(a, b)]
@@ -222,6 +227,7 @@ def run_demo(
         features[b],
         matches,
         correct,
+        max_lines=DRAWN_MATCHES,
         title=f"{a} - {b}, green: correct by ground truth",
     )
     picture = viz.save_png(out_dir / "matches.png", canvas)
@@ -258,25 +264,44 @@ def run_demo(
         },
     }
     summary["seconds"]["total"] = round(sum(seconds.values()), 2)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary = _finite(summary)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     logger.info("demo finished in %.1f s: %s", summary["seconds"]["total"], out_dir / "summary.json")
     return summary
 
 
+def _finite(obj):
+    """NaN and infinities → None, recursively (strict JSON)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _num(value, spec: str, scale: float = 1.0) -> str:
+    """Format a number, or "n/a" for None, NaN or infinity (e.g. a failed reconstruction)."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return format(value * scale, spec)
+
+
 def format_summary(summary: dict) -> str:
-    """The summary as a short plain-text table."""
-    auc = summary["rotation_auc"]
+    """The summary of :func:`run_demo` as a short plain-text table."""
+    auc = summary["rotation_auc"] or {}
     sfm_s = summary["sfm_seconds"]
     rows = [
         ("scene", f"synthetic room, {summary['scene']['images']} views "
                   f"{summary['scene']['size'][0]}x{summary['scene']['size'][1]}, seed {summary['scene']['seed']}"),
         ("registered images", f"{summary['registered']} / {summary['images']}"),
-        ("rotation error, median", f"{summary['rotation_error_median_deg']:.3f} deg (all image pairs)"),
-        ("rotation AUC", "  ".join(f"@{k} deg {v:.3f}" for k, v in auc.items()) or "-"),
-        ("translation dir. error, median", f"{summary['translation_error_median_deg']:.3f} deg"),
-        ("3D points", f"{summary['points']} (reprojection error {summary['mean_reprojection_error']:.2f} px)"),
+        ("rotation error, median", f"{_num(summary['rotation_error_median_deg'], '.3f')} deg (all image pairs)"),
+        ("rotation AUC", "  ".join(f"@{k} deg {_num(v, '.3f')}" for k, v in auc.items()) or "n/a"),
+        ("translation dir. error, median", f"{_num(summary['translation_error_median_deg'], '.3f')} deg"),
+        ("3D points", f"{summary['points']} (reprojection error {_num(summary['mean_reprojection_error'], '.2f')} px)"),
         ("putative matches", f"{summary['putative_matches']} from {summary['candidates_scored']} scored candidates, "
-                             f"{100 * summary['match_precision']:.1f}% correct vs ground truth"),
+                             f"{_num(summary['match_precision'], '.1f', 100)}% correct vs ground truth"),
         ("verified pairs", f"{summary['verified_pairs']} / {summary['pairs']}"),
         ("time", f"{summary['seconds']['total']:.1f} s (render {summary['seconds']['render']:.1f}, "
                  f"features {sfm_s.get('features', 0):.1f}, matching {sfm_s.get('matching', 0):.1f}, "
