@@ -10,18 +10,6 @@ from patchmatch.models import build_model, load_checkpoint
 from patchmatch.training.data import PairSetError, load_pair_data
 from patchmatch.training.loop import TrainConfig, TrainingStateError, evaluate_pairs, state_path, train
 from patchmatch.training.losses import hinge_loss
-from tests.conftest import shared_path
-
-
-@pytest.fixture(scope="module")
-def pairset(tmp_path_factory):
-    from patchmatch.datasets.tracks import PairSetConfig, TrackConfig, write_pair_set
-
-    scene = shared_path("scenes", "entry-P10")
-    out = tmp_path_factory.mktemp("pairs") / "entry3.h5"
-    return write_pair_set(
-        scene, out, ["0003.jpg", "0004.jpg", "0005.jpg"], PairSetConfig(tracks=TrackConfig(max_keypoints=800))
-    )
 
 
 def _cfg(**kw):
@@ -84,6 +72,14 @@ def test_resume_reproduces_the_same_run(pairset, tmp_path):
         torch.testing.assert_close(b, a.half().float(), rtol=0, atol=0, msg=k)  # b was saved in float16
     with pytest.raises(TrainingStateError, match="no training state"):
         train(cfg, [pairset], tmp_path / "c.pt", resume=True)
+
+
+def test_time_budget_stops_between_epochs_and_resume_finishes(pairset, tmp_path):
+    cfg = _cfg(epochs=3, steps_per_epoch=1, batch_size=8)
+    part = train(cfg, [pairset], tmp_path / "t.pt", time_budget_s=1e-3)
+    assert len(part.history) == 1  # the first epoch always runs
+    done = train(cfg, [pairset], tmp_path / "t.pt", resume=True)
+    assert [h["epoch"] for h in done.history] == [1, 2, 3]
 
 
 def test_train_cli_runs_and_resumes(pairset, tmp_path):
