@@ -36,6 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loss", choices=LOSSES, default=d.loss)
     p.add_argument("--val-pairs", type=int, default=d.val_pairs, help="validation pairs per kind")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--schedule-minutes", type=float, default=None,
+                   help="cosine learning rate over this many minutes of training; stop after it (epochs = upper bound)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
     p.add_argument("--fp16", action="store_true", help="write the final checkpoint in float16")
@@ -69,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         loss=args.loss,
         val_pairs=args.val_pairs,
         seed=args.seed,
+        schedule_minutes=args.schedule_minutes,
     )
     meta = {"command": "patchmatch " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "threads": torch.get_num_threads()}
     res = train(config, args.data, args.out, val=args.val, resume=args.resume, half=args.fp16,

@@ -1,7 +1,7 @@
 """Training loop: balanced batches, hinge loss, validation FPR95 each epoch, resumable checkpoints.
 
 Each epoch ends with a *training state* file next to the output (``<out stem>.state.pt``:
-model, optimiser, scheduler, epoch, step, every random generator's state and the history), so
+model, optimiser, epoch, step, training seconds, every random generator's state and the history), so
 that ``resume=True`` continues exactly where the last finished epoch left off. The final weights
 are written with :func:`patchmatch.models.save_checkpoint` (optionally in float16): those of the
 epoch with the best validation FPR95 when a validation set is given, else of the last epoch.
@@ -61,6 +61,11 @@ class TrainConfig:
         margin: hinge / contrastive margin.
         val_pairs: validation pairs per kind (random / hard), drawn once with ``seed``.
         seed: seed of initialisation, batch sampling and augmentation.
+        schedule_minutes: when set, the cosine runs over this many minutes of training time
+            (validation excluded) instead of over ``epochs * steps_per_epoch`` steps, and
+            training ends at the first epoch boundary past it (``epochs`` is then an upper
+            bound). For a fixed CPU budget on a shared machine; the number of steps then
+            depends on the machine's speed, so a resumed run is no longer bit-identical.
     """
 
     model: str = "2ch2stream"
@@ -79,6 +84,7 @@ class TrainConfig:
     margin: float = 1.0
     val_pairs: int = 4000
     seed: int = 0
+    schedule_minutes: float | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -91,6 +97,8 @@ class TrainConfig:
             raise ValueError(f"batch_size must be even and >= 2, got {self.batch_size}")
         if self.lr <= 0 or not 0 < self.final_lr_fraction <= 1:
             raise ValueError("lr must be > 0 and final_lr_fraction in (0, 1]")
+        if self.schedule_minutes is not None and self.schedule_minutes <= 0:
+            raise ValueError(f"schedule_minutes must be > 0, got {self.schedule_minutes}")
         if not 0 <= self.hard_fraction <= 1:
             raise ValueError(f"hard_fraction must be in [0, 1], got {self.hard_fraction}")
 
@@ -127,14 +135,24 @@ def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
     return torch.optim.ASGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _lr_lambda(cfg: TrainConfig):
-    total = cfg.epochs * cfg.steps_per_epoch
+def lr_factor(cfg: TrainConfig, step: int, train_seconds: float) -> float:
+    """Cosine learning-rate factor, from 1 down to ``cfg.final_lr_fraction``.
 
-    def f(step: int) -> float:
+    Args:
+        cfg: training configuration.
+        step: optimiser steps done so far.
+        train_seconds: seconds spent in training steps so far (validation excluded).
+
+    Returns:
+        The factor: over ``epochs * steps_per_epoch`` steps, or over ``schedule_minutes`` of
+        training time when that is set.
+    """
+    if cfg.schedule_minutes is not None:
+        t = min(1.0, train_seconds / (60.0 * cfg.schedule_minutes))
+    else:
+        total = cfg.epochs * cfg.steps_per_epoch
         t = min(step, total) / max(total, 1)
-        return cfg.final_lr_fraction + (1 - cfg.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * t))
-
-    return f
+    return cfg.final_lr_fraction + (1 - cfg.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * t))
 
 
 def _to_input(p0: np.ndarray, p1: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -278,10 +296,11 @@ def train(
     if config.loss == "contrastive" and not hasattr(model, "describe"):
         raise ValueError(f"contrastive loss needs a siamese model with describe(), not {config.model!r}")
     opt = _make_optimizer(model, config)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(config))
     rng = np.random.default_rng(config.seed)
     history: list[dict[str, Any]] = []
     start_epoch = 0
+    step = 0
+    train_seconds = 0.0
     best: dict[str, Any] = {"epoch": 0, "fpr95": math.inf, "model": None}
     if resume:
         st = torch.load(spath, map_location="cpu", weights_only=True)
@@ -291,11 +310,12 @@ def train(
             raise TrainingStateError(f"{spath}: made with another configuration (saved, given): {diff}")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
-        sched.load_state_dict(st["scheduler"])
         _set_rng_state(rng, st["rng"])
         torch.set_rng_state(st["torch_rng"])
         history = list(st["history"])
         start_epoch = int(st["epoch"])
+        step = int(st["step"])
+        train_seconds = float(st["train_seconds"])
         best = {"epoch": int(st["best_epoch"]), "fpr95": float(st["best_fpr95"]), "model": st["best_model"]}
         logger.info("resuming from %s at epoch %d", spath, start_epoch)
 
@@ -314,6 +334,9 @@ def train(
                     config.epochs,
                 )
                 break
+        if config.schedule_minutes is not None and train_seconds >= 60.0 * config.schedule_minutes:
+            logger.info("schedule of %.1f min of training done after epoch %d", config.schedule_minutes, epoch)
+            break
         t0 = time.time()
         losses = []
         it = range(config.steps_per_epoch)
@@ -325,6 +348,8 @@ def train(
             it = bar
         n_pairs = 0
         for _ in it:
+            for g in opt.param_groups:
+                g["lr"] = config.lr * lr_factor(config, step, train_seconds + time.time() - t0)
             pairs, labels = pair_data.sample_batch(config.batch_size, rng, config.hard_fraction)
             p0 = pair_data.patches[pairs[:, 0]]
             p1 = pair_data.patches[pairs[:, 1]]
@@ -339,12 +364,13 @@ def train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
+            step += 1
             losses.append(float(loss.detach()))
             n_pairs += len(pairs)
             if bar is not None:
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", pairs_s=f"{n_pairs / (time.time() - t0):.0f}")
         train_s = time.time() - t0
+        train_seconds += train_s
         rec: dict[str, Any] = {
             "epoch": epoch + 1,
             "loss": float(np.mean(losses)),
@@ -377,9 +403,9 @@ def train(
         state = {
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
             "epoch": epoch + 1,
-            "step": (epoch + 1) * config.steps_per_epoch,
+            "step": step,
+            "train_seconds": train_seconds,
             "rng": _rng_state(rng),
             "torch_rng": torch.get_rng_state(),
             "config": asdict(config),

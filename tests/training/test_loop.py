@@ -94,3 +94,18 @@ def test_train_cli_runs_and_resumes(pairset, tmp_path):
     model, meta = load_checkpoint(out)
     assert len(meta["history"]) == 2 and meta["command"].startswith("patchmatch ")
     assert next(iter(torch.load(out, weights_only=True)["state_dict"].values())).dtype == torch.float16
+
+
+def test_lr_factor_follows_cosine_over_steps_or_time():
+    from patchmatch.training.loop import lr_factor
+
+    steps = _cfg(epochs=2, steps_per_epoch=5, final_lr_fraction=0.1)
+    assert lr_factor(steps, 0, 999.0) == pytest.approx(1.0)
+    assert lr_factor(steps, 5, 0.0) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_factor(steps, 10, 0.0) == pytest.approx(0.1) == lr_factor(steps, 50, 0.0)
+    timed = _cfg(final_lr_fraction=0.1, schedule_minutes=2.0)
+    assert lr_factor(timed, 10_000, 0.0) == pytest.approx(1.0)
+    assert lr_factor(timed, 0, 60.0) == pytest.approx(0.55)
+    assert lr_factor(timed, 0, 600.0) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="schedule_minutes"):
+        _cfg(schedule_minutes=0.0)
