@@ -246,10 +246,16 @@ def neighbour_pairs(scene: Scene, names: Sequence[str], config: TrackConfig) -> 
     cos = np.clip(axes @ axes.T, -1.0, 1.0)
     ang = np.degrees(np.arccos(cos))
     n = len(names)
+    dist = np.linalg.norm(centers[:, None] - centers[None], axis=2)
+    scale = float(np.median(dist[np.triu_indices(n, 1)])) if n > 1 else 1.0
+    same = dist <= 1e-6 * max(scale, 1e-12)
+    np.fill_diagonal(same, False)
+    for i, j in zip(*np.nonzero(np.triu(same))):
+        logger.warning("%s: %s and %s share their camera centre; not paired", scene.name, names[i], names[j])
     pairs: set[tuple[int, int]] = set()
     for i in range(n):
         order = [j for j in np.argsort(ang[i], kind="stable") if j != i and ang[i, j] <= config.max_view_angle_deg]
-        order = [j for j in order if np.linalg.norm(centers[i] - centers[j]) > 0]
+        order = [j for j in order if not same[i, j]]
         for j in order[: config.max_neighbours]:
             pairs.add((min(i, int(j)), max(i, int(j))))
     return sorted(pairs)

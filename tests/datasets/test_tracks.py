@@ -185,3 +185,13 @@ def test_make_patches_cli_writes_pair_set(tmp_path):
         assert not np.array_equal(f["patches"][...], f["patches_upright"][...])
     assert main(["-q", "make-patches", str(scene), str(out)]) == 2  # exists, no --overwrite
     assert main(["-q", "make-patches", str(scene), str(tmp_path / "x.h5"), "--images", "nope.jpg"]) == 2
+
+
+def test_views_with_one_camera_centre_are_not_paired(caplog):
+    """temple-ring lists templeSR0001 and templeSR0011 with the same pose: no epipolar geometry."""
+    scene = load_scene(shared_path("scenes", "temple-ring"))
+    names = scene.names
+    pairs = neighbour_pairs(scene, names, TrackConfig())
+    i, j = names.index("templeSR0001.png"), names.index("templeSR0011.png")
+    assert (i, j) not in pairs and len(pairs) > 10
+    assert "share their camera centre" in caplog.text
