@@ -72,7 +72,8 @@ class TrackConfig:
         size_ratio: maximum ratio between two estimates of a keypoint's physical size
             (``size * depth / focal``), >= 1.
         min_support: third views in which a candidate must be confirmed.
-        min_track_length: views a track must keep after cleaning.
+        min_track_length: views a track must keep after the geometric cleaning (the
+            orientation step may then remove views, down to 2).
         max_view_angle_deg: two views are searched for candidates when their optical axes
             differ by at most this angle.
         max_neighbours: at most this many neighbour views per image (smallest angle first).
@@ -466,8 +467,9 @@ def build_tracks(
         progress: show a tqdm bar over view pairs.
 
     Returns:
-        :class:`Tracks`; every track has at least ``config.min_track_length`` observations,
-        at most one per image, all reprojecting within ``config.reprojection_px``.
+        :class:`Tracks`; every track was geometrically verified in at least
+        ``config.min_track_length`` views and keeps at least 2 orientation-consistent ones, at
+        most one per image, all reprojecting within ``config.reprojection_px``.
 
     Raises:
         KeyError: if a name has no features or no camera.
