@@ -34,7 +34,7 @@ def draw_matches(
     keypoints1: np.ndarray,
     matches: np.ndarray,
     inliers: np.ndarray | None = None,
-    max_lines: int = 1000,
+    max_lines: int = 300,
     max_height: int = 800,
     title: str | None = None,
     seed: int = 0,
@@ -97,8 +97,10 @@ def draw_matches(
         cv2.circle(canvas, p1, 2 * thickness, color, -1, cv2.LINE_AA)
     text = title if title is not None else ""
     text = f"{text}  {int(inl.sum())}/{len(matches)} inliers".strip()
-    cv2.putText(canvas, text, (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 4, cv2.LINE_AA)
-    cv2.putText(canvas, text, (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA)
+    # white text on a black box (an outline drawn thicker would advance wider than the text)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.7, 1)
+    cv2.rectangle(canvas, (4, 4), (16 + tw, 14 + th + base), (0, 0, 0), -1)
+    cv2.putText(canvas, text, (10, 10 + th), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA)
     return canvas
 
 
