@@ -224,3 +224,21 @@ def test_featureless_images_give_an_empty_report(tmp_path):
     assert not (tmp_path / "out" / "sparse" / "0").exists()
     strict = json.loads((tmp_path / "out" / "report.json").read_text(), parse_constant=pytest.fail)
     assert strict["mean_reprojection_error"] is None  # NaN written as null: strict JSON
+
+
+@pytest.mark.slow
+def test_shipped_weights_default_matching(tmp_path):
+    """The shipped network with the default match decision: most putative matches verify."""
+    try:
+        scorer = PatchScorer.load(device="cpu")
+    except FileNotFoundError as error:
+        pytest.skip(f"no shipped weights: {error}")
+    images = _image_dir(tmp_path, NAMES[:3], broken=False)
+    config = SfmConfig(max_keypoints=512, max_image_size=640, pairs="sequential:1", single_camera=True,
+                       num_viz_pairs=0, verification=CONFIG.verification, mapper=CONFIG.mapper)  # fmt: skip
+    report = run_sfm(images, tmp_path / "out", config, scorer=scorer, ground_truth=SCENE / "cameras.json")
+    assert report["pairs"] == 2 and report["verified_pairs"] == 2
+    assert report["inlier_matches"] > 0.5 * report["putative_matches"] > 100
+    assert report["registered"] == 3
+    # 3 views at 640 px: the per-run focal length limits the accuracy to a few degrees
+    assert report["pose"]["rotation_error_median_deg"] < 6.0
