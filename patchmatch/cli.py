@@ -16,6 +16,7 @@ COMMANDS: list[str] = [
     "patchmatch.commands.evaluate",
     "patchmatch.commands.bench",
     "patchmatch.commands.sfm",
+    "patchmatch.commands.match_db",
     "patchmatch.demo",
 ]
 

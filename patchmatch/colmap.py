@@ -646,6 +646,56 @@ class SiftBaselineConfig:
     num_threads: int = -1
 
 
+def sift_extract(
+    database: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    image_names: Sequence[str],
+    config: SiftBaselineConfig = SiftBaselineConfig(),
+    single_camera: bool = False,
+    affine_shape: bool = False,
+) -> DatabaseSummary:
+    """COLMAP's SIFT extraction only: import images (one SIMPLE_RADIAL camera each, or one
+    shared) and write keypoints and descriptors, as ``colmap feature_extractor`` does.
+
+    Args:
+        database: an empty database file (see :func:`create_database`).
+        image_dir: the image folder.
+        image_names: images to use, relative to ``image_dir``.
+        config: SIFT settings.
+        single_camera: one camera shared by all images instead of one each.
+        affine_shape: estimate affine keypoint shapes (COLMAP's ``estimate_affine_shape``).
+
+    Raises:
+        FileNotFoundError: the database or an image does not exist.
+        ValueError: ``image_names`` is empty.
+    """
+    database = _require_database(database)
+    image_dir = Path(image_dir)
+    if not image_names:
+        raise ValueError("no images given")
+    for name in image_names:
+        if not (image_dir / name).is_file():
+            raise FileNotFoundError(f"image {image_dir / name} does not exist")
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = "SIMPLE_RADIAL"
+    reader.default_focal_length_factor = DEFAULT_FOCAL_FACTOR
+    extraction = pycolmap.FeatureExtractionOptions()
+    extraction.num_threads = int(config.num_threads)
+    extraction.max_image_size = int(config.max_image_size)
+    extraction.sift.max_num_features = int(config.max_num_features)
+    extraction.sift.estimate_affine_shape = bool(affine_shape)
+    pycolmap.extract_features(
+        str(database),
+        str(image_dir),
+        image_names=list(image_names),
+        camera_mode=pycolmap.CameraMode.SINGLE if single_camera else pycolmap.CameraMode.PER_IMAGE,
+        reader_options=reader,
+        extraction_options=extraction,
+        device=pycolmap.Device.cpu,
+    )
+    return database_summary(database)
+
+
 def sift_features_and_matches(
     database: str | os.PathLike,
     image_dir: str | os.PathLike,
@@ -672,29 +722,7 @@ def sift_features_and_matches(
         FileNotFoundError: the database or an image does not exist.
         ValueError: ``image_names`` is empty.
     """
-    database = _require_database(database)
-    image_dir = Path(image_dir)
-    if not image_names:
-        raise ValueError("no images given")
-    for name in image_names:
-        if not (image_dir / name).is_file():
-            raise FileNotFoundError(f"image {image_dir / name} does not exist")
-    reader = pycolmap.ImageReaderOptions()
-    reader.camera_model = "SIMPLE_RADIAL"
-    reader.default_focal_length_factor = DEFAULT_FOCAL_FACTOR
-    extraction = pycolmap.FeatureExtractionOptions()
-    extraction.num_threads = int(config.num_threads)
-    extraction.max_image_size = int(config.max_image_size)
-    extraction.sift.max_num_features = int(config.max_num_features)
-    pycolmap.extract_features(
-        str(database),
-        str(image_dir),
-        image_names=list(image_names),
-        camera_mode=pycolmap.CameraMode.SINGLE if single_camera else pycolmap.CameraMode.PER_IMAGE,
-        reader_options=reader,
-        extraction_options=extraction,
-        device=pycolmap.Device.cpu,
-    )
+    sift_extract(database, image_dir, image_names, config, single_camera)
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = int(config.num_threads)
     matching.sift.max_ratio = float(config.max_ratio)
@@ -705,4 +733,115 @@ def sift_features_and_matches(
         verification_options=_two_view_options(verification),
         device=pycolmap.Device.cpu,
     )
+    return database_summary(database)
+
+
+# --------------------------------------------------------------------------
+# Existing COLMAP projects (``patchmatch match``)
+# --------------------------------------------------------------------------
+@dataclass
+class DatabaseImage:
+    """An image of an existing database with its features.
+
+    Attributes:
+        image_id: COLMAP image id.
+        name: image name (path relative to the image folder).
+        width: camera width in pixels. height: camera height in pixels.
+        keypoints: (N, 6) float32 ``[x, y, a11, a12, a21, a22]`` in COLMAP's convention
+            (pixel centres at +0.5); (N, 0) when the image has none.
+        descriptors: (N, D) uint8 descriptors (SIFT: D = 128, COLMAP's L1-root normalisation).
+    """
+
+    image_id: int
+    name: str
+    width: int
+    height: int
+    keypoints: np.ndarray
+    descriptors: np.ndarray
+
+
+def read_database_images(database: str | os.PathLike) -> dict[str, DatabaseImage]:
+    """Reads every image of a database with its keypoints (affine shapes) and descriptors.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+        ValueError: an image's keypoint and descriptor counts disagree.
+    """
+    database = _require_database(database)
+    out: dict[str, DatabaseImage] = {}
+    with pycolmap.Database.open(str(database)) as db:
+        cameras = {int(c.camera_id): c for c in db.read_all_cameras()}
+        for image in db.read_all_images():
+            iid = int(image.image_id)
+            kps = np.zeros((0, 6), np.float32)
+            desc = np.zeros((0, 128), np.uint8)
+            if db.exists_keypoints(iid):
+                kps = np.asarray(db.read_keypoints(iid), dtype=np.float32).reshape(-1, 6)
+            if db.exists_descriptors(iid):
+                desc = np.asarray(db.read_descriptors(iid).data)
+            if len(kps) != len(desc):
+                raise ValueError(f"{database}: image {image.name} has {len(kps)} keypoints but {len(desc)} descriptors")
+            cam = cameras[int(image.camera_id)]
+            out[image.name] = DatabaseImage(iid, image.name, int(cam.width), int(cam.height), kps, desc)
+    return out
+
+
+def pairs_with_matches(database: str | os.PathLike) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
+    """Image-id pairs (smaller id first) that hold a matches entry (even an empty one: COLMAP's
+    matchers record pairs they tried), and those that hold a two-view geometry."""
+    database = _require_database(database)
+    with pycolmap.Database.open(str(database)) as db:
+        matched = {(min(a, b), max(a, b)) for (a, b), _ in _all_pairs(db.read_all_matches())}
+        geometries = {(min(a, b), max(a, b)) for (a, b), _ in _all_pairs(db.read_two_view_geometries())}
+    return matched, geometries
+
+
+def _all_pairs(result) -> list[tuple[tuple[int, int], object]]:
+    """pycolmap returns ``(pair_ids, values)``; pair ids encode ``(id0, id1)`` as COLMAP does."""
+    pair_ids, values = result
+    out = []
+    for pid, value in zip(pair_ids, values):
+        a, b = pycolmap.pair_id_to_image_pair(int(pid))
+        out.append(((int(a), int(b)), value))
+    return out
+
+
+def delete_pairs(database: str | os.PathLike, pairs: Sequence[tuple[int, int]]) -> None:
+    """Deletes the matches and two-view geometries of image-id pairs, in one transaction."""
+    database = _require_database(database)
+    with pycolmap.Database.open(str(database)) as db, pycolmap.DatabaseTransaction(db):
+        for a, b in pairs:
+            if db.exists_matches(int(a), int(b)):
+                db.delete_matches(int(a), int(b))
+            if db.exists_two_view_geometry(int(a), int(b)):
+                db.delete_two_view_geometry(int(a), int(b))
+
+
+def verify_pairs(
+    database: str | os.PathLike,
+    pairs: Sequence[tuple[str, str]],
+    work_dir: str | os.PathLike,
+    config: VerificationConfig = VerificationConfig(),
+) -> DatabaseSummary:
+    """Geometric verification of the given image pairs only (pycolmap's ``verify_matches``
+    with a pairs file), leaving the other pairs of the database untouched.
+
+    Args:
+        database: the database file.
+        pairs: ``(name0, name1)`` pairs holding putative matches.
+        work_dir: folder for the temporary pairs file.
+        config: RANSAC settings.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+    """
+    database = _require_database(database)
+    if pairs:
+        path = Path(work_dir) / "verify_pairs.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{a} {b}\n" for a, b in pairs))
+        try:
+            pycolmap.verify_matches(str(database), str(path), options=_two_view_options(config))
+        finally:
+            path.unlink(missing_ok=True)
     return database_summary(database)

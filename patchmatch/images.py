@@ -86,13 +86,17 @@ def _check_complete(data: np.ndarray, path: Path) -> None:
         raise ImageReadError(f"{path}: truncated PNG (no IEND chunk).")
 
 
-def read_gray(path: str | os.PathLike, max_size: int | None = None) -> tuple[np.ndarray, float]:
+def read_gray(
+    path: str | os.PathLike, max_size: int | None = None, apply_exif: bool = True
+) -> tuple[np.ndarray, float]:
     """Reads an image as 8-bit grayscale, EXIF orientation applied.
 
     Args:
         path: image file (any format OpenCV reads; 8/16-bit, gray, RGB or RGBA).
         max_size: if given, images whose longer side exceeds it are downscaled (area
             interpolation) so the longer side equals ``max_size`` pixels.
+        apply_exif: rotate/flip by the EXIF orientation tag (the displayed frame); False reads
+            the stored pixel grid (the frame of tools that ignore EXIF).
 
     Returns:
         ``(image, scale)``: ``image`` is uint8 (H, W); ``scale`` is new size / original size
@@ -111,7 +115,10 @@ def read_gray(path: str | os.PathLike, max_size: int | None = None) -> tuple[np.
     # IMREAD_ANYDEPTH keeps 16-bit data; IMREAD_ANYCOLOR keeps the channel layout; EXIF orientation
     # is applied unless IMREAD_IGNORE_ORIENTATION is set.
     _check_complete(data, path)
-    image = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+    if not apply_exif:
+        flags |= cv2.IMREAD_IGNORE_ORIENTATION
+    image = cv2.imdecode(data, flags)
     if image is None:
         raise ImageReadError(f"{path}: not a readable image (unknown format or truncated data).")
     if image.size == 0 or min(image.shape[:2]) < 1:

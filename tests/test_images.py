@@ -62,3 +62,5 @@ def test_exif_orientation_applied(tmp_path):
     out, _ = read_gray(tmp_path / "rot.jpg")
     assert out.shape == (80, 40)  # rotated into portrait
     assert out[:10].mean() > 200 and out[-10:].mean() < 50  # the left band is now on top
+    raw, _ = read_gray(tmp_path / "rot.jpg", apply_exif=False)
+    assert raw.shape == (40, 80)

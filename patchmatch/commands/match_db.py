@@ -1,0 +1,56 @@
+"""``patchmatch match DATABASE IMAGES``: replace COLMAP's matching step in an existing project.
+
+Reads the database's keypoints (with affine shapes) and descriptors, crops patches from them,
+scores candidates with the network, writes matches and two-view geometries into the database.
+Then run ``colmap mapper`` (or ``pycolmap.incremental_mapping``) on it as usual.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("match", help="match an existing COLMAP database with the patch network", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("database", type=Path, help="COLMAP database with keypoints and descriptors")
+    p.add_argument("images", type=Path, help="image folder the database's names are relative to")
+    p.add_argument("--pairs", default="exhaustive", help="exhaustive | sequential:N | a pairs file (one 'name0 name1' per line)")
+    p.add_argument("--weights", type=Path, default=None)
+    p.add_argument("--device", default=None)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("-k", type=int, default=None, help="candidates per keypoint and direction")
+    p.add_argument("--min-score", type=float, default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace matches of pairs that already hold some")
+    p.add_argument("--report", type=Path, default=None, help="write the report as JSON here")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from ..database_matching import DatabaseMatchConfig, match_database
+    from ..matching import MatchConfig
+    from ..scoring import PatchScorer
+
+    pairs = args.pairs
+    if pairs not in ("exhaustive",) and not pairs.startswith(("sequential:", "file:")):
+        pairs = f"file:{pairs}"
+    match = MatchConfig()
+    overrides = {k: v for k, v in (("k", args.k), ("min_score", args.min_score)) if v is not None}
+    config = DatabaseMatchConfig(match=dataclasses.replace(match, **overrides), pairs=pairs)
+    scorer = PatchScorer.load(args.weights, device=args.device, batch_size=args.batch_size)
+    report = match_database(args.database, args.images, config, scorer, overwrite=args.overwrite, progress=True)
+    after = report["database_after"]
+    print(f"{report['matched_pairs']} of {report['pairs']} pairs matched ({report['matches']} matches), "
+          f"{len(report['skipped_pairs'])} skipped; database now: {after['verified_pairs']} verified pairs, "
+          f"{after['inlier_matches']} inlier matches")
+    for a, b, why in report["skipped_pairs"][:10]:
+        print(f"  skipped {a} {b}: {why}")
+    if len(report["skipped_pairs"]) > 10:
+        print(f"  ... {len(report['skipped_pairs']) - 10} more (see the report)")
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=2))
+    return 0

@@ -1,0 +1,189 @@
+"""Drop-in matching for an existing COLMAP project: its database, its keypoints.
+
+For a database that already holds keypoints and descriptors (``colmap feature_extractor``,
+SIFT with or without affine shapes), patches are cropped from the database's own keypoint
+shapes (:func:`~patchmatch.patches.extract_patches_colmap`), candidates come from the stored
+descriptors, the network decides the matches, and they are written into that database and
+verified geometrically, so that ``colmap mapper`` (or pycolmap) continues from it.
+
+Pairs that already hold matches or a two-view geometry are left alone unless ``overwrite``;
+each pair's matches are written in their own transaction, so an interrupted run resumes by
+running the same command again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import colmap
+from .cache import LruArrayCache
+from .colmap_convention import colmap_to_opencv
+from .features import Features
+from .images import ImageReadError, read_gray
+from .matching import MatchConfig, match_features
+from .pairs import make_pairs
+from .patches import extract_patches_colmap
+from .scoring import PatchScorer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DatabaseMatchConfig:
+    """Settings of :func:`match_database`.
+
+    Attributes:
+        match: candidate search and match decision.
+        pairs: ``"exhaustive"``, ``"sequential:N"`` or ``"file:PATH"`` (hloc's pairs format).
+        verification: RANSAC settings of the geometric verification.
+        patch_cache_mb: memory for patches kept between pairs (MiB).
+    """
+
+    match: MatchConfig = field(default_factory=MatchConfig)
+    pairs: str = "exhaustive"
+    verification: colmap.VerificationConfig = field(default_factory=colmap.VerificationConfig)
+    patch_cache_mb: int = 1024
+
+
+def database_features(image: colmap.DatabaseImage) -> Features:
+    """COLMAP keypoints and descriptors → :class:`Features` (OpenCV convention).
+
+    ``size`` = 2σ with σ = sqrt|det A| of the affine shape, ``angle`` = atan2(a21, a11) in
+    degrees; COLMAP's L1-root uint8 descriptors are squared back to SIFT's (L1-normalised)
+    layout, so the candidate search's RootSIFT recovers them exactly up to scale.
+    """
+    k = image.keypoints.astype(np.float64)
+    xy = colmap_to_opencv(k[:, :2])
+    a = k[:, 2:6].reshape(-1, 2, 2)
+    size = 2.0 * np.sqrt(np.abs(np.linalg.det(a)))
+    angle = np.degrees(np.arctan2(a[:, 1, 0], a[:, 0, 0]))
+    keypoints = np.column_stack([xy, size, angle]).astype(np.float32)
+    descriptors = image.descriptors.astype(np.float32) ** 2
+    return Features(keypoints, descriptors, np.zeros(len(k), np.float32), np.array([image.width, image.height], np.int64))
+
+
+def _read_matching_frame(path: Path, width: int, height: int) -> np.ndarray:
+    """Reads an image in the pixel frame of the database's camera (EXIF applied or not)."""
+    image, _ = read_gray(path)
+    if image.shape == (height, width):
+        return image
+    raw, _ = read_gray(path, apply_exif=False)
+    if raw.shape == (height, width):
+        return raw
+    raise ImageReadError(
+        f"{path}: image is {image.shape[1]}×{image.shape[0]} px but its camera in the database is "
+        f"{width}×{height} px (resized or a different file?)"
+    )
+
+
+def match_database(
+    database: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    config: DatabaseMatchConfig = DatabaseMatchConfig(),
+    scorer: PatchScorer | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict:
+    """Matches the images of an existing COLMAP database with the patch network.
+
+    Args:
+        database: COLMAP database holding images, cameras, keypoints and descriptors.
+        image_dir: the folder the database's image names are relative to.
+        config: see :class:`DatabaseMatchConfig`.
+        scorer: defaults to the shipped weights.
+        overwrite: replace the matches and two-view geometries of pairs that already hold some.
+        progress: show a progress bar.
+
+    Returns:
+        A report: ``images``, ``pairs``, ``matched_pairs``, ``matches``, ``skipped_pairs``
+        (``[name0, name1, reason]``), ``bad_images`` (``[name, reason]``), database counts after
+        verification, ``seconds`` per stage.
+
+    Raises:
+        FileNotFoundError: the database or the image folder does not exist.
+        ValueError: bad pairs specification or unknown names in a pairs file.
+    """
+    database = Path(database)
+    image_dir = Path(image_dir)
+    if not database.is_file():
+        raise FileNotFoundError(f"COLMAP database {database} does not exist.")
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"Image folder {image_dir} does not exist.")
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    images = colmap.read_database_images(database)
+    bad: dict[str, str] = {n: "no keypoints in the database" for n, im in images.items() if len(im.keypoints) == 0}
+    names = sorted(images)
+    all_pairs = make_pairs(config.pairs, names)
+    matched, geometries = colmap.pairs_with_matches(database)
+    todo, skipped, replace = [], [], []
+    for a, b in all_pairs:
+        key = tuple(sorted((images[a].image_id, images[b].image_id)))
+        if a in bad or b in bad:
+            skipped.append([a, b, f"{a if a in bad else b}: {bad.get(a) or bad.get(b)}"])
+        elif key in matched or key in geometries:
+            if overwrite:
+                replace.append(key)
+                todo.append((a, b))
+            else:
+                what = "matches" if key in matched else "a two-view geometry"
+                skipped.append([a, b, f"already holds {what} (pass overwrite to replace)"])
+        else:
+            todo.append((a, b))
+    if replace:
+        colmap.delete_pairs(database, replace)
+    seconds["read"] = round(time.perf_counter() - t0, 3)
+    logger.info("%s: %d images, %d pairs to match, %d skipped", database, len(images), len(todo), len(skipped))
+
+    scorer = scorer or PatchScorer.load()
+    features = {n: database_features(images[n]) for n in names if n not in bad}
+
+    def load_patches(name: str) -> np.ndarray:
+        im = images[name]
+        pixels = _read_matching_frame(image_dir / name, im.width, im.height)
+        return extract_patches_colmap(pixels, im.keypoints)
+
+    cache = LruArrayCache(load_patches, config.patch_cache_mb * 2**20)
+    t0 = time.perf_counter()
+    done: list[tuple[str, str]] = []
+    total_matches = 0
+    iterator = todo
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(todo, desc="match", unit="pair")
+    for a, b in iterator:
+        try:
+            pa, pb = cache.get(a), cache.get(b)
+        except ImageReadError as e:
+            culprit = a if str(image_dir / a) in str(e) else b
+            bad[culprit] = str(e)
+            skipped.append([a, b, str(e)])
+            logger.warning("%s", e)
+            continue
+        result = match_features(features[a], pa, features[b], pb, scorer, config.match)
+        if len(result.matches):
+            colmap.write_matches(database, {(images[a].image_id, images[b].image_id): result.matches})
+            done.append((a, b))
+            total_matches += len(result.matches)
+    seconds["match"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    summary = colmap.verify_pairs(database, done, database.parent, config.verification)
+    seconds["verify"] = round(time.perf_counter() - t0, 3)
+    return {
+        "database": str(database),
+        "images": len(images),
+        "pairs": len(all_pairs),
+        "matched_pairs": len(done),
+        "matches": total_matches,
+        "skipped_pairs": skipped,
+        "bad_images": sorted([n, r] for n, r in bad.items()),
+        "database_after": vars(summary),
+        "seconds": seconds,
+    }
