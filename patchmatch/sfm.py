@@ -163,6 +163,9 @@ def _json_default(obj):
 def _prepare_output(out_dir: Path, identity: dict, overwrite: bool) -> bool:
     """Check OUT against run.json; returns True when resuming an earlier run.
 
+    With ``overwrite``, the outputs of :data:`OUTPUTS` are deleted (other files
+    in OUT are left alone) and a new run starts.
+
     Raises:
         FileExistsError: OUT holds another run, or unrelated files, and
             ``overwrite`` is false.
@@ -175,9 +178,9 @@ def _prepare_output(out_dir: Path, identity: dict, overwrite: bool) -> bool:
                 shutil.rmtree(target)
             elif target.exists():
                 target.unlink()
-        for extra in out_dir.glob("*.corrupt*"):
+        for extra in out_dir.glob("*.corrupt-*"):
             extra.unlink()
-    if out_dir.exists() and any(out_dir.iterdir()):
+    elif out_dir.exists() and any(out_dir.iterdir()):
         if not run_json.is_file():
             raise FileExistsError(
                 f"output folder {out_dir} is not empty and holds no patchmatch run (no run.json); "

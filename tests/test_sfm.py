@@ -178,6 +178,8 @@ def test_refuses_to_overwrite_another_run(tmp_path):
     with pytest.raises(FileExistsError, match="holds no patchmatch run"):
         run_sfm(images, alien, small, scorer=_scorer())
     assert sorted(p.name for p in alien.iterdir()) == ["thesis.tex"]
+    run_sfm(images, alien, small, scorer=_scorer(), overwrite=True)  # asked for: writes beside, deletes nothing else
+    assert (alien / "thesis.tex").read_text() == "precious" and (alien / "report.json").is_file()
 
 
 def test_cli_sfm_with_checkpoint(tmp_path, capsys):
