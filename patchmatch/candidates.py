@@ -34,7 +34,14 @@ def _knn(query: torch.Tensor, ref: torch.Tensor, k: int, chunk: int = 4096) -> t
     return torch.cat(dists), torch.cat(index)
 
 
-def knn_candidates(descriptors0: np.ndarray, descriptors1: np.ndarray, k: int = 2, max_ratio: float = 0.95) -> np.ndarray:
+def knn_candidates(
+    descriptors0: np.ndarray,
+    descriptors1: np.ndarray,
+    k: int = 2,
+    max_ratio: float = 0.95,
+    return_overlap: bool = False,
+    overlap_ratio: float = 0.8,
+):
     """Candidate pairs by descriptor nearest neighbours, in both directions.
 
     A neighbour of rank ``r <= k`` of a keypoint is kept when its distance is below
@@ -48,8 +55,14 @@ def knn_candidates(descriptors0: np.ndarray, descriptors1: np.ndarray, k: int = 
         k: neighbours per keypoint, per direction (≥ 1).
         max_ratio: distance ratio to the (k+1)-th neighbour; 1.0 keeps all k neighbours.
 
+        return_overlap: also return the number of mutual nearest neighbours passing Lowe's ratio
+            test at ``overlap_ratio`` (a cheap estimate of how much the two images overlap, from
+            the same neighbour search).
+        overlap_ratio: ratio of that test.
+
     Returns:
-        (M, 2) int64 unique pairs ``[i0, i1]``, sorted, M ≤ k·(N0 + N1).
+        (M, 2) int64 unique pairs ``[i0, i1]``, sorted, M ≤ k·(N0 + N1); with
+        ``return_overlap``, the tuple ``(pairs, overlap)``.
 
     Raises:
         ValueError: k < 1 or descriptor dimensions differ.
@@ -58,14 +71,18 @@ def knn_candidates(descriptors0: np.ndarray, descriptors1: np.ndarray, k: int = 
         raise ValueError(f"k must be >= 1, got {k}.")
     n0, n1 = len(descriptors0), len(descriptors1)
     if n0 == 0 or n1 == 0:
-        return np.zeros((0, 2), np.int64)
+        empty = np.zeros((0, 2), np.int64)
+        return (empty, 0) if return_overlap else empty
     if descriptors0.shape[1] != descriptors1.shape[1]:
         raise ValueError(f"descriptor dimensions differ: {descriptors0.shape[1]} vs {descriptors1.shape[1]}.")
     d0, d1 = root_sift(descriptors0), root_sift(descriptors1)
     pairs = []
+    nearest = []  # per direction: (nearest index, passes the ratio test)
     for q, r, flip in ((d0, d1, False), (d1, d0, True)):
-        kk = min(k + 1, len(r))
+        kk = min(max(k, 1) + 1, len(r))
         dist, idx = _knn(q, r, kk)
+        lowe = dist[:, 0] < overlap_ratio * dist[:, 1] if kk > 1 else torch.ones(len(q), dtype=torch.bool)
+        nearest.append((idx[:, 0], lowe))
         kept = min(k, len(r))
         if kk > k:
             keep = dist[:, :k] < max_ratio * dist[:, k : k + 1]
@@ -76,4 +93,10 @@ def knn_candidates(descriptors0: np.ndarray, descriptors1: np.ndarray, k: int = 
         p = torch.stack([cols, rows], 1) if flip else torch.stack([rows, cols], 1)
         pairs.append(p.numpy())
     pairs = np.concatenate(pairs).astype(np.int64)
-    return np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2)
+    pairs = np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2)
+    if not return_overlap:
+        return pairs
+    (nn01, ok01), (nn10, ok10) = nearest
+    mutual = nn10[nn01] == torch.arange(n0)
+    overlap = int((mutual & ok01 & ok10[nn01]).sum())
+    return pairs, overlap

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,6 +25,10 @@ class MatchConfig:
         min_margin: minimum score gap to the second-best candidate of either keypoint (a ratio
             test on scores); None disables it.
         upright: extract patches without orientation normalisation.
+        min_overlap: skip the image pair (no network pass) when fewer keypoints than this are
+            mutual nearest neighbours by descriptor passing Lowe's ratio test at 0.8: such pairs
+            do not overlap enough to be verified, and scoring them is the pipeline's main cost.
+            0 scores every pair.
     """
 
     k: int = 2
@@ -33,6 +37,7 @@ class MatchConfig:
     min_score: float = 0.0
     min_margin: float | None = None
     upright: bool = False
+    min_overlap: int = 20
 
     def __post_init__(self):
         if self.k < 1:
@@ -51,6 +56,8 @@ class MatchResult:
         matches: (K, 2) int64 indices ``[i0, i1]``.
         scores: (K,) float32 network scores of the matches.
         num_candidates: number of candidate pairs scored by the network.
+        overlap: mutual descriptor nearest neighbours passing the ratio test (see
+            :attr:`MatchConfig.min_overlap`).
     """
 
     keypoints0: np.ndarray
@@ -58,7 +65,7 @@ class MatchResult:
     matches: np.ndarray
     scores: np.ndarray
     num_candidates: int = 0
-    extra: dict = field(default_factory=dict)
+    overlap: int = 0
 
     def matches0(self) -> tuple[np.ndarray, np.ndarray]:
         """hloc's layout: ``(matches0 (N0,) int32 with -1 for unmatched, matching_scores0 (N0,) float32)``."""
@@ -137,10 +144,13 @@ def match_features(
     """
     if len(patches0) != len(features0) or len(patches1) != len(features1):
         raise ValueError("each image needs one patch per keypoint.")
-    pairs = knn_candidates(features0.descriptors, features1.descriptors, config.k, config.max_ratio)
+    pairs, overlap = knn_candidates(features0.descriptors, features1.descriptors, config.k, config.max_ratio, return_overlap=True)
+    if overlap < config.min_overlap:
+        empty = np.zeros((0, 2), np.int64)
+        return MatchResult(features0.xy.copy(), features1.xy.copy(), empty, np.zeros(0, np.float32), 0, overlap)
     scores = scorer.score_pairs(patches0, patches1, pairs)
     matches, mscores = decide_matches(pairs, scores, len(features0), len(features1), config)
-    return MatchResult(features0.xy.copy(), features1.xy.copy(), matches, mscores, num_candidates=len(pairs))
+    return MatchResult(features0.xy.copy(), features1.xy.copy(), matches, mscores, len(pairs), overlap)
 
 
 def match_images(

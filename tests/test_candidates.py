@@ -26,3 +26,14 @@ def test_knn_candidates_edge_cases():
     assert knn_candidates(d, d[:1], k=4).shape[1] == 2  # fewer keypoints than k
     with pytest.raises(ValueError, match="k must"):
         knn_candidates(d, d, k=0)
+
+
+def test_overlap_counts_mutual_ratio_matches():
+    rng = np.random.default_rng(2)
+    d1 = rng.random((60, 128)).astype(np.float32) * 100
+    d0 = np.concatenate([d1[:25] + rng.random((25, 128)).astype(np.float32), rng.random((35, 128)).astype(np.float32) * 100])
+    _, overlap = knn_candidates(d0, d1, k=1, return_overlap=True)
+    assert 23 <= overlap <= 25  # the 25 shared descriptors, unrelated ones fail the ratio test
+    unrelated = rng.random((60, 128)).astype(np.float32) * 100
+    assert knn_candidates(unrelated, d1, k=1, return_overlap=True)[1] < 5
+    assert knn_candidates(d0[:0], d1, return_overlap=True)[1] == 0

@@ -74,3 +74,20 @@ def test_match_images_runs_with_any_scorer(entry_images):
     blank = np.zeros((100, 100), np.uint8)
     res = match_images(blank, img, PatchScorer(build_model("2ch2stream"), device="cpu"), MatchConfig(), 200)
     assert len(res.matches) == 0 and res.num_candidates == 0
+
+
+def test_min_overlap_skips_unrelated_images(entry_images):
+    """Two unrelated images (entry-P10 and a blank-ish random texture) are not sent to the network."""
+    img, _ = read_gray(entry_images[0], max_size=320)
+    noise = np.random.default_rng(0).integers(0, 256, img.shape, dtype=np.uint8)
+    calls = []
+
+    class Counting(_NCCScorer):
+        def score_pairs(self, p0, p1, pairs):
+            calls.append(len(pairs))
+            return super().score_pairs(p0, p1, pairs)
+
+    res = match_images(img, noise, Counting(), MatchConfig(min_overlap=20), 300)
+    assert res.overlap < 20 and res.num_candidates == 0 and not calls
+    res = match_images(img, img, Counting(), MatchConfig(min_overlap=20), 300)
+    assert res.overlap >= 20 and calls and len(res.matches) > 0
