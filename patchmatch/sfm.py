@@ -129,22 +129,28 @@ def _identity(image_dir: Path, config: SfmConfig, scorer_hash: str) -> dict:
     }  # fmt: skip
 
 
-def _finite(obj: Any) -> Any:
-    """Replace NaN and infinities by None, recursively: strict JSON has neither."""
+def _finite(obj: Any, keep: bool = False) -> Any:
+    """Make data strict-JSON: NaN and infinities become None, or with ``keep``
+    the strings ``"nan"``, ``"inf"``, ``"-inf"`` (settings such as
+    ``min_score=-inf`` must survive a round trip through run.json)."""
     if isinstance(obj, float) and not np.isfinite(obj):
-        return None
+        return str(obj) if keep else None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: _finite(v, keep) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [_finite(v, keep) for v in obj]
     return obj
 
 
-def _write_json(path: Path, data: Any) -> None:
-    """Write strict JSON (NaN/inf as null) atomically (temporary file renamed into place)."""
+def _plain(data: Any, keep: bool = False) -> Any:
+    """JSON-able plain data (numpy, paths converted), strict (see :func:`_finite`)."""
+    return _finite(json.loads(json.dumps(data, default=_json_default)), keep)
+
+
+def _write_json(path: Path, data: Any, keep: bool = False) -> None:
+    """Write strict JSON atomically (temporary file renamed into place)."""
     tmp = path.with_name(path.name + ".tmp")
-    text = json.dumps(_finite(json.loads(json.dumps(data, default=_json_default))), indent=2, allow_nan=False)
-    tmp.write_text(text + "\n")
+    tmp.write_text(json.dumps(_plain(data, keep), indent=2, allow_nan=False) + "\n")
     os.replace(tmp, path)
 
 
@@ -190,7 +196,7 @@ def _prepare_output(out_dir: Path, identity: dict, overwrite: bool) -> bool:
             previous = json.loads(run_json.read_text())
         except json.JSONDecodeError:
             previous = None
-        if previous != json.loads(json.dumps(identity)):
+        if previous != _plain(identity, keep=True):
             diff = _diff(previous, identity)
             raise FileExistsError(
                 f"output folder {out_dir} holds a run with other settings ({diff}); "
@@ -198,14 +204,14 @@ def _prepare_output(out_dir: Path, identity: dict, overwrite: bool) -> bool:
             )
         return True
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_json, identity)
+    _write_json(run_json, identity, keep=True)
     return False
 
 
 def _diff(previous: Any, current: dict, prefix: str = "") -> str:
     if not isinstance(previous, dict):
         return "unreadable run.json"
-    current = json.loads(json.dumps(current))
+    current = _plain(current, keep=True)
     diffs = []
     for key in sorted(set(previous) | set(current)):
         a, b = previous.get(key), current.get(key)
