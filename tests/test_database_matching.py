@@ -1,0 +1,109 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from patchmatch import colmap
+from patchmatch.cli import main
+from patchmatch.database_matching import DatabaseMatchConfig, database_features, match_database
+from patchmatch.matching import MatchConfig
+from patchmatch.models import build_model, save_checkpoint
+from patchmatch.scoring import PatchScorer
+
+NAMES = ["templeSR0001.png", "templeSR0002.png", "templeSR0003.png"]
+
+
+class NCCScorer(PatchScorer):
+    """Normalised cross-correlation in place of the network: tests the plumbing with a sane score."""
+
+    def __init__(self):
+        super().__init__(build_model("2ch"), device="cpu")
+
+    def score_pairs(self, p0, p1, pairs):
+        a = p0[pairs[:, 0]].reshape(len(pairs), -1).astype(np.float32)
+        b = p1[pairs[:, 1]].reshape(len(pairs), -1).astype(np.float32)
+        a -= a.mean(1, keepdims=True)
+        b -= b.mean(1, keepdims=True)
+        return ((a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1) + 1e-6)).astype(np.float32)
+
+
+@pytest.fixture
+def project(tmp_path, temple_dir):
+    """A COLMAP project as `colmap feature_extractor` leaves it: images, cameras, SIFT with affine shapes."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for n in NAMES:
+        shutil.copy(temple_dir / "images" / n, images / n)
+    colmap.set_verbosity(False)
+    db = colmap.create_database(tmp_path / "database.db")
+    colmap.sift_extract(db, images, NAMES, colmap.SiftBaselineConfig(max_num_features=1500), affine_shape=True)
+    return db, images
+
+
+CONFIG = DatabaseMatchConfig(match=MatchConfig(k=2, min_score=0.6, min_overlap=0))
+
+
+def test_match_database_writes_verified_matches(project):
+    db, images = project
+    report = match_database(db, images, CONFIG, NCCScorer())
+    assert report["pairs"] == 3 and report["matched_pairs"] >= 2 and not report["bad_images"]
+    summary = colmap.database_summary(db)
+    assert summary.verified_pairs >= 2 and summary.inlier_matches > 100
+    ids = colmap.read_image_ids(db)
+    m = colmap.read_verified_matches(db, ids[NAMES[0]], ids[NAMES[1]])
+    assert len(m) > 50
+    # resume / never touch existing pairs: a second run skips every matched pair
+    again = match_database(db, images, CONFIG, NCCScorer())
+    assert again["matched_pairs"] == 0 and len(again["skipped_pairs"]) == 3
+    assert all("already holds" in why for *_, why in again["skipped_pairs"])
+    assert colmap.database_summary(db) == summary
+    replaced = match_database(db, images, CONFIG, NCCScorer(), overwrite=True)
+    assert replaced["matched_pairs"] == report["matched_pairs"]
+    assert colmap.database_summary(db).matches == summary.matches
+
+
+def test_database_features_follow_colmap_shapes(project):
+    db, _ = project
+    im = colmap.read_database_images(db)[NAMES[0]]
+    f = database_features(im)
+    assert len(f) == len(im.keypoints) > 0
+    np.testing.assert_allclose(f.xy, im.keypoints[:, :2] - 0.5, atol=1e-4)
+    a = im.keypoints[:, 2:].reshape(-1, 2, 2)
+    np.testing.assert_allclose(f.keypoints[:, 2], 2 * np.sqrt(np.abs(np.linalg.det(a))), rtol=1e-4)
+
+
+def test_bad_image_is_listed_and_others_processed(project):
+    db, images = project
+    (images / NAMES[2]).write_bytes(b"broken")
+    report = match_database(db, images, CONFIG, NCCScorer())
+    assert [n for n, _ in report["bad_images"]] == [NAMES[2]]
+    assert NAMES[2] in report["bad_images"][0][1]
+    assert report["matched_pairs"] == 1  # the pair of the two good images
+
+
+def test_resized_image_is_a_clear_error(project):
+    db, images = project
+    import cv2
+
+    img = cv2.imread(str(images / NAMES[1]))
+    cv2.imwrite(str(images / NAMES[1]), cv2.resize(img, (320, 240)))
+    report = match_database(db, images, CONFIG, NCCScorer())
+    assert report["bad_images"] and "camera in the database is 640×480" in report["bad_images"][0][1]
+
+
+def test_match_command(project, tmp_path, capsys):
+    db, images = project
+    ckpt = save_checkpoint(tmp_path / "net.pt", build_model("2ch2stream"))
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text(f"{NAMES[0]} {NAMES[1]}\n")
+    rc = main(["match", str(db), str(images), "--weights", str(ckpt), "--pairs", str(pairs),
+               "--min-score", "-1000", "--report", str(tmp_path / "r.json")])
+    assert rc == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["pairs"] == 1
+    assert "pairs matched" in capsys.readouterr().out
+    pairs.write_text(f"{NAMES[0]} nope.png\n")
+    assert main(["match", str(db), str(images), "--weights", str(ckpt), "--pairs", str(pairs)]) == 2
+    assert "nope.png" in capsys.readouterr().err
+    assert main(["match", str(tmp_path / "none.db"), str(images)]) == 2
