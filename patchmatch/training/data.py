@@ -12,7 +12,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PairData", "load_pair_data", "PairSetError"]
+__all__ = ["PairData", "PairSetError", "load_pair_data", "load_eval_pairs"]
 
 
 class PairSetError(ValueError):
