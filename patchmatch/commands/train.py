@@ -41,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
     p.add_argument("--fp16", action="store_true", help="write the final checkpoint in float16")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast forward (faster on AMX/AVX512-BF16 CPUs and GPUs)")
     p.add_argument("--resume", action="store_true", help="continue from <out>.state.pt")
     p.add_argument("--stop-after", type=int, metavar="N", help="stop after N epochs of this run (resume later)")
     p.add_argument("--max-minutes", type=float, help="wall-clock budget of this run; stops between epochs (resume later)")
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         val_pairs=args.val_pairs,
         seed=args.seed,
         schedule_minutes=args.schedule_minutes,
+        bf16=args.bf16,
     )
     meta = {"command": "patchmatch " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "threads": torch.get_num_threads()}
     res = train(config, args.data, args.out, val=args.val, resume=args.resume, half=args.fp16,
