@@ -33,7 +33,6 @@ import logging
 import os
 import shutil
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from . import colmap, storage
+from .cache import LruArrayCache
 from .evaluation.pose import evaluate_poses
 from .features import Features, detect
 from .images import ImageReadError, image_size, list_images, read_gray
@@ -266,33 +266,16 @@ def _to_original(features: Features, scales: np.ndarray, original_size: np.ndarr
     return Features(kps, features.descriptors, features.scores, np.asarray(original_size, np.int64))
 
 
-class _PatchCache:
-    """Patches per image, computed on demand, least recently used evicted past a byte budget."""
+def _patch_loader(image_dir: Path, config: SfmConfig, features: dict[str, Features]) -> Callable[[str], np.ndarray]:
+    """Re-reads an image at its working size and crops the patches of its stored keypoints."""
 
-    def __init__(self, image_dir: Path, config: SfmConfig, features: dict[str, Features]):
-        self.image_dir = image_dir
-        self.config = config
-        self.features = features
-        self.budget = config.patch_cache_mb * 2**20
-        self.items: OrderedDict[str, np.ndarray] = OrderedDict()
-        self.bytes = 0
-        self.computed = 0
-
-    def get(self, name: str) -> np.ndarray:
-        if name in self.items:
-            self.items.move_to_end(name)
-            return self.items[name]
-        image, _ = read_gray(self.image_dir / name, self.config.max_image_size)
-        feats = self.features[name]
+    def load(name: str) -> np.ndarray:
+        image, _ = read_gray(image_dir / name, config.max_image_size)
+        feats = features[name]
         working = _to_working(feats, _axis_scales(image.shape, feats.image_size), image.shape)
-        patches = extract_patches(image, working.keypoints, upright=self.config.match.upright)
-        self.computed += 1
-        self.items[name] = patches
-        self.bytes += patches.nbytes
-        while self.bytes > self.budget and len(self.items) > 2:  # the current pair stays
-            _, old = self.items.popitem(last=False)
-            self.bytes -= old.nbytes
-        return patches
+        return extract_patches(image, working.keypoints, upright=config.match.upright)
+
+    return load
 
 
 @contextmanager
@@ -400,7 +383,7 @@ def run_sfm(
     pairs = make_pairs(config.pairs, good)
     with _stage("matching", seconds):
         todo_pairs = storage.missing_pairs(matches_path, pairs)
-        cache = _PatchCache(image_dir, config, features)
+        cache = LruArrayCache(_patch_loader(image_dir, config, features), config.patch_cache_mb * 2**20)
         candidates = 0
         for a, b in _progress(todo_pairs, progress, "matching"):
             result = match_features(features[a], cache.get(a), features[b], cache.get(b), scorer, config.match)

@@ -10,22 +10,9 @@ from patchmatch.database_matching import DatabaseMatchConfig, database_features,
 from patchmatch.matching import MatchConfig
 from patchmatch.models import build_model, save_checkpoint
 from patchmatch.scoring import PatchScorer
+from tests.helpers import NCCScorer
 
 NAMES = ["templeSR0001.png", "templeSR0002.png", "templeSR0003.png"]
-
-
-class NCCScorer(PatchScorer):
-    """Normalised cross-correlation in place of the network: tests the plumbing with a sane score."""
-
-    def __init__(self):
-        super().__init__(build_model("2ch"), device="cpu")
-
-    def score_pairs(self, p0, p1, pairs):
-        a = p0[pairs[:, 0]].reshape(len(pairs), -1).astype(np.float32)
-        b = p1[pairs[:, 1]].reshape(len(pairs), -1).astype(np.float32)
-        a -= a.mean(1, keepdims=True)
-        b -= b.mean(1, keepdims=True)
-        return ((a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1) + 1e-6)).astype(np.float32)
 
 
 @pytest.fixture

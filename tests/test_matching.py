@@ -8,6 +8,7 @@ from patchmatch.matching import MatchConfig, decide_matches, match_features, mat
 from patchmatch.models import build_model
 from patchmatch.patches import extract_patches
 from patchmatch.scoring import PatchScorer
+from tests.helpers import NCCScorer
 
 
 def test_decide_matches_mutual_threshold_margin():
@@ -36,20 +37,6 @@ def test_match_config_validation():
         MatchConfig(max_ratio=1.5)
 
 
-class _NCCScorer(PatchScorer):
-    """Normalised cross-correlation as a stand-in network: checks the plumbing with a known-good score."""
-
-    def __init__(self):
-        super().__init__(build_model("2ch"), device="cpu")
-
-    def score_pairs(self, p0, p1, pairs):
-        a = p0[pairs[:, 0]].reshape(len(pairs), -1).astype(np.float32)
-        b = p1[pairs[:, 1]].reshape(len(pairs), -1).astype(np.float32)
-        a -= a.mean(1, keepdims=True)
-        b -= b.mean(1, keepdims=True)
-        return ((a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1) + 1e-6)).astype(np.float32)
-
-
 def test_match_features_homography(entry_images):
     img, _ = read_gray(entry_images[0], max_size=640)
     h, w = img.shape
@@ -57,7 +44,7 @@ def test_match_features_homography(entry_images):
     img2 = cv2.warpAffine(img, M, (w, h))
     f0, f1 = detect(img, 800), detect(img2, 800)
     p0, p1 = extract_patches(img, f0.keypoints), extract_patches(img2, f1.keypoints)
-    res = match_features(f0, p0, f1, p1, _NCCScorer(), MatchConfig(k=2, min_score=0.5))
+    res = match_features(f0, p0, f1, p1, NCCScorer(), MatchConfig(k=2, min_score=0.5))
     assert res.num_candidates <= 2 * 2 * 800 and len(res.matches) > 100
     proj = res.keypoints0[res.matches[:, 0]] @ M[:, :2].T + M[:, 2]
     err = np.linalg.norm(proj - res.keypoints1[res.matches[:, 1]], axis=1)
@@ -82,7 +69,7 @@ def test_min_overlap_skips_unrelated_images(entry_images):
     noise = np.random.default_rng(0).integers(0, 256, img.shape, dtype=np.uint8)
     calls = []
 
-    class Counting(_NCCScorer):
+    class Counting(NCCScorer):
         def score_pairs(self, p0, p1, pairs):
             calls.append(len(pairs))
             return super().score_pairs(p0, p1, pairs)
