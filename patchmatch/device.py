@@ -17,3 +17,27 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("CUDA device requested but torch.cuda.is_available() is False (CPU-only torch build?).")
     return device
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bfloat16 natively (AMX-BF16 or AVX512-BF16; Linux /proc/cpuinfo).
+
+    Elsewhere oneDNN emulates bfloat16, which is slower than float32.
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool({"amx_bf16", "avx512_bf16"} & flags)
+    except OSError:
+        pass
+    return False
+
+
+def auto_precision(device: torch.device) -> str:
+    """Fastest inference precision of a device: bf16 on CUDA GPUs that support it and on CPUs
+    with native bfloat16, fp16 on older GPUs, fp32 otherwise."""
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"

@@ -75,3 +75,13 @@ def test_shipped_weights_load():
         pytest.skip("shipped weights not trained yet")
     sc = PatchScorer.load()
     assert sc.meta and sum(p.numel() for p in sc.model.parameters()) == 2_353_153
+
+
+def test_auto_precision_choice(tmp_path):
+    from patchmatch.device import auto_precision, cpu_has_native_bf16
+
+    expected = "bf16" if cpu_has_native_bf16() else "fp32"
+    assert auto_precision(torch.device("cpu")) == expected
+    path = save_checkpoint(tmp_path / "c.pt", build_model("2ch"))
+    assert PatchScorer.load(path, device="cpu").precision == expected
+    assert PatchScorer.load(path, device="cpu", precision="fp32").precision == "fp32"
