@@ -11,6 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .options import add_match_arguments, match_config_from_args
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("match", help="match an existing COLMAP database with the patch network", description=__doc__,
@@ -21,26 +23,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("-k", type=int, default=None, help="candidates per keypoint and direction")
-    p.add_argument("--min-score", type=float, default=None)
     p.add_argument("--overwrite", action="store_true", help="replace matches of pairs that already hold some")
     p.add_argument("--report", type=Path, default=None, help="write the report as JSON here")
+    add_match_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from ..database_matching import DatabaseMatchConfig, match_database
-    from ..matching import MatchConfig
     from ..scoring import PatchScorer
 
     pairs = args.pairs
     if pairs not in ("exhaustive",) and not pairs.startswith(("sequential:", "file:")):
         pairs = f"file:{pairs}"
-    match = MatchConfig()
-    overrides = {k: v for k, v in (("k", args.k), ("min_score", args.min_score)) if v is not None}
-    config = DatabaseMatchConfig(match=dataclasses.replace(match, **overrides), pairs=pairs)
+    config = DatabaseMatchConfig(match=match_config_from_args(args), pairs=pairs)
     scorer = PatchScorer.load(args.weights, device=args.device, batch_size=args.batch_size)
     report = match_database(args.database, args.images, config, scorer, overwrite=args.overwrite, progress=True)
     after = report["database_after"]

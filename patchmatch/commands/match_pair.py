@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .options import add_match_arguments, match_config_from_args
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("match-pair", help="match two images with the patch network", description=__doc__)
@@ -17,14 +19,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, help="checkpoint (default: shipped weights)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
     p.add_argument("--max-keypoints", type=int, default=2048)
-    p.add_argument("-k", type=int, default=2, help="candidates per keypoint and direction")
-    p.add_argument("--min-score", type=float, default=0.0)
+    add_match_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..images import read_gray
-    from ..matching import MatchConfig, match_images
+    from ..matching import match_images
     from ..scoring import PatchScorer
 
     if args.out is not None and args.out.exists():
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     scorer = PatchScorer.load(args.weights, device=args.device)
     im0, _ = read_gray(args.image0)
     im1, _ = read_gray(args.image1)
-    res = match_images(im0, im1, scorer, MatchConfig(k=args.k, min_score=args.min_score), args.max_keypoints)
+    res = match_images(im0, im1, scorer, match_config_from_args(args), args.max_keypoints)
     print(json.dumps({"keypoints0": len(res.keypoints0), "keypoints1": len(res.keypoints1),
                       "candidates": res.num_candidates, "matches": len(res.matches)}))
     if args.out is not None:

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .options import add_match_arguments, match_config_from_args
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -24,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=512, help="patch pairs per network forward pass")
     p.add_argument("--ground-truth", type=Path, default=None, help="cameras.json: add pose errors to the report")
     p.add_argument("--overwrite", action="store_true", help="replace another run's outputs in OUT")
+    add_match_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -40,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         pairs=args.pairs,
         single_camera=args.single_camera,
+        match=match_config_from_args(args),
     )
     report = run_sfm(args.images, args.out, config, weights=args.weights, overwrite=args.overwrite,
                      progress=True, ground_truth=args.ground_truth)  # fmt: skip

@@ -1,0 +1,30 @@
+"""Command-line options shared by the commands that match images (``sfm``, ``match``, ``match-pair``)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from ..matching import MatchConfig
+
+_DEFAULTS = MatchConfig()
+
+
+def add_match_arguments(p: argparse.ArgumentParser) -> None:
+    """Adds the :class:`~patchmatch.matching.MatchConfig` options (defaults from the dataclass)."""
+    g = p.add_argument_group("match decision")
+    g.add_argument("-k", type=int, default=_DEFAULTS.k, help=f"descriptor neighbours per keypoint and direction scored by the network (default {_DEFAULTS.k})")
+    g.add_argument("--max-ratio", type=float, default=_DEFAULTS.max_ratio, help=f"candidate if distance < ratio × (k+1)-th neighbour's (default {_DEFAULTS.max_ratio})")
+    g.add_argument("--min-score", type=float, default=_DEFAULTS.min_score, help=f"minimum network score of a match (default {_DEFAULTS.min_score})")
+    g.add_argument("--min-margin", type=float, default=_DEFAULTS.min_margin, help="minimum score gap to the second-best candidate (default: off)")
+    g.add_argument("--no-mutual", action="store_true", help="do not require mutual best scores")
+    g.add_argument("--min-overlap", type=int, default=_DEFAULTS.min_overlap, help=f"skip image pairs with fewer mutual ratio-test descriptor neighbours (default {_DEFAULTS.min_overlap}; 0 = score every pair)")
+    g.add_argument("--upright", action="store_true", help="upright patches (ignore keypoint orientation)")
+
+
+def match_config_from_args(args: argparse.Namespace) -> MatchConfig:
+    """The :class:`MatchConfig` of parsed :func:`add_match_arguments` options."""
+    return dataclasses.replace(
+        _DEFAULTS, k=args.k, max_ratio=args.max_ratio, min_score=args.min_score, min_margin=args.min_margin,
+        mutual=not args.no_mutual, min_overlap=args.min_overlap, upright=args.upright,
+    )
