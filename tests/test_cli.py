@@ -1,0 +1,49 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from patchmatch.cli import build_parser, main
+
+SUBCOMMANDS = ["match-pair", "make-patches", "train", "evaluate-patches", "brown-eval", "bench", "sfm", "match", "demo"]
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for name in SUBCOMMANDS:
+        assert name in out
+    assert set(build_parser()._subparsers._group_actions[0].choices) == set(SUBCOMMANDS)
+
+
+@pytest.mark.parametrize("name", SUBCOMMANDS)
+def test_subcommand_help(name, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([name, "--help"])
+    assert e.value.code == 0
+    assert f"patchmatch {name}" in capsys.readouterr().out
+
+
+def test_console_script_entry_point():
+    out = subprocess.run([sys.executable, "-m", "patchmatch.cli", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "sfm" in out.stdout
+
+
+def test_match_pair_command(entry_images, tmp_path, capsys):
+    from patchmatch.models import build_model, save_checkpoint
+
+    ckpt = save_checkpoint(tmp_path / "net.pt", build_model("2ch2stream"))
+    out = tmp_path / "m.npz"
+    rc = main(["match-pair", str(entry_images[0]), str(entry_images[1]), "--weights", str(ckpt), "--max-keypoints", "300",
+               "--min-score=-1e9", "--out", str(out)])
+    assert rc == 0
+    data = np.load(out)
+    assert data["matches"].shape[1] == 2 and len(data["keypoints0"]) == 300
+    assert '"candidates"' in capsys.readouterr().out
+    assert main(["match-pair", str(entry_images[0]), str(entry_images[1]), "--weights", str(ckpt), "--out", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["match-pair", str(tmp_path / "missing.jpg"), str(entry_images[1]), "--weights", str(ckpt)]) == 2
+    assert "missing.jpg" in capsys.readouterr().err
