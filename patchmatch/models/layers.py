@@ -46,3 +46,14 @@ def he_init(module: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+def decide_fp32(decision: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """Runs the fully connected decision layers in float32 even under low-precision autocast.
+
+    The convolutions carry almost all the cost; keeping the last layers in float32 keeps the
+    scores fine-grained (a bfloat16 output has 8 bits of mantissa, which makes ties among the
+    candidates of a keypoint common). Returns (B,) float32.
+    """
+    with torch.autocast(features.device.type, enabled=False):
+        return decision(features.float()).squeeze(1)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import central_surround, conv_relu, he_init, normalize_patches
+from .layers import central_surround, conv_relu, decide_fp32, he_init, normalize_patches
 from .twochannel import stream_2stream
 
 
@@ -60,7 +60,7 @@ class _SiameseBase(nn.Module):
 
     def compare(self, d0: torch.Tensor, d1: torch.Tensor) -> torch.Tensor:
         """Scores (B, D) descriptor pairs with the decision network → (B,), higher = more similar."""
-        return self.decision(torch.cat([d0, d1], dim=1)).squeeze(1)
+        return decide_fp32(self.decision, torch.cat([d0, d1], dim=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 2, 64, 64) float 0..255 → (B,) float32 scores."""
