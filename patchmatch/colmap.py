@@ -187,6 +187,10 @@ def _require_database(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"COLMAP database {path} does not exist (create_database first)")
+    with open(path, "rb") as f:
+        header = f.read(16)
+    if header and header != b"SQLite format 3\x00":
+        raise ValueError(f"{path} is not a COLMAP database (not an SQLite file)")
     return path
 
 

@@ -69,17 +69,14 @@ def database_features(image: colmap.DatabaseImage) -> Features:
 
 
 def _read_matching_frame(path: Path, width: int, height: int) -> np.ndarray:
-    """Reads an image in the pixel frame of the database's camera (EXIF applied or not)."""
+    """Reads an image in COLMAP's frame and checks it against the database's camera size."""
     image, _ = read_gray(path)
-    if image.shape == (height, width):
-        return image
-    raw, _ = read_gray(path, apply_exif=False)
-    if raw.shape == (height, width):
-        return raw
-    raise ImageReadError(
-        f"{path}: image is {image.shape[1]}×{image.shape[0]} px but its camera in the database is "
-        f"{width}×{height} px (resized or a different file?)"
-    )
+    if image.shape != (height, width):
+        raise ImageReadError(
+            f"{path}: image is {image.shape[1]}×{image.shape[0]} px but its camera in the database is "
+            f"{width}×{height} px (resized or a different file?)"
+        )
+    return image
 
 
 def match_database(
@@ -118,6 +115,10 @@ def match_database(
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     images = colmap.read_database_images(database)
+    if not images:
+        raise ValueError(f"{database} holds no images: run COLMAP's feature extraction first")
+    if not any((image_dir / n).is_file() for n in images):
+        raise FileNotFoundError(f"none of the {len(images)} images of {database} is in {image_dir}: wrong image folder?")
     bad: dict[str, str] = {n: "no keypoints in the database" for n, im in images.items() if len(im.keypoints) == 0}
     names = sorted(images)
     all_pairs = make_pairs(config.pairs, names)

@@ -13,7 +13,10 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or auto") from e
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("CUDA device requested but torch.cuda.is_available() is False (CPU-only torch build?).")
     return device

@@ -1,8 +1,9 @@
 """Reading images: the one place that knows image files.
 
-Every image enters patchmatch as an 8-bit grayscale array in the frame COLMAP sees: EXIF
-orientation applied (as OpenCV's ``imread`` does by default), 16-bit data scaled to 8 bits,
-colour and alpha dropped.
+Every image enters patchmatch as an 8-bit grayscale array in the frame COLMAP reads: the stored
+pixel grid, EXIF orientation *not* applied (COLMAP's bitmap reader ignores it, so keypoints,
+camera sizes and the images that COLMAP's undistorter or MVS read later agree), 16-bit data
+scaled to 8 bits, colour and alpha dropped. ``apply_exif=True`` gives the displayed frame.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def _to_uint8_gray(image: np.ndarray, path: Path) -> np.ndarray:
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int]:
-    """Returns ``(width, height)`` in pixels of an image after EXIF orientation (full read)."""
+    """Returns ``(width, height)`` in pixels of an image in COLMAP's frame (full read)."""
     image, _ = read_gray(path)
     return image.shape[1], image.shape[0]
 
@@ -87,16 +88,16 @@ def _check_complete(data: np.ndarray, path: Path) -> None:
 
 
 def read_gray(
-    path: str | os.PathLike, max_size: int | None = None, apply_exif: bool = True
+    path: str | os.PathLike, max_size: int | None = None, apply_exif: bool = False
 ) -> tuple[np.ndarray, float]:
-    """Reads an image as 8-bit grayscale, EXIF orientation applied.
+    """Reads an image as 8-bit grayscale, in COLMAP's frame (EXIF orientation ignored by default).
 
     Args:
         path: image file (any format OpenCV reads; 8/16-bit, gray, RGB or RGBA).
         max_size: if given, images whose longer side exceeds it are downscaled (area
             interpolation) so the longer side equals ``max_size`` pixels.
-        apply_exif: rotate/flip by the EXIF orientation tag (the displayed frame); False reads
-            the stored pixel grid (the frame of tools that ignore EXIF).
+        apply_exif: rotate/flip by the EXIF orientation tag (the displayed frame); False (the
+            default) reads the stored pixel grid, the frame COLMAP uses.
 
     Returns:
         ``(image, scale)``: ``image`` is uint8 (H, W); ``scale`` is new size / original size

@@ -118,14 +118,15 @@ def weights_fingerprint(scorer: PatchScorer) -> str:
     return digest.hexdigest()[:16]
 
 
-def _identity(image_dir: Path, config: SfmConfig, scorer_hash: str) -> dict:
+def _identity(image_dir: Path, config: SfmConfig, scorer_hash: str, precision: str = "fp32") -> dict:
     """What stored features and matches depend on (run.json)."""
     return {
         "format": RUN_FORMAT,
         "image_dir": str(image_dir.resolve()),
         "features": {"detector": "opencv-sift", "max_keypoints": config.max_keypoints,
                      "max_image_size": config.max_image_size},
-        "matching": {"match": dataclasses.asdict(config.match), "weights_sha256": scorer_hash},
+        "matching": {"match": dataclasses.asdict(config.match), "weights_sha256": scorer_hash,
+                     "precision": precision},
     }  # fmt: skip
 
 
@@ -177,6 +178,8 @@ def _prepare_output(out_dir: Path, identity: dict, overwrite: bool) -> bool:
             ``overwrite`` is false.
     """
     run_json = out_dir / "run.json"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"output folder {out_dir} is a file, not a folder")
     if overwrite and out_dir.exists():
         for name in OUTPUTS:
             target = out_dir / name
@@ -266,6 +269,48 @@ def _to_original(features: Features, scales: np.ndarray, original_size: np.ndarr
     return Features(kps, features.descriptors, features.scores, np.asarray(original_size, np.int64))
 
 
+def _exclude_output(names: list[str], image_dir: Path, out_dir: Path) -> list[str]:
+    """Drops the files of an output folder that lies inside the image folder (its PNGs)."""
+    try:
+        inner = out_dir.resolve().relative_to(image_dir.resolve()).as_posix()
+    except ValueError:
+        return names
+    return [n for n in names if not (n + "/").startswith(inner.rstrip("/") + "/")]
+
+
+def _pair_key_collisions(names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """hloc names a pair by the image names with '/' replaced by '-', so ``a/b-c.jpg`` and
+    ``a-b/c.jpg`` would share their matches: the later of two such names is skipped."""
+    seen: dict[str, str] = {}
+    kept, skipped = [], []
+    for n in names:
+        key = n.replace("/", "-")
+        if key in seen:
+            skipped.append({"name": n, "reason": f"{n}: its hloc pair name {key!r} is the same as that of {seen[key]} "
+                                                 "(a '/' and '-' clash); rename one of them"})  # fmt: skip
+        else:
+            seen[key] = n
+            kept.append(n)
+    return kept, skipped
+
+
+def _fingerprint(path: Path) -> str:
+    """Size and modification time of an image file: features computed from it are stale when it changes."""
+    st = path.stat()
+    return f"size={st.st_size};mtime_ns={st.st_mtime_ns}"
+
+
+def _check_unchanged(features_path: Path, image_dir: Path, names: list[str]) -> None:
+    """Refuses to resume when an image changed since its stored features were computed."""
+    for n in names:
+        stored = storage.read_source(features_path, n)
+        if stored is not None and (image_dir / n).is_file() and stored != _fingerprint(image_dir / n):
+            raise FileExistsError(
+                f"{image_dir / n} changed since its features in {features_path} were computed "
+                f"({stored} → {_fingerprint(image_dir / n)}); rerun with --overwrite"
+            )
+
+
 def _patch_loader(image_dir: Path, config: SfmConfig, features: dict[str, Features]) -> Callable[[str], np.ndarray]:
     """Re-reads an image at its working size and crops the patches of its stored keypoints."""
 
@@ -341,25 +386,29 @@ def run_sfm(
         ValueError: fewer than 2 readable images, or a bad pairs strategy.
     """
     image_dir, out_dir = Path(image_dir), Path(out_dir)
-    names = list_images(image_dir)
+    names = _exclude_output(list_images(image_dir), image_dir, out_dir)
     if not names:
         raise ValueError(f"no images found under {image_dir}")
+    names, collisions = _pair_key_collisions(names)
     if scorer is None:
         scorer = PatchScorer.load(weights, device=config.device, batch_size=config.batch_size)
-    identity = _identity(image_dir, config, weights_fingerprint(scorer))
+    identity = _identity(image_dir, config, weights_fingerprint(scorer), scorer.precision)
     resumed = _prepare_output(out_dir, identity, overwrite)
     features_path, matches_path = out_dir / "features.h5", out_dir / "matches.h5"
     notes: list[str] = []
     _check_storage(features_path, storage.list_features, notes)
     _check_storage(matches_path, lambda p: storage.missing_pairs(p, []), notes)
     seconds: dict[str, float] = {}
-    skipped: list[dict[str, str]] = []
+    skipped: list[dict[str, str]] = list(collisions)
+    for item in collisions:
+        logger.warning("skipping image: %s", item["reason"])
     report: dict[str, Any] = {"status": "running", "resumed": resumed, "image_dir": str(image_dir),
                               "out_dir": str(out_dir)}  # fmt: skip
 
     # 1. features -----------------------------------------------------------------
     with _stage("features", seconds):
         todo = storage.missing_features(features_path, names)
+        _check_unchanged(features_path, image_dir, [n for n in names if n not in set(todo)])
         for name in _progress(todo, progress, "features"):
             try:
                 image, scale = read_gray(image_dir / name, config.max_image_size)
@@ -371,7 +420,7 @@ def run_sfm(
                 continue
             feats = detect(image, max_keypoints=config.max_keypoints)
             scales = _axis_scales(image.shape, original)
-            storage.write_features(features_path, name, _to_original(feats, scales, original))
+            storage.write_features(features_path, name, _to_original(feats, scales, original), _fingerprint(image_dir / name))
         good = [n for n in names if n not in {s["name"] for s in skipped}]
         features = {n: storage.read_features(features_path, n) for n in good}
     report["features_computed"] = len(todo) - len(skipped)
@@ -384,15 +433,17 @@ def run_sfm(
     with _stage("matching", seconds):
         todo_pairs = storage.missing_pairs(matches_path, pairs)
         cache = LruArrayCache(_patch_loader(image_dir, config, features), config.patch_cache_mb * 2**20)
-        candidates = 0
+        candidates = low_overlap = 0
         for a, b in _progress(todo_pairs, progress, "matching"):
             result = match_features(features[a], cache.get(a), features[b], cache.get(b), scorer, config.match)
             candidates += result.num_candidates
+            low_overlap += int(result.overlap < config.match.min_overlap)
             storage.write_matches(matches_path, a, b, result.matches, result.scores, len(features[a]))
     report["pairs"] = len(pairs)
     report["pairs_matched"] = len(todo_pairs)
     report["pairs_reused"] = len(pairs) - len(todo_pairs)
     report["candidates_scored"] = candidates
+    report["pairs_low_overlap"] = low_overlap  # not scored: too few descriptor neighbours (MatchConfig.min_overlap)
 
     # 3. database -----------------------------------------------------------------
     database = out_dir / "database.db"

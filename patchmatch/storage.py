@@ -87,13 +87,14 @@ def _replace_group(fd: h5py.File, key: str) -> h5py.Group:
 # --------------------------------------------------------------------------
 # Features
 # --------------------------------------------------------------------------
-def write_features(path: str | os.PathLike, name: str, features: Features) -> None:
+def write_features(path: str | os.PathLike, name: str, features: Features, source: str | None = None) -> None:
     """Write (or replace) the features of one image.
 
     Args:
         path: the features file (created if absent).
         name: the image name (relative path, posix separators).
         features: keypoints in pixels of the original image (see the module doc).
+        source: fingerprint of the image file they were computed from (see :func:`read_source`).
 
     Raises:
         ValueError: inconsistent array shapes.
@@ -121,8 +122,22 @@ def write_features(path: str | os.PathLike, name: str, features: Features) -> No
         grp.create_dataset("descriptors", data=np.ascontiguousarray(desc.T))
         grp.create_dataset("scores", data=scores)
         grp.create_dataset("image_size", data=size)
+        if source is not None:
+            grp.attrs["source"] = source
         fd.flush()
         grp.attrs[COMPLETE] = True
+
+
+def read_source(path: str | os.PathLike, name: str) -> str | None:
+    """The image fingerprint stored with an image's features (None when absent or not recorded)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with _open(path, "r") as fd:
+        if name not in fd:
+            return None
+        value = fd[name].attrs.get("source")
+    return None if value is None else str(value)
 
 
 def read_features(path: str | os.PathLike, name: str) -> Features:

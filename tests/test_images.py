@@ -49,8 +49,8 @@ def test_read_bad_files(tmp_path):
         assert name in str(err.value)
 
 
-def test_exif_orientation_applied(tmp_path):
-    """A JPEG with EXIF orientation 6 (rotate 90° clockwise) is read in the displayed frame."""
+def test_exif_orientation(tmp_path):
+    """A JPEG with EXIF orientation 6: displayed frame on request, COLMAP's frame by default."""
     img = np.zeros((40, 80), np.uint8)
     img[:, :10] = 255  # bright left band
     jpg = bytearray(cv2.imencode(".jpg", img)[1].tobytes())
@@ -59,8 +59,12 @@ def test_exif_orientation_applied(tmp_path):
     payload = b"Exif\x00\x00" + tiff
     app1 = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
     (tmp_path / "rot.jpg").write_bytes(bytes(jpg[:2]) + app1 + bytes(jpg[2:]))
-    out, _ = read_gray(tmp_path / "rot.jpg")
+    out, _ = read_gray(tmp_path / "rot.jpg", apply_exif=True)
     assert out.shape == (80, 40)  # rotated into portrait
     assert out[:10].mean() > 200 and out[-10:].mean() < 50  # the left band is now on top
-    raw, _ = read_gray(tmp_path / "rot.jpg", apply_exif=False)
+    raw, _ = read_gray(tmp_path / "rot.jpg")  # default: COLMAP's frame, the stored pixel grid
     assert raw.shape == (40, 80)
+    import pycolmap
+
+    bitmap = pycolmap.Bitmap.read(str(tmp_path / "rot.jpg"), as_rgb=False)
+    assert (bitmap.width, bitmap.height) == (80, 40)  # COLMAP agrees

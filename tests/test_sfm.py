@@ -244,3 +244,33 @@ def test_shipped_weights_default_matching(tmp_path):
     assert report["registered"] == 3
     # 3 views at 640 px: the per-run focal length limits the accuracy to a few degrees
     assert report["pose"]["rotation_error_median_deg"] < 6.0
+
+
+def test_changed_image_is_not_silently_reused(tmp_path):
+    images = _image_dir(tmp_path, NAMES[:3], broken=False)
+    out = tmp_path / "out"
+    run_sfm(images, out, CONFIG, scorer=_scorer())
+    (images / NAMES[1]).unlink()
+    (images / NAMES[1]).symlink_to(SCENE / "images" / "0009.jpg")  # another photo, same name
+    with pytest.raises(FileExistsError, match="0001.jpg changed since its features"):
+        run_sfm(images, out, CONFIG, scorer=_scorer())
+    report = run_sfm(images, out, CONFIG, scorer=_scorer(), overwrite=True)
+    assert report["features_computed"] == 3
+
+
+def test_name_collisions_and_output_inside_images(tmp_path):
+    from patchmatch.sfm import _exclude_output, _pair_key_collisions
+
+    kept, skipped = _pair_key_collisions(["a-b/c.jpg", "a/b-c.jpg", "x.jpg"])
+    assert kept == ["a-b/c.jpg", "x.jpg"]
+    assert skipped[0]["name"] == "a/b-c.jpg" and "a-b/c.jpg" in skipped[0]["reason"]
+    names = ["out/viz/p.png", "outdoor.jpg", "x.jpg"]
+    assert _exclude_output(names, tmp_path, tmp_path / "out") == ["outdoor.jpg", "x.jpg"]
+    assert _exclude_output(names, tmp_path / "imgs", tmp_path / "out") == names
+
+
+def test_output_path_is_a_file(tmp_path):
+    images = _image_dir(tmp_path, NAMES[:2], broken=False)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(FileExistsError, match="is a file"):
+        run_sfm(images, tmp_path / "afile", CONFIG, scorer=_scorer())

@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", action="append", choices=["fp32", "bf16", "fp16"], help="backends (repeatable; default fp32 and bf16)")
     p.add_argument("--batch-size", type=int, action="append", help="batch sizes (repeatable; default 128 512)")
     p.add_argument("--pairs", type=int, default=2048, help="pairs per timed call")
-    p.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    p.add_argument("--seconds", type=float, default=2.0, help="time per measurement (one per precision and batch size, plus the GEMM)")
     p.add_argument("--json", type=Path, default=Path("outputs/bench.json"))
     p.set_defaults(func=run)
 
@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from ..models import build_model
     from ..scoring import PatchScorer
 
+    if args.pairs < 1 or args.seconds <= 0:
+        raise ValueError("--pairs must be >= 1 and --seconds > 0")
     device = resolve_device(args.device)
     try:
         base = PatchScorer.load(args.weights, device=device)
