@@ -390,6 +390,11 @@ def run_sfm(
     if not names:
         raise ValueError(f"no images found under {image_dir}")
     names, collisions = _pair_key_collisions(names)
+    if ground_truth is not None:
+        from .evaluation.pose import load_cameras_json
+
+        if not set(load_cameras_json(ground_truth)) & set(names):
+            raise ValueError(f"{ground_truth} describes none of the images under {image_dir} (wrong scene?)")
     if scorer is None:
         scorer = PatchScorer.load(weights, device=config.device, batch_size=config.batch_size)
     identity = _identity(image_dir, config, weights_fingerprint(scorer), scorer.precision)

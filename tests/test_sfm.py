@@ -274,3 +274,10 @@ def test_output_path_is_a_file(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(FileExistsError, match="is a file"):
         run_sfm(images, tmp_path / "afile", CONFIG, scorer=_scorer())
+
+
+def test_ground_truth_of_another_scene_is_refused(tmp_path):
+    images = _image_dir(tmp_path, NAMES[:2], broken=False)
+    other = DATA / "scenes" / "temple-ring" / "cameras.json"
+    with pytest.raises(ValueError, match="none of the images"):
+        run_sfm(images, tmp_path / "out", CONFIG, scorer=_scorer(), ground_truth=other)

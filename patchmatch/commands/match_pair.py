@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from ..matching import match_images
     from ..scoring import PatchScorer
 
+    if args.out is not None and args.out.suffix != ".npz":
+        raise ValueError(f"--out {args.out}: the matches are written as .npz; name the file *.npz")
     if args.out is not None and args.out.exists():
         raise FileExistsError(f"{args.out} exists; remove it first.")
     scorer = PatchScorer.load(args.weights, device=args.device)
