@@ -337,6 +337,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     config = DemoConfig(seed=args.seed, num_images=args.num_images, max_keypoints=args.max_keypoints,
                         pairs=args.pairs, device=args.device)  # fmt: skip
-    summary = run_demo(args.out, config, weights=args.weights, overwrite=args.overwrite, progress=True)
+    summary = run_demo(args.out, config, weights=args.weights, overwrite=args.overwrite, progress=not args.quiet)
     print(format_summary(summary))
     return 0 if summary["registered"] >= 2 else 1

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         max_positives_per_track=args.positives_per_track,
         seed=args.seed,
     )
-    out = write_pair_set(args.scene, args.out, names, config, overwrite=True, progress=True)
+    out = write_pair_set(args.scene, args.out, names, config, overwrite=True, progress=not args.quiet)
     with h5py.File(out, "r") as f:
         print(
             f"{out}: scene {f.attrs['scene']}, {len(names)} images, {f.attrs['num_tracks']} tracks, "

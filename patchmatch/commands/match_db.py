@@ -30,7 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..colmap import set_verbosity
     from ..database_matching import DatabaseMatchConfig, match_database
+
+    set_verbosity(bool(getattr(args, "verbose", False)))  # COLMAP's own log lines only with -v
     from ..scoring import PatchScorer
 
     pairs = args.pairs
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         pairs = f"file:{pairs}"
     config = DatabaseMatchConfig(match=match_config_from_args(args), pairs=pairs)
     scorer = PatchScorer.load(args.weights, device=args.device, batch_size=args.batch_size)
-    report = match_database(args.database, args.images, config, scorer, overwrite=args.overwrite, progress=True)
+    report = match_database(args.database, args.images, config, scorer, overwrite=args.overwrite, progress=not args.quiet)
     after = report["database_after"]
     print(f"{report['matched_pairs']} of {report['pairs']} pairs matched ({report['matches']} matches), "
           f"{len(report['skipped_pairs'])} skipped; database now: {after['verified_pairs']} verified pairs, "

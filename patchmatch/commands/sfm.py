@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         match=match_config_from_args(args),
     )
     report = run_sfm(args.images, args.out, config, weights=args.weights, overwrite=args.overwrite,
-                     progress=True, ground_truth=args.ground_truth)  # fmt: skip
+                     progress=not args.quiet, ground_truth=args.ground_truth)  # fmt: skip
     keys = ["images", "images_used", "registered", "points", "mean_track_length", "mean_reprojection_error",
             "pairs", "verified_pairs", "seconds_total"]  # fmt: skip
     summary = {k: report[k] for k in keys}

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     )
     meta = {"command": "patchmatch " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "threads": torch.get_num_threads()}
     res = train(config, args.data, args.out, val=args.val, resume=args.resume, half=args.fp16,
-                device=args.device, progress=True, meta=meta, stop_after=args.stop_after,
+                device=args.device, progress=not args.quiet, meta=meta, stop_after=args.stop_after,
                 time_budget_s=None if args.max_minutes is None else 60.0 * args.max_minutes)
     last = res.history[-1] if res.history else {}
     print(f"wrote {res.checkpoint} (epoch {res.best_epoch}); last epoch: "
