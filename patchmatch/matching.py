@@ -23,7 +23,11 @@ class MatchConfig:
             rotation error median 0.43° vs 0.81°, 87 s vs 183 s; with k = 2 the network too often
             prefers a near-duplicate keypoint a few pixels away.
         max_ratio: a neighbour is a candidate when its descriptor distance is below ``max_ratio``
-            times the distance to the (k+1)-th neighbour (see :func:`knn_candidates`).
+            times the distance to the (k+1)-th neighbour (see :func:`knn_candidates`). Measured
+            with the shipped weights, 4096 keypoints (``patchmatch sfm --max-ratio R``):
+            entry-P10 0.95 → 0.37° median rotation error, 94 s; 0.9 → 0.35°, 72 s; 0.85 → 0.26°,
+            59 s; temple-ring 0.95 → 13/16 registered, 1.17°; 0.9 → 13/16, 1.63°; 0.85 → 8/16.
+            0.95 (default) keeps the most images; lower it on well-textured scenes for speed.
         mutual: keep a pair only when each keypoint is the other's best-scoring candidate.
         min_score: minimum network score (raw output, higher = more similar).
         min_margin: minimum score gap to the second-best candidate of either keypoint (a ratio
