@@ -38,6 +38,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .datasets.scenes import Camera  # the cameras.json camera, shared with the real scenes
+
 logger = logging.getLogger(__name__)
 
 CONVENTION = "x_cam = R @ X_world + t; pixel = K @ x_cam (pixel centres at integer coordinates)"
@@ -189,57 +191,6 @@ class Surface:
         d = np.asarray(points, dtype=np.float64).reshape(-1, 3) - self.origin
         st = np.stack([d @ self.axis_u, d @ self.axis_v], axis=1)
         return st * self.texels_per_meter - 0.5
-
-
-@dataclass(frozen=True)
-class Camera:
-    """A pinhole camera in the ``cameras.json`` convention.
-
-    Attributes:
-        name: Image file name, e.g. ``"0003.png"``.
-        K: (3, 3) float64 intrinsics, pixel centres at integer coordinates.
-        R: (3, 3) float64 world-to-camera rotation.
-        t: (3,) float64 world-to-camera translation (metres): ``x_cam = R @ X + t``.
-        width: Image width in pixels.
-        height: Image height in pixels.
-    """
-
-    name: str
-    K: np.ndarray
-    R: np.ndarray
-    t: np.ndarray
-    width: int
-    height: int
-
-    @property
-    def center(self) -> np.ndarray:
-        """(3,) float64 camera centre in world coordinates, ``-R^T t``."""
-        return -self.R.T @ self.t
-
-    def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Project world points.
-
-        Args:
-            points: (N, 3) world points in metres.
-
-        Returns:
-            ``(pixels, depth)``: (N, 2) float64 pixel coordinates (centres at integers) and
-            (N,) float64 depth along the optical axis in metres (<= 0 behind the camera).
-        """
-        x = np.asarray(points, dtype=np.float64).reshape(-1, 3) @ self.R.T + self.t
-        with np.errstate(divide="ignore", invalid="ignore"):
-            p = (x @ self.K.T)[:, :2] / x[:, 2:]
-        return p, x[:, 2]
-
-    def to_json(self) -> dict:
-        """The camera as one ``cameras.json`` image entry (plain lists and numbers)."""
-        return {
-            "K": self.K.tolist(),
-            "R": self.R.tolist(),
-            "t": self.t.tolist(),
-            "width": int(self.width),
-            "height": int(self.height),
-        }
 
 
 @dataclass(frozen=True)

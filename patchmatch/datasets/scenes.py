@@ -113,6 +113,11 @@ class Camera:
             uv = h[:, :2] / h[:, 2:3]
         return uv, depth
 
+    def to_json(self) -> dict:
+        """The camera as one ``cameras.json`` image entry (plain lists and numbers)."""
+        return {"K": self.K.tolist(), "R": self.R.tolist(), "t": self.t.tolist(),
+                "width": int(self.width), "height": int(self.height)}  # fmt: skip
+
     def backproject(self, uv: np.ndarray, depth: np.ndarray) -> np.ndarray:
         """Lift pixels with known depths to world points.
 
