@@ -559,7 +559,10 @@ def read_reconstruction(path: str | os.PathLike) -> pycolmap.Reconstruction:
     path = Path(path)
     if not any((path / f"images{ext}").is_file() for ext in (".bin", ".txt")):
         raise FileNotFoundError(f"{path} is not a COLMAP model folder (no images.bin/.txt)")
-    return pycolmap.Reconstruction(str(path))
+    try:
+        return pycolmap.Reconstruction(str(path))
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(f"{path}: not a readable COLMAP model ({exc})") from None
 
 
 def reconstruction_stats(reconstruction: pycolmap.Reconstruction | None) -> dict:
@@ -849,3 +852,63 @@ def verify_pairs(
         finally:
             path.unlink(missing_ok=True)
     return database_summary(database)
+
+
+def undistort_reconstruction(
+    model: str | os.PathLike, image_dir: str | os.PathLike, out: str | os.PathLike
+) -> tuple[Path, Path]:
+    """Undistorts a sparse model and its images with COLMAP's image undistorter.
+
+    Every camera becomes ``PINHOLE``; the images are resampled accordingly (a pinhole camera's
+    images are copied unchanged in geometry).
+
+    Args:
+        model: COLMAP sparse model folder (``cameras.bin``/``.txt``, ``images``, ``points3D``).
+        image_dir: the folder the model's image names are relative to.
+        out: output folder; ``out/images`` and ``out/sparse`` are written.
+
+    Returns:
+        ``(image folder, sparse model folder)`` of the undistorted result.
+
+    Raises:
+        FileNotFoundError: ``model`` or ``image_dir`` is missing, or an image of the model is.
+    """
+    model, image_dir, out = Path(model), Path(image_dir), Path(out)
+    reconstruction = read_reconstruction(model)
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"{image_dir}: image folder not found")
+    missing = [reconstruction.image(i).name for i in reconstruction.reg_image_ids()
+               if not (image_dir / reconstruction.image(i).name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{image_dir}: {len(missing)} image(s) of {model} are missing, e.g. {missing[0]!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    pycolmap.undistort_images(str(out), str(model), str(image_dir), output_type="COLMAP")
+    return out / "images", out / "sparse"
+
+
+def reconstruction_pinhole_cameras(
+    reconstruction: pycolmap.Reconstruction,
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, int, int]]:
+    """Pinhole cameras of the registered images in the OpenCV pixel convention.
+
+    Returns:
+        ``{name: (K (3, 3), R (3, 3), t (3,), width, height)}``, float64, ``x ~ K (R X + t)``
+        with pixel centres at integer coordinates (COLMAP's principal point minus 0.5).
+
+    Raises:
+        ValueError: a camera has distortion parameters (undistort the model first with
+            :func:`undistort_reconstruction`).
+    """
+    poses = reconstruction_poses(reconstruction)
+    out = {}
+    for image_id in reconstruction.reg_image_ids():
+        image = reconstruction.image(image_id)
+        camera = reconstruction.camera(image.camera_id)
+        if camera.model_name not in ("PINHOLE", "SIMPLE_PINHOLE"):
+            raise ValueError(f"camera {image.camera_id} of {image.name!r} is {camera.model_name}, not a pinhole; "
+                             "undistort the model first")
+        K = np.asarray(camera.calibration_matrix(), dtype=np.float64).copy()
+        K[:2, 2] = colmap_to_opencv(K[:2, 2])
+        R, t = poses[image.name]
+        out[image.name] = (K, R, t, int(camera.width), int(camera.height))
+    return out

@@ -1,5 +1,11 @@
-"""``patchmatch evaluate-patches`` and ``patchmatch brown-eval``: FPR95 of networks and baselines
-(SIFT, NCC) on Brown-format patch sets, ROC curves as PNG, results as JSON."""
+"""``patchmatch evaluate-patches`` and ``patchmatch brown-eval``: FPR95 (false positive rate at 95%
+recall, from ranks) of networks and baselines (SIFT on the patches, NCC, and SIFT keypoint
+descriptors where a set stores them) on Brown-format patch sets, ROC curves as PNG, JSON results.
+
+evaluate-patches ROOT takes a set from ``patchmatch make-patches`` (both variants, oriented and
+upright, and both protocols, random and hard negatives) or any Brown-format folder (every
+``m50_*.txt``); brown-eval ROOT --name liberty evaluates the standard 100k pairs of one Brown set.
+"""
 
 from __future__ import annotations
 
@@ -9,57 +15,54 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    for name, help_ in (("evaluate-patches", "FPR95 on a Brown-format patch set (all m50 pair files, or --pairs)"),
+    for name, help_ in (("evaluate-patches", "FPR95 on a patch set (make-patches output or Brown folder)"),
                         ("brown-eval", "FPR95 on a Brown dataset set (ROOT/<name>), the standard 100k pairs")):
-        p = sub.add_parser(name, help=help_, description=__doc__)
-        p.add_argument("root", type=Path, help="Brown-format folder" if name == "evaluate-patches" else "folder holding liberty/, notredame/, yosemite/")
+        p = sub.add_parser(name, help=help_, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("root", type=Path, help="patch set or Brown-format folder" if name == "evaluate-patches" else "folder holding liberty/, notredame/, yosemite/")
         if name == "brown-eval":
             p.add_argument("--name", required=True, help="set name, e.g. liberty, notredame, yosemite")
         p.add_argument("--pairs", action="append", help="m50 pair file (repeatable); default: every m50_*.txt" if name == "evaluate-patches" else "m50 pair file (default m50_100000_100000_0.txt)")
         p.add_argument("--weights", type=Path, action="append", help="checkpoint(s) to evaluate (repeatable; default: shipped weights)")
         p.add_argument("--no-baselines", action="store_true", help="skip SIFT and NCC")
+        p.add_argument("--max-pairs", type=int, help="evaluate a random subset of at most this many pairs per file")
         p.add_argument("--device", default=None)
+        p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="network precision")
         p.add_argument("--batch-size", type=int, default=512)
-        p.add_argument("--out", type=Path, default=None, help="folder for roc.png and results.json (default: outputs/eval/<set>)")
+        p.add_argument("--out", type=Path, default=None, help="folder for ROC PNGs and JSON (default: outputs/eval/<set>)")
         p.set_defaults(func=run)
 
 
-def _scorers(args) -> dict:
+def load_scorers(weights: list[Path] | None, device: str | None = None, precision: str = "auto", batch_size: int = 512) -> dict:
+    """name → :class:`PatchScorer` of each checkpoint (default: the shipped weights, if present).
+
+    Names are the checkpoint stems, made unique with their folder when two stems agree.
+    """
     from ..scoring import PatchScorer, shipped_weights_path
 
-    paths = args.weights
+    paths = list(weights or [])
     if not paths:
         try:
             paths = [shipped_weights_path()]
         except FileNotFoundError:
             paths = []
-    return {Path(w).stem: PatchScorer.load(w, device=args.device, batch_size=args.batch_size) for w in paths}
+    stems = [Path(w).stem for w in paths]
+    names = [f"{Path(w).parent.name}/{s}" if stems.count(s) > 1 else s for w, s in zip(paths, stems)]
+    return {n: PatchScorer.load(w, device=device, batch_size=batch_size, precision=precision) for n, w in zip(names, paths)}
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..datasets.brown import DEFAULT_PAIRS, BrownDataset
-    from ..evaluation.patches import evaluate_pairs, format_table
+    from ..datasets.brown import DEFAULT_PAIRS
+    from ..evaluation.patches import evaluate_set, format_table
 
     root = args.root / args.name if args.command == "brown-eval" else args.root
-    ds = BrownDataset(root)
-    if args.pairs:
-        files = args.pairs
-    elif args.command == "brown-eval":
-        files = [DEFAULT_PAIRS]
-    else:
-        files = sorted(p.name for p in root.glob("m50_*.txt"))
-        if not files:
-            raise FileNotFoundError(f"{root}: no m50_*.txt pair files; pass --pairs.")
-    scorers = _scorers(args)
-    rows = []
+    if args.max_pairs is not None and args.max_pairs < 2:
+        raise ValueError(f"--max-pairs must be >= 2, got {args.max_pairs}")
+    files = args.pairs or ([DEFAULT_PAIRS] if args.command == "brown-eval" else None)
+    scorers = load_scorers(args.weights, args.device, args.precision, args.batch_size)
     out_root = args.out or Path("outputs") / "eval" / root.name
-    for f in files:
-        pr = ds.pairs(f)
-        r = evaluate_pairs(ds.patches, pr.index, pr.labels, scorers, not args.no_baselines,
-                           out_root / Path(f).stem, title=f"{root.name} {Path(f).name}")
-        rows.append((f"{root.name}/{Path(f).name}", r))
+    rows = evaluate_set(root, scorers, not args.no_baselines, out_root, files, args.max_pairs)
     print(format_table(rows))
-    (out_root).mkdir(parents=True, exist_ok=True)
+    out_root.mkdir(parents=True, exist_ok=True)
     (out_root / "summary.json").write_text(json.dumps(dict(rows), indent=2))
     print(f"ROC curves and JSON in {out_root}")
     return 0

@@ -1,7 +1,11 @@
-"""``patchmatch make-patches SCENE OUT.h5``: ground-truth patch pairs of a scene with cameras.json.
+"""``patchmatch make-patches SCENE OUT``: a ground-truth patch benchmark of a scene, in the Brown format.
 
-Keypoints are tied into tracks by geometry alone (see :mod:`patchmatch.datasets.tracks`); the
-h5 file holds the oriented and upright patches and balanced random / hard pairs.
+SCENE is a scene folder with ``images/`` and ``cameras.json``, or a COLMAP sparse model folder
+(``cameras``/``images``/``points3D`` .bin or .txt) with ``--image-dir`` (the model is undistorted
+into ``OUT.undistorted/`` first). Keypoints are tied into tracks by the cameras alone (epipolar
+distance, reprojection in every view, physical size, third-view support, uniqueness), never by a
+descriptor. OUT gets ``oriented/`` and ``upright/`` Brown-format sets with the random-negative and
+hard-negative pair files, and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -12,15 +16,17 @@ from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "make-patches", help="build a ground-truth patch pair set from a scene with cameras.json", description=__doc__
-    )
-    p.add_argument("scene", type=Path, help="scene folder holding images/ and cameras.json")
-    p.add_argument("out", type=Path, help="h5 file to write")
-    p.add_argument("--images", nargs="+", metavar="NAME", help="use only these images (names in cameras.json)")
+        "make-patches", help="build a ground-truth patch benchmark (Brown format) from a scene or COLMAP model",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("scene", type=Path, help="scene folder (images/ + cameras.json) or COLMAP sparse model folder")
+    p.add_argument("out", type=Path, help="output folder (Brown-format oriented/ and upright/ sets, summary.json)")
+    p.add_argument("--image-dir", type=Path, help="images of a COLMAP model (required with a model)")
+    p.add_argument("--images", nargs="+", metavar="NAME", help="use only these images")
     p.add_argument("--exclude", nargs="+", metavar="NAME", default=[], help="leave these images out")
     p.add_argument("--max-keypoints", type=int, default=4096, help="SIFT keypoints per image")
-    p.add_argument("--epipolar-px", type=float, default=1.0, help="max distance to the epipolar line")
-    p.add_argument("--reprojection-px", type=float, default=1.0, help="max reprojection error in every view")
+    p.add_argument("--epipolar-px", type=float, default=1.0, help="max distance to the epipolar line (pixels)")
+    p.add_argument("--reprojection-px", type=float, default=1.0, help="max reprojection error in every view (pixels)")
     p.add_argument("--size-ratio", type=float, default=1.4, help="max ratio of physical keypoint sizes")
     p.add_argument("--min-track-length", type=int, default=3)
     p.add_argument("--positives-per-track", type=int, default=6)
@@ -29,19 +35,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    import h5py
+def _is_colmap_model(path: Path) -> bool:
+    return any((path / f"cameras.{ext}").is_file() for ext in ("bin", "txt"))
 
-    from ..datasets.scenes import load_scene
-    from ..datasets.tracks import PairSetConfig, TrackConfig, write_pair_set
+
+def run(args: argparse.Namespace) -> int:
+    from ..datasets.patchset import write_patch_set
+    from ..datasets.scenes import load_scene, scene_from_colmap
+    from ..datasets.tracks import PairSetConfig, TrackConfig
 
     if args.out.exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it.")
-    scene = load_scene(args.scene)
+    if not args.scene.is_dir():
+        raise FileNotFoundError(f"{args.scene}: not a directory (a scene folder or a COLMAP sparse model)")
+    if (args.scene / "cameras.json").is_file():
+        scene = load_scene(args.scene)
+    elif _is_colmap_model(args.scene):
+        if args.image_dir is None:
+            raise ValueError(f"{args.scene} is a COLMAP model: pass --image-dir with its images")
+        scene = scene_from_colmap(args.scene, args.image_dir, args.out.with_name(args.out.name + ".undistorted"),
+                                  overwrite=args.overwrite)  # fmt: skip
+    else:
+        raise FileNotFoundError(f"{args.scene}: neither cameras.json nor a COLMAP model (cameras.bin/.txt) found")
     names = list(args.images) if args.images else scene.names
     unknown = [n for n in list(names) + list(args.exclude) if n not in scene.cameras]
     if unknown:
-        raise ValueError(f"{args.scene / 'cameras.json'} has no image(s) {unknown}")
+        raise ValueError(f"{scene.root / 'cameras.json'} has no image(s) {unknown}")
     names = [n for n in names if n not in set(args.exclude)]
     config = PairSetConfig(
         tracks=TrackConfig(
@@ -54,11 +73,12 @@ def run(args: argparse.Namespace) -> int:
         max_positives_per_track=args.positives_per_track,
         seed=args.seed,
     )
-    out = write_pair_set(args.scene, args.out, names, config, overwrite=True, progress=not args.quiet)
-    with h5py.File(out, "r") as f:
-        print(
-            f"{out}: scene {f.attrs['scene']}, {len(names)} images, {f.attrs['num_tracks']} tracks, "
-            f"{f.attrs['num_observations']} observations (mean track length {f.attrs['mean_track_length']:.2f}), "
-            f"{len(f['patches'])} patches, {len(f['pairs/random'])} random pairs, {len(f['pairs/hard'])} hard pairs"
-        )
+    s = write_patch_set(scene, args.out, names, config, overwrite=True, progress=not args.quiet)
+    pr = s["protocols"]
+    print(
+        f"{args.out}: scene {s['scene']}, {len(names)} images, {s['num_tracks']} tracks, {s['num_observations']} "
+        f"observations (mean track length {s['mean_track_length']:.2f}), {s['num_patches']} patches; "
+        f"random {pr['random']['pairs']} pairs ({pr['random']['file']}), hard {pr['hard']['pairs']} pairs "
+        f"({pr['hard']['file']}); oriented/ and upright/ in the Brown format"
+    )
     return 0

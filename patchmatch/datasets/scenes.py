@@ -26,6 +26,7 @@ __all__ = [
     "Camera",
     "Scene",
     "load_scene",
+    "scene_from_colmap",
     "fundamental_matrix",
     "skew",
 ]
@@ -281,3 +282,41 @@ def load_scene(root: str | Path, check_images: bool = True) -> Scene:
         cameras[name] = Camera(name=name, K=K, R=R, t=t, width=width, height=height)
     logger.debug("loaded %d cameras from %s", len(cameras), path)
     return Scene(root=root, cameras=cameras)
+
+
+def scene_from_colmap(model: str | Path, image_dir: str | Path, out: str | Path, overwrite: bool = False) -> Scene:
+    """A :class:`Scene` from a COLMAP sparse model and its images, so that ground-truth patch
+    sets can be built from a user's own reconstruction.
+
+    The model and images are undistorted with COLMAP's undistorter (every camera becomes a
+    pinhole) into ``out``, and ``out/cameras.json`` is written from the registered images'
+    ``cam_from_world`` poses and intrinsics (OpenCV pixel convention). An ``out`` that already
+    holds ``cameras.json`` is loaded as is unless ``overwrite``.
+
+    Args:
+        model: sparse model folder (``cameras``, ``images``, ``points3D`` in .bin or .txt).
+        image_dir: folder the model's image names are relative to.
+        out: the scene folder to write (``images/``, ``sparse/``, ``cameras.json``).
+        overwrite: rebuild an existing ``out``.
+
+    Returns:
+        The scene (the model's scale: a reconstruction's units are arbitrary; all the pair
+        builder's thresholds are in pixels and ratios, so they do not depend on it).
+
+    Raises:
+        FileNotFoundError: missing model, image folder or image.
+        SceneError: the model registers fewer than two images.
+    """
+    from .. import colmap
+
+    out = Path(out)
+    if (out / "cameras.json").is_file() and not overwrite:
+        logger.info("%s exists, loading it (overwrite=False)", out / "cameras.json")
+        return load_scene(out)
+    _, sparse = colmap.undistort_reconstruction(model, image_dir, out)
+    cams = colmap.reconstruction_pinhole_cameras(colmap.read_reconstruction(sparse))
+    if len(cams) < 2:
+        raise SceneError(f"{model}: {len(cams)} registered image(s); a scene needs at least two")
+    entries = {name: Camera(name=name, K=K, R=R, t=t, width=w, height=h).to_json() for name, (K, R, t, w, h) in cams.items()}
+    (out / "cameras.json").write_text(json.dumps({"source": str(Path(model).resolve()), "images": entries}, indent=1))
+    return load_scene(out)

@@ -22,7 +22,8 @@ are tied into tracks without ever looking at a descriptor:
    the 3D point, ``orientation_tol_deg``), so that the oriented patches of a positive pair
    show the same content the same way up, as the matcher sees them.
 
-From the tracks a *pair set* is written (:func:`write_pair_set`): positives are two views of one
+From the tracks a *pair set* is drawn (:func:`build_pair_set`; written by
+:func:`patchmatch.datasets.patchset.write_patch_set`): positives are two views of one
 track; random negatives are observations of two different tracks; hard negatives pair an
 observation with the keypoint of the partner image that is nearest to it by SIFT descriptor but
 is not its partner (nor within ``hard_exclusion_px`` of where the track projects).
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -53,12 +54,8 @@ __all__ = [
     "neighbour_pairs",
     "build_tracks",
     "build_pair_set",
-    "write_pair_set",
     "triangulate",
-    "PAIRSET_VERSION",
 ]
-
-PAIRSET_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -914,107 +911,3 @@ def build_pair_set(
         points3d=tracks.points3d,
         names=list(names),
     )
-
-
-def write_pair_set(
-    scene_dir: str | Path,
-    out: str | Path,
-    images: Sequence[str] | None = None,
-    config: PairSetConfig = PairSetConfig(),
-    overwrite: bool = False,
-    progress: bool = False,
-) -> Path:
-    """Build the tracks and pairs of a scene and write them to an h5 pair set.
-
-    Layout (N observations = patches, M pairs)::
-
-        patches          (N, 64, 64) uint8  oriented by the SIFT angle (patchmatch.patches)
-        patches_upright  (N, 64, 64) uint8  same keypoints, angle ignored
-        track_id         (N,) int32         -1: hard-negative keypoint outside every track
-        image_name       (N,) bytes         image of each patch
-        keypoints        (N, 4) float32     [x, y, size, angle_deg], OpenCV pixel convention
-        descriptors      (N, 128) float32   SIFT descriptors (baseline)
-        points3d         (T, 3) float64     track points, world coordinates
-        pairs/random     (M, 3) int64       [i, j, label], label 1 = same track, balanced
-        pairs/hard       (M', 3) int64      [i, j, label], negatives: SIFT-nearest non-partner
-        attrs: scene, images (JSON list), config (JSON), version, counts
-
-    Args:
-        scene_dir: scene folder with ``images/`` and ``cameras.json``.
-        out: the h5 file to write.
-        images: image names to use (default: all of the scene); tracks use only these.
-        config: pair-set configuration.
-        overwrite: replace an existing ``out``; otherwise an existing file is returned as is.
-        progress: tqdm bars.
-
-    Returns:
-        ``out`` as a Path.
-
-    Raises:
-        SceneError: malformed scene.
-        KeyError: an image name not in the scene.
-        ValueError: no tracks found.
-    """
-    import json
-
-    import h5py
-
-    from ..patches import extract_patches
-
-    out = Path(out)
-    if out.exists() and not overwrite:
-        logger.info("%s exists, skipping (overwrite=False)", out)
-        return out
-    scene = load_scene(scene_dir)
-    names = scene.names if images is None else sorted(images)
-    for n in names:
-        if n not in scene.cameras:
-            raise KeyError(f"{n!r} is not an image of {scene.root / 'cameras.json'}")
-    feats, ims = detect_scene(scene, names, config.tracks.max_keypoints, progress=progress)
-    tracks = build_tracks(scene, feats, names, config.tracks, progress=progress)
-    ps = build_pair_set(scene, feats, tracks, config)
-    n = len(ps.track_id)
-    patches = np.zeros((n, 64, 64), np.uint8)
-    upright = np.zeros((n, 64, 64), np.uint8)
-    for i, name in enumerate(ps.names):
-        sel = np.flatnonzero(ps.image_index == i)
-        if len(sel) == 0:
-            continue
-        patches[sel] = extract_patches(ims[name], ps.keypoints[sel], upright=False)
-        upright[sel] = extract_patches(ims[name], ps.keypoints[sel], upright=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    lengths = np.bincount(tracks.track_id)
-    with h5py.File(tmp, "w") as f:
-        f.create_dataset("patches", data=patches, chunks=(min(n, 256), 64, 64))
-        f.create_dataset("patches_upright", data=upright, chunks=(min(n, 256), 64, 64))
-        f.create_dataset("track_id", data=ps.track_id)
-        f.create_dataset("image_name", data=np.array([ps.names[i].encode() for i in ps.image_index]))
-        f.create_dataset("keypoints", data=ps.keypoints)
-        f.create_dataset("descriptors", data=ps.descriptors)
-        f.create_dataset("points3d", data=ps.points3d)
-        g = f.create_group("pairs")
-        g.create_dataset("random", data=ps.pairs_random)
-        g.create_dataset("hard", data=ps.pairs_hard)
-        f.attrs["version"] = PAIRSET_VERSION
-        f.attrs["scene"] = scene.name
-        f.attrs["images"] = json.dumps(list(ps.names))
-        f.attrs["config"] = json.dumps(asdict(config))
-        f.attrs["num_tracks"] = tracks.num_tracks
-        f.attrs["num_observations"] = len(tracks)
-        f.attrs["mean_track_length"] = float(lengths.mean()) if len(lengths) else 0.0
-        f.attrs["description"] = (
-            "Patch pairs tied by ground-truth geometry only (epipolar, reprojection, physical size, "
-            "third-view support, uniqueness); pairs rows are [i, j, label], label 1 = same 3D point."
-        )
-    tmp.replace(out)
-    logger.info(
-        "%s: %d tracks, %d observations, %d random pairs, %d hard pairs -> %s",
-        scene.name,
-        tracks.num_tracks,
-        len(tracks),
-        len(ps.pairs_random),
-        len(ps.pairs_hard),
-        out,
-    )
-    return out

@@ -1,4 +1,5 @@
-"""FPR95 of the network and of the baselines on the same patch pairs, with ROC curves."""
+"""FPR95 of networks and baselines on the same patch pairs, with ROC curves, per pair file and per
+patch set (both variants, both protocols)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def evaluate_pairs(
     baselines: bool = True,
     out_dir: str | os.PathLike | None = None,
     title: str = "",
+    extra_scores: dict[str, np.ndarray] | None = None,
 ) -> dict:
     """Scores labelled patch pairs with networks and baselines and computes FPR95.
 
@@ -34,6 +36,8 @@ def evaluate_pairs(
         baselines: also score SIFT and NCC.
         out_dir: if given, writes ``roc.png`` and ``results.json`` there.
         title: plot title.
+        extra_scores: method name → (M,) precomputed scores of the same pairs (e.g. SIFT
+            descriptors of the keypoints), higher = more similar.
 
     Returns:
         ``{"pairs": M, "positives": P, "methods": {name: {"fpr95": fraction, "seconds": s}}}``.
@@ -54,6 +58,9 @@ def evaluate_pairs(
             t = time.perf_counter()
             methods[name] = fn(local, local, lp)
             seconds[name] = time.perf_counter() - t
+    for name, sc in (extra_scores or {}).items():
+        methods[name] = np.asarray(sc, dtype=np.float64)
+        seconds[name] = 0.0
     result = {"pairs": int(len(pairs)), "positives": int(labels.sum()), "methods": {}}
     curves = {}
     for name, s in methods.items():
@@ -69,14 +76,76 @@ def evaluate_pairs(
     return result
 
 
+def evaluate_set(
+    root: str | os.PathLike,
+    scorers: dict[str, PatchScorer] | None = None,
+    baselines: bool = True,
+    out_dir: str | os.PathLike | None = None,
+    pair_files: list[str] | None = None,
+    max_pairs: int | None = None,
+    seed: int = 0,
+) -> list[tuple[str, dict]]:
+    """FPR95 on every variant and pair file of a patch set.
+
+    Args:
+        root: a set from ``patchmatch make-patches`` (``oriented/`` and ``upright/`` evaluated,
+            with the SIFT keypoint-descriptor baseline where ``sift_descriptors.npy`` exists)
+            or a plain Brown folder.
+        scorers: name → network scorer.
+        baselines: SIFT on the patches and NCC (and SIFT keypoint descriptors where stored).
+        out_dir: ROC PNGs and JSON go to ``out_dir/<variant>/<pair file stem>/``.
+        pair_files: file names to evaluate (default: every ``m50_*.txt``).
+        max_pairs: evaluate a random subset of at most this many pairs per file.
+        seed: seed of that subset.
+
+    Returns:
+        ``[(label, result)]`` with label ``<set>/<variant>/<protocol>`` and result as
+        :func:`evaluate_pairs` returns it plus ``"variant"`` and ``"protocol"``.
+
+    Raises:
+        BrownFormatError, FileNotFoundError: malformed set or missing pair file.
+    """
+    from ..datasets.brown import BrownDataset
+    from ..datasets.patchset import SIFT_FILE, VARIANTS, find_pair_files
+
+    root = Path(root)
+    subs = [(v, root / v) for v in VARIANTS if (root / v).is_dir()] or [("", root)]
+    rows = []
+    for variant, folder in subs:
+        ds = BrownDataset(folder)
+        found = find_pair_files(folder)
+        files = [(k, f.name) for k in ("random", "hard") for f in found[k]]
+        if pair_files:
+            files = [("hard" if Path(f).name.startswith("m50_hard_") else "random", f) for f in pair_files]
+        if not files:
+            raise FileNotFoundError(f"{folder}: no m50_*.txt pair files; pass --pairs.")
+        sift_path = folder / SIFT_FILE
+        kp_desc = np.load(sift_path).astype(np.float32) if baselines and sift_path.is_file() else None
+        for protocol, fname in files:
+            pr = ds.pairs(fname)
+            index, labels = pr.index, pr.labels
+            if max_pairs is not None and len(index) > max_pairs:
+                sel = np.sort(np.random.default_rng(seed).choice(len(index), max_pairs, replace=False))
+                index, labels = index[sel], labels[sel]
+            extra = {}
+            if kp_desc is not None:
+                extra["SIFT keypoint"] = -np.linalg.norm(kp_desc[index[:, 0]] - kp_desc[index[:, 1]], axis=1)
+            label = f"{root.name}/{variant}/{protocol}" if variant else f"{root.name}/{Path(fname).name}"
+            sub = None if out_dir is None else Path(out_dir) / (variant or ".") / Path(fname).stem
+            r = evaluate_pairs(ds.patches, index, labels, scorers, baselines, sub, title=label, extra_scores=extra)
+            r.update(variant=variant or "brown", protocol=protocol, file=fname)
+            rows.append((label, r))
+    return rows
+
+
 def format_table(rows: list[tuple[str, dict]]) -> str:
     """Text table of FPR95 (percent) per evaluation row and method."""
     methods: list[str] = []
     for _, r in rows:
         methods += [m for m in r["methods"] if m not in methods]
-    head = f"{'set':<36}{'pairs':>9}" + "".join(f"{m:>14}" for m in methods)
+    head = f"{'set':<36}{'pairs':>9}" + "".join(f"{m:>15}" for m in methods)
     lines = [head, "-" * len(head)]
     for name, r in rows:
-        cells = "".join(f"{100 * r['methods'][m]['fpr95']:>13.2f}%" if m in r["methods"] else f"{'':>14}" for m in methods)
+        cells = "".join(f"{100 * r['methods'][m]['fpr95']:>14.2f}%" if m in r["methods"] else f"{'':>15}" for m in methods)
         lines.append(f"{name:<36}{r['pairs']:>9}{cells}")
     return "\n".join(lines)

@@ -1,5 +1,8 @@
-"""Patch pair sets (written by :func:`patchmatch.datasets.tracks.write_pair_set`) held in memory
-for training: balanced batches of positives, random negatives and hard negatives."""
+"""Brown-format patch sets held in memory for training: balanced batches of positives, random
+negatives and hard negatives.
+
+Reads the sets of ``patchmatch make-patches`` (:mod:`patchmatch.datasets.patchset`, oriented or
+upright variant) and plain Brown folders (liberty, notredame, yosemite)."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ __all__ = ["PairData", "PairSetError", "load_pair_data", "load_eval_pairs"]
 
 
 class PairSetError(ValueError):
-    """An h5 pair set is missing or lacks a dataset."""
+    """A patch set is missing, malformed, or holds no usable pairs; the message names the folder."""
 
 
 @dataclass
@@ -25,11 +28,13 @@ class PairData:
 
     Attributes:
         patches: (N, 64, 64) uint8 patches of all files.
-        track: (N,) int64 global track id (unique across files), -1 for no track.
+        track: (N,) int64 global 3D point (track) id, unique across sets; -1 for a patch whose
+            point has no other patch (never drawn as a random negative).
         positives: (P, 2) int64 patch index pairs of one track.
-        random_negatives: (R, 2) int64 pairs of different tracks.
-        hard_negatives: (H, 2) int64 SIFT-nearest non-partners.
-        sources: the files, in order.
+        random_negatives: (R, 2) int64 pairs of different tracks (the stored ones; training
+            draws fresh ones).
+        hard_negatives: (H, 2) int64 SIFT-nearest non-partners (empty for plain Brown sets).
+        sources: the set folders, in order.
     """
 
     patches: np.ndarray
@@ -90,53 +95,71 @@ class PairData:
             raise PairSetError(f"fewer than two tracks in {[str(s) for s in self.sources]}")
 
 
+def _read_set(root: Path, upright: bool):
+    from ..datasets.brown import BrownDataset, BrownFormatError
+    from ..datasets.patchset import find_pair_files, variant_root
+
+    try:
+        folder = variant_root(root, upright)
+        ds = BrownDataset(folder)
+        files = find_pair_files(folder)
+        pairs = {k: [ds.pairs(f) for f in v] for k, v in files.items()}
+    except (FileNotFoundError, BrownFormatError) as exc:
+        raise PairSetError(str(exc)) from None
+    return folder, ds, pairs
+
+
+def _group_pairs(point_ids: np.ndarray) -> np.ndarray:
+    """Consecutive pairs of the patches of each point: (P, 2) int64."""
+    order = np.argsort(point_ids, kind="stable")
+    same = point_ids[order[1:]] == point_ids[order[:-1]]
+    return np.stack([order[:-1][same], order[1:][same]], 1).astype(np.int64)
+
+
 def load_pair_data(paths: Sequence[str | Path], upright: bool = False) -> PairData:
-    """Load h5 pair sets into memory.
+    """Load Brown-format patch sets into memory.
+
+    Positives are the matching rows of the set's ``m50`` pair files (for a set without pair
+    files: consecutive patches of each 3D point); hard negatives are the non-matching rows of
+    ``m50_hard_*`` files; random negatives are drawn fresh during training.
 
     Args:
-        paths: h5 files from :func:`patchmatch.datasets.tracks.write_pair_set`.
-        upright: use the ``patches_upright`` dataset instead of the oriented ``patches``.
+        paths: set folders from ``patchmatch make-patches`` or plain Brown folders.
+        upright: use the ``upright`` variant of patchmatch sets.
 
     Returns:
-        The concatenated :class:`PairData` (indices offset per file, track ids made unique).
+        The concatenated :class:`PairData` (indices offset per set, point ids made unique).
 
     Raises:
-        PairSetError: a file is missing or lacks a dataset.
+        PairSetError: a folder is missing, malformed, or has no positives.
     """
-    import h5py
-
     if not paths:
-        raise PairSetError("no pair set files given")
+        raise PairSetError("no patch sets given")
     patches, tracks, pos, rneg, hneg = [], [], [], [], []
     offset = 0
     track_offset = 0
-    key = "patches_upright" if upright else "patches"
     for p in map(Path, paths):
-        if not p.is_file():
-            raise PairSetError(f"{p}: pair set not found")
-        with h5py.File(p, "r") as f:
-            for need in (key, "track_id", "pairs/random", "pairs/hard"):
-                if need not in f:
-                    raise PairSetError(f"{p}: no dataset {need!r} (not a patchmatch pair set?)")
-            pt = f[key][...]
-            if pt.ndim != 3 or pt.shape[1:] != (64, 64) or pt.dtype != np.uint8:
-                raise PairSetError(f"{p}: {key} must be (N, 64, 64) uint8, got {pt.shape} {pt.dtype}")
-            tid = f["track_id"][...].astype(np.int64)
-            pr = f["pairs/random"][...].astype(np.int64)
-            ph = f["pairs/hard"][...].astype(np.int64)
-        for arr, name in ((pr, "pairs/random"), (ph, "pairs/hard")):
-            if arr.ndim != 2 or arr.shape[1] != 3 or (len(arr) and (arr[:, :2].min() < 0 or arr[:, :2].max() >= len(pt))):
-                raise PairSetError(f"{p}: {name} must be (M, 3) [i, j, label] with indices < {len(pt)}")
-        patches.append(pt)
+        folder, ds, pairs = _read_set(p, upright)
+        pid = ds.point_ids
+        _, inverse, counts = np.unique(pid, return_inverse=True, return_counts=True)
+        tid = np.where(counts[inverse] >= 2, inverse, -1).astype(np.int64)
+        every = pairs["random"] + pairs["hard"]
+        if every:
+            idx = np.concatenate([b.index for b in every])
+            lab = np.concatenate([b.labels for b in every])
+            allpos = np.unique(np.sort(idx[lab], axis=1), axis=0)
+        else:
+            allpos = _group_pairs(pid)
+        r = [b.index[~b.labels] for b in pairs["random"]]
+        h = [b.index[~b.labels] for b in pairs["hard"]]
+        patches.append(np.asarray(ds.patches))
         tracks.append(np.where(tid >= 0, tid + track_offset, -1))
-        allpos = np.concatenate([pr[pr[:, 2] == 1, :2], ph[ph[:, 2] == 1, :2]])
-        allpos = np.unique(np.sort(allpos, axis=1), axis=0)
         pos.append(allpos + offset)
-        rneg.append(pr[pr[:, 2] == 0, :2] + offset)
-        hneg.append(ph[ph[:, 2] == 0, :2] + offset)
-        offset += len(pt)
+        rneg.append((np.concatenate(r) if r else np.zeros((0, 2), np.int64)) + offset)
+        hneg.append((np.concatenate(h) if h else np.zeros((0, 2), np.int64)) + offset)
+        offset += len(ds)
         track_offset += int(tid.max()) + 1 if len(tid) else 0
-        logger.info("%s: %d patches, %d positives, %d hard negatives", p, len(pt), len(allpos), int((ph[:, 2] == 0).sum()))
+        logger.info("%s: %d patches, %d positives, %d hard negatives", folder, len(ds), len(allpos), len(hneg[-1]))
     return PairData(
         patches=np.concatenate(patches),
         track=np.concatenate(tracks),
@@ -148,31 +171,24 @@ def load_pair_data(paths: Sequence[str | Path], upright: bool = False) -> PairDa
 
 
 def load_eval_pairs(path: str | Path, kind: str = "random", upright: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The labelled pairs of one set, for evaluation.
+    """The labelled pairs of one protocol of a set, for evaluation.
 
     Args:
-        path: h5 pair set.
-        kind: ``"random"`` or ``"hard"`` (negatives).
-        upright: read ``patches_upright``.
+        path: set folder (``patchmatch make-patches``) or plain Brown folder.
+        kind: ``"random"`` (``m50_<M>_<M>_0.txt``, the largest if several) or ``"hard"``
+            (``m50_hard_*``).
+        upright: the upright variant.
 
     Returns:
-        ``(patches, pairs, labels)``: (N, 64, 64) uint8, (M, 2) int64, (M,) bool.
+        ``(patches, pairs, labels)``: (N, 64, 64) uint8 (memory-mapped), (M, 2) int64, (M,) bool.
 
     Raises:
-        PairSetError: missing file or dataset.
+        PairSetError: missing folder or no pair file of that protocol.
     """
-    import h5py
-
     if kind not in ("random", "hard"):
         raise ValueError(f"kind must be 'random' or 'hard', got {kind!r}")
-    p = Path(path)
-    if not p.is_file():
-        raise PairSetError(f"{p}: pair set not found")
-    key = "patches_upright" if upright else "patches"
-    with h5py.File(p, "r") as f:
-        for need in (key, f"pairs/{kind}"):
-            if need not in f:
-                raise PairSetError(f"{p}: no dataset {need!r}")
-        patches = f[key][...]
-        pr = f[f"pairs/{kind}"][...].astype(np.int64)
-    return patches, pr[:, :2], pr[:, 2].astype(bool)
+    folder, ds, pairs = _read_set(Path(path), upright)
+    if not pairs[kind]:
+        raise PairSetError(f"{folder}: no {kind} pair file (m50_{'hard_' if kind == 'hard' else ''}*.txt)")
+    best = max(pairs[kind], key=lambda b: len(b.index))
+    return ds.patches, best.index, best.labels

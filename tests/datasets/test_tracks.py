@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
-import h5py
 import numpy as np
 import pytest
 
@@ -159,32 +156,6 @@ def test_sift_fpr95_is_sane_and_hard_negatives_are_harder(built):
     # and the SIFT-nearest non-partners are, by construction, harder.
     assert 0.0 < res["pairs_random"] < 0.2, res
     assert res["pairs_hard"] > res["pairs_random"], res
-
-
-def test_make_patches_cli_writes_pair_set(tmp_path):
-    from patchmatch.cli import main
-
-    scene = shared_path("scenes", "entry-P10")
-    out = tmp_path / "entry3.h5"
-    code = main(["-q", "make-patches", str(scene), str(out), "--images", *NAMES, "--max-keypoints", "1000"])
-    assert code == 0
-    with h5py.File(out, "r") as f:
-        n = len(f["patches"])
-        assert f["patches"].shape == (n, 64, 64) and f["patches"].dtype == np.uint8
-        assert f["patches_upright"].shape == (n, 64, 64)
-        assert f["keypoints"].shape == (n, 4) and f["keypoints"].dtype == np.float32
-        assert f["track_id"].shape == (n,) and f["image_name"].shape == (n,)
-        assert {x.decode() for x in f["image_name"][...]} <= set(NAMES)
-        for k in ("random", "hard"):
-            p = f[f"pairs/{k}"][...]
-            assert p.shape[1] == 3 and 2 * p[:, 2].sum() == len(p)
-        assert json.loads(f.attrs["images"]) == NAMES
-        assert json.loads(f.attrs["config"])["tracks"]["max_keypoints"] == 1000
-        assert f.attrs["num_tracks"] > 20
-        # Oriented and upright patches of the same keypoint differ unless its angle is ~0.
-        assert not np.array_equal(f["patches"][...], f["patches_upright"][...])
-    assert main(["-q", "make-patches", str(scene), str(out)]) == 2  # exists, no --overwrite
-    assert main(["-q", "make-patches", str(scene), str(tmp_path / "x.h5"), "--images", "nope.jpg"]) == 2
 
 
 def test_views_with_one_camera_centre_are_not_paired(caplog):

@@ -57,3 +57,25 @@ def test_evaluate_patches_command(tmp_path, capsys):
     (tmp_path / "set" / "liberty").mkdir(parents=True)
     assert main(["brown-eval", str(tmp_path / "set"), "--name", "liberty"]) == 2  # no files: clear error
     assert "liberty" in capsys.readouterr().err
+
+
+def test_evaluate_patches_on_a_built_set_covers_variants_and_protocols(tmp_path, capsys):
+    from patchmatch.datasets.patchset import write_patch_set
+    from patchmatch.datasets.tracks import PairSetConfig, TrackConfig
+
+    root = tmp_path / "entry2"
+    write_patch_set(shared_path("scenes", "entry-P10"), root, ["0003.jpg", "0004.jpg", "0005.jpg"],
+                    PairSetConfig(tracks=TrackConfig(max_keypoints=700)))  # fmt: skip
+    ckpt = save_checkpoint(tmp_path / "net.pt", build_model("siam"))
+    code = main(["-q", "evaluate-patches", str(root), "--weights", str(ckpt), "--out", str(tmp_path / "ev"),
+                 "--max-pairs", "300", "--precision", "fp32"])  # fmt: skip
+    assert code == 0
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert set(summary) == {f"entry2/{v}/{k}" for v in ("oriented", "upright") for k in ("random", "hard")}
+    assert set(summary["entry2/oriented/random"]["methods"]) == {"net", "SIFT", "NCC", "SIFT keypoint"}
+    assert set(summary["entry2/upright/hard"]["methods"]) == {"net", "SIFT", "NCC"}
+    r = summary["entry2/oriented/random"]
+    assert r["pairs"] == 300 and 0 < r["positives"] < 300
+    # Ground truth by geometry: SIFT of the keypoints separates random pairs well, hard pairs worse.
+    assert r["methods"]["SIFT keypoint"]["fpr95"] < summary["entry2/oriented/hard"]["methods"]["SIFT keypoint"]["fpr95"]
+    assert (tmp_path / "ev" / "upright" / next(iter(sorted((root / "upright").glob("m50_hard_*")))).stem / "roc.png").is_file()

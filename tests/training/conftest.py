@@ -1,4 +1,4 @@
-"""A small real pair set (3 entry-P10 views), built once per test session."""
+"""A small real patch set (3 entry-P10 views, Brown format), built once per test session."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from tests.conftest import shared_path
 
 @pytest.fixture(scope="session")
 def pairset(tmp_path_factory) -> Path:
-    from patchmatch.datasets.tracks import PairSetConfig, TrackConfig, write_pair_set
+    from patchmatch.datasets.patchset import write_patch_set
+    from patchmatch.datasets.tracks import PairSetConfig, TrackConfig
 
     scene = shared_path("scenes", "entry-P10")
-    out = tmp_path_factory.mktemp("pairs") / "entry3.h5"
-    return write_pair_set(
-        scene, out, ["0003.jpg", "0004.jpg", "0005.jpg"], PairSetConfig(tracks=TrackConfig(max_keypoints=800))
-    )
+    out = tmp_path_factory.mktemp("pairs") / "entry3"
+    write_patch_set(scene, out, ["0003.jpg", "0004.jpg", "0005.jpg"], PairSetConfig(tracks=TrackConfig(max_keypoints=800)))
+    return out

@@ -29,8 +29,8 @@ def test_pair_data_batches_are_balanced(pairset):
     assert not ((neg[:, 0] == neg[:, 1]) & (neg[:, 0] >= 0)).any()
     with pytest.raises(ValueError, match="even"):
         data.sample_batch(15, np.random.default_rng(0))
-    with pytest.raises(PairSetError, match="not found"):
-        load_pair_data([pairset.with_name("missing.h5")])
+    with pytest.raises(PairSetError, match="not a directory"):
+        load_pair_data([pairset.with_name("missing")])
 
 
 def test_training_decreases_loss(pairset, tmp_path):

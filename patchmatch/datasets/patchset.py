@@ -1,0 +1,182 @@
+"""Ground-truth patch sets of real scenes, written in the Brown format.
+
+Built the way the Brown "Multi-view Stereo Correspondence" sets were (Brown, Hua & Winder,
+PAMI 2011): keypoints tied into tracks by known cameras alone
+(:mod:`patchmatch.datasets.tracks`), one 64×64 patch per observation, and labelled pairs.
+A set is a folder::
+
+    OUT/
+      summary.json       scene, images, thresholds, track and pair counts, file of each protocol
+      oriented/          Brown set, patches normalised by the SIFT orientation (as Brown's)
+        patches0000.bmp …  1024×1024, 16×16 patches of 64×64, row-major
+        info.txt           3D point (track) id of each patch, then 0
+        interest.txt       image index (into summary.json "images"), x, y (OpenCV pixels),
+                           orientation (degrees), keypoint size (pixels)
+        m50_<M>_<M>_0.txt       random protocol: M rows, half matches, negatives of two tracks
+        m50_hard_<M>_<M>_0.txt  hard protocol: negatives = SIFT-nearest non-partner, same image pair
+        sift_descriptors.npy    (N, 128) uint8 SIFT descriptors of the keypoints (baseline)
+      upright/           the same patches at orientation 0 (COLMAP's upright SIFT), same pair files
+
+Pair rows follow Brown's ``patch1 point1 0 patch2 point2 0``: a pair is a match when the point
+ids agree. Keypoints that appear only as hard negatives belong to no track and get point ids of
+their own (so they never match). torchvision's ``PhotoTour`` and HardNet's loaders read the
+folders; :class:`patchmatch.datasets.brown.BrownDataset` reads them with their pair files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .brown import write_brown
+from .scenes import Scene, load_scene
+from .tracks import PairSetConfig, build_pair_set, build_tracks, detect_scene
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["VARIANTS", "PROTOCOLS", "write_patch_set", "pair_file", "variant_root", "find_pair_files", "SIFT_FILE"]
+
+#: Patch variants: normalised by the detected orientation, or at orientation 0.
+VARIANTS = ("oriented", "upright")
+#: Negative protocols: Brown's random pairs of two tracks, and SIFT-nearest non-partners.
+PROTOCOLS = ("random", "hard")
+SIFT_FILE = "sift_descriptors.npy"
+SUMMARY = "summary.json"
+FORMAT_VERSION = 2
+
+
+def pair_file(protocol: str, num_pairs: int) -> str:
+    """File name of a protocol's pairs: ``m50_<M>_<M>_0.txt`` (Brown's naming) or ``m50_hard_<M>_<M>_0.txt``."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    return f"m50_{'hard_' if protocol == 'hard' else ''}{num_pairs}_{num_pairs}_0.txt"
+
+
+def variant_root(root: str | os.PathLike, upright: bool = False) -> Path:
+    """The Brown folder of one variant: ``root/oriented`` or ``root/upright`` for a set written
+    by :func:`write_patch_set`, ``root`` itself for a plain Brown folder (e.g. liberty).
+
+    Raises:
+        FileNotFoundError: ``root`` is a patch set without the requested variant, or missing.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a directory")
+    if (root / SUMMARY).is_file() or (root / VARIANTS[0]).is_dir():
+        sub = root / VARIANTS[1 if upright else 0]
+        if not sub.is_dir():
+            raise FileNotFoundError(f"{sub}: variant missing from the patch set {root}")
+        return sub
+    if upright:
+        raise FileNotFoundError(f"{root}: a plain Brown folder has no upright variant")
+    return root
+
+
+def find_pair_files(root: str | os.PathLike) -> dict[str, list[Path]]:
+    """Pair files of a Brown folder by protocol: ``m50_hard_*.txt`` are hard, other ``m50_*.txt`` random."""
+    root = Path(root)
+    files = sorted(root.glob("m50_*.txt"))
+    return {"random": [f for f in files if not f.name.startswith("m50_hard_")],
+            "hard": [f for f in files if f.name.startswith("m50_hard_")]}  # fmt: skip
+
+
+def write_patch_set(
+    scene: Scene | str | os.PathLike,
+    out: str | os.PathLike,
+    images: Sequence[str] | None = None,
+    config: PairSetConfig = PairSetConfig(),
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict:
+    """Builds the tracks and pairs of a scene and writes them as a Brown-format patch set.
+
+    Args:
+        scene: a :class:`Scene` or a scene folder (``images/`` + ``cameras.json``); for a COLMAP
+            model use :func:`patchmatch.datasets.scenes.scene_from_colmap` first.
+        out: the set folder to write (layout in the module docstring). Written to
+            ``out.partial`` and renamed, so an interrupted build leaves no half set.
+        images: image names to use (default: all of the scene).
+        config: track and sampling thresholds.
+        overwrite: replace an existing ``out``.
+        progress: tqdm bars.
+
+    Returns:
+        The summary (also written to ``out/summary.json``).
+
+    Raises:
+        FileExistsError: ``out`` exists and ``overwrite`` is False.
+        SceneError: malformed scene.
+        KeyError: an image name not in the scene.
+        ValueError: no tracks found, or an image's size differs from its camera's.
+    """
+    from ..patches import extract_patches
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it.")
+    scene = scene if isinstance(scene, Scene) else load_scene(scene)
+    names = scene.names if images is None else sorted(images)
+    for n in names:
+        if n not in scene.cameras:
+            raise KeyError(f"{n!r} is not an image of {scene.root / 'cameras.json'}")
+    feats, ims = detect_scene(scene, names, config.tracks.max_keypoints, progress=progress)
+    tracks = build_tracks(scene, feats, names, config.tracks, progress=progress)
+    ps = build_pair_set(scene, feats, tracks, config)
+    n = len(ps.track_id)
+    # Point ids: the track, or a fresh id per patch outside every track (never a match).
+    point_ids = ps.track_id.astype(np.int64).copy()
+    lone = np.flatnonzero(point_ids < 0)
+    point_ids[lone] = tracks.num_tracks + np.arange(len(lone))
+    variants = {v: np.zeros((n, 64, 64), np.uint8) for v in VARIANTS}
+    for i, name in enumerate(ps.names):
+        sel = np.flatnonzero(ps.image_index == i)
+        if len(sel):
+            variants["oriented"][sel] = extract_patches(ims[name], ps.keypoints[sel], upright=False)
+            variants["upright"][sel] = extract_patches(ims[name], ps.keypoints[sel], upright=True)
+    pairs = {"random": ps.pairs_random, "hard": ps.pairs_hard}
+    files = {k: pair_file(k, len(v)) for k, v in pairs.items()}
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    for v, patches in variants.items():
+        interest = np.c_[ps.image_index, ps.keypoints[:, :2], ps.keypoints[:, 3] if v == "oriented" else np.zeros(n),
+                         ps.keypoints[:, 2]]  # fmt: skip
+        write_brown(tmp / v, patches, point_ids, interest, {files[k]: pairs[k][:, :2] for k in PROTOCOLS})
+    np.save(tmp / "oriented" / SIFT_FILE, np.clip(np.rint(ps.descriptors), 0, 255).astype(np.uint8))
+    lengths = np.bincount(tracks.track_id) if len(tracks) else np.zeros(0, np.int64)
+    summary = {
+        "format": "patchmatch Brown-format patch set",
+        "version": FORMAT_VERSION,
+        "scene": scene.name,
+        "source": str(scene.root),
+        "images": list(ps.names),
+        "config": asdict(config),
+        "num_tracks": int(tracks.num_tracks),
+        "num_observations": int(len(tracks)),
+        "mean_track_length": float(lengths.mean()) if len(lengths) else 0.0,
+        "track_length_histogram": {str(k): int(c) for k, c in enumerate(np.bincount(lengths)) if c},
+        "num_patches": int(n),
+        "num_patches_outside_tracks": int(len(lone)),
+        "keypoints_per_image": {nm: int(len(feats[nm].keypoints)) for nm in ps.names},
+        "variants": list(VARIANTS),
+        "protocols": {k: {"file": files[k], "pairs": int(len(pairs[k])), "positives": int(pairs[k][:, 2].sum())}
+                      for k in PROTOCOLS},  # fmt: skip
+        "interest_columns": ["image index", "x (OpenCV px)", "y (OpenCV px)", "orientation (deg)", "size (px)"],
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    (tmp / SUMMARY).write_text(json.dumps(summary, indent=1))
+    if out.exists():
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    tmp.replace(out)
+    logger.info("%s: %d tracks, %d patches, %d random pairs, %d hard pairs -> %s", scene.name, tracks.num_tracks, n,
+                len(ps.pairs_random), len(ps.pairs_hard), out)  # fmt: skip
+    return summary

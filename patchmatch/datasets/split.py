@@ -1,0 +1,86 @@
+"""The fixed benchmark split of the ground-truth scenes in ``../shared/data/scenes``.
+
+Train on castle-P30 and Herz-Jesus-P25 (their last images held out, image-disjoint, for
+validation); test on entry-P10 and temple-ring. castle-P19 and Herz-Jesus-P8 show the same
+places as the training scenes and are never used to test (nor, being twins, to train).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .patchset import SUMMARY, write_patch_set
+from .scenes import load_scene
+from .tracks import PairSetConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SplitSet", "TRAIN_SCENES", "TEST_SCENES", "TWIN_SCENES", "split_sets", "build_split"]
+
+#: training scene → number of trailing images held out for validation.
+TRAIN_SCENES = {"castle-P30": 6, "Herz-Jesus-P25": 5}
+TEST_SCENES = ("entry-P10", "temple-ring")
+#: twins of the training scenes: never test on them.
+TWIN_SCENES = ("castle-P19", "Herz-Jesus-P8")
+
+
+@dataclass(frozen=True)
+class SplitSet:
+    """One patch set of the split: ``<scene>-<role>`` built from ``images`` of ``scene``."""
+
+    scene: str
+    role: str  # "train", "val" or "test"
+    images: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.scene}-{self.role}"
+
+
+def split_sets(scenes_root: str | os.PathLike, roles: tuple[str, ...] = ("train", "val", "test")) -> list[SplitSet]:
+    """The sets of the split whose role is in ``roles``.
+
+    Raises:
+        SceneError: a scene folder or its cameras.json is missing.
+    """
+    assert not (set(TRAIN_SCENES) & (set(TEST_SCENES) | set(TWIN_SCENES))), "a test scene is listed for training"
+    root = Path(scenes_root)
+    out = []
+    for scene, n_val in TRAIN_SCENES.items():
+        names = load_scene(root / scene).names
+        if "train" in roles:
+            out.append(SplitSet(scene, "train", tuple(names[: len(names) - n_val])))
+        if "val" in roles:
+            out.append(SplitSet(scene, "val", tuple(names[len(names) - n_val :])))
+    if "test" in roles:
+        out += [SplitSet(s, "test", tuple(load_scene(root / s).names)) for s in TEST_SCENES]
+    return out
+
+
+def build_split(
+    scenes_root: str | os.PathLike,
+    out: str | os.PathLike,
+    roles: tuple[str, ...] = ("train", "val", "test"),
+    config: PairSetConfig = PairSetConfig(),
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict[str, Path]:
+    """Builds the split's Brown-format patch sets into ``out/<scene>-<role>`` (existing complete
+    sets are kept unless ``overwrite``).
+
+    Returns:
+        set name → folder.
+    """
+    root, out = Path(scenes_root), Path(out)
+    result = {}
+    for s in split_sets(root, roles):
+        path = out / s.name
+        if (path / SUMMARY).is_file() and not overwrite:
+            logger.info("%s exists, kept", path)
+        else:
+            write_patch_set(root / s.scene, path, list(s.images), config, overwrite=True, progress=progress)
+        result[s.name] = path
+    return result

@@ -1,0 +1,80 @@
+"""The patch benchmark on our scenes, in one command: builds the test sets of the fixed split
+(entry-P10, temple-ring; see :mod:`patchmatch.datasets.split`) if they are missing, and prints
+FPR95 per test scene and protocol (oriented/upright patches × random/hard negatives) for each
+network and for the baselines (SIFT descriptors of the keypoints, SIFT computed on the patches,
+NCC of the pixels), as a Markdown table; ``--json`` also writes the numbers.
+
+Usage::
+
+    python pipelines/patch_benchmark.py [--weights A.pt --weights B.pt] [--max-pairs N]
+        [--data ../shared/data] [--sets outputs/pairs] [--json outputs/patch_benchmark.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from patchmatch.commands.evaluate import load_scorers
+from patchmatch.datasets.split import build_split
+from patchmatch.evaluation.patches import evaluate_set
+
+BASELINES = ("SIFT keypoint", "SIFT", "NCC")
+
+
+def markdown_table(rows: list[tuple[str, dict]]) -> str:
+    """One row per set/variant/protocol, one column per method (FPR95 in %, best in bold)."""
+    nets = []
+    for _, r in rows:
+        nets += [m for m in r["methods"] if m not in BASELINES and m not in nets]
+    cols = nets + [b for b in BASELINES if any(b in r["methods"] for _, r in rows)]
+    head = {"SIFT keypoint": "SIFT (keypoint descr.)", "SIFT": "SIFT on patches"}
+    lines = ["| scene | patches | negatives | pairs pos/neg | " + " | ".join(head.get(c, c) for c in cols) + " |",
+             "|---" * (4 + len(cols)) + "|"]  # fmt: skip
+    for label, r in rows:
+        scene = label.split("/")[0].removesuffix("-test")
+        vals = {c: r["methods"][c]["fpr95"] for c in cols if c in r["methods"]}
+        best = min(vals.values())
+        cells = [("**{:.2f}%**" if v == best else "{:.2f}%").format(100 * v) if (v := vals.get(c)) is not None else "–"
+                 for c in cols]  # fmt: skip
+        lines.append(f"| {scene} | {r['variant']} | {r['protocol']} | {r['positives']}/{r['pairs'] - r['positives']} | "
+                     + " | ".join(cells) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    root = Path(__file__).resolve().parents[1]
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=root.parent / "shared" / "data", help="shared data folder")
+    ap.add_argument("--sets", type=Path, default=root / "outputs" / "pairs", help="where the patch sets are (built)")
+    ap.add_argument("--weights", type=Path, action="append", help="checkpoint(s) (repeatable; default: shipped weights)")
+    ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
+    ap.add_argument("--max-pairs", type=int, help="random subset of at most this many pairs per protocol")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--out", type=Path, default=root / "outputs" / "patch_benchmark", help="ROC curves")
+    ap.add_argument("--json", type=Path, help="also write the numbers here")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
+    scenes = args.data / "scenes"
+    if not scenes.is_dir():
+        print(f"error: {scenes} not found (see shared/data/README.md)", file=sys.stderr)
+        return 2
+    sets = build_split(scenes, args.sets, ("test",))
+    scorers = load_scorers(args.weights, args.device, args.precision)
+    rows = []
+    for name, path in sets.items():
+        rows += evaluate_set(path, scorers, True, args.out / name, max_pairs=args.max_pairs)
+    print("FPR95 (%, lower is better) on the test scenes, never trained on:\n")
+    print(markdown_table(rows))
+    print(f"\nROC curves in {args.out}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(dict(rows), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

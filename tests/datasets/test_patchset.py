@@ -1,0 +1,125 @@
+"""Brown-format ground-truth patch sets of real scenes (``patchmatch make-patches``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from patchmatch.cli import main
+from patchmatch.datasets.brown import BrownDataset
+from patchmatch.datasets.patchset import SIFT_FILE, find_pair_files, pair_file, variant_root
+from patchmatch.datasets.scenes import load_scene, scene_from_colmap
+from tests.conftest import shared_path
+
+NAMES = ["0003.jpg", "0004.jpg", "0005.jpg"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ps") / "entry3"
+    scene = shared_path("scenes", "entry-P10")
+    assert main(["-q", "make-patches", str(scene), str(out), "--images", *NAMES, "--max-keypoints", "1000"]) == 0
+    return out
+
+
+def test_pair_file_names():
+    assert pair_file("random", 100000) == "m50_100000_100000_0.txt"
+    assert pair_file("hard", 12) == "m50_hard_12_12_0.txt"
+    with pytest.raises(ValueError, match="protocol"):
+        pair_file("easy", 3)
+
+
+def test_make_patches_writes_two_brown_variants(built):
+    summary = json.loads((built / "summary.json").read_text())
+    assert summary["images"] == NAMES and summary["num_tracks"] > 20
+    assert summary["config"]["tracks"]["max_keypoints"] == 1000
+    assert sum(int(k) * v for k, v in summary["track_length_histogram"].items()) == summary["num_observations"]
+    sets = {v: BrownDataset(variant_root(built, upright=v == "upright")) for v in ("oriented", "upright")}
+    n = summary["num_patches"]
+    for v, ds in sets.items():
+        assert len(ds) == n and ds.patches.shape == (n, 64, 64) and ds.patches.dtype == np.uint8
+        files = find_pair_files(ds.root)
+        assert [f.name for f in files["random"]] == [summary["protocols"]["random"]["file"]]
+        assert [f.name for f in files["hard"]] == [summary["protocols"]["hard"]["file"]]
+        for kind, (f,) in files.items():
+            pr = ds.pairs(f.name)
+            assert len(pr.index) == summary["protocols"][kind]["pairs"]
+            assert 2 * pr.labels.sum() == len(pr.labels)  # balanced, labels from point ids
+    ori, upr = sets["oriented"], sets["upright"]
+    assert np.array_equal(ori.point_ids, upr.point_ids)
+    assert np.abs(upr.interest[:, 3]).max() == 0 and np.abs(ori.interest[:, 3]).max() > 10
+    # Same keypoints, different normalisation: patches differ unless the angle is ~0.
+    assert not np.array_equal(np.asarray(ori.patches), np.asarray(upr.patches))
+    sift = np.load(ori.root / SIFT_FILE)
+    assert sift.shape == (n, 128) and sift.dtype == np.uint8
+    # Patches outside every track have point ids of their own: they never form a match.
+    ids, counts = np.unique(ori.point_ids, return_counts=True)
+    assert (counts == 1).sum() == summary["num_patches_outside_tracks"]
+
+
+def test_hard_negatives_share_the_image_pair_of_their_positive(built):
+    ds = BrownDataset(variant_root(built))
+    (f,) = find_pair_files(ds.root)["hard"]
+    pr = ds.pairs(f.name)
+    img = ds.interest[:, 0].astype(int)
+    neg = pr.index[~pr.labels]
+    assert (img[neg[:, 0]] != img[neg[:, 1]]).all()  # across images, like the matcher's candidates
+    pos = pr.index[pr.labels]
+    assert (img[pos[:, 0]] != img[pos[:, 1]]).all()
+
+
+def test_make_patches_refuses_bad_input(built, tmp_path, capsys):
+    scene = shared_path("scenes", "entry-P10")
+    assert main(["-q", "make-patches", str(scene), str(built)]) == 2  # exists, no --overwrite
+    assert "exists" in capsys.readouterr().err
+    assert main(["-q", "make-patches", str(scene), str(tmp_path / "x"), "--images", "nope.jpg"]) == 2
+    assert "nope.jpg" in capsys.readouterr().err
+    assert main(["-q", "make-patches", str(tmp_path), str(tmp_path / "y")]) == 2
+    assert "neither cameras.json nor a COLMAP model" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def _write_text_model(scene_dir: Path, names: list[str], out: Path) -> None:
+    """A COLMAP text model (PINHOLE, COLMAP's +0.5 pixel convention) of ground-truth cameras."""
+    import pycolmap
+
+    scene = load_scene(scene_dir)
+    out.mkdir(parents=True)
+    cams, imgs = [], []
+    for i, n in enumerate(names, 1):
+        c = scene.cameras[n]
+        cams.append(f"{i} PINHOLE {c.width} {c.height} {float(c.K[0, 0])!r} {float(c.K[1, 1])!r} {float(c.K[0, 2]) + 0.5!r} {float(c.K[1, 2]) + 0.5!r}")
+        q = pycolmap.Rotation3d(c.R).quat  # x, y, z, w
+        imgs.append(f"{i} {float(q[3])!r} {float(q[0])!r} {float(q[1])!r} {float(q[2])!r} {' '.join(repr(float(v)) for v in c.t)} {i} {n}\n\n")  # second line: no 2D points
+    (out / "cameras.txt").write_text("\n".join(cams) + "\n")
+    (out / "images.txt").write_text("".join(imgs))
+    (out / "points3D.txt").write_text("")
+
+
+def test_scene_from_colmap_model_reproduces_the_cameras(tmp_path):
+    src = shared_path("scenes", "entry-P10")
+    _write_text_model(src, NAMES, tmp_path / "sparse")
+    scene = scene_from_colmap(tmp_path / "sparse", src / "images", tmp_path / "scene")
+    truth = load_scene(src)
+    assert scene.names == NAMES
+    for n in NAMES:
+        a, b = scene.cameras[n], truth.cameras[n]
+        assert np.allclose(a.K, b.K, atol=1e-6) and np.allclose(a.R, b.R, atol=1e-5) and np.allclose(a.t, b.t, atol=1e-6)
+        assert scene.image_path(n).is_file()
+    with pytest.raises(FileNotFoundError, match="missing"):
+        scene_from_colmap(tmp_path / "sparse", tmp_path, tmp_path / "scene2")
+
+
+def test_make_patches_from_a_colmap_model(tmp_path):
+    src = shared_path("scenes", "entry-P10")
+    _write_text_model(src, NAMES[:2] + ["0006.jpg"], tmp_path / "sparse")
+    out = tmp_path / "set"
+    assert main(["-q", "make-patches", str(tmp_path / "sparse"), str(out)]) == 2  # no --image-dir
+    code = main(["-q", "make-patches", str(tmp_path / "sparse"), str(out), "--image-dir", str(src / "images"),
+                 "--max-keypoints", "600", "--min-track-length", "2"])  # fmt: skip
+    assert code == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_tracks"] > 10 and summary["source"].endswith("set.undistorted")
