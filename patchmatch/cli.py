@@ -17,6 +17,7 @@ COMMANDS: list[str] = [
     "patchmatch.commands.bench",
     "patchmatch.commands.sfm",
     "patchmatch.commands.match_db",
+    "patchmatch.commands.compare",
     "patchmatch.demo",
 ]
 

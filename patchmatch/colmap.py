@@ -17,7 +17,7 @@ of pycolmap's API between versions is absorbed in one place. The module covers:
   largest model kept), reading a model (:func:`read_reconstruction`,
   :func:`reconstruction_stats`, :func:`reconstruction_poses`);
 * COLMAP's own SIFT pipeline (:func:`sift_features_and_matches`), the baseline
-  of ``pipelines/compare_sift.py``.
+  of ``patchmatch compare`` (:mod:`patchmatch.compare`).
 
 Some pycolmap misuse aborts the whole process instead of raising (wrong dtype
 or shape, an image id that does not exist, a second write of the same pair):
@@ -730,6 +730,21 @@ def sift_features_and_matches(
         ValueError: ``image_names`` is empty.
     """
     sift_extract(database, image_dir, image_names, config, single_camera)
+    return sift_match_exhaustive(database, config, verification)
+
+
+def sift_match_exhaustive(
+    database: str | os.PathLike,
+    config: SiftBaselineConfig = SiftBaselineConfig(),
+    verification: VerificationConfig = VerificationConfig(),
+) -> DatabaseSummary:
+    """COLMAP's exhaustive SIFT matching (ratio test, cross-check) and geometric verification
+    of every image pair of a database that holds SIFT features, on the CPU.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+    """
+    database = _require_database(database)
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = int(config.num_threads)
     matching.sift.max_ratio = float(config.max_ratio)

@@ -269,7 +269,7 @@ def _to_original(features: Features, scales: np.ndarray, original_size: np.ndarr
     return Features(kps, features.descriptors, features.scores, np.asarray(original_size, np.int64))
 
 
-def _exclude_output(names: list[str], image_dir: Path, out_dir: Path) -> list[str]:
+def exclude_output_dir(names: list[str], image_dir: Path, out_dir: Path) -> list[str]:
     """Drops the files of an output folder that lies inside the image folder (its PNGs)."""
     try:
         inner = out_dir.resolve().relative_to(image_dir.resolve()).as_posix()
@@ -386,7 +386,7 @@ def run_sfm(
         ValueError: fewer than 2 readable images, or a bad pairs strategy.
     """
     image_dir, out_dir = Path(image_dir), Path(out_dir)
-    names = _exclude_output(list_images(image_dir), image_dir, out_dir)
+    names = exclude_output_dir(list_images(image_dir), image_dir, out_dir)
     if not names:
         raise ValueError(f"no images found under {image_dir}")
     names, collisions = _pair_key_collisions(names)

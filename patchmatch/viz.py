@@ -1,4 +1,5 @@
-"""Pictures of matches: two images side by side, one line per match (OpenCV drawing)."""
+"""Pictures: matches of two images side by side (one line per match), grids of patches and of
+patch pairs (OpenCV drawing)."""
 
 from __future__ import annotations
 
@@ -115,3 +116,51 @@ def save_png(path: str | os.PathLike, canvas: np.ndarray) -> Path:
     if not cv2.imwrite(str(path), canvas):
         raise OSError(f"could not write PNG {path}")
     return path
+
+
+def patch_pair_grid(
+    patches: np.ndarray,
+    pairs: np.ndarray | None = None,
+    cols: int = 8,
+    captions: list[str] | None = None,
+    scale: int = 2,
+) -> np.ndarray:
+    """A grid of patches, or of patch pairs shown side by side, for inspection by eye.
+
+    Args:
+        patches: (N, 64, 64) uint8.
+        pairs: (M, 2) int indices; None shows the patches themselves, one per cell.
+        cols: cells per row.
+        captions: one short text per cell (drawn under it), or None.
+        scale: pixel magnification (nearest neighbour, so the pixels stay visible).
+
+    Returns:
+        (H, W, 3) uint8 BGR canvas.
+
+    Raises:
+        ValueError: wrong shapes or captions of another length than the cells.
+    """
+    patches = np.asarray(patches)
+    if patches.ndim != 3 or patches.dtype != np.uint8:
+        raise ValueError(f"patches must be (N, h, w) uint8, got {patches.shape} {patches.dtype}")
+    cells = [patches[i] for i in range(len(patches))] if pairs is None else [
+        np.concatenate([patches[a], np.full((patches.shape[1], 2), 255, np.uint8), patches[b]], axis=1)
+        for a, b in np.asarray(pairs).reshape(-1, 2)
+    ]
+    if not cells:
+        raise ValueError("nothing to draw")
+    if captions is not None and len(captions) != len(cells):
+        raise ValueError(f"{len(captions)} captions for {len(cells)} cells")
+    ch, cw = cells[0].shape[0] * scale, cells[0].shape[1] * scale
+    text_h = 16 if captions else 0
+    rows = -(-len(cells) // cols)
+    canvas = np.full((rows * (ch + text_h + 6), min(cols, len(cells)) * (cw + 6), 3), 40, np.uint8)
+    for k, cell in enumerate(cells):
+        r, c = divmod(k, cols)
+        y, x = r * (ch + text_h + 6) + 3, c * (cw + 6) + 3
+        big = cv2.resize(cell, (cw, ch), interpolation=cv2.INTER_NEAREST)
+        canvas[y : y + ch, x : x + cw] = big[:, :, None]
+        if captions:
+            cv2.putText(canvas, captions[k], (x + 2, y + ch + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1,
+                        cv2.LINE_AA)  # fmt: skip
+    return canvas

@@ -7,7 +7,7 @@ The network is an untrained, seeded ``2ch`` model with ``k = 1`` candidates
 (each keypoint's SIFT ratio-test neighbour): these tests check the pipeline's
 structure (stages, storage, resume, errors) and that COLMAP recovers the
 ground-truth geometry from what the pipeline writes, not the network's quality
-(that is ``pipelines/compare_sift.py``'s job, with the shipped weights).
+(that is ``patchmatch compare``'s job, with the shipped weights).
 """
 
 from __future__ import annotations

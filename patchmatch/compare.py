@@ -1,0 +1,191 @@
+"""Side by side: COLMAP's own SIFT pipeline and patchmatch on the same images.
+
+Two reconstructions of the same images, written into one output folder:
+
+* ``OUT/colmap-sift``: pycolmap's SIFT extraction (the same keypoint budget and image size),
+  exhaustive matching with the ratio test and cross-check, geometric verification, incremental
+  mapping (``sift.json`` holds its numbers once it has finished);
+* ``OUT/patchmatch``: :func:`patchmatch.sfm.run_sfm` (exhaustive pairs unless configured
+  otherwise), with the same verification and mapper settings.
+
+With ground-truth cameras (a ``cameras.json`` as in ``shared/data``) both get the relative
+rotation error of every image pair (median, AUC at 0.5°, 1°, 2°; an unregistered image makes
+all its pairs failures). A rerun resumes: a finished SIFT run is reused and patchmatch resumes
+from its own files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+from . import colmap
+from .evaluation.pose import evaluate_poses
+from .images import list_images
+from .sfm import SfmConfig, exclude_output_dir, run_sfm
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["run_colmap_sift", "compare", "format_table", "find_ground_truth"]
+
+SIFT_DIR = "colmap-sift"
+PATCHMATCH_DIR = "patchmatch"
+
+
+def find_ground_truth(images: str | os.PathLike) -> Path | None:
+    """``cameras.json`` of an image folder: ``IMAGES/cameras.json`` or, for ``SCENE/images``,
+    ``SCENE/cameras.json``; None when there is none."""
+    images = Path(images)
+    for candidate in (images / "cameras.json", images.parent / "cameras.json"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def run_colmap_sift(
+    images: str | os.PathLike,
+    out: str | os.PathLike,
+    names: list[str],
+    config: SfmConfig = SfmConfig(),
+    ground_truth: str | os.PathLike | None = None,
+) -> dict:
+    """COLMAP's SIFT pipeline (extraction, exhaustive matching + verification, mapping).
+
+    Args:
+        images: image folder.
+        out: its own folder (``database.db``, ``sparse/``, ``sift.json``); a finished run there
+            (``sift.json``) is returned as is, an unfinished one is redone.
+        names: images to use, relative to ``images``.
+        config: the keypoint budget, image size, camera, verification and mapper settings are
+            taken from it (the same as patchmatch's).
+        ground_truth: ``cameras.json`` for pose errors.
+
+    Returns:
+        Model statistics, ``seconds`` (total) and ``seconds_per_stage`` (extraction, matching,
+        mapping), ``verified_pairs`` and, with ground truth, ``pose``.
+    """
+    images, out = Path(images), Path(out)
+    done = out / "sift.json"
+    if done.is_file():
+        logger.info("%s: finished SIFT run reused", done)
+        return json.loads(done.read_text())
+    if out.exists():
+        logger.info("%s: unfinished SIFT run, redone", out)
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    sift = colmap.SiftBaselineConfig(max_num_features=config.max_keypoints,
+                                     max_image_size=config.max_image_size or -1)  # fmt: skip
+    stages: dict[str, float] = {}
+    t = time.perf_counter()
+    database = colmap.create_database(out / "database.db")
+    colmap.sift_extract(database, images, names, sift, config.single_camera)
+    stages["extraction"] = time.perf_counter() - t
+    t = time.perf_counter()
+    summary = colmap.sift_match_exhaustive(database, sift, config.verification)
+    stages["matching"] = time.perf_counter() - t
+    t = time.perf_counter()
+    reconstruction = colmap.incremental_mapping(database, images, out / "sparse", config.mapper)
+    stages["mapping"] = time.perf_counter() - t
+    stats = colmap.reconstruction_stats(reconstruction)
+    stats.pop("registered_names")
+    result = {**stats, "verified_pairs": summary.verified_pairs, "seconds": round(sum(stages.values()), 2),
+              "seconds_per_stage": {k: round(v, 2) for k, v in stages.items()}}  # fmt: skip
+    if ground_truth is not None:
+        poses = colmap.reconstruction_poses(reconstruction) if reconstruction is not None else {}
+        result["pose"] = _pose(poses, ground_truth, names)
+    done.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _pose(poses: dict, ground_truth: str | os.PathLike, names: list[str]) -> dict:
+    known = set(json.loads(Path(ground_truth).read_text())["images"])
+    pose = evaluate_poses(poses, ground_truth, names=[n for n in names if n in known])
+    pose.pop("pair_errors", None)
+    return pose
+
+
+def compare(
+    images: str | os.PathLike,
+    out: str | os.PathLike,
+    config: SfmConfig = SfmConfig(),
+    weights: str | os.PathLike | None = None,
+    ground_truth: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict:
+    """Runs both pipelines on the images of ``images`` and returns their numbers.
+
+    Args:
+        images: image folder (searched recursively, as ``patchmatch sfm`` does).
+        out: output folder (``colmap-sift/``, ``patchmatch/``, ``compare.json``).
+        config: patchmatch's settings; keypoints, image size, camera, verification and mapper
+            settings are shared with the SIFT run.
+        weights: network checkpoint (None: shipped weights).
+        ground_truth: ``cameras.json`` (None: looked for with :func:`find_ground_truth`).
+        overwrite: redo both runs.
+        progress: progress bars.
+
+    Returns:
+        ``{"images": N, "ground_truth": path|None, "methods": {"colmap-sift": {...}, "patchmatch": {...}}}``.
+
+    Raises:
+        FileNotFoundError: no image folder; ValueError: fewer than two images.
+    """
+    images, out = Path(images), Path(out)
+    if not images.is_dir():
+        raise FileNotFoundError(f"{images}: image folder not found")
+    names = exclude_output_dir(list_images(images), images, out)
+    if len(names) < 2:
+        raise ValueError(f"{images}: {len(names)} image(s); need at least two")
+    ground_truth = Path(ground_truth) if ground_truth is not None else find_ground_truth(images)
+    if overwrite and (out / SIFT_DIR).exists():
+        shutil.rmtree(out / SIFT_DIR)
+    logger.info("COLMAP SIFT on %d images of %s", len(names), images)
+    sift = run_colmap_sift(images, out / SIFT_DIR, names, config, ground_truth)
+    logger.info("patchmatch on the same images")
+    t = time.perf_counter()
+    report = run_sfm(images, out / PATCHMATCH_DIR, config, weights=weights, overwrite=overwrite, progress=progress,
+                     ground_truth=ground_truth)  # fmt: skip
+    keys = ("registered", "points", "observations", "mean_track_length", "mean_reprojection_error", "verified_pairs")
+    pm = {k: report[k] for k in keys}
+    pm["seconds"] = round(time.perf_counter() - t, 2)
+    pm["seconds_per_stage"] = report["seconds"]
+    if "pose" in report:
+        pm["pose"] = {k: v for k, v in report["pose"].items() if k != "pair_errors"}
+    result = {"images_dir": str(images), "images": len(names), "ground_truth": str(ground_truth) if ground_truth else None,
+              "max_keypoints": config.max_keypoints, "max_image_size": config.max_image_size,
+              "methods": {"colmap-sift": sift, "patchmatch": pm}}  # fmt: skip
+    (out / "compare.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else "inf" if math.isinf(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_table(result: dict) -> str:
+    """Markdown table of :func:`compare`'s result: one row per method."""
+    head = ["method", "registered", "points", "track len", "reproj px", "time s", "time per stage s"]
+    gt = result.get("ground_truth") is not None
+    if gt:
+        head += ["rot. err. median °", "AUC@0.5°", "AUC@1°", "AUC@2°"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for method, row in result["methods"].items():
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in row.get("seconds_per_stage", {}).items())
+        cells = [method, f"{row['registered']}/{result['images']}", str(row["points"]), _fmt(row["mean_track_length"]),
+                 _fmt(row["mean_reprojection_error"]), _fmt(float(row["seconds"]), 1), stages]  # fmt: skip
+        if gt:
+            pose = row.get("pose", {})
+            auc = pose.get("rotation_auc", {})
+            cells += [_fmt(pose.get("rotation_error_median_deg")), *(_fmt(auc.get(t)) for t in ("0.5", "1", "2"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,56 @@
+"""``patchmatch compare``: pycolmap's SIFT pipeline and patchmatch on the same real images."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from patchmatch.cli import main
+from patchmatch.compare import find_ground_truth, format_table
+from tests.conftest import shared_path
+
+NAMES = ["0003.jpg", "0004.jpg", "0005.jpg"]
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    src = shared_path("scenes", "entry-P10")
+    root = tmp_path_factory.mktemp("cmp") / "entry3"
+    (root / "images").mkdir(parents=True)
+    for n in NAMES:
+        (root / "images" / n).symlink_to(src / "images" / n)
+    shutil.copy(src / "cameras.json", root / "cameras.json")
+    return root
+
+
+def test_compare_runs_both_pipelines_and_resumes(scene, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["-q", "compare", str(scene / "images"), str(out), "--max-keypoints", "1024", "--single-camera"]
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "| colmap-sift | 3/3 |" in table and "AUC@0.5°" in table
+    result = json.loads((out / "compare.json").read_text())
+    assert result["ground_truth"] == str(scene / "cameras.json")
+    sift, pm = result["methods"]["colmap-sift"], result["methods"]["patchmatch"]
+    assert sift["registered"] == 3 and set(sift["seconds_per_stage"]) == {"extraction", "matching", "mapping"}
+    assert pm["registered"] == 3 and pm["points"] > 100
+    for row in (sift, pm):  # three views of a facade, one camera: both recover the rotations
+        assert row["pose"]["rotation_error_median_deg"] < 1.0, row["pose"]
+    first = sift["seconds"]
+    assert main(args) == 0  # rerun: the finished SIFT run is reused, patchmatch resumes
+    again = json.loads((out / "compare.json").read_text())
+    assert again["methods"]["colmap-sift"]["seconds"] == first
+    assert "| patchmatch | 3/3 |" in format_table(again)
+
+
+def test_compare_bad_input(tmp_path, capsys):
+    assert main(["-q", "compare", str(tmp_path / "nope"), str(tmp_path / "o")]) == 2
+    assert "nope" in capsys.readouterr().err
+    (tmp_path / "one").mkdir()
+    assert main(["-q", "compare", str(tmp_path / "one"), str(tmp_path / "o")]) == 2
+    assert "at least two" in capsys.readouterr().err
+    assert main(["-q", "compare", str(tmp_path / "one"), str(tmp_path / "o"), "--ground-truth", str(tmp_path / "x.json")]) == 2
+    assert "x.json" in capsys.readouterr().err
+    assert find_ground_truth(tmp_path / "one") is None
