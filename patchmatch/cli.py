@@ -15,6 +15,7 @@ COMMANDS: list[str] = [
     "patchmatch.commands.train",
     "patchmatch.commands.evaluate",
     "patchmatch.commands.bench",
+    "patchmatch.commands.quantize",
     "patchmatch.commands.sfm",
     "patchmatch.commands.match_db",
     "patchmatch.commands.compare",

@@ -38,6 +38,11 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
+def cpu_supports_int8() -> bool:
+    """True when PyTorch has the x86 quantised engine (FBGEMM/oneDNN) that the int8 models use."""
+    return "x86" in torch.backends.quantized.supported_engines
+
+
 def auto_precision(device: torch.device) -> str:
     """Fastest inference precision of a device: bf16 on CUDA GPUs that support it and on CPUs
     with native bfloat16, fp16 on older GPUs, fp32 otherwise."""

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .device import auto_precision, resolve_device
+from .device import auto_precision, cpu_supports_int8, resolve_device
 from .models import load_checkpoint
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 #: File name of the weights shipped inside the package (``patchmatch/weights/``).
 SHIPPED_WEIGHTS = "2ch2stream.pt"
 
@@ -50,9 +50,11 @@ class PatchScorer:
         batch_size: pairs per forward pass.
         meta: checkpoint metadata, kept for reporting.
         precision: ``"fp32"``, ``"bf16"`` (autocast; fast on CPUs with AMX/AVX512-BF16 and on
-            GPUs), ``"fp16"`` (autocast, GPU only) or ``"auto"`` (the fastest the device computes
-            natively, see :func:`patchmatch.device.auto_precision`). Lower precision changes scores
-            slightly; the FPR95 change is measured in the model card.
+            GPUs), ``"fp16"`` (autocast, GPU only), ``"int8"`` (CPU; ``model`` must already be
+            quantised, see :meth:`load` and :mod:`patchmatch.models.quantize`) or ``"auto"`` (the
+            fastest float precision the device computes natively, see
+            :func:`patchmatch.device.auto_precision`). Lower precision changes scores slightly;
+            the FPR95 change is measured in the model card.
 
     Example:
         >>> scorer = PatchScorer.load()  # shipped 2ch2stream weights
@@ -77,6 +79,8 @@ class PatchScorer:
         self.meta = meta or {}
         if precision == "fp16" and self.device.type != "cuda":
             raise ValueError("fp16 autocast needs a CUDA device; use bf16 on CPU.")
+        if precision == "int8" and self.device.type != "cpu":
+            raise ValueError("int8 inference runs on the CPU; use fp16/bf16 on a GPU.")
         self.precision = auto_precision(self.device) if precision == "auto" else precision
 
     @classmethod
@@ -89,16 +93,30 @@ class PatchScorer:
     ) -> "PatchScorer":
         """Loads a checkpoint; ``weights=None`` loads the weights shipped in the package.
 
-        The precision defaults to ``"auto"``: bfloat16 where the hardware computes it natively
-        (2-3x the float32 throughput on AMX CPUs), float32 elsewhere.
+        ``precision="auto"`` (default) picks the fastest measured path of the device: on an x86
+        CPU the int8 model when the checkpoint has one beside it (``W.int8.pt``, made by
+        ``patchmatch quantize``; shipped for the default weights), else bfloat16 where the CPU
+        computes it natively, else float32; bf16 (or fp16) autocast on GPUs.
+        ``precision="int8"`` requires the int8 file.
 
         Raises:
-            patchmatch.models.CheckpointError: the file is not a valid checkpoint.
+            patchmatch.models.CheckpointError: the file is not a valid checkpoint, or int8 was
+                asked for and its file is missing or made from other weights.
             FileNotFoundError: no weights given and none shipped.
         """
+        from .models.quantize import int8_path, load_int8
+
         path = shipped_weights_path() if weights is None else Path(weights)
-        model, meta = load_checkpoint(path, map_location="cpu")
-        return cls(model, device=device, batch_size=batch_size, meta={**meta, "path": str(path)}, precision=precision)
+        dev = resolve_device(device)
+        if precision == "auto" and dev.type == "cpu" and cpu_supports_int8() and int8_path(path).is_file():
+            precision = "int8"
+        if precision == "int8":
+            model, qmeta = load_int8(int8_path(path), path)
+            _, meta = load_checkpoint(path, map_location="cpu")
+            meta = {**meta, "int8": qmeta}
+        else:
+            model, meta = load_checkpoint(path, map_location="cpu")
+        return cls(model, device=dev, batch_size=batch_size, meta={**meta, "path": str(path)}, precision=precision)
 
     @property
     def is_siamese(self) -> bool:
@@ -156,7 +174,7 @@ class PatchScorer:
         return self._score_index(p0, p1, pairs.astype(np.int64))
 
     def _autocast(self):
-        if self.precision == "fp32":
+        if self.precision in ("fp32", "int8"):
             return torch.autocast(self.device.type, enabled=False)
         return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float16)
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from . import colmap, storage
 from .cache import LruArrayCache
@@ -113,6 +114,10 @@ def weights_fingerprint(scorer: PatchScorer) -> str:
     """SHA-256 (first 16 hex digits) of the network's class and weights."""
     digest = hashlib.sha256(type(scorer.model).__name__.encode())
     for key, value in sorted(scorer.model.state_dict().items()):
+        if not isinstance(value, torch.Tensor):  # e.g. a quantised layer's dtype entry
+            digest.update(f"{key}={value}".encode())
+            continue
+        value = value.dequantize() if value.is_quantized else value  # int8 models
         digest.update(key.encode())
         digest.update(value.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]

@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     rng = np.random.default_rng(args.seed)
-    if args.brown.is_dir():
+    if not args.brown.is_dir():
+        print(f"{args.brown}: not found, no picture of Brown patches")
+    else:
         p = read_patches(args.brown)
         print(f"{args.brown}: {len(p)} patches read ({len(list(args.brown.glob('patches*.bmp')))} bitmaps)")
         first = save_png(args.out / "brown_first_patches.png", patch_pair_grid(p[:32], cols=8,
@@ -40,13 +42,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  patches 0..31 -> {first}")
     sets = args.set or sorted((root / "outputs" / "pairs").glob("*-test"))
     for s in sets:
-        from patchmatch.datasets.brown import BrownDataset
+        from patchmatch.datasets.brown import BrownDataset, BrownFormatError
 
-        ds = BrownDataset(variant_root(s))
-        pr = ds.pairs(find_pair_files(ds.root)["random"][0].name)
+        try:
+            ds = BrownDataset(variant_root(s))
+        except (FileNotFoundError, BrownFormatError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        random_files = find_pair_files(ds.root)["random"]
+        if not random_files:
+            print(f"error: {ds.root}: no m50_*.txt pair file", file=sys.stderr)
+            return 2
+        pr = ds.pairs(random_files[0].name)
         pos = pr.index[pr.labels]
         sel = pos[rng.choice(len(pos), min(args.count, len(pos)), replace=False)]
         out = save_png(args.out / f"{s.name}_positives_random.png", patch_pair_grid(ds.patches, sel, cols=6))
+        if not (ds.root / SIFT_FILE).is_file():
+            print(f"{s.name}: {len(pos)} positives -> {out} (no {SIFT_FILE}: not a make-patches set, no SIFT picture)")
+            continue
         desc = np.load(ds.root / SIFT_FILE).astype(np.float32)
         dist = np.linalg.norm(desc[pos[:, 0]] - desc[pos[:, 1]], axis=1)
         far = np.argsort(-dist)[: args.count]

@@ -6,7 +6,8 @@ import pytest
 
 from patchmatch.cli import build_parser, main
 
-SUBCOMMANDS = ["match-pair", "make-patches", "train", "evaluate-patches", "brown-eval", "bench", "sfm", "match", "demo"]
+SUBCOMMANDS = ["match-pair", "make-patches", "train", "evaluate-patches", "brown-eval", "bench", "quantize", "sfm", "match",
+               "compare", "demo"]
 
 
 def test_help_lists_every_subcommand(capsys):

@@ -73,8 +73,12 @@ def test_shipped_weights_load():
         shipped_weights_path()
     except FileNotFoundError:
         pytest.skip("shipped weights not trained yet")
-    sc = PatchScorer.load()
+    sc = PatchScorer.load(precision="fp32")
     assert sc.meta and sum(p.numel() for p in sc.model.parameters()) == 2_353_153
+    # the int8 model of the shipped weights ships too, and "auto" uses it on x86 CPUs
+    if "x86" in torch.backends.quantized.supported_engines:
+        auto = PatchScorer.load(device="cpu")
+        assert auto.precision == "int8" and "calibration" in auto.meta["int8"]
 
 
 def test_auto_precision_choice(tmp_path):

@@ -259,14 +259,14 @@ def test_changed_image_is_not_silently_reused(tmp_path):
 
 
 def test_name_collisions_and_output_inside_images(tmp_path):
-    from patchmatch.sfm import _exclude_output, _pair_key_collisions
+    from patchmatch.sfm import exclude_output_dir, _pair_key_collisions
 
     kept, skipped = _pair_key_collisions(["a-b/c.jpg", "a/b-c.jpg", "x.jpg"])
     assert kept == ["a-b/c.jpg", "x.jpg"]
     assert skipped[0]["name"] == "a/b-c.jpg" and "a-b/c.jpg" in skipped[0]["reason"]
     names = ["out/viz/p.png", "outdoor.jpg", "x.jpg"]
-    assert _exclude_output(names, tmp_path, tmp_path / "out") == ["outdoor.jpg", "x.jpg"]
-    assert _exclude_output(names, tmp_path / "imgs", tmp_path / "out") == names
+    assert exclude_output_dir(names, tmp_path, tmp_path / "out") == ["outdoor.jpg", "x.jpg"]
+    assert exclude_output_dir(names, tmp_path / "imgs", tmp_path / "out") == names
 
 
 def test_output_path_is_a_file(tmp_path):

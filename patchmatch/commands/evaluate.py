@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     files = args.pairs or ([DEFAULT_PAIRS] if args.command == "brown-eval" else None)
     scorers = load_scorers(args.weights, args.device, args.precision, args.batch_size)
     out_root = args.out or Path("outputs") / "eval" / root.name
+    if out_root.exists() and not out_root.is_dir():
+        raise NotADirectoryError(f"{out_root}: --out must be a folder, not a file.")
     rows = evaluate_set(root, scorers, not args.no_baselines, out_root, files, args.max_pairs)
     print(format_table(rows))
     out_root.mkdir(parents=True, exist_ok=True)

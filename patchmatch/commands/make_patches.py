@@ -28,8 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epipolar-px", type=float, default=1.0, help="max distance to the epipolar line (pixels)")
     p.add_argument("--reprojection-px", type=float, default=1.0, help="max reprojection error in every view (pixels)")
     p.add_argument("--size-ratio", type=float, default=1.4, help="max ratio of physical keypoint sizes")
-    p.add_argument("--min-track-length", type=int, default=3)
-    p.add_argument("--positives-per-track", type=int, default=6)
+    p.add_argument("--min-track-length", type=int, default=3,
+                   help="views a track keeps after the geometric checks (the orientation step may leave 2)")
+    p.add_argument("--positives-per-track", type=int, default=6, help="at most this many positive pairs per track")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=run)
@@ -40,12 +41,17 @@ def _is_colmap_model(path: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..datasets.patchset import write_patch_set
+    from ..colmap import set_verbosity
+    from ..datasets.patchset import is_patch_set, write_patch_set
     from ..datasets.scenes import load_scene, scene_from_colmap
     from ..datasets.tracks import PairSetConfig, TrackConfig
 
+    set_verbosity(bool(getattr(args, "verbose", False)))
     if args.out.exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it.")
+    if args.out.exists() and args.out.is_dir() and any(args.out.iterdir()) and not is_patch_set(args.out):
+        raise FileExistsError(f"{args.out} is not a patch set made by make-patches; refusing to replace it.")
+    source = None
     if not args.scene.is_dir():
         raise FileNotFoundError(f"{args.scene}: not a directory (a scene folder or a COLMAP sparse model)")
     if (args.scene / "cameras.json").is_file():
@@ -53,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
     elif _is_colmap_model(args.scene):
         if args.image_dir is None:
             raise ValueError(f"{args.scene} is a COLMAP model: pass --image-dir with its images")
-        scene = scene_from_colmap(args.scene, args.image_dir, args.out.with_name(args.out.name + ".undistorted"),
-                                  overwrite=args.overwrite)  # fmt: skip
+        out = args.out.resolve()
+        scene = scene_from_colmap(args.scene, args.image_dir, out.with_name(out.name + ".undistorted"),
+                                  overwrite=args.overwrite, names=list(args.images or []) + list(args.exclude))  # fmt: skip
+        source = args.scene
     else:
         raise FileNotFoundError(f"{args.scene}: neither cameras.json nor a COLMAP model (cameras.bin/.txt) found")
     names = list(args.images) if args.images else scene.names
@@ -73,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         max_positives_per_track=args.positives_per_track,
         seed=args.seed,
     )
-    s = write_patch_set(scene, args.out, names, config, overwrite=True, progress=not args.quiet)
+    s = write_patch_set(scene, args.out, names, config, overwrite=args.overwrite, progress=not args.quiet, source=source)
     pr = s["protocols"]
     print(
         f"{args.out}: scene {s['scene']}, {len(names)} images, {s['num_tracks']} tracks, {s['num_observations']} "

@@ -105,15 +105,27 @@ def read_patches(root: str | os.PathLike, count: int | None = None) -> np.ndarra
     return out
 
 
-def _read_int_table(path: Path, min_cols: int) -> np.ndarray:
+def _read_int_table(path: Path, min_cols: int, integer_cols: int | None = None) -> np.ndarray:
+    """A whitespace-separated numeric table; the first ``integer_cols`` columns (all when None)
+    must hold integers."""
+    import warnings
+
     if not path.is_file():
         raise BrownFormatError(f"{path}: missing.")
     try:
-        table = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy warns on empty files; reported below
+            table = np.loadtxt(path, dtype=np.float64, ndmin=2)
     except ValueError as e:
         raise BrownFormatError(f"{path}: malformed ({e}).") from e
-    if table.size and table.shape[1] < min_cols:
+    if table.size == 0:
+        raise BrownFormatError(f"{path}: empty.")
+    if table.shape[1] < min_cols:
         raise BrownFormatError(f"{path}: expected at least {min_cols} columns, got {table.shape[1]}.")
+    ints = table[:, : integer_cols if integer_cols is not None else table.shape[1]]
+    if not np.all(np.isfinite(ints)) or not np.array_equal(ints, np.round(ints)):
+        bad = int(np.flatnonzero(~(np.isfinite(ints) & (ints == np.round(ints))).all(1))[0])
+        raise BrownFormatError(f"{path}: line {bad + 1} holds a value that is not an integer.")
     return table
 
 
@@ -159,7 +171,7 @@ class BrownDataset:
         if n <= (len(files) - 1) * PER_FILE:
             raise BrownFormatError(f"{self.root}: {len(files)} bitmaps but info.txt lists only {n} patches (extra or stray bitmap files?).")
         interest_path = self.root / "interest.txt"
-        self.interest = _read_int_table(interest_path, 1) if interest_path.exists() else None
+        self.interest = _read_int_table(interest_path, 1, integer_cols=1) if interest_path.exists() else None
         if self.interest is not None and len(self.interest) != n:
             raise BrownFormatError(f"{interest_path}: {len(self.interest)} lines, info.txt has {n}.")
         self.patches = self._cached_patches(n, files, cache_dir)

@@ -42,7 +42,7 @@ from .tracks import PairSetConfig, build_pair_set, build_tracks, detect_scene
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VARIANTS", "PROTOCOLS", "write_patch_set", "pair_file", "variant_root", "find_pair_files", "SIFT_FILE"]
+__all__ = ["VARIANTS", "PROTOCOLS", "write_patch_set", "pair_file", "variant_root", "find_pair_files", "SIFT_FILE", "is_patch_set"]
 
 #: Patch variants: normalised by the detected orientation, or at orientation 0.
 VARIANTS = ("oriented", "upright")
@@ -50,6 +50,7 @@ VARIANTS = ("oriented", "upright")
 PROTOCOLS = ("random", "hard")
 SIFT_FILE = "sift_descriptors.npy"
 SUMMARY = "summary.json"
+FORMAT = "patchmatch Brown-format patch set"
 FORMAT_VERSION = 2
 
 
@@ -88,6 +89,33 @@ def find_pair_files(root: str | os.PathLike) -> dict[str, list[Path]]:
             "hard": [f for f in files if f.name.startswith("m50_hard_")]}  # fmt: skip
 
 
+def is_patch_set(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a folder written by :func:`write_patch_set` (its summary says so)."""
+    summary = Path(path) / SUMMARY
+    try:
+        return json.loads(summary.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _check_output(out: Path, overwrite: bool, protect: Sequence[Path]) -> Path:
+    """Resolves OUT and refuses outputs that would destroy anything but an earlier patch set."""
+    out = out.resolve()
+    for p in protect:
+        p = Path(p).resolve()
+        if p == out or p.is_relative_to(out):
+            raise ValueError(f"{out}: the output would hold the input {p}; choose another output folder.")
+    if out.exists():
+        if not overwrite:
+            raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it.")
+        if not out.is_dir():
+            raise FileExistsError(f"{out} is a file, not a patch set; refusing to replace it.")
+        if any(out.iterdir()) and not is_patch_set(out):
+            raise FileExistsError(f"{out} is not a patch set (no {SUMMARY} of ours); refusing to delete it.")
+    out.parent.mkdir(parents=True, exist_ok=True)  # fails early, before the work, when it cannot be created
+    return out
+
+
 def write_patch_set(
     scene: Scene | str | os.PathLike,
     out: str | os.PathLike,
@@ -95,6 +123,7 @@ def write_patch_set(
     config: PairSetConfig = PairSetConfig(),
     overwrite: bool = False,
     progress: bool = False,
+    source: str | os.PathLike | None = None,
 ) -> dict:
     """Builds the tracks and pairs of a scene and writes them as a Brown-format patch set.
 
@@ -105,26 +134,30 @@ def write_patch_set(
             ``out.partial`` and renamed, so an interrupted build leaves no half set.
         images: image names to use (default: all of the scene).
         config: track and sampling thresholds.
-        overwrite: replace an existing ``out``.
+        overwrite: replace an existing ``out`` that is an earlier patch set (anything else is
+            never deleted).
         progress: tqdm bars.
+        source: where the scene came from (e.g. a COLMAP model), recorded in the summary.
 
     Returns:
         The summary (also written to ``out/summary.json``).
 
     Raises:
-        FileExistsError: ``out`` exists and ``overwrite`` is False.
+        FileExistsError: ``out`` exists and ``overwrite`` is False, or it is not a patch set.
         SceneError: malformed scene.
         KeyError: an image name not in the scene.
-        ValueError: no tracks found, or an image's size differs from its camera's.
+        ValueError: ``out`` would contain the scene, repeated image names, no tracks found, or
+            an image's size differs from its camera's.
     """
     from ..patches import extract_patches
 
     t0 = time.perf_counter()
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it.")
     scene = scene if isinstance(scene, Scene) else load_scene(scene)
+    out = _check_output(Path(out), overwrite, [scene.root] + ([Path(source)] if source else []))
     names = scene.names if images is None else sorted(images)
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"image(s) listed more than once: {repeated}")
     for n in names:
         if n not in scene.cameras:
             raise KeyError(f"{n!r} is not an image of {scene.root / 'cameras.json'}")
@@ -154,10 +187,11 @@ def write_patch_set(
     np.save(tmp / "oriented" / SIFT_FILE, np.clip(np.rint(ps.descriptors), 0, 255).astype(np.uint8))
     lengths = np.bincount(tracks.track_id) if len(tracks) else np.zeros(0, np.int64)
     summary = {
-        "format": "patchmatch Brown-format patch set",
+        "format": FORMAT,
         "version": FORMAT_VERSION,
         "scene": scene.name,
-        "source": str(scene.root),
+        "source": str(source) if source else str(scene.root),
+        "scene_folder": str(scene.root),
         "images": list(ps.names),
         "config": asdict(config),
         "num_tracks": int(tracks.num_tracks),
@@ -170,12 +204,13 @@ def write_patch_set(
         "variants": list(VARIANTS),
         "protocols": {k: {"file": files[k], "pairs": int(len(pairs[k])), "positives": int(pairs[k][:, 2].sum())}
                       for k in PROTOCOLS},  # fmt: skip
-        "interest_columns": ["image index", "x (OpenCV px)", "y (OpenCV px)", "orientation (deg)", "size (px)"],
+        "interest_columns": ["image index", "x", "y", "orientation (deg)", "size"],
+        "interest_units": "pixels of the images in scene_folder (undistorted ones for a COLMAP model), OpenCV convention",
         "seconds": round(time.perf_counter() - t0, 1),
     }
     (tmp / SUMMARY).write_text(json.dumps(summary, indent=1))
     if out.exists():
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
+        shutil.rmtree(out)  # an earlier patch set (checked above)
     tmp.replace(out)
     logger.info("%s: %d tracks, %d patches, %d random pairs, %d hard pairs -> %s", scene.name, tracks.num_tracks, n,
                 len(ps.pairs_random), len(ps.pairs_hard), out)  # fmt: skip

@@ -16,6 +16,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -284,20 +285,37 @@ def load_scene(root: str | Path, check_images: bool = True) -> Scene:
     return Scene(root=root, cameras=cameras)
 
 
-def scene_from_colmap(model: str | Path, image_dir: str | Path, out: str | Path, overwrite: bool = False) -> Scene:
+def _model_fingerprint(model: Path, image_dir: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256(str(image_dir.resolve()).encode())
+    for f in sorted(model.iterdir()):
+        if f.is_file():
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+def scene_from_colmap(
+    model: str | Path,
+    image_dir: str | Path,
+    out: str | Path,
+    overwrite: bool = False,
+    names: Sequence[str] | None = None,
+) -> Scene:
     """A :class:`Scene` from a COLMAP sparse model and its images, so that ground-truth patch
     sets can be built from a user's own reconstruction.
 
     The model and images are undistorted with COLMAP's undistorter (every camera becomes a
     pinhole) into ``out``, and ``out/cameras.json`` is written from the registered images'
-    ``cam_from_world`` poses and intrinsics (OpenCV pixel convention). An ``out`` that already
-    holds ``cameras.json`` is loaded as is unless ``overwrite``.
+    ``cam_from_world`` poses and intrinsics (OpenCV pixel convention). ``out`` is a derived
+    cache: reused when it was made from the same model files and image folder, rebuilt otherwise.
 
     Args:
         model: sparse model folder (``cameras``, ``images``, ``points3D`` in .bin or .txt).
         image_dir: folder the model's image names are relative to.
         out: the scene folder to write (``images/``, ``sparse/``, ``cameras.json``).
-        overwrite: rebuild an existing ``out``.
+        overwrite: rebuild ``out`` even when it matches.
+        names: images that must be registered in the model (checked before any work).
 
     Returns:
         The scene (the model's scale: a reconstruction's units are arbitrary; all the pair
@@ -305,18 +323,57 @@ def scene_from_colmap(model: str | Path, image_dir: str | Path, out: str | Path,
 
     Raises:
         FileNotFoundError: missing model, image folder or image.
-        SceneError: the model registers fewer than two images.
+        ValueError: unreadable model.
+        SceneError: fewer than two registered images, ``names`` not registered, or an image
+            whose size differs from its camera's.
     """
-    from .. import colmap
+    import shutil
 
-    out = Path(out)
+    from .. import colmap
+    from ..images import image_size
+
+    model, image_dir, out = Path(model), Path(image_dir), Path(out)
+    reconstruction = colmap.read_reconstruction(model)
+    registered = {reconstruction.image(i).name: reconstruction.image(i) for i in reconstruction.reg_image_ids()}
+    if len(registered) < 2:
+        raise SceneError(f"{model}: {len(registered)} registered image(s); a scene needs at least two")
+    missing = sorted(set(names or []) - set(registered))
+    if missing:
+        raise SceneError(f"{model}: image(s) {missing} are not registered in the model")
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"{image_dir}: image folder not found")
+    fingerprint = _model_fingerprint(model, image_dir)
     if (out / "cameras.json").is_file() and not overwrite:
-        logger.info("%s exists, loading it (overwrite=False)", out / "cameras.json")
-        return load_scene(out)
-    _, sparse = colmap.undistort_reconstruction(model, image_dir, out)
-    cams = colmap.reconstruction_pinhole_cameras(colmap.read_reconstruction(sparse))
-    if len(cams) < 2:
-        raise SceneError(f"{model}: {len(cams)} registered image(s); a scene needs at least two")
-    entries = {name: Camera(name=name, K=K, R=R, t=t, width=w, height=h).to_json() for name, (K, R, t, w, h) in cams.items()}
-    (out / "cameras.json").write_text(json.dumps({"source": str(Path(model).resolve()), "images": entries}, indent=1))
+        try:
+            if json.loads((out / "cameras.json").read_text()).get("fingerprint") == fingerprint:
+                logger.info("%s made from the same model, reused", out)
+                return load_scene(out)
+        except (OSError, ValueError):
+            pass
+        logger.info("%s was made from another model; rebuilding it", out)
+    for name, image in registered.items():
+        path = image_dir / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: image of {model} is missing")
+        camera = reconstruction.camera(image.camera_id)
+        size = image_size(path)
+        if size != (camera.width, camera.height):
+            raise SceneError(f"{path}: image is {size[0]}x{size[1]} but its camera in {model} is "
+                             f"{camera.width}x{camera.height}")  # fmt: skip
+    if out.exists() and not (out / "cameras.json").is_file():
+        raise FileExistsError(f"{out} exists and is not a scene made from a COLMAP model; refusing to replace it")
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _, sparse = colmap.undistort_reconstruction(model, image_dir, tmp)
+        cams = colmap.reconstruction_pinhole_cameras(colmap.read_reconstruction(sparse))
+        entries = {n: Camera(name=n, K=K, R=R, t=t, width=w, height=h).to_json() for n, (K, R, t, w, h) in cams.items()}
+        doc = {"source": str(model.resolve()), "fingerprint": fingerprint, "images": entries}
+        (tmp / "cameras.json").write_text(json.dumps(doc, indent=1))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.replace(out)
     return load_scene(out)

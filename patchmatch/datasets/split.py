@@ -49,7 +49,7 @@ def split_sets(scenes_root: str | os.PathLike, roles: tuple[str, ...] = ("train"
     assert not (set(TRAIN_SCENES) & (set(TEST_SCENES) | set(TWIN_SCENES))), "a test scene is listed for training"
     root = Path(scenes_root)
     out = []
-    for scene, n_val in TRAIN_SCENES.items():
+    for scene, n_val in TRAIN_SCENES.items() if {"train", "val"} & set(roles) else ():
         names = load_scene(root / scene).names
         if "train" in roles:
             out.append(SplitSet(scene, "train", tuple(names[: len(names) - n_val])))

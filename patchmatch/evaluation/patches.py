@@ -105,7 +105,7 @@ def evaluate_set(
     Raises:
         BrownFormatError, FileNotFoundError: malformed set or missing pair file.
     """
-    from ..datasets.brown import BrownDataset
+    from ..datasets.brown import BrownDataset, BrownFormatError
     from ..datasets.patchset import SIFT_FILE, VARIANTS, find_pair_files
 
     root = Path(root)
@@ -120,7 +120,15 @@ def evaluate_set(
         if not files:
             raise FileNotFoundError(f"{folder}: no m50_*.txt pair files; pass --pairs.")
         sift_path = folder / SIFT_FILE
-        kp_desc = np.load(sift_path).astype(np.float32) if baselines and sift_path.is_file() else None
+        kp_desc = None
+        if baselines and sift_path.is_file():
+            try:
+                kp_desc = np.load(sift_path, allow_pickle=False).astype(np.float32)
+            except (ValueError, OSError) as e:
+                raise BrownFormatError(f"{sift_path}: not a descriptor array ({e}).") from None
+            if kp_desc.ndim != 2 or len(kp_desc) != len(ds):
+                raise BrownFormatError(f"{sift_path}: shape {kp_desc.shape}, expected ({len(ds)}, 128).")
+        per_protocol = {k: sum(1 for kk, _ in files if kk == k) for k in ("random", "hard")}
         for protocol, fname in files:
             pr = ds.pairs(fname)
             index, labels = pr.index, pr.labels
@@ -130,9 +138,13 @@ def evaluate_set(
             extra = {}
             if kp_desc is not None:
                 extra["SIFT keypoint"] = -np.linalg.norm(kp_desc[index[:, 0]] - kp_desc[index[:, 1]], axis=1)
-            label = f"{root.name}/{variant}/{protocol}" if variant else f"{root.name}/{Path(fname).name}"
+            tag = protocol if per_protocol[protocol] == 1 else Path(fname).stem  # unique per file
+            label = f"{root.name}/{variant}/{tag}" if variant else f"{root.name}/{Path(fname).name}"
             sub = None if out_dir is None else Path(out_dir) / (variant or ".") / Path(fname).stem
-            r = evaluate_pairs(ds.patches, index, labels, scorers, baselines, sub, title=label, extra_scores=extra)
+            try:
+                r = evaluate_pairs(ds.patches, index, labels, scorers, baselines, sub, title=label, extra_scores=extra)
+            except ValueError as e:
+                raise BrownFormatError(f"{folder / fname}: {e}") from None
             r.update(variant=variant or "brown", protocol=protocol, file=fname)
             rows.append((label, r))
     return rows

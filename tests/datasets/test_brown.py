@@ -85,3 +85,19 @@ def test_bad_folders_name_the_file(tmp_path):
     np.savetxt(root / "interest.txt", np.zeros((4, 5)))
     with pytest.raises(BrownFormatError, match="interest.txt: 4 lines"):
         BrownDataset(root)
+
+
+def test_label_files_must_hold_integers_and_pairs(tmp_path):
+    root = write_brown(tmp_path / "s", np.zeros((10, 64, 64), np.uint8), np.arange(10) // 2,
+                       pairs={"m50_2_2_0.txt": np.array([[0, 1], [0, 2]])})  # fmt: skip
+    ds = BrownDataset(root)
+    assert ds.pairs("m50_2_2_0.txt").labels.tolist() == [True, False]
+    (root / "m50_empty.txt").write_text("")
+    with pytest.raises(BrownFormatError, match="m50_empty.txt: empty"):
+        ds.pairs("m50_empty.txt")
+    (root / "m50_frac.txt").write_text("0 0 0 1.5 0 0\n")
+    with pytest.raises(BrownFormatError, match="m50_frac.txt: line 1 holds a value that is not an integer"):
+        ds.pairs("m50_frac.txt")
+    (root / "info.txt").write_text("0 0\n" * 9 + "1.5 0\n")
+    with pytest.raises(BrownFormatError, match="info.txt: line 10"):
+        BrownDataset(root)

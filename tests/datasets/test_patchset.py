@@ -122,4 +122,46 @@ def test_make_patches_from_a_colmap_model(tmp_path):
                  "--max-keypoints", "600", "--min-track-length", "2"])  # fmt: skip
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["num_tracks"] > 10 and summary["source"].endswith("set.undistorted")
+    assert summary["num_tracks"] > 10 and summary["source"].endswith("sparse")
+    assert summary["scene_folder"].endswith("set.undistorted")
+
+
+def test_overwrite_never_deletes_what_is_not_a_patch_set(tmp_path, capsys):
+    scene = shared_path("scenes", "entry-P10")
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("x")
+    args = ["--images", *NAMES[:2], "--max-keypoints", "300"]
+    assert main(["-q", "make-patches", str(scene), str(precious), "--overwrite", *args]) == 2
+    assert "not a patch set" in capsys.readouterr().err and (precious / "keep.txt").is_file()
+    # OUT equal to or holding the input scene is refused before any work.
+    from patchmatch.datasets.patchset import write_patch_set
+
+    with pytest.raises(ValueError, match="would hold the input"):
+        write_patch_set(scene, scene.parent, NAMES, overwrite=True)
+    with pytest.raises(ValueError, match="more than once"):
+        write_patch_set(scene, tmp_path / "dup", [NAMES[0], NAMES[0], NAMES[1]])
+    assert not (tmp_path / "dup").exists()
+
+
+def test_colmap_model_checks_come_before_any_work_and_stale_copies_are_rebuilt(tmp_path, capsys):
+    src = shared_path("scenes", "entry-P10")
+    _write_text_model(src, NAMES, tmp_path / "a")
+    _write_text_model(src, ["0006.jpg", "0007.jpg"], tmp_path / "b")
+    s1 = scene_from_colmap(tmp_path / "a", src / "images", tmp_path / "und")
+    assert s1.names == NAMES
+    s2 = scene_from_colmap(tmp_path / "b", src / "images", tmp_path / "und")  # other model: rebuilt
+    assert s2.names == ["0006.jpg", "0007.jpg"]
+    from patchmatch.datasets.scenes import SceneError
+
+    with pytest.raises(SceneError, match="not registered"):
+        scene_from_colmap(tmp_path / "a", src / "images", tmp_path / "und2", names=["0009.jpg"])
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    temple = shared_path("scenes", "temple-ring", "images")
+    for n in NAMES:  # 640x480 images where the model says 1536x1024
+        (wrong / n).symlink_to(next(temple.iterdir()))
+    with pytest.raises(SceneError, match="640x480"):
+        scene_from_colmap(tmp_path / "a", wrong, tmp_path / "und3")
+    assert not (tmp_path / "und2").exists() and not (tmp_path / "und3").exists()
+    assert not (tmp_path / "und3.partial").exists()
