@@ -12,7 +12,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure scoring throughput against the machine's GEMM bound", description=__doc__)
     p.add_argument("--weights", type=Path, default=None, help="checkpoint (default: shipped weights, else an untrained 2ch2stream)")
     p.add_argument("--device", default=None)
-    p.add_argument("--precision", action="append", choices=["fp32", "bf16", "fp16"], help="backends (repeatable; default fp32 and bf16)")
+    p.add_argument("--precision", action="append", choices=["fp32", "bf16", "fp16", "int8"],
+                   help="backends (repeatable; default on CPU fp32, bf16, and int8 when the weights have an int8 file)")
     p.add_argument("--batch-size", type=int, action="append", help="batch sizes (repeatable; default 128 512)")
     p.add_argument("--pairs", type=int, default=2048, help="pairs per timed call")
     p.add_argument("--seconds", type=float, default=2.0, help="time per measurement (one per precision and batch size, plus the GEMM)")
@@ -31,21 +32,30 @@ def run(args: argparse.Namespace) -> int:
     if args.pairs < 1 or args.seconds <= 0:
         raise ValueError("--pairs must be >= 1 and --seconds > 0")
     device = resolve_device(args.device)
+    from ..models.quantize import int8_path
+
     try:
-        base = PatchScorer.load(args.weights, device=device)
+        base = PatchScorer.load(args.weights, device=device, precision="fp32")
         source = base.meta.get("path", "")
     except FileNotFoundError:
         base = PatchScorer(build_model(), device=device)
         source = "untrained 2ch2stream (no shipped weights)"
+    has_int8 = bool(source) and int8_path(source).is_file() and device.type == "cpu"
     flop = flops_per_pair(base.model)
     gemm = gemm_flops(device, seconds=args.seconds)
-    precisions = args.precision or (["fp32", "bf16"] if device.type == "cpu" else ["fp32", "bf16", "fp16"])
+    precisions = args.precision or (["fp32", "bf16"] + (["int8"] if has_int8 else []) if device.type == "cpu"
+                                    else ["fp32", "bf16", "fp16"])  # fmt: skip
+    if "int8" in precisions and not has_int8:
+        raise ValueError(f"no int8 model for {source or 'these weights'}: make one with `patchmatch quantize`")
     batches = args.batch_size or [128, 512]
     rows = []
     ref = None
     for prec in precisions:
         for bs in batches:
-            sc = PatchScorer(base.model, device=device, batch_size=bs, precision=prec)
+            if prec == "int8":
+                sc = PatchScorer.load(source, device=device, batch_size=bs, precision="int8")
+            else:
+                sc = PatchScorer(base.model, device=device, batch_size=bs, precision=prec)
             pps, scores = time_scorer(sc, args.pairs, args.seconds)
             if ref is None:
                 ref = scores
