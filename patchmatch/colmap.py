@@ -616,6 +616,12 @@ def reconstruction_poses(
     return poses
 
 
+def reconstruction_points(reconstruction: pycolmap.Reconstruction) -> np.ndarray:
+    """(P, 3) float64 positions of the model's 3D points (world frame)."""
+    pts = [p.xyz for p in reconstruction.points3D.values()]
+    return np.asarray(pts, dtype=np.float64).reshape(-1, 3)
+
+
 def reconstruction_cameras(reconstruction: pycolmap.Reconstruction) -> dict[str, dict]:
     """Intrinsics of the registered images: ``{name: {"model", "params", "width", "height"}}``."""
     out = {}

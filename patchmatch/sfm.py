@@ -15,7 +15,8 @@ Output folder ``OUT``:
   keypoints in pixels of the original images.
 * ``database.db``: rebuilt from the h5 files on every run (cheap), then
   verified; ``sparse/0``: the largest model, COLMAP binary format.
-* ``viz/*.png``: matches of the pairs with most verified inliers.
+* ``viz/*.png``: matches of the pairs with most verified inliers; ``viz/cameras.png``: a top
+  view of the registered cameras and the 3D points.
 * ``report.json``: counts, model statistics, seconds per stage, skipped images
   with reasons (and pose errors when ground truth is given).
 
@@ -499,6 +500,13 @@ def run_sfm(
         with _stage("viz", seconds):
             report["viz"] = _draw_best_pairs(database, image_dir, out_dir / "viz", features, ids, pairs,
                                              matches_path, config.num_viz_pairs)  # fmt: skip
+            if reconstruction is not None:
+                from . import viz
+
+                poses = colmap.reconstruction_poses(reconstruction)
+                canvas = viz.draw_cameras(poses, colmap.reconstruction_points(reconstruction),
+                                          title=f"{len(poses)}/{len(good)} registered, top view")  # fmt: skip
+                report["viz"].append(viz.save_png(out_dir / "viz" / "cameras.png", canvas).name)
     report.update(
         {
             "status": "complete",

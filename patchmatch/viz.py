@@ -164,3 +164,65 @@ def patch_pair_grid(
             cv2.putText(canvas, captions[k], (x + 2, y + ch + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1,
                         cv2.LINE_AA)  # fmt: skip
     return canvas
+
+
+def draw_cameras(
+    poses: dict[str, tuple[np.ndarray, np.ndarray]],
+    points: np.ndarray | None = None,
+    size: int = 900,
+    title: str = "",
+) -> np.ndarray:
+    """A top view of a reconstruction: camera centres with viewing directions, and 3D points.
+
+    The view looks along the axis in which the camera centres vary least (a ring or a row of
+    cameras is seen from above), scaled to the central 96% of the points and cameras.
+
+    Args:
+        poses: image name → ``(R (3, 3), t (3,))`` world-to-camera (``cam_from_world``).
+        points: (P, 3) float 3D points, or None.
+        size: canvas side in pixels.
+        title: text drawn in the corner.
+
+    Returns:
+        (size, size, 3) uint8 BGR canvas.
+
+    Raises:
+        ValueError: no poses.
+    """
+    if not poses:
+        raise ValueError("no camera poses to draw")
+    names = sorted(poses)
+    centres = np.array([-poses[n][0].T @ poses[n][1] for n in names])
+    dirs = np.array([poses[n][0][2] for n in names])  # third row of R: the optical axis in world
+    pts = np.zeros((0, 3)) if points is None or len(points) == 0 else np.asarray(points, np.float64)
+    mean = centres.mean(0)
+    spread = centres - mean
+    if len(names) >= 3:
+        _, _, vt = np.linalg.svd(spread, full_matrices=False)
+        axes = vt[:2]  # the plane the cameras spread in
+    else:
+        axes = np.eye(3)[[0, 2]]
+    c2, p2 = spread @ axes.T, (pts - mean) @ axes.T
+    both = np.r_[c2, p2] if len(p2) else c2
+    lo, hi = np.percentile(both, 2, axis=0), np.percentile(both, 98, axis=0)
+    lo, hi = np.minimum(lo, c2.min(0)), np.maximum(hi, c2.max(0))
+    scale = 0.85 * size / max(float((hi - lo).max()), 1e-9)
+    centre2 = (lo + hi) / 2
+
+    def to_px(xy):
+        return np.round((xy - centre2) * scale + size / 2).astype(int)
+
+    canvas = np.full((size, size, 3), 255, np.uint8)
+    for x, y in to_px(p2):
+        if 0 <= x < size and 0 <= y < size:
+            canvas[y, x] = (150, 150, 150)
+    arrow = 0.06 * size
+    for k, (c, d) in enumerate(zip(to_px(c2), dirs @ axes.T)):
+        d = d / max(float(np.linalg.norm(d)), 1e-9)
+        tip = (c + arrow * d).astype(int)
+        cv2.arrowedLine(canvas, tuple(int(v) for v in c), tuple(int(v) for v in tip), (200, 80, 30), 2, cv2.LINE_AA, tipLength=0.3)
+        cv2.circle(canvas, tuple(int(v) for v in c), 5, (30, 30, 200), -1, cv2.LINE_AA)
+        cv2.putText(canvas, str(k), (int(c[0]) + 6, int(c[1]) - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    text = title or f"{len(names)} cameras, {len(pts)} points (top view)"
+    cv2.putText(canvas, text, (10, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    return canvas

@@ -97,7 +97,8 @@ def test_end_to_end_poses_match_ground_truth(run):
     assert sorted(model.image(i).name for i in model.reg_image_ids()) == NAMES
     assert storage.list_features(out / "features.h5") == NAMES
     assert storage.missing_pairs(out / "matches.h5", [(a, b) for a in NAMES for b in NAMES if a < b]) == []
-    assert len(report["viz"]) == 2 and all((out / "viz" / p).is_file() for p in report["viz"])
+    assert len(report["viz"]) == 3 and all((out / "viz" / p).is_file() for p in report["viz"])
+    assert "cameras.png" in report["viz"]
 
 
 @pytest.mark.slow

@@ -36,3 +36,27 @@ def test_subset_and_errors():
         draw_matches(im, im, kp, kp, matches[:2], np.array([True]))
     with pytest.raises(ValueError, match="uint8"):
         draw_matches(im.astype(np.float32), im, kp, kp, matches)
+
+
+def test_draw_cameras_top_view_of_a_ring():
+    from patchmatch.viz import draw_cameras
+
+    poses = {}
+    for k in range(8):  # cameras on a circle in the x-z plane, looking at the origin
+        a = 2 * np.pi * k / 8
+        c = np.array([3 * np.cos(a), 0.0, 3 * np.sin(a)])
+        z = -c / np.linalg.norm(c)
+        x = np.cross([0.0, 1.0, 0.0], z)
+        x /= np.linalg.norm(x)
+        R = np.stack([x, np.cross(z, x), z])
+        poses[f"{k}.jpg"] = (R, -R @ c)
+    pts = np.random.default_rng(0).normal(scale=0.5, size=(500, 3))
+    canvas = draw_cameras(poses, pts, size=400)
+    assert canvas.shape == (400, 400, 3) and canvas.dtype == np.uint8
+    red = (canvas[:, :, 2] > 150) & (canvas[:, :, 0] < 80) & (canvas[:, :, 1] < 80)
+    ys, xs = np.nonzero(red)
+    # the ring is seen from above: camera dots spread over both image axes around the centre
+    assert xs.max() - xs.min() > 200 and ys.max() - ys.min() > 200
+    assert abs(xs.mean() - 200) < 40 and abs(ys.mean() - 200) < 40
+    with pytest.raises(ValueError, match="no camera"):
+        draw_cameras({})
