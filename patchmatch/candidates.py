@@ -41,6 +41,7 @@ def knn_candidates(
     max_ratio: float = 0.95,
     return_overlap: bool = False,
     overlap_ratio: float = 0.8,
+    return_mutual: bool = False,
 ):
     """Candidate pairs by descriptor nearest neighbours, in both directions.
 
@@ -59,10 +60,14 @@ def knn_candidates(
             test at ``overlap_ratio`` (a cheap estimate of how much the two images overlap, from
             the same neighbour search).
         overlap_ratio: ratio of that test.
+        return_mutual: with ``return_overlap``, return those mutual ratio-test nearest
+            neighbours themselves, (O, 2) int64 (SIFT's own matches at ``overlap_ratio``),
+            instead of their number.
 
     Returns:
         (M, 2) int64 unique pairs ``[i0, i1]``, sorted, M ≤ k·(N0 + N1); with
-        ``return_overlap``, the tuple ``(pairs, overlap)``.
+        ``return_overlap``, the tuple ``(pairs, overlap)`` (``overlap`` an int, or the
+        (O, 2) pairs with ``return_mutual``).
 
     Raises:
         ValueError: k < 1 or descriptor dimensions differ.
@@ -72,7 +77,7 @@ def knn_candidates(
     n0, n1 = len(descriptors0), len(descriptors1)
     if n0 == 0 or n1 == 0:
         empty = np.zeros((0, 2), np.int64)
-        return (empty, 0) if return_overlap else empty
+        return (empty, empty.copy() if return_mutual else 0) if return_overlap else empty
     if descriptors0.shape[1] != descriptors1.shape[1]:
         raise ValueError(f"descriptor dimensions differ: {descriptors0.shape[1]} vs {descriptors1.shape[1]}.")
     d0, d1 = root_sift(descriptors0), root_sift(descriptors1)
@@ -97,6 +102,8 @@ def knn_candidates(
     if not return_overlap:
         return pairs
     (nn01, ok01), (nn10, ok10) = nearest
-    mutual = nn10[nn01] == torch.arange(n0)
-    overlap = int((mutual & ok01 & ok10[nn01]).sum())
-    return pairs, overlap
+    mutual = (nn10[nn01] == torch.arange(n0)) & ok01 & ok10[nn01]
+    if return_mutual:
+        rows = torch.nonzero(mutual).flatten()
+        return pairs, torch.stack([rows, nn01[rows]], 1).numpy().astype(np.int64).reshape(-1, 2)
+    return pairs, int(mutual.sum())

@@ -37,6 +37,10 @@ class MatchConfig:
             mutual nearest neighbours by descriptor passing Lowe's ratio test at 0.8: such pairs
             do not overlap enough to be verified, and scoring them is the pipeline's main cost.
             0 scores every pair.
+        accept_ratio: when set, mutual descriptor nearest neighbours passing Lowe's ratio test
+            at this ratio (SIFT's own matches) are kept without a network pass, and the network
+            decides only among the candidates of the other keypoints (score NaN for the kept
+            ones). None (default): the network decides every match.
     """
 
     k: int = 1
@@ -46,12 +50,15 @@ class MatchConfig:
     min_margin: float | None = None
     upright: bool = False
     min_overlap: int = 20
+    accept_ratio: float | None = None
 
     def __post_init__(self):
         if self.k < 1:
             raise ValueError(f"MatchConfig.k must be >= 1, got {self.k}.")
         if not 0 < self.max_ratio <= 1.0:
             raise ValueError(f"MatchConfig.max_ratio must be in (0, 1], got {self.max_ratio}.")
+        if self.accept_ratio is not None and not 0 < self.accept_ratio <= 1.0:
+            raise ValueError(f"MatchConfig.accept_ratio must be in (0, 1] or None, got {self.accept_ratio}.")
 
 
 @dataclass
@@ -152,12 +159,26 @@ def match_features(
     """
     if len(patches0) != len(features0) or len(patches1) != len(features1):
         raise ValueError("each image needs one patch per keypoint.")
-    pairs, overlap = knn_candidates(features0.descriptors, features1.descriptors, config.k, config.max_ratio, return_overlap=True)
+    d0, d1 = features0.descriptors, features1.descriptors
+    pairs, overlap = knn_candidates(d0, d1, config.k, config.max_ratio, return_overlap=True)
     if overlap < config.min_overlap:
         empty = np.zeros((0, 2), np.int64)
         return MatchResult(features0.xy.copy(), features1.xy.copy(), empty, np.zeros(0, np.float32), 0, overlap)
+    accepted = np.zeros((0, 2), np.int64)
+    if config.accept_ratio is not None:
+        _, accepted = knn_candidates(d0, d1, 1, 1.0, return_overlap=True, overlap_ratio=config.accept_ratio,
+                                     return_mutual=True)  # fmt: skip
+        taken0 = np.zeros(len(features0), bool)
+        taken1 = np.zeros(len(features1), bool)
+        taken0[accepted[:, 0]] = taken1[accepted[:, 1]] = True
+        pairs = pairs[~taken0[pairs[:, 0]] & ~taken1[pairs[:, 1]]]
     scores = scorer.score_pairs(patches0, patches1, pairs)
     matches, mscores = decide_matches(pairs, scores, len(features0), len(features1), config)
+    if len(accepted):
+        matches = np.concatenate([accepted, matches])
+        mscores = np.concatenate([np.full(len(accepted), np.nan, np.float32), mscores])
+        order = np.lexsort((matches[:, 1], matches[:, 0]))
+        matches, mscores = matches[order], mscores[order]
     return MatchResult(features0.xy.copy(), features1.xy.copy(), matches, mscores, len(pairs), overlap)
 
 

@@ -18,7 +18,8 @@ matches file, one group per pair named by :func:`names_to_pair`
 (``"a.jpg/b.jpg"``, i.e. nested groups; ``/`` inside names becomes ``-``)::
 
     <pair>/matches0          (N0,) int32    index into image 1, -1 = unmatched
-    <pair>/matching_scores0  (N0,) float32  score of the match (0 where none)
+    <pair>/matching_scores0  (N0,) float32  score of the match (0 where none; NaN where kept by
+                                              the descriptor ratio test without a network pass)
 
 Keypoints are float32 and indices int32 (hloc's float16/int16 lose a pixel
 above 1024 px and cap at 32767 keypoints).

@@ -78,3 +78,31 @@ def test_min_overlap_skips_unrelated_images(entry_images):
     assert res.overlap < 20 and res.num_candidates == 0 and not calls
     res = match_images(img, img, Counting(), MatchConfig(min_overlap=20), 300)
     assert res.overlap >= 20 and calls and len(res.matches) > 0
+
+
+def test_accept_ratio_keeps_sift_matches_and_scores_only_the_rest():
+    """With accept_ratio, SIFT's mutual ratio-test matches are kept unscored (NaN) and the network
+    scores only candidates of the other keypoints."""
+    from patchmatch.candidates import knn_candidates
+    from patchmatch.features import Features
+    from patchmatch.matching import MatchConfig, match_features
+    from tests.helpers import NCCScorer
+
+    rng = np.random.default_rng(0)
+    d0 = rng.random((60, 128)).astype(np.float32)
+    d1 = d0 + rng.normal(scale=0.02, size=d0.shape).astype(np.float32)
+    d1[40:] = rng.random((20, 128))  # the last 20 have no partner
+    kp = np.c_[rng.random((60, 2)) * 100, np.full(60, 10.0), np.zeros(60)].astype(np.float32)
+    f0 = Features(kp, d0, np.zeros(60, np.float32), np.array([100, 100]))
+    f1 = Features(kp.copy(), d1, np.zeros(60, np.float32), np.array([100, 100]))
+    patches = rng.integers(0, 256, (60, 64, 64), dtype=np.uint8)
+    _, sure = knn_candidates(d0, d1, 1, 1.0, return_overlap=True, overlap_ratio=0.8, return_mutual=True)
+    assert len(sure) >= 35 and (sure[:, 0] == sure[:, 1]).all()
+    base = match_features(f0, patches, f1, patches, NCCScorer(), MatchConfig(min_overlap=0))
+    hybrid = match_features(f0, patches, f1, patches, NCCScorer(), MatchConfig(min_overlap=0, accept_ratio=0.8))
+    kept = {tuple(m) for m, s in zip(hybrid.matches, hybrid.scores) if np.isnan(s)}
+    assert kept == {tuple(m) for m in sure}
+    assert hybrid.num_candidates < base.num_candidates
+    assert not (set(map(tuple, hybrid.matches[~np.isnan(hybrid.scores)])) & kept)
+    with pytest.raises(ValueError, match="accept_ratio"):
+        MatchConfig(accept_ratio=0.0)

@@ -20,11 +20,14 @@ def add_match_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-mutual", action="store_true", help="do not require mutual best scores")
     g.add_argument("--min-overlap", type=int, default=_DEFAULTS.min_overlap, help=f"skip image pairs with fewer mutual ratio-test descriptor neighbours (default {_DEFAULTS.min_overlap}; 0 = score every pair)")
     g.add_argument("--upright", action="store_true", help="upright patches (ignore keypoint orientation)")
+    g.add_argument("--accept-ratio", type=float, default=_DEFAULTS.accept_ratio,
+                   help="keep mutual descriptor neighbours passing this ratio test without the network; it decides the rest"
+                        f" (default {_DEFAULTS.accept_ratio})")
 
 
 def match_config_from_args(args: argparse.Namespace) -> MatchConfig:
     """The :class:`MatchConfig` of parsed :func:`add_match_arguments` options."""
     return dataclasses.replace(
         _DEFAULTS, k=args.k, max_ratio=args.max_ratio, min_score=args.min_score, min_margin=args.min_margin,
-        mutual=not args.no_mutual, min_overlap=args.min_overlap, upright=args.upright,
+        mutual=not args.no_mutual, min_overlap=args.min_overlap, upright=args.upright, accept_ratio=args.accept_ratio,
     )
