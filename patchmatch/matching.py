@@ -37,10 +37,13 @@ class MatchConfig:
             mutual nearest neighbours by descriptor passing Lowe's ratio test at 0.8: such pairs
             do not overlap enough to be verified, and scoring them is the pipeline's main cost.
             0 scores every pair.
-        accept_ratio: when set, mutual descriptor nearest neighbours passing Lowe's ratio test
-            at this ratio (SIFT's own matches) are kept without a network pass, and the network
-            decides only among the candidates of the other keypoints (score NaN for the kept
-            ones). None (default): the network decides every match.
+        accept_ratio: mutual descriptor nearest neighbours passing Lowe's ratio test at this
+            ratio (SIFT's own matches) are kept without a network pass, and the network decides
+            among the candidates of the other keypoints only (score NaN for the kept ones); None:
+            the network decides every match. Measured with 4096 keypoints, int8 scoring
+            (``patchmatch sfm --accept-ratio``): temple-ring 16/16 registered, 1.28° median
+            rotation error with 0.8 against 13/16, 1.24° with None; entry-P10 0.32° against
+            0.37°, 121k against 165k network pairs. Default 0.8 (COLMAP's ratio).
     """
 
     k: int = 1
@@ -50,7 +53,7 @@ class MatchConfig:
     min_margin: float | None = None
     upright: bool = False
     min_overlap: int = 20
-    accept_ratio: float | None = None
+    accept_ratio: float | None = 0.8
 
     def __post_init__(self):
         if self.k < 1:
@@ -172,7 +175,7 @@ def match_features(
         taken1 = np.zeros(len(features1), bool)
         taken0[accepted[:, 0]] = taken1[accepted[:, 1]] = True
         pairs = pairs[~taken0[pairs[:, 0]] & ~taken1[pairs[:, 1]]]
-    scores = scorer.score_pairs(patches0, patches1, pairs)
+    scores = scorer.score_pairs(patches0, patches1, pairs) if len(pairs) else np.zeros(0, np.float32)
     matches, mscores = decide_matches(pairs, scores, len(features0), len(features1), config)
     if len(accepted):
         matches = np.concatenate([accepted, matches])

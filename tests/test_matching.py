@@ -74,9 +74,9 @@ def test_min_overlap_skips_unrelated_images(entry_images):
             calls.append(len(pairs))
             return super().score_pairs(p0, p1, pairs)
 
-    res = match_images(img, noise, Counting(), MatchConfig(min_overlap=20), 300)
+    res = match_images(img, noise, Counting(), MatchConfig(min_overlap=20, accept_ratio=None), 300)
     assert res.overlap < 20 and res.num_candidates == 0 and not calls
-    res = match_images(img, img, Counting(), MatchConfig(min_overlap=20), 300)
+    res = match_images(img, img, Counting(), MatchConfig(min_overlap=20, accept_ratio=None), 300)
     assert res.overlap >= 20 and calls and len(res.matches) > 0
 
 
@@ -98,7 +98,7 @@ def test_accept_ratio_keeps_sift_matches_and_scores_only_the_rest():
     patches = rng.integers(0, 256, (60, 64, 64), dtype=np.uint8)
     _, sure = knn_candidates(d0, d1, 1, 1.0, return_overlap=True, overlap_ratio=0.8, return_mutual=True)
     assert len(sure) >= 35 and (sure[:, 0] == sure[:, 1]).all()
-    base = match_features(f0, patches, f1, patches, NCCScorer(), MatchConfig(min_overlap=0))
+    base = match_features(f0, patches, f1, patches, NCCScorer(), MatchConfig(min_overlap=0, accept_ratio=None))
     hybrid = match_features(f0, patches, f1, patches, NCCScorer(), MatchConfig(min_overlap=0, accept_ratio=0.8))
     kept = {tuple(m) for m, s in zip(hybrid.matches, hybrid.scores) if np.isnan(s)}
     assert kept == {tuple(m) for m in sure}

@@ -155,7 +155,9 @@ def load_int8(path: str | os.PathLike, weights: str | os.PathLike) -> tuple[nn.M
     if not path.is_file():
         raise CheckpointError(f"{path}: no int8 weights; make them with `patchmatch quantize {weights} --data SET`.")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecation notices of quantised tensor storage
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
         raise CheckpointError(f"{path}: not a readable int8 file ({type(e).__name__}: {e}).") from e
     if not isinstance(payload, dict) or payload.get("format") != INT8_FORMAT:
@@ -167,7 +169,9 @@ def load_int8(path: str | os.PathLike, weights: str | os.PathLike) -> tuple[nn.M
     # then load the stored scales, zero points and int8 weights.
     skeleton = _convert(model, _stream_inputs(model, torch.full((2, 2, 64, 64), 128.0)))
     try:
-        skeleton.load_state_dict({**skeleton.state_dict(), **payload["state_dict"]}, strict=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            skeleton.load_state_dict({**skeleton.state_dict(), **payload["state_dict"]}, strict=True)
     except (RuntimeError, KeyError) as e:
         raise CheckpointError(f"{path}: int8 state does not fit {payload.get('model')!r}: {e}") from e
     return skeleton.eval(), payload.get("meta", {})
