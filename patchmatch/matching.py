@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .candidates import knn_candidates
+from .candidates import candidate_search
 from .features import Features, detect
 from .patches import extract_patches
 from .scoring import PatchScorer
@@ -162,15 +162,13 @@ def match_features(
     """
     if len(patches0) != len(features0) or len(patches1) != len(features1):
         raise ValueError("each image needs one patch per keypoint.")
-    d0, d1 = features0.descriptors, features1.descriptors
-    pairs, overlap = knn_candidates(d0, d1, config.k, config.max_ratio, return_overlap=True)
+    found = candidate_search(features0.descriptors, features1.descriptors, config.k, config.max_ratio,
+                             accept_ratio=config.accept_ratio)  # fmt: skip
+    pairs, overlap, accepted = found.pairs, found.overlap, found.accepted
     if overlap < config.min_overlap:
         empty = np.zeros((0, 2), np.int64)
         return MatchResult(features0.xy.copy(), features1.xy.copy(), empty, np.zeros(0, np.float32), 0, overlap)
-    accepted = np.zeros((0, 2), np.int64)
-    if config.accept_ratio is not None:
-        _, accepted = knn_candidates(d0, d1, 1, 1.0, return_overlap=True, overlap_ratio=config.accept_ratio,
-                                     return_mutual=True)  # fmt: skip
+    if len(accepted):
         taken0 = np.zeros(len(features0), bool)
         taken1 = np.zeros(len(features1), bool)
         taken0[accepted[:, 0]] = taken1[accepted[:, 1]] = True

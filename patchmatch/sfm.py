@@ -71,7 +71,7 @@ class SfmConfig:
             pixels; ``None`` = original size. Stored keypoints are always in
             pixels of the original image.
         device: torch device of the network (``None`` = CUDA if available).
-        batch_size: patch pairs per network forward pass.
+        batch_size: patch pairs per network forward pass (None: 128 on CPU, 8192 on GPU).
         match: candidate search and match decision (:class:`MatchConfig`).
         pairs: image pairs to match: ``"exhaustive"``, ``"sequential:N"`` or
             ``"file:PATH"`` (see :mod:`patchmatch.pairs`).
@@ -87,7 +87,7 @@ class SfmConfig:
     max_keypoints: int = 4096
     max_image_size: int | None = None
     device: str | None = None
-    batch_size: int = 512
+    batch_size: int | None = None
     match: MatchConfig = field(default_factory=MatchConfig)
     pairs: str = "exhaustive"
     verification: colmap.VerificationConfig = field(default_factory=colmap.VerificationConfig)
@@ -101,7 +101,7 @@ class SfmConfig:
             raise ValueError(f"SfmConfig.max_keypoints must be >= 1, got {self.max_keypoints}")
         if self.max_image_size is not None and self.max_image_size < 32:
             raise ValueError(f"SfmConfig.max_image_size must be >= 32 or None, got {self.max_image_size}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"SfmConfig.batch_size must be >= 1, got {self.batch_size}")
         if self.patch_cache_mb < 0 or self.num_viz_pairs < 0:
             raise ValueError("SfmConfig.patch_cache_mb and num_viz_pairs must be >= 0")

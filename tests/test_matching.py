@@ -83,7 +83,7 @@ def test_min_overlap_skips_unrelated_images(entry_images):
 def test_accept_ratio_keeps_sift_matches_and_scores_only_the_rest():
     """With accept_ratio, SIFT's mutual ratio-test matches are kept unscored (NaN) and the network
     scores only candidates of the other keypoints."""
-    from patchmatch.candidates import knn_candidates
+    from patchmatch.candidates import candidate_search
     from patchmatch.features import Features
     from patchmatch.matching import MatchConfig, match_features
     from tests.helpers import NCCScorer
@@ -96,7 +96,7 @@ def test_accept_ratio_keeps_sift_matches_and_scores_only_the_rest():
     f0 = Features(kp, d0, np.zeros(60, np.float32), np.array([100, 100]))
     f1 = Features(kp.copy(), d1, np.zeros(60, np.float32), np.array([100, 100]))
     patches = rng.integers(0, 256, (60, 64, 64), dtype=np.uint8)
-    _, sure = knn_candidates(d0, d1, 1, 1.0, return_overlap=True, overlap_ratio=0.8, return_mutual=True)
+    sure = candidate_search(d0, d1, 1, 1.0, accept_ratio=0.8).accepted
     assert len(sure) >= 35 and (sure[:, 0] == sure[:, 1]).all()
     base = match_features(f0, patches, f1, patches, NCCScorer(), MatchConfig(min_overlap=0, accept_ratio=None))
     hybrid = match_features(f0, patches, f1, patches, NCCScorer(), MatchConfig(min_overlap=0, accept_ratio=0.8))

@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--precision", action="append", choices=["fp32", "bf16", "fp16", "int8"],
                    help="backends (repeatable; default on CPU fp32, bf16, and int8 when the weights have an int8 file)")
-    p.add_argument("--batch-size", type=int, action="append", help="batch sizes (repeatable; default 128 512)")
+    p.add_argument("--batch-size", type=int, action="append", help="batch sizes (repeatable; default 64 128 512)")
     p.add_argument("--pairs", type=int, default=2048, help="pairs per timed call")
     p.add_argument("--seconds", type=float, default=2.0, help="time per measurement (one per precision and batch size, plus the GEMM)")
     p.add_argument("--json", type=Path, default=Path("outputs/bench.json"))
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
                                     else ["fp32", "bf16", "fp16"])  # fmt: skip
     if "int8" in precisions and not has_int8:
         raise ValueError(f"no int8 model for {source or 'these weights'}: make one with `patchmatch quantize`")
-    batches = args.batch_size or [128, 512]
+    batches = args.batch_size or [64, 128, 512]
     rows = []
     ref = None
     for prec in precisions:

@@ -27,12 +27,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--max-pairs", type=int, help="evaluate a random subset of at most this many pairs per file")
         p.add_argument("--device", default=None)
         p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="network precision")
-        p.add_argument("--batch-size", type=int, default=512)
+        p.add_argument("--batch-size", type=int, default=None, help="patch pairs per forward pass (default: 128 on CPU, 8192 on GPU)")
         p.add_argument("--out", type=Path, default=None, help="folder for ROC PNGs and JSON (default: outputs/eval/<set>)")
         p.set_defaults(func=run)
 
 
-def load_scorers(weights: list[Path] | None, device: str | None = None, precision: str = "auto", batch_size: int = 512) -> dict:
+def load_scorers(weights: list[Path] | None, device: str | None = None, precision: str = "auto", batch_size: int | None = None) -> dict:
     """name → :class:`PatchScorer` of each checkpoint (default: the shipped weights, if present).
 
     Names are the checkpoint stems, made unique with their folder when two stems agree.

@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", default="exhaustive", help="exhaustive | sequential:N | a pairs file (one 'name0 name1' per line)")
     p.add_argument("--weights", type=Path, default=None)
     p.add_argument("--device", default=None)
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=None, help="patch pairs per forward pass (default: 128 on CPU, 8192 on GPU)")
     p.add_argument("--overwrite", action="store_true", help="replace matches of pairs that already hold some")
     p.add_argument("--report", type=Path, default=None, help="write the report as JSON here")
     add_match_arguments(p)
