@@ -106,3 +106,16 @@ def test_accept_ratio_keeps_sift_matches_and_scores_only_the_rest():
     assert not (set(map(tuple, hybrid.matches[~np.isnan(hybrid.scores)])) & kept)
     with pytest.raises(ValueError, match="accept_ratio"):
         MatchConfig(accept_ratio=0.0)
+
+
+def test_select_pairs_keeps_strong_pairs_and_each_images_best_partners():
+    from patchmatch.matching import select_pairs
+
+    overlaps = {("a", "b"): 500, ("a", "c"): 60, ("b", "c"): 55, ("c", "d"): 25, ("a", "d"): 21, ("b", "d"): 19,
+                ("a", "e"): 30, ("b", "e"): 28, ("c", "e"): 27, ("d", "e"): 26}  # fmt: skip
+    sel = select_pairs(overlaps, MatchConfig(min_overlap=20, strong_overlap=50, min_partners=1))
+    # strong pairs, plus the best pair of d (c-d) and of e (a-e); b-d is below min_overlap
+    assert sel == {("a", "b"), ("a", "c"), ("b", "c"), ("c", "d"), ("a", "e")}
+    everything = select_pairs(overlaps, MatchConfig(min_overlap=20, strong_overlap=50, min_partners=10))
+    assert everything == {p for p, o in overlaps.items() if o >= 20}
+    assert select_pairs({}, MatchConfig()) == set()
