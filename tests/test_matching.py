@@ -114,8 +114,8 @@ def test_select_pairs_keeps_strong_pairs_and_each_images_best_partners():
     overlaps = {("a", "b"): 500, ("a", "c"): 60, ("b", "c"): 55, ("c", "d"): 25, ("a", "d"): 21, ("b", "d"): 19,
                 ("a", "e"): 30, ("b", "e"): 28, ("c", "e"): 27, ("d", "e"): 26}  # fmt: skip
     sel = select_pairs(overlaps, MatchConfig(min_overlap=20, strong_overlap=50, min_partners=1))
-    # strong pairs, plus the best pair of d (c-d) and of e (a-e); b-d is below min_overlap
-    assert sel == {("a", "b"), ("a", "c"), ("b", "c"), ("c", "d"), ("a", "e")}
+    # strong pairs, plus the best pair of d (d-e, 26) and of e (a-e, 30); b-d is below min_overlap
+    assert sel == {("a", "b"), ("a", "c"), ("b", "c"), ("d", "e"), ("a", "e")}
     everything = select_pairs(overlaps, MatchConfig(min_overlap=20, strong_overlap=50, min_partners=10))
     assert everything == {p for p, o in overlaps.items() if o >= 20}
     assert select_pairs({}, MatchConfig()) == set()
