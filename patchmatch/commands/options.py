@@ -20,14 +20,19 @@ def add_match_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-mutual", action="store_true", help="do not require mutual best scores")
     g.add_argument("--min-overlap", type=int, default=_DEFAULTS.min_overlap, help=f"skip image pairs with fewer mutual ratio-test descriptor neighbours (default {_DEFAULTS.min_overlap}; 0 = score every pair)")
     g.add_argument("--upright", action="store_true", help="upright patches (ignore keypoint orientation)")
+    g.add_argument("--strong-overlap", type=int, default=_DEFAULTS.strong_overlap,
+                   help=f"score image pairs with at least this descriptor overlap (default {_DEFAULTS.strong_overlap})")
+    g.add_argument("--min-partners", type=int, default=_DEFAULTS.min_partners,
+                   help=f"... and each image's best pairs above --min-overlap, this many (default {_DEFAULTS.min_partners})")
     g.add_argument("--accept-ratio", type=float, default=_DEFAULTS.accept_ratio,
                    help="keep mutual descriptor neighbours passing this ratio test without the network; it decides the rest"
-                        f" (default {_DEFAULTS.accept_ratio})")
+                        f" (default {_DEFAULTS.accept_ratio}; 0: the network decides every match)")
 
 
 def match_config_from_args(args: argparse.Namespace) -> MatchConfig:
     """The :class:`MatchConfig` of parsed :func:`add_match_arguments` options."""
     return dataclasses.replace(
         _DEFAULTS, k=args.k, max_ratio=args.max_ratio, min_score=args.min_score, min_margin=args.min_margin,
-        mutual=not args.no_mutual, min_overlap=args.min_overlap, upright=args.upright, accept_ratio=args.accept_ratio,
+        mutual=not args.no_mutual, min_overlap=args.min_overlap, upright=args.upright, accept_ratio=args.accept_ratio or None,
+        strong_overlap=args.strong_overlap, min_partners=args.min_partners,
     )
