@@ -56,7 +56,7 @@ def test_int8_model_agrees_with_float32_and_round_trips(weights, real_pairs, tmp
         assert scorer.precision == "int8"
         p0 = real_pairs[:, 0].numpy()
         p1 = real_pairs[:, 1].numpy()
-        assert np.array_equal(scorer.score(p0, p1), s8.numpy())
+        assert np.allclose(scorer.score(p0, p1), s8.numpy(), atol=1e-5)  # batches of 128 vs one of 1000
 
 
 def test_int8_errors_name_the_file(weights, real_pairs, tmp_path):
