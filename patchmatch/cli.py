@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+    except (OSError, ValueError) as e:  # missing, existing, unreadable or unwritable files; bad values
         print(f"patchmatch {args.command}: error: {e}", file=sys.stderr)
         return 2
     return int(code or 0)

@@ -16,6 +16,7 @@ from its own files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 
 from . import colmap
-from .evaluation.pose import evaluate_poses
+from .evaluation.pose import evaluate_poses, load_cameras_json
 from .images import list_images
 from .sfm import SfmConfig, exclude_output_dir, run_sfm
 
@@ -71,9 +72,15 @@ def run_colmap_sift(
     """
     images, out = Path(images), Path(out)
     done = out / "sift.json"
+    settings = _sift_settings(images, names, config)
     if done.is_file():
+        previous = json.loads(done.read_text())
+        if previous.get("settings") != settings:
+            changed = sorted(k for k in settings if settings[k] != previous.get("settings", {}).get(k))
+            raise FileExistsError(f"{out} holds a SIFT run with other settings ({', '.join(changed)}); "
+                                  "pass --overwrite to redo it or choose another OUT")  # fmt: skip
         logger.info("%s: finished SIFT run reused", done)
-        return json.loads(done.read_text())
+        return _with_pose(previous, out, names, ground_truth)
     if out.exists():
         logger.info("%s: unfinished SIFT run, redone", out)
         shutil.rmtree(out)
@@ -94,16 +101,31 @@ def run_colmap_sift(
     stats = colmap.reconstruction_stats(reconstruction)
     stats.pop("registered_names")
     result = {**stats, "verified_pairs": summary.verified_pairs, "seconds": round(sum(stages.values()), 2),
-              "seconds_per_stage": {k: round(v, 2) for k, v in stages.items()}}  # fmt: skip
-    if ground_truth is not None:
-        poses = colmap.reconstruction_poses(reconstruction) if reconstruction is not None else {}
-        result["pose"] = _pose(poses, ground_truth, names)
+              "seconds_per_stage": {k: round(v, 2) for k, v in stages.items()}, "settings": settings}  # fmt: skip
     done.write_text(json.dumps(result, indent=2))
+    return _with_pose(result, out, names, ground_truth)
+
+
+def _sift_settings(images: Path, names: list[str], config: SfmConfig) -> dict:
+    """What a finished SIFT run must share with the current call to be reused."""
+    return {"images": str(images.resolve()), "names": list(names), "max_keypoints": config.max_keypoints,
+            "max_image_size": config.max_image_size, "single_camera": config.single_camera,
+            "verification": dataclasses.asdict(config.verification), "mapper": dataclasses.asdict(config.mapper)}  # fmt: skip
+
+
+def _with_pose(result: dict, out: Path, names: list[str], ground_truth) -> dict:
+    """The SIFT run's numbers, with pose errors against ``ground_truth`` from its model (if any)."""
+    result = {k: v for k, v in result.items() if k != "pose"}
+    if ground_truth is not None:
+        model = out / "sparse" / "0"
+        rec = colmap.read_reconstruction(model) if (model / "images.bin").is_file() or (model / "images.txt").is_file() else None
+        poses = colmap.reconstruction_poses(rec) if rec is not None else {}
+        result["pose"] = _pose(poses, ground_truth, names)
     return result
 
 
 def _pose(poses: dict, ground_truth: str | os.PathLike, names: list[str]) -> dict:
-    known = set(json.loads(Path(ground_truth).read_text())["images"])
+    known = set(load_cameras_json(ground_truth))
     pose = evaluate_poses(poses, ground_truth, names=[n for n in names if n in known])
     pose.pop("pair_errors", None)
     return pose
@@ -138,11 +160,18 @@ def compare(
     """
     images, out = Path(images), Path(out)
     if not images.is_dir():
-        raise FileNotFoundError(f"{images}: image folder not found")
+        raise FileNotFoundError(f"{images}: not an image folder" if images.exists() else f"{images}: image folder not found")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out}: OUT must be a folder, not a file")
+    if weights is not None and not Path(weights).is_file():
+        raise FileNotFoundError(f"{weights}: no such checkpoint file")
     names = exclude_output_dir(list_images(images), images, out)
     if len(names) < 2:
         raise ValueError(f"{images}: {len(names)} image(s); need at least two")
     ground_truth = Path(ground_truth) if ground_truth is not None else find_ground_truth(images)
+    if ground_truth is not None:  # checked before any work: readable, and about these images
+        if not set(load_cameras_json(ground_truth)) & set(names):
+            raise ValueError(f"{ground_truth} describes none of the images under {images} (wrong scene?)")
     if overwrite and (out / SIFT_DIR).exists():
         shutil.rmtree(out / SIFT_DIR)
     logger.info("COLMAP SIFT on %d images of %s", len(names), images)
@@ -155,6 +184,7 @@ def compare(
     pm = {k: report[k] for k in keys}
     pm["seconds"] = round(time.perf_counter() - t, 2)
     pm["seconds_per_stage"] = report["seconds"]
+    pm["resumed"] = bool(report.get("resumed"))
     if "pose" in report:
         pm["pose"] = {k: v for k, v in report["pose"].items() if k != "pair_errors"}
     result = {"images_dir": str(images), "images": len(names), "ground_truth": str(ground_truth) if ground_truth else None,
@@ -181,8 +211,9 @@ def format_table(result: dict) -> str:
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for method, row in result["methods"].items():
         stages = ", ".join(f"{k} {v:.1f}" for k, v in row.get("seconds_per_stage", {}).items())
+        time_s = _fmt(float(row["seconds"]), 1) + (" (resumed: this call only)" if row.get("resumed") else "")
         cells = [method, f"{row['registered']}/{result['images']}", str(row["points"]), _fmt(row["mean_track_length"]),
-                 _fmt(row["mean_reprojection_error"]), _fmt(float(row["seconds"]), 1), stages]  # fmt: skip
+                 _fmt(row["mean_reprojection_error"]), time_s, stages]  # fmt: skip
         if gt:
             pose = row.get("pose", {})
             auc = pose.get("rotation_auc", {})

@@ -134,7 +134,7 @@ def match_database(
                 todo.append((a, b))
             else:
                 what = "matches" if key in matched else "a two-view geometry"
-                skipped.append([a, b, f"already holds {what} (pass overwrite to replace)"])
+                skipped.append([a, b, f"already holds {what} (pass --overwrite / overwrite=True to replace)"])
         else:
             todo.append((a, b))
     if replace:

@@ -471,6 +471,7 @@ def run_sfm(
     report["candidates_scored"] = candidates
     report["pairs_low_overlap"] = sum(o < config.match.min_overlap for o in overlaps.values())
     report["pairs_selected"] = len(selected)  # scored by the network (MatchConfig.strong_overlap, min_partners)
+    report["pairs_not_selected"] = sum(o >= config.match.min_overlap for o in overlaps.values()) - len(selected)
 
     # 3. database -----------------------------------------------------------------
     database = out_dir / "database.db"

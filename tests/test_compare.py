@@ -54,3 +54,20 @@ def test_compare_bad_input(tmp_path, capsys):
     assert main(["-q", "compare", str(tmp_path / "one"), str(tmp_path / "o"), "--ground-truth", str(tmp_path / "x.json")]) == 2
     assert "x.json" in capsys.readouterr().err
     assert find_ground_truth(tmp_path / "one") is None
+
+
+def test_compare_refuses_changed_settings_and_checks_inputs_first(scene, tmp_path, capsys):
+    out = tmp_path / "o"
+    base = ["-q", "compare", str(scene / "images"), str(out), "--single-camera"]
+    assert main(base + ["--max-keypoints", "400"]) == 0
+    assert main(base + ["--max-keypoints", "300"]) == 2  # the finished SIFT run has other settings
+    assert "other settings (max_keypoints)" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["-q", "compare", str(scene / "images"), str(tmp_path / "file")]) == 2
+    assert "must be a folder" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    assert main(["-q", "compare", str(scene / "images"), str(tmp_path / "o2"), "--ground-truth", str(bad)]) == 2
+    assert "bad.json: not valid JSON" in capsys.readouterr().err and not (tmp_path / "o2").exists()
+    assert main(["-q", "compare", str(scene / "images"), str(tmp_path / "o3"), "--weights", str(tmp_path / "no.pt")]) == 2
+    assert "no.pt" in capsys.readouterr().err and not (tmp_path / "o3").exists()

@@ -30,7 +30,13 @@ def add_match_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def match_config_from_args(args: argparse.Namespace) -> MatchConfig:
-    """The :class:`MatchConfig` of parsed :func:`add_match_arguments` options."""
+    """The :class:`MatchConfig` of parsed :func:`add_match_arguments` options.
+
+    Raises:
+        ValueError: an option out of range (named by its flag).
+    """
+    if not 0 <= args.accept_ratio <= 1 if args.accept_ratio is not None else False:
+        raise ValueError(f"--accept-ratio must be in [0, 1] (0 = off), got {args.accept_ratio}")
     return dataclasses.replace(
         _DEFAULTS, k=args.k, max_ratio=args.max_ratio, min_score=args.min_score, min_margin=args.min_margin,
         mutual=not args.no_mutual, min_overlap=args.min_overlap, upright=args.upright, accept_ratio=args.accept_ratio or None,

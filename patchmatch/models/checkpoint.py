@@ -71,7 +71,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e}).") from e
+        if type(e).__name__ == "UnpicklingError":  # torch's text advises weights_only=False: never for us
+            raise CheckpointError(f"{path}: not a patchmatch checkpoint (not a torch file of plain tensors).") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first}).") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a patchmatch checkpoint (no '{FORMAT}' header).")
     if payload.get("version", 0) > VERSION:
