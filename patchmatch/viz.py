@@ -172,7 +172,8 @@ def draw_cameras(
     size: int = 900,
     title: str = "",
 ) -> np.ndarray:
-    """A top view of a reconstruction: camera centres with viewing directions, and 3D points.
+    """A top view of a reconstruction: camera centres (labelled with the image names' stems, or
+    indices into the sorted names beyond 40 cameras) with viewing directions, and 3D points.
 
     The view looks along the axis in which the camera centres vary least (a ring or a row of
     cameras is seen from above), scaled to the central 96% of the points and cameras.
@@ -222,7 +223,8 @@ def draw_cameras(
         tip = (c + arrow * d).astype(int)
         cv2.arrowedLine(canvas, tuple(int(v) for v in c), tuple(int(v) for v in tip), (200, 80, 30), 2, cv2.LINE_AA, tipLength=0.3)
         cv2.circle(canvas, tuple(int(v) for v in c), 5, (30, 30, 200), -1, cv2.LINE_AA)
-        cv2.putText(canvas, str(k), (int(c[0]) + 6, int(c[1]) - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+        label = Path(names[k]).stem if len(names) <= 40 else str(k)  # image names while they stay legible
+        cv2.putText(canvas, label, (int(c[0]) + 6, int(c[1]) - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     text = title or f"{len(names)} cameras, {len(pts)} points (top view)"
     cv2.putText(canvas, text, (10, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
     return canvas

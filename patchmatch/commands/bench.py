@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, action="append", help="batch sizes (repeatable; default 64 128 512)")
     p.add_argument("--pairs", type=int, default=2048, help="pairs per timed call")
     p.add_argument("--seconds", type=float, default=2.0, help="time per measurement (one per precision and batch size, plus the GEMM)")
-    p.add_argument("--json", type=Path, default=Path("outputs/bench.json"))
+    p.add_argument("--json", type=Path, default=Path("outputs/bench.json"), help="JSON results (default outputs/bench.json, replaced)")
     p.set_defaults(func=run)
 
 
