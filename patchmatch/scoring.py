@@ -59,6 +59,10 @@ class PatchScorer:
             fastest float precision the device computes natively, see
             :func:`patchmatch.device.auto_precision`). Lower precision changes scores slightly;
             the FPR95 change is measured in the model card.
+        compile: run the float 2-channel model through ``torch.compile`` (inductor, weights
+            frozen; one static batch shape, the last batch padded): measured fp32 at batch 64
+            2,703 pairs/s against 1,912 eager on 2 cores, after a few seconds of compilation on
+            the first call. Needs a C++ compiler on CPU.
 
     Example:
         >>> scorer = PatchScorer.load()  # shipped 2ch2stream weights
@@ -72,6 +76,7 @@ class PatchScorer:
         batch_size: int | None = None,
         meta: dict | None = None,
         precision: str = "fp32",
+        compile: bool = False,
     ):
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
@@ -86,6 +91,15 @@ class PatchScorer:
         if precision == "int8" and self.device.type != "cpu":
             raise ValueError("int8 inference runs on the CPU; use fp16/bf16 on a GPU.")
         self.precision = auto_precision(self.device) if precision == "auto" else precision
+        self.compiled = bool(compile)
+        self._forward = self.model
+        if compile:
+            if self.is_siamese or self.precision == "int8":
+                raise ValueError("compile=True is for the float 2-channel models (int8 and siamese models are not compiled).")
+            import torch._inductor.config as inductor
+
+            inductor.freezing = True  # constant weights folded and prepacked for oneDNN (inference only)
+            self._forward = torch.compile(self.model, dynamic=False)
 
     @classmethod
     def load(
@@ -204,7 +218,9 @@ class PatchScorer:
                 s = self.model.compare(d0[i], d1[j])
             else:
                 x = torch.stack([t0[i], t1[j]], dim=1).float()
-                s = self.model(x)
+                if self.compiled and len(x) < self.batch_size:  # one static shape: no recompilation
+                    x = torch.cat([x, x.new_zeros((self.batch_size - len(x), *x.shape[1:]))])
+                s = self._forward(x)[: len(i)]
             out[start : start + len(i)] = s.float().cpu().numpy()
 
     def _describe(self, patches: np.ndarray, which: int) -> torch.Tensor:

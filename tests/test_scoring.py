@@ -89,3 +89,18 @@ def test_auto_precision_choice(tmp_path):
     path = save_checkpoint(tmp_path / "c.pt", build_model("2ch"))
     assert PatchScorer.load(path, device="cpu").precision == expected
     assert PatchScorer.load(path, device="cpu", precision="fp32").precision == "fp32"
+
+
+@pytest.mark.skipif(__import__("shutil").which("g++") is None, reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_scorer_matches_eager():
+    """torch.compile (inductor, frozen weights, one static batch shape): same scores as eager,
+    including a last batch shorter than the batch size (padded, not recompiled)."""
+    model = build_model("2ch").eval()
+    rng = np.random.default_rng(0)
+    p = rng.integers(0, 256, (40, 64, 64), dtype=np.uint8)
+    pairs = rng.integers(0, 40, (37, 2))
+    eager = PatchScorer(model, device="cpu", batch_size=16, precision="fp32").score_pairs(p, p, pairs)
+    compiled = PatchScorer(model, device="cpu", batch_size=16, precision="fp32", compile=True)
+    assert np.allclose(compiled.score_pairs(p, p, pairs), eager, atol=1e-4)
+    with pytest.raises(ValueError, match="compile"):
+        PatchScorer(build_model("siam"), device="cpu", compile=True)

@@ -15,6 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", action="append", choices=["fp32", "bf16", "fp16", "int8"],
                    help="backends (repeatable; default on CPU fp32, bf16, and int8 when the weights have an int8 file)")
     p.add_argument("--batch-size", type=int, action="append", help="batch sizes (repeatable; default 64 128 512)")
+    p.add_argument("--compile", action="store_true", help="also time the float precisions through torch.compile")
     p.add_argument("--pairs", type=int, default=2048, help="pairs per timed call")
     p.add_argument("--seconds", type=float, default=2.0, help="time per measurement (one per precision and batch size, plus the GEMM)")
     p.add_argument("--json", type=Path, default=Path("outputs/bench.json"), help="JSON results (default outputs/bench.json, replaced)")
@@ -50,22 +51,25 @@ def run(args: argparse.Namespace) -> int:
     batches = args.batch_size or [64, 128, 512]
     rows = []
     ref = None
-    for prec in precisions:
+    backends = [(p, False) for p in precisions]
+    if args.compile:
+        backends += [(p, True) for p in precisions if p != "int8"]
+    for prec, compiled in backends:
         for bs in batches:
             if prec == "int8":
                 sc = PatchScorer.load(source, device=device, batch_size=bs, precision="int8")
             else:
-                sc = PatchScorer(base.model, device=device, batch_size=bs, precision=prec)
+                sc = PatchScorer(base.model, device=device, batch_size=bs, precision=prec, compile=compiled)
             pps, scores = time_scorer(sc, args.pairs, args.seconds)
             if ref is None:
                 ref = scores
-            rows.append({"precision": prec, "batch_size": bs, "pairs_per_s": pps, "ratio_to_fp32_gemm": pps * flop / gemm,
+            rows.append({"precision": prec + ("+compile" if compiled else ""), "batch_size": bs, "pairs_per_s": pps, "ratio_to_fp32_gemm": pps * flop / gemm,
                          "max_abs_score_diff": float(abs(scores - ref).max())})
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, model {source}")
     print(f"dense fp32 GEMM: {gemm / 1e9:.1f} GFLOP/s; {flop / 1e6:.1f} MFLOP per pair → bound {gemm / flop:,.0f} pairs/s")
-    print(f"{'precision':<10}{'batch':>7}{'pairs/s':>12}{'÷ bound':>10}{'max |Δscore|':>14}")
+    print(f"{'precision':<15}{'batch':>7}{'pairs/s':>12}{'÷ bound':>10}{'max |Δscore|':>14}")
     for r in rows:
-        print(f"{r['precision']:<10}{r['batch_size']:>7}{r['pairs_per_s']:>12,.0f}{r['ratio_to_fp32_gemm']:>10.2f}{r['max_abs_score_diff']:>14.4f}")
+        print(f"{r['precision']:<15}{r['batch_size']:>7}{r['pairs_per_s']:>12,.0f}{r['ratio_to_fp32_gemm']:>10.2f}{r['max_abs_score_diff']:>14.4f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"device": str(device), "machine": platform.processor() or platform.machine(),
                                      "threads": torch.get_num_threads(), "gemm_flops": gemm, "flops_per_pair": flop,
