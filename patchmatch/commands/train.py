@@ -1,7 +1,7 @@
-"""``patchmatch train --data H5 [H5 ...] --out CKPT``: train a patch-comparison network.
+"""``patchmatch train --data SET [SET ...] --out CKPT``: train a patch-comparison network.
 
-Balanced batches (half positives, half negatives, ``--hard-fraction`` of them hard) from pair
-sets made by ``patchmatch make-patches``; hinge loss (Zagoruyko & Komodakis, CVPR 2015);
+Balanced batches (half positives, half negatives, ``--hard-fraction`` of them hard) from
+Brown-format patch sets (``patchmatch make-patches`` output, or Liberty/Notre Dame/Yosemite); hinge loss (Zagoruyko & Komodakis, CVPR 2015);
 validation FPR95 after each epoch; the training state is saved after each epoch next to
 ``--out`` (``<name>.state.pt``) so that ``--resume`` continues the same run.
 """
@@ -18,9 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..training.loop import LOSSES, OPTIMIZERS, TrainConfig
 
     d = TrainConfig()
-    p = sub.add_parser("train", help="train a patch-comparison network on h5 pair sets", description=__doc__)
-    p.add_argument("--data", type=Path, nargs="+", required=True, help="training pair sets (h5)")
-    p.add_argument("--val", type=Path, nargs="+", help="validation pair set(s) (h5): FPR95 each epoch, best epoch kept")
+    p = sub.add_parser("train", help="train a patch-comparison network on Brown-format patch sets", description=__doc__)
+    p.add_argument("--data", type=Path, nargs="+", required=True, help="training sets: make-patches output folders or Brown folders (liberty, ...)")
+    p.add_argument("--val", type=Path, nargs="+", help="validation set(s), same formats: FPR95 each epoch, best epoch kept")
     p.add_argument("--out", type=Path, required=True, help="final checkpoint (.pt)")
     p.add_argument("--model", default=d.model, help="2ch2stream, 2ch, 2chdeep, siam, pseudo-siam, siam-2stream")
     p.add_argument("--epochs", type=int, default=d.epochs)

@@ -250,13 +250,13 @@ def train(
     stop_after: int | None = None,
     time_budget_s: float | None = None,
 ) -> TrainResult:
-    """Train a patch-comparison model on h5 pair sets.
+    """Train a patch-comparison model on Brown-format patch sets.
 
     Args:
         config: hyper-parameters.
-        data: training pair sets (h5 paths) or already loaded :class:`PairData`.
+        data: training sets (folders, see :func:`~patchmatch.training.data.load_pair_data`) or already loaded :class:`PairData`.
         out: final checkpoint path; the training state goes to :func:`state_path` ``(out)``.
-        val: validation pair set(s) (h5); FPR95 on their pooled random and hard pairs after
+        val: validation set(s) (folders); FPR95 on their pooled random and hard pairs after
             each epoch; the epoch with the best mean of the two is the one saved.
         resume: continue from the training state (which must exist and hold the same config).
         half: write the final checkpoint in float16.
