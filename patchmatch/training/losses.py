@@ -3,7 +3,7 @@
 The paper trains every model with a hinge loss on the network output ``o`` and targets
 ``y = +1`` (match) / ``-1`` (non-match): ``max(0, 1 - y o)``, plus weight decay (given to the
 optimiser here). Descriptors of siamese branches compared by L2 distance are trained with the
-contrastive loss (Hadsell, Chopra & LeCun, CVPR 2006).
+contrastive loss (Chopra, Hadsell & LeCun, CVPR 2005; Hadsell, Chopra & LeCun, CVPR 2006).
 """
 
 from __future__ import annotations
