@@ -128,12 +128,10 @@ class PatchScorer:
         dev = resolve_device(device)
         if precision == "auto" and dev.type == "cpu" and cpu_supports_int8() and int8_path(path).is_file():
             precision = "int8"
+        model, meta = load_checkpoint(path, map_location="cpu")
         if precision == "int8":
-            model, qmeta = load_int8(int8_path(path), path)
-            _, meta = load_checkpoint(path, map_location="cpu")
+            model, qmeta = load_int8(int8_path(path), path, model)
             meta = {**meta, "int8": qmeta}
-        else:
-            model, meta = load_checkpoint(path, map_location="cpu")
         return cls(model, device=dev, batch_size=batch_size, meta={**meta, "path": str(path)}, precision=precision)
 
     @property

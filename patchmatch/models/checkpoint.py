@@ -48,6 +48,12 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict[str, A
         "state_dict": state,
         "meta": dict(meta or {}),
     }
+    return atomic_save(payload, path)
+
+
+def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temporary file renamed into place (parent folders created)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, atomic_save, load_checkpoint
 from .registry import model_name
 
 __all__ = ["INT8_FORMAT", "int8_path", "quantizable_streams", "quantize_int8", "save_int8", "load_int8", "file_sha256"]
@@ -134,15 +134,16 @@ def save_int8(path: str | os.PathLike, qmodel: nn.Module, source: str | os.PathL
         "state_dict": state,
         "meta": dict(meta or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_save(payload, path)
 
 
-def load_int8(path: str | os.PathLike, weights: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+def load_int8(
+    path: str | os.PathLike, weights: str | os.PathLike, model: nn.Module | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
     """Loads the int8 model of the float32 checkpoint ``weights`` from ``path``.
+
+    ``model``: the checkpoint already loaded by :func:`load_checkpoint` (it is not modified);
+    read from ``weights`` when None.
 
     Returns:
         ``(model, meta)``: the model (CPU, eval) with int8 streams and float32 decision layers,
@@ -164,7 +165,8 @@ def load_int8(path: str | os.PathLike, weights: str | os.PathLike) -> tuple[nn.M
         raise CheckpointError(f"{path}: not a patchmatch int8 file (no '{INT8_FORMAT}' header).")
     if payload.get("source_sha256") != file_sha256(weights):
         raise CheckpointError(f"{path}: made from other weights than {weights}; run `patchmatch quantize` again.")
-    model, _ = load_checkpoint(weights)
+    if model is None:
+        model, _ = load_checkpoint(weights)
     # The quantised graph's structure does not depend on the calibration: build it from any input,
     # then load the stored scales, zero points and int8 weights.
     skeleton = _convert(model, _stream_inputs(model, torch.full((2, 2, 64, 64), 128.0)))
