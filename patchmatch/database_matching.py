@@ -26,7 +26,7 @@ from .cache import LruArrayCache
 from .colmap_convention import colmap_to_opencv
 from .features import Features
 from .images import ImageReadError, read_gray
-from .matching import MatchConfig, match_features, search_pair, select_pairs
+from .matching import MatchConfig, match_features, plan_pairs
 from .pairs import make_pairs
 from .patches import extract_patches_colmap
 from .scoring import PatchScorer
@@ -153,17 +153,10 @@ def match_database(
     cache = LruArrayCache(load_patches, config.patch_cache_mb * 2**20)
     t0 = time.perf_counter()
     # image-pair selection from the descriptor overlap of every usable pair (no network)
-    searches, overlaps, todo_set = {}, {}, set(todo)
-    for a, b in all_pairs:
-        if a in features and b in features:
-            found = search_pair(features[a], features[b], config.match)
-            overlaps[(a, b)] = found.overlap
-            if (a, b) in todo_set:
-                searches[(a, b)] = found
-    selected = select_pairs(overlaps, config.match)
-    not_selected = [p for p in todo if p not in selected]
-    skipped += [[a, b, f"descriptor overlap {overlaps.get((a, b), 0)}: not selected for matching"] for a, b in not_selected]
-    todo = [p for p in todo if p in selected]
+    plan = plan_pairs(all_pairs, features, todo, config.match)
+    skipped += [[a, b, f"descriptor overlap {plan.overlaps.get((a, b), 0)}: not selected for matching"]
+                for a, b in todo if (a, b) not in plan.selected]  # fmt: skip
+    todo = [p for p in todo if p in plan.selected]
     done: list[tuple[str, str]] = []
     total_matches = 0
     iterator = todo
@@ -180,7 +173,7 @@ def match_database(
             skipped.append([a, b, str(e)])
             logger.warning("%s", e)
             continue
-        result = match_features(features[a], pa, features[b], pb, scorer, config.match, searches.pop((a, b)))
+        result = match_features(features[a], pa, features[b], pb, scorer, config.match, plan.searches.pop((a, b)))
         if len(result.matches):
             colmap.write_matches(database, {(images[a].image_id, images[b].image_id): result.matches})
             done.append((a, b))

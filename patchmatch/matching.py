@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
@@ -185,6 +186,49 @@ def select_pairs(overlaps: dict[tuple[str, str], int], config: MatchConfig = Mat
         ranked.sort(key=lambda item: (-item[0], item[1]))
         selected.update(p for _, p in ranked[: config.min_partners])
     return selected
+
+
+@dataclass
+class PairPlan:
+    """Which image pairs the network will score (:func:`plan_pairs`).
+
+    Attributes:
+        overlaps: image pair → descriptor overlap (pairs whose two images have features).
+        selected: the pairs worth a network pass (:func:`select_pairs`).
+        searches: candidate searches of the selected pairs still to match, for
+            :func:`match_features` (each computed once).
+    """
+
+    overlaps: dict[tuple[str, str], int]
+    selected: set[tuple[str, str]]
+    searches: dict[tuple[str, str], CandidateSet]
+
+
+def plan_pairs(
+    pairs: Iterable[tuple[str, str]],
+    features: dict[str, Features],
+    todo: Iterable[tuple[str, str]],
+    config: MatchConfig = MatchConfig(),
+) -> PairPlan:
+    """Searches candidates of every pair (no network) and selects the pairs to score.
+
+    Args:
+        pairs: all image pairs of the run (done ones too: selection ranks each image's pairs);
+            pairs with an image missing from ``features`` are left out.
+        features: features per image name.
+        todo: the pairs still to match; their searches are kept when selected.
+        config: candidate search and selection settings.
+    """
+    todo = set(todo)
+    overlaps, searches = {}, {}
+    for a, b in pairs:
+        if a in features and b in features:
+            found = search_pair(features[a], features[b], config)
+            overlaps[(a, b)] = found.overlap
+            if (a, b) in todo:
+                searches[(a, b)] = found
+    selected = select_pairs(overlaps, config)
+    return PairPlan(overlaps, selected, {p: f for p, f in searches.items() if p in selected})
 
 
 def match_features(

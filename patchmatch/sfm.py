@@ -48,7 +48,7 @@ from .cache import LruArrayCache
 from .evaluation.pose import evaluate_poses
 from .features import Features, detect
 from .images import ImageReadError, image_size, list_images, read_gray
-from .matching import MatchConfig, match_features, search_pair, select_pairs
+from .matching import MatchConfig, match_features, plan_pairs
 from .pairs import make_pairs, parse_strategy
 from .patches import extract_patches
 from .scoring import PatchScorer
@@ -443,35 +443,26 @@ def run_sfm(
     pairs = make_pairs(config.pairs, good)
     with _stage("matching", seconds):
         todo_pairs = storage.missing_pairs(matches_path, pairs)
-        set_todo = set(todo_pairs)
         cache = LruArrayCache(_patch_loader(image_dir, config, features), config.patch_cache_mb * 2**20)
-        # image-pair selection from the descriptor overlap of every pair (no network); the
-        # searches of the pairs still to match are kept for the scoring pass
-        searches, overlaps = {}, {}
-        for a, b in _progress(pairs, progress, "pair selection"):
-            found = search_pair(features[a], features[b], config.match)
-            overlaps[(a, b)] = found.overlap
-            if (a, b) in set_todo:
-                searches[(a, b)] = found
-        selected = select_pairs(overlaps, config.match)
+        # image-pair selection from the descriptor overlap of every pair (no network)
+        plan = plan_pairs(_progress(pairs, progress, "pair selection"), features, todo_pairs, config.match)
         candidates = 0
         for a, b in _progress(todo_pairs, progress, "matching"):
-            if (a, b) in selected:
+            if (a, b) in plan.selected:
                 result = match_features(features[a], cache.get(a), features[b], cache.get(b), scorer, config.match,
-                                        searches.pop((a, b)))  # fmt: skip
+                                        plan.searches.pop((a, b)))  # fmt: skip
                 candidates += result.num_candidates
                 matches, scores = result.matches, result.scores
             else:
-                searches.pop((a, b))
                 matches, scores = np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
             storage.write_matches(matches_path, a, b, matches, scores, len(features[a]))
     report["pairs"] = len(pairs)
     report["pairs_matched"] = len(todo_pairs)
     report["pairs_reused"] = len(pairs) - len(todo_pairs)
     report["candidates_scored"] = candidates
-    report["pairs_low_overlap"] = sum(o < config.match.min_overlap for o in overlaps.values())
-    report["pairs_selected"] = len(selected)  # scored by the network (MatchConfig.strong_overlap, min_partners)
-    report["pairs_not_selected"] = sum(o >= config.match.min_overlap for o in overlaps.values()) - len(selected)
+    report["pairs_low_overlap"] = sum(o < config.match.min_overlap for o in plan.overlaps.values())
+    report["pairs_selected"] = len(plan.selected)  # scored by the network (MatchConfig.strong_overlap, min_partners)
+    report["pairs_not_selected"] = len(plan.overlaps) - report["pairs_low_overlap"] - len(plan.selected)
 
     # 3. database -----------------------------------------------------------------
     database = out_dir / "database.db"
