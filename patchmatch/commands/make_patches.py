@@ -42,15 +42,13 @@ def _is_colmap_model(path: Path) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     from ..colmap import set_verbosity
-    from ..datasets.patchset import is_patch_set, write_patch_set
+    from ..datasets.patchset import check_output, write_patch_set
     from ..datasets.scenes import load_scene, scene_from_colmap
     from ..datasets.tracks import PairSetConfig, TrackConfig
 
     set_verbosity(bool(getattr(args, "verbose", False)))
-    if args.out.exists() and not args.overwrite:
-        raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it.")
-    if args.out.exists() and args.out.is_dir() and any(args.out.iterdir()) and not is_patch_set(args.out):
-        raise FileExistsError(f"{args.out} is not a patch set made by make-patches; refusing to replace it.")
+    # checked before any work (write_patch_set checks again against the scene it is given)
+    check_output(args.out, args.overwrite, [args.scene] + ([args.image_dir] if args.image_dir else []))
     source = None
     if not args.scene.is_dir():
         raise FileNotFoundError(f"{args.scene}: not a directory (a scene folder or a COLMAP sparse model)")

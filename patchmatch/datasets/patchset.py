@@ -42,7 +42,7 @@ from .tracks import PairSetConfig, build_pair_set, build_tracks, detect_scene
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VARIANTS", "PROTOCOLS", "write_patch_set", "pair_file", "variant_root", "find_pair_files", "SIFT_FILE", "is_patch_set"]
+__all__ = ["VARIANTS", "PROTOCOLS", "write_patch_set", "pair_file", "variant_root", "find_pair_files", "SIFT_FILE", "is_patch_set", "check_output"]
 
 #: Patch variants: normalised by the detected orientation, or at orientation 0.
 VARIANTS = ("oriented", "upright")
@@ -98,9 +98,14 @@ def is_patch_set(path: str | os.PathLike) -> bool:
         return False
 
 
-def _check_output(out: Path, overwrite: bool, protect: Sequence[Path]) -> Path:
-    """Resolves OUT and refuses outputs that would destroy anything but an earlier patch set."""
-    out = out.resolve()
+def check_output(out: str | os.PathLike, overwrite: bool, protect: Sequence[str | os.PathLike] = ()) -> Path:
+    """Resolves OUT and refuses outputs that would destroy anything but an earlier patch set.
+
+    Raises:
+        ValueError: OUT is or contains one of ``protect`` (the inputs).
+        FileExistsError: OUT exists without ``overwrite``, is a file, or is not a patch set.
+    """
+    out = Path(out).resolve()
     for p in protect:
         p = Path(p).resolve()
         if p == out or p.is_relative_to(out):
@@ -153,7 +158,7 @@ def write_patch_set(
 
     t0 = time.perf_counter()
     scene = scene if isinstance(scene, Scene) else load_scene(scene)
-    out = _check_output(Path(out), overwrite, [scene.root] + ([Path(source)] if source else []))
+    out = check_output(out, overwrite, [scene.root] + ([Path(source)] if source else []))
     names = scene.names if images is None else sorted(images)
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
