@@ -32,6 +32,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=float, default=d.weight_decay)
     p.add_argument("--hard-fraction", type=float, default=d.hard_fraction, help="share of negatives that are hard")
     p.add_argument("--no-augment", action="store_true", help="no flips / rotations / swaps")
+    p.add_argument(
+        "--jitter",
+        choices=("none", "photometric", "full"),
+        default=d.jitter,
+        help="independent jitter of each patch: photometric (contrast, gamma, noise) or full (also rotation, scale, shift)",
+    )
+    p.add_argument(
+        "--mine-factor",
+        type=int,
+        default=d.mine_factor,
+        help="hard-negative mining by the model: score this many times the random negatives, keep the highest (1 = off)",
+    )
     p.add_argument("--upright", action="store_true", help="train on upright patches")
     p.add_argument("--loss", choices=LOSSES, default=d.loss)
     p.add_argument("--val-pairs", type=int, default=d.val_pairs, help="validation pairs per kind")
@@ -68,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay,
         hard_fraction=args.hard_fraction,
         augment=not args.no_augment,
+        jitter=args.jitter,
+        mine_factor=args.mine_factor,
         upright=args.upright,
         loss=args.loss,
         val_pairs=args.val_pairs,

@@ -22,7 +22,7 @@ import torch
 
 from ..evaluation.fpr95 import fpr95
 from ..models import build_model, save_checkpoint
-from .augment import augment_pairs
+from .augment import augment_pairs, jitter_patches
 from .data import PairData, load_eval_pairs, load_pair_data
 from .losses import contrastive_loss, hinge_loss
 
@@ -32,6 +32,7 @@ __all__ = ["TrainConfig", "TrainResult", "train", "state_path", "evaluate_pairs"
 
 OPTIMIZERS = ("adam", "sgd", "asgd")
 LOSSES = ("hinge", "contrastive")
+JITTERS = ("none", "photometric", "full")
 
 
 class TrainingStateError(ValueError):
@@ -55,6 +56,13 @@ class TrainConfig:
         weight_decay: 5e-4 in the paper (decoupled for AdamW).
         hard_fraction: share of each batch's negatives that are hard negatives.
         augment: flips / 90° rotations (same for both patches) and random pair order.
+        jitter: independent jitter of each patch (:func:`~patchmatch.training.augment.jitter_patches`),
+            beyond the paper: ``"none"``, ``"photometric"`` (contrast, gamma, noise) or ``"full"``
+            (also small rotation / scale / shift).
+        mine_factor: hard-negative mining by the model being trained: each step draws
+            ``mine_factor`` times the batch's random negatives, scores them with the current
+            model (no gradient) and keeps the highest-scoring ones, i.e. those it confuses most
+            with matches. 1 = no mining (plain random negatives); beyond the paper.
         upright: train on the upright patches instead of the oriented ones.
         loss: ``"hinge"`` on the network score (paper), or ``"contrastive"`` on the L2 distance
             of branch descriptors (siamese models only).
@@ -81,6 +89,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     hard_fraction: float = 0.5
     augment: bool = True
+    jitter: str = "none"
+    mine_factor: int = 1
     upright: bool = False
     loss: str = "hinge"
     margin: float = 1.0
@@ -104,6 +114,10 @@ class TrainConfig:
             raise ValueError(f"schedule_minutes must be > 0, got {self.schedule_minutes}")
         if not 0 <= self.hard_fraction <= 1:
             raise ValueError(f"hard_fraction must be in [0, 1], got {self.hard_fraction}")
+        if self.jitter not in JITTERS:
+            raise ValueError(f"jitter must be one of {JITTERS}, got {self.jitter!r}")
+        if self.mine_factor < 1:
+            raise ValueError(f"mine_factor must be >= 1, got {self.mine_factor}")
 
 
 @dataclass
@@ -160,6 +174,38 @@ def lr_factor(cfg: TrainConfig, step: int, train_seconds: float) -> float:
 
 def _to_input(p0: np.ndarray, p1: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.stack([p0, p1], axis=1)).to(device=device, dtype=torch.float32)
+
+
+@torch.no_grad()
+def _mine_random_negatives(
+    model: torch.nn.Module,
+    data: PairData,
+    pairs: np.ndarray,
+    labels: np.ndarray,
+    cfg: TrainConfig,
+    rng: np.random.Generator,
+    device: torch.device,
+) -> np.ndarray:
+    """Replace the batch's random negatives by the highest-scoring of ``mine_factor`` times as many.
+
+    The random negatives are the last rows of a :meth:`PairData.sample_batch` batch (after the
+    positives and the stored hard negatives). Returns the (B, 2) int64 batch with them replaced.
+    """
+    half = len(pairs) // 2
+    n_hard = int(round(cfg.hard_fraction * half)) if len(data.hard_negatives) else 0
+    n_rand = half - n_hard
+    if n_rand == 0:
+        return pairs
+    pool = data.draw_random_negatives(cfg.mine_factor * n_rand, rng)
+    was_training = model.training
+    model.eval()
+    x = _to_input(data.patches[pool[:, 0]], data.patches[pool[:, 1]], device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+        scores = _pair_scores(model, x, cfg.loss).float().cpu().numpy()
+    model.train(was_training)
+    out = pairs.copy()
+    out[len(pairs) - n_rand :] = pool[np.argsort(-scores, kind="stable")[:n_rand]]
+    return out
 
 
 def _pair_scores(model: torch.nn.Module, x: torch.Tensor, loss: str) -> torch.Tensor:
@@ -300,6 +346,7 @@ def train(
         raise ValueError(f"contrastive loss needs a siamese model with describe(), not {config.model!r}")
     opt = _make_optimizer(model, config)
     rng = np.random.default_rng(config.seed)
+    jitter_gen = torch.Generator().manual_seed(config.seed + 1)
     history: list[dict[str, Any]] = []
     start_epoch = 0
     step = 0
@@ -315,6 +362,8 @@ def train(
         opt.load_state_dict(st["optimizer"])
         _set_rng_state(rng, st["rng"])
         torch.set_rng_state(st["torch_rng"])
+        if "jitter_rng" in st:
+            jitter_gen.set_state(st["jitter_rng"])
         history = list(st["history"])
         start_epoch = int(st["epoch"])
         step = int(st["step"])
@@ -354,11 +403,16 @@ def train(
             for g in opt.param_groups:
                 g["lr"] = config.lr * lr_factor(config, step, train_seconds + time.time() - t0)
             pairs, labels = pair_data.sample_batch(config.batch_size, rng, config.hard_fraction)
+            if config.mine_factor > 1:
+                pairs = _mine_random_negatives(model, pair_data, pairs, labels, config, rng, dev)
             p0 = pair_data.patches[pairs[:, 0]]
             p1 = pair_data.patches[pairs[:, 1]]
             if config.augment:
                 p0, p1, _ = augment_pairs(p0, p1, rng)
             x = _to_input(p0, p1, dev)
+            if config.jitter != "none":
+                geo = 1.0 if config.jitter == "full" else 0.0
+                x = jitter_patches(x.cpu(), jitter_gen, 8.0 * geo, 0.1 * geo, 2.0 * geo).to(dev)
             y = torch.from_numpy(labels).to(dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.bf16):
                 if config.loss == "contrastive":
@@ -412,6 +466,7 @@ def train(
             "train_seconds": train_seconds,
             "rng": _rng_state(rng),
             "torch_rng": torch.get_rng_state(),
+            "jitter_rng": jitter_gen.get_state(),
             "config": asdict(config),
             "history": history,
             "best_epoch": best["epoch"],

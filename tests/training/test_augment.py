@@ -48,3 +48,25 @@ def test_reproducible_and_validated():
     assert q0.sum() == p.sum()
     with pytest.raises(ValueError):
         augment_pairs(p, p[:, :4], np.random.default_rng(0))
+
+
+def test_jitter_is_small_independent_and_reproducible():
+    import torch
+
+    from patchmatch.training.augment import jitter_patches
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    img = (127 + 100 * np.sin(xx / 5.0) * np.cos(yy / 7.0)).astype(np.float32)
+    x = torch.from_numpy(np.stack([img, img])[None].repeat(16, 0))  # (16, 2, 64, 64), both channels equal
+    a = jitter_patches(x, torch.Generator().manual_seed(0))
+    b = jitter_patches(x, torch.Generator().manual_seed(0))
+    assert a.shape == x.shape and a.dtype == torch.float32
+    torch.testing.assert_close(a, b)
+    assert float(a.min()) >= 0 and float(a.max()) <= 255
+    assert not torch.equal(a[:, 0], a[:, 1])  # the two patches of a pair are jittered independently
+    # small: still strongly correlated with the original
+    for k in range(16):
+        c = np.corrcoef(a[k, 0].numpy().ravel(), img.ravel())[0, 1]
+        assert c > 0.6, c
+    none = jitter_patches(x, torch.Generator().manual_seed(0), 0, 0, 0, 0, 0, 0)
+    torch.testing.assert_close(none, x, atol=1e-3, rtol=0)  # zero ranges = identity

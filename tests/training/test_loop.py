@@ -54,9 +54,10 @@ def test_training_decreases_loss(pairset, tmp_path):
     assert 0 <= rec["val_fpr95_random"] <= 1 and 0 <= rec["val_fpr95_hard"] <= 1 and rec["pairs_per_s"] > 0
 
 
-def test_resume_reproduces_the_same_run(pairset, tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"jitter": "full", "mine_factor": 3}], ids=["paper", "jitter+mining"])
+def test_resume_reproduces_the_same_run(pairset, tmp_path, extra):
     torch.set_num_threads(2)
-    cfg = _cfg()
+    cfg = _cfg(**extra)
     straight = train(cfg, [pairset], tmp_path / "a.pt")
     first = train(cfg, [pairset], tmp_path / "b.pt", stop_after=1)
     assert len(first.history) == 1 and state_path(tmp_path / "b.pt").is_file()
@@ -109,3 +110,25 @@ def test_lr_factor_follows_cosine_over_steps_or_time():
     assert lr_factor(timed, 0, 600.0) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="schedule_minutes"):
         _cfg(schedule_minutes=0.0)
+
+
+def test_mining_keeps_the_negatives_the_model_scores_highest(pairset):
+    from patchmatch.training.loop import _mine_random_negatives
+
+    data = load_pair_data([pairset])
+    cfg = _cfg(mine_factor=4, hard_fraction=0.5)
+    model = build_model("2ch").eval()
+    pairs, labels = data.sample_batch(32, np.random.default_rng(3), 0.5)
+    mined = _mine_random_negatives(model, data, pairs, labels, cfg, np.random.default_rng(4), torch.device("cpu"))
+    np.testing.assert_array_equal(mined[:24], pairs[:24])  # positives and stored hard negatives kept
+    t = data.track[mined[24:]]
+    assert (t[:, 0] != t[:, 1]).all()  # still negatives
+    # the kept 8 are the top 8 of the 32 drawn from the same generator state
+    pool = data.draw_random_negatives(32, np.random.default_rng(4))
+    pool_scores = evaluate_pairs(model, data.patches, pool)
+    kept_scores = evaluate_pairs(model, data.patches, mined[24:])
+    np.testing.assert_allclose(np.sort(kept_scores), np.sort(pool_scores)[-8:], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="mine_factor"):
+        _cfg(mine_factor=0)
+    with pytest.raises(ValueError, match="jitter"):
+        _cfg(jitter="strong")
