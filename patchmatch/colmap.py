@@ -27,6 +27,7 @@ or ``FileExistsError`` with the file and the problem named.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -85,6 +86,14 @@ class MapperConfig:
             (the largest one is kept).
         refine_focal_length: refine focal length in bundle adjustment.
         refine_extra_params: refine the radial distortion in bundle adjustment.
+        fixed_intrinsics_fallback: when the largest model leaves images unregistered or has a
+            degenerate camera (see :func:`degenerate_cameras`), map once more with focal
+            length and distortion held at their priors (EXIF focal length or the default
+            guess), then refine them in one global bundle adjustment (kept only if they stay
+            sane), and keep whichever model registers more images. Refining intrinsics from
+            the first image pairs can run away (lund: focal −1002 px, k = 4.8 from an EXIF prior
+            of 1035 px; 2 of 29 images registered); a complete model is a stable place to refine
+            them. Costs a second mapping only when the first one is incomplete.
         num_threads: worker threads; -1 = all cores.
         random_seed: seed of the mapper (-1 = non-deterministic).
     """
@@ -96,6 +105,7 @@ class MapperConfig:
     multiple_models: bool = True
     refine_focal_length: bool = True
     refine_extra_params: bool = True
+    fixed_intrinsics_fallback: bool = True
     num_threads: int = -1
     random_seed: int = 0
 
@@ -492,6 +502,87 @@ def verify_matches(
 # --------------------------------------------------------------------------
 # Mapping and models
 # --------------------------------------------------------------------------
+def degenerate_cameras(
+    reconstruction: pycolmap.Reconstruction,
+    priors: Mapping[int, float] | None = None,
+    max_focal_change: float = 4.0,
+    max_radial: float = 1.0,
+) -> list[str]:
+    """Cameras of a model whose intrinsics ran away in bundle adjustment.
+
+    Args:
+        reconstruction: the model.
+        priors: camera id -> focal-length prior in pixels (the database's cameras); without
+            one only the sign of the focal length is checked.
+        max_focal_change: a focal length more than this factor away from its prior is degenerate.
+        max_radial: a distortion parameter beyond ±this is degenerate (COLMAP's radial models,
+            coefficients on normalised image coordinates).
+
+    Returns:
+        One line per degenerate camera (``"camera 16: focal -1002.2 px (prior 1035.4 px), ..."``);
+        empty when all are sane.
+    """
+    bad = []
+    priors = priors or {}
+    for cam_id, cam in reconstruction.cameras.items():
+        f = float(cam.mean_focal_length())
+        extra = [float(cam.params[i]) for i in cam.extra_params_idxs()]
+        prior = priors.get(cam_id)
+        why = []
+        if not np.isfinite(f) or f <= 0:
+            why.append(f"focal {f:.1f} px")
+        elif prior and not (prior / max_focal_change <= f <= prior * max_focal_change):
+            why.append(f"focal {f:.1f} px (prior {prior:.1f} px)")
+        if any(not np.isfinite(e) or abs(e) > max_radial for e in extra):
+            why.append(f"distortion {[round(e, 3) for e in extra]}")
+        if why:
+            bad.append(f"camera {cam_id}: " + ", ".join(why))
+    return bad
+
+
+def _map_once(database: Path, image_dir: Path, output_dir: Path, config: MapperConfig) -> pycolmap.Reconstruction | None:
+    if output_dir.exists():
+        for child in output_dir.iterdir():
+            if child.is_dir() and child.name.isdigit():
+                shutil.rmtree(child)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if config.random_seed >= 0:
+        pycolmap.set_random_seed(int(config.random_seed))
+    models = pycolmap.incremental_mapping(
+        str(database), str(image_dir), str(output_dir), options=_mapper_options(config)
+    )
+    for child in output_dir.iterdir():
+        if child.is_dir() and child.name.isdigit():
+            shutil.rmtree(child)
+    if not models:
+        return None
+    best = max(models.values(), key=lambda rec: rec.num_reg_images())
+    logger.info(
+        "COLMAP built %d model(s); the largest registers %d images",
+        len(models),
+        best.num_reg_images(),
+    )
+    return best
+
+
+def _refine_intrinsics(
+    reconstruction: pycolmap.Reconstruction, config: MapperConfig, priors: Mapping[int, float]
+) -> pycolmap.Reconstruction:
+    """A copy refined by one global bundle adjustment with the intrinsics free; the input itself
+    when they run away."""
+    refined = pycolmap.Reconstruction(reconstruction)
+    options = pycolmap.BundleAdjustmentOptions()
+    options.print_summary = False
+    options.refine_focal_length = bool(config.refine_focal_length)
+    options.refine_extra_params = bool(config.refine_extra_params)
+    pycolmap.bundle_adjustment(refined, options)
+    bad = degenerate_cameras(refined, priors)
+    if bad:
+        logger.warning("refined intrinsics ran away (%s); keeping the prior intrinsics", "; ".join(bad[:3]))
+        return reconstruction
+    return refined
+
+
 def incremental_mapping(
     database: str | os.PathLike,
     image_dir: str | os.PathLike,
@@ -502,7 +593,9 @@ def incremental_mapping(
 
     COLMAP writes every model it builds under ``output_dir/<index>``; this
     function keeps only the model with most registered images, written to
-    ``output_dir/0`` (COLMAP binary format), and removes the others.
+    ``output_dir/0`` (COLMAP binary format), and removes the others. With
+    ``config.fixed_intrinsics_fallback`` an incomplete or degenerate first result is
+    mapped again with fixed intrinsics (see :class:`MapperConfig`).
 
     Args:
         database: the database with verified two-view geometries.
@@ -522,28 +615,27 @@ def incremental_mapping(
     if not image_dir.is_dir():
         raise FileNotFoundError(f"image folder {image_dir} does not exist")
     output_dir = Path(output_dir)
-    if output_dir.exists():
-        for child in output_dir.iterdir():
-            if child.is_dir() and child.name.isdigit():
-                shutil.rmtree(child)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if config.random_seed >= 0:
-        pycolmap.set_random_seed(int(config.random_seed))
-    models = pycolmap.incremental_mapping(
-        str(database), str(image_dir), str(output_dir), options=_mapper_options(config)
-    )
-    for child in output_dir.iterdir():
-        if child.is_dir() and child.name.isdigit():
-            shutil.rmtree(child)
-    if not models:
+    best = _map_once(database, image_dir, output_dir, config)
+    with pycolmap.Database.open(str(database)) as db:
+        num_images = db.num_images()
+        priors = {c.camera_id: float(c.mean_focal_length()) for c in db.read_all_cameras()}
+    bad = degenerate_cameras(best, priors) if best is not None else []
+    incomplete = best is None or best.num_reg_images() < num_images
+    if config.fixed_intrinsics_fallback and (incomplete or bad) and (config.refine_focal_length or config.refine_extra_params):
+        logger.info(
+            "%s; mapping again with the intrinsics fixed at their priors",
+            "; ".join(bad[:3]) if bad else f"{0 if best is None else best.num_reg_images()} of {num_images} images registered",
+        )
+        fixed = dataclasses.replace(config, refine_focal_length=False, refine_extra_params=False)
+        second = _map_once(database, image_dir, output_dir, fixed)
+        if second is not None and (best is None or bad or second.num_reg_images() > best.num_reg_images()):
+            second = _refine_intrinsics(second, config, priors)
+            logger.info("fixed-intrinsics mapping registers %d images (first: %d)", second.num_reg_images(),
+                        0 if best is None else best.num_reg_images())
+            best = second
+    if best is None:
         logger.warning("COLMAP built no model from %s", database)
         return None
-    best = max(models.values(), key=lambda rec: rec.num_reg_images())
-    logger.info(
-        "COLMAP built %d model(s); keeping the largest (%d registered images)",
-        len(models),
-        best.num_reg_images(),
-    )
     model_dir = output_dir / "0"
     model_dir.mkdir(parents=True, exist_ok=True)
     best.write(str(model_dir))

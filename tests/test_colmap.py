@@ -124,3 +124,50 @@ def test_verify_and_map_real_images(tmp_path):
     for R, t in poses.values():
         np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-9)
     assert colmap.reconstruction_stats(None)["registered"] == 0
+    # a model whose intrinsics ran away is flagged ...
+    assert colmap.degenerate_cameras(rec) == []
+    broken = colmap.pycolmap.Reconstruction(rec)
+    cam = next(iter(broken.cameras.values()))
+    params = cam.params.copy()
+    params[0] = -params[0]
+    cam.params = params
+    assert colmap.degenerate_cameras(broken)[0].startswith(f"camera {cam.camera_id}: focal -")
+    params[0], params[3] = 10 * abs(params[0]), 4.8
+    cam.params = params
+    assert "prior" in colmap.degenerate_cameras(broken, {cam.camera_id: abs(params[0]) / 10})[0]
+    assert "distortion" in colmap.degenerate_cameras(broken)[0]
+
+
+def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
+    """A first model with a runaway camera is mapped again with the intrinsics fixed, then refined."""
+    if not ENTRY.is_dir():
+        pytest.skip(f"real data not found at {ENTRY} (see shared/data/README.md)")
+    names = ["0000.jpg", "0001.jpg", "0002.jpg"]
+    db = colmap.create_database(tmp_path / "database.db")
+    colmap.sift_extract(db, ENTRY, names, colmap.SiftBaselineConfig(max_num_features=1500, max_image_size=768, num_threads=2))
+    colmap.sift_match_exhaustive(db, colmap.SiftBaselineConfig(num_threads=2), colmap.VerificationConfig(num_threads=2))
+    real_map_once = colmap._map_once
+    calls = []
+
+    def first_one_runs_away(database, image_dir, output_dir, config):
+        rec = real_map_once(database, image_dir, output_dir, config)
+        calls.append(config)
+        if len(calls) == 1:  # what lund does: focal length negative, huge distortion
+            cam = next(iter(rec.cameras.values()))
+            p = cam.params.copy()
+            p[0], p[3] = -p[0], 4.8
+            cam.params = p
+        return rec
+
+    monkeypatch.setattr(colmap, "_map_once", first_one_runs_away)
+    rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2))
+    assert len(calls) == 2 and calls[0].refine_focal_length and not calls[1].refine_focal_length
+    assert not calls[1].refine_extra_params and rec.num_reg_images() == 3
+    assert colmap.degenerate_cameras(rec) == []
+    assert colmap.read_reconstruction(tmp_path / "sparse" / "0").num_reg_images() == 3
+    # switched off, the first model is kept as it is
+    calls.clear()
+    rec = colmap.incremental_mapping(
+        db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, fixed_intrinsics_fallback=False)
+    )
+    assert len(calls) == 1 and colmap.degenerate_cameras(rec)
