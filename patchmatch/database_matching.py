@@ -40,7 +40,7 @@ class DatabaseMatchConfig:
 
     Attributes:
         match: candidate search and match decision.
-        pairs: ``"exhaustive"``, ``"sequential:N"`` or ``"file:PATH"`` (hloc's pairs format).
+        pairs: ``"exhaustive"``, ``"sequential:N"``, ``"retrieval:N"`` or ``"file:PATH"`` (hloc's pairs format).
         verification: RANSAC settings of the geometric verification.
         patch_cache_mb: memory for patches kept between pairs (MiB).
     """
@@ -121,7 +121,7 @@ def match_database(
         raise FileNotFoundError(f"none of the {len(images)} images of {database} is in {image_dir}: wrong image folder?")
     bad: dict[str, str] = {n: "no keypoints in the database" for n, im in images.items() if len(im.keypoints) == 0}
     names = sorted(images)
-    all_pairs = make_pairs(config.pairs, names)
+    all_pairs = make_pairs(config.pairs, names, {n: im.descriptors for n, im in images.items()})
     matched, geometries = colmap.pairs_with_matches(database)
     todo, skipped, replace = [], [], []
     for a, b in all_pairs:

@@ -198,9 +198,10 @@ def run_demo(
     index = {name: i for i, name in enumerate(names)}
     views = {i: render_view(scene, i, image=False) for i in range(len(names))}
     features_path, matches_path = out_dir / "sfm" / "features.h5", out_dir / "sfm" / "matches.h5"
-    features = {name: storage.read_features(features_path, name).xy for name in names}
+    feats = {name: storage.read_features(features_path, name) for name in names}
+    features = {name: f.xy for name, f in feats.items()}
     per_pair = {}
-    for a, b in make_pairs(config.pairs, names):
+    for a, b in make_pairs(config.pairs, names, {n: f.descriptors for n, f in feats.items()}):
         matches, _ = storage.read_matches(matches_path, a, b)
         correct = match_correctness(
             views, scene, index[a], index[b], features[a], features[b], matches, config.correct_px

@@ -9,7 +9,10 @@ The pipeline names a strategy with one string (``SfmConfig.pairs``):
 * ``"exhaustive"``: every unordered pair, ``n (n - 1) / 2`` of them;
 * ``"sequential:N"``: each image with the ``N`` images after it in sorted
   name order (video or ordered captures);
-* ``"file:PATH"``: the pairs listed in ``PATH``.
+* ``"file:PATH"``: the pairs listed in ``PATH``;
+* ``"retrieval:N"``: each image with its ``N`` most similar images by a global descriptor
+  (VLAD of the images' own SIFT descriptors, see :func:`retrieval_pairs`), for collections
+  too large to match exhaustively.
 
 Pairs are always returned as sorted, deduplicated tuples ``(name0, name1)``
 with ``name0 < name1``, so that a pair has one canonical key everywhere.
@@ -19,8 +22,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -155,23 +160,34 @@ def parse_strategy(spec: str) -> tuple[str, int | str | None]:
         return "sequential", overlap
     if kind == "file" and arg:
         return "file", arg
+    if kind == "retrieval":
+        try:
+            num = int(arg)
+        except ValueError:
+            raise ValueError(f"pairs strategy {spec!r}: expected 'retrieval:N' with an integer N") from None
+        if num < 1:
+            raise ValueError(f"pairs strategy {spec!r}: N must be >= 1")
+        return "retrieval", num
     raise ValueError(
-        f"unknown pairs strategy {spec!r}; expected 'exhaustive', 'sequential:N' or 'file:PATH'"
+        f"unknown pairs strategy {spec!r}; expected 'exhaustive', 'sequential:N', 'retrieval:N' or 'file:PATH'"
     )
 
 
-def make_pairs(spec: str, names: Sequence[str]) -> list[Pair]:
+def make_pairs(spec: str, names: Sequence[str], descriptors: Mapping[str, np.ndarray] | None = None) -> list[Pair]:
     """Pairs of ``names`` following a strategy string (see the module doc).
 
     Args:
-        spec: ``"exhaustive"``, ``"sequential:N"`` or ``"file:PATH"``.
+        spec: ``"exhaustive"``, ``"sequential:N"``, ``"retrieval:N"`` or ``"file:PATH"``.
         names: unique image names.
+        descriptors: name -> (N_i, 128) SIFT descriptors of every image; needed by
+            ``retrieval:N`` only.
 
     Returns:
         Canonical pairs, sorted.
 
     Raises:
-        ValueError: unknown strategy, bad argument, duplicate or unknown names.
+        ValueError: unknown strategy, bad argument, duplicate or unknown names, or
+            ``retrieval:N`` without descriptors.
         FileNotFoundError: the pairs file does not exist.
     """
     kind, arg = parse_strategy(spec)
@@ -180,5 +196,99 @@ def make_pairs(spec: str, names: Sequence[str]) -> list[Pair]:
     if kind == "sequential":
         assert isinstance(arg, int)
         return sequential_pairs(names, arg)
+    if kind == "retrieval":
+        assert isinstance(arg, int)
+        if descriptors is None:
+            raise ValueError(f"pairs strategy {spec!r} needs the images' descriptors")
+        return retrieval_pairs(names, descriptors, arg)
     _check_names(names)
     return read_pairs_file(str(arg), names)
+
+
+def vlad(
+    descriptors: Mapping[str, np.ndarray],
+    num_words: int = 64,
+    max_training: int = 100_000,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """VLAD global descriptors (Jégou et al., CVPR 2010) of images from their local descriptors.
+
+    RootSIFT (Arandjelović & Zisserman, CVPR 2012) of the local descriptors; a vocabulary of
+    ``num_words`` visual words by k-means (:func:`cv2.kmeans`) on at most ``max_training``
+    descriptors sampled from the images themselves (no pretrained model); residuals summed per
+    word, intra-normalised, signed square root and L2 normalisation ("All about VLAD",
+    Arandjelović & Zisserman, CVPR 2013).
+
+    Args:
+        descriptors: name -> (N_i, D) float or uint8 descriptors (N_i may be 0).
+        num_words: vocabulary size K (fewer when there are fewer descriptors).
+        max_training: descriptors used to fit the vocabulary.
+        seed: sampling and k-means seed.
+
+    Returns:
+        name -> (K * D,) float32 unit vector (all zeros for an image without descriptors).
+
+    Raises:
+        ValueError: no descriptors at all.
+    """
+    import cv2
+
+    def root(d: np.ndarray) -> np.ndarray:
+        d = np.asarray(d, np.float32)
+        d = d / np.maximum(np.abs(d).sum(1, keepdims=True), 1e-12)
+        return np.sqrt(np.abs(d))
+
+    local = {n: root(d) if len(d) else np.zeros((0, np.asarray(d).shape[-1] if np.asarray(d).ndim == 2 else 128), np.float32)
+             for n, d in descriptors.items()}  # fmt: skip
+    pool = np.concatenate([d for d in local.values() if len(d)] or [np.zeros((0, 128), np.float32)])
+    if len(pool) == 0:
+        raise ValueError("no descriptors to build global image descriptors from")
+    rng = np.random.default_rng(seed)
+    train = pool[rng.choice(len(pool), min(len(pool), max_training), replace=False)]
+    k = int(min(num_words, len(train)))
+    cv2.setRNGSeed(seed)
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 30, 1e-4)
+    _, _, centers = cv2.kmeans(train, k, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
+    out = {}
+    for name, d in local.items():
+        v = np.zeros((k, pool.shape[1]), np.float32)
+        if len(d):
+            dist = (d**2).sum(1, keepdims=True) - 2 * d @ centers.T + (centers**2).sum(1)
+            word = dist.argmin(1)
+            np.add.at(v, word, d - centers[word])
+            v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+            v = np.sign(v) * np.sqrt(np.abs(v))
+            v /= max(float(np.linalg.norm(v)), 1e-12)
+        out[name] = v.ravel()
+    return out
+
+
+def retrieval_pairs(names: Sequence[str], descriptors: Mapping[str, np.ndarray], num_neighbors: int) -> list[Pair]:
+    """Each image paired with its ``num_neighbors`` most similar images by VLAD (:func:`vlad`).
+
+    Args:
+        names: unique image names.
+        descriptors: name -> (N_i, 128) SIFT descriptors, for every name.
+        num_neighbors: N; all other images when there are fewer.
+
+    Returns:
+        Canonical pairs (the union over images, so an image can have more than N partners).
+
+    Raises:
+        ValueError: duplicate names, a name without descriptors, or ``num_neighbors < 1``.
+    """
+    if num_neighbors < 1:
+        raise ValueError(f"retrieval needs N >= 1, got {num_neighbors}")
+    names = _check_names(names)
+    missing = [n for n in names if n not in descriptors]
+    if missing:
+        raise ValueError(f"no descriptors for images {missing[:5]}")
+    g = vlad({n: descriptors[n] for n in names})
+    mat = np.stack([g[n] for n in names])
+    sim = mat @ mat.T
+    np.fill_diagonal(sim, -np.inf)
+    pairs = []
+    for i, a in enumerate(names):
+        for j in np.argsort(-sim[i], kind="stable")[: min(num_neighbors, len(names) - 1)]:
+            pairs.append((a, names[int(j)]))
+    return _canonical(pairs)

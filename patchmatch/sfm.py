@@ -73,8 +73,8 @@ class SfmConfig:
         device: torch device of the network (``None`` = CUDA if available).
         batch_size: patch pairs per network forward pass (None: 128 on CPU, 8192 on GPU).
         match: candidate search and match decision (:class:`MatchConfig`).
-        pairs: image pairs to match: ``"exhaustive"``, ``"sequential:N"`` or
-            ``"file:PATH"`` (see :mod:`patchmatch.pairs`).
+        pairs: image pairs to match: ``"exhaustive"``, ``"sequential:N"``, ``"retrieval:N"``
+            or ``"file:PATH"`` (see :mod:`patchmatch.pairs`).
         verification: RANSAC of the geometric verification.
         mapper: COLMAP incremental mapper settings.
         single_camera: all images share one camera (one size, one zoom); the
@@ -440,7 +440,7 @@ def run_sfm(
         raise ValueError(f"{image_dir}: fewer than 2 readable images ({len(good)} of {len(names)})")
 
     # 2. matches ------------------------------------------------------------------
-    pairs = make_pairs(config.pairs, good)
+    pairs = make_pairs(config.pairs, good, {n: f.descriptors for n, f in features.items()})
     with _stage("matching", seconds):
         todo_pairs = storage.missing_pairs(matches_path, pairs)
         cache = LruArrayCache(_patch_loader(image_dir, config, features), config.patch_cache_mb * 2**20)

@@ -77,6 +77,49 @@ def test_strategy_strings():
     assert make_pairs("sequential:1", NAMES) == [
         ("a.jpg", "b.jpg"), ("b.jpg", "d.jpg"), ("d.jpg", "sub/c.png")
     ]  # fmt: skip
-    for bad in ["retrieval", "sequential:x", "sequential:0", "exhaustive:2", "file:", ""]:
+    assert parse_strategy("retrieval:5") == ("retrieval", 5)
+    with pytest.raises(ValueError, match="needs the images' descriptors"):
+        make_pairs("retrieval:2", NAMES)
+    for bad in ["retrieval", "retrieval:0", "retrieval:x", "sequential:x", "sequential:0", "exhaustive:2", "file:", ""]:
         with pytest.raises(ValueError, match="pairs strategy"):
             parse_strategy(bad)
+
+
+def test_retrieval_pairs_images_with_their_own_kind():
+    """Three groups of images sharing descriptor statistics: VLAD pairs each image within its group."""
+    import numpy as np
+
+    from patchmatch.pairs import retrieval_pairs, vlad
+
+    rng = np.random.default_rng(0)
+    protos = [rng.random((300, 128)).astype(np.float32) * 255 for _ in range(3)]
+    desc = {}
+    for g in range(3):
+        for k in range(4):
+            keep = rng.random(300) < 0.7
+            desc[f"g{g}_{k}.jpg"] = np.clip(protos[g][keep] + rng.normal(0, 8, (keep.sum(), 128)), 0, 255).astype(np.float32)
+    desc["empty.jpg"] = np.zeros((0, 128), np.float32)
+    g = vlad(desc, num_words=16)
+    assert all(abs(np.linalg.norm(v) - 1) < 1e-5 for n, v in g.items() if n != "empty.jpg")
+    assert not g["empty.jpg"].any()
+    pairs = retrieval_pairs(sorted(desc), desc, 3)
+    within = [(a, b) for a, b in pairs if "empty" not in a + b]
+    assert all(a[:2] == b[:2] for a, b in within), within
+    assert len(within) == 3 * 6  # each group of 4 fully connected
+    with pytest.raises(ValueError, match="no descriptors for images"):
+        retrieval_pairs(["x.jpg", "g0_0.jpg"], desc, 2)
+
+
+def test_retrieval_on_a_real_sequence(entry_images):
+    """entry-P10 is a sequence along a facade: retrieved partners are mostly neighbours in it."""
+    from patchmatch.features import detect
+    from patchmatch.images import read_gray
+    from patchmatch.pairs import retrieval_pairs
+
+    desc = {}
+    for p in entry_images:
+        image, _ = read_gray(p, 640)
+        desc[p.name] = detect(image, max_keypoints=800).descriptors
+    pairs = retrieval_pairs(sorted(desc), desc, 2)
+    gaps = [abs(int(a[:4]) - int(b[:4])) for a, b in pairs]
+    assert len(pairs) >= 10 and sum(g <= 2 for g in gaps) >= 0.8 * len(gaps), sorted(zip(gaps, pairs))

@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-keypoints", type=int, default=4096, help="SIFT keypoints per image (default: 4096)")
     p.add_argument("--max-image-size", type=int, default=None, help="downscale images whose longer side exceeds this")
     p.add_argument("--weights", type=Path, default=None, help="checkpoint (default: shipped 2ch2stream weights)")
-    p.add_argument("--pairs", default="exhaustive", help="exhaustive | sequential:N | file:PATH (default: exhaustive)")
+    p.add_argument("--pairs", default="exhaustive", help="exhaustive | sequential:N | retrieval:N (N most similar images by VLAD) | file:PATH (default: exhaustive)")
     p.add_argument("--single-camera", action="store_true", help="all images share one camera (same size and zoom)")
     p.add_argument("--batch-size", type=int, default=None, help="patch pairs per network forward pass (default: 128 on CPU, 8192 on GPU)")
     p.add_argument("--ground-truth", type=Path, default=None, help="cameras.json: add pose errors to the report")
