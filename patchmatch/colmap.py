@@ -93,7 +93,9 @@ class MapperConfig:
             sane), and keep whichever model registers more images. Refining intrinsics from
             the first image pairs can run away (lund: focal −1002 px, k = 4.8 from an EXIF prior
             of 1035 px; 2 of 29 images registered); a complete model is a stable place to refine
-            them. Costs a second mapping only when the first one is incomplete.
+            them. On a tie in registered images the fixed-intrinsics model is kept. Costs a
+            second mapping only when the first one is incomplete or degenerate (and the
+            database holds verified pairs).
         num_threads: worker threads; -1 = all cores.
         random_seed: seed of the mapper (-1 = non-deterministic).
     """
@@ -541,6 +543,10 @@ def degenerate_cameras(
 
 
 def _map_once(database: Path, image_dir: Path, output_dir: Path, config: MapperConfig) -> pycolmap.Reconstruction | None:
+    with pycolmap.Database.open(str(database)) as db:
+        num_images = db.num_images()
+    if 2 <= num_images < config.min_model_size:  # a two-image project still gets its model
+        config = dataclasses.replace(config, min_model_size=num_images)
     if output_dir.exists():
         for child in output_dir.iterdir():
             if child.is_dir() and child.name.isdigit():
@@ -618,17 +624,21 @@ def incremental_mapping(
     best = _map_once(database, image_dir, output_dir, config)
     with pycolmap.Database.open(str(database)) as db:
         num_images = db.num_images()
+        num_verified = db.num_verified_image_pairs()
         priors = {c.camera_id: float(c.mean_focal_length()) for c in db.read_all_cameras()}
     bad = degenerate_cameras(best, priors) if best is not None else []
     incomplete = best is None or best.num_reg_images() < num_images
-    if config.fixed_intrinsics_fallback and (incomplete or bad) and (config.refine_focal_length or config.refine_extra_params):
+    refines = config.refine_focal_length or config.refine_extra_params
+    if config.fixed_intrinsics_fallback and (incomplete or bad) and refines and num_verified > 0:
         logger.info(
             "%s; mapping again with the intrinsics fixed at their priors",
             "; ".join(bad[:3]) if bad else f"{0 if best is None else best.num_reg_images()} of {num_images} images registered",
         )
         fixed = dataclasses.replace(config, refine_focal_length=False, refine_extra_params=False)
         second = _map_once(database, image_dir, output_dir, fixed)
-        if second is not None and (best is None or bad or second.num_reg_images() > best.num_reg_images()):
+        # more registered images wins; on a tie the model whose intrinsics did not run away
+        if second is not None and (best is None or second.num_reg_images() > best.num_reg_images()
+                                   or (bad and second.num_reg_images() == best.num_reg_images())):
             second = _refine_intrinsics(second, config, priors)
             logger.info("fixed-intrinsics mapping registers %d images (first: %d)", second.num_reg_images(),
                         0 if best is None else best.num_reg_images())

@@ -139,10 +139,10 @@ def parse_strategy(spec: str) -> tuple[str, int | str | None]:
     """Validate a pair-strategy string without any image list.
 
     Args:
-        spec: ``"exhaustive"``, ``"sequential:N"`` or ``"file:PATH"``.
+        spec: ``"exhaustive"``, ``"sequential:N"``, ``"retrieval:N"`` or ``"file:PATH"``.
 
     Returns:
-        ``("exhaustive", None)``, ``("sequential", N)`` or ``("file", PATH)``.
+        ``("exhaustive", None)``, ``("sequential", N)``, ``("retrieval", N)`` or ``("file", PATH)``.
 
     Raises:
         ValueError: an unknown strategy or a malformed argument.
@@ -273,6 +273,8 @@ def retrieval_pairs(names: Sequence[str], descriptors: Mapping[str, np.ndarray],
 
     Returns:
         Canonical pairs (the union over images, so an image can have more than N partners).
+        An image without descriptors gets no pairs and is nobody's neighbour; when no image
+        has any, all pairs (nothing to rank by).
 
     Raises:
         ValueError: duplicate names, a name without descriptors, or ``num_neighbors < 1``.
@@ -283,12 +285,20 @@ def retrieval_pairs(names: Sequence[str], descriptors: Mapping[str, np.ndarray],
     missing = [n for n in names if n not in descriptors]
     if missing:
         raise ValueError(f"no descriptors for images {missing[:5]}")
+    empty = np.array([len(descriptors[n]) == 0 for n in names])
+    if empty.all():
+        logger.warning("no image has descriptors: retrieval falls back to exhaustive pairs")
+        return exhaustive_pairs(names)
     g = vlad({n: descriptors[n] for n in names})
     mat = np.stack([g[n] for n in names])
     sim = mat @ mat.T
+    sim[:, empty] = -np.inf  # an image without keypoints is nobody's neighbour ...
     np.fill_diagonal(sim, -np.inf)
     pairs = []
     for i, a in enumerate(names):
-        for j in np.argsort(-sim[i], kind="stable")[: min(num_neighbors, len(names) - 1)]:
+        if empty[i]:  # ... and has none of its own (it cannot match anything)
+            continue
+        order = np.argsort(-sim[i], kind="stable")
+        for j in order[: min(num_neighbors, int(np.isfinite(sim[i]).sum()))]:
             pairs.append((a, names[int(j)]))
     return _canonical(pairs)

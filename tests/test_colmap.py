@@ -171,3 +171,21 @@ def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
         db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, fixed_intrinsics_fallback=False)
     )
     assert len(calls) == 1 and colmap.degenerate_cameras(rec)
+    # a complete first model is not swapped for a smaller fixed-intrinsics one
+    calls.clear()
+
+    def second_one_smaller(database, image_dir, output_dir, config):
+        rec = real_map_once(database, image_dir, output_dir, config)
+        calls.append(config)
+        if len(calls) == 1:
+            cam = next(iter(rec.cameras.values()))
+            p = cam.params.copy()
+            p[3] = 1.5
+            cam.params = p
+        else:
+            rec.deregister_frame(next(iter(rec.reg_frame_ids())))
+        return rec
+
+    monkeypatch.setattr(colmap, "_map_once", second_one_smaller)
+    rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2))
+    assert len(calls) == 2 and rec.num_reg_images() == 3

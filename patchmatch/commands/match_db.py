@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("database", type=Path, help="COLMAP database with keypoints and descriptors")
     p.add_argument("images", type=Path, help="image folder the database's names are relative to")
-    p.add_argument("--pairs", default="exhaustive", help="exhaustive | sequential:N | retrieval:N | a pairs file (one 'name0 name1' per line)")
+    p.add_argument("--pairs", default="exhaustive", help="exhaustive | sequential:N | retrieval:N | file:PATH or PATH (a pairs file, one 'name0 name1' per line)")
     p.add_argument("--weights", type=Path, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--batch-size", type=int, default=None, help="patch pairs per forward pass (default: 128 on CPU, 8192 on GPU)")
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ..scoring import PatchScorer
 
     pairs = args.pairs
-    if pairs not in ("exhaustive",) and not pairs.startswith(("sequential:", "file:")):
+    if pairs not in ("exhaustive",) and not pairs.startswith(("sequential:", "retrieval:", "file:")):
         pairs = f"file:{pairs}"
     config = DatabaseMatchConfig(match=match_config_from_args(args), pairs=pairs)
     scorer = PatchScorer.load(args.weights, device=args.device, batch_size=args.batch_size)

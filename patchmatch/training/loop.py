@@ -116,8 +116,8 @@ class TrainConfig:
             raise ValueError(f"hard_fraction must be in [0, 1], got {self.hard_fraction}")
         if self.jitter not in JITTERS:
             raise ValueError(f"jitter must be one of {JITTERS}, got {self.jitter!r}")
-        if self.mine_factor < 1:
-            raise ValueError(f"mine_factor must be >= 1, got {self.mine_factor}")
+        if not 1 <= self.mine_factor <= 64:
+            raise ValueError(f"mine_factor (--mine-factor) must be in 1..64, got {self.mine_factor}")
 
 
 @dataclass
@@ -354,7 +354,9 @@ def train(
     best: dict[str, Any] = {"epoch": 0, "fpr95": math.inf, "model": None}
     if resume:
         st = torch.load(spath, map_location="cpu", weights_only=True)
-        saved = st.get("config", {})
+        # fields added after the state was written count as their defaults (the behaviour then)
+        saved = {**asdict(TrainConfig(model=config.model)), **{k: v for k, v in st.get("config", {}).items()}}
+        saved = {k: saved[k] for k in asdict(config) if k in saved}
         if saved != asdict(config):
             diff = {k: (saved.get(k), v) for k, v in asdict(config).items() if saved.get(k) != v}
             raise TrainingStateError(f"{spath}: made with another configuration (saved, given): {diff}")

@@ -132,3 +132,17 @@ def test_mining_keeps_the_negatives_the_model_scores_highest(pairset):
         _cfg(mine_factor=0)
     with pytest.raises(ValueError, match="jitter"):
         _cfg(jitter="strong")
+
+
+def test_resume_accepts_a_state_from_before_new_options(pairset, tmp_path):
+    """A state saved before a config field existed resumes when the field has its default value."""
+    cfg = _cfg(epochs=2, steps_per_epoch=1, batch_size=8)
+    train(cfg, [pairset], tmp_path / "o.pt", stop_after=1)
+    spath = state_path(tmp_path / "o.pt")
+    st = torch.load(spath, weights_only=True)
+    del st["config"]["jitter"], st["config"]["mine_factor"], st["jitter_rng"]
+    torch.save(st, spath)
+    done = train(cfg, [pairset], tmp_path / "o.pt", resume=True)
+    assert [h["epoch"] for h in done.history] == [1, 2]
+    with pytest.raises(TrainingStateError, match="mine_factor"):
+        train(_cfg(epochs=3, steps_per_epoch=1, batch_size=8, mine_factor=2), [pairset], tmp_path / "o.pt", resume=True)
