@@ -81,11 +81,19 @@ def _stream_inputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]
 
 
 def _convert(model: nn.Module, inputs: dict[str, torch.Tensor]) -> nn.Module:
-    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization import MinMaxObserver, PerChannelMinMaxObserver, QConfig, QConfigMapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     torch.backends.quantized.engine = "x86"
-    mapping = get_default_qconfig_mapping("x86")
+    # Activation ranges from min/max over the calibration pairs, not the x86 default's histogram
+    # (which clips rare large activations): on temple-ring, a scene unlike the calibration
+    # data, the histogram observer cost +3.5 FPR95 points against float32, min/max -1.8; on
+    # entry-P10 both are within 0.15 points. Weights per output channel, symmetric.
+    qconfig = QConfig(
+        activation=MinMaxObserver.with_args(reduce_range=True),
+        weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric),
+    )
+    mapping = QConfigMapping().set_global(qconfig)
     out = copy.deepcopy(model).cpu().eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FX quantisation's deprecation notices
