@@ -86,6 +86,13 @@ class MapperConfig:
             (the largest one is kept).
         refine_focal_length: refine focal length in bundle adjustment.
         refine_extra_params: refine the radial distortion in bundle adjustment.
+        max_reproj_error: observations farther than this from their point's projection (pixels)
+            are dropped after bundle adjustment, and triangulation completes and merges tracks
+            only within it (COLMAP's ``filter_max_reproj_error``, ``complete_max_reproj_error``,
+            ``merge_max_reproj_error``; COLMAP's default is 4 px). 2 px here: the network adds
+            matches that pass RANSAC's 4 px but lie 2–4 px off; dropping those observations
+            lowered the median rotation error on entry-P10 from 0.33° to 0.22°, castle-P19
+            0.68° → 0.64°, temple-ring 1.27° → 1.15° (all images still registered).
         fixed_intrinsics_fallback: when the largest model leaves images unregistered or has a
             degenerate camera (see :func:`degenerate_cameras`), map once more with focal
             length and distortion held at their priors (EXIF focal length or the default
@@ -107,6 +114,7 @@ class MapperConfig:
     multiple_models: bool = True
     refine_focal_length: bool = True
     refine_extra_params: bool = True
+    max_reproj_error: float = 2.0
     fixed_intrinsics_fallback: bool = True
     num_threads: int = -1
     random_seed: int = 0
@@ -151,6 +159,9 @@ def _mapper_options(config: MapperConfig) -> pycolmap.IncrementalPipelineOptions
     options.ba_refine_extra_params = bool(config.refine_extra_params)
     options.mapper.init_min_num_inliers = int(config.init_min_num_inliers)
     options.mapper.abs_pose_min_num_inliers = int(config.abs_pose_min_num_inliers)
+    options.mapper.filter_max_reproj_error = float(config.max_reproj_error)
+    options.triangulation.complete_max_reproj_error = float(config.max_reproj_error)
+    options.triangulation.merge_max_reproj_error = float(config.max_reproj_error)
     options.mapper.num_threads = int(config.num_threads)
     options.mapper.random_seed = int(config.random_seed)
     options.triangulation.random_seed = int(config.random_seed)

@@ -96,8 +96,9 @@ def run_colmap_sift(
     summary = colmap.sift_match_exhaustive(database, sift, config.verification)
     stages["matching"] = time.perf_counter() - t
     t = time.perf_counter()
-    # pycolmap's own mapper, as `colmap mapper` runs it: without patchmatch's fixed-intrinsics fallback
-    plain = dataclasses.replace(config.mapper, fixed_intrinsics_fallback=False)
+    # pycolmap's own mapper, as `colmap mapper` runs it: COLMAP's 4 px reprojection filter and no
+    # fixed-intrinsics fallback, whatever patchmatch's own mapper settings are
+    plain = dataclasses.replace(config.mapper, fixed_intrinsics_fallback=False, max_reproj_error=4.0)
     reconstruction = colmap.incremental_mapping(database, images, out / "sparse", plain)
     stages["mapping"] = time.perf_counter() - t
     stats = colmap.reconstruction_stats(reconstruction)
@@ -113,7 +114,8 @@ def _sift_settings(images: Path, names: list[str], config: SfmConfig) -> dict:
     return {"images": str(images.resolve()), "names": list(names), "max_keypoints": config.max_keypoints,
             "max_image_size": config.max_image_size, "single_camera": config.single_camera,
             "verification": dataclasses.asdict(config.verification),
-            "mapper": {k: v for k, v in dataclasses.asdict(config.mapper).items() if k != "fixed_intrinsics_fallback"}}  # fmt: skip
+            "mapper": {k: v for k, v in dataclasses.asdict(config.mapper).items()
+                       if k not in ("fixed_intrinsics_fallback", "max_reproj_error")}}  # fmt: skip
 
 
 def _with_pose(result: dict, out: Path, names: list[str], ground_truth) -> dict:

@@ -189,3 +189,10 @@ def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
     monkeypatch.setattr(colmap, "_map_once", second_one_smaller)
     rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2))
     assert len(calls) == 2 and rec.num_reg_images() == 3
+
+
+def test_mapper_options_carry_the_reprojection_filter():
+    opts = colmap._mapper_options(colmap.MapperConfig(max_reproj_error=1.5, num_threads=1))
+    assert opts.mapper.filter_max_reproj_error == 1.5
+    assert opts.triangulation.complete_max_reproj_error == 1.5 and opts.triangulation.merge_max_reproj_error == 1.5
+    assert colmap._mapper_options(colmap.MapperConfig()).mapper.filter_max_reproj_error == 2.0
