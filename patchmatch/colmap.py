@@ -96,7 +96,8 @@ class MapperConfig:
         fixed_intrinsics_fallback: when the largest model leaves images unregistered or has a
             degenerate camera (see :func:`degenerate_cameras`), map once more with focal
             length and distortion held at their priors (EXIF focal length or the default
-            guess), then refine them in one global bundle adjustment (kept only if they stay
+            guess) and the reprojection filter at 4 px at least, then refine them in one
+            global bundle adjustment (kept only if they stay
             sane), and keep whichever model registers more images. Refining intrinsics from
             the first image pairs can run away (lund: focal −1002 px, k = 4.8 from an EXIF prior
             of 1035 px; 2 of 29 images registered); a complete model is a stable place to refine
@@ -645,7 +646,10 @@ def incremental_mapping(
             "%s; mapping again with the intrinsics fixed at their priors",
             "; ".join(bad[:3]) if bad else f"{0 if best is None else best.num_reg_images()} of {num_images} images registered",
         )
-        fixed = dataclasses.replace(config, refine_focal_length=False, refine_extra_params=False)
+        # with the intrinsics fixed, unmodelled distortion leaves residuals of a few pixels: COLMAP's 4 px
+        # filter at least (lund: 2 of 29 images registered with a 2 px filter, 29 with 4 px)
+        fixed = dataclasses.replace(config, refine_focal_length=False, refine_extra_params=False,
+                                    max_reproj_error=max(config.max_reproj_error, 4.0))
         second = _map_once(database, image_dir, output_dir, fixed)
         # more registered images wins; on a tie the model whose intrinsics did not run away
         if second is not None and (best is None or second.num_reg_images() > best.num_reg_images()

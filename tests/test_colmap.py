@@ -163,6 +163,7 @@ def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
     rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2))
     assert len(calls) == 2 and calls[0].refine_focal_length and not calls[1].refine_focal_length
     assert not calls[1].refine_extra_params and rec.num_reg_images() == 3
+    assert calls[0].max_reproj_error == 2.0 and calls[1].max_reproj_error == 4.0
     assert colmap.degenerate_cameras(rec) == []
     assert colmap.read_reconstruction(tmp_path / "sparse" / "0").num_reg_images() == 3
     # switched off, the first model is kept as it is
