@@ -204,6 +204,8 @@ def test_cli_sfm_with_checkpoint(tmp_path, capsys):
 
 def test_config_validation():
     with pytest.raises(ValueError, match="unknown pairs strategy"):
+        SfmConfig(pairs="vocabtree")
+    with pytest.raises(ValueError, match="expected 'retrieval:N'"):
         SfmConfig(pairs="retrieval")
     with pytest.raises(ValueError, match="max_keypoints"):
         SfmConfig(max_keypoints=0)
