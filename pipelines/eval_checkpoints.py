@@ -1,0 +1,59 @@
+"""FPR95 of checkpoints on the validation sets (oriented; random and hard negatives) and the test sets
+(oriented and upright) of the benchmark split: the numbers the model card's ablation and the
+choice of the shipped weights were made with (bfloat16 scoring, all pairs of every set).
+
+Usage::
+
+    python pipelines/eval_checkpoints.py A.pt [B.pt ...] [--sets outputs/pairs] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from patchmatch.evaluation.fpr95 import fpr95
+from patchmatch.models import load_checkpoint
+from patchmatch.training.data import load_eval_pairs
+from patchmatch.training.loop import evaluate_pairs
+
+SETS = {"val": ["castle-P30-val", "Herz-Jesus-P25-val"], "entry": ["entry-P10-test"], "temple": ["temple-ring-test"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    root = Path(__file__).resolve().parents[1]
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("weights", nargs="+", type=Path)
+    ap.add_argument("--sets", type=Path, default=root / "outputs" / "pairs", help="built by pipelines/build_pairs.py")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    res = {}
+    for w in args.weights:
+        model, _ = load_checkpoint(w)
+        model.eval()
+        row = {}
+        for name, sets in SETS.items():
+            for upright in [False] if name == "val" else [False, True]:
+                for kind in ("random", "hard"):
+                    scores, labels = [], []
+                    for s in sets:
+                        patches, pairs, lab = load_eval_pairs(args.sets / s, kind, upright=upright)
+                        with torch.autocast("cpu", dtype=torch.bfloat16):
+                            scores.append(evaluate_pairs(model, patches, pairs))
+                        labels.append(lab)
+                    row[f"{name}-{'up' if upright else 'ori'}-{kind}"] = 100 * fpr95(np.concatenate(scores), np.concatenate(labels))
+        res[str(w)] = row
+        print(w, " ".join(f"{k} {v:.2f}" for k, v in row.items()), flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
