@@ -555,10 +555,6 @@ def degenerate_cameras(
 
 
 def _map_once(database: Path, image_dir: Path, output_dir: Path, config: MapperConfig) -> pycolmap.Reconstruction | None:
-    with pycolmap.Database.open(str(database)) as db:
-        num_images = db.num_images()
-    if 2 <= num_images < config.min_model_size:  # a two-image project still gets its model
-        config = dataclasses.replace(config, min_model_size=num_images)
     if output_dir.exists():
         for child in output_dir.iterdir():
             if child.is_dir() and child.name.isdigit():
@@ -633,11 +629,13 @@ def incremental_mapping(
     if not image_dir.is_dir():
         raise FileNotFoundError(f"image folder {image_dir} does not exist")
     output_dir = Path(output_dir)
-    best = _map_once(database, image_dir, output_dir, config)
     with pycolmap.Database.open(str(database)) as db:
         num_images = db.num_images()
         num_verified = db.num_verified_image_pairs()
         priors = {c.camera_id: float(c.mean_focal_length()) for c in db.read_all_cameras()}
+    if 2 <= num_images < config.min_model_size:  # a two-image project still gets its model
+        config = dataclasses.replace(config, min_model_size=num_images)
+    best = _map_once(database, image_dir, output_dir, config)
     bad = degenerate_cameras(best, priors) if best is not None else []
     incomplete = best is None or best.num_reg_images() < num_images
     refines = config.refine_focal_length or config.refine_extra_params

@@ -150,24 +150,16 @@ def parse_strategy(spec: str) -> tuple[str, int | str | None]:
     kind, _, arg = spec.partition(":")
     if kind == "exhaustive" and not arg:
         return "exhaustive", None
-    if kind == "sequential":
-        try:
-            overlap = int(arg)
-        except ValueError:
-            raise ValueError(f"pairs strategy {spec!r}: expected 'sequential:N' with an integer N") from None
-        if overlap < 1:
-            raise ValueError(f"pairs strategy {spec!r}: N must be >= 1")
-        return "sequential", overlap
-    if kind == "file" and arg:
-        return "file", arg
-    if kind == "retrieval":
+    if kind in ("sequential", "retrieval"):
         try:
             num = int(arg)
         except ValueError:
-            raise ValueError(f"pairs strategy {spec!r}: expected 'retrieval:N' with an integer N") from None
+            raise ValueError(f"pairs strategy {spec!r}: expected '{kind}:N' with an integer N") from None
         if num < 1:
             raise ValueError(f"pairs strategy {spec!r}: N must be >= 1")
-        return "retrieval", num
+        return kind, num
+    if kind == "file" and arg:
+        return "file", arg
     raise ValueError(
         f"unknown pairs strategy {spec!r}; expected 'exhaustive', 'sequential:N', 'retrieval:N' or 'file:PATH'"
     )

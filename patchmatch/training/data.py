@@ -69,13 +69,18 @@ class PairData:
         if not 0.0 <= hard_fraction <= 1.0:
             raise ValueError(f"hard_fraction must be in [0, 1], got {hard_fraction}")
         half = batch_size // 2
-        n_hard = int(round(hard_fraction * half)) if len(self.hard_negatives) else 0
+        n_hard = self.num_hard(batch_size, hard_fraction)
         pos = self.positives[rng.integers(0, len(self.positives), half)]
         hard = self.hard_negatives[rng.integers(0, len(self.hard_negatives), n_hard)] if n_hard else np.zeros((0, 2), np.int64)
         rand = self.draw_random_negatives(half - n_hard, rng)
         pairs = np.concatenate([pos, hard, rand]).astype(np.int64)
         labels = np.r_[np.ones(half, np.int64), np.zeros(half, np.int64)]
         return pairs, labels
+
+    def num_hard(self, batch_size: int, hard_fraction: float) -> int:
+        """How many of a batch's ``batch_size // 2`` negatives :meth:`sample_batch` takes from the
+        stored hard negatives (0 when there are none); the rest are random."""
+        return int(round(hard_fraction * (batch_size // 2))) if len(self.hard_negatives) else 0
 
     def draw_random_negatives(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """(n, 2) int64 pairs of patches of two different tracks (both in a track)."""

@@ -191,9 +191,7 @@ def _mine_random_negatives(
     The random negatives are the last rows of a :meth:`PairData.sample_batch` batch (after the
     positives and the stored hard negatives). Returns the (B, 2) int64 batch with them replaced.
     """
-    half = len(pairs) // 2
-    n_hard = int(round(cfg.hard_fraction * half)) if len(data.hard_negatives) else 0
-    n_rand = half - n_hard
+    n_rand = len(pairs) // 2 - data.num_hard(len(pairs), cfg.hard_fraction)
     if n_rand == 0:
         return pairs
     pool = data.draw_random_negatives(cfg.mine_factor * n_rand, rng)
@@ -355,8 +353,7 @@ def train(
     if resume:
         st = torch.load(spath, map_location="cpu", weights_only=True)
         # fields added after the state was written count as their defaults (the behaviour then)
-        saved = {**asdict(TrainConfig(model=config.model)), **{k: v for k, v in st.get("config", {}).items()}}
-        saved = {k: saved[k] for k in asdict(config) if k in saved}
+        saved = {**asdict(TrainConfig(model=config.model)), **st.get("config", {})}
         if saved != asdict(config):
             diff = {k: (saved.get(k), v) for k, v in asdict(config).items() if saved.get(k) != v}
             raise TrainingStateError(f"{spath}: made with another configuration (saved, given): {diff}")
