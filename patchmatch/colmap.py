@@ -31,6 +31,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,18 @@ class MapperConfig:
             them. On a tie in registered images the fixed-intrinsics model is kept. Costs a
             second mapping only when the first one is incomplete or degenerate (and the
             database holds verified pairs).
+        forward_motion_fallback: when the model is still incomplete, map again allowing an
+            initial image pair whose camera moved along its viewing direction
+            (``init_max_forward_motion`` 1.0) with the initial triangulation angle lowered to
+            8°, then 4° (with the intrinsics free, then fixed), and keep the model with most
+            registered images. COLMAP rejects initial pairs with forward motion above 0.95;
+            in a walk towards a building (lund: every pair with 100+ inliers has
+            |t_z| ≥ 0.997 and a median triangulation angle of 1.4–3°) it finds no initial
+            pair at all and builds no model; with this fallback lund registers 29 of 29.
+        init_min_tri_angle: smallest median triangulation angle (degrees) of the initial pair
+            (COLMAP: 16°, relaxed by halving when no pair qualifies).
+        init_max_forward_motion: largest |t_z| of the unit relative translation of the initial
+            pair (COLMAP: 0.95; 1.0 admits pure forward motion).
         num_threads: worker threads; -1 = all cores.
         random_seed: seed of the mapper (-1 = non-deterministic).
     """
@@ -117,6 +130,9 @@ class MapperConfig:
     refine_extra_params: bool = True
     max_reproj_error: float = 2.0
     fixed_intrinsics_fallback: bool = True
+    forward_motion_fallback: bool = True
+    init_min_tri_angle: float = 16.0
+    init_max_forward_motion: float = 0.95
     num_threads: int = -1
     random_seed: int = 0
 
@@ -159,6 +175,8 @@ def _mapper_options(config: MapperConfig) -> pycolmap.IncrementalPipelineOptions
     options.ba_refine_focal_length = bool(config.refine_focal_length)
     options.ba_refine_extra_params = bool(config.refine_extra_params)
     options.mapper.init_min_num_inliers = int(config.init_min_num_inliers)
+    options.mapper.init_min_tri_angle = float(config.init_min_tri_angle)
+    options.mapper.init_max_forward_motion = float(config.init_max_forward_motion)
     options.mapper.abs_pose_min_num_inliers = int(config.abs_pose_min_num_inliers)
     options.mapper.filter_max_reproj_error = float(config.max_reproj_error)
     options.triangulation.complete_max_reproj_error = float(config.max_reproj_error)
@@ -170,8 +188,14 @@ def _mapper_options(config: MapperConfig) -> pycolmap.IncrementalPipelineOptions
 
 
 def set_verbosity(verbose: bool) -> None:
-    """Let COLMAP's glog write INFO lines to stderr (``verbose``) or only errors."""
-    pycolmap.logging.minloglevel = 0 if verbose else 2
+    """Let COLMAP's glog write its INFO lines to stderr (``verbose``) or only fatal errors.
+
+    Quiet by default: patchmatch checks every COLMAP result itself and logs what failed in its
+    own words (e.g. "COLMAP built no model from DB"); COLMAP's ERROR lines (such as
+    "Failed to create any sparse model" from a mapper run that a fallback then repairs) would
+    only mislead.
+    """
+    pycolmap.logging.minloglevel = 0 if verbose else 3
 
 
 # --------------------------------------------------------------------------
@@ -536,7 +560,14 @@ def degenerate_cameras(
         One line per degenerate camera (``"camera 16: focal -1002.2 px (prior 1035.4 px), ..."``);
         empty when all are sane.
     """
-    bad = []
+    return [f"camera {cam_id}: {why}" for cam_id, why in _degenerate_by_camera(reconstruction, priors, max_focal_change, max_radial).items()]
+
+
+def _degenerate_by_camera(
+    reconstruction: pycolmap.Reconstruction, priors: Mapping[int, float] | None, max_focal_change: float = 4.0,
+    max_radial: float = 1.0,
+) -> dict[int, str]:
+    bad = {}
     priors = priors or {}
     for cam_id, cam in reconstruction.cameras.items():
         f = float(cam.mean_focal_length())
@@ -550,7 +581,7 @@ def degenerate_cameras(
         if any(not np.isfinite(e) or abs(e) > max_radial for e in extra):
             why.append(f"distortion {[round(e, 3) for e in extra]}")
         if why:
-            bad.append(f"camera {cam_id}: " + ", ".join(why))
+            bad[cam_id] = ", ".join(why)
     return bad
 
 
@@ -597,19 +628,64 @@ def _refine_intrinsics(
     return refined
 
 
+@dataclass
+class MappingAttempt:
+    """One run of COLMAP's incremental mapper inside :func:`incremental_mapping`.
+
+    Attributes:
+        name: what differed from the configured settings (``"configured"``,
+            ``"fixed intrinsics"``, ``"forward motion, init 8°"``, ...).
+        registered: images in the largest model (0 when none was built).
+        usable: registered images whose camera is not degenerate (their poses mean something).
+        degenerate: :func:`degenerate_cameras` of that model.
+        seconds: wall time of the run.
+        kept: whether its model is the one returned.
+    """
+
+    name: str
+    registered: int
+    usable: int
+    degenerate: list[str]
+    seconds: float
+    kept: bool = False
+
+
+def _mapping_attempts(config: MapperConfig) -> list[tuple[str, MapperConfig]]:
+    """The fallback runs after the configured one, in order (see :class:`MapperConfig`)."""
+    refines = config.refine_focal_length or config.refine_extra_params
+    # with the intrinsics fixed, unmodelled distortion leaves residuals of a few pixels: COLMAP's 4 px
+    # filter at least (lund: 2 of 29 images registered with a 2 px filter, 29 with 4 px)
+    fixed = dataclasses.replace(config, refine_focal_length=False, refine_extra_params=False,
+                                max_reproj_error=max(config.max_reproj_error, 4.0))
+    use_fixed = config.fixed_intrinsics_fallback and refines
+    runs = [("fixed intrinsics", fixed)] if use_fixed else []
+    if config.forward_motion_fallback:
+        for angle in (8.0, 4.0):
+            if angle >= config.init_min_tri_angle:
+                continue
+            for name, base in [("", config)] + ([(", fixed intrinsics", fixed)] if use_fixed else []):
+                runs.append((f"forward motion, init {angle:g}°{name}",
+                             dataclasses.replace(base, init_max_forward_motion=1.0, init_min_tri_angle=angle)))
+    return runs
+
+
 def incremental_mapping(
     database: str | os.PathLike,
     image_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
     config: MapperConfig = MapperConfig(),
+    attempts: list[MappingAttempt] | None = None,
 ) -> pycolmap.Reconstruction | None:
     """Run COLMAP's incremental mapper and keep the largest model.
 
     COLMAP writes every model it builds under ``output_dir/<index>``; this
     function keeps only the model with most registered images, written to
-    ``output_dir/0`` (COLMAP binary format), and removes the others. With
-    ``config.fixed_intrinsics_fallback`` an incomplete or degenerate first result is
-    mapped again with fixed intrinsics (see :class:`MapperConfig`).
+    ``output_dir/0`` (COLMAP binary format), and removes the others. When the result
+    leaves images unregistered or has a degenerate camera, the fallbacks of ``config``
+    (fixed intrinsics, then forward-motion initialisation; see :class:`MapperConfig`) map
+    again, until one registers every image with sane cameras; the model with most
+    registered images whose cameras did not run away is kept (on a tie, the one with fewer
+    degenerate cameras, then the earlier).
 
     Args:
         database: the database with verified two-view geometries.
@@ -617,6 +693,7 @@ def incremental_mapping(
         output_dir: the ``sparse`` folder; created, and emptied of earlier
             numbered models.
         config: mapper settings.
+        attempts: if given, a :class:`MappingAttempt` is appended for every mapper run.
 
     Returns:
         The largest reconstruction, or ``None`` when COLMAP built none.
@@ -635,30 +712,41 @@ def incremental_mapping(
         priors = {c.camera_id: float(c.mean_focal_length()) for c in db.read_all_cameras()}
     if 2 <= num_images < config.min_model_size:  # a two-image project still gets its model
         config = dataclasses.replace(config, min_model_size=num_images)
-    best = _map_once(database, image_dir, output_dir, config)
-    bad = degenerate_cameras(best, priors) if best is not None else []
-    incomplete = best is None or best.num_reg_images() < num_images
-    refines = config.refine_focal_length or config.refine_extra_params
-    if config.fixed_intrinsics_fallback and (incomplete or bad) and refines and num_verified > 0:
-        logger.info(
-            "%s; mapping again with the intrinsics fixed at their priors",
-            "; ".join(bad[:3]) if bad else f"{0 if best is None else best.num_reg_images()} of {num_images} images registered",
-        )
-        # with the intrinsics fixed, unmodelled distortion leaves residuals of a few pixels: COLMAP's 4 px
-        # filter at least (lund: 2 of 29 images registered with a 2 px filter, 29 with 4 px)
-        fixed = dataclasses.replace(config, refine_focal_length=False, refine_extra_params=False,
-                                    max_reproj_error=max(config.max_reproj_error, 4.0))
-        second = _map_once(database, image_dir, output_dir, fixed)
-        # more registered images wins; on a tie the model whose intrinsics did not run away
-        if second is not None and (best is None or second.num_reg_images() > best.num_reg_images()
-                                   or (bad and second.num_reg_images() == best.num_reg_images())):
-            second = _refine_intrinsics(second, config, priors)
-            logger.info("fixed-intrinsics mapping registers %d images (first: %d)", second.num_reg_images(),
-                        0 if best is None else best.num_reg_images())
-            best = second
+    attempts = [] if attempts is None else attempts
+    runs = [("configured", config)] + (_mapping_attempts(config) if num_verified > 0 else [])
+    best, best_config, best_attempt = None, config, None
+    for i, (name, run_config) in enumerate(runs):
+        if best is not None and best.num_reg_images() == num_images:
+            if not best_attempt.degenerate:
+                break
+            if run_config.refine_focal_length or run_config.refine_extra_params:
+                continue  # complete but degenerate: only fixed intrinsics can help
+        if i > 0:
+            logger.info("%s; mapping again (%s)", "; ".join(best_attempt.degenerate[:3]) if best_attempt.degenerate
+                        else f"{best_attempt.registered} of {num_images} images registered", name)
+        t0 = time.perf_counter()
+        rec = _map_once(database, image_dir, output_dir, run_config)
+        bad = _degenerate_by_camera(rec, priors) if rec is not None else {}
+        usable = 0 if rec is None else sum(rec.images[im].camera_id not in bad for im in rec.reg_image_ids())
+        attempt = MappingAttempt(name, 0 if rec is None else rec.num_reg_images(), usable,
+                                 [f"camera {c}: {why}" for c, why in bad.items()], round(time.perf_counter() - t0, 2))
+        attempts.append(attempt)
+        # most images with sane cameras; then fewest degenerate cameras; then the earlier run
+        if rec is not None and (best is None or (attempt.usable, -len(attempt.degenerate))
+                                > (best_attempt.usable, -len(best_attempt.degenerate))):
+            best, best_config, best_attempt = rec, run_config, attempt
+        elif best_attempt is None:
+            best_attempt = attempt
     if best is None:
         logger.warning("COLMAP built no model from %s", database)
         return None
+    best_attempt.kept = True
+    if len(attempts) > 1:
+        logger.info("kept the %s mapping: %d of %d images registered", best_attempt.name, best_attempt.registered, num_images)
+    if not (best_config.refine_focal_length or best_config.refine_extra_params) and (
+        config.refine_focal_length or config.refine_extra_params
+    ):
+        best = _refine_intrinsics(best, config, priors)
     model_dir = output_dir / "0"
     model_dir.mkdir(parents=True, exist_ok=True)
     best.write(str(model_dir))

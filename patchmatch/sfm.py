@@ -487,6 +487,7 @@ def run_sfm(
     # 4. verification ---------------------------------------------------------------
     reconstruction = None
     report["verified_pairs"] = report["inlier_matches"] = 0
+    report["mapping_attempts"] = []
     if putative:
         with _stage("verification", seconds):
             summary = colmap.verify_matches(database, config.verification)
@@ -499,7 +500,9 @@ def run_sfm(
     shutil.rmtree(out_dir / "sparse", ignore_errors=True)  # never leave an earlier run's model
     if report["verified_pairs"]:
         with _stage("mapping", seconds):
-            reconstruction = colmap.incremental_mapping(database, image_dir, out_dir / "sparse", config.mapper)
+            attempts: list[colmap.MappingAttempt] = []
+            reconstruction = colmap.incremental_mapping(database, image_dir, out_dir / "sparse", config.mapper, attempts)
+            report["mapping_attempts"] = [dataclasses.asdict(a) for a in attempts]
     stats = colmap.reconstruction_stats(reconstruction)
     registered = stats.pop("registered_names")
 

@@ -14,6 +14,7 @@ from patchmatch.images import read_gray
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 ENTRY = DATA / "scenes" / "entry-P10" / "images"
+LUND = DATA / "scenes" / "lund" / "images"
 
 
 def test_pixel_rule_round_trip():
@@ -168,28 +169,60 @@ def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
     assert colmap.read_reconstruction(tmp_path / "sparse" / "0").num_reg_images() == 3
     # switched off, the first model is kept as it is
     calls.clear()
+    attempts = []
     rec = colmap.incremental_mapping(
-        db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, fixed_intrinsics_fallback=False)
+        db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, fixed_intrinsics_fallback=False), attempts
     )
-    assert len(calls) == 1 and colmap.degenerate_cameras(rec)
-    # a complete first model is not swapped for a smaller fixed-intrinsics one
-    calls.clear()
+    assert len(calls) == 1 and colmap.degenerate_cameras(rec), attempts
+    # the model with most usable images (registered, camera sane) is kept: a complete model with one
+    # runaway camera (2 usable) loses to a sane one registering 2, and beats a sane one registering 1
+    for drop, kept_first in [(1, False), (2, True)]:
+        calls.clear()
 
-    def second_one_smaller(database, image_dir, output_dir, config):
-        rec = real_map_once(database, image_dir, output_dir, config)
-        calls.append(config)
-        if len(calls) == 1:
-            cam = next(iter(rec.cameras.values()))
-            p = cam.params.copy()
-            p[3] = 1.5
-            cam.params = p
-        else:
-            rec.deregister_frame(next(iter(rec.reg_frame_ids())))
-        return rec
+        def second_one_smaller(database, image_dir, output_dir, config):
+            rec = real_map_once(database, image_dir, output_dir, config)
+            calls.append(config)
+            if len(calls) == 1:
+                cam = rec.cameras[rec.images[min(rec.reg_image_ids())].camera_id]
+                p = cam.params.copy()
+                p[3] = 1.5
+                cam.params = p
+            else:
+                for frame_id in list(rec.reg_frame_ids())[:drop]:
+                    rec.deregister_frame(frame_id)
+            return rec
 
-    monkeypatch.setattr(colmap, "_map_once", second_one_smaller)
-    rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2))
-    assert len(calls) == 2 and rec.num_reg_images() == 3
+        monkeypatch.setattr(colmap, "_map_once", second_one_smaller)
+        attempts = []
+        rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+        assert [a.name for a in attempts[:2]] == ["configured", "fixed intrinsics"]
+        assert [a.kept for a in attempts] == [kept_first, not kept_first] + [False] * (len(attempts) - 2)
+        assert rec.num_reg_images() == (3 if kept_first else 3 - drop)
+        assert attempts[0].registered == 3 and attempts[0].usable == 2 and len(attempts[0].degenerate) == 1
+
+
+def test_mapping_falls_back_to_forward_motion_initialisation(tmp_path):
+    """lund's first images walk straight at the cathedral: every image pair has |t_z| > 0.95, so COLMAP
+    finds no initial pair; allowing forward motion at a lower initial triangulation angle maps them."""
+    if not LUND.is_dir():
+        pytest.skip(f"real data not found at {LUND} (see shared/data/README.md)")
+    names = ["01.jpg", "02.jpg", "03.jpg", "04.jpg"]
+    db = colmap.create_database(tmp_path / "database.db")
+    colmap.sift_extract(db, LUND, names, colmap.SiftBaselineConfig(max_num_features=1500, max_image_size=768, num_threads=2))
+    colmap.sift_match_exhaustive(db, colmap.SiftBaselineConfig(num_threads=2), colmap.VerificationConfig(num_threads=2))
+    off = colmap.MapperConfig(num_threads=2, fixed_intrinsics_fallback=False, forward_motion_fallback=False)
+    assert colmap.incremental_mapping(db, LUND, tmp_path / "off", off) is None
+    attempts = []
+    rec = colmap.incremental_mapping(db, LUND, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+    assert rec is not None and rec.num_reg_images() >= 3
+    assert attempts[0].name == "configured" and attempts[0].registered == 0
+    kept = [a for a in attempts if a.kept]
+    assert len(kept) == 1 and kept[0].name.startswith("forward motion") and kept[0].usable == rec.num_reg_images()
+    assert colmap.degenerate_cameras(rec, {c: 1035.36 for c in rec.cameras}) == []
+    assert colmap.read_reconstruction(tmp_path / "sparse" / "0").num_reg_images() == rec.num_reg_images()
+    # the options reach COLMAP
+    opts = colmap._mapper_options(colmap.MapperConfig(init_max_forward_motion=1.0, init_min_tri_angle=4.0))
+    assert opts.mapper.init_max_forward_motion == 1.0 and opts.mapper.init_min_tri_angle == 4.0
 
 
 def test_mapper_options_carry_the_reprojection_filter():

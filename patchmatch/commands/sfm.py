@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     if "pose" in report:
         summary["rotation_error_median_deg"] = report["pose"]["rotation_error_median_deg"]
         summary["rotation_auc"] = report["pose"]["rotation_auc"]
+    kept = [a["name"] for a in report.get("mapping_attempts", []) if a["kept"]]
+    if len(report.get("mapping_attempts", [])) > 1 and kept:
+        summary["mapping"] = f"{kept[0]} (after {len(report['mapping_attempts'])} mapper runs)"
     if report["skipped"]:
         summary["skipped"] = [s["name"] for s in report["skipped"]]
     print(json.dumps(summary, indent=2))  # NaN/Infinity: undefined (no model) / failed pairs
