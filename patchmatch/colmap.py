@@ -113,6 +113,10 @@ class MapperConfig:
             in a walk towards a building (lund: every pair with 100+ inliers has
             |t_z| ≥ 0.997 and a median triangulation angle of 1.4–3°) it finds no initial
             pair at all and builds no model; with this fallback lund registers 29 of 29.
+        retry_seeds: when every run above leaves images unregistered, run the settings of the
+            best one again with this many other random seeds (COLMAP's RANSAC and initial-pair
+            choices are random, and multi-threaded runs differ even with one seed: on lund's
+            database the same settings registered 24 or 29 of 29 images).
         init_min_tri_angle: smallest median triangulation angle (degrees) of the initial pair
             (COLMAP: 16°, relaxed by halving when no pair qualifies).
         init_max_forward_motion: largest |t_z| of the unit relative translation of the initial
@@ -131,6 +135,7 @@ class MapperConfig:
     max_reproj_error: float = 2.0
     fixed_intrinsics_fallback: bool = True
     forward_motion_fallback: bool = True
+    retry_seeds: int = 2
     init_min_tri_angle: float = 16.0
     init_max_forward_motion: float = 0.95
     num_threads: int = -1
@@ -715,13 +720,17 @@ def incremental_mapping(
     attempts = [] if attempts is None else attempts
     runs = [("configured", config)] + (_mapping_attempts(config) if num_verified > 0 else [])
     best, best_config, best_attempt = None, config, None
-    for i, (name, run_config) in enumerate(runs):
+    retries = config.retry_seeds if num_verified > 0 else 0
+    i = 0
+    while i < len(runs):
+        name, run_config = runs[i]
+        i += 1
         if best is not None and best.num_reg_images() == num_images:
             if not best_attempt.degenerate:
                 break
             if run_config.refine_focal_length or run_config.refine_extra_params:
                 continue  # complete but degenerate: only fixed intrinsics can help
-        if i > 0:
+        if i > 1:
             logger.info("%s; mapping again (%s)", "; ".join(best_attempt.degenerate[:3]) if best_attempt.degenerate
                         else f"{best_attempt.registered} of {num_images} images registered", name)
         t0 = time.perf_counter()
@@ -737,6 +746,11 @@ def incremental_mapping(
             best, best_config, best_attempt = rec, run_config, attempt
         elif best_attempt is None:
             best_attempt = attempt
+        if i == len(runs) and retries > 0 and best is not None and best.num_reg_images() < num_images:
+            seed = config.random_seed + config.retry_seeds - retries + 1
+            retries -= 1
+            runs.append((f"{best_attempt.name.split(', seed')[0]}, seed {seed}",
+                         dataclasses.replace(best_config, random_seed=seed)))
     if best is None:
         logger.warning("COLMAP built no model from %s", database)
         return None

@@ -154,11 +154,20 @@ def match_database(
     t0 = time.perf_counter()
     # image-pair selection from the descriptor overlap of every usable pair (no network)
     plan = plan_pairs(all_pairs, features, todo, config.match)
-    skipped += [[a, b, f"descriptor overlap {plan.overlaps.get((a, b), 0)}: not selected for matching"]
-                for a, b in todo if (a, b) not in plan.selected]  # fmt: skip
-    todo = [p for p in todo if p in plan.selected]
     done: list[tuple[str, str]] = []
-    total_matches = 0
+    total_matches = descriptor_pairs = 0
+    for a, b in todo:
+        if (a, b) in plan.selected:
+            continue
+        matches, _ = plan.unselected_matches((a, b))  # SIFT's own matches (MatchConfig.unselected)
+        if len(matches):
+            colmap.write_matches(database, {(images[a].image_id, images[b].image_id): matches})
+            done.append((a, b))
+            total_matches += len(matches)
+            descriptor_pairs += 1
+        else:
+            skipped.append([a, b, f"descriptor overlap {plan.overlaps.get((a, b), 0)}: not selected for matching"])
+    todo = [p for p in todo if p in plan.selected]
     iterator = todo
     if progress:
         from tqdm import tqdm
@@ -187,6 +196,7 @@ def match_database(
         "images": len(images),
         "pairs": len(all_pairs),
         "matched_pairs": len(done),
+        "descriptor_only_pairs": descriptor_pairs,
         "matches": total_matches,
         "skipped_pairs": skipped,
         "bad_images": sorted([n, r] for n, r in bad.items()),

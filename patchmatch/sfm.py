@@ -453,8 +453,8 @@ def run_sfm(
                                         plan.searches.pop((a, b)))  # fmt: skip
                 candidates += result.num_candidates
                 matches, scores = result.matches, result.scores
-            else:
-                matches, scores = np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
+            else:  # SIFT's own matches or none (MatchConfig.unselected)
+                matches, scores = plan.unselected_matches((a, b))
             storage.write_matches(matches_path, a, b, matches, scores, len(features[a]))
     report["pairs"] = len(pairs)
     report["pairs_matched"] = len(todo_pairs)
@@ -463,6 +463,7 @@ def run_sfm(
     report["pairs_low_overlap"] = sum(o < config.match.min_overlap for o in plan.overlaps.values())
     report["pairs_selected"] = len(plan.selected)  # scored by the network (MatchConfig.strong_overlap, min_partners)
     report["pairs_not_selected"] = len(plan.overlaps) - report["pairs_low_overlap"] - len(plan.selected)
+    report["pairs_descriptor_only"] = len(plan.descriptor_matches)  # of the pairs matched in this run
 
     # 3. database -----------------------------------------------------------------
     database = out_dir / "database.db"

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             mappers = {"patchmatch's mapper": colmap.MapperConfig()}
             if method.startswith("COLMAP"):  # also COLMAP's own mapper settings, as `colmap mapper` runs
                 mappers["COLMAP's mapper"] = colmap.MapperConfig(max_reproj_error=4.0, fixed_intrinsics_fallback=False,
-                                                                         forward_motion_fallback=False)
+                                                                         forward_motion_fallback=False, retry_seeds=0)
             for mapper_name, mapper in mappers.items():
                 t = time.perf_counter()
                 rec = colmap.incremental_mapping(database, images, work / f"sparse-{database.stem}", mapper)

@@ -8,7 +8,8 @@ Usage::
     python pipelines/sfm_variants.py SCENE VARIANT [VARIANT ...] [--data ../shared/data] [--out outputs/sfm_variants]
 
 Variants: default, map4px (COLMAP's 4 px filter), no_network (SIFT's ratio-test matches only),
-ver2px (RANSAC at 2 px), score1 (network score >= 1), map4_ver2, single_camera.
+ver2px (RANSAC at 2 px), score1 (network score >= 1), map4_ver2, single_camera, unselected_descriptor (pairs
+without a network pass get their descriptor matches instead of none).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def variants() -> dict[str, SfmConfig]:
         "score1": dataclasses.replace(base, match=MatchConfig(min_score=1.0)),
         "map4_ver2": dataclasses.replace(base, mapper=map4, verification=ver2),
         "single_camera": dataclasses.replace(base, single_camera=True),
+        "unselected_descriptor": dataclasses.replace(base, match=MatchConfig(unselected="descriptor")),
     }
 
 

@@ -119,3 +119,35 @@ def test_select_pairs_keeps_strong_pairs_and_each_images_best_partners():
     everything = select_pairs(overlaps, MatchConfig(min_overlap=20, strong_overlap=50, min_partners=10))
     assert everything == {p for p, o in overlaps.items() if o >= 20}
     assert select_pairs({}, MatchConfig()) == set()
+
+
+def test_plan_pairs_gives_unselected_pairs_their_descriptor_matches():
+    """Pairs without a network pass keep SIFT's own matches (mutual, ratio 0.8) unless unselected='none'."""
+    from patchmatch.candidates import candidate_search
+    from patchmatch.features import Features
+    from patchmatch.matching import plan_pairs
+
+    rng = np.random.default_rng(1)
+    base = rng.random((80, 128)).astype(np.float32)
+    kp = np.c_[rng.random((80, 2)) * 100, np.full(80, 10.0), np.zeros(80)].astype(np.float32)
+
+    def view(num_shared: int) -> Features:  # shares its first num_shared descriptors with "a"
+        d = rng.random((80, 128)).astype(np.float32)
+        d[:num_shared] = base[:num_shared] + rng.normal(scale=0.01, size=(num_shared, 128))
+        return Features(kp.copy(), d, np.zeros(80, np.float32), np.array([100, 100]))
+
+    feats = {"a": Features(kp, base, np.zeros(80, np.float32), np.array([100, 100])), "b": view(70), "c": view(30)}
+    pairs = [("a", "b"), ("a", "c"), ("b", "c")]
+    config = MatchConfig(min_overlap=20, strong_overlap=50, min_partners=0, unselected="descriptor")
+    plan = plan_pairs(pairs, feats, pairs, config)
+    assert plan.selected == {("a", "b")} and set(plan.searches) == {("a", "b")}
+    m, s = plan.unselected_matches(("a", "c"))
+    expected = candidate_search(base, feats["c"].descriptors, 1, 0.95, accept_ratio=0.8).accepted
+    assert len(m) >= 25 and np.array_equal(m, expected) and np.isnan(s).all() and m.dtype == np.int64
+    assert ("a", "b") not in plan.descriptor_matches  # the network's pair
+    off = plan_pairs(pairs, feats, pairs, MatchConfig(min_overlap=20, strong_overlap=50, min_partners=0, unselected="none"))
+    assert off.descriptor_matches == {} and len(off.unselected_matches(("a", "c"))[0]) == 0
+    done = plan_pairs(pairs, feats, [("a", "b")], config)  # pairs already matched are not searched again
+    assert done.descriptor_matches == {}
+    with pytest.raises(ValueError, match="unselected"):
+        MatchConfig(unselected="sift")

@@ -27,6 +27,9 @@ def add_match_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--accept-ratio", type=float, default=_DEFAULTS.accept_ratio,
                    help="keep mutual descriptor neighbours passing this ratio test without the network; it decides the rest"
                         f" (default {_DEFAULTS.accept_ratio}; 0: the network decides every match)")
+    g.add_argument("--unselected", choices=["descriptor", "none"], default=_DEFAULTS.unselected,
+                   help="image pairs not scored by the network get their descriptor matches at --accept-ratio"
+                        f" (SIFT's own) or none (default {_DEFAULTS.unselected})")
 
 
 def match_config_from_args(args: argparse.Namespace) -> MatchConfig:
@@ -40,5 +43,5 @@ def match_config_from_args(args: argparse.Namespace) -> MatchConfig:
     return dataclasses.replace(
         _DEFAULTS, k=args.k, max_ratio=args.max_ratio, min_score=args.min_score, min_margin=args.min_margin,
         mutual=not args.no_mutual, min_overlap=args.min_overlap, upright=args.upright, accept_ratio=args.accept_ratio or None,
-        strong_overlap=args.strong_overlap, min_partners=args.min_partners,
+        strong_overlap=args.strong_overlap, min_partners=args.min_partners, unselected=args.unselected,
     )

@@ -11,6 +11,47 @@ def conv_relu(cin: int, cout: int, k: int, stride: int = 1) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, k, stride=stride), nn.ReLU(inplace=True)]
 
 
+#: Patches per chunk of a stream's first block in CPU inference (:func:`run_stream`).
+FIRST_BLOCK_CHUNK = 32
+
+
+def run_stream(stream: nn.Module, x: torch.Tensor, chunk: int = FIRST_BLOCK_CHUNK) -> torch.Tensor:
+    """Runs a convolution stream; in CPU inference its first block is computed in cache-sized chunks.
+
+    A stream that starts with ``Conv2d → ReLU → MaxPool2d`` (every 2-channel and siamese model
+    of the paper but 2ch-deep) has its largest activation right after the first convolution
+    (2ch2stream: 96×28×28 floats = 301 kB per pair and stream). On the CPU, without autograd,
+    that block runs on ``chunk`` patches at a time (the activation stays in cache instead of
+    a round trip through memory per operation) and the max pooling comes before the ReLU
+    (they commute: ReLU is monotonic, so ``relu(maxpool(z)) == maxpool(relu(z))``), so the
+    ReLU touches a quarter of the values. The result equals ``stream(x)`` (up to float
+    rounding of the convolution kernels oneDNN picks per batch size; bit-identical here);
+    the later layers run on the whole batch. Streams with hooks (calibration, FLOP counting)
+    and anything else run as ``stream(x)``.
+
+    Args:
+        stream: the stream, usually an ``nn.Sequential``.
+        x: (B, C, H, W) float input.
+        chunk: patches per chunk of the first block.
+
+    Returns:
+        ``stream(x)``.
+    """
+    if (
+        torch.is_grad_enabled()
+        or x.device.type != "cpu"
+        or not isinstance(stream, nn.Sequential)
+        or len(stream) < 3
+        or not (isinstance(stream[0], nn.Conv2d) and isinstance(stream[1], nn.ReLU) and isinstance(stream[2], nn.MaxPool2d))
+        or any(m._forward_hooks or m._forward_pre_hooks for m in stream.modules())
+        or len(x) <= chunk
+    ):
+        return stream(x)
+    conv, pool = stream[0], stream[2]
+    first = torch.cat([torch.relu_(pool(conv(x[s : s + chunk]))) for s in range(0, len(x), chunk)])
+    return stream[3:](first)
+
+
 def normalize_patches(x: torch.Tensor) -> torch.Tensor:
     """Input normalisation used by every model.
 

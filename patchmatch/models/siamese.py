@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import central_surround, conv_relu, decide_fp32, he_init, normalize_patches
+from .layers import central_surround, conv_relu, decide_fp32, he_init, normalize_patches, run_stream
 from .twochannel import stream_2stream
 
 
@@ -108,7 +108,7 @@ class _TwoStreamBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         centre, surround = central_surround(x)
-        return torch.cat([self.central(centre).flatten(1), self.surround(surround).flatten(1)], dim=1)
+        return torch.cat([run_stream(self.central, centre).flatten(1), run_stream(self.surround, surround).flatten(1)], dim=1)
 
 
 class Siamese2Stream(_SiameseBase):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import central_surround, conv_relu, decide_fp32, he_init, normalize_patches
+from .layers import central_surround, conv_relu, decide_fp32, he_init, normalize_patches, run_stream
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class TwoChannel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = normalize_patches(x)
-        return decide_fp32(self.decision, self.features(x).flatten(1))
+        return decide_fp32(self.decision, run_stream(self.features, x).flatten(1))
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class TwoChannelDeep(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = normalize_patches(x)
-        return decide_fp32(self.decision, self.features(x).flatten(1))
+        return decide_fp32(self.decision, run_stream(self.features, x).flatten(1))
 
 
 def stream_2stream(cin: int) -> nn.Sequential:
@@ -119,5 +119,5 @@ class TwoChannel2Stream(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         centre, surround = central_surround(normalize_patches(x))
-        feats = torch.cat([self.central(centre).flatten(1), self.surround(surround).flatten(1)], dim=1)
+        feats = torch.cat([run_stream(self.central, centre).flatten(1), run_stream(self.surround, surround).flatten(1)], dim=1)
         return decide_fp32(self.decision, feats)

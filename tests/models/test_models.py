@@ -72,3 +72,27 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
     torch.save(payload, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="do not fit"):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+@pytest.mark.parametrize("name", ["2ch2stream", "2ch", "siam-2stream", "2chdeep"])
+def test_chunked_first_block_is_exact(name):
+    """CPU inference runs each stream's conv → ReLU → max-pool block in chunks with the pooling first:
+    the same numbers as the plain stream, which training (autograd) and hooked streams still use."""
+    from patchmatch.models.layers import run_stream
+
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    x = torch.rand(37, 2, 64, 64) * 255  # not a multiple of the chunk
+    stream = next(m for m in model.modules() if isinstance(m, torch.nn.Sequential) and isinstance(m[0], torch.nn.Conv2d))
+    inp = torch.randn(37, stream[0].in_channels, 32 if "2stream" in name else 64, 32 if "2stream" in name else 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(run_stream(stream, inp, chunk=8), stream(inp), rtol=1e-6, atol=1e-6)
+        chunked = model(x)
+    calls = []
+    handle = stream[0].register_forward_hook(lambda m, a, o: calls.append(len(a[0])))
+    with torch.inference_mode():
+        run_stream(stream, inp, chunk=8)
+    handle.remove()
+    assert calls == [37]  # a hooked stream runs whole
+    plain = model(x)  # autograd on: the plain stream
+    torch.testing.assert_close(chunked, plain.detach(), rtol=1e-6, atol=1e-6)
