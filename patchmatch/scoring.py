@@ -14,8 +14,8 @@ from .device import auto_precision, cpu_supports_int8, resolve_device
 from .models import load_checkpoint
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
-#: Default pairs per forward pass: on 2 CPU cores 128 is the fastest measured (int8: 8,504
-#: pairs/s at 128, 5,833 at 512; ``patchmatch bench``); GPUs need large batches.
+#: Default pairs per forward pass: on 2 CPU cores 128 is the fastest measured (int8: 11,138
+#: pairs/s at 128, 7,260 at 512; fp32 2,681 and 2,246; ``patchmatch bench``); GPUs need large batches.
 CPU_BATCH = 128
 GPU_BATCH = 8192
 #: File name of the weights shipped inside the package (``patchmatch/weights/``).
@@ -60,8 +60,8 @@ class PatchScorer:
             :func:`patchmatch.device.auto_precision`). Lower precision changes scores slightly;
             the FPR95 change is measured in the model card.
         compile: run the float 2-channel model through ``torch.compile`` (inductor, weights
-            frozen; one static batch shape, the last batch padded): measured fp32 at batch 64
-            2,703 pairs/s against 1,912 eager on 2 cores, after a few seconds of compilation on
+            frozen; one static batch shape, the last batch padded): measured fp32 at batch 128
+            3,117 pairs/s against 2,681 eager on 2 cores (bf16: 10,623 against 5,780), after a few seconds of compilation on
             the first call. Needs a C++ compiler on CPU.
 
     Example:

@@ -7,7 +7,7 @@ Usage::
 
     python pipelines/sfm_variants.py SCENE VARIANT [VARIANT ...] [--data ../shared/data] [--out outputs/sfm_variants]
 
-Variants: default, map4px (COLMAP's 4 px filter), no_network (SIFT's ratio-test matches only),
+Variants: default, map4px (COLMAP's 4 px filter), map3px, map1.5px, no_network (SIFT's ratio-test matches only),
 ver2px (RANSAC at 2 px), score1 (network score >= 1), map4_ver2, single_camera, unselected_descriptor (pairs
 without a network pass get their descriptor matches instead of none).
 """
@@ -42,6 +42,8 @@ def variants() -> dict[str, SfmConfig]:
         "score1": dataclasses.replace(base, match=MatchConfig(min_score=1.0)),
         "map4_ver2": dataclasses.replace(base, mapper=map4, verification=ver2),
         "single_camera": dataclasses.replace(base, single_camera=True),
+        "map1.5px": dataclasses.replace(base, mapper=dataclasses.replace(mapper, max_reproj_error=1.5)),
+        "map3px": dataclasses.replace(base, mapper=dataclasses.replace(mapper, max_reproj_error=3.0)),
         "unselected_descriptor": dataclasses.replace(base, match=MatchConfig(unselected="descriptor")),
     }
 

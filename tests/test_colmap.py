@@ -230,3 +230,32 @@ def test_mapper_options_carry_the_reprojection_filter():
     assert opts.mapper.filter_max_reproj_error == 1.5
     assert opts.triangulation.complete_max_reproj_error == 1.5 and opts.triangulation.merge_max_reproj_error == 1.5
     assert colmap._mapper_options(colmap.MapperConfig()).mapper.filter_max_reproj_error == 2.0
+
+
+def test_incomplete_mapping_is_retried_with_other_seeds(tmp_path, monkeypatch):
+    """When every fallback leaves images out, the best settings run again with other random seeds;
+    a complete model stops the search."""
+    if not ENTRY.is_dir():
+        pytest.skip(f"real data not found at {ENTRY} (see shared/data/README.md)")
+    names = ["0000.jpg", "0001.jpg", "0002.jpg"]
+    db = colmap.create_database(tmp_path / "database.db")
+    colmap.sift_extract(db, ENTRY, names, colmap.SiftBaselineConfig(max_num_features=1500, max_image_size=768, num_threads=2))
+    colmap.sift_match_exhaustive(db, colmap.SiftBaselineConfig(num_threads=2), colmap.VerificationConfig(num_threads=2))
+    real_map_once = colmap._map_once
+    seeds = []
+
+    def incomplete_unless_seed_2(database, image_dir, output_dir, config):
+        rec = real_map_once(database, image_dir, output_dir, config)
+        seeds.append(config.random_seed)
+        if config.random_seed != 2:
+            rec.deregister_frame(next(iter(rec.reg_frame_ids())))
+        return rec
+
+    monkeypatch.setattr(colmap, "_map_once", incomplete_unless_seed_2)
+    attempts = []
+    rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+    assert rec.num_reg_images() == 3 and seeds[-2:] == [1, 2] and set(seeds[:-2]) == {0}
+    assert attempts[-1].kept and attempts[-1].name == "configured, seed 2" and attempts[-2].name == "configured, seed 1"
+    seeds.clear()
+    colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, retry_seeds=0))
+    assert 2 not in seeds and 1 not in seeds
