@@ -4,8 +4,9 @@ A patch covers a square of side ``MAGNIFICATION × size`` pixels centred on the 
 ``size`` is OpenCV's keypoint diameter (2σ for SIFT): with ``MAGNIFICATION = 6`` this is the
 12σ support of the SIFT descriptor (4 × 4 cells of 3σ). Oriented patches are rotated so that
 the keypoint's orientation points along the patch's +x axis; upright patches ignore it.
-Sampling uses kornia's pyramid extraction (each patch read from the pyramid level matching its
-scale, so large keypoints are not aliased); cells outside the image read the nearest border
+Sampling follows kornia's pyramid extraction (``extract_patches_from_pyramid``: each patch read
+from the pyramid level matching its scale, so large keypoints are not aliased), with OpenCV's
+``warpAffine`` doing the bilinear sampling; cells outside the image read the nearest border
 pixel, so keypoints at the border give padded patches, never an error.
 """
 
@@ -13,9 +14,10 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import torch
-from kornia.feature import extract_patches_from_pyramid
+from kornia.geometry.transform import pyrdown
 
 from .features import keypoints_to_array
 
@@ -24,7 +26,6 @@ PATCH_SIZE = 64
 #: Patch side / keypoint size (OpenCV diameter).
 MAGNIFICATION = 6.0
 
-_CHUNK = 8192  # patches per extraction call: bounds the memory of the sampling grid
 
 
 def _check_image(image: np.ndarray) -> None:
@@ -32,8 +33,31 @@ def _check_image(image: np.ndarray) -> None:
         raise ValueError(f"image must be a (H, W) uint8 array, got {getattr(image, 'shape', type(image))}.")
 
 
+def _pyramid_levels(image: np.ndarray, max_level: int) -> list[np.ndarray]:
+    """Levels 0..max_level of kornia's image pyramid (``pyrdown``: 5×5 Gaussian, then half size),
+    float32, built while the shorter side stays at least ``PATCH_SIZE`` (as kornia's
+    ``extract_patches_from_pyramid`` does)."""
+    levels = [image.astype(np.float32)]
+    h, w = image.shape
+    current = torch.from_numpy(levels[0])[None, None]
+    for _ in range(max_level):
+        if min(h, w) <= 2 or min(h // 2, w // 2) < PATCH_SIZE:
+            break
+        current = pyrdown(current)
+        h, w = current.shape[-2:]
+        levels.append(current[0, 0].numpy())
+    return levels
+
+
 def _sample(image: np.ndarray, centers: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Samples patches ``image[c + A u]`` for ``u`` in [-1, 1]^2.
+
+    Cell ``(i, j)`` samples ``c + A (u_j, u_i)`` with ``u_k = (2k + 1) / 64 - 1``, bilinearly, from
+    the pyramid level ``floor(log2(2 s / 64))`` for the scale ``s = sqrt|det A|`` (clamped to the
+    levels that exist), cells outside the image reading the nearest border pixel: kornia's
+    ``extract_patches_from_pyramid`` convention, on the same pyramid, with one OpenCV
+    ``warpAffine`` per patch (about 20× faster on a CPU; the same patches within OpenCV's 1/32 px
+    interpolation grid, checked in the tests).
 
     Args:
         image: (H, W) uint8.
@@ -41,22 +65,34 @@ def _sample(image: np.ndarray, centers: np.ndarray, affine: np.ndarray) -> np.nd
         affine: (N, 2, 2) float, columns = image vectors of the patch's half x and y axes, in pixels.
 
     Returns:
-        (N, 64, 64) uint8.
+        (N, 64, 64) uint8; all zero for a keypoint with a non-finite value.
     """
     n = len(centers)
-    out = np.empty((n, PATCH_SIZE, PATCH_SIZE), np.uint8)
+    out = np.zeros((n, PATCH_SIZE, PATCH_SIZE), np.uint8)
     if n == 0:
         return out
-    img = torch.from_numpy(image).float()[None, None]
-    laf = np.concatenate([affine, centers[:, :, None]], axis=2).astype(np.float32)
-    bad = ~np.isfinite(laf).all(axis=(1, 2))
-    laf[bad] = 0.0
-    with torch.inference_mode():
-        for start in range(0, n, _CHUNK):
-            chunk = torch.from_numpy(laf[start : start + _CHUNK])[None]
-            patches = extract_patches_from_pyramid(img, chunk, PS=PATCH_SIZE)[0, :, 0]
-            out[start : start + _CHUNK] = patches.round().clamp_(0, 255).to(torch.uint8).numpy()
-    out[bad] = 0
+    centers = np.asarray(centers, np.float64)
+    affine = np.asarray(affine, np.float64)
+    good = np.isfinite(centers).all(1) & np.isfinite(affine).all((1, 2))
+    scale = np.sqrt(np.abs(np.linalg.det(np.where(good[:, None, None], affine, 0.0))))
+    with np.errstate(divide="ignore"):
+        wanted = np.floor(np.log2(np.maximum(2.0 * scale / PATCH_SIZE, 1e-12)))
+    h, w = image.shape
+    levels = _pyramid_levels(image, int(np.clip(wanted[good].max(initial=0), 0, 64)))
+    level = np.clip(wanted, 0, len(levels) - 1).astype(np.int64)
+    # patch cell (j, i) -> level-0 pixel c + A ((2j+1)/PS - 1, (2i+1)/PS - 1): an affine map of (j, i)
+    step = 2.0 / PATCH_SIZE
+    offset = 1.0 / PATCH_SIZE - 1.0
+    maps = np.concatenate([affine * step, (centers + offset * affine.sum(2))[:, :, None]], axis=2)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    for lvl, pixels in enumerate(levels):
+        # level pixel of a level-0 position: (x + 0.5) * w_l / w - 0.5 (align_corners=False frames)
+        s = np.array([pixels.shape[1] / w, pixels.shape[0] / h])
+        for k in np.flatnonzero(good & (level == lvl)):
+            m = maps[k] * s[:, None]
+            m[:, 2] += 0.5 * s - 0.5
+            patch = cv2.warpAffine(pixels, m, (PATCH_SIZE, PATCH_SIZE), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+            out[k] = np.clip(np.rint(patch), 0, 255)
     return out
 
 
