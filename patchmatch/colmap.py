@@ -141,6 +141,21 @@ class MapperConfig:
     num_threads: int = -1
     random_seed: int = 0
 
+    def __post_init__(self):
+        # checked here: some invalid COLMAP options abort the process instead of raising
+        checks = {
+            "min_num_matches": self.min_num_matches >= 1, "min_model_size": self.min_model_size >= 1,
+            "init_min_num_inliers": self.init_min_num_inliers >= 1,
+            "abs_pose_min_num_inliers": self.abs_pose_min_num_inliers >= 1,
+            "max_reproj_error": self.max_reproj_error > 0, "retry_seeds": self.retry_seeds >= 0,
+            "init_min_tri_angle": self.init_min_tri_angle >= 0,
+            "init_max_forward_motion": 0 <= self.init_max_forward_motion <= 1,
+            "num_threads": self.num_threads >= -1, "random_seed": self.random_seed >= -1,
+        }  # fmt: skip
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"MapperConfig: invalid {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
+
 
 @dataclass(frozen=True)
 class CameraInfo:

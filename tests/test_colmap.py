@@ -259,3 +259,11 @@ def test_incomplete_mapping_is_retried_with_other_seeds(tmp_path, monkeypatch):
     seeds.clear()
     colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, retry_seeds=0))
     assert 2 not in seeds and 1 not in seeds
+
+
+def test_mapper_config_rejects_values_colmap_would_abort_on():
+    for field, value in [("init_max_forward_motion", 1.5), ("retry_seeds", -1), ("max_reproj_error", 0.0),
+                         ("init_min_tri_angle", -1.0), ("num_threads", -2), ("min_model_size", 0)]:
+        with pytest.raises(ValueError, match=field):
+            colmap.MapperConfig(**{field: value})
+    assert colmap.MapperConfig(init_max_forward_motion=1.0, retry_seeds=0).retry_seeds == 0
