@@ -113,10 +113,12 @@ class MapperConfig:
             in a walk towards a building (lund: every pair with 100+ inliers has
             |t_z| ≥ 0.997 and a median triangulation angle of 1.4–3°) it finds no initial
             pair at all and builds no model; with this fallback lund registers 29 of 29.
-        retry_seeds: when every run above leaves images unregistered, run the settings of the
-            best one again with this many other random seeds (COLMAP's RANSAC and initial-pair
-            choices are random, and multi-threaded runs differ even with one seed: on lund's
-            database the same settings registered 24 or 29 of 29 images).
+        retry_seeds: other random seeds tried with the configured settings first (when the
+            first model is incomplete or degenerate), and with the best fallback's settings last
+            (when every run leaves images unregistered). COLMAP's RANSAC, initial-pair choice and
+            bundle adjustment make its result chaotic in small changes: on one castle-P19
+            database seed 0 left two cameras at a focal length of 10⁷ px (rotation error median
+            5.8°), seed 2 gave 0.62°; on lund's, the same settings registered 24 or 29 of 29.
         init_min_tri_angle: smallest median triangulation angle (degrees) of the initial pair
             (COLMAP: 16°, relaxed by halving when no pair qualifies).
         init_max_forward_motion: largest |t_z| of the unit relative translation of the initial
@@ -678,7 +680,12 @@ def _mapping_attempts(config: MapperConfig) -> list[tuple[str, MapperConfig]]:
     fixed = dataclasses.replace(config, refine_focal_length=False, refine_extra_params=False,
                                 max_reproj_error=max(config.max_reproj_error, 4.0))
     use_fixed = config.fixed_intrinsics_fallback and refines
-    runs = [("fixed intrinsics", fixed)] if use_fixed else []
+    # first the same settings with other seeds: COLMAP's result is chaotic in small changes (castle-P19,
+    # one database: seed 0 left two cameras at focal 1e7 px, rotation error 5.8°; seed 2 0.62°), and
+    # intrinsics fixed at a guessed prior (no EXIF) cost accuracy (2.8-5.1° there)
+    runs = [(f"configured, seed {config.random_seed + k}", dataclasses.replace(config, random_seed=config.random_seed + k))
+            for k in range(1, config.retry_seeds + 1)]
+    runs += [("fixed intrinsics", fixed)] if use_fixed else []
     if config.forward_motion_fallback:
         for angle in (8.0, 4.0):
             if angle >= config.init_min_tri_angle:
@@ -702,7 +709,7 @@ def incremental_mapping(
     function keeps only the model with most registered images, written to
     ``output_dir/0`` (COLMAP binary format), and removes the others. When the result
     leaves images unregistered or has a degenerate camera, the fallbacks of ``config``
-    (fixed intrinsics, then forward-motion initialisation; see :class:`MapperConfig`) map
+    (other seeds, fixed intrinsics, then forward-motion initialisation; see :class:`MapperConfig`) map
     again, until one registers every image with sane cameras; the model with most
     registered images whose cameras did not run away is kept (on a tie, the one with fewer
     degenerate cameras, then the earlier).
@@ -743,8 +750,9 @@ def incremental_mapping(
         if best is not None and best.num_reg_images() == num_images:
             if not best_attempt.degenerate:
                 break
-            if run_config.refine_focal_length or run_config.refine_extra_params:
-                continue  # complete but degenerate: only fixed intrinsics can help
+            init = (run_config.init_max_forward_motion, run_config.init_min_tri_angle)
+            if init != (best_config.init_max_forward_motion, best_config.init_min_tri_angle):
+                continue  # complete but degenerate: other seeds or fixed intrinsics can help, another initialisation not
         if i > 1:
             logger.info("%s; mapping again (%s)", "; ".join(best_attempt.degenerate[:3]) if best_attempt.degenerate
                         else f"{best_attempt.registered} of {num_images} images registered", name)
@@ -761,11 +769,12 @@ def incremental_mapping(
             best, best_config, best_attempt = rec, run_config, attempt
         elif best_attempt is None:
             best_attempt = attempt
-        if i == len(runs) and retries > 0 and best is not None and best.num_reg_images() < num_images:
+        if (i == len(runs) and retries > 0 and best is not None and best.num_reg_images() < num_images
+                and best_config.random_seed == config.random_seed and best_config != config):
+            # the best fallback's settings with other seeds (the configured ones had theirs first)
             seed = config.random_seed + config.retry_seeds - retries + 1
             retries -= 1
-            runs.append((f"{best_attempt.name.split(', seed')[0]}, seed {seed}",
-                         dataclasses.replace(best_config, random_seed=seed)))
+            runs.append((f"{best_attempt.name}, seed {seed}", dataclasses.replace(best_config, random_seed=seed)))
     if best is None:
         logger.warning("COLMAP built no model from %s", database)
         return None

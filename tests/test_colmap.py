@@ -153,7 +153,7 @@ def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
     def first_one_runs_away(database, image_dir, output_dir, config):
         rec = real_map_once(database, image_dir, output_dir, config)
         calls.append(config)
-        if len(calls) == 1:  # what lund does: focal length negative, huge distortion
+        if config.refine_focal_length:  # what lund does: focal length negative, huge distortion
             cam = next(iter(rec.cameras.values()))
             p = cam.params.copy()
             p[0], p[3] = -p[0], 4.8
@@ -162,9 +162,11 @@ def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
 
     monkeypatch.setattr(colmap, "_map_once", first_one_runs_away)
     rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2))
-    assert len(calls) == 2 and calls[0].refine_focal_length and not calls[1].refine_focal_length
-    assert not calls[1].refine_extra_params and rec.num_reg_images() == 3
-    assert calls[0].max_reproj_error == 2.0 and calls[1].max_reproj_error == 4.0
+    # the configured settings with two other seeds first (all run away here), then fixed intrinsics
+    assert len(calls) == 4 and all(c.refine_focal_length for c in calls[:3]) and not calls[3].refine_focal_length
+    assert [c.random_seed for c in calls] == [0, 1, 2, 0]
+    assert not calls[3].refine_extra_params and rec.num_reg_images() == 3
+    assert calls[0].max_reproj_error == 2.0 and calls[3].max_reproj_error == 4.0
     assert colmap.degenerate_cameras(rec) == []
     assert colmap.read_reconstruction(tmp_path / "sparse" / "0").num_reg_images() == 3
     # switched off, the first model is kept as it is
@@ -173,9 +175,10 @@ def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
     rec = colmap.incremental_mapping(
         db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, fixed_intrinsics_fallback=False), attempts
     )
-    assert len(calls) == 1 and colmap.degenerate_cameras(rec), attempts
+    assert len(calls) == 3 and colmap.degenerate_cameras(rec), attempts  # seeds only
     # the model with most usable images (registered, camera sane) is kept: a complete model with one
-    # runaway camera (2 usable) loses to a sane one registering 2, and beats a sane one registering 1
+    # runaway camera (2 usable) loses to a sane one registering 2 (the next run, seed 1), and beats
+    # sane ones registering 1
     for drop, kept_first in [(1, False), (2, True)]:
         calls.clear()
 
@@ -195,7 +198,7 @@ def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
         monkeypatch.setattr(colmap, "_map_once", second_one_smaller)
         attempts = []
         rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
-        assert [a.name for a in attempts[:2]] == ["configured", "fixed intrinsics"]
+        assert [a.name for a in attempts[:4]] == ["configured", "configured, seed 1", "configured, seed 2", "fixed intrinsics"]
         assert [a.kept for a in attempts] == [kept_first, not kept_first] + [False] * (len(attempts) - 2)
         assert rec.num_reg_images() == (3 if kept_first else 3 - drop)
         assert attempts[0].registered == 3 and attempts[0].usable == 2 and len(attempts[0].degenerate) == 1
@@ -254,11 +257,28 @@ def test_incomplete_mapping_is_retried_with_other_seeds(tmp_path, monkeypatch):
     monkeypatch.setattr(colmap, "_map_once", incomplete_unless_seed_2)
     attempts = []
     rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
-    assert rec.num_reg_images() == 3 and seeds[-2:] == [1, 2] and set(seeds[:-2]) == {0}
-    assert attempts[-1].kept and attempts[-1].name == "configured, seed 2" and attempts[-2].name == "configured, seed 1"
+    assert rec.num_reg_images() == 3 and seeds[:3] == [0, 1, 2]  # the configured settings with seeds 1, 2 first
+    assert attempts[2].kept and attempts[2].name == "configured, seed 2" and len(attempts) == 3
     seeds.clear()
     colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, retry_seeds=0))
     assert 2 not in seeds and 1 not in seeds
+    # seeds after the fallbacks: forward-motion runs register 2 images, all others 1; the best of them
+    # (forward motion at 8°) registers all 3 with seed 2, which only the end retries reach
+    seeds.clear()
+
+    def incomplete_unless_forward_seed_2(database, image_dir, output_dir, config):
+        rec = real_map_once(database, image_dir, output_dir, config)
+        seeds.append((config.random_seed, config.init_max_forward_motion))
+        drop = 2 if config.init_max_forward_motion < 1 else 0 if config.random_seed == 2 else 1
+        for frame_id in list(rec.reg_frame_ids())[:drop]:
+            rec.deregister_frame(frame_id)
+        return rec
+
+    monkeypatch.setattr(colmap, "_map_once", incomplete_unless_forward_seed_2)
+    attempts = []
+    rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+    assert rec.num_reg_images() == 3 and attempts[-1].kept and attempts[-1].name.startswith("forward motion, init 8°")
+    assert attempts[-1].name.endswith("seed 2") and seeds[-1] == (2, 1.0)
 
 
 def test_mapper_config_rejects_values_colmap_would_abort_on():
