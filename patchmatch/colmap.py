@@ -108,7 +108,8 @@ class MapperConfig:
         forward_motion_fallback: when the model is still incomplete, map again allowing an
             initial image pair whose camera moved along its viewing direction
             (``init_max_forward_motion`` 1.0) with the initial triangulation angle lowered to
-            8°, then 4° (with the intrinsics free, then fixed), and keep the model with most
+            8°, then 4° (or the configured angle, if lower; with the intrinsics free, then
+            fixed), and keep the model with most
             registered images. COLMAP rejects initial pairs with forward motion above 0.95;
             in a walk towards a building (lund: every pair with 100+ inliers has
             |t_z| ≥ 0.997 and a median triangulation angle of 1.4–3°) it finds no initial
@@ -150,14 +151,24 @@ class MapperConfig:
 
     def __post_init__(self):
         # checked here: some invalid COLMAP options abort the process instead of raising
+        for name, kind in [("min_num_matches", int), ("min_model_size", int), ("init_min_num_inliers", int),
+                           ("abs_pose_min_num_inliers", int), ("retry_seeds", int), ("num_threads", int),
+                           ("random_seed", int), ("multiple_models", bool), ("refine_focal_length", bool),
+                           ("refine_extra_params", bool), ("fixed_intrinsics_fallback", bool),
+                           ("forward_motion_fallback", bool), ("max_reproj_error", (int, float)),
+                           ("init_min_tri_angle", (int, float)), ("init_max_forward_motion", (int, float))]:
+            value = getattr(self, name)
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                raise ValueError(f"MapperConfig: {name} must be {getattr(kind, '__name__', 'a number')}, got {value!r}")
         checks = {
             "min_num_matches": self.min_num_matches >= 1, "min_model_size": self.min_model_size >= 1,
             "init_min_num_inliers": self.init_min_num_inliers >= 1,
             "abs_pose_min_num_inliers": self.abs_pose_min_num_inliers >= 1,
-            "max_reproj_error": self.max_reproj_error > 0, "retry_seeds": self.retry_seeds >= 0,
-            "init_min_tri_angle": self.init_min_tri_angle >= 0,
+            "max_reproj_error": 0 < self.max_reproj_error < float("inf"), "retry_seeds": 0 <= self.retry_seeds <= 16,
+            "init_min_tri_angle": 0 <= self.init_min_tri_angle <= 90,
             "init_max_forward_motion": 0 <= self.init_max_forward_motion <= 1,
-            "num_threads": self.num_threads >= -1, "random_seed": self.random_seed >= -1,
+            "num_threads": self.num_threads >= 1 or self.num_threads == -1,
+            "random_seed": -1 <= self.random_seed < 2**31 - 16,
         }  # fmt: skip
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -639,9 +650,9 @@ def _map_once(database: Path, image_dir: Path, output_dir: Path, config: MapperC
 
 def _refine_intrinsics(
     reconstruction: pycolmap.Reconstruction, config: MapperConfig, priors: Mapping[int, float]
-) -> pycolmap.Reconstruction:
-    """A copy refined by one global bundle adjustment with the intrinsics free; the input itself
-    when they run away."""
+) -> tuple[pycolmap.Reconstruction, list[str]]:
+    """A copy refined by one global bundle adjustment with the intrinsics free, and ``[]``; or the
+    input itself and the degenerate cameras of the refined copy when they run away."""
     refined = pycolmap.Reconstruction(reconstruction)
     options = pycolmap.BundleAdjustmentOptions()
     options.print_summary = False
@@ -651,8 +662,8 @@ def _refine_intrinsics(
     bad = degenerate_cameras(refined, priors)
     if bad:
         logger.warning("refined intrinsics ran away (%s); keeping the prior intrinsics", "; ".join(bad[:3]))
-        return reconstruction
-    return refined
+        return reconstruction, bad
+    return refined, []
 
 
 @dataclass
@@ -667,6 +678,10 @@ class MappingAttempt:
         degenerate: :func:`degenerate_cameras` of that model.
         seconds: wall time of the run.
         kept: whether its model is the one returned.
+        intrinsics: for the kept run, what its cameras' intrinsics are: ``"refined"`` (by the
+            mapper), ``"fixed at priors, refined after"`` (one global bundle adjustment on the
+            fixed-intrinsics model) or ``"fixed at priors"`` (that refinement ran away and was
+            dropped; ``intrinsics_note`` says how).
     """
 
     name: str
@@ -675,6 +690,8 @@ class MappingAttempt:
     degenerate: list[str]
     seconds: float
     kept: bool = False
+    intrinsics: str = ""
+    intrinsics_note: str = ""
 
 
 def _mapping_attempts(config: MapperConfig) -> list[tuple[str, MapperConfig]]:
@@ -692,9 +709,8 @@ def _mapping_attempts(config: MapperConfig) -> list[tuple[str, MapperConfig]]:
             for k in range(1, config.retry_seeds + 1)]
     runs += [("fixed intrinsics", fixed)] if use_fixed else []
     if config.forward_motion_fallback:
-        for angle in (8.0, 4.0):
-            if angle >= config.init_min_tri_angle:
-                continue
+        # 8° and 4°, or the configured angle where it is lower already: forward motion is the relaxation that matters
+        for angle in sorted({min(8.0, config.init_min_tri_angle), min(4.0, config.init_min_tri_angle)}, reverse=True):
             for name, base in [("", config)] + ([(", fixed intrinsics", fixed)] if use_fixed else []):
                 runs.append((f"forward motion, init {angle:g}°{name}",
                              dataclasses.replace(base, init_max_forward_motion=1.0, init_min_tri_angle=angle)))
@@ -786,10 +802,13 @@ def incremental_mapping(
     best_attempt.kept = True
     if len(attempts) > 1:
         logger.info("kept the %s mapping: %d of %d images registered", best_attempt.name, best_attempt.registered, num_images)
-    if not (best_config.refine_focal_length or best_config.refine_extra_params) and (
-        config.refine_focal_length or config.refine_extra_params
-    ):
-        best = _refine_intrinsics(best, config, priors)
+    best_attempt.intrinsics = "refined" if best_config.refine_focal_length or best_config.refine_extra_params else "fixed at priors"
+    if best_attempt.intrinsics == "fixed at priors" and (config.refine_focal_length or config.refine_extra_params):
+        best, bad = _refine_intrinsics(best, config, priors)
+        if bad:
+            best_attempt.intrinsics_note = "refinement in one bundle adjustment ran away: " + "; ".join(bad[:3])
+        else:
+            best_attempt.intrinsics = "fixed at priors, refined after"
     model_dir = output_dir / "0"
     model_dir.mkdir(parents=True, exist_ok=True)
     best.write(str(model_dir))

@@ -281,9 +281,9 @@ def match_features(
         raise ValueError("each image needs one patch per keypoint.")
     found = candidates or search_pair(features0, features1, config)
     pairs, overlap, accepted = found.pairs, found.overlap, found.accepted
-    if overlap < config.min_overlap:
-        empty = np.zeros((0, 2), np.int64)
-        return MatchResult(features0.xy.copy(), features1.xy.copy(), empty, np.zeros(0, np.float32), 0, overlap)
+    if overlap < config.min_overlap:  # no network pass: SIFT's own matches or none (MatchConfig.unselected)
+        kept = accepted if config.unselected == "descriptor" else np.zeros((0, 2), np.int64)
+        return MatchResult(features0.xy.copy(), features1.xy.copy(), kept, np.full(len(kept), np.nan, np.float32), 0, overlap)
     if len(accepted):
         taken0 = np.zeros(len(features0), bool)
         taken1 = np.zeros(len(features1), bool)

@@ -30,7 +30,10 @@ MAGNIFICATION = 6.0
 
 def _check_image(image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray) or image.ndim != 2 or image.dtype != np.uint8:
-        raise ValueError(f"image must be a (H, W) uint8 array, got {getattr(image, 'shape', type(image))}.")
+        what = f"shape {image.shape}, dtype {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"image must be a (H, W) uint8 array, got {what}.")
+    if image.size == 0:
+        raise ValueError(f"image is empty (shape {image.shape}).")
 
 
 def _pyramid_levels(image: np.ndarray, max_level: int) -> list[np.ndarray]:
@@ -75,7 +78,7 @@ def _sample(image: np.ndarray, centers: np.ndarray, affine: np.ndarray) -> np.nd
     affine = np.asarray(affine, np.float64)
     good = np.isfinite(centers).all(1) & np.isfinite(affine).all((1, 2))
     scale = np.sqrt(np.abs(np.linalg.det(np.where(good[:, None, None], affine, 0.0))))
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         wanted = np.floor(np.log2(np.maximum(2.0 * scale / PATCH_SIZE, 1e-12)))
     h, w = image.shape
     levels = _pyramid_levels(image, int(np.clip(wanted[good].max(initial=0), 0, 64)))
@@ -113,7 +116,8 @@ def extract_patches(
         (N, 64, 64) uint8 patches; patch row 0 is on the patch's -y side (the top when upright).
 
     Raises:
-        ValueError: bad image or keypoint array.
+        ValueError: bad image (not 2-D uint8, or empty) or keypoint array (wrong shape). Degenerate
+            keypoints never raise: a size <= 0 counts as 0.001 px, a non-finite one gives a zero patch.
     """
     _check_image(image)
     kps = keypoints_to_array(keypoints)

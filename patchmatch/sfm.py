@@ -69,7 +69,8 @@ class SfmConfig:
         max_keypoints: SIFT keypoints per image (strongest by response).
         max_image_size: longest image side for detection and patches, in
             pixels; ``None`` = original size. Stored keypoints are always in
-            pixels of the original image.
+            pixels of the original image. Default 3200, COLMAP's SIFT default: SIFT
+            detection needs ~240 bytes per pixel (a 108 MP pair exhausted 23 GB).
         device: torch device of the network (``None`` = CUDA if available).
         batch_size: patch pairs per network forward pass (None: 128 on CPU, 8192 on GPU).
         match: candidate search and match decision (:class:`MatchConfig`).
@@ -85,7 +86,7 @@ class SfmConfig:
     """
 
     max_keypoints: int = 4096
-    max_image_size: int | None = None
+    max_image_size: int | None = 3200
     device: str | None = None
     batch_size: int | None = None
     match: MatchConfig = field(default_factory=MatchConfig)
@@ -300,6 +301,27 @@ def _pair_key_collisions(names: list[str]) -> tuple[list[str], list[dict[str, st
     return kept, skipped
 
 
+def _duplicate_files(image_dir: Path, names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """Byte-identical image files: the later of two is skipped (two cameras at one pose would share
+    every keypoint exactly and distort the model). Files of different sizes are never read."""
+    by_size: dict[int, list[str]] = {}
+    for n in names:
+        by_size.setdefault((image_dir / n).stat().st_size, []).append(n)
+    first: dict[str, str] = {}
+    dropped: dict[str, str] = {}
+    for group in by_size.values():
+        if len(group) < 2:
+            continue
+        for n in group:
+            digest = hashlib.sha256((image_dir / n).read_bytes()).hexdigest()
+            if digest in first:
+                dropped[n] = first[digest]
+            else:
+                first[digest] = n
+    kept = [n for n in names if n not in dropped]
+    return kept, [{"name": n, "reason": f"{n}: the same file (bytes) as {other}; skipped"} for n, other in dropped.items()]
+
+
 def _fingerprint(path: Path) -> str:
     """Size and modification time of an image file: features computed from it are stale when it changes."""
     st = path.stat()
@@ -396,6 +418,8 @@ def run_sfm(
     if not names:
         raise ValueError(f"no images found under {image_dir}")
     names, collisions = _pair_key_collisions(names)
+    names, duplicates = _duplicate_files(image_dir, names)
+    collisions += duplicates
     if ground_truth is not None:
         from .evaluation.pose import load_cameras_json
 

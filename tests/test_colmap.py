@@ -161,7 +161,10 @@ def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
         return rec
 
     monkeypatch.setattr(colmap, "_map_once", first_one_runs_away)
-    rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2))
+    attempts = []
+    rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+    kept = [a for a in attempts if a.kept]
+    assert [a.name for a in kept] == ["fixed intrinsics"] and kept[0].intrinsics.startswith("fixed at priors")
     # the configured settings with two other seeds first (all run away here), then fixed intrinsics
     assert len(calls) == 4 and all(c.refine_focal_length for c in calls[:3]) and not calls[3].refine_focal_length
     assert [c.random_seed for c in calls] == [0, 1, 2, 0]
@@ -286,4 +289,12 @@ def test_mapper_config_rejects_values_colmap_would_abort_on():
                          ("init_min_tri_angle", -1.0), ("num_threads", -2), ("min_model_size", 0)]:
         with pytest.raises(ValueError, match=field):
             colmap.MapperConfig(**{field: value})
+    for field, value in [("retry_seeds", 1.5), ("retry_seeds", "2"), ("init_max_forward_motion", None),
+                         ("random_seed", 2**40), ("num_threads", 0), ("refine_focal_length", "false"),
+                         ("init_min_tri_angle", 200.0), ("retry_seeds", 10**9)]:
+        with pytest.raises(ValueError, match=field):
+            colmap.MapperConfig(**{field: value})
     assert colmap.MapperConfig(init_max_forward_motion=1.0, retry_seeds=0).retry_seeds == 0
+    # a lowered initial angle keeps the forward-motion fallback (at that angle)
+    names = [name for name, _ in colmap._mapping_attempts(colmap.MapperConfig(init_min_tri_angle=4.0))]
+    assert "forward motion, init 4°" in names and "forward motion, init 8°" not in names

@@ -151,3 +151,23 @@ def test_plan_pairs_gives_unselected_pairs_their_descriptor_matches():
     assert done.descriptor_matches == {}
     with pytest.raises(ValueError, match="unselected"):
         MatchConfig(unselected="sift")
+
+
+def test_match_features_below_min_overlap_keeps_descriptor_matches_when_asked():
+    """A pair below min_overlap gets no network pass; with unselected='descriptor' it keeps SIFT's own matches."""
+    from patchmatch.features import Features
+    from tests.helpers import NCCScorer
+
+    rng = np.random.default_rng(2)
+    d0 = rng.random((40, 128)).astype(np.float32)
+    d1 = rng.random((40, 128)).astype(np.float32)
+    d1[:10] = d0[:10] + rng.normal(scale=0.01, size=(10, 128))  # 10 shared: below min_overlap 20
+    kp = np.c_[rng.random((40, 2)) * 100, np.full(40, 10.0), np.zeros(40)].astype(np.float32)
+    f0 = Features(kp, d0, np.zeros(40, np.float32), np.array([100, 100]))
+    f1 = Features(kp.copy(), d1, np.zeros(40, np.float32), np.array([100, 100]))
+    patches = rng.integers(0, 256, (40, 64, 64), dtype=np.uint8)
+    none = match_features(f0, patches, f1, patches, NCCScorer(), MatchConfig(min_overlap=20))
+    sift = match_features(f0, patches, f1, patches, NCCScorer(), MatchConfig(min_overlap=20, unselected="descriptor"))
+    assert none.overlap == sift.overlap < 20 and len(none.matches) == 0 and none.num_candidates == 0
+    assert len(sift.matches) >= 8 and (sift.matches[:, 0] == sift.matches[:, 1]).all() and np.isnan(sift.scores).all()
+    assert sift.num_candidates == 0

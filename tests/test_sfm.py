@@ -272,6 +272,20 @@ def test_name_collisions_and_output_inside_images(tmp_path):
     assert exclude_output_dir(names, tmp_path / "imgs", tmp_path / "out") == names
 
 
+def test_byte_identical_images_are_skipped(tmp_path):
+    """The same file under two names would give two cameras sharing every keypoint: the later is skipped."""
+    from patchmatch.sfm import _duplicate_files
+
+    (tmp_path / "a.jpg").write_bytes(b"1234")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "copy.jpg").write_bytes(b"1234")
+    (tmp_path / "b.jpg").write_bytes(b"1235")  # same size, other bytes
+    (tmp_path / "c.jpg").write_bytes(b"12345")
+    kept, skipped = _duplicate_files(tmp_path, ["a.jpg", "b.jpg", "c.jpg", "sub/copy.jpg"])
+    assert kept == ["a.jpg", "b.jpg", "c.jpg"]
+    assert skipped == [{"name": "sub/copy.jpg", "reason": "sub/copy.jpg: the same file (bytes) as a.jpg; skipped"}]
+
+
 def test_output_path_is_a_file(tmp_path):
     images = _image_dir(tmp_path, NAMES[:2], broken=False)
     (tmp_path / "afile").write_text("x")

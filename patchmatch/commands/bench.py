@@ -30,8 +30,12 @@ def run(args: argparse.Namespace) -> int:
     from ..models import build_model
     from ..scoring import PatchScorer
 
-    if args.pairs < 1 or args.seconds <= 0:
-        raise ValueError("--pairs must be >= 1 and --seconds > 0")
+    import math
+
+    if not 1 <= args.pairs <= 1_000_000 or not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise ValueError(f"--pairs must be in [1, 1000000] and --seconds a positive number, got {args.pairs} and {args.seconds}")
+    if args.json.is_dir():
+        raise ValueError(f"--json {args.json} is a folder; give a file name (e.g. {args.json / 'bench.json'})")
     device = resolve_device(args.device)
     from ..models.quantize import int8_path
 
@@ -50,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"no int8 model for {source or 'these weights'}: make one with `patchmatch quantize`")
     batches = args.batch_size or [64, 128, 512]
     rows = []
-    ref = None
+    # every backend's scores against eager fp32 on the same pairs (time_scorer's inputs: same seed)
+    ref = time_scorer(PatchScorer(base.model, device=device, precision="fp32"), args.pairs, seconds=0.0)[1]
     backends = [(p, False) for p in precisions]
     if args.compile:
         backends += [(p, True) for p in precisions if p != "int8"]
@@ -61,12 +66,11 @@ def run(args: argparse.Namespace) -> int:
             else:
                 sc = PatchScorer(base.model, device=device, batch_size=bs, precision=prec, compile=compiled)
             pps, scores = time_scorer(sc, args.pairs, args.seconds)
-            if ref is None:
-                ref = scores
             rows.append({"precision": prec + ("+compile" if compiled else ""), "batch_size": bs, "pairs_per_s": pps, "ratio_to_fp32_gemm": pps * flop / gemm,
                          "max_abs_score_diff": float(abs(scores - ref).max())})
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, model {source}")
     print(f"dense fp32 GEMM: {gemm / 1e9:.1f} GFLOP/s; {flop / 1e6:.1f} MFLOP per pair → bound {gemm / flop:,.0f} pairs/s")
+    print("(max |Δscore|: largest difference to eager fp32's scores on the same pairs)")
     print(f"{'precision':<15}{'batch':>7}{'pairs/s':>12}{'÷ bound':>10}{'max |Δscore|':>14}")
     for r in rows:
         print(f"{r['precision']:<15}{r['batch_size']:>7}{r['pairs_per_s']:>12,.0f}{r['ratio_to_fp32_gemm']:>10.2f}{r['max_abs_score_diff']:>14.4f}")

@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", type=Path, help="image folder (e.g. SCENE/images)")
     p.add_argument("out", type=Path, help="output folder: colmap-sift/, patchmatch/, compare.json")
     p.add_argument("--max-keypoints", type=int, default=4096, help="keypoints per image, both methods")
-    p.add_argument("--max-image-size", type=int, default=None, help="longest image side, both methods")
+    p.add_argument("--max-image-size", type=int, default=3200, help="longest image side, both methods (default 3200, COLMAP's; 0 = original)")
     p.add_argument("--weights", type=Path, default=None, help="patchmatch checkpoint (default: shipped)")
     p.add_argument("--device", default=None, help="torch device of the network (default: auto)")
     p.add_argument("--pairs", default="exhaustive", help="patchmatch's image pairs (SIFT: always exhaustive)")
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     set_verbosity(bool(getattr(args, "verbose", False)))
     if args.ground_truth is not None and not args.ground_truth.is_file():
         raise FileNotFoundError(f"{args.ground_truth}: ground-truth cameras.json not found")
-    config = SfmConfig(max_keypoints=args.max_keypoints, max_image_size=args.max_image_size, device=args.device,
+    config = SfmConfig(max_keypoints=args.max_keypoints, max_image_size=args.max_image_size or None, device=args.device,
                        pairs=args.pairs, single_camera=args.single_camera, match=match_config_from_args(args))  # fmt: skip
     result = compare(args.images, args.out, config, weights=args.weights, ground_truth=args.ground_truth,
                      overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip

@@ -19,6 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, help="checkpoint (default: shipped weights)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
     p.add_argument("--max-keypoints", type=int, default=2048)
+    p.add_argument("--max-image-size", type=int, default=3200,
+                   help="downscale images whose longer side exceeds this for detection and patches; keypoints are"
+                        " written in original pixels (default 3200, COLMAP's; 0 = never)")
     add_match_arguments(p)
     p.set_defaults(func=run)
 
@@ -32,12 +35,21 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: the matches are written as .npz; name the file *.npz")
     if args.out is not None and args.out.exists():
         raise FileExistsError(f"{args.out} exists; remove it first.")
+    if args.max_image_size and args.max_image_size < 32:
+        raise ValueError(f"--max-image-size must be >= 32 (or 0 = never), got {args.max_image_size}")
+    config = match_config_from_args(args)
     scorer = PatchScorer.load(args.weights, device=args.device)
-    im0, _ = read_gray(args.image0)
-    im1, _ = read_gray(args.image1)
-    res = match_images(im0, im1, scorer, match_config_from_args(args), args.max_keypoints)
-    print(json.dumps({"keypoints0": len(res.keypoints0), "keypoints1": len(res.keypoints1),
+    im0, scale0 = read_gray(args.image0, args.max_image_size or None)
+    im1, scale1 = read_gray(args.image1, args.max_image_size or None)
+    res = match_images(im0, im1, scorer, config, args.max_keypoints)
+    # keypoints in pixels of the original images (pixel centres at integers)
+    kp0 = (res.keypoints0 + 0.5) / np.float32(scale0) - 0.5
+    kp1 = (res.keypoints1 + 0.5) / np.float32(scale1) - 0.5
+    print(json.dumps({"keypoints0": len(kp0), "keypoints1": len(kp1), "overlap": res.overlap,
                       "candidates": res.num_candidates, "matches": len(res.matches)}))
+    if res.overlap < config.min_overlap:
+        print(f"descriptor overlap {res.overlap} < --min-overlap {config.min_overlap}: the network was not run"
+              + (" (SIFT's own matches kept: --unselected descriptor)" if config.unselected == "descriptor" else ""))
     if args.out is not None:
-        np.savez(args.out, keypoints0=res.keypoints0, keypoints1=res.keypoints1, matches=res.matches, scores=res.scores)
+        np.savez(args.out, keypoints0=kp0, keypoints1=kp1, matches=res.matches, scores=res.scores)
     return 0

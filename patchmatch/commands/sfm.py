@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", type=Path, help="output folder: features.h5, matches.h5, database.db, sparse/0, report.json")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
     p.add_argument("--max-keypoints", type=int, default=4096, help="SIFT keypoints per image (default: 4096)")
-    p.add_argument("--max-image-size", type=int, default=None, help="downscale images whose longer side exceeds this")
+    p.add_argument("--max-image-size", type=int, default=3200, help="downscale images whose longer side exceeds this (default 3200, COLMAP's; 0 = never)")
     p.add_argument("--weights", type=Path, default=None, help="checkpoint (default: shipped 2ch2stream weights)")
     p.add_argument("--pairs", default="exhaustive", help="exhaustive | sequential:N | retrieval:N (N most similar images by VLAD) | file:PATH (default: exhaustive)")
     p.add_argument("--single-camera", action="store_true", help="all images share one camera (same size and zoom)")
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = SfmConfig(
         max_keypoints=args.max_keypoints,
-        max_image_size=args.max_image_size,
+        max_image_size=args.max_image_size or None,
         device=args.device,
         batch_size=args.batch_size,
         pairs=args.pairs,
@@ -53,12 +53,15 @@ def run(args: argparse.Namespace) -> int:
     if "pose" in report:
         summary["rotation_error_median_deg"] = report["pose"]["rotation_error_median_deg"]
         summary["rotation_auc"] = report["pose"]["rotation_auc"]
-    kept = [a["name"] for a in report.get("mapping_attempts", []) if a["kept"]]
+    kept = [a for a in report.get("mapping_attempts", []) if a["kept"]]
     if len(report.get("mapping_attempts", [])) > 1 and kept:
-        summary["mapping"] = f"{kept[0]} (after {len(report['mapping_attempts'])} mapper runs)"
+        summary["mapping"] = (f"{kept[0]['name']} (after {len(report['mapping_attempts'])} mapper runs); "
+                              f"intrinsics {kept[0]['intrinsics']}" + (f" ({kept[0]['intrinsics_note']})" if kept[0]["intrinsics_note"] else ""))
     if report["skipped"]:
         summary["skipped"] = [s["name"] for s in report["skipped"]]
-    print(json.dumps(summary, indent=2))  # NaN/Infinity: undefined (no model) / failed pairs
+    from ..sfm import _finite
+
+    print(json.dumps(_finite(summary), indent=2, allow_nan=False))  # strict JSON: undefined values (no model) are null
     model = f"model: {args.out / 'sparse' / '0'}" if report["registered"] else "no model"
     print(f"{model}  report: {args.out / 'report.json'}")
     return 0 if report["registered"] else 1
