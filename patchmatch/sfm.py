@@ -461,7 +461,10 @@ def run_sfm(
     report["features_computed"] = len(todo) - len(skipped)
     report["features_reused"] = len(good) - report["features_computed"]
     if len(good) < 2:
-        raise ValueError(f"{image_dir}: fewer than 2 readable images ({len(good)} of {len(names)})")
+        reason = f"{image_dir}: fewer than 2 readable images ({len(good)} of {len(names)})"
+        _write_json(out_dir / "report.json", {**report, "status": "failed", "reason": reason, "images": len(names),
+                                               "images_used": len(good), "skipped": skipped, "registered": 0})  # fmt: skip
+        raise ValueError(reason)
 
     # 2. matches ------------------------------------------------------------------
     pairs = make_pairs(config.pairs, good, {n: f.descriptors for n, f in features.items()})
