@@ -681,7 +681,8 @@ class MappingAttempt:
         intrinsics: for the kept run, what its cameras' intrinsics are: ``"refined"`` (by the
             mapper), ``"fixed at priors, refined after"`` (one global bundle adjustment on the
             fixed-intrinsics model) or ``"fixed at priors"`` (that refinement ran away and was
-            dropped; ``intrinsics_note`` says how).
+            dropped); ``intrinsics_note`` says what went wrong, including a camera that COLMAP
+            moved away from its prior during a fixed-intrinsics run.
     """
 
     name: str
@@ -758,6 +759,7 @@ def incremental_mapping(
         num_images = db.num_images()
         num_verified = db.num_verified_image_pairs()
         priors = {c.camera_id: float(c.mean_focal_length()) for c in db.read_all_cameras()}
+        database_params = {c.camera_id: np.array(c.params, dtype=np.float64) for c in db.read_all_cameras()}
     if 2 <= num_images < config.min_model_size:  # a two-image project still gets its model
         config = dataclasses.replace(config, min_model_size=num_images)
     attempts = [] if attempts is None else attempts
@@ -803,12 +805,21 @@ def incremental_mapping(
     if len(attempts) > 1:
         logger.info("kept the %s mapping: %d of %d images registered", best_attempt.name, best_attempt.registered, num_images)
     best_attempt.intrinsics = "refined" if best_config.refine_focal_length or best_config.refine_extra_params else "fixed at priors"
+    notes = []
+    if best_attempt.intrinsics == "fixed at priors":
+        # COLMAP can still move a camera without a focal-length prior in a fixed-intrinsics run (seen with
+        # no-EXIF images next to EXIF ones): say so rather than claim the priors
+        moved = [cid for cid, cam in best.cameras.items()
+                 if cid in database_params and not np.allclose(np.array(cam.params), database_params[cid])]
+        if moved:
+            notes.append(f"COLMAP changed the intrinsics of camera(s) {moved[:5]} during mapping")
     if best_attempt.intrinsics == "fixed at priors" and (config.refine_focal_length or config.refine_extra_params):
         best, bad = _refine_intrinsics(best, config, priors)
         if bad:
-            best_attempt.intrinsics_note = "refinement in one bundle adjustment ran away: " + "; ".join(bad[:3])
+            notes.append("refinement in one bundle adjustment ran away: " + "; ".join(bad[:3]))
         else:
             best_attempt.intrinsics = "fixed at priors, refined after"
+    best_attempt.intrinsics_note = "; ".join(notes)
     model_dir = output_dir / "0"
     model_dir.mkdir(parents=True, exist_ok=True)
     best.write(str(model_dir))

@@ -208,9 +208,12 @@ def _prepare_output(out_dir: Path, identity: dict, overwrite: bool) -> bool:
             previous = None
         if previous != _plain(identity, keep=True):
             diff = _diff(previous, identity)
+            hint = ""
+            if "max_image_size: None ->" in diff:  # runs made before the 3200 px default
+                hint = "; it was made without a size limit: pass --max-image-size 0 to resume it"
             raise FileExistsError(
                 f"output folder {out_dir} holds a run with other settings ({diff}); "
-                "choose another folder or pass overwrite=True (--overwrite) to replace it"
+                f"choose another folder or pass overwrite=True (--overwrite) to replace it{hint}"
             )
         return True
     out_dir.mkdir(parents=True, exist_ok=True)

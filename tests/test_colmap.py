@@ -298,3 +298,21 @@ def test_mapper_config_rejects_values_colmap_would_abort_on():
     # a lowered initial angle keeps the forward-motion fallback (at that angle)
     names = [name for name, _ in colmap._mapping_attempts(colmap.MapperConfig(init_min_tri_angle=4.0))]
     assert "forward motion, init 4°" in names and "forward motion, init 8°" not in names
+
+
+def test_fixed_intrinsics_stay_at_their_priors_without_exif(tmp_path):
+    """A fixed-intrinsics run keeps cameras without an EXIF focal length at their priors (1.2 × the longer side)."""
+    if not ENTRY.is_dir():
+        pytest.skip(f"real data not found at {ENTRY} (see shared/data/README.md)")
+    names = ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"]
+    db = colmap.create_database(tmp_path / "database.db")
+    colmap.sift_extract(db, ENTRY, names, colmap.SiftBaselineConfig(max_num_features=1500, max_image_size=768, num_threads=2))
+    colmap.sift_match_exhaustive(db, colmap.SiftBaselineConfig(num_threads=2), colmap.VerificationConfig(num_threads=2))
+    with pycolmap.Database.open(str(db)) as database:
+        priors = {c.camera_id: np.array(c.params) for c in database.read_all_cameras()}
+        assert not any(c.has_prior_focal_length for c in database.read_all_cameras())  # no EXIF focal length
+    fixed = colmap.MapperConfig(num_threads=1, refine_focal_length=False, refine_extra_params=False)
+    rec = colmap._map_once(db, ENTRY, tmp_path / "sparse", fixed)
+    assert rec.num_reg_images() == 4
+    for cam_id, cam in rec.cameras.items():
+        np.testing.assert_allclose(cam.params, priors[cam_id], rtol=1e-9)

@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
                       "candidates": res.num_candidates, "matches": len(res.matches)}))
     if res.overlap < config.min_overlap:
         print(f"descriptor overlap {res.overlap} < --min-overlap {config.min_overlap}: the network was not run"
-              + (" (SIFT's own matches kept: --unselected descriptor)" if config.unselected == "descriptor" else ""))
+              + ("" if config.unselected != "descriptor" else " (SIFT's own matches kept: --unselected descriptor)"
+                 if config.accept_ratio is not None else " (--unselected descriptor keeps nothing: --accept-ratio is 0)"))
     if args.out is not None:
         np.savez(args.out, keypoints0=kp0, keypoints1=kp1, matches=res.matches, scores=res.scores)
     return 0
