@@ -160,19 +160,20 @@ class MapperConfig:
             value = getattr(self, name)
             if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
                 raise ValueError(f"MapperConfig: {name} must be {getattr(kind, '__name__', 'a number')}, got {value!r}")
-        checks = {
-            "min_num_matches": self.min_num_matches >= 1, "min_model_size": self.min_model_size >= 1,
-            "init_min_num_inliers": self.init_min_num_inliers >= 1,
-            "abs_pose_min_num_inliers": self.abs_pose_min_num_inliers >= 1,
-            "max_reproj_error": 0 < self.max_reproj_error < float("inf"), "retry_seeds": 0 <= self.retry_seeds <= 16,
-            "init_min_tri_angle": 0 <= self.init_min_tri_angle <= 90,
-            "init_max_forward_motion": 0 <= self.init_max_forward_motion <= 1,
-            "num_threads": self.num_threads >= 1 or self.num_threads == -1,
-            "random_seed": -1 <= self.random_seed < 2**31 - 16,
+        checks = {  # field: (valid, the valid range in words)
+            "min_num_matches": (self.min_num_matches >= 1, ">= 1"), "min_model_size": (self.min_model_size >= 1, ">= 1"),
+            "init_min_num_inliers": (self.init_min_num_inliers >= 1, ">= 1"),
+            "abs_pose_min_num_inliers": (self.abs_pose_min_num_inliers >= 1, ">= 1"),
+            "max_reproj_error": (0 < self.max_reproj_error < float("inf"), "> 0 pixels"),
+            "retry_seeds": (0 <= self.retry_seeds <= 16, "in [0, 16]"),
+            "init_min_tri_angle": (0 <= self.init_min_tri_angle <= 90, "in [0, 90] degrees"),
+            "init_max_forward_motion": (0 <= self.init_max_forward_motion <= 1, "in [0, 1]"),
+            "num_threads": (self.num_threads >= 1 or self.num_threads == -1, ">= 1, or -1 for all cores"),
+            "random_seed": (-1 <= self.random_seed < 2**31 - 16, "in [-1, 2**31 - 17] (seed + retries must fit in int32)"),
         }  # fmt: skip
-        bad = [name for name, ok in checks.items() if not ok]
+        bad = [f"{name}={getattr(self, name)!r} (must be {rule})" for name, (ok, rule) in checks.items() if not ok]
         if bad:
-            raise ValueError(f"MapperConfig: invalid {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
+            raise ValueError(f"MapperConfig: invalid {', '.join(bad)}")
 
 
 @dataclass(frozen=True)

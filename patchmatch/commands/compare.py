@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     set_verbosity(bool(getattr(args, "verbose", False)))
     if args.ground_truth is not None and not args.ground_truth.is_file():
         raise FileNotFoundError(f"{args.ground_truth}: ground-truth cameras.json not found")
+    if args.max_image_size and args.max_image_size < 32:
+        raise ValueError(f"--max-image-size must be >= 32 (or 0 = original size), got {args.max_image_size}")
     config = SfmConfig(max_keypoints=args.max_keypoints, max_image_size=args.max_image_size or None, device=args.device,
                        pairs=args.pairs, single_camera=args.single_camera, match=match_config_from_args(args))  # fmt: skip
     result = compare(args.images, args.out, config, weights=args.weights, ground_truth=args.ground_truth,

@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from ..sfm import SfmConfig, run_sfm
 
     set_verbosity(bool(getattr(args, "verbose", False)))  # COLMAP's own log lines only with -v
+    if args.max_image_size and args.max_image_size < 32:
+        raise ValueError(f"--max-image-size must be >= 32 (or 0 = never), got {args.max_image_size}")
 
     config = SfmConfig(
         max_keypoints=args.max_keypoints,
