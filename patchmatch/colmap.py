@@ -31,6 +31,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -649,6 +650,29 @@ def _map_once(database: Path, image_dir: Path, output_dir: Path, config: MapperC
     return best
 
 
+def _bundle_adjustment(reconstruction: pycolmap.Reconstruction, options: pycolmap.BundleAdjustmentOptions) -> None:
+    """``pycolmap.bundle_adjustment`` within the current verbosity: it sets glog's ``minloglevel`` to 0
+    (INFO lines on stderr, for it and every later COLMAP call); the level is restored afterwards,
+    and its own lines go to /dev/null unless INFO is on."""
+    level = pycolmap.logging.minloglevel
+    try:
+        if level > 0:
+            sys.stderr.flush()
+            saved = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, 2)
+                pycolmap.bundle_adjustment(reconstruction, options)
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                os.close(devnull)
+        else:
+            pycolmap.bundle_adjustment(reconstruction, options)
+    finally:
+        pycolmap.logging.minloglevel = level
+
+
 def _refine_intrinsics(
     reconstruction: pycolmap.Reconstruction, config: MapperConfig, priors: Mapping[int, float]
 ) -> tuple[pycolmap.Reconstruction, list[str]]:
@@ -659,7 +683,7 @@ def _refine_intrinsics(
     options.print_summary = False
     options.refine_focal_length = bool(config.refine_focal_length)
     options.refine_extra_params = bool(config.refine_extra_params)
-    pycolmap.bundle_adjustment(refined, options)
+    _bundle_adjustment(refined, options)
     bad = degenerate_cameras(refined, priors)
     if bad:
         logger.warning("refined intrinsics ran away (%s); keeping the prior intrinsics", "; ".join(bad[:3]))
