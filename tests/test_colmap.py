@@ -89,7 +89,7 @@ def test_validation_before_pycolmap(tmp_path):
         colmap.write_keypoints(tmp_path / "missing.db", {})
 
 
-def test_verify_and_map_real_images(tmp_path):
+def test_verify_and_map_real_images(tmp_path, capfd):
     """OpenCV SIFT + mutual NN on 4 real views → verified pairs → a 4-image model."""
     if not ENTRY.is_dir():
         pytest.skip(f"real data not found at {ENTRY} (see shared/data/README.md)")
@@ -137,6 +137,13 @@ def test_verify_and_map_real_images(tmp_path):
     cam.params = params
     assert "prior" in colmap.degenerate_cameras(broken, {cam.camera_id: abs(params[0]) / 10})[0]
     assert "distortion" in colmap.degenerate_cameras(broken)[0]
+    # pycolmap.bundle_adjustment turns COLMAP's INFO logging on; the wrapper keeps the quiet setting
+    colmap.set_verbosity(False)
+    capfd.readouterr()
+    options = colmap.pycolmap.BundleAdjustmentOptions()
+    options.print_summary = False
+    colmap._bundle_adjustment(colmap.pycolmap.Reconstruction(rec), options)
+    assert colmap.pycolmap.logging.minloglevel == 3 and "bundle_adjustment" not in capfd.readouterr().err
 
 
 def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
