@@ -67,15 +67,19 @@ class ScorerTiming:
     max_abs_diff: float  # largest score difference to fp32 on the same pairs
 
 
+def bench_inputs(num_pairs: int = 2048, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The random inputs :func:`time_scorer` scores: (1024, 64, 64) uint8 patches, (num_pairs, 2) int64 pairs."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (1024, 64, 64), dtype=np.uint8), rng.integers(0, 1024, (num_pairs, 2))
+
+
 def time_scorer(scorer: PatchScorer, num_pairs: int = 2048, seconds: float = 2.0, seed: int = 0) -> tuple[float, np.ndarray]:
     """Pairs per second of ``scorer.score_pairs`` on random patches (throughput does not depend on content).
 
     Returns:
         ``(pairs_per_second, scores of the first pass)``.
     """
-    rng = np.random.default_rng(seed)
-    patches = rng.integers(0, 256, (1024, 64, 64), dtype=np.uint8)
-    pairs = rng.integers(0, 1024, (num_pairs, 2))
+    patches, pairs = bench_inputs(num_pairs, seed)
     scores = scorer.score_pairs(patches, patches, pairs)  # warm-up and reference
     done, t0 = 0, time.perf_counter()
     while done == 0 or time.perf_counter() - t0 < seconds:

@@ -793,8 +793,9 @@ def incremental_mapping(
     with pycolmap.Database.open(str(database)) as db:
         num_images = db.num_images()
         num_verified = db.num_verified_image_pairs()
-        priors = {c.camera_id: float(c.mean_focal_length()) for c in db.read_all_cameras()}
-        database_params = {c.camera_id: np.array(c.params, dtype=np.float64) for c in db.read_all_cameras()}
+        cameras = db.read_all_cameras()
+    priors = {c.camera_id: float(c.mean_focal_length()) for c in cameras}
+    database_params = {c.camera_id: np.array(c.params, dtype=np.float64) for c in cameras}
     if 2 <= num_images < config.min_model_size:  # a two-image project still gets its model
         config = dataclasses.replace(config, min_model_size=num_images)
     attempts = [] if attempts is None else attempts

@@ -155,18 +155,21 @@ def match_database(
     # image-pair selection from the descriptor overlap of every usable pair (no network)
     plan = plan_pairs(all_pairs, features, todo, config.match)
     done: list[tuple[str, str]] = []
-    total_matches = descriptor_pairs = 0
+    total_matches = 0
+    descriptor_only = {}
     for a, b in todo:
         if (a, b) in plan.selected:
             continue
         matches, _ = plan.unselected_matches((a, b))  # SIFT's own matches (MatchConfig.unselected)
         if len(matches):
-            colmap.write_matches(database, {(images[a].image_id, images[b].image_id): matches})
+            descriptor_only[(images[a].image_id, images[b].image_id)] = matches
             done.append((a, b))
             total_matches += len(matches)
-            descriptor_pairs += 1
         else:
             skipped.append([a, b, f"descriptor overlap {plan.overlaps.get((a, b), 0)}: not selected for matching"])
+    if descriptor_only:
+        colmap.write_matches(database, descriptor_only)
+    descriptor_pairs = len(descriptor_only)
     todo = [p for p in todo if p in plan.selected]
     iterator = todo
     if progress:

@@ -17,6 +17,16 @@ ENTRY = DATA / "scenes" / "entry-P10" / "images"
 LUND = DATA / "scenes" / "lund" / "images"
 
 
+def _sift_database(tmp_path: Path, image_dir: Path, names: list[str]) -> Path:
+    """A database with pycolmap's SIFT features (1500, 768 px) and verified exhaustive matches of ``names``."""
+    if not image_dir.is_dir():
+        pytest.skip(f"real data not found at {image_dir} (see shared/data/README.md)")
+    db = colmap.create_database(tmp_path / "database.db")
+    colmap.sift_extract(db, image_dir, names, colmap.SiftBaselineConfig(max_num_features=1500, max_image_size=768, num_threads=2))
+    colmap.sift_match_exhaustive(db, colmap.SiftBaselineConfig(num_threads=2), colmap.VerificationConfig(num_threads=2))
+    return db
+
+
 def test_pixel_rule_round_trip():
     xy = np.array([[0.0, 0.0], [10.25, 3.5], [639.0, 479.0]], np.float32)
     np.testing.assert_array_equal(colmap.opencv_to_colmap(xy), xy + 0.5)
@@ -148,12 +158,7 @@ def test_verify_and_map_real_images(tmp_path, capfd):
 
 def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
     """A first model with a runaway camera is mapped again with the intrinsics fixed, then refined."""
-    if not ENTRY.is_dir():
-        pytest.skip(f"real data not found at {ENTRY} (see shared/data/README.md)")
-    names = ["0000.jpg", "0001.jpg", "0002.jpg"]
-    db = colmap.create_database(tmp_path / "database.db")
-    colmap.sift_extract(db, ENTRY, names, colmap.SiftBaselineConfig(max_num_features=1500, max_image_size=768, num_threads=2))
-    colmap.sift_match_exhaustive(db, colmap.SiftBaselineConfig(num_threads=2), colmap.VerificationConfig(num_threads=2))
+    db = _sift_database(tmp_path, ENTRY, ["0000.jpg", "0001.jpg", "0002.jpg"])
     real_map_once = colmap._map_once
     calls = []
 
@@ -217,12 +222,7 @@ def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
 def test_mapping_falls_back_to_forward_motion_initialisation(tmp_path):
     """lund's first images walk straight at the cathedral: every image pair has |t_z| > 0.95, so COLMAP
     finds no initial pair; allowing forward motion at a lower initial triangulation angle maps them."""
-    if not LUND.is_dir():
-        pytest.skip(f"real data not found at {LUND} (see shared/data/README.md)")
-    names = ["01.jpg", "02.jpg", "03.jpg", "04.jpg"]
-    db = colmap.create_database(tmp_path / "database.db")
-    colmap.sift_extract(db, LUND, names, colmap.SiftBaselineConfig(max_num_features=1500, max_image_size=768, num_threads=2))
-    colmap.sift_match_exhaustive(db, colmap.SiftBaselineConfig(num_threads=2), colmap.VerificationConfig(num_threads=2))
+    db = _sift_database(tmp_path, LUND, ["01.jpg", "02.jpg", "03.jpg", "04.jpg"])
     off = colmap.MapperConfig(num_threads=2, fixed_intrinsics_fallback=False, forward_motion_fallback=False)
     assert colmap.incremental_mapping(db, LUND, tmp_path / "off", off) is None
     attempts = []
@@ -248,12 +248,7 @@ def test_mapper_options_carry_the_reprojection_filter():
 def test_incomplete_mapping_is_retried_with_other_seeds(tmp_path, monkeypatch):
     """When every fallback leaves images out, the best settings run again with other random seeds;
     a complete model stops the search."""
-    if not ENTRY.is_dir():
-        pytest.skip(f"real data not found at {ENTRY} (see shared/data/README.md)")
-    names = ["0000.jpg", "0001.jpg", "0002.jpg"]
-    db = colmap.create_database(tmp_path / "database.db")
-    colmap.sift_extract(db, ENTRY, names, colmap.SiftBaselineConfig(max_num_features=1500, max_image_size=768, num_threads=2))
-    colmap.sift_match_exhaustive(db, colmap.SiftBaselineConfig(num_threads=2), colmap.VerificationConfig(num_threads=2))
+    db = _sift_database(tmp_path, ENTRY, ["0000.jpg", "0001.jpg", "0002.jpg"])
     real_map_once = colmap._map_once
     seeds = []
 
@@ -309,12 +304,7 @@ def test_mapper_config_rejects_values_colmap_would_abort_on():
 
 def test_fixed_intrinsics_stay_at_their_priors_without_exif(tmp_path):
     """A fixed-intrinsics run keeps cameras without an EXIF focal length at their priors (1.2 × the longer side)."""
-    if not ENTRY.is_dir():
-        pytest.skip(f"real data not found at {ENTRY} (see shared/data/README.md)")
-    names = ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"]
-    db = colmap.create_database(tmp_path / "database.db")
-    colmap.sift_extract(db, ENTRY, names, colmap.SiftBaselineConfig(max_num_features=1500, max_image_size=768, num_threads=2))
-    colmap.sift_match_exhaustive(db, colmap.SiftBaselineConfig(num_threads=2), colmap.VerificationConfig(num_threads=2))
+    db = _sift_database(tmp_path, ENTRY, ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"])
     with pycolmap.Database.open(str(db)) as database:
         priors = {c.camera_id: np.array(c.params) for c in database.read_all_cameras()}
         assert not any(c.has_prior_focal_length for c in database.read_all_cameras())  # no EXIF focal length

@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..benchmark import flops_per_pair, gemm_flops, time_scorer
+    from ..benchmark import bench_inputs, flops_per_pair, gemm_flops, time_scorer
     from ..device import resolve_device
     from ..models import build_model
     from ..scoring import PatchScorer
@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     batches = args.batch_size or [64, 128, 512]
     rows = []
     # every backend's scores against eager fp32 on the same pairs (time_scorer's inputs: same seed)
-    ref = time_scorer(PatchScorer(base.model, device=device, precision="fp32"), args.pairs, seconds=0.0)[1]
+    patches, pairs = bench_inputs(args.pairs)
+    ref = PatchScorer(base.model, device=device, precision="fp32").score_pairs(patches, patches, pairs)
     backends = [(p, False) for p in precisions]
     if args.compile:
         backends += [(p, True) for p in precisions if p != "int8"]
