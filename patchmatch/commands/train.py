@@ -34,9 +34,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-augment", action="store_true", help="no flips / rotations / swaps")
     p.add_argument(
         "--jitter",
-        choices=("none", "photometric", "full"),
+        choices=("none", "photometric", "mild", "full"),
         default=d.jitter,
-        help="independent jitter of each patch: photometric (contrast, gamma, noise) or full (also rotation, scale, shift)",
+        help="independent jitter of each patch: photometric (contrast, gamma, noise), mild (also rotation ±4°, "
+        "scale ±5%%, shift ±1 px) or full (±8°, ±10%%, ±2 px)",
     )
     p.add_argument(
         "--mine-factor",
@@ -44,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=d.mine_factor,
         help="hard-negative mining by the model: score this many times the random negatives, keep the highest (1 = off)",
     )
+    p.add_argument("--init", type=Path, help="start from this checkpoint's weights (fine-tuning; same --model)")
     p.add_argument("--upright", action="store_true", help="train on upright patches")
     p.add_argument("--loss", choices=LOSSES, default=d.loss)
     p.add_argument("--val-pairs", type=int, default=d.val_pairs, help="validation pairs per kind")
@@ -88,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         schedule_minutes=args.schedule_minutes,
         bf16=args.bf16,
+        init=None if args.init is None else str(args.init),
     )
     meta = {"command": "patchmatch " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "threads": torch.get_num_threads()}
     res = train(config, args.data, args.out, val=args.val, resume=args.resume, half=args.fp16,

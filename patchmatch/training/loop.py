@@ -32,7 +32,9 @@ __all__ = ["TrainConfig", "TrainResult", "train", "state_path", "evaluate_pairs"
 
 OPTIMIZERS = ("adam", "sgd", "asgd")
 LOSSES = ("hinge", "contrastive")
-JITTERS = ("none", "photometric", "full")
+JITTERS = ("none", "photometric", "mild", "full")
+#: Geometric jitter ranges (rotation degrees, natural-log scale, shift pixels) of each level.
+JITTER_GEOMETRY = {"none": (0.0, 0.0, 0.0), "photometric": (0.0, 0.0, 0.0), "mild": (4.0, 0.05, 1.0), "full": (8.0, 0.1, 2.0)}
 
 
 class TrainingStateError(ValueError):
@@ -57,8 +59,8 @@ class TrainConfig:
         hard_fraction: share of each batch's negatives that are hard negatives.
         augment: flips / 90° rotations (same for both patches) and random pair order.
         jitter: independent jitter of each patch (:func:`~patchmatch.training.augment.jitter_patches`),
-            beyond the paper: ``"none"``, ``"photometric"`` (contrast, gamma, noise) or ``"full"``
-            (also small rotation / scale / shift).
+            beyond the paper: ``"none"``, ``"photometric"`` (contrast, gamma, noise), ``"mild"``
+            (also rotation ±4°, scale ±5 %, shift ±1 px) or ``"full"`` (±8°, ±10 %, ±2 px).
         mine_factor: hard-negative mining by the model being trained: each step draws
             ``mine_factor`` times the batch's random negatives, scores them with the current
             model (no gradient) and keeps the highest-scoring ones, i.e. those it confuses most
@@ -76,6 +78,8 @@ class TrainConfig:
             training ends at the first epoch boundary past it (``epochs`` is then an upper
             bound). For a fixed CPU budget on a shared machine; the number of steps then
             depends on the machine's speed, so a resumed run is no longer bit-identical.
+        init: checkpoint (:func:`patchmatch.models.save_checkpoint`) whose weights the model
+            starts from instead of He initialisation (fine-tuning); its model must be ``model``.
     """
 
     model: str = "2ch2stream"
@@ -98,6 +102,7 @@ class TrainConfig:
     seed: int = 0
     schedule_minutes: float | None = None
     bf16: bool = False
+    init: str | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -118,6 +123,10 @@ class TrainConfig:
             raise ValueError(f"jitter must be one of {JITTERS}, got {self.jitter!r}")
         if not 1 <= self.mine_factor <= 64:
             raise ValueError(f"mine_factor (--mine-factor) must be in 1..64, got {self.mine_factor}")
+        if self.init is not None:
+            object.__setattr__(self, "init", str(self.init))
+            if not Path(self.init).is_file():
+                raise ValueError(f"init (--init): {self.init}: no such checkpoint file")
 
 
 @dataclass
@@ -135,6 +144,22 @@ class TrainResult:
     state: Path
     history: list[dict[str, Any]]
     best_epoch: int
+
+
+def _init_weights(path: str, model_name: str) -> dict[str, torch.Tensor]:
+    """Float32 weights of checkpoint ``path`` for fine-tuning a ``model_name`` model.
+
+    Raises:
+        CheckpointError: unreadable checkpoint (names the file).
+        ValueError: the checkpoint holds another model.
+    """
+    from ..models import load_checkpoint
+
+    model, _ = load_checkpoint(path)
+    wanted = build_model(model_name)
+    if type(model) is not type(wanted) or model.state_dict().keys() != wanted.state_dict().keys():
+        raise ValueError(f"init (--init): {path} holds a {type(model).__name__} model, not {model_name!r}")
+    return model.state_dict()
 
 
 def state_path(out: str | Path) -> Path:
@@ -340,6 +365,8 @@ def train(
 
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(dev)
+    if config.init is not None and not resume:
+        model.load_state_dict(_init_weights(config.init, config.model))
     if config.loss == "contrastive" and not hasattr(model, "describe"):
         raise ValueError(f"contrastive loss needs a siamese model with describe(), not {config.model!r}")
     opt = _make_optimizer(model, config)
@@ -410,8 +437,7 @@ def train(
                 p0, p1, _ = augment_pairs(p0, p1, rng)
             x = _to_input(p0, p1, dev)
             if config.jitter != "none":
-                geo = 1.0 if config.jitter == "full" else 0.0
-                x = jitter_patches(x.cpu(), jitter_gen, 8.0 * geo, 0.1 * geo, 2.0 * geo).to(dev)
+                x = jitter_patches(x.cpu(), jitter_gen, *JITTER_GEOMETRY[config.jitter]).to(dev)
             y = torch.from_numpy(labels).to(dev)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.bf16):
                 if config.loss == "contrastive":

@@ -146,3 +146,39 @@ def test_resume_accepts_a_state_from_before_new_options(pairset, tmp_path):
     assert [h["epoch"] for h in done.history] == [1, 2]
     with pytest.raises(TrainingStateError, match="mine_factor"):
         train(_cfg(epochs=3, steps_per_epoch=1, batch_size=8, mine_factor=2), [pairset], tmp_path / "o.pt", resume=True)
+
+
+def test_init_starts_from_a_checkpoint_and_rejects_another_model(pairset, tmp_path):
+    torch.set_num_threads(2)
+    data = load_pair_data([pairset])
+    pairs, _ = data.sample_batch(64, np.random.default_rng(3))
+    first = train(_cfg(epochs=1, steps_per_epoch=4, augment=False), data, tmp_path / "a.pt")
+    start, _ = load_checkpoint(first.checkpoint)
+    # lr so small that one step barely moves the weights: the fine-tuned model scores like its start
+    tuned = train(_cfg(epochs=1, steps_per_epoch=1, lr=1e-9, init=str(first.checkpoint)), data, tmp_path / "b.pt")
+    model, meta = load_checkpoint(tuned.checkpoint)
+    np.testing.assert_allclose(evaluate_pairs(model, data.patches, pairs), evaluate_pairs(start, data.patches, pairs), atol=1e-4)
+    assert meta["train_config"]["init"] == str(first.checkpoint)
+    fresh = train(_cfg(epochs=1, steps_per_epoch=1, lr=1e-9), data, tmp_path / "c.pt")
+    other, _ = load_checkpoint(fresh.checkpoint)
+    assert not np.allclose(evaluate_pairs(other, data.patches, pairs), evaluate_pairs(start, data.patches, pairs), atol=1e-3)
+    with pytest.raises(ValueError, match="not '2chdeep'"):
+        train(_cfg(model="2chdeep", init=str(first.checkpoint)), data, tmp_path / "d.pt")
+    with pytest.raises(ValueError, match="no such checkpoint"):
+        _cfg(init=str(tmp_path / "missing.pt"))
+
+
+def test_mild_jitter_is_between_none_and_full():
+    from patchmatch.training.augment import jitter_patches
+    from patchmatch.training.loop import JITTER_GEOMETRY
+
+    x = torch.zeros(64, 2, 64, 64)
+    x[:, :, 24:40, 24:40] = 255.0  # a bright square: any geometric change moves its border
+    moved = {}
+    for level in ("photometric", "mild", "full"):
+        out = jitter_patches(x, torch.Generator().manual_seed(0), *JITTER_GEOMETRY[level], max_log_contrast=0.0,
+                             max_log_gamma=0.0, noise_std=0.0)
+        moved[level] = (out - x).abs().mean().item()
+    assert moved["photometric"] < 1e-3 < moved["mild"] < moved["full"]
+    with pytest.raises(ValueError, match="jitter must be one of"):
+        _cfg(jitter="strong")
