@@ -1,5 +1,6 @@
 """FPR95 of checkpoints on the validation sets (oriented; random and hard negatives) and the test sets
-(oriented and upright) of the benchmark split: the numbers the model card's ablation and the
+(oriented and upright) of the benchmark split, and the graf homography set (another domain, oriented; built by
+``patchmatch make-patches --homography``): the numbers the model card's ablation and the
 choice of the shipped weights were made with (bfloat16 scoring, all pairs of every set).
 
 Usage::
@@ -22,7 +23,8 @@ from patchmatch.models import load_checkpoint
 from patchmatch.training.data import load_eval_pairs
 from patchmatch.training.loop import evaluate_pairs
 
-SETS = {"val": ["castle-P30-val", "Herz-Jesus-P25-val"], "entry": ["entry-P10-test"], "temple": ["temple-ring-test"]}
+SETS = {"val": ["castle-P30-val", "Herz-Jesus-P25-val"], "graf": ["graf-val"], "entry": ["entry-P10-test"],
+        "temple": ["temple-ring-test"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         model.eval()
         row = {}
         for name, sets in SETS.items():
-            for upright in [False] if name == "val" else [False, True]:
+            if not all((args.sets / s).is_dir() for s in sets):
+                print(f"{name}: {', '.join(sets)} not under {args.sets}, skipped", file=sys.stderr)
+                continue
+            for upright in [False] if name in ("val", "graf") else [False, True]:
                 for kind in ("random", "hard"):
                     scores, labels = [], []
                     for s in sets:

@@ -6,6 +6,11 @@ into ``OUT.undistorted/`` first). Keypoints are tied into tracks by the cameras 
 distance, reprojection in every view, physical size, third-view support, uniqueness), never by a
 descriptor. OUT gets ``oriented/`` and ``upright/`` Brown-format sets with the random-negative and
 hard-negative pair files, and ``summary.json``.
+
+SCENE may also be a folder of image pairs related by a homography (``<pair>/a.png``, ``b.png``,
+``H.txt`` mapping pixels of a to pixels of b; e.g. the Oxford graf sequence) or one such pair:
+keypoints are then tied by the homography (:mod:`patchmatch.datasets.homography`;
+``--reprojection-px`` is the largest transfer error, ``--size-ratio`` the largest ratio of sizes).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "make-patches", help="build a ground-truth patch benchmark (Brown format) from a scene or COLMAP model",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("scene", type=Path, help="scene folder (images/ + cameras.json) or COLMAP sparse model folder")
+    p.add_argument("scene", type=Path,
+                   help="scene folder (images/ + cameras.json), COLMAP sparse model folder, or folder of homography pairs")
     p.add_argument("out", type=Path, help="output folder (Brown-format oriented/ and upright/ sets, summary.json)")
     p.add_argument("--image-dir", type=Path, help="images of a COLMAP model (required with a model)")
     p.add_argument("--images", nargs="+", metavar="NAME", help="use only these images")
@@ -40,6 +46,20 @@ def _is_colmap_model(path: Path) -> bool:
     return any((path / f"cameras.{ext}").is_file() for ext in ("bin", "txt"))
 
 
+def _is_homography_set(path: Path) -> bool:
+    return (path / "H.txt").is_file() or any((p / "H.txt").is_file() for p in path.iterdir() if p.is_dir())
+
+
+def _print_summary(out: Path, s: dict) -> None:
+    pr = s["protocols"]
+    print(
+        f"{out}: scene {s['scene']}, {len(s['images'])} images, {s['num_tracks']} tracks, {s['num_observations']} "
+        f"observations (mean track length {s['mean_track_length']:.2f}), {s['num_patches']} patches; "
+        f"random {pr['random']['pairs']} pairs ({pr['random']['file']}), hard {pr['hard']['pairs']} pairs "
+        f"({pr['hard']['file']}); oriented/ and upright/ in the Brown format"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from ..colmap import set_verbosity
     from ..datasets.patchset import check_output, write_patch_set
@@ -54,6 +74,15 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.scene}: not a directory (a scene folder or a COLMAP sparse model)")
     if (args.scene / "cameras.json").is_file():
         scene = load_scene(args.scene)
+    elif _is_homography_set(args.scene):
+        from ..datasets.homography import HomographyPairConfig, write_homography_set
+
+        if args.images or args.exclude or args.image_dir:
+            raise ValueError(f"{args.scene} is a folder of homography pairs: --images, --exclude and --image-dir do not apply")
+        hconf = HomographyPairConfig(max_keypoints=args.max_keypoints, max_px=args.reprojection_px,
+                                     size_ratio=args.size_ratio, seed=args.seed)  # fmt: skip
+        _print_summary(args.out, write_homography_set(args.scene, args.out, hconf, overwrite=args.overwrite))
+        return 0
     elif _is_colmap_model(args.scene):
         if args.image_dir is None:
             raise ValueError(f"{args.scene} is a COLMAP model: pass --image-dir with its images")
@@ -79,12 +108,6 @@ def run(args: argparse.Namespace) -> int:
         max_positives_per_track=args.positives_per_track,
         seed=args.seed,
     )
-    s = write_patch_set(scene, args.out, names, config, overwrite=args.overwrite, progress=not args.quiet, source=source)
-    pr = s["protocols"]
-    print(
-        f"{args.out}: scene {s['scene']}, {len(names)} images, {s['num_tracks']} tracks, {s['num_observations']} "
-        f"observations (mean track length {s['mean_track_length']:.2f}), {s['num_patches']} patches; "
-        f"random {pr['random']['pairs']} pairs ({pr['random']['file']}), hard {pr['hard']['pairs']} pairs "
-        f"({pr['hard']['file']}); oriented/ and upright/ in the Brown format"
-    )
+    _print_summary(args.out, write_patch_set(scene, args.out, names, config, overwrite=args.overwrite,
+                                             progress=not args.quiet, source=source))  # fmt: skip
     return 0

@@ -38,7 +38,7 @@ import numpy as np
 
 from .brown import write_brown
 from .scenes import Scene, load_scene
-from .tracks import PairSetConfig, build_pair_set, build_tracks, detect_scene
+from .tracks import PairSet, PairSetConfig, Tracks, build_pair_set, build_tracks, detect_scene
 
 logger = logging.getLogger(__name__)
 
@@ -154,8 +154,6 @@ def write_patch_set(
         ValueError: ``out`` would contain the scene, repeated image names, no tracks found, or
             an image's size differs from its camera's.
     """
-    from ..patches import extract_patches
-
     t0 = time.perf_counter()
     scene = scene if isinstance(scene, Scene) else load_scene(scene)
     out = check_output(out, overwrite, [scene.root] + ([Path(source)] if source else []))
@@ -169,6 +167,31 @@ def write_patch_set(
     feats, ims = detect_scene(scene, names, config.tracks.max_keypoints, progress=progress)
     tracks = build_tracks(scene, feats, names, config.tracks, progress=progress)
     ps = build_pair_set(scene, feats, tracks, config)
+    return write_pair_set(out, ps, ims, tracks, {
+        "scene": scene.name,
+        "source": str(source) if source else str(scene.root),
+        "scene_folder": str(scene.root),
+        "config": asdict(config),
+        "keypoints_per_image": {nm: int(len(feats[nm].keypoints)) for nm in ps.names},
+    }, t0)  # fmt: skip
+
+
+def write_pair_set(out: Path, ps: PairSet, images: dict[str, np.ndarray], tracks: Tracks, info: dict, t0: float) -> dict:
+    """Crops the patches of a :class:`PairSet` and writes the Brown-format set (module docstring).
+
+    Args:
+        out: the set folder (checked by :func:`check_output`); written to ``out.partial``, then renamed.
+        ps: observations and labelled pairs.
+        images: (H, W) uint8 image of each name in ``ps.names``.
+        tracks: the tracks ``ps`` was drawn from (for the track statistics).
+        info: summary fields describing the source (``scene``, ``source``, ``config``...).
+        t0: ``time.perf_counter()`` at the start of the build (for ``seconds``).
+
+    Returns:
+        The summary (also written to ``out/summary.json``).
+    """
+    from ..patches import extract_patches
+
     n = len(ps.track_id)
     # Point ids: the track, or a fresh id per patch outside every track (never a match).
     point_ids = ps.track_id.astype(np.int64).copy()
@@ -178,8 +201,8 @@ def write_patch_set(
     for i, name in enumerate(ps.names):
         sel = np.flatnonzero(ps.image_index == i)
         if len(sel):
-            variants["oriented"][sel] = extract_patches(ims[name], ps.keypoints[sel], upright=False)
-            variants["upright"][sel] = extract_patches(ims[name], ps.keypoints[sel], upright=True)
+            variants["oriented"][sel] = extract_patches(images[name], ps.keypoints[sel], upright=False)
+            variants["upright"][sel] = extract_patches(images[name], ps.keypoints[sel], upright=True)
     pairs = {"random": ps.pairs_random, "hard": ps.pairs_hard}
     files = {k: pair_file(k, len(v)) for k, v in pairs.items()}
     tmp = out.with_name(out.name + ".partial")
@@ -194,18 +217,15 @@ def write_patch_set(
     summary = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
-        "scene": scene.name,
-        "source": str(source) if source else str(scene.root),
-        "scene_folder": str(scene.root),
+        **{k: info[k] for k in ("scene", "source", "scene_folder")},
         "images": list(ps.names),
-        "config": asdict(config),
+        **{k: v for k, v in info.items() if k not in ("scene", "source", "scene_folder")},
         "num_tracks": int(tracks.num_tracks),
         "num_observations": int(len(tracks)),
         "mean_track_length": float(lengths.mean()) if len(lengths) else 0.0,
         "track_length_histogram": {str(k): int(c) for k, c in enumerate(np.bincount(lengths)) if c},
         "num_patches": int(n),
         "num_patches_outside_tracks": int(len(lone)),
-        "keypoints_per_image": {nm: int(len(feats[nm].keypoints)) for nm in ps.names},
         "variants": list(VARIANTS),
         "protocols": {k: {"file": files[k], "pairs": int(len(pairs[k])), "positives": int(pairs[k][:, 2].sum())}
                       for k in PROTOCOLS},  # fmt: skip
@@ -215,8 +235,8 @@ def write_patch_set(
     }
     (tmp / SUMMARY).write_text(json.dumps(summary, indent=1))
     if out.exists():
-        shutil.rmtree(out)  # an earlier patch set (checked above)
+        shutil.rmtree(out)  # an earlier patch set (checked by check_output)
     tmp.replace(out)
-    logger.info("%s: %d tracks, %d patches, %d random pairs, %d hard pairs -> %s", scene.name, tracks.num_tracks, n,
+    logger.info("%s: %d tracks, %d patches, %d random pairs, %d hard pairs -> %s", info["scene"], tracks.num_tracks, n,
                 len(ps.pairs_random), len(ps.pairs_hard), out)  # fmt: skip
     return summary

@@ -1,0 +1,266 @@
+"""Ground-truth patch pairs from image pairs related by a known homography (planar scenes).
+
+For a folder of pairs ``<pair>/a.png``, ``<pair>/b.png``, ``<pair>/H.txt`` (3×3, maps pixels of
+``a`` to pixels of ``b``), e.g. the Oxford affine-covariant sequences (Mikolajczyk et al., IJCV
+2005: graf, wall, ...), SIFT keypoints of the two images are tied by the homography alone, never
+by a descriptor:
+
+1. each keypoint location of ``a`` is carried into ``b`` by ``H`` (its size scaled by
+   ``sqrt|det J|``, ``J`` the Jacobian of ``H`` there) and matches the location of ``b`` within
+   ``max_px`` whose size agrees within a factor ``size_ratio`` (defaults: those of the scene
+   sets, 1 px and 1.4) — when there is exactly one such
+   location and the test from ``b`` to ``a`` (with ``H⁻¹``) gives the same pair back;
+2. of the orientations SIFT gives the two locations, the pair that agrees best through ``J``
+   (within ``orientation_tol_deg``) is kept.
+
+Each match is a track of two observations; pairs are then drawn as for scenes with cameras
+(:func:`patchmatch.datasets.tracks.build_pair_set`: random negatives from two tracks, hard
+negatives = the keypoint of ``b`` nearest by SIFT descriptor that is not the partner nor within
+``hard_exclusion_px`` of it) and written in the Brown format with
+:func:`patchmatch.datasets.patchset.write_pair_set`, so ``patchmatch evaluate-patches`` and
+``patchmatch train --val`` read the set. Keypoints and homographies are in the OpenCV pixel
+convention (pixel centres at integer coordinates).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .tracks import ImageFeatures, PairSetConfig, TrackConfig, Tracks, build_pair_set
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["HomographyError", "HomographyPairConfig", "homography_matches", "write_homography_set"]
+
+
+class HomographyError(ValueError):
+    """A homography pair folder is missing a file or holds a bad one; the message names the file."""
+
+
+@dataclass(frozen=True)
+class HomographyPairConfig:
+    """Thresholds of :func:`write_homography_set`.
+
+    Attributes:
+        max_keypoints: SIFT keypoints per image (the strongest).
+        max_px: largest distance, in pixels, between a carried keypoint and its partner.
+        size_ratio: largest ratio between a keypoint's carried size and its partner's.
+        orientation_tol_deg: largest difference, in degrees, between a carried orientation and
+            the partner's.
+        hard_exclusion_px: a hard negative lies further than this from the partner, in pixels.
+        seed: seed of every random draw.
+    """
+
+    max_keypoints: int = 4096
+    max_px: float = 1.0
+    size_ratio: float = 1.4
+    orientation_tol_deg: float = 20.0
+    hard_exclusion_px: float = 8.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_keypoints < 1:
+            raise ValueError(f"max_keypoints must be >= 1, got {self.max_keypoints}")
+        if not self.max_px > 0 or not self.size_ratio > 1 or not 0 < self.orientation_tol_deg <= 180:
+            raise ValueError("need max_px > 0, size_ratio > 1 and orientation_tol_deg in (0, 180]")
+        if not self.hard_exclusion_px > self.max_px:
+            raise ValueError("hard_exclusion_px must exceed max_px")
+
+
+class _PlaneView:
+    """A view of the plane of image ``a``: "world" points are ``(x, y, 1)`` pixels of ``a``."""
+
+    def __init__(self, H: np.ndarray) -> None:
+        self.H = H
+
+    def project(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = np.asarray(X, np.float64) @ self.H.T
+        return p[:, :2] / p[:, 2:3], p[:, 2]
+
+
+class _PlanarScene:
+    """What :func:`build_pair_set` needs of a scene: ``root`` and ``cameras[name].project``."""
+
+    def __init__(self, root: Path, cameras: dict[str, _PlaneView]) -> None:
+        self.root = root
+        self.name = root.name
+        self.cameras = cameras
+
+
+def _read_pair(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from ..images import ImageReadError, read_gray
+
+    files = {k: folder / k for k in ("a.png", "b.png", "H.txt")}
+    for f in files.values():
+        if not f.is_file():
+            raise HomographyError(f"{f}: missing (a pair folder holds a.png, b.png and H.txt).")
+    try:
+        H = np.loadtxt(files["H.txt"], dtype=np.float64, ndmin=2)
+    except ValueError as e:
+        raise HomographyError(f"{files['H.txt']}: not a 3x3 matrix of numbers ({e}).") from e
+    if H.shape != (3, 3) or not np.isfinite(H).all() or abs(np.linalg.det(H)) < 1e-12 or H[2, 2] == 0:
+        raise HomographyError(f"{files['H.txt']}: not an invertible 3x3 matrix (read shape {H.shape}).")
+    images = []
+    for k in ("a.png", "b.png"):
+        try:
+            img, scale = read_gray(files[k])
+        except ImageReadError as e:
+            raise HomographyError(str(e)) from e
+        if scale != 1.0:
+            raise HomographyError(f"{files[k]}: downscaled on reading (scale {scale}); the homography would not fit.")
+        images.append(img)
+    return images[0], images[1], H / H[2, 2]
+
+
+def _carry(H: np.ndarray, kps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N, 2) points, (N,) sizes and (N,) orientations (deg) of (N, 4) keypoints carried by H."""
+    x, y = kps[:, 0].astype(np.float64), kps[:, 1].astype(np.float64)
+    w = H[2, 0] * x + H[2, 1] * y + H[2, 2]
+    u = (H[0, 0] * x + H[0, 1] * y + H[0, 2]) / w
+    v = (H[1, 0] * x + H[1, 1] * y + H[1, 2]) / w
+    J = np.empty((len(kps), 2, 2))
+    J[:, 0, 0] = (H[0, 0] - u * H[2, 0]) / w
+    J[:, 0, 1] = (H[0, 1] - u * H[2, 1]) / w
+    J[:, 1, 0] = (H[1, 0] - v * H[2, 0]) / w
+    J[:, 1, 1] = (H[1, 1] - v * H[2, 1]) / w
+    size = kps[:, 2] * np.sqrt(np.abs(np.linalg.det(J)))
+    # OpenCV's keypoint angle is the direction (cos t, sin t) in pixel coordinates (y down)
+    t = np.deg2rad(kps[:, 3].astype(np.float64))
+    d = np.einsum("nij,nj->ni", J, np.stack([np.cos(t), np.sin(t)], 1))
+    return np.stack([u, v], 1), size, np.rad2deg(np.arctan2(d[:, 1], d[:, 0])) % 360.0
+
+
+def _unique_partner(src: np.ndarray, dst: np.ndarray, H: np.ndarray, config: HomographyPairConfig) -> np.ndarray:
+    """For each (location) keypoint of ``src``, the only keypoint of ``dst`` that fits, else -1."""
+    p, s, _ = _carry(H, src)
+    out = np.full(len(src), -1, np.int64)
+    for lo in range(0, len(src), 1024):
+        d = np.linalg.norm(p[lo : lo + 1024, None, :] - dst[None, :, :2], axis=2)
+        r = s[lo : lo + 1024, None] / np.maximum(dst[None, :, 2], 1e-6)
+        ok = (d <= config.max_px) & (r <= config.size_ratio) & (r >= 1.0 / config.size_ratio)
+        one = ok.sum(1) == 1
+        out[lo : lo + 1024][one] = ok[one].argmax(1)
+    return out
+
+
+def homography_matches(
+    a: ImageFeatures, b: ImageFeatures, H: np.ndarray, config: HomographyPairConfig = HomographyPairConfig()
+) -> np.ndarray:
+    """Keypoint matches of two images related by a homography, by geometry alone.
+
+    Args:
+        a: features of image a (keypoints (Na, 4) ``[x, y, size, angle_deg]``, OpenCV convention).
+        b: features of image b.
+        H: (3, 3) homography mapping pixels of a to pixels of b.
+        config: thresholds.
+
+    Returns:
+        (M, 2) int64 ``[keypoint index in a, keypoint index in b]``, one-to-one, locations
+        mutual and unique, orientations consistent.
+    """
+    ua, ub = a.locations(), b.locations()
+    if len(ua.keypoints) == 0 or len(ub.keypoints) == 0:
+        return np.zeros((0, 2), np.int64)
+    ab = _unique_partner(ua.keypoints, ub.keypoints, H, config)
+    ba = _unique_partner(ub.keypoints, ua.keypoints, np.linalg.inv(H), config)
+    la = np.flatnonzero(ab >= 0)
+    la = la[ba[ab[la]] == la]
+    _, _, carried = _carry(H, a.keypoints)
+    out = []
+    for loc_a, loc_b in zip(la, ab[la]):
+        ia = np.flatnonzero(a.location == loc_a)
+        jb = np.flatnonzero(b.location == loc_b)
+        diff = np.abs((carried[ia][:, None] - b.keypoints[jb, 3][None, :] + 180.0) % 360.0 - 180.0)
+        u, v = np.unravel_index(diff.argmin(), diff.shape)
+        if diff[u, v] <= config.orientation_tol_deg:
+            out.append((ia[u], jb[v]))
+    return np.asarray(out, np.int64).reshape(-1, 2)
+
+
+def write_homography_set(
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    config: HomographyPairConfig = HomographyPairConfig(),
+    overwrite: bool = False,
+) -> dict:
+    """Builds a Brown-format patch set from the homography pairs under ``root``.
+
+    Args:
+        root: a folder of pair folders (``<pair>/a.png``, ``b.png``, ``H.txt``), or one pair folder.
+        out: the set folder to write (``oriented/``, ``upright/``, ``summary.json``); written to
+            ``out.partial`` and renamed.
+        config: matching thresholds and seed.
+        overwrite: replace an existing ``out`` that is an earlier patch set.
+
+    Returns:
+        The summary (also in ``out/summary.json``).
+
+    Raises:
+        HomographyError: no pair folder under ``root``, or a pair folder with a missing or bad
+            file (named).
+        FileExistsError: ``out`` exists and ``overwrite`` is False, or it is not a patch set.
+        ValueError: no matches in any pair.
+    """
+    from ..features import detect
+    from .patchset import check_output, write_pair_set
+
+    t0 = time.perf_counter()
+    root = Path(root)
+    if (root / "H.txt").is_file():
+        folders = [root]
+    else:
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and (p / "H.txt").exists()) if root.is_dir() else []
+    if not folders:
+        raise HomographyError(f"{root}: no pair folders (<pair>/a.png, b.png, H.txt).")
+    out = check_output(out, overwrite, [root])
+    feats: dict[str, ImageFeatures] = {}
+    images: dict[str, np.ndarray] = {}
+    cameras: dict[str, _PlaneView] = {}
+    names: list[str] = []
+    img_idx, kp_idx, track, points = [], [], [], []
+    per_pair = {}
+    for folder in folders:
+        a, b, H = _read_pair(folder)
+        pair_names = [f"{folder.name}/a.png", f"{folder.name}/b.png"]
+        for nm, im, M in zip(pair_names, (a, b), (np.eye(3), H)):
+            f = detect(im, max_keypoints=config.max_keypoints)
+            feats[nm] = ImageFeatures(nm, np.asarray(f.keypoints, np.float32), np.asarray(f.descriptors, np.float32))
+            images[nm] = im
+            cameras[nm] = _PlaneView(M)
+        m = homography_matches(feats[pair_names[0]], feats[pair_names[1]], H, config)
+        per_pair[folder.name] = int(len(m))
+        ia = len(names)
+        names += pair_names
+        t = len(points) + np.arange(len(m))
+        img_idx.append(np.repeat([[ia, ia + 1]], len(m), 0).ravel())
+        kp_idx.append(m.ravel())
+        track.append(np.repeat(t, 2))
+        xy = feats[pair_names[0]].keypoints[m[:, 0], :2].astype(np.float64)
+        points += list(np.c_[xy, np.ones(len(m))])
+        logger.info("%s: %d matches", folder, len(m))
+    if not points:
+        raise ValueError(f"{root}: no keypoint matches in any pair; nothing to write")
+    tracks = Tracks(
+        image_index=np.concatenate(img_idx).astype(np.int32),
+        keypoint_index=np.concatenate(kp_idx).astype(np.int32),
+        track_id=np.concatenate(track).astype(np.int32),
+        points3d=np.asarray(points, np.float64),
+        names=names,
+    )
+    pconf = PairSetConfig(TrackConfig(reprojection_px=config.max_px), max_positives_per_track=1,
+                          hard_exclusion_px=config.hard_exclusion_px, seed=config.seed)  # fmt: skip
+    ps = build_pair_set(_PlanarScene(root, cameras), feats, tracks, pconf)
+    return write_pair_set(out, ps, images, tracks, {
+        "scene": root.name,
+        "source": str(root),
+        "scene_folder": str(root),
+        "config": asdict(config),
+        "matches_per_pair": per_pair,
+        "keypoints_per_image": {nm: int(len(feats[nm].keypoints)) for nm in names},
+    }, t0)  # fmt: skip
