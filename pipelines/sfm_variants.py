@@ -9,7 +9,8 @@ Usage::
 
 Variants: default, map4px (COLMAP's 4 px filter), map3px, map1.5px, no_network (SIFT's ratio-test matches only),
 ver2px (RANSAC at 2 px), score1 (network score >= 1), map4_ver2, single_camera, unselected_descriptor (pairs
-without a network pass get their descriptor matches instead of none).
+without a network pass get their descriptor matches instead of none), kp6144 / kp8192 (more keypoints per image; COLMAP's
+SIFT extracts up to 8192).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def variants() -> dict[str, SfmConfig]:
         "map1.5px": dataclasses.replace(base, mapper=dataclasses.replace(mapper, max_reproj_error=1.5)),
         "map3px": dataclasses.replace(base, mapper=dataclasses.replace(mapper, max_reproj_error=3.0)),
         "unselected_descriptor": dataclasses.replace(base, match=MatchConfig(unselected="descriptor")),
+        "kp8192": dataclasses.replace(base, max_keypoints=8192),
+        "kp6144": dataclasses.replace(base, max_keypoints=6144),
     }
 
 
