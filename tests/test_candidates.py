@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from patchmatch.candidates import knn_candidates
 
@@ -63,3 +64,19 @@ def test_one_matrix_search_equals_the_chunked_search_both_ways():
               and dist01[i, 0] < 0.8 * dist01[i, 1] and dist10[idx01[i, 0], 0] < 0.8 * dist10[idx01[i, 0], 1]]  # fmt: skip
     assert set(map(tuple, res.accepted.tolist())) == set(mutual) and res.overlap == len(mutual)
     assert len(mutual) > 150
+
+
+@pytest.mark.parametrize("kk", [1, 2, 3])
+def test_blockwise_nearest_equals_a_full_top_k(kk):
+    from patchmatch.candidates import _nearest, root_sift
+
+    rng = np.random.default_rng(kk)
+    q = root_sift(rng.random((700, 128)).astype(np.float32))
+    r = root_sift(rng.random((300, 128)).astype(np.float32))
+    r_sq = (r * r).sum(1)
+    full = torch.addmm(r_sq[None].expand(len(q), -1), q, r.T, alpha=-2.0)
+    want_v, want_i = torch.topk(full, kk, dim=1, largest=False)
+    for rows in (64, 256, 1000):  # blocks that divide the rows, that do not, and one block
+        v, i = _nearest(q, r, r_sq, kk, rows=rows)
+        torch.testing.assert_close(v, want_v, rtol=0, atol=1e-5)
+        assert torch.equal(i, want_i)
