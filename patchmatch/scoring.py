@@ -215,7 +215,7 @@ class PatchScorer:
             if self.is_siamese:
                 s = self.model.compare(d0[i], d1[j])
             else:
-                x = torch.stack([t0[i], t1[j]], dim=1).float()
+                x = torch.stack([t0[i], t1[j]], dim=1)  # uint8: the model normalises (and converts) itself
                 if self.compiled and len(x) < self.batch_size:  # one static shape: no recompilation
                     x = torch.cat([x, x.new_zeros((self.batch_size - len(x), *x.shape[1:]))])
                 s = self._forward(x)[: len(i)]

@@ -80,6 +80,30 @@ def central_surround(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x[..., 16:48, 16:48], nn.functional.avg_pool2d(x, 2)
 
 
+def normalized_central_surround(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``central_surround(normalize_patches(x))`` computed on the raw pixels, then normalised.
+
+    The mean subtraction and the ``1/255`` scale are linear, so they commute with the crop and
+    the 2×2 average pooling (equal up to float rounding, ~1e-7); pooling the 2-channel NCHW input
+    before going channels-last avoids a slow channels-last pooling over 2 channels and the
+    full-size normalised copy (5.0 → 2.8 ms per batch of 128 pairs on one thread).
+
+    Args:
+        x: (B, C, 64, 64) pixel values 0..255 (any real dtype).
+
+    Returns:
+        ``(centre, surround)``, each (B, C, 32, 32) float32, channels-last, zero-mean per patch
+        (the mean of the whole 64×64 patch) and scaled by 1/255.
+    """
+    if x.shape[-2:] != (64, 64):
+        raise ValueError(f"central-surround models take 64×64 patches, got {tuple(x.shape[-2:])}.")
+    x = x.float()
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    centre = (x[..., 16:48, 16:48] - mean).mul_(1.0 / 255.0)
+    surround = (nn.functional.avg_pool2d(x, 2) - mean).mul_(1.0 / 255.0)
+    return centre.contiguous(memory_format=torch.channels_last), surround.contiguous(memory_format=torch.channels_last)
+
+
 def he_init(module: nn.Module) -> None:
     """He (Kaiming) initialisation of convolutions and linear layers, biases zero."""
     for m in module.modules():

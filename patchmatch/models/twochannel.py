@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import central_surround, conv_relu, decide_fp32, he_init, normalize_patches, run_stream
+from .layers import conv_relu, decide_fp32, he_init, normalize_patches, normalized_central_surround, run_stream
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,6 @@ class TwoChannel2Stream(nn.Module):
         he_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        centre, surround = central_surround(normalize_patches(x))
+        centre, surround = normalized_central_surround(x)
         feats = torch.cat([run_stream(self.central, centre).flatten(1), run_stream(self.surround, surround).flatten(1)], dim=1)
         return decide_fp32(self.decision, feats)

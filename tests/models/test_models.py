@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from patchmatch.models import MODELS, CheckpointError, build_model, load_checkpoint, save_checkpoint
-from patchmatch.models.layers import central_surround, normalize_patches
+from patchmatch.models.layers import central_surround, normalize_patches, normalized_central_surround
 
 
 def test_2ch2stream_parameter_count_and_shape():
@@ -39,6 +39,11 @@ def test_normalisation_inside_model():
     model = build_model("2ch2stream").eval()
     with torch.no_grad():  # brightness offsets are removed by the per-patch mean
         torch.testing.assert_close(model(x * 0.5), model(x * 0.5 + 40), atol=1e-4, rtol=1e-4)
+    for a, b in zip(normalized_central_surround(x.to(torch.uint8)), central_surround(normalize_patches(x.to(torch.uint8)))):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)  # the fused path of 2ch2stream, same values
+        assert a.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="64×64"):
+        normalized_central_surround(torch.zeros(1, 2, 32, 32))
     c, s = central_surround(torch.arange(64.0).repeat(64, 1)[None, None])
     assert c.shape == s.shape == (1, 1, 32, 32)
     assert c[0, 0, 0, 0] == 16 and s[0, 0, 0, 0] == 0.5
