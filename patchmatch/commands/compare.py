@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("images", type=Path, help="image folder (e.g. SCENE/images)")
     p.add_argument("out", type=Path, help="output folder: colmap-sift/, patchmatch/, compare.json")
-    p.add_argument("--max-keypoints", type=int, default=4096, help="keypoints per image, both methods")
+    p.add_argument("--max-keypoints", type=int, default=8192, help="keypoints per image, both methods (default: 8192, COLMAP's SIFT default)")
     p.add_argument("--max-image-size", type=int, default=3200, help="longest image side, both methods (default 3200, COLMAP's; 0 = original)")
     p.add_argument("--weights", type=Path, default=None, help="patchmatch checkpoint (default: shipped)")
     p.add_argument("--device", default=None, help="torch device of the network (default: auto)")

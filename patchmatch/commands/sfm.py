@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", type=Path, help="image folder (searched recursively)")
     p.add_argument("out", type=Path, help="output folder: features.h5, matches.h5, database.db, sparse/0, report.json")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
-    p.add_argument("--max-keypoints", type=int, default=4096, help="SIFT keypoints per image (default: 4096)")
+    p.add_argument("--max-keypoints", type=int, default=8192, help="SIFT keypoints per image (default: 8192, as COLMAP)")
     p.add_argument("--max-image-size", type=int, default=3200, help="downscale images whose longer side exceeds this (default 3200, COLMAP's; 0 = never)")
     p.add_argument("--weights", type=Path, default=None, help="checkpoint (default: shipped 2ch2stream weights)")
     p.add_argument("--pairs", default="exhaustive", help="exhaustive | sequential:N | retrieval:N (N most similar images by VLAD) | file:PATH (default: exhaustive)")
