@@ -47,7 +47,9 @@ def _is_colmap_model(path: Path) -> bool:
 
 
 def _is_homography_set(path: Path) -> bool:
-    return (path / "H.txt").is_file() or any((p / "H.txt").is_file() for p in path.iterdir() if p.is_dir())
+    from ..datasets.homography import pair_folders
+
+    return bool(pair_folders(path))
 
 
 def _print_summary(out: Path, s: dict) -> None:
@@ -77,8 +79,12 @@ def run(args: argparse.Namespace) -> int:
     elif _is_homography_set(args.scene):
         from ..datasets.homography import HomographyPairConfig, write_homography_set
 
-        if args.images or args.exclude or args.image_dir:
-            raise ValueError(f"{args.scene} is a folder of homography pairs: --images, --exclude and --image-dir do not apply")
+        scene_only = {"--images": args.images, "--exclude": args.exclude, "--image-dir": args.image_dir,
+                      "--epipolar-px": args.epipolar_px != 1.0, "--min-track-length": args.min_track_length != 3,
+                      "--positives-per-track": args.positives_per_track != 6}  # fmt: skip
+        given = [k for k, v in scene_only.items() if v]
+        if given:
+            raise ValueError(f"{args.scene} is a folder of homography pairs: {', '.join(given)} do(es) not apply")
         hconf = HomographyPairConfig(max_keypoints=args.max_keypoints, max_px=args.reprojection_px,
                                      size_ratio=args.size_ratio, seed=args.seed)  # fmt: skip
         _print_summary(args.out, write_homography_set(args.scene, args.out, hconf, overwrite=args.overwrite))

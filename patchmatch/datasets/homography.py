@@ -36,7 +36,7 @@ from .tracks import ImageFeatures, PairSetConfig, TrackConfig, Tracks, build_pai
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["HomographyError", "HomographyPairConfig", "homography_matches", "write_homography_set"]
+__all__ = ["HomographyError", "HomographyPairConfig", "homography_matches", "pair_folders", "write_homography_set"]
 
 
 class HomographyError(ValueError):
@@ -70,7 +70,8 @@ class HomographyPairConfig:
         if not self.max_px > 0 or not self.size_ratio > 1 or not 0 < self.orientation_tol_deg <= 180:
             raise ValueError("need max_px > 0, size_ratio > 1 and orientation_tol_deg in (0, 180]")
         if not self.hard_exclusion_px > self.max_px:
-            raise ValueError("hard_exclusion_px must exceed max_px")
+            raise ValueError(f"max_px ({self.max_px} px, --reprojection-px) must be below hard_exclusion_px "
+                             f"({self.hard_exclusion_px} px: hard negatives lie further than that from the partner)")
 
 
 class _PlaneView:
@@ -93,6 +94,22 @@ class _PlanarScene:
         self.cameras = cameras
 
 
+PAIR_FILES = ("a.png", "b.png", "H.txt")
+
+
+def pair_folders(root: str | os.PathLike) -> list[Path]:
+    """``root`` itself when it holds any of a.png, b.png, H.txt, else its subfolders that do (sorted).
+
+    A folder with only some of the three files is listed (reading it names the missing one).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    if any((root / f).exists() for f in PAIR_FILES):
+        return [root]
+    return sorted(p for p in root.iterdir() if p.is_dir() and any((p / f).exists() for f in PAIR_FILES))
+
+
 def _read_pair(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     from ..images import ImageReadError, read_gray
 
@@ -104,8 +121,11 @@ def _read_pair(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         H = np.loadtxt(files["H.txt"], dtype=np.float64, ndmin=2)
     except ValueError as e:
         raise HomographyError(f"{files['H.txt']}: not a 3x3 matrix of numbers ({e}).") from e
-    if H.shape != (3, 3) or not np.isfinite(H).all() or abs(np.linalg.det(H)) < 1e-12 or H[2, 2] == 0:
-        raise HomographyError(f"{files['H.txt']}: not an invertible 3x3 matrix (read shape {H.shape}).")
+    if H.shape != (3, 3) or not np.isfinite(H).all() or H[2, 2] == 0:
+        raise HomographyError(f"{files['H.txt']}: not a 3x3 homography with H[2, 2] != 0 (read shape {H.shape}).")
+    H = H / H[2, 2]  # defined up to scale
+    if abs(np.linalg.det(H)) < 1e-12 * max(1.0, np.abs(H).max() ** 3):
+        raise HomographyError(f"{files['H.txt']}: singular matrix (not invertible).")
     images = []
     for k in ("a.png", "b.png"):
         try:
@@ -115,7 +135,7 @@ def _read_pair(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if scale != 1.0:
             raise HomographyError(f"{files[k]}: downscaled on reading (scale {scale}); the homography would not fit.")
         images.append(img)
-    return images[0], images[1], H / H[2, 2]
+    return images[0], images[1], H
 
 
 def _carry(H: np.ndarray, kps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -212,10 +232,7 @@ def write_homography_set(
 
     t0 = time.perf_counter()
     root = Path(root)
-    if (root / "H.txt").is_file():
-        folders = [root]
-    else:
-        folders = sorted(p for p in root.iterdir() if p.is_dir() and (p / "H.txt").exists()) if root.is_dir() else []
+    folders = pair_folders(root)
     if not folders:
         raise HomographyError(f"{root}: no pair folders (<pair>/a.png, b.png, H.txt).")
     out = check_output(out, overwrite, [root])

@@ -817,10 +817,10 @@ def build_pair_set(
         order, the hard-negative keypoints that belong to no track follow with ``track_id == -1``.
 
     Raises:
-        ValueError: if there are no tracks.
+        ValueError: if there are fewer than two tracks (no random negative can be drawn).
     """
-    if tracks.num_tracks == 0:
-        raise ValueError(f"{scene.root}: no tracks to draw pairs from")
+    if tracks.num_tracks < 2:
+        raise ValueError(f"{scene.root}: {tracks.num_tracks} track(s); random negatives need at least 2 tracks")
     rng = np.random.default_rng(config.seed)
     names = tracks.names
     fl = [feats[n] for n in names]

@@ -81,6 +81,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             raise CheckpointError(f"{path}: not a patchmatch checkpoint (not a torch file of plain tensors).") from e
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first}).") from e
+    if isinstance(payload, dict) and payload.get("format") == "patchmatch-int8":
+        raise CheckpointError(f"{path}: an int8 inference model (made by `patchmatch quantize`), not a checkpoint; "
+                              "use the float checkpoint it was made from (W.pt beside W.int8.pt)")  # fmt: skip
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a patchmatch checkpoint (no '{FORMAT}' header).")
     if payload.get("version", 0) > VERSION:

@@ -124,9 +124,9 @@ class TrainConfig:
         if not 1 <= self.mine_factor <= 64:
             raise ValueError(f"mine_factor (--mine-factor) must be in 1..64, got {self.mine_factor}")
         if self.init is not None:
-            object.__setattr__(self, "init", str(self.init))
+            object.__setattr__(self, "init", str(Path(self.init).resolve()))
             if not Path(self.init).is_file():
-                raise ValueError(f"init (--init): {self.init}: no such checkpoint file")
+                raise ValueError(f"init (--init): {self.init}: not a checkpoint file (missing or a folder)")
 
 
 @dataclass
@@ -383,7 +383,8 @@ def train(
         saved = {**asdict(TrainConfig(model=config.model)), **st.get("config", {})}
         if saved != asdict(config):
             diff = {k: (saved.get(k), v) for k, v in asdict(config).items() if saved.get(k) != v}
-            raise TrainingStateError(f"{spath}: made with another configuration (saved, given): {diff}")
+            hint = " (pass the same --init again)" if "init" in diff else ""
+            raise TrainingStateError(f"{spath}: made with another configuration (saved, given): {diff}{hint}")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         _set_rng_state(rng, st["rng"])

@@ -90,7 +90,10 @@ def test_bad_pair_folders_are_named(tmp_path):
     with pytest.raises(HomographyError, match="no pair folders"):
         write_homography_set(tmp_path / "empty_missing", tmp_path / "o1")
     (d / "H.txt").write_text("1 0 0\n0 1 0\n")
-    with pytest.raises(HomographyError, match=r"H\.txt: not an invertible 3x3"):
+    with pytest.raises(HomographyError, match=r"H\.txt: not a 3x3 homography"):
+        write_homography_set(tmp_path / "pairs", tmp_path / "o2")
+    (d / "H.txt").write_text("1 2 0\n2 4 0\n0 0 1\n")
+    with pytest.raises(HomographyError, match=r"H\.txt: singular"):
         write_homography_set(tmp_path / "pairs", tmp_path / "o2")
     (d / "H.txt").write_text("1 0 x\n0 1 0\n0 0 1\n")
     with pytest.raises(HomographyError, match=r"H\.txt: not a 3x3 matrix of numbers"):
@@ -102,9 +105,28 @@ def test_bad_pair_folders_are_named(tmp_path):
     (d / "b.png").unlink()
     with pytest.raises(HomographyError, match=r"b\.png: missing"):
         write_homography_set(tmp_path / "pairs", tmp_path / "o5")
+    shutil.copy(d / "a.png", d / "b.png")
+    (d / "H.txt").unlink()  # a pair folder without its homography is named, not skipped
+    with pytest.raises(HomographyError, match=r"p0/H\.txt: missing"):
+        write_homography_set(tmp_path / "pairs", tmp_path / "o5")
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 6))
-    with pytest.raises(ValueError, match="hard_exclusion_px"):
+    with pytest.raises(ValueError, match="must be below hard_exclusion_px"):
         HomographyPairConfig(max_px=9.0)
+
+
+def test_homography_is_defined_up_to_scale_and_one_match_is_an_error(tmp_path):
+    _, _, d = _pair(tmp_path)
+    np.savetxt(d / "H.txt", H_SYN * 1e-5)  # the same homography at another scale
+    s = write_homography_set(tmp_path / "pairs", tmp_path / "set")
+    assert s["num_tracks"] > 300
+    img = cv2.imread(str(d / "a.png"), cv2.IMREAD_GRAYSCALE)
+    one = tmp_path / "one" / "p"
+    one.mkdir(parents=True)
+    cv2.imwrite(str(one / "a.png"), img[:40, :40])  # tiny images: at most a track or two, never a hang
+    cv2.imwrite(str(one / "b.png"), img[:40, :40])
+    np.savetxt(one / "H.txt", np.eye(3))
+    with pytest.raises(ValueError, match="at least 2 tracks|no keypoint matches"):
+        write_homography_set(tmp_path / "one", tmp_path / "set1")
 
 
 def test_make_patches_cli_builds_a_homography_set(tmp_path):
@@ -116,3 +138,18 @@ def test_make_patches_cli_builds_a_homography_set(tmp_path):
     assert main(["-q", "make-patches", str(pairs), str(tmp_path / "set")]) == 0
     assert (tmp_path / "set" / "upright").is_dir() and (tmp_path / "set" / "summary.json").is_file()
     assert main(["-q", "make-patches", str(pairs), str(tmp_path / "set"), "--images", "x"]) == 2
+    assert main(["-q", "make-patches", str(pairs), str(tmp_path / "set2"), "--epipolar-px", "0.5"]) == 2
+    assert not (tmp_path / "set2").exists()
+
+
+def test_a_single_track_is_an_error_not_a_hang(tmp_path):
+    from patchmatch.datasets.homography import _PlanarScene, _PlaneView
+    from patchmatch.datasets.tracks import Tracks, build_pair_set
+
+    kp = np.array([[10, 10, 3, 0]], np.float32)
+    feats = {n: ImageFeatures(n, kp, np.ones((1, 128), np.float32)) for n in ("a", "b")}
+    tracks = Tracks(np.array([0, 1], np.int32), np.array([0, 0], np.int32), np.array([0, 0], np.int32),
+                    np.array([[10.0, 10.0, 1.0]]), ["a", "b"])  # fmt: skip
+    scene = _PlanarScene(tmp_path, {"a": _PlaneView(np.eye(3)), "b": _PlaneView(np.eye(3))})
+    with pytest.raises(ValueError, match="1 track\\(s\\); random negatives need at least 2"):
+        build_pair_set(scene, feats, tracks)

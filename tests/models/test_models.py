@@ -72,6 +72,9 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a patchmatch checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+    torch.save({"format": "patchmatch-int8", "state_dict": {}}, tmp_path / "w.int8.pt")
+    with pytest.raises(CheckpointError, match="int8 inference model .* use the float checkpoint"):
+        load_checkpoint(tmp_path / "w.int8.pt")
     payload = torch.load(path, weights_only=True)
     payload["state_dict"]["decision.0.weight"] = torch.zeros(3, 3)
     torch.save(payload, tmp_path / "bad.pt")

@@ -164,8 +164,16 @@ def test_init_starts_from_a_checkpoint_and_rejects_another_model(pairset, tmp_pa
     assert not np.allclose(evaluate_pairs(other, data.patches, pairs), evaluate_pairs(start, data.patches, pairs), atol=1e-3)
     with pytest.raises(ValueError, match="not '2chdeep'"):
         train(_cfg(model="2chdeep", init=str(first.checkpoint)), data, tmp_path / "d.pt")
-    with pytest.raises(ValueError, match="no such checkpoint"):
+    with pytest.raises(ValueError, match="not a checkpoint file"):
         _cfg(init=str(tmp_path / "missing.pt"))
+    # the same file under another spelling is the same configuration (resume compares resolved paths)
+    assert _cfg(init=str(first.checkpoint)) == _cfg(init=str(tmp_path / "." / "a.pt"))
+    part = train(_cfg(epochs=2, steps_per_epoch=1, init=str(first.checkpoint)), data, tmp_path / "e.pt", stop_after=1)
+    assert len(part.history) == 1
+    with pytest.raises(TrainingStateError, match="pass the same --init again"):
+        train(_cfg(epochs=2, steps_per_epoch=1), data, tmp_path / "e.pt", resume=True)
+    done = train(_cfg(epochs=2, steps_per_epoch=1, init=str(tmp_path / "." / "a.pt")), data, tmp_path / "e.pt", resume=True)
+    assert len(done.history) == 2
 
 
 def test_mild_jitter_is_between_none_and_full():
