@@ -68,7 +68,7 @@ class SfmConfig:
     Attributes:
         max_keypoints: SIFT keypoints per image (strongest by response). Default 8192, as
             COLMAP's SIFT: with 8192 instead of 4096 (and ``match.max_ratio`` 0.85 instead of
-            0.95) ``python pipelines/sfm_variants.py SCENE default kp8192_r85`` gave rotation
+            0.95) ``python pipelines/sfm_variants.py SCENE kp4096_r95 kp8192_r85`` gave rotation
             error medians entry-P10 0.222° → 0.197°, castle-P19 0.61° → 0.563°, temple-ring
             1.158° → 1.047° (16/16 both), in about the same time (castle-P19 133 s, one thread).
         max_image_size: longest image side for detection and patches, in
