@@ -283,13 +283,32 @@ def _to_original(features: Features, scales: np.ndarray, original_size: np.ndarr
     return Features(kps, features.descriptors, features.scores, np.asarray(original_size, np.int64))
 
 
+#: Files that mark a folder as the output of ``patchmatch sfm`` (``run.json``) or ``compare`` (``compare.json``).
+RUN_MARKERS = ("run.json", "compare.json")
+
+
 def exclude_output_dir(names: list[str], image_dir: Path, out_dir: Path) -> list[str]:
-    """Drops the files of an output folder that lies inside the image folder (its PNGs)."""
+    """Drops the files of output folders that lie inside the image folder (their PNGs): ``out_dir``
+    and any earlier ``sfm`` / ``compare`` output (a subfolder holding ``run.json`` or ``compare.json``)."""
+    inner: set[str] = set()
     try:
-        inner = out_dir.resolve().relative_to(image_dir.resolve()).as_posix()
+        inner.add(out_dir.resolve().relative_to(image_dir.resolve()).as_posix().rstrip("/"))
     except ValueError:
+        pass
+    for parent in {str(Path(n).parent) for n in names if "/" in n}:
+        parts = Path(parent).parts
+        for k in range(1, len(parts) + 1):
+            sub_dir = Path(*parts[:k])
+            if any((image_dir / sub_dir / m).is_file() for m in RUN_MARKERS):
+                inner.add(sub_dir.as_posix())
+                break
+    if not inner:
         return names
-    return [n for n in names if not (n + "/").startswith(inner.rstrip("/") + "/")]
+    kept = [n for n in names if not any((n + "/").startswith(i + "/") for i in inner)]
+    if len(kept) < len(names):
+        logger.info("%s: %d file(s) inside output folders (%s) are not used as images", image_dir,
+                    len(names) - len(kept), ", ".join(sorted(inner)))  # fmt: skip
+    return kept
 
 
 def _pair_key_collisions(names: list[str]) -> tuple[list[str], list[dict[str, str]]]:

@@ -270,6 +270,13 @@ def test_name_collisions_and_output_inside_images(tmp_path):
     names = ["out/viz/p.png", "outdoor.jpg", "x.jpg"]
     assert exclude_output_dir(names, tmp_path, tmp_path / "out") == ["outdoor.jpg", "x.jpg"]
     assert exclude_output_dir(names, tmp_path / "imgs", tmp_path / "out") == names
+    # an earlier run's output inside the image folder is not read as photos by a later run elsewhere
+    (tmp_path / "old" / "viz").mkdir(parents=True)
+    (tmp_path / "old" / "run.json").write_text("{}")
+    (tmp_path / "cmp" / "patchmatch").mkdir(parents=True)
+    (tmp_path / "cmp" / "compare.json").write_text("{}")
+    names = ["a.jpg", "old/viz/cameras.png", "cmp/patchmatch/viz/p.png", "oldies/b.jpg"]
+    assert exclude_output_dir(names, tmp_path, tmp_path.parent / "elsewhere") == ["a.jpg", "oldies/b.jpg"]
 
 
 def test_byte_identical_images_are_skipped(tmp_path):
