@@ -27,8 +27,8 @@ from pathlib import Path
 
 from . import colmap
 from .evaluation.pose import evaluate_poses, load_cameras_json
-from .images import list_images
-from .sfm import SfmConfig, exclude_output_dir, run_sfm
+from .images import ImageReadError, list_images, read_gray
+from .sfm import SfmConfig, _duplicate_files, _pair_key_collisions, exclude_output_dir, run_sfm
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def compare(
         raise NotADirectoryError(f"{out}: OUT must be a folder, not a file")
     if weights is not None and not Path(weights).is_file():
         raise FileNotFoundError(f"{weights}: no such checkpoint file")
-    names = exclude_output_dir(list_images(images), images, out)
+    names, skipped = _usable_images(images, exclude_output_dir(list_images(images), images, out))
     if len(names) < 2:
         raise ValueError(f"{images}: {len(names)} image(s); need at least two")
     ground_truth = Path(ground_truth) if ground_truth is not None else find_ground_truth(images)
@@ -195,9 +195,29 @@ def compare(
         pm["pose"] = {k: v for k, v in report["pose"].items() if k != "pair_errors"}
     result = {"images_dir": str(images), "images": len(names), "ground_truth": str(ground_truth) if ground_truth else None,
               "max_keypoints": config.max_keypoints, "max_image_size": config.max_image_size,
-              "methods": {"colmap-sift": sift, "patchmatch": pm}}  # fmt: skip
+              "skipped": skipped, "methods": {"colmap-sift": sift, "patchmatch": pm}}  # fmt: skip
     (out / "compare.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
+
+
+def _usable_images(images: Path, names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """The images both pipelines get: readable, one per file content, no hloc pair-name collision.
+
+    Returns ``(names, skipped)``, ``skipped`` as in ``report.json`` (``name``, ``reason``), so
+    that "registered N/M" counts the same M images for both methods.
+    """
+    usable, skipped = [], []
+    for n in names:
+        try:
+            read_gray(images / n)
+            usable.append(n)
+        except ImageReadError as e:
+            skipped.append({"name": n, "reason": str(e)})
+    usable, collisions = _pair_key_collisions(usable)
+    usable, duplicates = _duplicate_files(images, usable)
+    for s in skipped + collisions + duplicates:
+        logger.warning("skipped %s: %s", s["name"], s["reason"])
+    return usable, skipped + collisions + duplicates
 
 
 def _fmt(value, digits: int = 2) -> str:
