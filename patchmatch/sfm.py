@@ -329,10 +329,13 @@ def _pair_key_collisions(names: list[str]) -> tuple[list[str], list[dict[str, st
 
 def _duplicate_files(image_dir: Path, names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
     """Byte-identical image files: the later of two is skipped (two cameras at one pose would share
-    every keypoint exactly and distort the model). Files of different sizes are never read."""
+    every keypoint exactly and distort the model). Files of different sizes are never read; empty
+    files are left to the reader (which names them as empty, not as copies of each other)."""
     by_size: dict[int, list[str]] = {}
     for n in names:
-        by_size.setdefault((image_dir / n).stat().st_size, []).append(n)
+        size = (image_dir / n).stat().st_size
+        if size:
+            by_size.setdefault(size, []).append(n)
     first: dict[str, str] = {}
     dropped: dict[str, str] = {}
     for group in by_size.values():
