@@ -171,6 +171,8 @@ def compare(
         raise NotADirectoryError(f"{out}: OUT must be a folder, not a file")
     if weights is not None and not Path(weights).is_file():
         raise FileNotFoundError(f"{weights}: no such checkpoint file")
+    if out.resolve() == images.resolve():
+        raise ValueError(f"{out}: the output folder cannot be the image folder (use a subfolder or another folder)")
     names, skipped = _usable_images(images, exclude_output_dir(list_images(images), images, out))
     if len(names) < 2:
         raise ValueError(f"{images}: {len(names)} image(s); need at least two")

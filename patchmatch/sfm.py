@@ -443,6 +443,8 @@ def run_sfm(
         ValueError: fewer than 2 readable images, or a bad pairs strategy.
     """
     image_dir, out_dir = Path(image_dir), Path(out_dir)
+    if out_dir.resolve() == image_dir.resolve():
+        raise ValueError(f"{out_dir}: the output folder cannot be the image folder (use a subfolder or another folder)")
     names = exclude_output_dir(list_images(image_dir), image_dir, out_dir)
     if not names:
         raise ValueError(f"no images found under {image_dir}")

@@ -301,6 +301,8 @@ def test_output_path_is_a_file(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(FileExistsError, match="is a file"):
         run_sfm(images, tmp_path / "afile", CONFIG, scorer=_scorer())
+    with pytest.raises(ValueError, match="cannot be the image folder"):
+        run_sfm(images, images / ".", CONFIG, scorer=_scorer(), overwrite=True)
 
 
 def test_ground_truth_of_another_scene_is_refused(tmp_path):

@@ -31,12 +31,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", nargs="+", metavar="NAME", help="use only these images")
     p.add_argument("--exclude", nargs="+", metavar="NAME", default=[], help="leave these images out")
     p.add_argument("--max-keypoints", type=int, default=4096, help="SIFT keypoints per image")
-    p.add_argument("--epipolar-px", type=float, default=1.0, help="max distance to the epipolar line (pixels)")
+    p.add_argument("--epipolar-px", type=float, help="max distance to the epipolar line (pixels; default 1)")
     p.add_argument("--reprojection-px", type=float, default=1.0, help="max reprojection error in every view (pixels)")
     p.add_argument("--size-ratio", type=float, default=1.4, help="max ratio of physical keypoint sizes")
-    p.add_argument("--min-track-length", type=int, default=3,
-                   help="views a track keeps after the geometric checks (the orientation step may leave 2)")
-    p.add_argument("--positives-per-track", type=int, default=6, help="at most this many positive pairs per track")
+    p.add_argument("--min-track-length", type=int,
+                   help="views a track keeps after the geometric checks (the orientation step may leave 2; default 3)")
+    p.add_argument("--positives-per-track", type=int, help="at most this many positive pairs per track (default 6)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=run)
@@ -80,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
         from ..datasets.homography import HomographyPairConfig, write_homography_set
 
         scene_only = {"--images": args.images, "--exclude": args.exclude, "--image-dir": args.image_dir,
-                      "--epipolar-px": args.epipolar_px != 1.0, "--min-track-length": args.min_track_length != 3,
-                      "--positives-per-track": args.positives_per_track != 6}  # fmt: skip
+                      "--epipolar-px": args.epipolar_px is not None, "--min-track-length": args.min_track_length is not None,
+                      "--positives-per-track": args.positives_per_track is not None}  # fmt: skip
         given = [k for k, v in scene_only.items() if v]
         if given:
             raise ValueError(f"{args.scene} is a folder of homography pairs: {', '.join(given)} do(es) not apply")
@@ -106,12 +106,12 @@ def run(args: argparse.Namespace) -> int:
     config = PairSetConfig(
         tracks=TrackConfig(
             max_keypoints=args.max_keypoints,
-            epipolar_px=args.epipolar_px,
+            epipolar_px=1.0 if args.epipolar_px is None else args.epipolar_px,
             reprojection_px=args.reprojection_px,
             size_ratio=args.size_ratio,
-            min_track_length=args.min_track_length,
+            min_track_length=3 if args.min_track_length is None else args.min_track_length,
         ),
-        max_positives_per_track=args.positives_per_track,
+        max_positives_per_track=6 if args.positives_per_track is None else args.positives_per_track,
         seed=args.seed,
     )
     _print_summary(args.out, write_patch_set(scene, args.out, names, config, overwrite=args.overwrite,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,7 +69,8 @@ class HomographyPairConfig:
         if self.max_keypoints < 1:
             raise ValueError(f"max_keypoints must be >= 1, got {self.max_keypoints}")
         if not self.max_px > 0 or not self.size_ratio > 1 or not 0 < self.orientation_tol_deg <= 180:
-            raise ValueError("need max_px > 0, size_ratio > 1 and orientation_tol_deg in (0, 180]")
+            raise ValueError(f"need max_px (--reprojection-px) > 0, size_ratio (--size-ratio) > 1 and orientation_tol_deg "
+                             f"in (0, 180], got {self.max_px}, {self.size_ratio}, {self.orientation_tol_deg}")
         if not self.hard_exclusion_px > self.max_px:
             raise ValueError(f"max_px ({self.max_px} px, --reprojection-px) must be below hard_exclusion_px "
                              f"({self.hard_exclusion_px} px: hard negatives lie further than that from the partner)")
@@ -118,13 +120,17 @@ def _read_pair(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not f.is_file():
             raise HomographyError(f"{f}: missing (a pair folder holds a.png, b.png and H.txt).")
     try:
-        H = np.loadtxt(files["H.txt"], dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # numpy warns on an empty file; the shape check names it
+            H = np.loadtxt(files["H.txt"], dtype=np.float64, ndmin=2)
     except ValueError as e:
         raise HomographyError(f"{files['H.txt']}: not a 3x3 matrix of numbers ({e}).") from e
-    if H.shape != (3, 3) or not np.isfinite(H).all() or H[2, 2] == 0:
-        raise HomographyError(f"{files['H.txt']}: not a 3x3 homography with H[2, 2] != 0 (read shape {H.shape}).")
-    H = H / H[2, 2]  # defined up to scale
-    if abs(np.linalg.det(H)) < 1e-12 * max(1.0, np.abs(H).max() ** 3):
+    if H.shape != (3, 3):
+        raise HomographyError(f"{files['H.txt']}: not a 3x3 matrix (read {H.shape[0]} rows of {H.shape[1]}).")
+    if not np.isfinite(H).all():
+        raise HomographyError(f"{files['H.txt']}: non-finite entries (nan or inf).")
+    H = H / np.linalg.norm(H)  # defined up to scale
+    if abs(np.linalg.det(H)) < 1e-12:
         raise HomographyError(f"{files['H.txt']}: singular matrix (not invertible).")
     images = []
     for k in ("a.png", "b.png"):
@@ -135,7 +141,7 @@ def _read_pair(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if scale != 1.0:
             raise HomographyError(f"{files[k]}: downscaled on reading (scale {scale}); the homography would not fit.")
         images.append(img)
-    return images[0], images[1], H
+    return images[0], images[1], H / H[2, 2] if abs(H[2, 2]) > 1e-12 else H
 
 
 def _carry(H: np.ndarray, kps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -235,6 +241,10 @@ def write_homography_set(
     folders = pair_folders(root)
     if not folders:
         raise HomographyError(f"{root}: no pair folders (<pair>/a.png, b.png, H.txt).")
+    for folder in folders:  # every missing file named before any work
+        for f in PAIR_FILES:
+            if not (folder / f).is_file():
+                raise HomographyError(f"{folder / f}: missing (a pair folder holds a.png, b.png and H.txt).")
     out = check_output(out, overwrite, [root])
     feats: dict[str, ImageFeatures] = {}
     images: dict[str, np.ndarray] = {}

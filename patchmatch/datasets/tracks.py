@@ -97,11 +97,13 @@ class TrackConfig:
         if self.max_keypoints <= 0:
             raise ValueError(f"max_keypoints must be > 0, got {self.max_keypoints}")
         if self.epipolar_px <= 0 or self.reprojection_px <= 0:
-            raise ValueError("epipolar_px and reprojection_px must be > 0")
+            raise ValueError(f"epipolar_px (--epipolar-px) and reprojection_px (--reprojection-px) must be > 0, "
+                             f"got {self.epipolar_px} and {self.reprojection_px}")
         if self.size_ratio < 1:
-            raise ValueError(f"size_ratio must be >= 1, got {self.size_ratio}")
+            raise ValueError(f"size_ratio (--size-ratio) must be >= 1, got {self.size_ratio}")
         if self.min_support < 0 or self.min_track_length < 2:
-            raise ValueError("min_support must be >= 0 and min_track_length >= 2")
+            raise ValueError(f"min_support must be >= 0 and min_track_length (--min-track-length) >= 2, "
+                             f"got {self.min_support} and {self.min_track_length}")
         if self.max_neighbours < 1:
             raise ValueError(f"max_neighbours must be >= 1, got {self.max_neighbours}")
 
@@ -763,9 +765,10 @@ class PairSetConfig:
 
     def __post_init__(self) -> None:
         if self.max_positives_per_track < 1:
-            raise ValueError("max_positives_per_track must be >= 1")
+            raise ValueError(f"max_positives_per_track (--positives-per-track) must be >= 1, got {self.max_positives_per_track}")
         if self.hard_exclusion_px <= self.tracks.reprojection_px:
-            raise ValueError("hard_exclusion_px must exceed tracks.reprojection_px")
+            raise ValueError(f"reprojection_px ({self.tracks.reprojection_px} px, --reprojection-px) must be below "
+                             f"hard_exclusion_px ({self.hard_exclusion_px} px: hard negatives lie further than that)")
 
 
 @dataclass

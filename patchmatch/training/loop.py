@@ -383,7 +383,9 @@ def train(
         saved = {**asdict(TrainConfig(model=config.model)), **st.get("config", {})}
         if saved != asdict(config):
             diff = {k: (saved.get(k), v) for k, v in asdict(config).items() if saved.get(k) != v}
-            hint = " (pass the same --init again)" if "init" in diff else ""
+            hint = ""
+            if "init" in diff:
+                hint = " (pass the same --init again)" if diff["init"][0] else " (drop --init: the run started without it)"
             raise TrainingStateError(f"{spath}: made with another configuration (saved, given): {diff}{hint}")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])

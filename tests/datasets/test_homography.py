@@ -90,7 +90,10 @@ def test_bad_pair_folders_are_named(tmp_path):
     with pytest.raises(HomographyError, match="no pair folders"):
         write_homography_set(tmp_path / "empty_missing", tmp_path / "o1")
     (d / "H.txt").write_text("1 0 0\n0 1 0\n")
-    with pytest.raises(HomographyError, match=r"H\.txt: not a 3x3 homography"):
+    with pytest.raises(HomographyError, match=r"H\.txt: not a 3x3 matrix \(read 2 rows of 3\)"):
+        write_homography_set(tmp_path / "pairs", tmp_path / "o2")
+    (d / "H.txt").write_text("1 0 0\n0 1 0\n0 0 nan\n")
+    with pytest.raises(HomographyError, match=r"H\.txt: non-finite"):
         write_homography_set(tmp_path / "pairs", tmp_path / "o2")
     (d / "H.txt").write_text("1 2 0\n2 4 0\n0 0 1\n")
     with pytest.raises(HomographyError, match=r"H\.txt: singular"):
@@ -139,6 +142,7 @@ def test_make_patches_cli_builds_a_homography_set(tmp_path):
     assert (tmp_path / "set" / "upright").is_dir() and (tmp_path / "set" / "summary.json").is_file()
     assert main(["-q", "make-patches", str(pairs), str(tmp_path / "set"), "--images", "x"]) == 2
     assert main(["-q", "make-patches", str(pairs), str(tmp_path / "set2"), "--epipolar-px", "0.5"]) == 2
+    assert main(["-q", "make-patches", str(pairs), str(tmp_path / "set2"), "--min-track-length", "3"]) == 2  # even at its default
     assert not (tmp_path / "set2").exists()
 
 

@@ -172,6 +172,10 @@ def test_init_starts_from_a_checkpoint_and_rejects_another_model(pairset, tmp_pa
     assert len(part.history) == 1
     with pytest.raises(TrainingStateError, match="pass the same --init again"):
         train(_cfg(epochs=2, steps_per_epoch=1), data, tmp_path / "e.pt", resume=True)
+    plain = train(_cfg(epochs=2, steps_per_epoch=1), data, tmp_path / "f.pt", stop_after=1)
+    assert len(plain.history) == 1
+    with pytest.raises(TrainingStateError, match="drop --init"):
+        train(_cfg(epochs=2, steps_per_epoch=1, init=str(first.checkpoint)), data, tmp_path / "f.pt", resume=True)
     done = train(_cfg(epochs=2, steps_per_epoch=1, init=str(tmp_path / "." / "a.pt")), data, tmp_path / "e.pt", resume=True)
     assert len(done.history) == 2
 
