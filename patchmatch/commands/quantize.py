@@ -21,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval", type=Path, nargs="*", default=[], help="patch sets to measure FPR95 on, fp32 vs int8")
     p.add_argument("--eval-pairs", type=int, default=None, help="at most this many pairs per protocol in --eval")
     p.add_argument("--out", type=Path, default=None, help="output (default: WEIGHTS with .int8.pt)")
+    p.add_argument("--full-range", action="store_true",
+                   help="8-bit activations instead of PyTorch's 7-bit x86 default (CPUs with VNNI or AMX-INT8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=run)
@@ -45,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
     data = load_pair_data(args.data)
     pairs, _ = data.sample_batch(args.pairs, np.random.default_rng(args.seed), hard_fraction=0.5)
     calib = torch.from_numpy(np.stack([data.patches[pairs[:, 0]], data.patches[pairs[:, 1]]], 1))
-    qmodel = quantize_int8(model, calib)
-    meta = {"calibration": {"sets": [str(d) for d in args.data], "pairs": args.pairs, "seed": args.seed}}
+    qmodel = quantize_int8(model, calib, reduce_range=not args.full_range)
+    meta = {"calibration": {"sets": [str(d) for d in args.data], "pairs": args.pairs, "seed": args.seed,
+                            "activation_bits": 8 if args.full_range else 7}}  # fmt: skip
     if args.eval:
         fp32 = PatchScorer(model, device="cpu", precision="fp32")
         int8 = PatchScorer(qmodel, device="cpu", precision="int8")

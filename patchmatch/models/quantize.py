@@ -80,7 +80,7 @@ def _stream_inputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]
     return seen
 
 
-def _convert(model: nn.Module, inputs: dict[str, torch.Tensor]) -> nn.Module:
+def _convert(model: nn.Module, inputs: dict[str, torch.Tensor], reduce_range: bool = True) -> nn.Module:
     from torch.ao.quantization import MinMaxObserver, PerChannelMinMaxObserver, QConfig, QConfigMapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
@@ -90,7 +90,7 @@ def _convert(model: nn.Module, inputs: dict[str, torch.Tensor]) -> nn.Module:
     # data, the histogram observer cost +3.5 FPR95 points against float32, min/max -1.8; on
     # entry-P10 both are within 0.15 points. Weights per output channel, symmetric.
     qconfig = QConfig(
-        activation=MinMaxObserver.with_args(reduce_range=True),
+        activation=MinMaxObserver.with_args(reduce_range=reduce_range),
         weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric),
     )
     mapping = QConfigMapping().set_global(qconfig)
@@ -106,13 +106,15 @@ def _convert(model: nn.Module, inputs: dict[str, torch.Tensor]) -> nn.Module:
     return out.eval()
 
 
-def quantize_int8(model: nn.Module, calibration: torch.Tensor) -> nn.Module:
+def quantize_int8(model: nn.Module, calibration: torch.Tensor, reduce_range: bool = True) -> nn.Module:
     """Quantises the model's convolution streams to int8, calibrated on real patch pairs.
 
     Args:
         model: a float32 ``2ch2stream``, ``2ch`` or ``2chdeep`` (not modified).
         calibration: (B, 2, 64, 64) pixel values 0..255 (uint8 or float) of representative
             pairs, positives and negatives (a few thousand).
+        reduce_range: activations on 7 bits (PyTorch's x86 default, safe from the int16
+            overflow of CPUs without VNNI); False uses all 8 bits (CPUs with VNNI / AMX-INT8).
 
     Returns:
         A CPU copy of the model whose streams compute in int8; same input and output.
@@ -124,7 +126,7 @@ def quantize_int8(model: nn.Module, calibration: torch.Tensor) -> nn.Module:
         raise ValueError(f"calibration must be (B >= 2, 2, 64, 64), got {tuple(calibration.shape)}")
     quantizable_streams(model)
     fp32 = copy.deepcopy(model).cpu().float().eval()
-    return _convert(fp32, _stream_inputs(fp32, calibration.float().cpu()))
+    return _convert(fp32, _stream_inputs(fp32, calibration.float().cpu()), reduce_range)
 
 
 def save_int8(path: str | os.PathLike, qmodel: nn.Module, source: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:

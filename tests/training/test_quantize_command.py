@@ -28,3 +28,9 @@ def test_quantize_command(pairset, tmp_path, capsys):
     assert main(args) == 2  # exists
     assert "exists" in capsys.readouterr().err
     assert main(["-q", "quantize", str(weights), "--data", str(pairset), "--pairs", "3", "--overwrite"]) == 2
+    # 8-bit activations: a wider range of quantised values, the same ranking
+    assert main(args + ["--full-range", "--out", str(tmp_path / "full.int8.pt")]) == 0
+    _, full = load_int8(tmp_path / "full.int8.pt", weights)
+    assert full["calibration"]["activation_bits"] == 8 and meta["calibration"]["activation_bits"] == 7
+    f8 = full["fpr95"]["entry3/oriented/random"]
+    assert abs(f8["int8"] - f8["fp32"]) < 0.05
