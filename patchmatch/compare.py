@@ -173,12 +173,13 @@ def compare(
         raise FileNotFoundError(f"{weights}: no such checkpoint file")
     if out.resolve() == images.resolve():
         raise ValueError(f"{out}: the output folder cannot be the image folder (use a subfolder or another folder)")
-    names, skipped = _usable_images(images, exclude_output_dir(list_images(images), images, out))
+    ground_truth = Path(ground_truth) if ground_truth is not None else find_ground_truth(images)
+    known = set(load_cameras_json(ground_truth)) if ground_truth is not None else set()  # readable, checked first
+    names, skipped = _usable_images(images, exclude_output_dir(list_images(images), images, out), known)
     if len(names) < 2:
         raise ValueError(f"{images}: {len(names)} image(s); need at least two")
-    ground_truth = Path(ground_truth) if ground_truth is not None else find_ground_truth(images)
-    if ground_truth is not None:  # checked before any work: readable, and about these images
-        if not set(load_cameras_json(ground_truth)) & set(names):
+    if ground_truth is not None:  # about these images
+        if not known & set(names):
             raise ValueError(f"{ground_truth} describes none of the images under {images} (wrong scene?)")
     if overwrite and (out / SIFT_DIR).exists():
         shutil.rmtree(out / SIFT_DIR)
@@ -202,8 +203,9 @@ def compare(
     return result
 
 
-def _usable_images(images: Path, names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
-    """The images both pipelines get: readable, one per file content, no hloc pair-name collision.
+def _usable_images(images: Path, names: list[str], prefer: set[str] = frozenset()) -> tuple[list[str], list[dict[str, str]]]:
+    """The images both pipelines get: readable, one per file content (``prefer``'s name kept, e.g. the
+    ground truth's), no hloc pair-name collision.
 
     Returns ``(names, skipped)``, ``skipped`` as in ``report.json`` (``name``, ``reason``), so
     that "registered N/M" counts the same M images for both methods.
@@ -216,7 +218,7 @@ def _usable_images(images: Path, names: list[str]) -> tuple[list[str], list[dict
         except ImageReadError as e:
             skipped.append({"name": n, "reason": str(e)})
     usable, collisions = _pair_key_collisions(usable)
-    usable, duplicates = _duplicate_files(images, usable)
+    usable, duplicates = _duplicate_files(images, usable, prefer)
     for s in skipped + collisions + duplicates:
         logger.warning("skipped %s: %s", s["name"], s["reason"])
     return usable, skipped + collisions + duplicates

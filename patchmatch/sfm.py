@@ -327,9 +327,12 @@ def _pair_key_collisions(names: list[str]) -> tuple[list[str], list[dict[str, st
     return kept, skipped
 
 
-def _duplicate_files(image_dir: Path, names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+def _duplicate_files(
+    image_dir: Path, names: list[str], prefer: set[str] | frozenset[str] = frozenset()
+) -> tuple[list[str], list[dict[str, str]]]:
     """Byte-identical image files: the later of two is skipped (two cameras at one pose would share
-    every keypoint exactly and distort the model). Files of different sizes are never read; empty
+    every keypoint exactly and distort the model), unless only the later is in ``prefer`` (e.g. the
+    names a ground-truth ``cameras.json`` knows). Files of different sizes are never read; empty
     files are left to the reader (which names them as empty, not as copies of each other)."""
     by_size: dict[int, list[str]] = {}
     for n in names:
@@ -341,7 +344,7 @@ def _duplicate_files(image_dir: Path, names: list[str]) -> tuple[list[str], list
     for group in by_size.values():
         if len(group) < 2:
             continue
-        for n in group:
+        for n in sorted(group, key=lambda m: m not in prefer):  # stable: preferred names first
             digest = hashlib.sha256((image_dir / n).read_bytes()).hexdigest()
             if digest in first:
                 dropped[n] = first[digest]
@@ -449,12 +452,15 @@ def run_sfm(
     if not names:
         raise ValueError(f"no images found under {image_dir}")
     names, collisions = _pair_key_collisions(names)
-    names, duplicates = _duplicate_files(image_dir, names)
-    collisions += duplicates
+    known: set[str] = set()
     if ground_truth is not None:
         from .evaluation.pose import load_cameras_json
 
-        if not set(load_cameras_json(ground_truth)) & set(names):
+        known = set(load_cameras_json(ground_truth))
+    names, duplicates = _duplicate_files(image_dir, names, known)  # a copy never hides a ground-truth name
+    collisions += duplicates
+    if ground_truth is not None:
+        if not known & set(names):
             raise ValueError(f"{ground_truth} describes none of the images under {image_dir} (wrong scene?)")
     if scorer is None:
         scorer = PatchScorer.load(weights, device=config.device, batch_size=config.batch_size)

@@ -30,14 +30,15 @@ def test_compare_runs_both_pipelines_and_resumes(scene, tmp_path, capsys):
     shutil.copytree(scene, tmp_path / "s", symlinks=True)
     images = tmp_path / "s" / "images"
     (images / "notes.jpg").write_text("not an image")  # unreadable: neither pipeline counts it
-    (images / "dup.jpg").symlink_to((scene / "images" / NAMES[0]).resolve())  # the same bytes as 0003.jpg
+    (images / "00.jpg").symlink_to((scene / "images" / NAMES[0]).resolve())  # the same bytes as 0003.jpg, sorts first
     args = ["-q", "compare", str(images), str(out), "--max-keypoints", "1024", "--single-camera"]
     assert main(args) == 0
     table = capsys.readouterr().out
     assert "| colmap-sift | 3/3 |" in table and "AUC@0.5°" in table
     result = json.loads((out / "compare.json").read_text())
     assert result["ground_truth"] == str(tmp_path / "s" / "cameras.json")
-    assert {x["name"] for x in result["skipped"]} == {"notes.jpg", "dup.jpg"} and result["images"] == 3
+    # the copy is skipped, not 0003.jpg that cameras.json knows
+    assert {x["name"] for x in result["skipped"]} == {"notes.jpg", "00.jpg"} and result["images"] == 3
     sift, pm = result["methods"]["colmap-sift"], result["methods"]["patchmatch"]
     assert sift["registered"] == 3 and set(sift["seconds_per_stage"]) == {"extraction", "matching", "mapping"}
     assert pm["registered"] == 3 and pm["points"] > 100

@@ -291,6 +291,9 @@ def test_byte_identical_images_are_skipped(tmp_path):
     kept, skipped = _duplicate_files(tmp_path, ["a.jpg", "b.jpg", "c.jpg", "sub/copy.jpg"])
     assert kept == ["a.jpg", "b.jpg", "c.jpg"]
     assert skipped == [{"name": "sub/copy.jpg", "reason": "sub/copy.jpg: the same file (bytes) as a.jpg; skipped"}]
+    # with a ground truth that knows only the later name, the copy under the other name is the one skipped
+    kept, skipped = _duplicate_files(tmp_path, ["a.jpg", "b.jpg", "c.jpg", "sub/copy.jpg"], {"sub/copy.jpg"})
+    assert kept == ["b.jpg", "c.jpg", "sub/copy.jpg"] and skipped[0]["name"] == "a.jpg"
     (tmp_path / "e0.jpg").write_bytes(b"")
     (tmp_path / "e1.jpg").write_bytes(b"")  # two empty files are not copies of each other: the reader names them empty
     assert _duplicate_files(tmp_path, ["e0.jpg", "e1.jpg"]) == (["e0.jpg", "e1.jpg"], [])
