@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .tracks import ImageFeatures, PairSetConfig, TrackConfig, Tracks, build_pair_set
+from .tracks import ImageFeatures, PairSetConfig, TrackConfig, Tracks, _angle_diff, build_pair_set
 
 logger = logging.getLogger(__name__)
 
@@ -162,11 +162,11 @@ def _carry(H: np.ndarray, kps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     return np.stack([u, v], 1), size, np.rad2deg(np.arctan2(d[:, 1], d[:, 0])) % 360.0
 
 
-def _unique_partner(src: np.ndarray, dst: np.ndarray, H: np.ndarray, config: HomographyPairConfig) -> np.ndarray:
-    """For each (location) keypoint of ``src``, the only keypoint of ``dst`` that fits, else -1."""
-    p, s, _ = _carry(H, src)
-    out = np.full(len(src), -1, np.int64)
-    for lo in range(0, len(src), 1024):
+def _unique_partner(p: np.ndarray, s: np.ndarray, dst: np.ndarray, config: HomographyPairConfig) -> np.ndarray:
+    """For each carried (location) keypoint, (N, 2) points ``p`` and (N,) sizes ``s``, the only
+    keypoint of ``dst`` that fits, else -1."""
+    out = np.full(len(p), -1, np.int64)
+    for lo in range(0, len(p), 1024):
         d = np.linalg.norm(p[lo : lo + 1024, None, :] - dst[None, :, :2], axis=2)
         r = s[lo : lo + 1024, None] / np.maximum(dst[None, :, 2], 1e-6)
         ok = (d <= config.max_px) & (r <= config.size_ratio) & (r >= 1.0 / config.size_ratio)
@@ -193,16 +193,16 @@ def homography_matches(
     ua, ub = a.locations(), b.locations()
     if len(ua.keypoints) == 0 or len(ub.keypoints) == 0:
         return np.zeros((0, 2), np.int64)
-    ab = _unique_partner(ua.keypoints, ub.keypoints, H, config)
-    ba = _unique_partner(ub.keypoints, ua.keypoints, np.linalg.inv(H), config)
+    pa, sa, carried = _carry(H, a.keypoints)  # every keypoint once; locations are a subset (a.unique)
+    ab = _unique_partner(pa[a.unique], sa[a.unique], ub.keypoints, config)
+    ba = _unique_partner(*_carry(np.linalg.inv(H), ub.keypoints)[:2], ua.keypoints, config)
     la = np.flatnonzero(ab >= 0)
     la = la[ba[ab[la]] == la]
-    _, _, carried = _carry(H, a.keypoints)
     out = []
     for loc_a, loc_b in zip(la, ab[la]):
         ia = np.flatnonzero(a.location == loc_a)
         jb = np.flatnonzero(b.location == loc_b)
-        diff = np.abs((carried[ia][:, None] - b.keypoints[jb, 3][None, :] + 180.0) % 360.0 - 180.0)
+        diff = _angle_diff(carried[ia][:, None], b.keypoints[jb, 3][None, :])
         u, v = np.unravel_index(diff.argmin(), diff.shape)
         if diff[u, v] <= config.orientation_tol_deg:
             out.append((ia[u], jb[v]))

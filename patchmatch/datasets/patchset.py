@@ -217,9 +217,8 @@ def write_pair_set(out: Path, ps: PairSet, images: dict[str, np.ndarray], tracks
     summary = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
-        **{k: info[k] for k in ("scene", "source", "scene_folder")},
+        **info,
         "images": list(ps.names),
-        **{k: v for k, v in info.items() if k not in ("scene", "source", "scene_folder")},
         "num_tracks": int(tracks.num_tracks),
         "num_observations": int(len(tracks)),
         "mean_track_length": float(lengths.mean()) if len(lengths) else 0.0,

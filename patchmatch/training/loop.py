@@ -146,8 +146,8 @@ class TrainResult:
     best_epoch: int
 
 
-def _init_weights(path: str, model_name: str) -> dict[str, torch.Tensor]:
-    """Float32 weights of checkpoint ``path`` for fine-tuning a ``model_name`` model.
+def _init_weights(path: str, model: torch.nn.Module, model_name: str) -> dict[str, torch.Tensor]:
+    """Float32 weights of checkpoint ``path`` for fine-tuning ``model`` (built as ``model_name``).
 
     Raises:
         CheckpointError: unreadable checkpoint (names the file).
@@ -155,11 +155,10 @@ def _init_weights(path: str, model_name: str) -> dict[str, torch.Tensor]:
     """
     from ..models import load_checkpoint
 
-    model, _ = load_checkpoint(path)
-    wanted = build_model(model_name)
-    if type(model) is not type(wanted) or model.state_dict().keys() != wanted.state_dict().keys():
-        raise ValueError(f"init (--init): {path} holds a {type(model).__name__} model, not {model_name!r}")
-    return model.state_dict()
+    loaded, _ = load_checkpoint(path)
+    if type(loaded) is not type(model) or loaded.state_dict().keys() != model.state_dict().keys():
+        raise ValueError(f"init (--init): {path} holds a {type(loaded).__name__} model, not {model_name!r}")
+    return loaded.state_dict()
 
 
 def state_path(out: str | Path) -> Path:
@@ -366,7 +365,7 @@ def train(
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(dev)
     if config.init is not None and not resume:
-        model.load_state_dict(_init_weights(config.init, config.model))
+        model.load_state_dict(_init_weights(config.init, model, config.model))
     if config.loss == "contrastive" and not hasattr(model, "describe"):
         raise ValueError(f"contrastive loss needs a siamese model with describe(), not {config.model!r}")
     opt = _make_optimizer(model, config)
