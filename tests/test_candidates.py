@@ -80,3 +80,23 @@ def test_blockwise_nearest_equals_a_full_top_k(kk):
         v, i = _nearest(q, r, r_sq, kk, rows=rows)
         torch.testing.assert_close(v, want_v, rtol=0, atol=1e-5)
         assert torch.equal(i, want_i)
+
+
+@pytest.mark.parametrize("n0, n1", [(2, 2), (5, 300), (300, 5), (700, 300), (257, 129), (64, 1000)])
+def test_shared_matrix_search_equals_one_search_per_direction(n0, n1):
+    """_nearest2_both (one matrix, value-only minima over tiles and groups) gives exactly the
+    nearest index and the two smallest squared distances of a full search in each direction,
+    for sizes that are and are not multiples of its tiles, groups and row blocks."""
+    from patchmatch.candidates import _nearest, _nearest2_both, root_sift
+
+    rng = np.random.default_rng(n0 * 1000 + n1)
+    d0 = root_sift(rng.random((n0, 128)).astype(np.float32))
+    d1 = root_sift(rng.random((n1, 128)).astype(np.float32))
+    for rows, tile, group in ((256, 128, 32), (64, 16, 8)):
+        got = _nearest2_both(d0, d1, rows=rows, tile=tile, group=group)
+        for (best, index, second), q, r in zip(got, (d0, d1), (d1, d0)):
+            val, idx = _nearest(q, r, (r * r).sum(1), 2)
+            val = val + (q * q).sum(1)[:, None]
+            assert torch.equal(index, idx[:, 0])
+            torch.testing.assert_close(best, val[:, 0], rtol=0, atol=1e-5)
+            torch.testing.assert_close(second, val[:, 1], rtol=0, atol=1e-5)
