@@ -52,8 +52,6 @@ def variants() -> dict[str, SfmConfig]:
         "kp8192": dataclasses.replace(base, max_keypoints=8192, match=MatchConfig(max_ratio=0.95)),
         "kp8192_r90": dataclasses.replace(base, max_keypoints=8192, match=MatchConfig(max_ratio=0.9)),
         "kp8192_r85": dataclasses.replace(base, max_keypoints=8192, match=MatchConfig(max_ratio=0.85)),
-        "search_fp32": dataclasses.replace(base, match=MatchConfig(search_precision="fp32")),
-        "search_bf16": dataclasses.replace(base, match=MatchConfig(search_precision="bf16")),
         "accept_none": dataclasses.replace(base, match=MatchConfig(accept_ratio=None)),
         "all_pairs": dataclasses.replace(base, match=MatchConfig(strong_overlap=0)),
     }
