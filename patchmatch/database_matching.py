@@ -26,7 +26,7 @@ from .cache import LruArrayCache
 from .colmap_convention import colmap_to_opencv
 from .features import Features
 from .images import ImageReadError, read_gray
-from .matching import MatchConfig, match_features, plan_pairs
+from .matching import MatchConfig, match_features, needs_network, plan_pairs
 from .pairs import make_pairs
 from .patches import extract_patches_colmap
 from .scoring import PatchScorer
@@ -177,15 +177,16 @@ def match_database(
 
         iterator = tqdm(todo, desc="match", unit="pair")
     for a, b in iterator:
+        found = plan.searches.pop((a, b))
         try:
-            pa, pb = cache.get(a), cache.get(b)
+            pa, pb = (cache.get(a), cache.get(b)) if needs_network(found, config.match) else (None, None)
         except ImageReadError as e:
             culprit = a if str(image_dir / a) in str(e) else b
             bad[culprit] = str(e)
             skipped.append([a, b, str(e)])
             logger.warning("%s", e)
             continue
-        result = match_features(features[a], pa, features[b], pb, scorer, config.match, plan.searches.pop((a, b)))
+        result = match_features(features[a], pa, features[b], pb, scorer, config.match, found)
         if len(result.matches):
             colmap.write_matches(database, {(images[a].image_id, images[b].image_id): result.matches})
             done.append((a, b))

@@ -68,6 +68,16 @@ class MatchConfig:
             123 s; entry-P10 and temple-ring unchanged (0.217°, 1.153°); lund 405 instead of
             106 verified pairs, no more images registered. Default ``"none"``: the gain is
             within noise and costs verification and mapping time.
+        strong_pair_accepted: a strong image pair, one with at least this many accepted
+            matches (``accept_ratio``), keeps them alone, without a network pass: the network's
+            matches are for the weak pairs, where SIFT's ratio test leaves too few. Its added
+            matches are less precise than SIFT's accepted ones (median epipolar error against
+            the ground truth on Herz-Jesus-P8: 0.30 px for scores ≥ 1 against 0.16 px), which
+            costs pose accuracy where SIFT alone has plenty. Measured (``python
+            pipelines/sfm_variants.py SCENE default weak300 weak500 weak1000``, one thread;
+            median rotation error, pycolmap's SIFT pipeline in brackets): Herz-Jesus-P8 None
+            0.1056° / 1000 0.1024° / 500 0.1011° / 300 0.1005° (0.1012°); entry-P10 0.1970° /
+            0.1936° / 0.1935° / 0.1932° (0.1975°). Default 300; None scores every selected pair.
     """
 
     k: int = 1
@@ -81,6 +91,7 @@ class MatchConfig:
     strong_overlap: int = 50
     min_partners: int = 6
     unselected: str = "none"
+    strong_pair_accepted: int | None = 300
 
     def __post_init__(self):
         if self.k < 1:
@@ -91,6 +102,8 @@ class MatchConfig:
             raise ValueError(f"MatchConfig.accept_ratio must be in (0, 1] or None, got {self.accept_ratio}.")
         if self.min_partners < 0 or self.strong_overlap < 0 or self.min_overlap < 0:
             raise ValueError("MatchConfig.min_overlap, strong_overlap and min_partners must be >= 0.")
+        if self.strong_pair_accepted is not None and self.strong_pair_accepted < 1:
+            raise ValueError(f"MatchConfig.strong_pair_accepted must be >= 1 or None, got {self.strong_pair_accepted}.")
         if self.unselected not in ("descriptor", "none"):
             raise ValueError(f"MatchConfig.unselected must be 'descriptor' or 'none', got {self.unselected!r}.")
 
@@ -259,11 +272,20 @@ def plan_pairs(
     return PairPlan(overlaps, selected, {p: f for p, f in searches.items() if p in selected}, descriptor)
 
 
+def needs_network(candidates: CandidateSet, config: MatchConfig = MatchConfig()) -> bool:
+    """Whether :func:`match_features` scores an image pair with the network: its descriptor
+    overlap reaches ``config.min_overlap`` and it has fewer accepted matches than
+    ``config.strong_pair_accepted``. Callers skip cropping patches for the other pairs."""
+    if candidates.overlap < config.min_overlap:
+        return False
+    return config.strong_pair_accepted is None or len(candidates.accepted) < config.strong_pair_accepted
+
+
 def match_features(
     features0: Features,
-    patches0: np.ndarray,
+    patches0: np.ndarray | None,
     features1: Features,
-    patches1: np.ndarray,
+    patches1: np.ndarray | None,
     scorer: PatchScorer,
     config: MatchConfig = MatchConfig(),
     candidates: CandidateSet | None = None,
@@ -271,23 +293,31 @@ def match_features(
     """Matches two images whose features and patches are already computed.
 
     Args:
-        features0: features of image 0 (N0 keypoints). patches0: (N0, 64, 64) uint8 patches.
-        features1: features of image 1. patches1: (N1, 64, 64) uint8 patches.
+        features0: features of image 0 (N0 keypoints). patches0: (N0, 64, 64) uint8 patches
+            (None is accepted where :func:`needs_network` is False).
+        features1: features of image 1. patches1: (N1, 64, 64) uint8 patches (or None).
         scorer: the patch-comparison network.
         config: candidate and decision settings.
         candidates: the pair's :func:`~patchmatch.candidates.candidate_search` result when
             already computed (same ``k``, ``max_ratio``, ``accept_ratio``).
 
     Returns:
-        :class:`MatchResult`.
+        :class:`MatchResult`; pairs without a network pass (:func:`needs_network`) get the
+        accepted matches (strong pairs; below ``min_overlap`` only with ``unselected =
+        "descriptor"``) with NaN scores.
+
+    Raises:
+        ValueError: the network is needed and a patch array is missing or does not have one
+            patch per keypoint.
     """
-    if len(patches0) != len(features0) or len(patches1) != len(features1):
-        raise ValueError("each image needs one patch per keypoint.")
     found = candidates or search_pair(features0, features1, config)
     pairs, overlap, accepted = found.pairs, found.overlap, found.accepted
-    if overlap < config.min_overlap:  # no network pass: SIFT's own matches or none (MatchConfig.unselected)
-        kept = accepted if config.unselected == "descriptor" else np.zeros((0, 2), np.int64)
+    if not needs_network(found, config):  # SIFT's own matches (strong pair, or MatchConfig.unselected) or none
+        strong = overlap >= config.min_overlap
+        kept = accepted if strong or config.unselected == "descriptor" else np.zeros((0, 2), np.int64)
         return MatchResult(features0.xy.copy(), features1.xy.copy(), kept, np.full(len(kept), np.nan, np.float32), 0, overlap)
+    if patches0 is None or patches1 is None or len(patches0) != len(features0) or len(patches1) != len(features1):
+        raise ValueError("each image needs one patch per keypoint.")
     if len(accepted):
         taken0 = np.zeros(len(features0), bool)
         taken1 = np.zeros(len(features1), bool)

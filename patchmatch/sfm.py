@@ -48,7 +48,7 @@ from .cache import LruArrayCache
 from .evaluation.pose import evaluate_poses
 from .features import Features, detect
 from .images import ImageReadError, image_size, list_images, read_gray
-from .matching import MatchConfig, match_features, plan_pairs
+from .matching import MatchConfig, match_features, needs_network, plan_pairs
 from .pairs import make_pairs, parse_strategy
 from .patches import extract_patches
 from .scoring import PatchScorer
@@ -513,8 +513,9 @@ def run_sfm(
         candidates = 0
         for a, b in _progress(todo_pairs, progress, "matching"):
             if (a, b) in plan.selected:
-                result = match_features(features[a], cache.get(a), features[b], cache.get(b), scorer, config.match,
-                                        plan.searches.pop((a, b)))  # fmt: skip
+                found = plan.searches.pop((a, b))
+                pa, pb = (cache.get(a), cache.get(b)) if needs_network(found, config.match) else (None, None)
+                result = match_features(features[a], pa, features[b], pb, scorer, config.match, found)
                 candidates += result.num_candidates
                 matches, scores = result.matches, result.scores
             else:  # SIFT's own matches or none (MatchConfig.unselected)

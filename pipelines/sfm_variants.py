@@ -53,6 +53,10 @@ def variants() -> dict[str, SfmConfig]:
         "kp8192_r90": dataclasses.replace(base, max_keypoints=8192, match=MatchConfig(max_ratio=0.9)),
         "kp8192_r85": dataclasses.replace(base, max_keypoints=8192, match=MatchConfig(max_ratio=0.85)),
         "accept_none": dataclasses.replace(base, match=MatchConfig(accept_ratio=None)),
+        "strong_none": dataclasses.replace(base, match=MatchConfig(strong_pair_accepted=None)),
+        "weak300": dataclasses.replace(base, match=MatchConfig(strong_pair_accepted=300)),
+        "weak500": dataclasses.replace(base, match=MatchConfig(strong_pair_accepted=500)),
+        "weak1000": dataclasses.replace(base, match=MatchConfig(strong_pair_accepted=1000)),
         "all_pairs": dataclasses.replace(base, match=MatchConfig(strong_overlap=0)),
     }
 

@@ -108,6 +108,41 @@ def test_accept_ratio_keeps_sift_matches_and_scores_only_the_rest():
         MatchConfig(accept_ratio=0.0)
 
 
+def test_strong_pairs_keep_their_accepted_matches_without_the_network():
+    """A pair with at least strong_pair_accepted accepted matches is not scored (patches may be
+    None) and keeps exactly its accepted matches; below the threshold the network runs."""
+    from patchmatch.candidates import candidate_search
+    from patchmatch.features import Features
+    from patchmatch.matching import MatchConfig, match_features, needs_network
+    from tests.helpers import NCCScorer
+
+    rng = np.random.default_rng(5)
+    d0 = rng.random((60, 128)).astype(np.float32)
+    d1 = d0 + rng.normal(scale=0.02, size=d0.shape).astype(np.float32)
+    d1[40:] = rng.random((20, 128))
+    kp = np.c_[rng.random((60, 2)) * 100, np.full(60, 10.0), np.zeros(60)].astype(np.float32)
+    f0 = Features(kp, d0, np.zeros(60, np.float32), np.array([100, 100]))
+    f1 = Features(kp.copy(), d1, np.zeros(60, np.float32), np.array([100, 100]))
+    found = candidate_search(d0, d1, 1, 1.0, accept_ratio=0.8)  # ratio 1: every nearest neighbour a candidate
+    n = len(found.accepted)
+    assert n >= 35
+    strong = MatchConfig(min_overlap=0, strong_pair_accepted=n)
+    assert not needs_network(found, strong)
+    res = match_features(f0, None, f1, None, NCCScorer(), strong, found)
+    assert np.array_equal(res.matches, found.accepted) and np.isnan(res.scores).all() and res.num_candidates == 0
+    weak = MatchConfig(min_overlap=0, strong_pair_accepted=n + 1)
+    assert needs_network(found, weak)
+    with pytest.raises(ValueError, match="one patch per keypoint"):
+        match_features(f0, None, f1, None, NCCScorer(), weak, found)
+    patches = rng.integers(0, 256, (60, 64, 64), dtype=np.uint8)
+    scored = match_features(f0, patches, f1, patches, NCCScorer(), weak, found)
+    assert scored.num_candidates > 0 and (~np.isnan(scored.scores)).any()
+    assert needs_network(found, MatchConfig(min_overlap=0, strong_pair_accepted=None))
+    assert not needs_network(found, MatchConfig(min_overlap=found.overlap + 1))
+    with pytest.raises(ValueError, match="strong_pair_accepted"):
+        MatchConfig(strong_pair_accepted=0)
+
+
 def test_select_pairs_keeps_strong_pairs_and_each_images_best_partners():
     from patchmatch.matching import select_pairs
 

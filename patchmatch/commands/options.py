@@ -30,6 +30,9 @@ def add_match_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--unselected", choices=["descriptor", "none"], default=_DEFAULTS.unselected,
                    help="image pairs not scored by the network get their descriptor matches at --accept-ratio"
                         f" (SIFT's own) or none (default {_DEFAULTS.unselected})")
+    g.add_argument("--strong-pair-accepted", type=int, default=_DEFAULTS.strong_pair_accepted,
+                   help="image pairs with at least this many --accept-ratio matches keep them alone, without the network"
+                        f" (default {_DEFAULTS.strong_pair_accepted}; 0: the network scores every selected pair)")
 
 
 def match_config_from_args(args: argparse.Namespace) -> MatchConfig:
@@ -40,8 +43,11 @@ def match_config_from_args(args: argparse.Namespace) -> MatchConfig:
     """
     if not 0 <= args.accept_ratio <= 1 if args.accept_ratio is not None else False:
         raise ValueError(f"--accept-ratio must be in [0, 1] (0 = off), got {args.accept_ratio}")
+    if args.strong_pair_accepted is not None and args.strong_pair_accepted < 0:
+        raise ValueError(f"--strong-pair-accepted must be >= 0 (0 = off), got {args.strong_pair_accepted}")
     return dataclasses.replace(
         _DEFAULTS, k=args.k, max_ratio=args.max_ratio, min_score=args.min_score, min_margin=args.min_margin,
         mutual=not args.no_mutual, min_overlap=args.min_overlap, upright=args.upright, accept_ratio=args.accept_ratio or None,
         strong_overlap=args.strong_overlap, min_partners=args.min_partners, unselected=args.unselected,
+        strong_pair_accepted=args.strong_pair_accepted or None,
     )
