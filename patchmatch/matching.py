@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
+import torch
 
 from .candidates import CandidateSet, candidate_search
 from .features import Features, detect
@@ -242,6 +245,38 @@ class PairPlan:
         return m, np.full(len(m), np.nan, np.float32)
 
 
+def _search_pairs(
+    pairs: Iterable[tuple[str, str]], features: dict[str, Features], config: MatchConfig
+) -> Iterator[tuple[tuple[str, str], CandidateSet]]:
+    """``(pair, search_pair(...))`` in the order of ``pairs``, the searches run side by side.
+
+    On a CPU with PyTorch's T intra-op threads, T searches run at once on one thread each (a
+    worker thread per search; PyTorch releases the GIL inside its kernels): the value-only
+    minima and top-k of a search run on one core whatever the thread setting, so one search at a
+    time leaves a core idle. The thread setting is restored afterwards. Pairs are consumed
+    lazily, at most 2T ahead of the results (a progress bar on ``pairs`` stays in step).
+    """
+    workers = torch.get_num_threads()
+    if workers <= 1:
+        for a, b in pairs:
+            yield (a, b), search_pair(features[a], features[b], config)
+        return
+    pending: deque = deque()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            for a, b in pairs:
+                pending.append(((a, b), pool.submit(search_pair, features[a], features[b], config)))
+                if len(pending) >= 2 * workers:
+                    pair, future = pending.popleft()
+                    yield pair, future.result()
+            while pending:
+                pair, future = pending.popleft()
+                yield pair, future.result()
+    finally:
+        torch.set_num_threads(workers)
+
+
 def plan_pairs(
     pairs: Iterable[tuple[str, str]],
     features: dict[str, Features],
@@ -259,12 +294,10 @@ def plan_pairs(
     """
     todo = set(todo)
     overlaps, searches = {}, {}
-    for a, b in pairs:
-        if a in features and b in features:
-            found = search_pair(features[a], features[b], config)
-            overlaps[(a, b)] = found.overlap
-            if (a, b) in todo:
-                searches[(a, b)] = found
+    for (a, b), found in _search_pairs(((a, b) for a, b in pairs if a in features and b in features), features, config):
+        overlaps[(a, b)] = found.overlap
+        if (a, b) in todo:
+            searches[(a, b)] = found
     selected = select_pairs(overlaps, config)
     descriptor = {}
     if config.unselected == "descriptor":

@@ -206,3 +206,37 @@ def test_match_features_below_min_overlap_keeps_descriptor_matches_when_asked():
     assert none.overlap == sift.overlap < 20 and len(none.matches) == 0 and none.num_candidates == 0
     assert len(sift.matches) >= 8 and (sift.matches[:, 0] == sift.matches[:, 1]).all() and np.isnan(sift.scores).all()
     assert sift.num_candidates == 0
+
+
+def test_plan_pairs_runs_searches_side_by_side_with_the_same_result():
+    """With 2 PyTorch threads the searches run in 2 worker threads (1 PyTorch thread each): the
+    same overlaps, selection and candidates as one after the other, and the setting restored."""
+    import torch
+
+    from patchmatch.features import Features
+    from patchmatch.matching import plan_pairs
+
+    rng = np.random.default_rng(7)
+    base = rng.random((300, 128)).astype(np.float32)
+    kp = np.c_[rng.random((300, 2)) * 100, np.full(300, 10.0), np.zeros(300)].astype(np.float32)
+    feats = {}
+    for i, shared in enumerate((300, 200, 120, 60, 10)):
+        d = rng.random((300, 128)).astype(np.float32)
+        d[:shared] = base[:shared] + rng.normal(scale=0.01, size=(shared, 128))
+        feats[f"im{i}"] = Features(kp.copy(), d, np.zeros(300, np.float32), np.array([100, 100]))
+    names = sorted(feats)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    config = MatchConfig(min_overlap=20, strong_overlap=50, min_partners=1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = plan_pairs(pairs, feats, pairs, config)
+        torch.set_num_threads(2)
+        threaded = plan_pairs(pairs, feats, pairs, config)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert list(threaded.overlaps.items()) == list(serial.overlaps.items()) and threaded.selected == serial.selected
+    assert threaded.searches.keys() == serial.searches.keys() and len(serial.selected) >= 3
+    for p in serial.searches:
+        assert np.array_equal(threaded.searches[p].pairs, serial.searches[p].pairs)
