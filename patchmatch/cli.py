@@ -45,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="[%(asctime)s %(name)s %(levelname)s] %(message)s", datefmt="%H:%M:%S")
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     try:
-        code = args.func(args)
+        with logging_redirect_tqdm():  # log lines above the progress bars, not glued to them
+            code = args.func(args)
     except KeyboardInterrupt:
         print("Interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130

@@ -1100,12 +1100,33 @@ class DatabaseImage:
     descriptors: np.ndarray
 
 
+def _affine_keypoints(raw: np.ndarray, database: Path, name: str) -> np.ndarray:
+    """COLMAP keypoint rows → (N, 6) float32 ``[x, y, a11, a12, a21, a22]``."""
+    raw = raw.reshape(len(raw), -1) if raw.ndim != 2 else raw
+    cols = raw.shape[1] if len(raw) else 6
+    if cols == 6:
+        return raw.astype(np.float32, copy=False)
+    if cols == 4:  # x, y, scale, orientation (radians), as COLMAP's FeatureKeypoint builds its shape
+        x, y, scale, angle = raw.T
+        c, s = scale * np.cos(angle), scale * np.sin(angle)
+        return np.stack([x, y, c, -s, s, c], 1).astype(np.float32)
+    if cols == 2:
+        raise ValueError(f"{database}: the keypoints of {name} are positions only (2 columns, no scale or orientation): "
+                         "patches cannot be cropped from them; extract features with COLMAP's SIFT")  # fmt: skip
+    raise ValueError(f"{database}: the keypoints of {name} have {cols} columns (COLMAP stores 2, 4 or 6)")
+
+
 def read_database_images(database: str | os.PathLike) -> dict[str, DatabaseImage]:
     """Reads every image of a database with its keypoints (affine shapes) and descriptors.
 
+    Keypoints stored with 6 columns (affine shapes), 4 (``x, y, scale, orientation``, e.g. older
+    COLMAP versions) or 2 (positions only) are read; the 4-column ones become the similarity
+    shapes COLMAP's ``FeatureKeypoint(x, y, scale, orientation)`` builds.
+
     Raises:
         FileNotFoundError: the database does not exist.
-        ValueError: an image's keypoint and descriptor counts disagree.
+        ValueError: an image's keypoint and descriptor counts disagree, or its keypoints have no
+            shapes (2 columns: patches need a scale and an orientation) or another column count.
     """
     database = _require_database(database)
     out: dict[str, DatabaseImage] = {}
@@ -1116,7 +1137,7 @@ def read_database_images(database: str | os.PathLike) -> dict[str, DatabaseImage
             kps = np.zeros((0, 6), np.float32)
             desc = np.zeros((0, 128), np.uint8)
             if db.exists_keypoints(iid):
-                kps = np.asarray(db.read_keypoints(iid), dtype=np.float32).reshape(-1, 6)
+                kps = _affine_keypoints(np.asarray(db.read_keypoints(iid), dtype=np.float32), database, image.name)
             if db.exists_descriptors(iid):
                 desc = np.asarray(db.read_descriptors(iid).data)
             if len(kps) != len(desc):

@@ -137,6 +137,25 @@ def _pose(poses: dict, ground_truth: str | os.PathLike, names: list[str]) -> dic
     return pose
 
 
+def _check_foreign_output(out: Path, overwrite: bool) -> None:
+    """Refuses an OUT whose ``compare.json`` was not written by :func:`compare` (unless
+    ``overwrite``): it would be replaced. Other files in OUT are never touched.
+
+    Raises:
+        FileExistsError: ``OUT/compare.json`` exists and is not a compare result.
+    """
+    result = out / "compare.json"
+    if overwrite or not result.exists():
+        return
+    try:
+        ours = isinstance(data := json.loads(result.read_text()), dict) and "methods" in data
+    except (OSError, UnicodeDecodeError, ValueError):
+        ours = False
+    if not ours:
+        raise FileExistsError(f"{result}: exists and was not written by `patchmatch compare`; "
+                              "choose another OUT or pass --overwrite to replace it")  # fmt: skip
+
+
 def compare(
     images: str | os.PathLike,
     out: str | os.PathLike,
@@ -162,13 +181,15 @@ def compare(
         ``{"images": N, "ground_truth": path|None, "methods": {"colmap-sift": {...}, "patchmatch": {...}}}``.
 
     Raises:
-        FileNotFoundError: no image folder; ValueError: fewer than two images.
+        FileNotFoundError: no image folder; ValueError: fewer than two images;
+        FileExistsError: ``OUT/compare.json`` exists and is not a compare result (without ``overwrite``).
     """
     images, out = Path(images), Path(out)
     if not images.is_dir():
         raise FileNotFoundError(f"{images}: not an image folder" if images.exists() else f"{images}: image folder not found")
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: OUT must be a folder, not a file")
+    _check_foreign_output(out, overwrite)
     if weights is not None and not Path(weights).is_file():
         raise FileNotFoundError(f"{weights}: no such checkpoint file")
     if out.resolve() == images.resolve():

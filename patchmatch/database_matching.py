@@ -94,11 +94,15 @@ def match_database(
         image_dir: the folder the database's image names are relative to.
         config: see :class:`DatabaseMatchConfig`.
         scorer: defaults to the shipped weights.
-        overwrite: replace the matches and two-view geometries of pairs that already hold some.
+        overwrite: replace the matches and two-view geometries of pairs that already hold some,
+            where this run finds new matches (the others keep theirs, noted in ``skipped_pairs``).
+            Without it such pairs are left alone, except that pairs holding matches but no
+            two-view geometry (an interrupted run: verification comes last) are verified.
         progress: show a progress bar.
 
     Returns:
-        A report: ``images``, ``pairs``, ``matched_pairs``, ``matches``, ``skipped_pairs``
+        A report: ``images``, ``pairs``, ``matched_pairs``, ``verified_existing_pairs``,
+        ``matches``, ``skipped_pairs``
         (``[name0, name1, reason]``), ``bad_images`` (``[name, reason]``), database counts after
         verification, ``seconds`` per stage.
 
@@ -123,23 +127,39 @@ def match_database(
     names = sorted(images)
     all_pairs = make_pairs(config.pairs, names, {n: im.descriptors for n, im in images.items()})
     matched, geometries = colmap.pairs_with_matches(database)
-    todo, skipped, replace = [], [], []
+    todo, skipped, replace, unverified = [], [], set(), []
     for a, b in all_pairs:
         key = tuple(sorted((images[a].image_id, images[b].image_id)))
         if a in bad or b in bad:
             skipped.append([a, b, f"{a if a in bad else b}: {bad.get(a) or bad.get(b)}"])
         elif key in matched or key in geometries:
-            if overwrite:
-                replace.append(key)
+            if overwrite:  # replaced only once new matches are there to write (_write_pair)
+                replace.add(key)
                 todo.append((a, b))
+            elif key in matched and key not in geometries:
+                # matches without a two-view geometry (an interrupted run: verification comes last):
+                # kept as they are and verified in this run
+                unverified.append((a, b))
             else:
                 what = "matches" if key in matched else "a two-view geometry"
                 skipped.append([a, b, f"already holds {what} (pass --overwrite / overwrite=True to replace)"])
         else:
             todo.append((a, b))
-    if replace:
-        colmap.delete_pairs(database, replace)
+    if unverified:
+        logger.info("%s: %d pairs hold matches but no two-view geometry (an interrupted run?): verifying them",
+                    database, len(unverified))  # fmt: skip
     seconds["read"] = round(time.perf_counter() - t0, 3)
+
+    def write_pair(a: str, b: str, matches: np.ndarray) -> None:
+        """Writes a pair's new matches, replacing (under ``overwrite``) what it held."""
+        ids = (images[a].image_id, images[b].image_id)
+        if tuple(sorted(ids)) in replace:
+            colmap.delete_pairs(database, [ids])
+        colmap.write_matches(database, {ids: matches})
+
+    def _kept(a: str, b: str) -> str:
+        replaced = tuple(sorted((images[a].image_id, images[b].image_id))) in replace
+        return "; its existing matches and two-view geometry were kept" if replaced else ""
     logger.info("%s: %d images, %d pairs to match, %d skipped", database, len(images), len(todo), len(skipped))
 
     scorer = scorer or PatchScorer.load()
@@ -162,13 +182,14 @@ def match_database(
             continue
         matches, _ = plan.unselected_matches((a, b))  # SIFT's own matches (MatchConfig.unselected)
         if len(matches):
-            descriptor_only[(images[a].image_id, images[b].image_id)] = matches
+            descriptor_only[(a, b)] = matches
             done.append((a, b))
             total_matches += len(matches)
         else:
-            skipped.append([a, b, f"descriptor overlap {plan.overlaps.get((a, b), 0)}: not selected for matching"])
-    if descriptor_only:
-        colmap.write_matches(database, descriptor_only)
+            skipped.append([a, b, f"descriptor overlap {plan.overlaps.get((a, b), 0)}: not selected for matching"
+                            + _kept(a, b)])  # fmt: skip
+    for (a, b), matches in descriptor_only.items():
+        write_pair(a, b, matches)
     descriptor_pairs = len(descriptor_only)
     todo = [p for p in todo if p in plan.selected]
     iterator = todo
@@ -183,23 +204,26 @@ def match_database(
         except ImageReadError as e:
             culprit = a if str(image_dir / a) in str(e) else b
             bad[culprit] = str(e)
-            skipped.append([a, b, str(e)])
+            skipped.append([a, b, str(e) + _kept(a, b)])
             logger.warning("%s", e)
             continue
         result = match_features(features[a], pa, features[b], pb, scorer, config.match, found)
         if len(result.matches):
-            colmap.write_matches(database, {(images[a].image_id, images[b].image_id): result.matches})
+            write_pair(a, b, result.matches)
             done.append((a, b))
             total_matches += len(result.matches)
+        elif tuple(sorted((images[a].image_id, images[b].image_id))) in replace:
+            skipped.append([a, b, "no new matches" + _kept(a, b)])
     seconds["match"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
-    summary = colmap.verify_pairs(database, done, database.parent, config.verification)
+    summary = colmap.verify_pairs(database, done + unverified, database.parent, config.verification)
     seconds["verify"] = round(time.perf_counter() - t0, 3)
     return {
         "database": str(database),
         "images": len(images),
         "pairs": len(all_pairs),
         "matched_pairs": len(done),
+        "verified_existing_pairs": len(unverified),
         "descriptor_only_pairs": descriptor_pairs,
         "matches": total_matches,
         "skipped_pairs": skipped,

@@ -119,7 +119,12 @@ def read_gray(
     flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
     if not apply_exif:
         flags |= cv2.IMREAD_IGNORE_ORIENTATION
-    image = cv2.imdecode(data, flags)
+    try:
+        image = cv2.imdecode(data, flags)
+    except cv2.error as e:  # e.g. above OpenCV's 2^30-pixel decoding limit
+        detail = str(e).strip().splitlines()[-1]
+        raise ImageReadError(f"{path}: OpenCV cannot decode it ({detail}); very large images need "
+                             "OPENCV_IO_MAX_IMAGE_PIXELS raised in the environment.") from e  # fmt: skip
     if image is None:
         raise ImageReadError(f"{path}: not a readable image (unknown format or truncated data).")
     if image.size == 0 or min(image.shape[:2]) < 1:

@@ -49,7 +49,7 @@ from .evaluation.pose import evaluate_poses
 from .features import Features, detect
 from .images import ImageReadError, image_size, list_images, read_gray
 from .matching import MatchConfig, match_features, needs_network, plan_pairs
-from .pairs import make_pairs, parse_strategy
+from .pairs import make_pairs, parse_strategy, read_pairs_file
 from .patches import extract_patches
 from .scoring import PatchScorer
 
@@ -459,6 +459,9 @@ def run_sfm(
         known = set(load_cameras_json(ground_truth))
     names, duplicates = _duplicate_files(image_dir, names, known)  # a copy never hides a ground-truth name
     collisions += duplicates
+    kind, pairs_path = parse_strategy(config.pairs)
+    if kind == "file":  # a missing pairs file or an unknown name fails before any work
+        read_pairs_file(str(pairs_path), names)
     if ground_truth is not None:
         if not known & set(names):
             raise ValueError(f"{ground_truth} describes none of the images under {image_dir} (wrong scene?)")
@@ -497,6 +500,9 @@ def run_sfm(
         features = {n: storage.read_features(features_path, n) for n in good}
     report["features_computed"] = len(todo) - len(skipped)
     report["features_reused"] = len(good) - report["features_computed"]
+    report["no_keypoints"] = [n for n in good if len(features[n]) == 0]
+    for name in report["no_keypoints"]:
+        logger.warning("%s: no keypoints (a blank, uniform or tiny image): it cannot be registered", image_dir / name)
     if len(good) < 2:
         reason = f"{image_dir}: fewer than 2 readable images ({len(good)} of {len(names)})"
         _write_json(out_dir / "report.json", {**report, "status": "failed", "reason": reason, "images": len(names),

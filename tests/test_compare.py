@@ -60,6 +60,14 @@ def test_compare_bad_input(tmp_path, capsys):
     assert main(["-q", "compare", str(tmp_path / "one"), str(tmp_path / "o"), "--ground-truth", str(tmp_path / "x.json")]) == 2
     assert "x.json" in capsys.readouterr().err
     assert find_ground_truth(tmp_path / "one") is None
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "compare.json").write_text('{"mine": "precious"}')
+    (tmp_path / "two").mkdir()
+    for n in ("a.png", "b.png"):
+        (tmp_path / "two" / n).write_bytes(b"not checked before the output")
+    assert main(["-q", "compare", str(tmp_path / "two"), str(tmp_path / "mine")]) == 2
+    assert "not written by `patchmatch compare`" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "compare.json").read_text() == '{"mine": "precious"}'
 
 
 def test_compare_refuses_changed_settings_and_checks_inputs_first(scene, tmp_path, capsys):

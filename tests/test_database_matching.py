@@ -94,3 +94,52 @@ def test_match_command(project, tmp_path, capsys):
     assert main(["match", str(db), str(images), "--weights", str(ckpt), "--pairs", str(pairs)]) == 2
     assert "nope.png" in capsys.readouterr().err
     assert main(["match", str(tmp_path / "none.db"), str(images)]) == 2
+
+
+def test_interrupted_run_is_verified_on_rerun_and_overwrite_keeps_unmatched_pairs(project):
+    """Matches written without two-view geometries (a run killed before its verification) are
+    verified by the next run, not skipped; --overwrite replaces only pairs that get new matches."""
+    import pycolmap
+
+    db, images = project
+    first = match_database(db, images, CONFIG, NCCScorer())
+    summary = colmap.database_summary(db)
+    with pycolmap.Database.open(str(db)) as d:  # what a kill before verification leaves
+        for a, b in colmap.pairs_with_matches(db)[1]:
+            d.delete_two_view_geometry(a, b)
+    assert colmap.database_summary(db).verified_pairs == 0
+    again = match_database(db, images, CONFIG, NCCScorer())
+    assert again["verified_existing_pairs"] == first["matched_pairs"] and again["matched_pairs"] == 0
+    assert colmap.database_summary(db) == summary
+    # nothing selected for matching (overlap threshold out of reach): --overwrite keeps every pair's matches
+    unreachable = DatabaseMatchConfig(match=MatchConfig(k=2, min_score=0.6, min_overlap=10**6))
+    kept = match_database(db, images, unreachable, NCCScorer(), overwrite=True)
+    assert kept["matched_pairs"] == 0 and colmap.database_summary(db) == summary
+    assert all("were kept" in why for *_, why in kept["skipped_pairs"]) and len(kept["skipped_pairs"]) == 3
+
+
+def test_four_column_keypoints_become_similarity_shapes_and_two_columns_are_refused(tmp_path, temple_dir):
+    """Databases whose keypoints are (x, y, scale, orientation) (older COLMAP) are read with
+    the shapes COLMAP builds from them; positions-only keypoints are a clear error."""
+    import pycolmap
+
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(temple_dir / "images" / NAMES[0], images / NAMES[0])
+    colmap.set_verbosity(False)
+    db = colmap.create_database(tmp_path / "db6.db")
+    colmap.sift_extract(db, images, NAMES[:1], colmap.SiftBaselineConfig(max_num_features=300), affine_shape=False)
+    six = colmap.read_database_images(db)[NAMES[0]].keypoints
+    a = six[:, 2:].reshape(-1, 2, 2)
+    scale, angle = np.sqrt(np.abs(np.linalg.det(a))), np.arctan2(a[:, 1, 0], a[:, 0, 0])
+    for cols, columns in ((4, np.c_[six[:, :2], scale, angle]), (2, six[:, :2])):
+        path = tmp_path / f"db{cols}.db"
+        shutil.copy(db, path)
+        with pycolmap.Database.open(str(path)) as d:
+            iid = next(iter(colmap.read_image_ids(path).values()))
+            d.update_keypoints(iid, np.ascontiguousarray(columns, dtype=np.float32))
+        if cols == 4:
+            np.testing.assert_allclose(colmap.read_database_images(path)[NAMES[0]].keypoints, six, atol=1e-3)
+        else:
+            with pytest.raises(ValueError, match=f"{NAMES[0]} are positions only"):
+                colmap.read_database_images(path)

@@ -68,3 +68,21 @@ def test_exif_orientation(tmp_path):
 
     bitmap = pycolmap.Bitmap.read(str(tmp_path / "rot.jpg"), as_rgb=False)
     assert (bitmap.width, bitmap.height) == (80, 40)  # COLMAP agrees
+
+
+def test_image_above_opencvs_pixel_limit_is_a_read_error(tmp_path):
+    """A PNG declaring 40000×30000 pixels (above OpenCV's 2^30 decoding limit) raises
+    ImageReadError naming the file, not cv2.error."""
+    import struct
+    import zlib
+
+    ok, png = cv2.imencode(".png", np.zeros((8, 8), np.uint8))
+    data = bytearray(png.tobytes())
+    ihdr = data[12:29]  # chunk type + 13 bytes of IHDR data
+    ihdr[4:12] = struct.pack(">II", 40000, 30000)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)) & 0xFFFFFFFF)
+    path = tmp_path / "huge.png"
+    path.write_bytes(bytes(data))
+    with pytest.raises(ImageReadError, match="huge.png: OpenCV cannot decode it"):
+        read_gray(path)

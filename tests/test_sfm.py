@@ -12,6 +12,7 @@ ground-truth geometry from what the pipeline writes, not the network's quality
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -213,7 +214,7 @@ def test_config_validation():
         SfmConfig(max_image_size=8)
 
 
-def test_featureless_images_give_an_empty_report(tmp_path):
+def test_featureless_images_give_an_empty_report(tmp_path, caplog):
     """Images without any keypoint: no crash, nothing registered, the reason visible in the counts."""
     import cv2
 
@@ -226,9 +227,11 @@ def test_featureless_images_give_an_empty_report(tmp_path):
     assert report["images_used"] == 3 and report["skipped"] == []
     assert report["putative_matches"] == 0 and report["verified_pairs"] == 0
     assert report["registered"] == 0 and report["unregistered"] == ["flat0.png", "flat1.png", "flat2.png"]
+    assert report["no_keypoints"] == ["flat0.png", "flat1.png", "flat2.png"]
     assert not (tmp_path / "out" / "sparse" / "0").exists()
     strict = json.loads((tmp_path / "out" / "report.json").read_text(), parse_constant=pytest.fail)
     assert strict["mean_reprojection_error"] is None  # NaN written as null: strict JSON
+    assert "flat1.png: no keypoints" in caplog.text
 
 
 @pytest.mark.slow
@@ -306,6 +309,18 @@ def test_output_path_is_a_file(tmp_path):
         run_sfm(images, tmp_path / "afile", CONFIG, scorer=_scorer())
     with pytest.raises(ValueError, match="cannot be the image folder"):
         run_sfm(images, images / ".", CONFIG, scorer=_scorer(), overwrite=True)
+
+
+def test_pairs_file_is_checked_before_any_work(tmp_path):
+    images = _image_dir(tmp_path, NAMES[:2], broken=False)
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text(f"{NAMES[0]} nope.jpg\n")
+    config = dataclasses.replace(CONFIG, pairs=f"file:{pairs}")
+    with pytest.raises(ValueError, match="nope.jpg"):
+        run_sfm(images, tmp_path / "out", config, scorer=_scorer())
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        run_sfm(images, tmp_path / "out", dataclasses.replace(CONFIG, pairs=f"file:{tmp_path / 'missing.txt'}"), scorer=_scorer())
+    assert not (tmp_path / "out" / "features.h5").exists()
 
 
 def test_ground_truth_of_another_scene_is_refused(tmp_path):

@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, default=None)
     p.add_argument("--device", default=None)
     p.add_argument("--batch-size", type=int, default=None, help="patch pairs per forward pass (default: 128 on CPU, 8192 on GPU)")
-    p.add_argument("--overwrite", action="store_true", help="replace matches of pairs that already hold some")
+    p.add_argument("--overwrite", action="store_true", help="replace matches of pairs that already hold some (where new matches are found)")
     p.add_argument("--report", type=Path, default=None, help="write the report as JSON here")
     add_match_arguments(p)
     p.set_defaults(func=run)
@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     set_verbosity(bool(getattr(args, "verbose", False)))  # COLMAP's own log lines only with -v
     from ..scoring import PatchScorer
 
+    if args.report is not None and not args.report.resolve().parent.is_dir():
+        raise ValueError(f"--report {args.report}: folder {args.report.parent} does not exist")
     pairs = args.pairs
     if pairs not in ("exhaustive",) and not pairs.startswith(("sequential:", "retrieval:", "file:")):
         pairs = f"file:{pairs}"
@@ -44,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
     report = match_database(args.database, args.images, config, scorer, overwrite=args.overwrite, progress=not args.quiet)
     after = report["database_after"]
     print(f"{report['matched_pairs']} of {report['pairs']} pairs matched ({report['matches']} matches), "
-          f"{len(report['skipped_pairs'])} skipped; database now: {after['verified_pairs']} verified pairs, "
-          f"{after['inlier_matches']} inlier matches")
+          f"{report['verified_existing_pairs']} with earlier matches verified, {len(report['skipped_pairs'])} skipped; "
+          f"database now: {after['verified_pairs']} two-view geometries, {after['inlier_matches']} inlier matches")
     for a, b, why in report["skipped_pairs"][:10]:
         print(f"  skipped {a} {b}: {why}")
     if len(report["skipped_pairs"]) > 10:
