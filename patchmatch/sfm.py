@@ -389,9 +389,12 @@ def _stage(name: str, seconds: dict[str, float]):
     logger.info("stage %s ...", name)
     try:
         yield
-    finally:
+    except BaseException:
         seconds[name] = round(time.perf_counter() - start, 3)
-        logger.info("stage %s done in %.1f s", name, seconds[name])
+        logger.info("stage %s stopped after %.1f s", name, seconds[name])
+        raise
+    seconds[name] = round(time.perf_counter() - start, 3)
+    logger.info("stage %s done in %.1f s", name, seconds[name])
 
 
 def _progress(iterable: Iterable, enabled: bool, desc: str, total: int | None = None):

@@ -48,3 +48,11 @@ def test_match_pair_command(entry_images, tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     assert main(["match-pair", str(tmp_path / "missing.jpg"), str(entry_images[1]), "--weights", str(ckpt)]) == 2
     assert "missing.jpg" in capsys.readouterr().err
+
+
+def test_pairs_option_takes_a_bare_path_as_a_pairs_file():
+    from patchmatch.commands.options import pairs_spec
+
+    assert pairs_spec("exhaustive") == "exhaustive" and pairs_spec("sequential:3") == "sequential:3"
+    assert pairs_spec("retrieval:5") == "retrieval:5" and pairs_spec("file:p.txt") == "file:p.txt"
+    assert pairs_spec("p.txt") == "file:p.txt"

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .options import add_match_arguments, match_config_from_args
+from .options import add_match_arguments, match_config_from_args, pairs_spec
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,10 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.report is not None and not args.report.resolve().parent.is_dir():
         raise ValueError(f"--report {args.report}: folder {args.report.parent} does not exist")
-    pairs = args.pairs
-    if pairs not in ("exhaustive",) and not pairs.startswith(("sequential:", "retrieval:", "file:")):
-        pairs = f"file:{pairs}"
-    config = DatabaseMatchConfig(match=match_config_from_args(args), pairs=pairs)
+    config = DatabaseMatchConfig(match=match_config_from_args(args), pairs=pairs_spec(args.pairs))
     scorer = PatchScorer.load(args.weights, device=args.device, batch_size=args.batch_size)
     report = match_database(args.database, args.images, config, scorer, overwrite=args.overwrite, progress=not args.quiet)
     after = report["database_after"]

@@ -51,3 +51,10 @@ def match_config_from_args(args: argparse.Namespace) -> MatchConfig:
         strong_overlap=args.strong_overlap, min_partners=args.min_partners, unselected=args.unselected,
         strong_pair_accepted=args.strong_pair_accepted or None,
     )
+
+
+def pairs_spec(value: str) -> str:
+    """A ``--pairs`` value as :func:`patchmatch.pairs.make_pairs` takes it: a bare path is a pairs file."""
+    if value == "exhaustive" or value.startswith(("sequential:", "retrieval:", "file:")):
+        return value
+    return f"file:{value}"

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .options import add_match_arguments, match_config_from_args
+from .options import add_match_arguments, match_config_from_args, pairs_spec
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-keypoints", type=int, default=8192, help="SIFT keypoints per image (default: 8192, as COLMAP)")
     p.add_argument("--max-image-size", type=int, default=3200, help="downscale images whose longer side exceeds this (default 3200, COLMAP's; 0 = never)")
     p.add_argument("--weights", type=Path, default=None, help="checkpoint (default: shipped 2ch2stream weights)")
-    p.add_argument("--pairs", default="exhaustive", help="exhaustive | sequential:N | retrieval:N (N most similar images by VLAD) | file:PATH (default: exhaustive)")
+    p.add_argument("--pairs", default="exhaustive", help="exhaustive | sequential:N | retrieval:N (N most similar images by VLAD) | file:PATH or PATH (a pairs file, one 'name0 name1' per line; default: exhaustive)")
     p.add_argument("--single-camera", action="store_true", help="all images share one camera (same size and zoom)")
     p.add_argument("--batch-size", type=int, default=None, help="patch pairs per network forward pass (default: 128 on CPU, 8192 on GPU)")
     p.add_argument("--ground-truth", type=Path, default=None, help="cameras.json: add pose errors to the report")
@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         max_image_size=args.max_image_size or None,
         device=args.device,
         batch_size=args.batch_size,
-        pairs=args.pairs,
+        pairs=pairs_spec(args.pairs),
         single_camera=args.single_camera,
         match=match_config_from_args(args),
     )
