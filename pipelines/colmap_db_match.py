@@ -30,6 +30,10 @@ from patchmatch.evaluation.pose import evaluate_poses
 from patchmatch.images import list_images
 
 
+def _deg(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     root = Path(__file__).resolve().parents[1]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"| {r['scene']} | {r['method']} | {r['registered']}/{r['images']} | {r['points']} | "
               f"{r['mean_track_length']:.2f} | {r['mean_reprojection_error']:.2f} | "
-              f"{r.get('rotation_error_median_deg', float('nan')):.3f} | {r['seconds_extraction']} | "
+              f"{_deg(r.get('rotation_error_median_deg'))} | {r['seconds_extraction']} | "
               f"{r['seconds_matching']} | {r['seconds_mapping']} |")
     (args.out / "colmap_db_match.json").write_text(json.dumps(rows, indent=2))
     return 0
