@@ -27,11 +27,13 @@ or ``FileExistsError`` with the file and the problem named.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -767,7 +769,8 @@ def incremental_mapping(
     ``output_dir/0`` (COLMAP binary format), and removes the others. When the result
     leaves images unregistered or has a degenerate camera, the fallbacks of ``config``
     (other seeds, fixed intrinsics, then forward-motion initialisation; see :class:`MapperConfig`) map
-    again, until one registers every image with sane cameras; the model with most
+    again, until one registers every reachable image (one in a two-view geometry with at least
+    ``min_num_matches`` inliers) with sane cameras; the model with most
     registered images whose cameras did not run away is kept (on a tie, the one with fewer
     degenerate cameras, then the earlier).
 
@@ -791,9 +794,13 @@ def incremental_mapping(
         raise FileNotFoundError(f"image folder {image_dir} does not exist")
     output_dir = Path(output_dir)
     with pycolmap.Database.open(str(database)) as db:
-        num_images = db.num_images()
         num_verified = db.num_verified_image_pairs()
         cameras = db.read_all_cameras()
+        # images the mapper can reach: those in a two-view geometry with enough inliers (an image
+        # without any, e.g. one without keypoints, never registers: no fallback run for it)
+        reachable = {i for (a, b), g in _all_pairs(db.read_two_view_geometries())
+                     if len(g.inlier_matches) >= config.min_num_matches for i in (a, b)}  # fmt: skip
+        num_images = len(reachable) if num_verified > 0 else db.num_images()
     priors = {c.camera_id: float(c.mean_focal_length()) for c in cameras}
     database_params = {c.camera_id: np.array(c.params, dtype=np.float64) for c in cameras}
     if 2 <= num_images < config.min_model_size:  # a two-image project still gets its model
@@ -814,7 +821,7 @@ def incremental_mapping(
                 continue  # complete but degenerate: other seeds or fixed intrinsics can help, another initialisation not
         if i > 1:
             logger.info("%s; mapping again (%s)", "; ".join(best_attempt.degenerate[:3]) if best_attempt.degenerate
-                        else f"{best_attempt.registered} of {num_images} images registered", name)
+                        else f"{best_attempt.registered} of {num_images} reachable images registered", name)
         t0 = time.perf_counter()
         rec = _map_once(database, image_dir, output_dir, run_config)
         bad = _degenerate_by_camera(rec, priors) if rec is not None else {}
@@ -839,7 +846,7 @@ def incremental_mapping(
         return None
     best_attempt.kept = True
     if len(attempts) > 1:
-        logger.info("kept the %s mapping: %d of %d images registered", best_attempt.name, best_attempt.registered, num_images)
+        logger.info("kept the %s mapping: %d of %d reachable images registered", best_attempt.name, best_attempt.registered, num_images)
     best_attempt.intrinsics = "refined" if best_config.refine_focal_length or best_config.refine_extra_params else "fixed at priors"
     notes = []
     if best_attempt.intrinsics == "fixed at priors":
@@ -1151,10 +1158,20 @@ def pairs_with_matches(database: str | os.PathLike) -> tuple[set[tuple[int, int]
     """Image-id pairs (smaller id first) that hold a matches entry (even an empty one: COLMAP's
     matchers record pairs they tried), and those that hold a two-view geometry."""
     database = _require_database(database)
-    with pycolmap.Database.open(str(database)) as db:
-        matched = {(min(a, b), max(a, b)) for (a, b), _ in _all_pairs(db.read_all_matches())}
-        geometries = {(min(a, b), max(a, b)) for (a, b), _ in _all_pairs(db.read_two_view_geometries())}
-    return matched, geometries
+    # pycolmap's read_all_matches / read_two_view_geometries leave out empty rows (pairs COLMAP
+    # tried without a match, or verified and rejected): the tables' pair ids, read-only
+    import sqlite3
+
+    uri = f"{database.resolve().as_uri()}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as con:
+        def pairs(table: str) -> set[tuple[int, int]]:
+            out = set()
+            for (pid,) in con.execute(f"SELECT pair_id FROM {table}"):
+                a, b = pycolmap.pair_id_to_image_pair(int(pid))
+                out.add((min(int(a), int(b)), max(int(a), int(b))))
+            return out
+
+        return pairs("matches"), pairs("two_view_geometries")
 
 
 def _all_pairs(result) -> list[tuple[tuple[int, int], object]]:
@@ -1181,7 +1198,6 @@ def delete_pairs(database: str | os.PathLike, pairs: Sequence[tuple[int, int]]) 
 def verify_pairs(
     database: str | os.PathLike,
     pairs: Sequence[tuple[str, str]],
-    work_dir: str | os.PathLike,
     config: VerificationConfig = VerificationConfig(),
 ) -> DatabaseSummary:
     """Geometric verification of the given image pairs only (pycolmap's ``verify_matches``
@@ -1190,7 +1206,6 @@ def verify_pairs(
     Args:
         database: the database file.
         pairs: ``(name0, name1)`` pairs holding putative matches.
-        work_dir: folder for the temporary pairs file.
         config: RANSAC settings.
 
     Raises:
@@ -1198,13 +1213,10 @@ def verify_pairs(
     """
     database = _require_database(database)
     if pairs:
-        path = Path(work_dir) / "verify_pairs.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(f"{a} {b}\n" for a, b in pairs))
-        try:
+        with tempfile.TemporaryDirectory(prefix="patchmatch-verify-") as tmp:
+            path = Path(tmp) / "pairs.txt"
+            path.write_text("".join(f"{a} {b}\n" for a, b in pairs))
             pycolmap.verify_matches(str(database), str(path), options=_two_view_options(config))
-        finally:
-            path.unlink(missing_ok=True)
     return database_summary(database)
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from . import colmap
 from .evaluation.pose import evaluate_poses, load_cameras_json
 from .images import ImageReadError, list_images, read_gray
+from .pairs import parse_strategy, read_pairs_file
 from .sfm import SfmConfig, _duplicate_files, _pair_key_collisions, exclude_output_dir, run_sfm
 
 logger = logging.getLogger(__name__)
@@ -148,7 +149,9 @@ def _check_foreign_output(out: Path, overwrite: bool) -> None:
     if overwrite or not result.exists():
         return
     try:
-        ours = isinstance(data := json.loads(result.read_text()), dict) and "methods" in data
+        data = json.loads(result.read_text())
+        ours = (isinstance(data, dict) and "images_dir" in data and isinstance(data.get("methods"), dict)
+                and set(data["methods"]) <= {SIFT_DIR, PATCHMATCH_DIR})  # fmt: skip
     except (OSError, UnicodeDecodeError, ValueError):
         ours = False
     if not ours:
@@ -202,6 +205,9 @@ def compare(
     if ground_truth is not None:  # about these images
         if not known & set(names):
             raise ValueError(f"{ground_truth} describes none of the images under {images} (wrong scene?)")
+    kind, pairs_path = parse_strategy(config.pairs)
+    if kind == "file":  # checked before SIFT's run (patchmatch's would find it only afterwards)
+        read_pairs_file(str(pairs_path), list_images(images))
     if overwrite and (out / SIFT_DIR).exists():
         shutil.rmtree(out / SIFT_DIR)
     logger.info("COLMAP SIFT on %d images of %s", len(names), images)

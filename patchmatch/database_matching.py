@@ -216,7 +216,7 @@ def match_database(
             skipped.append([a, b, "no new matches" + _kept(a, b)])
     seconds["match"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
-    summary = colmap.verify_pairs(database, done + unverified, database.parent, config.verification)
+    summary = colmap.verify_pairs(database, done + unverified, config.verification)
     seconds["verify"] = round(time.perf_counter() - t0, 3)
     return {
         "database": str(database),

@@ -463,8 +463,9 @@ def run_sfm(
     names, duplicates = _duplicate_files(image_dir, names, known)  # a copy never hides a ground-truth name
     collisions += duplicates
     kind, pairs_path = parse_strategy(config.pairs)
+    listed_pairs = None
     if kind == "file":  # a missing pairs file or an unknown name fails before any work
-        read_pairs_file(str(pairs_path), names)
+        listed_pairs = read_pairs_file(str(pairs_path), names)
     if ground_truth is not None:
         if not known & set(names):
             raise ValueError(f"{ground_truth} describes none of the images under {image_dir} (wrong scene?)")
@@ -513,7 +514,14 @@ def run_sfm(
         raise ValueError(reason)
 
     # 2. matches ------------------------------------------------------------------
-    pairs = make_pairs(config.pairs, good, {n: f.descriptors for n, f in features.items()})
+    if listed_pairs is None:
+        pairs = make_pairs(config.pairs, good, {n: f.descriptors for n, f in features.items()})
+    else:  # a pairs file: pairs naming a skipped image are left out
+        usable = set(good)
+        pairs = [p for p in listed_pairs if p[0] in usable and p[1] in usable]
+        if len(pairs) < len(listed_pairs):
+            logger.warning("%d of the %d pairs of %s name a skipped image: left out",
+                           len(listed_pairs) - len(pairs), len(listed_pairs), pairs_path)  # fmt: skip
     with _stage("matching", seconds):
         todo_pairs = storage.missing_pairs(matches_path, pairs)
         cache = LruArrayCache(_patch_loader(image_dir, config, features), config.patch_cache_mb * 2**20)

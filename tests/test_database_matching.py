@@ -143,3 +143,23 @@ def test_four_column_keypoints_become_similarity_shapes_and_two_columns_are_refu
         else:
             with pytest.raises(ValueError, match=f"{NAMES[0]} are positions only"):
                 colmap.read_database_images(path)
+
+
+def test_empty_rows_count_as_existing_pairs(project):
+    """COLMAP records the pairs it tried with empty matches rows (and rejected pairs with empty
+    two-view geometries): they are existing pairs, skipped without --overwrite, replaced with it."""
+    import pycolmap
+
+    db, images = project
+    ids = colmap.read_image_ids(db)
+    a, b = sorted((ids[NAMES[0]], ids[NAMES[1]]))
+    with pycolmap.Database.open(str(db)) as d:
+        d.write_matches(a, b, np.zeros((0, 2), np.uint32))
+    matched, geometries = colmap.pairs_with_matches(db)
+    assert (a, b) in matched and not geometries
+    every = DatabaseMatchConfig(match=MatchConfig(k=2, min_score=0.6, min_overlap=0, strong_overlap=0))
+    report = match_database(db, images, every, NCCScorer())
+    assert [NAMES[0], NAMES[1]] in [s[:2] for s in report["skipped_pairs"]] or report["verified_existing_pairs"] == 1
+    replaced = match_database(db, images, every, NCCScorer(), overwrite=True)
+    assert replaced["matched_pairs"] == 3
+    assert len(colmap.read_verified_matches(db, a, b)) > 50
