@@ -199,6 +199,9 @@ def match_database(
         iterator = tqdm(todo, desc="match", unit="pair")
     for a, b in iterator:
         found = plan.searches.pop((a, b))
+        if a in bad or b in bad:  # an image found unreadable at an earlier pair: not read (or warned about) again
+            skipped.append([a, b, f"{a if a in bad else b}: {bad.get(a) or bad.get(b)}" + _kept(a, b)])
+            continue
         try:
             pa, pb = (cache.get(a), cache.get(b)) if needs_network(found, config.match) else (None, None)
         except ImageReadError as e:

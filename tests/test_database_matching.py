@@ -60,13 +60,16 @@ def test_database_features_follow_colmap_shapes(project):
     np.testing.assert_allclose(f.keypoints[:, 2], 2 * np.sqrt(np.abs(np.linalg.det(a))), rtol=1e-4)
 
 
-def test_bad_image_is_listed_and_others_processed(project):
+def test_bad_image_is_listed_and_others_processed(project, caplog):
     db, images = project
     (images / NAMES[2]).write_bytes(b"broken")
     report = match_database(db, images, CONFIG, NCCScorer())
     assert [n for n, _ in report["bad_images"]] == [NAMES[2]]
     assert NAMES[2] in report["bad_images"][0][1]
     assert report["matched_pairs"] == 1  # the pair of the two good images
+    bad_pairs = [s for s in report["skipped_pairs"] if NAMES[2] in s[:2]]
+    assert len(bad_pairs) == 2 and all(NAMES[2] in why for *_, why in bad_pairs)
+    assert caplog.text.count(f"{NAMES[2]}:") == 1  # read and warned about once, not once per pair
 
 
 def test_resized_image_is_a_clear_error(project):
