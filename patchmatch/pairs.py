@@ -92,10 +92,12 @@ def read_pairs_file(path: str | os.PathLike, names: Sequence[str] | None = None)
         Canonical pairs (``a < b``, sorted, deduplicated, self pairs dropped).
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
+        FileNotFoundError: ``path`` does not exist; IsADirectoryError: it is a folder.
         ValueError: a malformed line, or an unknown image name (the line is named).
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"pairs file {path} is a folder; expected a text file of 'name0 name1' lines")
     if not path.is_file():
         raise FileNotFoundError(f"pairs file {path} does not exist")
     known = set(names) if names is not None else None

@@ -66,6 +66,8 @@ def test_pairs_file_errors(tmp_path):
         read_pairs_file(path)
     with pytest.raises(FileNotFoundError, match="nope.txt"):
         read_pairs_file(tmp_path / "nope.txt")
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        read_pairs_file(tmp_path)
     with pytest.raises(ValueError, match="whitespace"):
         write_pairs_file(tmp_path / "w.txt", [("a b.jpg", "c.jpg")])
 
