@@ -198,20 +198,17 @@ def candidate_search(
     if descriptors0.shape[1] != descriptors1.shape[1]:
         raise ValueError(f"descriptor dimensions differ: {descriptors0.shape[1]} vs {descriptors1.shape[1]}.")
     d0, d1 = root_sift(descriptors0), root_sift(descriptors1)
-    sq0, sq1 = (d0 * d0).sum(1), (d1 * d1).sum(1)
     both = _nearest2_both(d0, d1) if k == 1 and n0 >= 2 and n1 >= 2 else None
     pairs, nearest = [], []
-    for q, r, q_sq, r_sq, flip in ((d0, d1, sq0, sq1, False), (d1, d0, sq1, sq0, True)):
+    for q, r, flip in ((d0, d1, False), (d1, d0, True)):
         n_other = len(r)
         kk = min(k + 1, n_other)
-        # k > 1: one row-wise top-k search per direction; ||q||² - 2 q·r + ||r||², the GEMM adds ||r||²,
-        # ||q||² is added to the k+1 kept values only (it does not change a row's order).
         if both is not None:  # k = 1: nearest and second-nearest from the one shared matrix
             v1, i1, v2 = both[1 if flip else 0]
             val, idx = torch.stack([v1, v2], 1).clamp_min_(0).sqrt_(), i1[:, None]
-        else:
-            val, idx = _nearest(q, r, r_sq, kk)
-            val = (val + q_sq[:, None]).clamp_min_(0).sqrt_()
+        else:  # one row-wise top-k search per direction of ||r||² - 2 q·r; ||q||² does not change a row's order
+            val, idx = _nearest(q, r, (r * r).sum(1), kk)
+            val = (val + (q * q).sum(1)[:, None]).clamp_min_(0).sqrt_()
         ratio = val[:, 0] / val[:, 1].clamp_min(1e-12) if kk > 1 else torch.zeros(len(val))
         nearest.append((idx[:, 0], ratio))
         kept = min(k, n_other)

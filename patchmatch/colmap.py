@@ -796,11 +796,12 @@ def incremental_mapping(
     with pycolmap.Database.open(str(database)) as db:
         num_verified = db.num_verified_image_pairs()
         cameras = db.read_all_cameras()
+        num_images = db.num_images()
+    if num_verified > 0:
         # images the mapper can reach: those in a two-view geometry with enough inliers (an image
         # without any, e.g. one without keypoints, never registers: no fallback run for it)
-        reachable = {i for (a, b), g in _all_pairs(db.read_two_view_geometries())
-                     if len(g.inlier_matches) >= config.min_num_matches for i in (a, b)}  # fmt: skip
-        num_images = len(reachable) if num_verified > 0 else db.num_images()
+        num_images = len({i for pair, inliers in _table_pairs(database, "two_view_geometries").items()
+                          if inliers >= config.min_num_matches for i in pair})  # fmt: skip
     priors = {c.camera_id: float(c.mean_focal_length()) for c in cameras}
     database_params = {c.camera_id: np.array(c.params, dtype=np.float64) for c in cameras}
     if 2 <= num_images < config.min_model_size:  # a two-image project still gets its model
@@ -1158,29 +1159,22 @@ def pairs_with_matches(database: str | os.PathLike) -> tuple[set[tuple[int, int]
     """Image-id pairs (smaller id first) that hold a matches entry (even an empty one: COLMAP's
     matchers record pairs they tried), and those that hold a two-view geometry."""
     database = _require_database(database)
-    # pycolmap's read_all_matches / read_two_view_geometries leave out empty rows (pairs COLMAP
-    # tried without a match, or verified and rejected): the tables' pair ids, read-only
+    return set(_table_pairs(database, "matches")), set(_table_pairs(database, "two_view_geometries"))
+
+
+def _table_pairs(database: Path, table: str) -> dict[tuple[int, int], int]:
+    """Image-id pairs (smaller id first) of a ``matches`` or ``two_view_geometries`` table → their
+    row count (matches, or inlier matches), empty rows included: pycolmap's ``read_all_matches`` /
+    ``read_two_view_geometries`` leave those out (pairs COLMAP tried without a match, or verified
+    and rejected) and decode every match. Read-only SQL on COLMAP's schema."""
     import sqlite3
 
     uri = f"{database.resolve().as_uri()}?mode=ro"
+    out = {}
     with contextlib.closing(sqlite3.connect(uri, uri=True)) as con:
-        def pairs(table: str) -> set[tuple[int, int]]:
-            out = set()
-            for (pid,) in con.execute(f"SELECT pair_id FROM {table}"):
-                a, b = pycolmap.pair_id_to_image_pair(int(pid))
-                out.add((min(int(a), int(b)), max(int(a), int(b))))
-            return out
-
-        return pairs("matches"), pairs("two_view_geometries")
-
-
-def _all_pairs(result) -> list[tuple[tuple[int, int], object]]:
-    """pycolmap returns ``(pair_ids, values)``; pair ids encode ``(id0, id1)`` as COLMAP does."""
-    pair_ids, values = result
-    out = []
-    for pid, value in zip(pair_ids, values):
-        a, b = pycolmap.pair_id_to_image_pair(int(pid))
-        out.append(((int(a), int(b)), value))
+        for pid, rows in con.execute(f"SELECT pair_id, rows FROM {table}"):
+            a, b = pycolmap.pair_id_to_image_pair(int(pid))
+            out[(min(int(a), int(b)), max(int(a), int(b)))] = int(rows)
     return out
 
 

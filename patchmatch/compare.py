@@ -28,7 +28,7 @@ from pathlib import Path
 from . import colmap
 from .evaluation.pose import evaluate_poses, load_cameras_json
 from .images import ImageReadError, list_images, read_gray
-from .pairs import parse_strategy, read_pairs_file
+from .pairs import read_pairs_strategy_file
 from .sfm import SfmConfig, _duplicate_files, _pair_key_collisions, exclude_output_dir, run_sfm
 
 logger = logging.getLogger(__name__)
@@ -199,15 +199,14 @@ def compare(
         raise ValueError(f"{out}: the output folder cannot be the image folder (use a subfolder or another folder)")
     ground_truth = Path(ground_truth) if ground_truth is not None else find_ground_truth(images)
     known = set(load_cameras_json(ground_truth)) if ground_truth is not None else set()  # readable, checked first
-    names, skipped = _usable_images(images, exclude_output_dir(list_images(images), images, out), known)
+    listed = exclude_output_dir(list_images(images), images, out)
+    names, skipped = _usable_images(images, listed, known)
     if len(names) < 2:
         raise ValueError(f"{images}: {len(names)} image(s); need at least two")
     if ground_truth is not None:  # about these images
         if not known & set(names):
             raise ValueError(f"{ground_truth} describes none of the images under {images} (wrong scene?)")
-    kind, pairs_path = parse_strategy(config.pairs)
-    if kind == "file":  # checked before SIFT's run (patchmatch's would find it only afterwards)
-        read_pairs_file(str(pairs_path), list_images(images))
+    read_pairs_strategy_file(config.pairs, listed)  # checked before SIFT's run (patchmatch's would find it only afterwards)
     if overwrite and (out / SIFT_DIR).exists():
         shutil.rmtree(out / SIFT_DIR)
     logger.info("COLMAP SIFT on %d images of %s", len(names), images)

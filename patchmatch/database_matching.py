@@ -128,20 +128,29 @@ def match_database(
     all_pairs = make_pairs(config.pairs, names, {n: im.descriptors for n, im in images.items()})
     matched, geometries = colmap.pairs_with_matches(database)
     todo, skipped, replace, unverified = [], [], set(), []
+
+    def key(a: str, b: str) -> tuple[int, int]:
+        return tuple(sorted((images[a].image_id, images[b].image_id)))
+
+    def bad_reason(a: str, b: str) -> str:
+        return f"{a if a in bad else b}: {bad.get(a) or bad.get(b)}"
+
+    def kept_note(a: str, b: str) -> str:
+        return "; its existing matches and two-view geometry were kept" if key(a, b) in replace else ""
+
     for a, b in all_pairs:
-        key = tuple(sorted((images[a].image_id, images[b].image_id)))
         if a in bad or b in bad:
-            skipped.append([a, b, f"{a if a in bad else b}: {bad.get(a) or bad.get(b)}"])
-        elif key in matched or key in geometries:
-            if overwrite:  # replaced only once new matches are there to write (_write_pair)
-                replace.add(key)
+            skipped.append([a, b, bad_reason(a, b)])
+        elif key(a, b) in matched or key(a, b) in geometries:
+            if overwrite:  # replaced only once new matches are there to write (write_pair)
+                replace.add(key(a, b))
                 todo.append((a, b))
-            elif key in matched and key not in geometries:
+            elif key(a, b) not in geometries:
                 # matches without a two-view geometry (an interrupted run: verification comes last):
                 # kept as they are and verified in this run
                 unverified.append((a, b))
             else:
-                what = "matches" if key in matched else "a two-view geometry"
+                what = "matches" if key(a, b) in matched else "a two-view geometry"
                 skipped.append([a, b, f"already holds {what} (pass --overwrite / overwrite=True to replace)"])
         else:
             todo.append((a, b))
@@ -152,14 +161,9 @@ def match_database(
 
     def write_pair(a: str, b: str, matches: np.ndarray) -> None:
         """Writes a pair's new matches, replacing (under ``overwrite``) what it held."""
-        ids = (images[a].image_id, images[b].image_id)
-        if tuple(sorted(ids)) in replace:
-            colmap.delete_pairs(database, [ids])
-        colmap.write_matches(database, {ids: matches})
-
-    def _kept(a: str, b: str) -> str:
-        replaced = tuple(sorted((images[a].image_id, images[b].image_id))) in replace
-        return "; its existing matches and two-view geometry were kept" if replaced else ""
+        if key(a, b) in replace:
+            colmap.delete_pairs(database, [key(a, b)])
+        colmap.write_matches(database, {(images[a].image_id, images[b].image_id): matches})
     logger.info("%s: %d images, %d pairs to match, %d skipped", database, len(images), len(todo), len(skipped))
 
     scorer = scorer or PatchScorer.load()
@@ -187,7 +191,7 @@ def match_database(
             total_matches += len(matches)
         else:
             skipped.append([a, b, f"descriptor overlap {plan.overlaps.get((a, b), 0)}: not selected for matching"
-                            + _kept(a, b)])  # fmt: skip
+                            + kept_note(a, b)])  # fmt: skip
     for (a, b), matches in descriptor_only.items():
         write_pair(a, b, matches)
     descriptor_pairs = len(descriptor_only)
@@ -200,14 +204,14 @@ def match_database(
     for a, b in iterator:
         found = plan.searches.pop((a, b))
         if a in bad or b in bad:  # an image found unreadable at an earlier pair: not read (or warned about) again
-            skipped.append([a, b, f"{a if a in bad else b}: {bad.get(a) or bad.get(b)}" + _kept(a, b)])
+            skipped.append([a, b, bad_reason(a, b) + kept_note(a, b)])
             continue
         try:
             pa, pb = (cache.get(a), cache.get(b)) if needs_network(found, config.match) else (None, None)
         except ImageReadError as e:
             culprit = a if str(image_dir / a) in str(e) else b
             bad[culprit] = str(e)
-            skipped.append([a, b, str(e) + _kept(a, b)])
+            skipped.append([a, b, str(e) + kept_note(a, b)])
             logger.warning("%s", e)
             continue
         result = match_features(features[a], pa, features[b], pb, scorer, config.match, found)
@@ -215,8 +219,8 @@ def match_database(
             write_pair(a, b, result.matches)
             done.append((a, b))
             total_matches += len(result.matches)
-        elif tuple(sorted((images[a].image_id, images[b].image_id))) in replace:
-            skipped.append([a, b, "no new matches" + _kept(a, b)])
+        elif key(a, b) in replace:
+            skipped.append([a, b, "no new matches" + kept_note(a, b)])
     seconds["match"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     summary = colmap.verify_pairs(database, done + unverified, config.verification)

@@ -167,6 +167,18 @@ def parse_strategy(spec: str) -> tuple[str, int | str | None]:
     )
 
 
+def read_pairs_strategy_file(spec: str, names: Sequence[str]) -> list[Pair] | None:
+    """The pairs of a ``file:PATH`` strategy, checked against ``names`` (before any work is
+    done); None for the other strategies.
+
+    Raises:
+        ValueError, FileNotFoundError, IsADirectoryError: see :func:`parse_strategy` and
+            :func:`read_pairs_file`.
+    """
+    kind, path = parse_strategy(spec)
+    return read_pairs_file(str(path), names) if kind == "file" else None
+
+
 def make_pairs(spec: str, names: Sequence[str], descriptors: Mapping[str, np.ndarray] | None = None) -> list[Pair]:
     """Pairs of ``names`` following a strategy string (see the module doc).
 

@@ -49,7 +49,7 @@ from .evaluation.pose import evaluate_poses
 from .features import Features, detect
 from .images import ImageReadError, image_size, list_images, read_gray
 from .matching import MatchConfig, match_features, needs_network, plan_pairs
-from .pairs import make_pairs, parse_strategy, read_pairs_file
+from .pairs import make_pairs, parse_strategy, read_pairs_strategy_file
 from .patches import extract_patches
 from .scoring import PatchScorer
 
@@ -462,10 +462,7 @@ def run_sfm(
         known = set(load_cameras_json(ground_truth))
     names, duplicates = _duplicate_files(image_dir, names, known)  # a copy never hides a ground-truth name
     collisions += duplicates
-    kind, pairs_path = parse_strategy(config.pairs)
-    listed_pairs = None
-    if kind == "file":  # a missing pairs file or an unknown name fails before any work
-        listed_pairs = read_pairs_file(str(pairs_path), names)
+    listed_pairs = read_pairs_strategy_file(config.pairs, names)  # a bad pairs file fails before any work
     if ground_truth is not None:
         if not known & set(names):
             raise ValueError(f"{ground_truth} describes none of the images under {image_dir} (wrong scene?)")
@@ -521,7 +518,7 @@ def run_sfm(
         pairs = [p for p in listed_pairs if p[0] in usable and p[1] in usable]
         if len(pairs) < len(listed_pairs):
             logger.warning("%d of the %d pairs of %s name a skipped image: left out",
-                           len(listed_pairs) - len(pairs), len(listed_pairs), pairs_path)  # fmt: skip
+                           len(listed_pairs) - len(pairs), len(listed_pairs), config.pairs)  # fmt: skip
     with _stage("matching", seconds):
         todo_pairs = storage.missing_pairs(matches_path, pairs)
         cache = LruArrayCache(_patch_loader(image_dir, config, features), config.patch_cache_mb * 2**20)

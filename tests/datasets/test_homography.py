@@ -89,18 +89,15 @@ def test_bad_pair_folders_are_named(tmp_path):
     _, _, d = _pair(tmp_path)
     with pytest.raises(HomographyError, match="no pair folders"):
         write_homography_set(tmp_path / "empty_missing", tmp_path / "o1")
-    (d / "H.txt").write_text("1 0 0\n0 1 0\n")
-    with pytest.raises(HomographyError, match=r"H\.txt: not a 3x3 matrix \(read 2 rows of 3\)"):
-        write_homography_set(tmp_path / "pairs", tmp_path / "o2")
-    (d / "H.txt").write_text("1 0 0\n0 1 0\n0 0 nan\n")
-    with pytest.raises(HomographyError, match=r"H\.txt: non-finite"):
-        write_homography_set(tmp_path / "pairs", tmp_path / "o2")
-    (d / "H.txt").write_text("1 2 0\n2 4 0\n0 0 1\n")
-    with pytest.raises(HomographyError, match=r"H\.txt: singular"):
-        write_homography_set(tmp_path / "pairs", tmp_path / "o2")
-    (d / "H.txt").write_text("1 0 x\n0 1 0\n0 0 1\n")
-    with pytest.raises(HomographyError, match=r"H\.txt: not a 3x3 matrix of numbers"):
-        write_homography_set(tmp_path / "pairs", tmp_path / "o3")
+    for text, message, out in (
+        ("1 0 0\n0 1 0\n", r"H\.txt: not a 3x3 matrix \(read 2 rows of 3\)", "o2"),
+        ("1 0 0\n0 1 0\n0 0 nan\n", r"H\.txt: non-finite", "o2"),
+        ("1 2 0\n2 4 0\n0 0 1\n", r"H\.txt: singular", "o2"),
+        ("1 0 x\n0 1 0\n0 0 1\n", r"H\.txt: not a 3x3 matrix of numbers", "o3"),
+    ):
+        (d / "H.txt").write_text(text)
+        with pytest.raises(HomographyError, match=message):
+            write_homography_set(tmp_path / "pairs", tmp_path / out)
     np.savetxt(d / "H.txt", H_SYN)
     (d / "b.png").write_bytes(b"not a png")
     with pytest.raises(HomographyError, match=r"b\.png"):
