@@ -13,7 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, default=None, help="checkpoint (default: shipped weights, else an untrained 2ch2stream)")
     p.add_argument("--device", default=None)
     p.add_argument("--precision", action="append", choices=["fp32", "bf16", "fp16", "int8"],
-                   help="backends (repeatable; default on CPU fp32, bf16, and int8 when the weights have an int8 file)")
+                   help="backends (repeatable; default on CPU fp32, bf16, and int8 when the weights have an int8 file; "
+                        "fp32 is timed plain and, for 2ch2stream on the CPU, with Winograd convolutions)")
     p.add_argument("--batch-size", type=int, action="append", help="batch sizes (repeatable; default 64 128 512)")
     p.add_argument("--compile", action="store_true", help="also time the float precisions through torch.compile")
     p.add_argument("--pairs", type=int, default=2048, help="pairs per timed call")
@@ -56,22 +57,25 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     # every backend's scores against eager fp32 on the same pairs (time_scorer's inputs: same seed)
     patches, pairs = bench_inputs(args.pairs)
-    ref = PatchScorer(base.model, device=device, precision="fp32").score_pairs(patches, patches, pairs)
-    backends = [(p, False) for p in precisions]
+    ref = PatchScorer(base.model, device=device, precision="fp32", winograd=False).score_pairs(patches, patches, pairs)
+    # (label, precision, compile, winograd); fp32 is timed plain and, where it applies, with Winograd
+    backends = [(p, p, False, False) for p in precisions]
+    if "fp32" in precisions and PatchScorer(base.model, device=device, precision="fp32").winograd:
+        backends.insert(precisions.index("fp32") + 1, ("fp32+winograd", "fp32", False, True))
     if args.compile:
-        backends += [(p, True) for p in precisions if p != "int8"]
-    for prec, compiled in backends:
+        backends += [(p + "+compile", p, True, False) for p in precisions if p != "int8"]
+    for label, prec, compiled, winograd in backends:
         for bs in batches:
             if prec == "int8":
                 sc = PatchScorer.load(source, device=device, batch_size=bs, precision="int8")
             else:
-                sc = PatchScorer(base.model, device=device, batch_size=bs, precision=prec, compile=compiled)
+                sc = PatchScorer(base.model, device=device, batch_size=bs, precision=prec, compile=compiled, winograd=winograd)
             pps, scores = time_scorer(sc, args.pairs, args.seconds)
-            rows.append({"precision": prec + ("+compile" if compiled else ""), "batch_size": bs, "pairs_per_s": pps, "ratio_to_fp32_gemm": pps * flop / gemm,
+            rows.append({"precision": label, "batch_size": bs, "pairs_per_s": pps, "ratio_to_fp32_gemm": pps * flop / gemm,
                          "max_abs_score_diff": float(abs(scores - ref).max())})
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, model {source}")
     print(f"dense fp32 GEMM: {gemm / 1e9:.1f} GFLOP/s; {flop / 1e6:.1f} MFLOP per pair → bound {gemm / flop:,.0f} pairs/s")
-    print("(max |Δscore|: largest difference to eager fp32's scores on the same pairs)")
+    print("(max |Δscore|: largest difference to plain eager fp32's scores on the same pairs)")
     print(f"{'precision':<15}{'batch':>7}{'pairs/s':>12}{'÷ bound':>10}{'max |Δscore|':>14}")
     for r in rows:
         print(f"{r['precision']:<15}{r['batch_size']:>7}{r['pairs_per_s']:>12,.0f}{r['ratio_to_fp32_gemm']:>10.2f}{r['max_abs_score_diff']:>14.4f}")
