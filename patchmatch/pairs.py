@@ -93,7 +93,8 @@ def read_pairs_file(path: str | os.PathLike, names: Sequence[str] | None = None)
 
     Raises:
         FileNotFoundError: ``path`` does not exist; IsADirectoryError: it is a folder.
-        ValueError: a malformed line, or an unknown image name (the line is named).
+        ValueError: a malformed line, an unknown image name (the line is named), or no pair
+            of two distinct images in the file.
     """
     path = Path(path)
     if path.is_dir():
@@ -116,7 +117,7 @@ def read_pairs_file(path: str | os.PathLike, names: Sequence[str] | None = None)
         raw.append((fields[0], fields[1]))
     pairs = _canonical(raw)
     if not pairs:
-        logger.warning("pairs file %s lists no pair of distinct images", path)
+        raise ValueError(f"pairs file {path} lists no pair of distinct images (nothing to match)")
     return pairs
 
 

@@ -68,6 +68,9 @@ def test_pairs_file_errors(tmp_path):
         read_pairs_file(tmp_path / "nope.txt")
     with pytest.raises(IsADirectoryError, match="is a folder"):
         read_pairs_file(tmp_path)
+    path.write_text("# only self pairs\na.jpg a.jpg\n\n")
+    with pytest.raises(ValueError, match="no pair of distinct images"):
+        read_pairs_file(path, NAMES)
     with pytest.raises(ValueError, match="whitespace"):
         write_pairs_file(tmp_path / "w.txt", [("a b.jpg", "c.jpg")])
 
