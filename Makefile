@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	else \
 		echo "No CUDA: installing the CPU build torch==2.13.0"; $(PIP) install -q torch==2.13.0; \
 	fi
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,onnx]"
 	touch $(STAMP)
 
 demo: $(STAMP)

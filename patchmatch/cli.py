@@ -16,6 +16,7 @@ COMMANDS: list[str] = [
     "patchmatch.commands.evaluate",
     "patchmatch.commands.bench",
     "patchmatch.commands.quantize",
+    "patchmatch.commands.export_onnx",
     "patchmatch.commands.sfm",
     "patchmatch.commands.match_db",
     "patchmatch.commands.compare",
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130
-    except (OSError, ValueError) as e:  # missing, existing, unreadable or unwritable files; bad values
+    except (OSError, ValueError, ImportError) as e:  # missing/existing/unreadable files; bad values; a missing extra
         print(f"patchmatch {args.command}: error: {e}", file=sys.stderr)
         return 2
     return int(code or 0)

@@ -35,9 +35,13 @@ def test_bench_command_writes_json(tmp_path, capsys):
     assert main(["bench", "--seconds", "0.05", "--pairs", "64", "--batch-size", "32", "--precision", "fp32", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["rows"][0]["pairs_per_s"] > 0 and data["gemm_flops"] > 0
-    # fp32 timed plain (the reference: no difference) and with Winograd's convolutions
-    assert [r["precision"] for r in data["rows"]] == ["fp32", "fp32+winograd"]
-    assert data["rows"][0]["max_abs_score_diff"] == 0 and data["rows"][1]["max_abs_score_diff"] < 1e-3
+    # fp32 timed plain (the reference: no difference), with Winograd's convolutions and, where
+    # installed, through ONNX Runtime
+    from patchmatch.models.onnx import available
+
+    expected = ["fp32", "fp32+winograd"] + (["fp32+onnxruntime"] if available() else [])
+    assert [r["precision"] for r in data["rows"]] == expected
+    assert data["rows"][0]["max_abs_score_diff"] == 0 and all(r["max_abs_score_diff"] < 1e-3 for r in data["rows"])
     assert "pairs/s" in capsys.readouterr().out
     assert gemm_flops(resolve_device("cpu"), n=64, seconds=0.01) > 0
     pps, scores = time_scorer(PatchScorer(build_model("2ch"), device="cpu"), num_pairs=16, seconds=0.01)

@@ -6,7 +6,7 @@ import pytest
 
 from patchmatch.cli import build_parser, main
 
-SUBCOMMANDS = ["match-pair", "make-patches", "train", "evaluate-patches", "brown-eval", "bench", "quantize", "sfm", "match",
+SUBCOMMANDS = ["match-pair", "make-patches", "train", "evaluate-patches", "brown-eval", "bench", "quantize", "export-onnx", "sfm", "match",
                "compare", "demo"]
 
 

@@ -14,7 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--precision", action="append", choices=["fp32", "bf16", "fp16", "int8"],
                    help="backends (repeatable; default on CPU fp32, bf16, and int8 when the weights have an int8 file; "
-                        "fp32 is timed plain and, for 2ch2stream on the CPU, with Winograd convolutions)")
+                        "fp32 is timed plain, with Winograd convolutions (2ch2stream on the CPU) and through ONNX Runtime "
+                        "(when installed))")
     p.add_argument("--batch-size", type=int, action="append", help="batch sizes (repeatable; default 64 128 512)")
     p.add_argument("--compile", action="store_true", help="also time the float precisions through torch.compile")
     p.add_argument("--pairs", type=int, default=2048, help="pairs per timed call")
@@ -29,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ..benchmark import bench_inputs, flops_per_pair, gemm_flops, time_scorer
     from ..device import resolve_device
     from ..models import build_model
+    from ..models import onnx as onnx_backend
     from ..scoring import PatchScorer
 
     import math
@@ -41,10 +43,10 @@ def run(args: argparse.Namespace) -> int:
     from ..models.quantize import int8_path
 
     try:
-        base = PatchScorer.load(args.weights, device=device, precision="fp32")
+        base = PatchScorer.load(args.weights, device=device, precision="fp32", backend="torch")
         source = base.meta.get("path", "")
     except FileNotFoundError:
-        base = PatchScorer(build_model(), device=device)
+        base = PatchScorer(build_model(), device=device, backend="torch")
         source = "untrained 2ch2stream (no shipped weights)"
     has_int8 = bool(source) and int8_path(source).is_file() and device.type == "cpu"
     flop = flops_per_pair(base.model)
@@ -57,28 +59,36 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     # every backend's scores against eager fp32 on the same pairs (time_scorer's inputs: same seed)
     patches, pairs = bench_inputs(args.pairs)
-    ref = PatchScorer(base.model, device=device, precision="fp32", winograd=False).score_pairs(patches, patches, pairs)
-    # (label, precision, compile, winograd); fp32 is timed plain and, where it applies, with Winograd
-    backends = [(p, p, False, False) for p in precisions]
-    if "fp32" in precisions and PatchScorer(base.model, device=device, precision="fp32").winograd:
-        backends.insert(precisions.index("fp32") + 1, ("fp32+winograd", "fp32", False, True))
+    ref = PatchScorer(base.model, device=device, precision="fp32", backend="torch", winograd=False).score_pairs(patches, patches, pairs)
+    # (label, PatchScorer keywords); fp32 is timed plain and, where they apply, with Winograd
+    # convolutions and through ONNX Runtime
+    backends = []
+    for p in precisions:
+        if p == "fp32":
+            backends.append(("fp32", {"precision": "fp32", "backend": "torch", "winograd": False}))
+            if PatchScorer(base.model, device=device, precision="fp32", backend="torch").winograd:
+                backends.append(("fp32+winograd", {"precision": "fp32", "backend": "torch", "winograd": True}))
+            if device.type == "cpu" and onnx_backend.exportable(base.model) and onnx_backend.available():
+                backends.append(("fp32+onnxruntime", {"precision": "fp32", "backend": "onnxruntime"}))
+        else:
+            backends.append((p, {"precision": p, "backend": "torch"}))
     if args.compile:
-        backends += [(p + "+compile", p, True, False) for p in precisions if p != "int8"]
-    for label, prec, compiled, winograd in backends:
+        backends += [(p + "+compile", {"precision": p, "backend": "torch", "compile": True}) for p in precisions if p != "int8"]
+    for label, kwargs in backends:
         for bs in batches:
-            if prec == "int8":
+            if kwargs["precision"] == "int8":
                 sc = PatchScorer.load(source, device=device, batch_size=bs, precision="int8")
             else:
-                sc = PatchScorer(base.model, device=device, batch_size=bs, precision=prec, compile=compiled, winograd=winograd)
+                sc = PatchScorer(base.model, device=device, batch_size=bs, **kwargs)
             pps, scores = time_scorer(sc, args.pairs, args.seconds)
             rows.append({"precision": label, "batch_size": bs, "pairs_per_s": pps, "ratio_to_fp32_gemm": pps * flop / gemm,
                          "max_abs_score_diff": float(abs(scores - ref).max())})
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, model {source}")
     print(f"dense fp32 GEMM: {gemm / 1e9:.1f} GFLOP/s; {flop / 1e6:.1f} MFLOP per pair → bound {gemm / flop:,.0f} pairs/s")
     print("(max |Δscore|: largest difference to plain eager fp32's scores on the same pairs)")
-    print(f"{'precision':<15}{'batch':>7}{'pairs/s':>12}{'÷ bound':>10}{'max |Δscore|':>14}")
+    print(f"{'precision':<18}{'batch':>7}{'pairs/s':>12}{'÷ bound':>10}{'max |Δscore|':>14}")
     for r in rows:
-        print(f"{r['precision']:<15}{r['batch_size']:>7}{r['pairs_per_s']:>12,.0f}{r['ratio_to_fp32_gemm']:>10.2f}{r['max_abs_score_diff']:>14.4f}")
+        print(f"{r['precision']:<18}{r['batch_size']:>7}{r['pairs_per_s']:>12,.0f}{r['ratio_to_fp32_gemm']:>10.2f}{r['max_abs_score_diff']:>14.4f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"device": str(device), "machine": platform.processor() or platform.machine(),
                                      "threads": torch.get_num_threads(), "gemm_flops": gemm, "flops_per_pair": flop,

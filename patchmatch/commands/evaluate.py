@@ -27,12 +27,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--max-pairs", type=int, help="evaluate a random subset of at most this many pairs per file")
         p.add_argument("--device", default=None)
         p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="network precision")
+        p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
+                       help="fp32 on the CPU: ONNX Runtime where installed (auto), or PyTorch")
         p.add_argument("--batch-size", type=int, default=None, help="patch pairs per forward pass (default: 128 on CPU, 8192 on GPU)")
         p.add_argument("--out", type=Path, default=None, help="folder for ROC PNGs and JSON (default: outputs/eval/<set>)")
         p.set_defaults(func=run)
 
 
-def load_scorers(weights: list[Path] | None, device: str | None = None, precision: str = "auto", batch_size: int | None = None) -> dict:
+def load_scorers(weights: list[Path] | None, device: str | None = None, precision: str = "auto", batch_size: int | None = None,
+                 backend: str = "auto") -> dict:  # fmt: skip
     """name → :class:`PatchScorer` of each checkpoint (default: the shipped weights, if present).
 
     Names are the checkpoint stems, made unique with their folder when two stems agree.
@@ -47,7 +50,7 @@ def load_scorers(weights: list[Path] | None, device: str | None = None, precisio
             paths = []
     stems = [Path(w).stem for w in paths]
     names = [f"{Path(w).parent.name}/{s}" if stems.count(s) > 1 else s for w, s in zip(paths, stems)]
-    return {n: PatchScorer.load(w, device=device, batch_size=batch_size, precision=precision) for n, w in zip(names, paths)}
+    return {n: PatchScorer.load(w, device=device, batch_size=batch_size, precision=precision, backend=backend) for n, w in zip(names, paths)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_pairs is not None and args.max_pairs < 2:
         raise ValueError(f"--max-pairs must be >= 2, got {args.max_pairs}")
     files = args.pairs or ([DEFAULT_PAIRS] if args.command == "brown-eval" else None)
-    scorers = load_scorers(args.weights, args.device, args.precision, args.batch_size)
+    scorers = load_scorers(args.weights, args.device, args.precision, args.batch_size, args.backend)
     out_root = args.out or Path("outputs") / "eval" / root.name
     if out_root.exists() and not out_root.is_dir():
         raise NotADirectoryError(f"{out_root}: --out must be a folder, not a file.")

@@ -39,6 +39,7 @@ def run_stream(stream: nn.Module, x: torch.Tensor, chunk: int = FIRST_BLOCK_CHUN
     """
     if (
         torch.is_grad_enabled()
+        or torch.jit.is_tracing()  # ONNX export: one graph for any batch size
         or x.device.type != "cpu"
         or not isinstance(stream, nn.Sequential)
         or len(stream) < 3

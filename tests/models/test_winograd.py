@@ -58,8 +58,8 @@ def test_winograd_refuses_other_models_and_layers():
 def test_scorer_uses_winograd_for_fp32_cpu_2ch2stream():
     torch.manual_seed(0)
     model = build_model("2ch2stream").eval()
-    auto = PatchScorer(model, device="cpu", precision="fp32", batch_size=16)
-    plain = PatchScorer(model, device="cpu", precision="fp32", batch_size=16, winograd=False)
+    auto = PatchScorer(model, device="cpu", precision="fp32", batch_size=16, backend="torch")
+    plain = PatchScorer(model, device="cpu", precision="fp32", batch_size=16, backend="torch", winograd=False)
     assert auto.winograd and not plain.winograd
     x = _patches(30).numpy()
     pairs = np.stack([np.arange(30), np.arange(30)[::-1]], 1)
@@ -69,5 +69,7 @@ def test_scorer_uses_winograd_for_fp32_cpu_2ch2stream():
     assert not PatchScorer(build_model("2ch"), device="cpu", precision="fp32").winograd
     with pytest.raises(ValueError, match="winograd=True"):
         PatchScorer(model, device="cpu", precision="bf16", winograd=True)
+    with pytest.raises(ValueError, match="winograd=True"):
+        PatchScorer(model, device="cpu", precision="fp32", winograd=True, compile=True)
     with pytest.raises(ValueError, match="winograd=True"):
         PatchScorer(build_model("siam"), device="cpu", precision="fp32", winograd=True)

@@ -1,0 +1,55 @@
+"""``patchmatch export-onnx [WEIGHTS] --out FILE``: a 2-channel checkpoint as an ONNX model.
+
+The graph takes stacked patch pairs ``pairs``: (B, 2, 64, 64) uint8 pixel values (channel 0 the
+first patch, 1 the second; 64×64 patches as ``patchmatch`` crops them) and returns ``scores``:
+(B,) float32, higher = more similar; the input normalisation is inside (opset 17, any batch size).
+The file's scores are checked against PyTorch's before it is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export-onnx", help="export a 2-channel checkpoint to ONNX (needs patchmatch[onnx])",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("weights", type=Path, nargs="?", default=None, help="checkpoint (default: the shipped 2ch2stream weights)")
+    p.add_argument("--out", type=Path, required=True, help="ONNX file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from ..models import load_checkpoint
+    from ..models.onnx import _import_onnxruntime, check_pairs, export_onnx
+    from ..scoring import shipped_weights_path
+
+    if args.out.is_dir():
+        raise IsADirectoryError(f"--out {args.out} is a folder; give a file name (e.g. {args.out / 'model.onnx'})")
+    if args.out.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it.")
+    if not args.out.parent.is_dir():
+        raise FileNotFoundError(f"--out {args.out}: folder {args.out.parent} does not exist")
+    weights = args.weights or shipped_weights_path()
+    model, _ = load_checkpoint(weights, map_location="cpu")
+    ort = _import_onnxruntime()
+    tmp = args.out.with_name(args.out.name + ".partial")
+    export_onnx(model, tmp)
+    try:
+        x = check_pairs()
+        got = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"]).run(None, {"pairs": x})[0]
+        with torch.inference_mode():
+            ref = model.eval()(torch.from_numpy(x)).float().numpy()
+        err = float(np.abs(got - ref).max())
+        if not err <= 1e-3 * max(1.0, float(np.abs(ref).max())):
+            raise RuntimeError(f"the exported model's scores differ from PyTorch's by {err:.2e}; not written")
+        tmp.replace(args.out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) from {weights}; max |score difference| to PyTorch {err:.1e}")
+    return 0

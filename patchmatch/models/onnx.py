@@ -1,0 +1,151 @@
+"""ONNX export of the 2-channel models and ONNX Runtime inference on the CPU.
+
+The exported graph takes what :class:`patchmatch.scoring.PatchScorer` feeds the model, stacked
+pairs ``(B, 2, 64, 64)`` uint8 pixel values, and returns ``(B,)`` float32 scores: the input
+normalisation is part of it, so the file scores patches on its own (any ONNX runtime, opset 17,
+dynamic batch size). ONNX Runtime and the ``onnx`` package are optional
+(``pip install 'patchmatch[onnx]'``); nothing else in patchmatch needs them.
+
+On 2 CPU cores ONNX Runtime's own convolution kernels (MLAS) score 2ch2stream in float32
+~1.3× faster than PyTorch's eager oneDNN path (``patchmatch bench``, README).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .registry import model_name
+
+#: Models with a 2-channel input (the siamese models compute descriptors per patch instead).
+ONNX_MODELS = ("2ch2stream", "2ch", "2chdeep")
+OPSET = 17
+
+
+class _PairsToScores(nn.Module):
+    """uint8 (B, 2, 64, 64) → float32 (B,): the model with its input conversion."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pairs: torch.Tensor) -> torch.Tensor:
+        return self.model(pairs).float()
+
+
+def available() -> bool:
+    """Whether onnxruntime and onnx are installed (without importing them)."""
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
+
+
+def exportable(model: nn.Module) -> bool:
+    """Whether :func:`export_onnx` takes this model (a float 2-channel model)."""
+    try:
+        return model_name(model) in ONNX_MODELS and all(p.is_floating_point() for p in model.parameters())
+    except KeyError:
+        return False
+
+
+def _import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise ImportError("the ONNX Runtime backend needs onnxruntime and onnx: pip install 'patchmatch[onnx]'") from e
+    return onnxruntime
+
+
+def export_onnx(model: nn.Module, out: str | os.PathLike | io.BytesIO) -> Path | io.BytesIO:
+    """Exports a float 2-channel model (``2ch2stream``, ``2ch``, ``2chdeep``) to ONNX.
+
+    Args:
+        model: the model (any device; exported from a CPU float32 copy, not modified).
+        out: file path (written atomically) or a binary buffer.
+
+    Returns:
+        ``out`` (as a Path when a path was given).
+
+    Raises:
+        ValueError: a siamese or quantised model.
+        ImportError: the ``onnx`` package is missing (torch's exporter needs it).
+    """
+    name = model_name(model)
+    if name not in ONNX_MODELS:
+        raise ValueError(f"ONNX export is implemented for {', '.join(ONNX_MODELS)}, not {name!r}.")
+    try:
+        import onnx  # noqa: F401  (torch's exporter imports it)
+    except ImportError as e:
+        raise ImportError("ONNX export needs the onnx package: pip install 'patchmatch[onnx]'") from e
+    import copy
+
+    wrapped = _PairsToScores(copy.deepcopy(model).cpu().float().eval())
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
+        torch.onnx.export(wrapped, (torch.zeros(2, 2, 64, 64, dtype=torch.uint8),), buffer, input_names=["pairs"],
+                          output_names=["scores"], dynamic_axes={"pairs": {0: "batch"}, "scores": {0: "batch"}},
+                          opset_version=OPSET, dynamo=False)  # fmt: skip
+    if isinstance(out, io.BytesIO):
+        out.write(buffer.getvalue())
+        return out
+    path = Path(out)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(buffer.getvalue())
+    os.replace(tmp, path)
+    return path
+
+
+def check_pairs() -> np.ndarray:
+    """(8, 2, 64, 64) uint8 smooth patch pairs (half of them near-duplicates), fixed: the
+    inputs on which an ONNX session is checked against PyTorch."""
+    rng = np.random.default_rng(0)
+    low = torch.from_numpy(rng.normal(size=(8, 2, 9, 9)).astype(np.float32))
+    x = nn.functional.interpolate(low, size=(64, 64), mode="bicubic", align_corners=False)
+    x[:4, 1] = x[:4, 0] + 0.05 * torch.from_numpy(rng.normal(size=(4, 64, 64)).astype(np.float32))
+    return (x * 60 + 128).clamp(0, 255).to(torch.uint8).numpy()
+
+
+class OnnxRuntimeScorer:
+    """ONNX Runtime session of a 2-channel model, checked against PyTorch when built.
+
+    Args:
+        model: float 2-channel model on the CPU (exported in memory; see :func:`export_onnx`).
+        threads: intra-op threads (None: ``torch.get_num_threads()``). Threads do not spin
+            between calls, so other work (keypoint search, patch cropping) keeps the cores.
+
+    Call with (B, 2, 64, 64) uint8 numpy pairs → (B,) float32 numpy scores.
+
+    Raises:
+        ImportError: onnxruntime or onnx missing.
+        ValueError: not a float 2-channel model.
+        RuntimeError: the session's scores on :func:`check_pairs` differ from PyTorch's by more
+            than 1e-3 (relative to the largest score).
+    """
+
+    def __init__(self, model: nn.Module, threads: int | None = None):
+        ort = _import_onnxruntime()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        data = export_onnx(model, io.BytesIO()).getvalue()
+        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        x = check_pairs()
+        with torch.inference_mode():
+            ref = model.eval()(torch.from_numpy(x)).float().numpy()
+        got = self(x)
+        err = float(np.abs(got - ref).max())
+        if not err <= 1e-3 * max(1.0, float(np.abs(ref).max())):
+            raise RuntimeError(f"ONNX Runtime's scores differ from PyTorch's by {err:.2e} on the check pairs; not using it.")
+        self.check_error = err
+
+    def __call__(self, pairs: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"pairs": np.ascontiguousarray(pairs, dtype=np.uint8)})[0].astype(np.float32, copy=False)

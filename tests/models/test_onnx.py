@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+
+from patchmatch.cli import main
+from patchmatch.models import build_model, save_checkpoint
+from patchmatch.models import onnx as onnx_backend
+from patchmatch.models.onnx import OnnxRuntimeScorer, check_pairs, export_onnx
+from patchmatch.scoring import PatchScorer
+
+ort = pytest.importorskip("onnxruntime", reason="ONNX Runtime not installed (pip install 'patchmatch[onnx]')")
+pytest.importorskip("onnx", reason="onnx not installed (pip install 'patchmatch[onnx]')")
+
+
+def _pairs(n: int, seed: int) -> np.ndarray:
+    x = np.concatenate([check_pairs()] * (n // 8 + 1))[:n].copy()
+    x[:, 1] = np.roll(x[:, 1], seed, axis=0)  # other second patches: positives and negatives
+    return x
+
+
+@pytest.mark.parametrize("name", ["2ch2stream", "2ch", "2chdeep"])
+def test_exported_file_scores_as_pytorch_for_any_batch_size(tmp_path, name):
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    path = export_onnx(model, tmp_path / f"{name}.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for n in (1, 5, 40):  # one graph, dynamic batch (the CPU path's chunking is not traced in)
+        x = _pairs(n, seed=n)
+        with torch.inference_mode():
+            ref = model(torch.from_numpy(x)).numpy()
+        got = session.run(None, {"pairs": x})[0]
+        assert got.shape == (n,) and got.dtype == np.float32
+        np.testing.assert_allclose(got, ref, atol=1e-4 * max(1.0, np.abs(ref).max()), rtol=1e-4)
+
+
+def test_scorer_backend_choice_and_scores():
+    torch.manual_seed(0)
+    model = build_model("2ch2stream").eval()
+    auto = PatchScorer(model, device="cpu", precision="fp32", batch_size=16)
+    assert auto.backend == "onnxruntime" and not auto.winograd  # installed: the default for fp32 on the CPU
+    torch_ = PatchScorer(model, device="cpu", precision="fp32", backend="torch", winograd=False)
+    x = _pairs(30, seed=3)
+    pairs = np.stack([np.arange(30), np.arange(30)[::-1]], 1)
+    np.testing.assert_allclose(auto.score_pairs(x[:, 0], x[:, 1], pairs), torch_.score_pairs(x[:, 0], x[:, 1], pairs), atol=1e-4)
+    assert PatchScorer(model, device="cpu", precision="bf16").backend == "torch"
+    assert PatchScorer(build_model("siam"), device="cpu", precision="fp32").backend == "torch"
+    assert PatchScorer(model, device="cpu", precision="fp32", winograd=True).backend == "torch"
+    with pytest.raises(ValueError, match="onnxruntime"):
+        PatchScorer(model, device="cpu", precision="bf16", backend="onnxruntime")
+    with pytest.raises(ValueError, match="onnxruntime"):
+        PatchScorer(model, device="cpu", precision="fp32", backend="onnxruntime", winograd=True)
+    with pytest.raises(ValueError, match="not 'siam'"):
+        PatchScorer(build_model("siam"), device="cpu", precision="fp32", backend="onnxruntime")
+    with pytest.raises(ValueError, match="backend"):
+        PatchScorer(model, device="cpu", backend="tensorrt")
+
+
+def test_session_checked_against_pytorch(monkeypatch):
+    """A session whose scores disagree with PyTorch's is refused, not used."""
+    monkeypatch.setattr(OnnxRuntimeScorer, "__call__", lambda self, pairs: np.zeros(len(pairs), np.float32) + 5)
+    with pytest.raises(RuntimeError, match="differ from PyTorch"):
+        OnnxRuntimeScorer(build_model("2ch").eval())
+
+
+def test_without_onnxruntime(monkeypatch):
+    model = build_model("2ch").eval()
+    monkeypatch.setattr(onnx_backend, "available", lambda: False)
+    assert PatchScorer(model, device="cpu", precision="fp32").backend == "torch"
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # import fails
+    with pytest.raises(ImportError, match=r"patchmatch\[onnx\]"):
+        PatchScorer(model, device="cpu", precision="fp32", backend="onnxruntime")
+
+
+def test_export_onnx_command(tmp_path, capsys):
+    torch.manual_seed(0)
+    weights = save_checkpoint(tmp_path / "w.pt", build_model("2ch"))
+    out = tmp_path / "w.onnx"
+    assert main(["export-onnx", str(weights), "--out", str(out)]) == 0
+    assert out.is_file() and "max |score difference|" in capsys.readouterr().out
+    assert main(["export-onnx", str(weights), "--out", str(out)]) == 2  # exists
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["export-onnx", str(weights), "--out", str(tmp_path / "missing" / "w.onnx")]) == 2
+    siam = save_checkpoint(tmp_path / "s.pt", build_model("siam"))
+    assert main(["export-onnx", str(siam), "--out", str(tmp_path / "s.onnx")]) == 2
+    assert "not 'siam'" in capsys.readouterr().err and not (tmp_path / "s.onnx").exists()
