@@ -139,7 +139,8 @@ class PatchScorer:
         self._onnx = None
         if backend == "onnxruntime":
             if not float_cpu or winograd:
-                raise ValueError("backend='onnxruntime' runs fp32 on the CPU (no compile, no winograd).")
+                raise ValueError(f"backend='onnxruntime' runs fp32 on the CPU without compile or winograd; got precision "
+                                 f"{self.precision!r} on {self.device.type}, compile={bool(compile)}, winograd={winograd}.")
             self._onnx = onnx_backend.OnnxRuntimeScorer(self.model)  # raises ValueError for other models
         applies = float_cpu and backend == "torch" and isinstance(self.model, TwoChannel2Stream)
         if winograd and not applies:

@@ -51,7 +51,7 @@ from .images import ImageReadError, image_size, list_images, read_gray
 from .matching import MatchConfig, match_features, needs_network, plan_pairs
 from .pairs import make_pairs, parse_strategy, read_pairs_strategy_file
 from .patches import extract_patches
-from .scoring import PatchScorer
+from .scoring import BACKENDS, PRECISIONS, PatchScorer
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,9 @@ class SfmConfig:
             detection needs ~240 bytes per pixel (a 108 MP pair exhausted 23 GB).
         device: torch device of the network (``None`` = CUDA if available).
         batch_size: patch pairs per network forward pass (None: 128 on CPU, 8192 on GPU).
+        precision: network precision, ``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"int8"``
+            (see :meth:`patchmatch.scoring.PatchScorer.load`).
+        backend: ``"auto"``, ``"torch"`` or ``"onnxruntime"`` (see :class:`~patchmatch.scoring.PatchScorer`).
         match: candidate search and match decision (:class:`MatchConfig`).
         pairs: image pairs to match: ``"exhaustive"``, ``"sequential:N"``, ``"retrieval:N"``
             or ``"file:PATH"`` (see :mod:`patchmatch.pairs`).
@@ -93,6 +96,8 @@ class SfmConfig:
     max_image_size: int | None = 3200
     device: str | None = None
     batch_size: int | None = None
+    precision: str = "auto"
+    backend: str = "auto"
     match: MatchConfig = field(default_factory=MatchConfig)
     pairs: str = "exhaustive"
     verification: colmap.VerificationConfig = field(default_factory=colmap.VerificationConfig)
@@ -108,6 +113,9 @@ class SfmConfig:
             raise ValueError(f"SfmConfig.max_image_size must be >= 32 or None, got {self.max_image_size}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"SfmConfig.batch_size must be >= 1, got {self.batch_size}")
+        if self.precision not in PRECISIONS or self.backend not in BACKENDS:
+            raise ValueError(f"SfmConfig.precision must be one of {PRECISIONS} and backend one of {BACKENDS}, "
+                             f"got {self.precision!r} and {self.backend!r}")  # fmt: skip
         if self.patch_cache_mb < 0 or self.num_viz_pairs < 0:
             raise ValueError("SfmConfig.patch_cache_mb and num_viz_pairs must be >= 0")
         parse_strategy(self.pairs)
@@ -467,7 +475,8 @@ def run_sfm(
         if not known & set(names):
             raise ValueError(f"{ground_truth} describes none of the images under {image_dir} (wrong scene?)")
     if scorer is None:
-        scorer = PatchScorer.load(weights, device=config.device, batch_size=config.batch_size)
+        scorer = PatchScorer.load(weights, device=config.device, batch_size=config.batch_size, precision=config.precision,
+                                  backend=config.backend)  # fmt: skip
     identity = _identity(image_dir, config, weights_fingerprint(scorer), scorer.precision)
     resumed = _prepare_output(out_dir, identity, overwrite)
     features_path, matches_path = out_dir / "features.h5", out_dir / "matches.h5"

@@ -56,3 +56,19 @@ def test_pairs_option_takes_a_bare_path_as_a_pairs_file():
     assert pairs_spec("exhaustive") == "exhaustive" and pairs_spec("sequential:3") == "sequential:3"
     assert pairs_spec("retrieval:5") == "retrieval:5" and pairs_spec("file:p.txt") == "file:p.txt"
     assert pairs_spec("p.txt") == "file:p.txt"
+
+
+def test_network_options_refuse_bad_combinations_before_any_work(tmp_path, capsys):
+    """``--precision``/``--backend`` of sfm: an impossible combination fails before anything is written."""
+    import cv2
+    import numpy as np
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(images / name), np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
+    out = tmp_path / "out"
+    assert main(["sfm", str(images), str(out), "--precision", "int8", "--backend", "onnxruntime"]) == 2
+    assert "backend='onnxruntime' runs fp32" in capsys.readouterr().err and not out.exists()
+    assert main(["sfm", str(images), str(out), "--precision", "fp16"]) == 2  # no GPU needed to refuse it on the CPU
+    assert not out.exists()

@@ -212,6 +212,10 @@ def test_config_validation():
         SfmConfig(max_keypoints=0)
     with pytest.raises(ValueError, match="max_image_size"):
         SfmConfig(max_image_size=8)
+    with pytest.raises(ValueError, match="precision"):
+        SfmConfig(precision="int4")
+    with pytest.raises(ValueError, match="backend"):
+        SfmConfig(backend="tensorrt")
 
 
 def test_featureless_images_give_an_empty_report(tmp_path, caplog):

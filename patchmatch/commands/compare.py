@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_match_arguments, match_config_from_args, pairs_spec
+from .options import add_match_arguments, add_network_arguments, match_config_from_args, pairs_spec
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--single-camera", action="store_true", help="one shared camera, both methods")
     p.add_argument("--ground-truth", type=Path, default=None, help="cameras.json (default: looked for next to IMAGES)")
     p.add_argument("--overwrite", action="store_true", help="redo both runs")
+    add_network_arguments(p)
     add_match_arguments(p)
     p.set_defaults(func=run)
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_image_size and args.max_image_size < 32:
         raise ValueError(f"--max-image-size must be >= 32 (or 0 = original size), got {args.max_image_size}")
     config = SfmConfig(max_keypoints=args.max_keypoints, max_image_size=args.max_image_size or None, device=args.device,
-                       pairs=pairs_spec(args.pairs), single_camera=args.single_camera, match=match_config_from_args(args))  # fmt: skip
+                       precision=args.precision, backend=args.backend, pairs=pairs_spec(args.pairs), single_camera=args.single_camera, match=match_config_from_args(args))  # fmt: skip
     result = compare(args.images, args.out, config, weights=args.weights, ground_truth=args.ground_truth,
                      overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip
     print(f"\n{args.images}: {result['images']} images, {args.max_keypoints} keypoints, "

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .options import add_match_arguments, match_config_from_args, pairs_spec
+from .options import add_match_arguments, add_network_arguments, match_config_from_args, pairs_spec
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="patch pairs per forward pass (default: 128 on CPU, 8192 on GPU)")
     p.add_argument("--overwrite", action="store_true", help="replace matches of pairs that already hold some (where new matches are found)")
     p.add_argument("--report", type=Path, default=None, help="write the report as JSON here")
+    add_network_arguments(p)
     add_match_arguments(p)
     p.set_defaults(func=run)
 
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if args.report is not None and not args.report.resolve().parent.is_dir():
         raise ValueError(f"--report {args.report}: folder {args.report.parent} does not exist")
     config = DatabaseMatchConfig(match=match_config_from_args(args), pairs=pairs_spec(args.pairs))
-    scorer = PatchScorer.load(args.weights, device=args.device, batch_size=args.batch_size)
+    scorer = PatchScorer.load(args.weights, device=args.device, batch_size=args.batch_size, precision=args.precision,
+                              backend=args.backend)  # fmt: skip
     report = match_database(args.database, args.images, config, scorer, overwrite=args.overwrite, progress=not args.quiet)
     after = report["database_after"]
     print(f"{report['matched_pairs']} of {report['pairs']} pairs matched ({report['matches']} matches), "

@@ -1,4 +1,4 @@
-"""Command-line options shared by the commands that match images (``sfm``, ``match``, ``match-pair``)."""
+"""Command-line options shared by the commands that match images (``sfm``, ``compare``, ``match``, ``match-pair``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,15 @@ import dataclasses
 from ..matching import MatchConfig
 
 _DEFAULTS = MatchConfig()
+
+
+def add_network_arguments(p: argparse.ArgumentParser) -> None:
+    """Adds ``--precision`` and ``--backend`` (see :class:`patchmatch.scoring.PatchScorer`)."""
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"],
+                   help="network precision (default auto: int8 on x86 CPUs where the weights have an int8 file, "
+                        "else bf16 where native, else fp32)")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
+                   help="fp32 on the CPU: ONNX Runtime (auto, where installed) or PyTorch")
 
 
 def add_match_arguments(p: argparse.ArgumentParser) -> None:

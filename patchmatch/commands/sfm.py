@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .options import add_match_arguments, match_config_from_args, pairs_spec
+from .options import add_match_arguments, add_network_arguments, match_config_from_args, pairs_spec
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="patch pairs per network forward pass (default: 128 on CPU, 8192 on GPU)")
     p.add_argument("--ground-truth", type=Path, default=None, help="cameras.json: add pose errors to the report")
     p.add_argument("--overwrite", action="store_true", help="replace another run's outputs in OUT")
+    add_network_arguments(p)
     add_match_arguments(p)
     p.set_defaults(func=run)
 
@@ -43,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
         max_image_size=args.max_image_size or None,
         device=args.device,
         batch_size=args.batch_size,
+        precision=args.precision,
+        backend=args.backend,
         pairs=pairs_spec(args.pairs),
         single_camera=args.single_camera,
         match=match_config_from_args(args),
