@@ -346,3 +346,34 @@ def test_temple_ring_end_to_end_registers_every_image(tmp_path):
     assert report["registered"] == 16, report["unregistered"]
     assert report["pose"]["rotation_error_median_deg"] < 2.0
     assert report["pose"]["rotation_auc"]["2"] > 0.3
+
+
+def test_features_detected_side_by_side_in_order(tmp_path):
+    """Images are detected two at a time yet come back in order, a bad file as its error (the
+    others still processed), the same keypoints as one at a time; stopping early restores
+    OpenCV's thread count."""
+    import cv2
+
+    from patchmatch.images import ImageReadError
+    from patchmatch.sfm import _detect_one, _extract_features
+
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        img = cv2.GaussianBlur(rng.integers(0, 255, (240, 320), dtype=np.uint8), (0, 0), 2)
+        cv2.imwrite(str(tmp_path / f"{i}.png"), img)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    names = ["0.png", "bad.png", "1.png", "2.png", "3.png"]
+    config = SfmConfig(max_keypoints=256)
+    threads = cv2.getNumThreads()
+    out = list(_extract_features(tmp_path, names, config))
+    assert [n for n, _ in out] == names and cv2.getNumThreads() == threads
+    assert isinstance(out[1][1], ImageReadError) and "bad.png" in str(out[1][1])
+    for name, (feats, fingerprint) in [o for o in out if o[0] != "bad.png"]:
+        alone, alone_fp = _detect_one(tmp_path, name, config)
+        assert len(feats) > 0 and fingerprint == alone_fp
+        np.testing.assert_array_equal(feats.keypoints, alone.keypoints)
+        np.testing.assert_array_equal(feats.descriptors, alone.descriptors)
+    gen = _extract_features(tmp_path, names, config)
+    next(gen)
+    gen.close()  # e.g. Ctrl-C while the first image was written
+    assert cv2.getNumThreads() == threads
