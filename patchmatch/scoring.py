@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from importlib import resources
 from pathlib import Path
@@ -12,6 +13,8 @@ from torch import nn
 
 from .device import auto_precision, cpu_supports_int8, resolve_device
 from .models import load_checkpoint
+
+logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 BACKENDS = ("auto", "torch", "onnxruntime")
@@ -74,16 +77,22 @@ class PatchScorer:
         backend: ``"onnxruntime"``: the float 2-channel model exported to ONNX and run by ONNX
             Runtime on the CPU in float32 (:mod:`patchmatch.models.onnx`; checked against
             PyTorch when built; needs ``pip install 'patchmatch[onnx]'``); ``"torch"``: PyTorch;
-            ``"auto"`` (default): ONNX Runtime where it applies (fp32 on the CPU, a 2-channel
-            model, not compiled, no ``winograd=True``) and is installed, else PyTorch (measured
+            ``"auto"`` (default): ONNX Runtime where it applies (fp32 on the CPU, a float
+            2-channel model, not compiled, no ``winograd=True``) and is installed, else PyTorch
+            (also, with a warning, when ONNX Runtime fails to import or its check; measured
             on 2 cores for 2ch2stream: ONNX Runtime ~3,000-3,800 pairs/s, PyTorch with Winograd
-            ~2,600-3,300, plain ~2,200-2,700; ``patchmatch bench``).
+            ~2,600-3,300, plain ~2,200-2,700; ``patchmatch bench``). Like Winograd, the ONNX
+            session holds a copy of the weights: after changing the model's weights, build a
+            new scorer.
 
     Raises:
         ValueError: a bad batch size, precision or device/precision combination, or
             ``winograd=True`` where it does not apply, or ``backend="onnxruntime"`` with another
             device, precision or model than a float 2-channel model in fp32 on the CPU.
-        ImportError: ``backend="onnxruntime"`` without onnxruntime and onnx installed.
+        ImportError: ``backend="onnxruntime"`` without onnxruntime and onnx installed (or with
+            an onnxruntime that fails to import).
+        RuntimeError: ``backend="onnxruntime"`` and the session's scores differ from PyTorch's
+            (see :class:`patchmatch.models.onnx.OnnxRuntimeScorer`).
 
     Example:
         >>> scorer = PatchScorer.load()  # shipped 2ch2stream weights
@@ -103,8 +112,10 @@ class PatchScorer:
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+        if winograd not in (None, True, False):
+            raise ValueError(f"winograd must be None, True or False, got {winograd!r}.")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
         self.device = resolve_device(device)
@@ -132,16 +143,19 @@ class PatchScorer:
         from .models.winograd import WinogradTwoChannel2Stream
 
         float_cpu = self.device.type == "cpu" and self.precision == "fp32" and not compile
-        if backend == "auto":
-            onnx_ok = float_cpu and not winograd and onnx_backend.exportable(self.model) and onnx_backend.available()
-            backend = "onnxruntime" if onnx_ok else "torch"
-        self.backend = backend
         self._onnx = None
         if backend == "onnxruntime":
             if not float_cpu or winograd:
                 raise ValueError(f"backend='onnxruntime' runs fp32 on the CPU without compile or winograd; got precision "
                                  f"{self.precision!r} on {self.device.type}, compile={bool(compile)}, winograd={winograd}.")
-            self._onnx = onnx_backend.OnnxRuntimeScorer(self.model)  # raises ValueError for other models
+            self._onnx = onnx_backend.OnnxRuntimeScorer(self.model)  # ValueError for other models
+        elif backend == "auto" and float_cpu and not winograd and onnx_backend.exportable(self.model) and onnx_backend.available():
+            try:
+                self._onnx = onnx_backend.OnnxRuntimeScorer(self.model)
+            except (ImportError, RuntimeError, ValueError) as e:  # a broken install, a failed check: PyTorch instead
+                logger.warning("ONNX Runtime not used (%s); scoring with PyTorch", e)
+        backend = "onnxruntime" if self._onnx is not None else "torch"
+        self.backend = backend
         applies = float_cpu and backend == "torch" and isinstance(self.model, TwoChannel2Stream)
         if winograd and not applies:
             raise ValueError("winograd=True is for a 2ch2stream model in fp32 on the CPU (torch backend, not compiled).")

@@ -29,6 +29,15 @@ def test_score_pairs_equals_direct_forward(scorer):
     np.testing.assert_allclose(scorer.score(p0[:20], p1), scorer.score_pairs(p0, p1, np.stack([np.arange(20)] * 2, 1)), atol=1e-5)
 
 
+def test_bad_scorer_arguments():
+    model = build_model("2ch")
+    for bad in (0, -1, 2.5, "8", True):
+        with pytest.raises(ValueError, match="batch_size"):
+            PatchScorer(model, device="cpu", batch_size=bad)
+    with pytest.raises(ValueError, match="winograd"):
+        PatchScorer(model, device="cpu", winograd="yes")
+
+
 def test_empty_and_bad_input(scorer):
     p = np.zeros((3, 64, 64), np.uint8)
     assert scorer.score(p[:0], p[:0]).shape == (0,)

@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--pairs must be in [1, 1000000] and --seconds a positive number, got {args.pairs} and {args.seconds}")
     if args.json.is_dir():
         raise ValueError(f"--json {args.json} is a folder; give a file name (e.g. {args.json / 'bench.json'})")
+    parent = next((p for p in args.json.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise NotADirectoryError(f"--json {args.json}: {parent} is a file, not a folder")
     device = resolve_device(args.device)
     from ..models.quantize import int8_path
 
@@ -62,14 +65,17 @@ def run(args: argparse.Namespace) -> int:
     ref = PatchScorer(base.model, device=device, precision="fp32", backend="torch", winograd=False).score_pairs(patches, patches, pairs)
     # (label, PatchScorer keywords); fp32 is timed plain and, where they apply, with Winograd
     # convolutions and through ONNX Runtime
-    backends = []
+    backends, notes = [], []
     for p in precisions:
         if p == "fp32":
             backends.append(("fp32", {"precision": "fp32", "backend": "torch", "winograd": False}))
             if PatchScorer(base.model, device=device, precision="fp32", backend="torch").winograd:
                 backends.append(("fp32+winograd", {"precision": "fp32", "backend": "torch", "winograd": True}))
-            if device.type == "cpu" and onnx_backend.exportable(base.model) and onnx_backend.available():
-                backends.append(("fp32+onnxruntime", {"precision": "fp32", "backend": "onnxruntime"}))
+            if device.type == "cpu" and onnx_backend.exportable(base.model):
+                if onnx_backend.available():
+                    backends.append(("fp32+onnxruntime", {"precision": "fp32", "backend": "onnxruntime"}))
+                else:
+                    notes.append("fp32+onnxruntime not timed: onnxruntime not installed (pip install 'patchmatch[onnx]')")
         else:
             backends.append((p, {"precision": p, "backend": "torch"}))
     if args.compile:
@@ -88,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
     print("(max |Δscore|: largest difference to plain eager fp32's scores on the same pairs)")
     print(f"{'precision':<18}{'batch':>7}{'pairs/s':>12}{'÷ bound':>10}{'max |Δscore|':>14}")
     for r in rows:
-        print(f"{r['precision']:<18}{r['batch_size']:>7}{r['pairs_per_s']:>12,.0f}{r['ratio_to_fp32_gemm']:>10.2f}{r['max_abs_score_diff']:>14.4f}")
+        print(f"{r['precision']:<18}{r['batch_size']:>7}{r['pairs_per_s']:>12,.0f}{r['ratio_to_fp32_gemm']:>10.2f}{r['max_abs_score_diff']:>14.1e}")
+    for note in notes:
+        print(note)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"device": str(device), "machine": platform.processor() or platform.machine(),
                                      "threads": torch.get_num_threads(), "gemm_flops": gemm, "flops_per_pair": flop,

@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-pairs must be >= 2, got {args.max_pairs}")
     files = args.pairs or ([DEFAULT_PAIRS] if args.command == "brown-eval" else None)
     scorers = load_scorers(args.weights, args.device, args.precision, args.batch_size, args.backend)
+    for name, sc in scorers.items():
+        print(f"network {name}: {sc.precision} on {sc.device.type}, {sc.backend}" + (" (Winograd)" if sc.winograd else ""))
     out_root = args.out or Path("outputs") / "eval" / root.name
     if out_root.exists() and not out_root.is_dir():
         raise NotADirectoryError(f"{out_root}: --out must be a folder, not a file.")

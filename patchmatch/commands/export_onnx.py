@@ -33,11 +33,13 @@ def run(args: argparse.Namespace) -> int:
         raise IsADirectoryError(f"--out {args.out} is a folder; give a file name (e.g. {args.out / 'model.onnx'})")
     if args.out.exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it.")
+    if args.out.parent.exists() and not args.out.parent.is_dir():
+        raise NotADirectoryError(f"--out {args.out}: {args.out.parent} is a file, not a folder")
     if not args.out.parent.is_dir():
         raise FileNotFoundError(f"--out {args.out}: folder {args.out.parent} does not exist")
     weights = args.weights or shipped_weights_path()
     model, _ = load_checkpoint(weights, map_location="cpu")
-    ort = _import_onnxruntime()
+    ort = _import_onnxruntime("export-onnx (it checks the written file with ONNX Runtime)")
     tmp = args.out.with_name(args.out.name + ".partial")
     export_onnx(model, tmp)
     try:
@@ -45,9 +47,11 @@ def run(args: argparse.Namespace) -> int:
         got = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"]).run(None, {"pairs": x})[0]
         with torch.inference_mode():
             ref = model.eval()(torch.from_numpy(x)).float().numpy()
+        if not np.isfinite(ref).all():
+            raise ValueError(f"{weights}: the model's scores are NaN or infinite (weights of a diverged training run?); not written")
         err = float(np.abs(got - ref).max())
         if not err <= 1e-3 * max(1.0, float(np.abs(ref).max())):
-            raise RuntimeError(f"the exported model's scores differ from PyTorch's by {err:.2e}; not written")
+            raise ValueError(f"the exported model's scores differ from PyTorch's by {err:.2e}; not written")
         tmp.replace(args.out)
     finally:
         tmp.unlink(missing_ok=True)

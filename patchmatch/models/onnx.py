@@ -46,19 +46,39 @@ def available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
 
 
-def exportable(model: nn.Module) -> bool:
-    """Whether :func:`export_onnx` takes this model (a float 2-channel model)."""
+def _quantized(model: nn.Module) -> bool:
+    return any("_packed_params" in k or (isinstance(v, torch.Tensor) and v.is_quantized) for k, v in model.state_dict().items())
+
+
+def _check_exportable(model: nn.Module) -> None:
     try:
-        return model_name(model) in ONNX_MODELS and all(p.is_floating_point() for p in model.parameters())
-    except KeyError:
+        name = model_name(model)
+    except KeyError as e:
+        raise ValueError(f"ONNX export is implemented for {', '.join(ONNX_MODELS)}; {e.args[0]}") from None
+    if name not in ONNX_MODELS:
+        raise ValueError(f"ONNX export is implemented for {', '.join(ONNX_MODELS)}, not {name!r}.")
+    if _quantized(model):
+        raise ValueError("ONNX export takes the float model, not its int8 (quantised) version.")
+
+
+def exportable(model: nn.Module) -> bool:
+    """Whether :func:`export_onnx` takes this model (a float, not quantised, 2-channel model)."""
+    try:
+        _check_exportable(model)
+    except ValueError:
         return False
+    return True
 
 
-def _import_onnxruntime():
+def _import_onnxruntime(purpose: str = "the ONNX Runtime backend"):
     try:
         import onnxruntime
-    except ImportError as e:
-        raise ImportError("the ONNX Runtime backend needs onnxruntime and onnx: pip install 'patchmatch[onnx]'") from e
+    except ModuleNotFoundError as e:
+        if e.name not in ("onnxruntime", "onnx"):
+            raise ImportError(f"onnxruntime is installed but fails to import ({e}); reinstall it") from e
+        raise ImportError(f"{purpose} needs onnxruntime and onnx: pip install 'patchmatch[onnx]'") from e
+    except ImportError as e:  # a broken install (missing shared library, ...)
+        raise ImportError(f"onnxruntime is installed but fails to import ({e}); reinstall it") from e
     return onnxruntime
 
 
@@ -73,12 +93,10 @@ def export_onnx(model: nn.Module, out: str | os.PathLike | io.BytesIO) -> Path |
         ``out`` (as a Path when a path was given).
 
     Raises:
-        ValueError: a siamese or quantised model.
+        ValueError: a siamese, quantised or unregistered model.
         ImportError: the ``onnx`` package is missing (torch's exporter needs it).
     """
-    name = model_name(model)
-    if name not in ONNX_MODELS:
-        raise ValueError(f"ONNX export is implemented for {', '.join(ONNX_MODELS)}, not {name!r}.")
+    _check_exportable(model)
     try:
         import onnx  # noqa: F401  (torch's exporter imports it)
     except ImportError as e:
@@ -123,8 +141,9 @@ class OnnxRuntimeScorer:
     Call with (B, 2, 64, 64) uint8 numpy pairs → (B,) float32 numpy scores.
 
     Raises:
-        ImportError: onnxruntime or onnx missing.
-        ValueError: not a float 2-channel model.
+        ImportError: onnxruntime or onnx missing, or onnxruntime failing to import.
+        ValueError: not a float 2-channel model, or its PyTorch scores on :func:`check_pairs`
+            are NaN or infinite (e.g. weights of a diverged training run).
         RuntimeError: the session's scores on :func:`check_pairs` differ from PyTorch's by more
             than 1e-3 (relative to the largest score).
     """
@@ -141,6 +160,8 @@ class OnnxRuntimeScorer:
         x = check_pairs()
         with torch.inference_mode():
             ref = model.eval()(torch.from_numpy(x)).float().numpy()
+        if not np.isfinite(ref).all():
+            raise ValueError("the model's scores are NaN or infinite on the check pairs (weights of a diverged training run?)")
         got = self(x)
         err = float(np.abs(got - ref).max())
         if not err <= 1e-3 * max(1.0, float(np.abs(ref).max())):

@@ -83,3 +83,46 @@ def test_export_onnx_command(tmp_path, capsys):
     siam = save_checkpoint(tmp_path / "s.pt", build_model("siam"))
     assert main(["export-onnx", str(siam), "--out", str(tmp_path / "s.onnx")]) == 2
     assert "not 'siam'" in capsys.readouterr().err and not (tmp_path / "s.onnx").exists()
+
+
+def test_diverged_weights_are_named_not_blamed_on_onnxruntime(caplog):
+    model = build_model("2ch").eval()
+    with torch.no_grad():
+        model.decision[-1].weight.fill_(float("nan"))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        PatchScorer(model, device="cpu", precision="fp32", backend="onnxruntime")
+    assert PatchScorer(model, device="cpu", precision="fp32").backend == "torch"  # auto: PyTorch, with a warning
+    assert "ONNX Runtime not used" in caplog.text
+
+
+def test_broken_onnxruntime_install_falls_back(tmp_path, monkeypatch, caplog):
+    """An onnxruntime that is installed but fails to import: auto uses PyTorch; an explicit
+    request says what failed (not 'pip install' what is already there)."""
+    fake = tmp_path / "onnxruntime"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise ImportError('libonnxruntime.so.1: cannot open shared object file')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(__import__("sys").modules, "onnxruntime", raising=False)
+    model = build_model("2ch").eval()
+    assert PatchScorer(model, device="cpu", precision="fp32").backend == "torch"
+    assert "fails to import" in caplog.text
+    with pytest.raises(ImportError, match="installed but fails to import.*libonnxruntime"):
+        PatchScorer(model, device="cpu", precision="fp32", backend="onnxruntime")
+
+
+def test_quantised_and_unregistered_models_are_not_exported():
+    from patchmatch.models.quantize import quantize_int8
+
+    model = build_model("2ch").eval()
+    int8 = quantize_int8(model, torch.from_numpy(check_pairs()))
+    assert onnx_backend.exportable(model) and not onnx_backend.exportable(int8)
+    with pytest.raises(ValueError, match="int8"):
+        export_onnx(int8, __import__("io").BytesIO())
+
+    class Other(torch.nn.Module):
+        def forward(self, x):
+            return x.float().mean((1, 2, 3))
+
+    with pytest.raises(ValueError, match="not a registered model"):
+        PatchScorer(Other(), device="cpu", precision="fp32", backend="onnxruntime")
+    assert PatchScorer(Other(), device="cpu", precision="fp32").backend == "torch"
