@@ -29,7 +29,7 @@ from .images import ImageReadError, read_gray
 from .matching import MatchConfig, match_features, needs_network, plan_pairs
 from .pairs import make_pairs
 from .patches import extract_patches_colmap
-from .scoring import PatchScorer
+from .scoring import PatchScorer, describe_scorer
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ def match_database(
         A report: ``images``, ``pairs``, ``matched_pairs``, ``verified_existing_pairs``,
         ``matches``, ``skipped_pairs``
         (``[name0, name1, reason]``), ``bad_images`` (``[name, reason]``), database counts after
-        verification, ``seconds`` per stage.
+        verification, ``network`` (weights, precision, device and backend of this run's matches;
+        a rerun keeps the pairs an earlier run matched, whatever its settings), ``seconds`` per stage.
 
     Raises:
         FileNotFoundError: the database or the image folder does not exist.
@@ -167,6 +168,7 @@ def match_database(
     logger.info("%s: %d images, %d pairs to match, %d skipped", database, len(images), len(todo), len(skipped))
 
     scorer = scorer or PatchScorer.load()
+    logger.info("network: %s", describe_scorer(scorer))
     features = {n: database_features(images[n]) for n in names if n not in bad}
 
     def load_patches(name: str) -> np.ndarray:
@@ -236,5 +238,6 @@ def match_database(
         "skipped_pairs": skipped,
         "bad_images": sorted([n, r] for n, r in bad.items()),
         "database_after": vars(summary),
+        "network": describe_scorer(scorer),  # the pairs matched in this run (earlier runs' matches are kept as they are)
         "seconds": seconds,
     }

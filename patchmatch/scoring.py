@@ -38,6 +38,13 @@ def shipped_weights_path() -> Path:
     return path
 
 
+def describe_scorer(scorer: "PatchScorer") -> str:
+    """One line naming how a scorer computes: e.g. ``"2ch2stream.pt, int8 on cpu (torch)"``."""
+    name = Path(scorer.meta.get("path", "")).name or type(scorer.model).__name__
+    how = scorer.backend + (", Winograd" if scorer.winograd else "") + (", compiled" if scorer.compiled else "")
+    return f"{name}, {scorer.precision} on {scorer.device.type} ({how})"
+
+
 def _check_patches(p: np.ndarray, name: str) -> np.ndarray:
     p = np.asarray(p)
     if p.ndim != 3 or p.shape[1:] != (64, 64):

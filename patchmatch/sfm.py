@@ -53,7 +53,7 @@ from .images import ImageReadError, image_size, list_images, read_gray
 from .matching import MatchConfig, match_features, needs_network, plan_pairs
 from .pairs import make_pairs, parse_strategy, read_pairs_strategy_file
 from .patches import extract_patches
-from .scoring import BACKENDS, PRECISIONS, PatchScorer
+from .scoring import BACKENDS, PRECISIONS, PatchScorer, describe_scorer
 
 logger = logging.getLogger(__name__)
 
@@ -516,6 +516,7 @@ def run_sfm(
                                   backend=config.backend)  # fmt: skip
     identity = _identity(image_dir, config, weights_fingerprint(scorer), scorer.precision)
     resumed = _prepare_output(out_dir, identity, overwrite)
+    logger.info("network: %s", describe_scorer(scorer))
     features_path, matches_path = out_dir / "features.h5", out_dir / "matches.h5"
     notes: list[str] = []
     _check_storage(features_path, storage.list_features, notes)
@@ -531,15 +532,17 @@ def run_sfm(
     with _stage("features", seconds):
         todo = storage.missing_features(features_path, names)
         _check_unchanged(features_path, image_dir, [n for n in names if n not in set(todo)])
+        computed = 0
         for name, result in _progress(_extract_features(image_dir, todo, config), progress, "features", total=len(todo)):
             if isinstance(result, ImageReadError):
                 logger.warning("skipping image: %s", result)
                 skipped.append({"name": name, "reason": str(result)})
                 continue
             storage.write_features(features_path, name, *result)
+            computed += 1
         good = [n for n in names if n not in {s["name"] for s in skipped}]
         features = {n: storage.read_features(features_path, n) for n in good}
-    report["features_computed"] = len(todo) - len(skipped)
+    report["features_computed"] = computed
     report["features_reused"] = len(good) - report["features_computed"]
     report["no_keypoints"] = [n for n in good if len(features[n]) == 0]
     for name in report["no_keypoints"]:
@@ -666,7 +669,8 @@ def run_sfm(
 
 def _scorer_meta(scorer: PatchScorer) -> dict:
     meta = getattr(scorer, "meta", {}) or {}
-    return {k: meta[k] for k in ("path", "model") if k in meta}
+    used = {"precision": scorer.precision, "backend": scorer.backend, "winograd": scorer.winograd, "device": str(scorer.device)}
+    return {**{k: meta[k] for k in ("path", "model") if k in meta}, **used}
 
 
 def _pose_report(reconstruction, ground_truth, names: list[str]) -> dict:

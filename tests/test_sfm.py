@@ -256,6 +256,15 @@ def test_shipped_weights_default_matching(tmp_path):
     assert report["pose"]["rotation_error_median_deg"] < 6.0
 
 
+def test_report_counts_with_a_duplicate_image(tmp_path):
+    """A byte-identical copy is skipped before detection: it counts neither as computed nor as reused."""
+    images = _image_dir(tmp_path, NAMES[:2], broken=False)
+    (images / "zcopy.jpg").symlink_to(SCENE / "images" / NAMES[0])
+    report = run_sfm(images, tmp_path / "out", CONFIG, scorer=_scorer())
+    assert report["features_computed"] == 2 and report["features_reused"] == 0
+    assert [s["name"] for s in report["skipped"]] == ["zcopy.jpg"]
+
+
 def test_changed_image_is_not_silently_reused(tmp_path):
     images = _image_dir(tmp_path, NAMES[:3], broken=False)
     out = tmp_path / "out"
@@ -266,6 +275,7 @@ def test_changed_image_is_not_silently_reused(tmp_path):
         run_sfm(images, out, CONFIG, scorer=_scorer())
     report = run_sfm(images, out, CONFIG, scorer=_scorer(), overwrite=True)
     assert report["features_computed"] == 3
+    assert report["weights"]["precision"] == "fp32" and report["weights"]["backend"] in ("torch", "onnxruntime")
 
 
 def test_name_collisions_and_output_inside_images(tmp_path):

@@ -26,7 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--no-baselines", action="store_true", help="skip SIFT and NCC")
         p.add_argument("--max-pairs", type=int, help="evaluate a random subset of at most this many pairs per file")
         p.add_argument("--device", default=None)
-        p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="network precision")
+        p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"],
+                       help="network precision (default auto: int8 on x86 CPUs where the weights have an int8 file, else bf16 where native, else fp32)")
         p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
                        help="fp32 on the CPU: ONNX Runtime where installed (auto), or PyTorch")
         p.add_argument("--batch-size", type=int, default=None, help="patch pairs per forward pass (default: 128 on CPU, 8192 on GPU)")
@@ -56,6 +57,7 @@ def load_scorers(weights: list[Path] | None, device: str | None = None, precisio
 def run(args: argparse.Namespace) -> int:
     from ..datasets.brown import DEFAULT_PAIRS
     from ..evaluation.patches import evaluate_set, format_table
+    from ..scoring import describe_scorer
 
     root = args.root / args.name if args.command == "brown-eval" else args.root
     if args.max_pairs is not None and args.max_pairs < 2:
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     files = args.pairs or ([DEFAULT_PAIRS] if args.command == "brown-eval" else None)
     scorers = load_scorers(args.weights, args.device, args.precision, args.batch_size, args.backend)
     for name, sc in scorers.items():
-        print(f"network {name}: {sc.precision} on {sc.device.type}, {sc.backend}" + (" (Winograd)" if sc.winograd else ""))
+        print(f"network {name}: {describe_scorer(sc)}")
     out_root = args.out or Path("outputs") / "eval" / root.name
     if out_root.exists() and not out_root.is_dir():
         raise NotADirectoryError(f"{out_root}: --out must be a folder, not a file.")
