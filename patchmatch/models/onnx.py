@@ -130,6 +130,25 @@ def check_pairs() -> np.ndarray:
     return (x * 60 + 128).clamp(0, 255).to(torch.uint8).numpy()
 
 
+def check_against_pytorch(model: nn.Module, run) -> float:
+    """Scores :func:`check_pairs` with ``model`` (PyTorch, CPU) and ``run`` (pairs → scores, e.g.
+    an ONNX Runtime session) and returns the largest absolute difference.
+
+    Raises:
+        ValueError: PyTorch's scores are NaN or infinite (e.g. weights of a diverged training run).
+        RuntimeError: the scores differ by more than 1e-3 (relative to the largest score).
+    """
+    x = check_pairs()
+    with torch.inference_mode():
+        ref = model.eval()(torch.from_numpy(x)).float().numpy()
+    if not np.isfinite(ref).all():
+        raise ValueError("the model's scores are NaN or infinite on the check pairs (weights of a diverged training run?)")
+    err = float(np.abs(np.asarray(run(x), dtype=np.float32) - ref).max())
+    if not err <= 1e-3 * max(1.0, float(np.abs(ref).max())):
+        raise RuntimeError(f"ONNX Runtime's scores differ from PyTorch's by {err:.2e} on the check pairs")
+    return err
+
+
 class OnnxRuntimeScorer:
     """ONNX Runtime session of a 2-channel model, checked against PyTorch when built.
 
@@ -157,16 +176,7 @@ class OnnxRuntimeScorer:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         data = export_onnx(model, io.BytesIO()).getvalue()
         self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        x = check_pairs()
-        with torch.inference_mode():
-            ref = model.eval()(torch.from_numpy(x)).float().numpy()
-        if not np.isfinite(ref).all():
-            raise ValueError("the model's scores are NaN or infinite on the check pairs (weights of a diverged training run?)")
-        got = self(x)
-        err = float(np.abs(got - ref).max())
-        if not err <= 1e-3 * max(1.0, float(np.abs(ref).max())):
-            raise RuntimeError(f"ONNX Runtime's scores differ from PyTorch's by {err:.2e} on the check pairs; not using it.")
-        self.check_error = err
+        self.check_error = check_against_pytorch(model, self)
 
     def __call__(self, pairs: np.ndarray) -> np.ndarray:
         return self.session.run(None, {"pairs": np.ascontiguousarray(pairs, dtype=np.uint8)})[0].astype(np.float32, copy=False)
