@@ -252,7 +252,8 @@ def test_mapper_options_carry_the_reprojection_filter():
 
 def test_incomplete_mapping_is_retried_with_other_seeds(tmp_path, monkeypatch):
     """When every fallback leaves images out, the best settings run again with other random seeds;
-    a complete model stops the search."""
+    a complete model stops the search. (The extension of the configured model is switched off here:
+    see test_incomplete_model_is_extended_first.)"""
     db = _sift_database(tmp_path, ENTRY, ["0000.jpg", "0001.jpg", "0002.jpg"])
     real_map_once = colmap._map_once
     seeds = []
@@ -266,11 +267,11 @@ def test_incomplete_mapping_is_retried_with_other_seeds(tmp_path, monkeypatch):
 
     monkeypatch.setattr(colmap, "_map_once", incomplete_unless_seed_2)
     attempts = []
-    rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+    rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, extend_fallback=False), attempts)
     assert rec.num_reg_images() == 3 and seeds[:3] == [0, 1, 2]  # the configured settings with seeds 1, 2 first
     assert attempts[2].kept and attempts[2].name == "configured, seed 2" and len(attempts) == 3
     seeds.clear()
-    colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, retry_seeds=0))
+    colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, retry_seeds=0, extend_fallback=False))
     assert 2 not in seeds and 1 not in seeds
     # seeds after the fallbacks: forward-motion runs register 2 images, all others 1; the best of them
     # (forward motion at 8°) registers all 3 with seed 2, which only the end retries reach
@@ -286,9 +287,37 @@ def test_incomplete_mapping_is_retried_with_other_seeds(tmp_path, monkeypatch):
 
     monkeypatch.setattr(colmap, "_map_once", incomplete_unless_forward_seed_2)
     attempts = []
-    rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+    rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, extend_fallback=False), attempts)
     assert rec.num_reg_images() == 3 and attempts[-1].kept and attempts[-1].name.startswith("forward motion, init 8°")
     assert attempts[-1].name.endswith("seed 2") and seeds[-1] == (2, 1.0)
+
+
+def test_incomplete_model_is_extended_first(tmp_path, monkeypatch):
+    """An incomplete but sane configured model is continued (COLMAP's mapper with an input model,
+    registration from 15 inliers) before any new model is built: the images it has keep their poses."""
+    db = _sift_database(tmp_path, ENTRY, ["0000.jpg", "0001.jpg", "0002.jpg"])
+    real_map_once = colmap._map_once
+    calls = []
+
+    def configured_leaves_one_out(database, image_dir, output_dir, config, input_model=None):
+        calls.append((config.abs_pose_min_num_inliers, None if input_model is None else input_model.num_reg_images()))
+        rec = real_map_once(database, image_dir, output_dir, config, input_model=input_model)
+        if len(calls) == 1:
+            rec.deregister_frame(max(rec.reg_frame_ids()))
+        return rec
+
+    monkeypatch.setattr(colmap, "_map_once", configured_leaves_one_out)
+    attempts = []
+    rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+    assert calls == [(30, None), (15, 2)]  # the 2-image model continued, no other run needed
+    assert [a.name for a in attempts] == ["configured", "configured, extended (registration from 15 inliers)"]
+    assert attempts[1].kept and rec.num_reg_images() == 3 and not attempts[1].degenerate
+    # switched off, or with the configured threshold at 15 already: the other fallbacks as before
+    for config in (colmap.MapperConfig(num_threads=2, extend_fallback=False), colmap.MapperConfig(num_threads=2, abs_pose_min_num_inliers=15)):
+        calls.clear()
+        attempts = []
+        colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", config, attempts)
+        assert all(start is None for _, start in calls) and attempts[1].name == "configured, seed 1"
 
 
 def test_mapper_config_rejects_values_colmap_would_abort_on():
