@@ -99,9 +99,10 @@ def run_colmap_sift(
     stages["matching"] = time.perf_counter() - t
     t = time.perf_counter()
     # pycolmap's own mapper, as `colmap mapper` runs it: COLMAP's 4 px reprojection filter and no
-    # fallbacks (fixed intrinsics, forward-motion initialisation), whatever patchmatch's own mapper settings are
-    plain = dataclasses.replace(config.mapper, fixed_intrinsics_fallback=False, forward_motion_fallback=False,
-                                retry_seeds=0, max_reproj_error=4.0)
+    # fallbacks (continuing the model, fixed intrinsics, forward-motion initialisation), whatever
+    # patchmatch's own mapper settings are
+    plain = dataclasses.replace(config.mapper, extend_fallback=False, fixed_intrinsics_fallback=False,
+                                forward_motion_fallback=False, retry_seeds=0, max_reproj_error=4.0)
     reconstruction = colmap.incremental_mapping(database, images, out / "sparse", plain)
     stages["mapping"] = time.perf_counter() - t
     stats = colmap.reconstruction_stats(reconstruction)
@@ -118,7 +119,8 @@ def _sift_settings(images: Path, names: list[str], config: SfmConfig) -> dict:
             "max_image_size": config.max_image_size, "single_camera": config.single_camera,
             "verification": dataclasses.asdict(config.verification),
             "mapper": {k: v for k, v in dataclasses.asdict(config.mapper).items()
-                       if k not in ("fixed_intrinsics_fallback", "forward_motion_fallback", "retry_seeds", "max_reproj_error")}}  # fmt: skip
+                       if k not in ("extend_fallback", "fixed_intrinsics_fallback", "forward_motion_fallback", "retry_seeds",
+                                    "max_reproj_error")}}  # fmt: skip
 
 
 def _with_pose(result: dict, out: Path, names: list[str], ground_truth) -> dict:
