@@ -126,3 +126,14 @@ def test_quantised_and_unregistered_models_are_not_exported():
     with pytest.raises(ValueError, match="not a registered model"):
         PatchScorer(Other(), device="cpu", precision="fp32", backend="onnxruntime")
     assert PatchScorer(Other(), device="cpu", precision="fp32").backend == "torch"
+
+
+def test_batch_split_between_sessions_scores_the_same():
+    torch.manual_seed(0)
+    model = build_model("2ch2stream").eval()
+    one, two = OnnxRuntimeScorer(model, threads=1), OnnxRuntimeScorer(model, threads=2)
+    assert len(one.sessions) == 1 and len(two.sessions) == 2
+    for n in (7, 40, 101):  # 7: below the split size, one session; 40 and 101: split in two
+        x = _pairs(n, seed=n)
+        np.testing.assert_allclose(two(x), one(x), atol=1e-5)
+        assert two(x).shape == (n,)
