@@ -39,6 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``patchmatch`` command: exit code 0 on success, 2 on bad input (one line naming it), 130
+    when interrupted (Ctrl-C, also while the libraries are still importing)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("Interrupted; rerun the same command to resume.", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if _interrupted(e):  # Ctrl-C while a library was importing: it fails later on a half-imported module
+            print("Interrupted; rerun the same command to resume.", file=sys.stderr)
+            return 130
+        raise
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     if not (sys.argv[1:] if argv is None else argv):
         parser.print_help()
@@ -51,13 +66,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with logging_redirect_tqdm():  # log lines above the progress bars, not glued to them
             code = args.func(args)
-    except KeyboardInterrupt:
-        print("Interrupted; rerun the same command to resume.", file=sys.stderr)
-        return 130
     except (OSError, ValueError, ImportError) as e:  # missing/existing/unreadable files; bad values; a missing extra
+        if _interrupted(e):
+            raise KeyboardInterrupt from e
         print(f"patchmatch {args.command}: error: {e}", file=sys.stderr)
         return 2
     return int(code or 0)
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is among the causes or contexts of ``error``."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 if __name__ == "__main__":

@@ -72,3 +72,31 @@ def test_network_options_refuse_bad_combinations_before_any_work(tmp_path, capsy
     assert "backend='onnxruntime' runs fp32" in capsys.readouterr().err and not out.exists()
     assert main(["sfm", str(images), str(out), "--precision", "fp16"]) == 2  # no GPU needed to refuse it on the CPU
     assert not out.exists()
+
+
+def test_interrupt_during_imports_is_reported_as_an_interrupt(monkeypatch, capsys):
+    """Ctrl-C while a library imports can surface later as another error (a half-imported module):
+    still the interrupt message, not a traceback."""
+    import argparse
+
+    from patchmatch import cli
+
+    def half_imported(args):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise AttributeError("module 'torch._dynamo' has no attribute 'guards'")
+
+    parser = argparse.ArgumentParser()
+    parser.set_defaults(func=half_imported, command="sfm", quiet=False, verbose=False)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(parser, "parse_args", lambda argv=None: parser.parse_known_args([])[0])
+    assert cli.main(["sfm"]) == 130
+    assert "Interrupted" in capsys.readouterr().err
+
+    def other_error(args):
+        raise AttributeError("a real bug")
+
+    parser.set_defaults(func=other_error)
+    with pytest.raises(AttributeError, match="a real bug"):
+        cli.main(["sfm"])
