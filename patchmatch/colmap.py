@@ -739,6 +739,10 @@ class MappingAttempt:
     intrinsics_note: str = ""
 
 
+#: 2D-3D inliers that register an image in the relaxed fallbacks (COLMAP's default: 30)
+RELAXED_ABS_POSE_INLIERS = 15
+
+
 def _mapping_attempts(config: MapperConfig) -> list[tuple[str, MapperConfig]]:
     """The fallback runs after the configured one, in order (see :class:`MapperConfig`)."""
     refines = config.refine_focal_length or config.refine_extra_params
@@ -762,7 +766,7 @@ def _mapping_attempts(config: MapperConfig) -> list[tuple[str, MapperConfig]]:
                              dataclasses.replace(base, init_max_forward_motion=1.0, init_min_tri_angle=angle)))
         # then images registered from 15 2D-3D inliers instead of 30: the last images of a walk see few
         # points triangulated at a usable angle (lund: 24 → 29 of 29 on two databases at 4°)
-        relaxed = min(15, config.abs_pose_min_num_inliers)
+        relaxed = min(RELAXED_ABS_POSE_INLIERS, config.abs_pose_min_num_inliers)
         if relaxed < config.abs_pose_min_num_inliers:
             for angle in angles:
                 runs.append((f"forward motion, init {angle:g}°, registration from {relaxed} inliers",
@@ -823,7 +827,7 @@ def incremental_mapping(
     if 2 <= num_images < config.min_model_size:  # a two-image project still gets its model
         config = dataclasses.replace(config, min_model_size=num_images)
     attempts = [] if attempts is None else attempts
-    relaxed = min(15, config.abs_pose_min_num_inliers)
+    relaxed = min(RELAXED_ABS_POSE_INLIERS, config.abs_pose_min_num_inliers)
     extend = config.extend_fallback and num_verified > 0 and relaxed < config.abs_pose_min_num_inliers
     extended_name = f"configured, extended (registration from {relaxed} inliers)"
     runs = ([("configured", config)] + ([(extended_name, dataclasses.replace(config, abs_pose_min_num_inliers=relaxed))] if extend else [])
@@ -849,8 +853,7 @@ def incremental_mapping(
             logger.info("%s; mapping again (%s)", "; ".join(best_attempt.degenerate[:3]) if best_attempt.degenerate
                         else f"{best_attempt.registered} of {num_images} reachable images registered", name)
         t0 = time.perf_counter()
-        rec = _map_once(database, image_dir, output_dir, run_config, input_model=start) if start is not None else \
-            _map_once(database, image_dir, output_dir, run_config)
+        rec = _map_once(database, image_dir, output_dir, run_config, input_model=start)
         bad = _degenerate_by_camera(rec, priors) if rec is not None else {}
         usable = 0 if rec is None else sum(rec.images[im].camera_id not in bad for im in rec.reg_image_ids())
         attempt = MappingAttempt(name, 0 if rec is None else rec.num_reg_images(), usable,

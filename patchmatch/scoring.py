@@ -38,6 +38,13 @@ def shipped_weights_path() -> Path:
     return path
 
 
+def winograd_applies(model: nn.Module, device: torch.device) -> bool:
+    """Whether :mod:`patchmatch.models.winograd` can score ``model`` in fp32 on ``device`` (a 2ch2stream on the CPU)."""
+    from .models.twochannel import TwoChannel2Stream
+
+    return device.type == "cpu" and isinstance(model, TwoChannel2Stream)
+
+
 def describe_scorer(scorer: "PatchScorer") -> str:
     """One line naming how a scorer computes: e.g. ``"2ch2stream.pt, int8 on cpu (torch)"``."""
     name = Path(scorer.meta.get("path", "")).name or type(scorer.model).__name__
@@ -146,7 +153,6 @@ class PatchScorer:
             inductor.freezing = True  # constant weights folded and prepacked for oneDNN (inference only)
             self._forward = torch.compile(self.model, dynamic=False)
         from .models import onnx as onnx_backend
-        from .models.twochannel import TwoChannel2Stream
         from .models.winograd import WinogradTwoChannel2Stream
 
         float_cpu = self.device.type == "cpu" and self.precision == "fp32" and not compile
@@ -163,7 +169,7 @@ class PatchScorer:
                 logger.warning("ONNX Runtime not used (%s); scoring with PyTorch", e)
         backend = "onnxruntime" if self._onnx is not None else "torch"
         self.backend = backend
-        applies = float_cpu and backend == "torch" and isinstance(self.model, TwoChannel2Stream)
+        applies = float_cpu and backend == "torch" and winograd_applies(self.model, self.device)
         if winograd and not applies:
             raise ValueError("winograd=True is for a 2ch2stream model in fp32 on the CPU (torch backend, not compiled).")
         self.winograd = applies if winograd is None else bool(winograd)

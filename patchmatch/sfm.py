@@ -430,16 +430,14 @@ def _extract_features(image_dir: Path, names: list[str], config: SfmConfig) -> I
 
 @contextmanager
 def _stage(name: str, seconds: dict[str, float]):
-    start = time.perf_counter()
+    start, finished = time.perf_counter(), False
     logger.info("stage %s ...", name)
     try:
         yield
-    except BaseException:
+        finished = True
+    finally:
         seconds[name] = round(time.perf_counter() - start, 3)
-        logger.info("stage %s stopped after %.1f s", name, seconds[name])
-        raise
-    seconds[name] = round(time.perf_counter() - start, 3)
-    logger.info("stage %s done in %.1f s", name, seconds[name])
+        logger.info("stage %s %s %.1f s", name, "done in" if finished else "stopped after", seconds[name])
 
 
 def _progress(iterable: Iterable, enabled: bool, desc: str, total: int | None = None):

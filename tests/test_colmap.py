@@ -167,8 +167,8 @@ def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
     real_map_once = colmap._map_once
     calls = []
 
-    def first_one_runs_away(database, image_dir, output_dir, config):
-        rec = real_map_once(database, image_dir, output_dir, config)
+    def first_one_runs_away(database, image_dir, output_dir, config, input_model=None):
+        rec = real_map_once(database, image_dir, output_dir, config, input_model)
         calls.append(config)
         if config.refine_focal_length:  # what lund does: focal length negative, huge distortion
             cam = next(iter(rec.cameras.values()))
@@ -202,8 +202,8 @@ def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
     for drop, kept_first in [(1, False), (2, True)]:
         calls.clear()
 
-        def second_one_smaller(database, image_dir, output_dir, config):
-            rec = real_map_once(database, image_dir, output_dir, config)
+        def second_one_smaller(database, image_dir, output_dir, config, input_model=None):
+            rec = real_map_once(database, image_dir, output_dir, config, input_model)
             calls.append(config)
             if len(calls) == 1:
                 cam = rec.cameras[rec.images[min(rec.reg_image_ids())].camera_id]
@@ -258,8 +258,8 @@ def test_incomplete_mapping_is_retried_with_other_seeds(tmp_path, monkeypatch):
     real_map_once = colmap._map_once
     seeds = []
 
-    def incomplete_unless_seed_2(database, image_dir, output_dir, config):
-        rec = real_map_once(database, image_dir, output_dir, config)
+    def incomplete_unless_seed_2(database, image_dir, output_dir, config, input_model=None):
+        rec = real_map_once(database, image_dir, output_dir, config, input_model)
         seeds.append(config.random_seed)
         if config.random_seed != 2:
             rec.deregister_frame(next(iter(rec.reg_frame_ids())))
@@ -277,8 +277,8 @@ def test_incomplete_mapping_is_retried_with_other_seeds(tmp_path, monkeypatch):
     # (forward motion at 8°) registers all 3 with seed 2, which only the end retries reach
     seeds.clear()
 
-    def incomplete_unless_forward_seed_2(database, image_dir, output_dir, config):
-        rec = real_map_once(database, image_dir, output_dir, config)
+    def incomplete_unless_forward_seed_2(database, image_dir, output_dir, config, input_model=None):
+        rec = real_map_once(database, image_dir, output_dir, config, input_model)
         seeds.append((config.random_seed, config.init_max_forward_motion))
         drop = 2 if config.init_max_forward_motion < 1 else 0 if config.random_seed == 2 else 1
         for frame_id in list(rec.reg_frame_ids())[:drop]:

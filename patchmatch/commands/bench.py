@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..device import resolve_device
     from ..models import build_model
     from ..models import onnx as onnx_backend
-    from ..scoring import PatchScorer
+    from ..scoring import PatchScorer, winograd_applies
 
     import math
 
@@ -54,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
         source = "untrained 2ch2stream (no shipped weights)"
     has_int8 = bool(source) and int8_path(source).is_file() and device.type == "cpu"
     flop = flops_per_pair(base.model)
-    gemm_first = gemm_flops(device, seconds=args.seconds)
     precisions = args.precision or (["fp32", "bf16"] + (["int8"] if has_int8 else []) if device.type == "cpu"
                                     else ["fp32", "bf16", "fp16"])  # fmt: skip
     if "int8" in precisions and not has_int8:
@@ -70,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     for p in precisions:
         if p == "fp32":
             backends.append(("fp32", {"precision": "fp32", "backend": "torch", "winograd": False}))
-            if PatchScorer(base.model, device=device, precision="fp32", backend="torch").winograd:
+            if winograd_applies(base.model, device):
                 backends.append(("fp32+winograd", {"precision": "fp32", "backend": "torch", "winograd": True}))
             if device.type == "cpu" and onnx_backend.exportable(base.model):
                 if onnx_backend.available():
@@ -94,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             rows.append({"precision": label, "batch_size": bs, "pairs_per_s": pps, "gemm_flops": gemm,
                          "ratio_to_fp32_gemm": pps * flop / gemm, "max_abs_score_diff": float(abs(scores - ref).max())})
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, model {source}")
-    gemm = float(np.median([gemm_first] + [r["gemm_flops"] for r in rows]))
+    gemm = float(np.median([r["gemm_flops"] for r in rows]))
     print(f"dense fp32 GEMM: {gemm / 1e9:.1f} GFLOP/s (median of the run; each row's own measurement in its GEMM column); "
           f"{flop / 1e6:.1f} MFLOP per pair → bound {gemm / flop:,.0f} pairs/s")  # fmt: skip
     print("(÷ bound: pairs/s × FLOP per pair ÷ the GEMM FLOP/s measured just before the row; "

@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .options import add_network_arguments
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     for name, help_ in (("evaluate-patches", "FPR95 on a patch set (make-patches output or Brown folder)"),
@@ -26,10 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--no-baselines", action="store_true", help="skip SIFT and NCC")
         p.add_argument("--max-pairs", type=int, help="evaluate a random subset of at most this many pairs per file")
         p.add_argument("--device", default=None)
-        p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"],
-                       help="network precision (default auto: int8 on x86 CPUs where the weights have an int8 file, else bf16 where native, else fp32)")
-        p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
-                       help="fp32 on the CPU: ONNX Runtime where installed (auto), or PyTorch")
+        add_network_arguments(p)
         p.add_argument("--batch-size", type=int, default=None, help="patch pairs per forward pass (default: 128 on CPU, 8192 on GPU)")
         p.add_argument("--out", type=Path, default=None, help="folder for ROC PNGs and JSON (default: outputs/eval/<set>)")
         p.set_defaults(func=run)

@@ -9,6 +9,7 @@ The file's scores are checked against PyTorch's before it is kept.
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 
@@ -23,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..models import load_checkpoint
-    from ..models.onnx import _import_onnxruntime, check_against_pytorch, export_onnx
+    from ..models.onnx import _import_onnxruntime, check_against_pytorch, export_onnx, write_atomic
     from ..scoring import shipped_weights_path
 
     if args.out.is_dir():
@@ -37,16 +38,12 @@ def run(args: argparse.Namespace) -> int:
     weights = args.weights or shipped_weights_path()
     model, _ = load_checkpoint(weights, map_location="cpu")
     ort = _import_onnxruntime("export-onnx (it checks the written file with ONNX Runtime)")
-    tmp = args.out.with_name(args.out.name + ".partial")
-    export_onnx(model, tmp)
+    data = export_onnx(model, io.BytesIO()).getvalue()  # checked as the bytes the file will hold
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     try:
-        session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        try:
-            err = check_against_pytorch(model, lambda x: session.run(None, {"pairs": x})[0])
-        except (ValueError, RuntimeError) as e:
-            raise ValueError(f"{weights}: {e}; not written") from e
-        tmp.replace(args.out)
-    finally:
-        tmp.unlink(missing_ok=True)
+        err = check_against_pytorch(model, lambda x: session.run(None, {"pairs": x})[0])
+    except (ValueError, RuntimeError) as e:
+        raise ValueError(f"{weights}: {e}; not written") from e
+    write_atomic(args.out, data)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) from {weights}; max |score difference| to PyTorch {err:.1e}")
     return 0

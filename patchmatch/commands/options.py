@@ -6,16 +6,17 @@ import argparse
 import dataclasses
 
 from ..matching import MatchConfig
+from ..scoring import BACKENDS, PRECISIONS
 
 _DEFAULTS = MatchConfig()
 
 
 def add_network_arguments(p: argparse.ArgumentParser) -> None:
     """Adds ``--precision`` and ``--backend`` (see :class:`patchmatch.scoring.PatchScorer`)."""
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"],
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="network precision (default auto: int8 on x86 CPUs where the weights have an int8 file, "
                         "else bf16 where native, else fp32)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="fp32 on the CPU: ONNX Runtime (auto, where installed) or PyTorch")
 
 

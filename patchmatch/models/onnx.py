@@ -73,11 +73,10 @@ def exportable(model: nn.Module) -> bool:
 def _import_onnxruntime(purpose: str = "the ONNX Runtime backend"):
     try:
         import onnxruntime
-    except ModuleNotFoundError as e:
-        if e.name not in ("onnxruntime", "onnx"):
-            raise ImportError(f"onnxruntime is installed but fails to import ({e}); reinstall it") from e
-        raise ImportError(f"{purpose} needs onnxruntime and onnx: pip install 'patchmatch[onnx]'") from e
-    except ImportError as e:  # a broken install (missing shared library, ...)
+    except ImportError as e:
+        if isinstance(e, ModuleNotFoundError) and e.name in ("onnxruntime", "onnx"):
+            raise ImportError(f"{purpose} needs onnxruntime and onnx: pip install 'patchmatch[onnx]'") from e
+        # a broken install (missing shared library, ...)
         raise ImportError(f"onnxruntime is installed but fails to import ({e}); reinstall it") from e
     return onnxruntime
 
@@ -113,10 +112,18 @@ def export_onnx(model: nn.Module, out: str | os.PathLike | io.BytesIO) -> Path |
     if isinstance(out, io.BytesIO):
         out.write(buffer.getvalue())
         return out
-    path = Path(out)
+    return write_atomic(out, buffer.getvalue())
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Writes ``data`` to ``path`` through a temporary file beside it (never a partial file)."""
+    path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
