@@ -170,7 +170,9 @@ class OnnxRuntimeScorer:
             spin between calls, so other work (keypoint search, patch cropping) keeps the cores.
 
     Call with (B, 2, 64, 64) uint8 numpy pairs → (B,) float32 numpy scores (batches of fewer
-    than 16 pairs per session go to one session).
+    than 16 pairs per session go to one session). Each session runs its share in calls of at most
+    32 pairs, so that the first block's activations (2 × 96 × 28 × 28 floats per pair) stay in the
+    core's cache: batch 512, 2 sessions, 2,581-2,728 → 3,052-3,233 pairs/s (`/tmp` A/B, 2 runs).
 
     Raises:
         ImportError: onnxruntime or onnx missing, or onnxruntime failing to import.
@@ -182,6 +184,8 @@ class OnnxRuntimeScorer:
 
     #: fewest pairs per session for a batch to be split
     MIN_SHARE = 16
+    #: most pairs per session call
+    CHUNK = 32
 
     def __init__(self, model: nn.Module, threads: int | None = None):
         ort = _import_onnxruntime()
@@ -208,6 +212,6 @@ class OnnxRuntimeScorer:
         parts = np.array_split(pairs, shares)
         return np.concatenate(list(self._pool.map(self._run, self.sessions[:shares], parts)))
 
-    @staticmethod
-    def _run(session, pairs: np.ndarray) -> np.ndarray:
-        return session.run(None, {"pairs": pairs})[0].astype(np.float32, copy=False)
+    def _run(self, session, pairs: np.ndarray) -> np.ndarray:
+        parts = [session.run(None, {"pairs": pairs[i : i + self.CHUNK]})[0] for i in range(0, max(len(pairs), 1), self.CHUNK)]
+        return np.concatenate(parts).astype(np.float32, copy=False)

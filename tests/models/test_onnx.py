@@ -137,3 +137,24 @@ def test_batch_split_between_sessions_scores_the_same():
         x = _pairs(n, seed=n)
         np.testing.assert_allclose(two(x), one(x), atol=1e-5)
         assert two(x).shape == (n,)
+
+
+def test_calls_of_at_most_chunk_pairs_score_as_one_call():
+    torch.manual_seed(0)
+    model = build_model("2ch2stream").eval()
+    scorer = OnnxRuntimeScorer(model, threads=1)
+    calls = []
+    session = scorer.sessions[0]
+
+    class Counting:
+        def run(self, outputs, feeds):
+            calls.append(len(feeds["pairs"]))
+            return session.run(outputs, feeds)
+
+    x = _pairs(75, seed=3)
+    whole = session.run(None, {"pairs": x})[0]
+    scorer.sessions[0] = Counting()
+    np.testing.assert_allclose(scorer(x), whole, atol=1e-5)
+    assert calls == [32, 32, 11]
+    calls.clear()
+    assert scorer(x[:0]).shape == (0,) and calls == [0]
