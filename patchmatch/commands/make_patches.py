@@ -11,6 +11,11 @@ SCENE may also be a folder of image pairs related by a homography (``<pair>/a.pn
 ``H.txt`` mapping pixels of a to pixels of b; e.g. the Oxford graf sequence) or one such pair:
 keypoints are then tied by the homography (:mod:`patchmatch.datasets.homography`;
 ``--reprojection-px`` is the largest transfer error, ``--size-ratio`` the largest ratio of sizes).
+
+With ``--warps N``, SCENE is any folder of photographs (no cameras needed): each image is warped N
+times by a random homography and degraded photometrically (:mod:`patchmatch.datasets.warps`), the
+pairs are written to ``OUT.pairs/`` (kept: a rerun resumes) and the set is built from them as
+from homography pairs — training data from your own images.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-track-length", type=int,
                    help="views a track keeps after the geometric checks (the orientation step may leave 2; default 3)")
     p.add_argument("--positives-per-track", type=int, help="at most this many positive pairs per track (default 6)")
+    p.add_argument("--warps", type=int, metavar="N",
+                   help="SCENE is a folder of photographs: N random homography warps per image (training data)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=run)
@@ -62,6 +69,40 @@ def _print_summary(out: Path, s: dict) -> None:
     )
 
 
+def _homography_config(args: argparse.Namespace):
+    from ..datasets.homography import HomographyPairConfig
+
+    return HomographyPairConfig(max_keypoints=args.max_keypoints, max_px=args.reprojection_px, size_ratio=args.size_ratio,
+                                seed=args.seed)  # fmt: skip
+
+
+def _run_warps(args: argparse.Namespace) -> int:
+    """``--warps N``: warped pairs of the photographs in SCENE → OUT.pairs/ → the patch set OUT."""
+    from ..datasets.homography import write_homography_set
+    from ..datasets.warps import WarpConfig, write_warped_pairs
+    from ..images import list_images
+
+    config = WarpConfig(per_image=args.warps, seed=args.seed)
+    scene_only = {"--image-dir": args.image_dir, "--epipolar-px": args.epipolar_px is not None,
+                  "--min-track-length": args.min_track_length is not None,
+                  "--positives-per-track": args.positives_per_track is not None}  # fmt: skip
+    given = [k for k, v in scene_only.items() if v]
+    if given:
+        raise ValueError(f"--warps builds homography pairs from the photographs in {args.scene}: {', '.join(given)} do(es) not apply")
+    names = list_images(args.scene)
+    unknown = [n for n in list(args.images or []) + list(args.exclude) if n not in names]
+    if unknown:
+        raise ValueError(f"{args.scene}: no image(s) {unknown}")
+    names = [n for n in (args.images or names) if n not in set(args.exclude)]
+    if not names:
+        raise ValueError(f"{args.scene}: no images to warp")
+    out = args.out.resolve()
+    pairs = out.with_name(out.name + ".pairs")
+    write_warped_pairs([args.scene / n for n in names], pairs, config)
+    _print_summary(args.out, write_homography_set(pairs, args.out, _homography_config(args), overwrite=args.overwrite))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from ..colmap import set_verbosity
     from ..datasets.patchset import check_output, write_patch_set
@@ -74,10 +115,12 @@ def run(args: argparse.Namespace) -> int:
     source = None
     if not args.scene.is_dir():
         raise FileNotFoundError(f"{args.scene}: not a directory (a scene folder or a COLMAP sparse model)")
+    if args.warps is not None:
+        return _run_warps(args)
     if (args.scene / "cameras.json").is_file():
         scene = load_scene(args.scene)
     elif _is_homography_set(args.scene):
-        from ..datasets.homography import HomographyPairConfig, write_homography_set
+        from ..datasets.homography import write_homography_set
 
         scene_only = {"--images": args.images, "--exclude": args.exclude, "--image-dir": args.image_dir,
                       "--epipolar-px": args.epipolar_px is not None, "--min-track-length": args.min_track_length is not None,
@@ -85,9 +128,7 @@ def run(args: argparse.Namespace) -> int:
         given = [k for k, v in scene_only.items() if v]
         if given:
             raise ValueError(f"{args.scene} is a folder of homography pairs: {', '.join(given)} do(es) not apply")
-        hconf = HomographyPairConfig(max_keypoints=args.max_keypoints, max_px=args.reprojection_px,
-                                     size_ratio=args.size_ratio, seed=args.seed)  # fmt: skip
-        _print_summary(args.out, write_homography_set(args.scene, args.out, hconf, overwrite=args.overwrite))
+        _print_summary(args.out, write_homography_set(args.scene, args.out, _homography_config(args), overwrite=args.overwrite))
         return 0
     elif _is_colmap_model(args.scene):
         if args.image_dir is None:

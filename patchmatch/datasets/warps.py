@@ -1,0 +1,198 @@
+"""Homography pairs made from single images: training data from any photographs.
+
+Each source image ``a`` is warped by a random homography ``H`` (in-plane rotation, zoom,
+perspective foreshortening) and degraded photometrically (gamma, contrast, blur, noise) into
+``b``; the pair is written as a homography pair folder (``a.png``, ``b.png``, ``H.txt``, ``H``
+mapping pixels of ``a`` to pixels of ``b``, OpenCV convention) that
+:func:`patchmatch.datasets.homography.write_homography_set` (``patchmatch make-patches``) turns
+into a Brown-format patch set. The keypoints of ``a`` and ``b`` are detected separately, so the
+positives carry the detector's real localisation, scale and orientation noise, as in the
+homographic training data of DeTone et al. ("SuperPoint", CVPRW 2018) and the HPatches
+benchmark (Balntas et al., CVPR 2017).
+
+Planar warps cannot show parallax or occlusion: they add variety of content, scale, blur and
+contrast to the scene sets built from cameras, not a substitute for them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["WarpConfig", "random_homography", "degrade", "write_warped_pairs"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WarpConfig:
+    """Random warps of :func:`write_warped_pairs`.
+
+    Attributes:
+        per_image: warped pairs made from each source image.
+        max_size: source images whose longer side exceeds this are downscaled first (pixels).
+        rotation_deg: in-plane rotation drawn uniformly in ±rotation_deg (degrees).
+        zoom: scale factor drawn log-uniformly in [1/zoom, zoom].
+        perspective: each image corner moves by up to this fraction of the image size
+            (foreshortening of a plane seen from another viewpoint).
+        gamma: gamma drawn log-uniformly in [1/gamma, gamma] (per image of the pair).
+        contrast: contrast factor drawn log-uniformly in [1/contrast, contrast].
+        blur_sigma: Gaussian blur σ drawn uniformly in [0, blur_sigma] pixels, applied with
+            probability ``blur_probability`` (per image).
+        blur_probability: see ``blur_sigma``.
+        noise_sigma: Gaussian pixel noise σ drawn uniformly in [0, noise_sigma] grey levels.
+        min_overlap: a warp keeps at least this fraction of ``b``'s pixels inside ``a`` (redrawn
+            otherwise).
+        seed: seed of every draw.
+    """
+
+    per_image: int = 2
+    max_size: int = 1024
+    rotation_deg: float = 30.0
+    zoom: float = 1.6
+    perspective: float = 0.15
+    gamma: float = 1.6
+    contrast: float = 1.5
+    blur_sigma: float = 1.5
+    blur_probability: float = 0.5
+    noise_sigma: float = 4.0
+    min_overlap: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.per_image < 1 or self.max_size < 64:
+            raise ValueError(f"need per_image >= 1 and max_size >= 64, got {self.per_image}, {self.max_size}")
+        if min(self.zoom, self.gamma, self.contrast) < 1:
+            raise ValueError(f"zoom, gamma and contrast are ranges [1/x, x]: need x >= 1, got "
+                             f"{self.zoom}, {self.gamma}, {self.contrast}")  # fmt: skip
+        if not 0 <= self.perspective < 0.5 or not 0 <= self.min_overlap < 1 or not 0 <= self.blur_probability <= 1:
+            raise ValueError("need perspective in [0, 0.5), min_overlap in [0, 1) and blur_probability in [0, 1]")
+        if self.rotation_deg < 0 or self.blur_sigma < 0 or self.noise_sigma < 0:
+            raise ValueError("rotation_deg, blur_sigma and noise_sigma must be >= 0")
+
+
+def random_homography(width: int, height: int, config: WarpConfig, rng: np.random.Generator) -> np.ndarray:
+    """A random homography of an image onto an image of the same size.
+
+    Rotation and zoom about the image centre, then each corner of the result moved by up to
+    ``config.perspective`` of the image size; redrawn until at least ``config.min_overlap`` of
+    the target image comes from inside the source.
+
+    Args:
+        width, height: image size in pixels.
+        config: ranges of the draw.
+        rng: generator.
+
+    Returns:
+        (3, 3) float64 H mapping source pixels to target pixels (OpenCV convention), H[2, 2] = 1.
+    """
+    import cv2
+
+    corners = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], np.float64)
+    centre = corners.mean(0)
+    size = np.array([width, height], np.float64)
+    H = np.eye(3)
+    for _ in range(100):
+        angle = np.deg2rad(rng.uniform(-config.rotation_deg, config.rotation_deg))
+        zoom = float(np.exp(rng.uniform(-np.log(config.zoom), np.log(config.zoom))))
+        c, s = np.cos(angle) * zoom, np.sin(angle) * zoom
+        moved = (corners - centre) @ np.array([[c, s], [-s, c]]) + centre
+        moved += rng.uniform(-config.perspective, config.perspective, (4, 2)) * size
+        H = cv2.getPerspectiveTransform(corners.astype(np.float32), moved.astype(np.float32)).astype(np.float64)
+        if _overlap(H, width, height) >= config.min_overlap:
+            break
+    return H / H[2, 2]
+
+
+def _overlap(H: np.ndarray, width: int, height: int, step: int = 16) -> float:
+    """Share of the target image's pixels (on a grid) whose source lies inside the source image."""
+    ys, xs = np.mgrid[0:height:step, 0:width:step]
+    p = np.linalg.solve(H, np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x, y = p[0] / p[2], p[1] / p[2]
+    return float(np.mean((p[2] > 0) & (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)))
+
+
+def degrade(image: np.ndarray, config: WarpConfig, rng: np.random.Generator) -> np.ndarray:
+    """Random gamma, contrast, blur and noise of a uint8 (H, W) image → uint8 (H, W)."""
+    import cv2
+
+    x = image.astype(np.float32) / 255.0
+    x = x ** float(np.exp(rng.uniform(-np.log(config.gamma), np.log(config.gamma))))
+    k = float(np.exp(rng.uniform(-np.log(config.contrast), np.log(config.contrast))))
+    x = (x - x.mean()) * k + x.mean()
+    sigma = rng.uniform(0.0, config.blur_sigma)
+    if rng.random() < config.blur_probability and sigma > 0.1:
+        x = cv2.GaussianBlur(x, (0, 0), sigma)
+    x = x * 255.0 + rng.normal(0.0, rng.uniform(0.0, config.noise_sigma), x.shape).astype(np.float32)
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+def write_warped_pairs(
+    images: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    config: WarpConfig = WarpConfig(),
+) -> list[Path]:
+    """Writes ``config.per_image`` warped pairs per source image as homography pair folders.
+
+    Folder ``out/<position>_<image stem>_<k>/`` holds ``a.png`` (the source, downscaled to ``max_size`` and
+    degraded), ``b.png`` (the source warped by ``H`` and degraded independently) and ``H.txt``.
+    Pixels of ``b`` from outside the source are black. An existing pair folder is kept (an
+    interrupted run resumes; the draws depend only on the seed and the image's position).
+
+    Args:
+        images: source image files (any format :func:`patchmatch.images.read_gray` reads).
+        out: folder of pair folders (created).
+        config: warp ranges and seed.
+
+    Returns:
+        The pair folders written or found, in order. An image that cannot be read is skipped with
+        a warning naming it and the problem; the others are still warped.
+
+    Raises:
+        ValueError: none of the images could be read.
+    """
+    import cv2
+
+    from ..images import ImageReadError, read_gray
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    folders = []
+    for index, path in enumerate(images):
+        rng = np.random.default_rng([config.seed, index])
+        todo = [out / f"{index:05d}_{Path(path).stem}_{k}" for k in range(config.per_image)]
+        if all((f / "H.txt").is_file() for f in todo):
+            folders += todo
+            continue
+        try:
+            image, _ = read_gray(path, max_size=config.max_size)
+        except ImageReadError as e:
+            logger.warning("skipped: %s", e)
+            continue
+        folders += todo
+        h, w = image.shape
+        for folder in todo:
+            H = random_homography(w, h, config, rng)
+            b = cv2.warpPerspective(image, H, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+            a_img, b_img = degrade(image, config, rng), degrade(b, config, rng)
+            if folder.exists():  # written by an earlier run (renamed into place only when complete)
+                continue
+            tmp = folder.with_name(folder.name + ".partial")
+            tmp.mkdir(exist_ok=True)
+            for name, im in (("a.png", a_img), ("b.png", b_img)):
+                if not cv2.imwrite(str(tmp / name), im):
+                    raise OSError(f"{tmp / name}: could not be written")
+            np.savetxt(tmp / "H.txt", H)
+            (tmp / "warp.json").write_text(json.dumps({"source": str(path), "config": asdict(config)}))
+            tmp.replace(folder)
+        logger.info("%s: %d pairs", path, config.per_image)
+    if not folders:
+        raise ValueError(f"{out}: none of the {len(images)} source images could be read; no pairs written")
+    return folders

@@ -1,0 +1,58 @@
+"""Training set from homography warps of real photographs (``patchmatch.datasets.warps``).
+
+Source images: lund and sacre-coeur (no ground truth, never tested on) and the training images of
+castle-P30 and Herz-Jesus-P25 (``patchmatch.datasets.split``; their validation images and the
+test scenes are never used). Each image is warped ``--per-image`` times; the pairs are written
+under ``OUT.pairs`` and the Brown-format set under ``OUT`` (as ``patchmatch make-patches``).
+
+Usage::
+
+    python pipelines/build_warped_set.py outputs/pairs/warped-train [--data ../shared/data] [--per-image 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from patchmatch.datasets.homography import HomographyPairConfig, write_homography_set
+from patchmatch.datasets.split import split_sets
+from patchmatch.datasets.warps import WarpConfig, write_warped_pairs
+from patchmatch.images import list_images
+
+#: scenes without ground truth whose images are all used
+EXTRA_SCENES = ("lund", "sacre-coeur")
+
+
+def source_images(data: Path) -> list[Path]:
+    """Training-split images of the ground-truth scenes, then every image of EXTRA_SCENES."""
+    scenes = data / "scenes"
+    out = [scenes / s.scene / "images" / n for s in split_sets(scenes, ("train",)) for n in s.images]
+    for scene in EXTRA_SCENES:
+        out += [scenes / scene / "images" / n for n in list_images(scenes / scene / "images")]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    root = Path(__file__).resolve().parents[1]
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path, help="patch set folder to write")
+    ap.add_argument("--data", type=Path, default=root.parent / "shared" / "data")
+    ap.add_argument("--per-image", type=int, default=WarpConfig.per_image)
+    ap.add_argument("--max-keypoints", type=int, default=2048, help="SIFT keypoints per image of a pair")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--overwrite", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
+    images = source_images(args.data)
+    pairs = args.out.with_name(args.out.name + ".pairs")
+    write_warped_pairs(images, pairs, WarpConfig(per_image=args.per_image, seed=args.seed))
+    summary = write_homography_set(pairs, args.out, HomographyPairConfig(max_keypoints=args.max_keypoints, seed=args.seed),
+                                   overwrite=args.overwrite)  # fmt: skip
+    print({k: summary[k] for k in summary if isinstance(summary[k], (int, float, str))})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
