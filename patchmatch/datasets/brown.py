@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,17 +192,24 @@ class BrownDataset:
         if not cache.exists():
             cache.parent.mkdir(parents=True, exist_ok=True)
             logger.info("Decoding %d patches of %s into %s", n, self.root, cache)
-            tmp = cache.with_name(cache.name + ".tmp.npy")
-            mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, PATCH, PATCH))
-            for k, path in enumerate(files):
-                start = k * PER_FILE
-                if start >= n:
-                    break
-                cells = bitmap_to_patches(_read_bitmap(path))
-                mm[start : min(n, start + PER_FILE)] = cells[: min(PER_FILE, n - start)]
-            mm.flush()
-            del mm
-            os.replace(tmp, cache)
+            # a file of its own per writer: two processes (e.g. two training runs on one set) may decode
+            # the same cache at once; each renames a complete file into place, atomically
+            fd, name = tempfile.mkstemp(prefix=cache.name + ".", suffix=".tmp.npy", dir=cache.parent)
+            os.close(fd)
+            tmp = Path(name)
+            try:
+                mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, PATCH, PATCH))
+                for k, path in enumerate(files):
+                    start = k * PER_FILE
+                    if start >= n:
+                        break
+                    cells = bitmap_to_patches(_read_bitmap(path))
+                    mm[start : min(n, start + PER_FILE)] = cells[: min(PER_FILE, n - start)]
+                mm.flush()
+                del mm
+                os.replace(tmp, cache)
+            finally:
+                tmp.unlink(missing_ok=True)
         return np.load(cache, mmap_mode="r")
 
     def pairs(self, name: str = DEFAULT_PAIRS) -> BrownPairs:

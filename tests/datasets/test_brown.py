@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -101,3 +102,27 @@ def test_label_files_must_hold_integers_and_pairs(tmp_path):
     (root / "info.txt").write_text("0 0\n" * 9 + "1.5 0\n")
     with pytest.raises(BrownFormatError, match="info.txt: line 10"):
         BrownDataset(root)
+
+
+def test_two_writers_decoding_one_cache_at_once(tmp_path, monkeypatch):
+    """A second process decoding the same cache while the first is at it (two training runs on one
+    set) must not break either: each writes its own temporary file."""
+    import patchmatch.datasets.brown as brown
+
+    rng = np.random.default_rng(0)
+    patches = rng.integers(0, 256, (300, 64, 64), dtype=np.uint8)
+    root = write_brown(tmp_path / "set", patches, np.repeat(np.arange(150), 2))
+    real = brown.bitmap_to_patches
+    nested = []
+
+    def other_writer_meanwhile(bitmap):
+        if not nested:  # the other writer decodes and renames its cache into place first
+            nested.append(None)
+            nested[0] = BrownDataset(root, cache_dir=tmp_path / "cache").patches.filename
+        return real(bitmap)
+
+    monkeypatch.setattr(brown, "bitmap_to_patches", other_writer_meanwhile)
+    ds = BrownDataset(root, cache_dir=tmp_path / "cache")
+    np.testing.assert_array_equal(ds.patches, patches)
+    assert nested == [ds.patches.filename]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [Path(ds.patches.filename).name]  # no temporary file left
