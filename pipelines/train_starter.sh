@@ -5,8 +5,11 @@
 # 2. train 2ch2stream with the paper's recipe plus hard-negative mining by the model (and JITTER,
 #    default none) for MINUTES of training steps (default 60) on one CPU thread with bfloat16
 #    autocast (cosine learning rate over that time; the epoch with the best validation FPR95 is kept)
-# 3. copy the float16 checkpoint into the package and print the benchmark table.
-# Re-running resumes (the training state is kept in OUT).
+# 3. fine-tune it for FINETUNE_MINUTES (default 25; 0 = skip) with the warped set added
+#    (pipelines/build_warped_set.py: homography warps of the training images, lund and sacre-coeur),
+#    learning rate 3e-4 → 3e-5, the same recipe otherwise
+# 4. copy the float16 checkpoint into the package, make its int8 file and print the benchmark table.
+# Re-running resumes (the training states are kept in OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -14,6 +17,9 @@ MINUTES=${1:-60}
 OUT=${2:-outputs/final}
 PAIRS=${PAIRS:-outputs/pairs}
 JITTER=${JITTER:-none}
+FINETUNE_MINUTES=${FINETUNE_MINUTES:-25}
+WARPS_PER_IMAGE=${WARPS_PER_IMAGE:-1}
+WARP_KEYPOINTS=${WARP_KEYPOINTS:-1024}
 "$PY" pipelines/build_pairs.py --out "$PAIRS"
 [ -d "$PAIRS/sacre-coeur-train" ] || "$PY" pipelines/build_sift_scene_set.py sacre-coeur "$PAIRS/sacre-coeur-train"
 RESUME=()
@@ -24,6 +30,22 @@ OMP_NUM_THREADS=1 "$PY" -m patchmatch.cli train \
   --model 2ch2stream --optimizer adam --lr 1e-3 --batch 128 --epochs 1000 --steps-per-epoch 200 \
   --schedule-minutes "$MINUTES" --hard-fraction 0.5 --mine-factor 4 --jitter "$JITTER" --val-pairs 2000 --seed 0 --threads 1 --bf16 --fp16 \
   --out "$OUT/2ch2stream.pt" "${RESUME[@]}"
+FINAL="$OUT/2ch2stream.pt"
+if [ "$FINETUNE_MINUTES" != 0 ]; then
+  [ -d "$PAIRS/warped1-train" ] || "$PY" pipelines/build_warped_set.py "$PAIRS/warped1-train" \
+    --per-image "$WARPS_PER_IMAGE" --max-keypoints "$WARP_KEYPOINTS"
+  RESUME=()
+  [ -f "$OUT/2ch2stream-warped.state.pt" ] && RESUME=(--resume)
+  OMP_NUM_THREADS=1 "$PY" -m patchmatch.cli train \
+    --data "$PAIRS/castle-P30-train" "$PAIRS/Herz-Jesus-P25-train" "$PAIRS/sacre-coeur-train" "$PAIRS/warped1-train" \
+    --val "$PAIRS/castle-P30-val" "$PAIRS/Herz-Jesus-P25-val" --init "$OUT/2ch2stream.pt" \
+    --model 2ch2stream --optimizer adam --lr 3e-4 --final-lr-fraction 0.1 --batch 128 --epochs 1000 --steps-per-epoch 200 \
+    --schedule-minutes "$FINETUNE_MINUTES" --hard-fraction 0.5 --mine-factor 4 --jitter none --val-pairs 2000 --seed 0 \
+    --threads 1 --bf16 --fp16 --out "$OUT/2ch2stream-warped.pt" "${RESUME[@]}"
+  FINAL="$OUT/2ch2stream-warped.pt"
+fi
 [ "${NO_INSTALL:-0}" = 1 ] && exit 0
-cp "$OUT/2ch2stream.pt" patchmatch/weights/2ch2stream.pt
+cp "$FINAL" patchmatch/weights/2ch2stream.pt
+"$PY" -m patchmatch.cli quantize patchmatch/weights/2ch2stream.pt --overwrite --data "$PAIRS/castle-P30-train" \
+  "$PAIRS/Herz-Jesus-P25-train" "$PAIRS/sacre-coeur-train" --eval "$PAIRS/entry-P10-test" "$PAIRS/temple-ring-test"
 "$PY" pipelines/patch_benchmark.py --sets "$PAIRS"

@@ -172,7 +172,7 @@ class OnnxRuntimeScorer:
     Call with (B, 2, 64, 64) uint8 numpy pairs → (B,) float32 numpy scores (batches of fewer
     than 16 pairs per session go to one session). Each session runs its share in calls of at most
     32 pairs, so that the first block's activations (2 × 96 × 28 × 28 floats per pair) stay in the
-    core's cache: batch 512, 2 sessions, 2,581-2,728 → 3,052-3,233 pairs/s (`/tmp` A/B, 2 runs).
+    core's cache: batch 512, 2 sessions, 2,581-2,728 → 3,063-3,233 pairs/s (`/tmp` A/B, 2 runs).
 
     Raises:
         ImportError: onnxruntime or onnx missing, or onnxruntime failing to import.
