@@ -44,8 +44,13 @@ def cpu_supports_int8() -> bool:
 
 
 def auto_precision(device: torch.device) -> str:
-    """Fastest inference precision of a device: bf16 on CUDA GPUs that support it and on CPUs
-    with native bfloat16, fp16 on older GPUs, fp32 otherwise."""
+    """Fastest inference precision of a device: fp16 on CUDA GPUs, bf16 on CPUs with native
+    bfloat16, fp32 otherwise.
+
+    On an H200 (`pipelines/gpu_bench.sh`, batch 8192) fp16 autocast scored 517k pairs/s against
+    bf16's 390k (torch.compile at batch 32768: 1.26 M against 0.69 M), and closer to fp32 (largest
+    score difference 0.01 against 0.09).
+    """
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp16"
     return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"

@@ -68,7 +68,8 @@ class PatchScorer:
 
     Args:
         model: a patchmatch model (see :mod:`patchmatch.models`).
-        device: torch device; None = CUDA when available, else CPU.
+        device: torch device; None = CUDA when available, else CPU. On CUDA the scorer turns on
+            ``torch.backends.cudnn.benchmark`` (process-wide; batches have one shape).
         batch_size: pairs per forward pass (None: 128 on CPU, 8192 on GPU).
         meta: checkpoint metadata, kept for reporting.
         precision: ``"fp32"``, ``"bf16"`` (autocast; fast on CPUs with AMX/AVX512-BF16 and on
@@ -134,6 +135,9 @@ class PatchScorer:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        if self.device.type == "cuda":
+            # every batch has the same shape: let cuDNN time its convolution algorithms once per shape
+            torch.backends.cudnn.benchmark = True
         self.batch_size = batch_size or (CPU_BATCH if self.device.type == "cpu" else GPU_BATCH)
         self.meta = meta or {}
         if precision == "fp16" and self.device.type != "cuda":
