@@ -7,15 +7,18 @@ under ``OUT.pairs`` and the Brown-format set under ``OUT`` (as ``patchmatch make
 
 Usage::
 
-    python pipelines/build_warped_set.py outputs/pairs/warped-train [--data ../shared/data] [--per-image 2]
+    python pipelines/build_warped_set.py outputs/pairs/warped-1x1024-train [--data ../shared/data] [--per-image 1]
+        [--max-keypoints 1024] [--seed 0] [--overwrite]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
+from patchmatch.datasets.patchset import check_output
 from patchmatch.datasets.homography import HomographyPairConfig, write_homography_set
 from patchmatch.datasets.split import split_sets
 from patchmatch.datasets.warps import WarpConfig, write_warped_pairs
@@ -39,17 +42,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path, help="patch set folder to write")
     ap.add_argument("--data", type=Path, default=root.parent / "shared" / "data")
-    ap.add_argument("--per-image", type=int, default=WarpConfig.per_image)
-    ap.add_argument("--max-keypoints", type=int, default=2048, help="SIFT keypoints per image of a pair")
+    ap.add_argument("--per-image", type=int, default=1, help="warps per image (the shipped weights' set: 1)")
+    ap.add_argument("--max-keypoints", type=int, default=1024, help="SIFT keypoints per image of a pair (shipped: 1024)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
+    if args.per_image < 1 or args.max_keypoints < 1:
+        ap.error("--per-image and --max-keypoints must be >= 1")
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
+    config = WarpConfig(per_image=args.per_image, seed=args.seed)
+    hconf = HomographyPairConfig(max_keypoints=args.max_keypoints, seed=args.seed)
     images = source_images(args.data)
+    check_output(args.out, args.overwrite, [args.data])  # before any work
     pairs = args.out.with_name(args.out.name + ".pairs")
-    write_warped_pairs(images, pairs, WarpConfig(per_image=args.per_image, seed=args.seed))
-    summary = write_homography_set(pairs, args.out, HomographyPairConfig(max_keypoints=args.max_keypoints, seed=args.seed),
-                                   overwrite=args.overwrite)  # fmt: skip
+    write_warped_pairs(images, pairs, config, overwrite=args.overwrite)
+    summary = write_homography_set(pairs, args.out, hconf, overwrite=args.overwrite,
+                                   summary_extra={"photos": [str(p) for p in images], "warps": asdict(config)})  # fmt: skip
     print({k: summary[k] for k in summary if isinstance(summary[k], (int, float, str))})
     return 0
 

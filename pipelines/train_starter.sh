@@ -32,12 +32,12 @@ OMP_NUM_THREADS=1 "$PY" -m patchmatch.cli train \
   --out "$OUT/2ch2stream.pt" "${RESUME[@]}"
 FINAL="$OUT/2ch2stream.pt"
 if [ "$FINETUNE_MINUTES" != 0 ]; then
-  [ -d "$PAIRS/warped1-train" ] || "$PY" pipelines/build_warped_set.py "$PAIRS/warped1-train" \
+  [ -d "$PAIRS/warped-${WARPS_PER_IMAGE}x${WARP_KEYPOINTS}-train" ] || "$PY" pipelines/build_warped_set.py "$PAIRS/warped-${WARPS_PER_IMAGE}x${WARP_KEYPOINTS}-train" \
     --per-image "$WARPS_PER_IMAGE" --max-keypoints "$WARP_KEYPOINTS"
-  RESUME=()
+  RESUME=()  # (a longer first stage needs a fresh OUT: the fine-tuning resumes from its own state)
   [ -f "$OUT/2ch2stream-warped.state.pt" ] && RESUME=(--resume)
   OMP_NUM_THREADS=1 "$PY" -m patchmatch.cli train \
-    --data "$PAIRS/castle-P30-train" "$PAIRS/Herz-Jesus-P25-train" "$PAIRS/sacre-coeur-train" "$PAIRS/warped1-train" \
+    --data "$PAIRS/castle-P30-train" "$PAIRS/Herz-Jesus-P25-train" "$PAIRS/sacre-coeur-train" "$PAIRS/warped-${WARPS_PER_IMAGE}x${WARP_KEYPOINTS}-train" \
     --val "$PAIRS/castle-P30-val" "$PAIRS/Herz-Jesus-P25-val" --init "$OUT/2ch2stream.pt" \
     --model 2ch2stream --optimizer adam --lr 3e-4 --final-lr-fraction 0.1 --batch 128 --epochs 1000 --steps-per-epoch 200 \
     --schedule-minutes "$FINETUNE_MINUTES" --hard-fraction 0.5 --mine-factor 4 --jitter none --val-pairs 2000 --seed 0 \

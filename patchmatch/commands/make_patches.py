@@ -14,8 +14,10 @@ keypoints are then tied by the homography (:mod:`patchmatch.datasets.homography`
 
 With ``--warps N``, SCENE is any folder of photographs (no cameras needed): each image is warped N
 times by a random homography and degraded photometrically (:mod:`patchmatch.datasets.warps`), the
-pairs are written to ``OUT.pairs/`` (kept: a rerun resumes) and the set is built from them as
-from homography pairs — training data from your own images.
+pairs are written to ``OUT.pairs/`` (with ``warps.json``, the sources and settings: a rerun with the
+same ones resumes, other ones need ``--overwrite``) and the set is built from them as from homography
+pairs — training data from your own images. Its ``upright/`` variant holds in-plane rotations of up
+to ±30° (the warps'), so only ``oriented/`` is a meaningful benchmark of such a set.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "make-patches", help="build a ground-truth patch benchmark (Brown format) from a scene or COLMAP model",
+        "make-patches", help="build a ground-truth patch set (Brown format) from a scene, COLMAP model, homography pairs or photographs",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     p.add_argument("scene", type=Path,
-                   help="scene folder (images/ + cameras.json), COLMAP sparse model folder, or folder of homography pairs")
+                   help="scene folder (images/ + cameras.json), COLMAP sparse model folder, folder of homography pairs, "
+                        "or (with --warps) folder of photographs")
     p.add_argument("out", type=Path, help="output folder (Brown-format oriented/ and upright/ sets, summary.json)")
     p.add_argument("--image-dir", type=Path, help="images of a COLMAP model (required with a model)")
     p.add_argument("--images", nargs="+", metavar="NAME", help="use only these images")
@@ -78,17 +81,33 @@ def _homography_config(args: argparse.Namespace):
 
 def _run_warps(args: argparse.Namespace) -> int:
     """``--warps N``: warped pairs of the photographs in SCENE → OUT.pairs/ → the patch set OUT."""
+    from dataclasses import asdict
+
     from ..datasets.homography import write_homography_set
     from ..datasets.warps import WarpConfig, write_warped_pairs
     from ..images import list_images
 
-    config = WarpConfig(per_image=args.warps, seed=args.seed)
+    if args.warps < 1:
+        raise ValueError(f"--warps must be >= 1 (warped pairs per photograph), got {args.warps}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    if not args.scene.is_dir():
+        raise FileNotFoundError(f"{args.scene}: not a directory (--warps takes a folder of photographs)")
     scene_only = {"--image-dir": args.image_dir, "--epipolar-px": args.epipolar_px is not None,
                   "--min-track-length": args.min_track_length is not None,
                   "--positives-per-track": args.positives_per_track is not None}  # fmt: skip
     given = [k for k, v in scene_only.items() if v]
     if given:
         raise ValueError(f"--warps builds homography pairs from the photographs in {args.scene}: {', '.join(given)} do(es) not apply")
+    out = args.out.resolve()
+    pairs = out.with_name(out.name + ".pairs")
+    photos = args.scene.resolve()
+    for p in (out, pairs):
+        if p == photos or p.is_relative_to(photos):
+            raise ValueError(f"{p} lies inside the photographs' folder {photos}: a rerun would warp its own output; "
+                             "choose an output folder outside it")  # fmt: skip
+    config = WarpConfig(per_image=args.warps, seed=args.seed)
+    hconf = _homography_config(args)  # checked before any work
     names = list_images(args.scene)
     unknown = [n for n in list(args.images or []) + list(args.exclude) if n not in names]
     if unknown:
@@ -96,10 +115,9 @@ def _run_warps(args: argparse.Namespace) -> int:
     names = [n for n in (args.images or names) if n not in set(args.exclude)]
     if not names:
         raise ValueError(f"{args.scene}: no images to warp")
-    out = args.out.resolve()
-    pairs = out.with_name(out.name + ".pairs")
-    write_warped_pairs([args.scene / n for n in names], pairs, config)
-    _print_summary(args.out, write_homography_set(pairs, args.out, _homography_config(args), overwrite=args.overwrite))
+    write_warped_pairs([args.scene / n for n in names], pairs, config, overwrite=args.overwrite)
+    extra = {"photos": str(photos), "warps": asdict(config)}
+    _print_summary(args.out, write_homography_set(pairs, args.out, hconf, overwrite=args.overwrite, summary_extra=extra))
     return 0
 
 
@@ -113,10 +131,10 @@ def run(args: argparse.Namespace) -> int:
     # checked before any work (write_patch_set checks again against the scene it is given)
     check_output(args.out, args.overwrite, [args.scene] + ([args.image_dir] if args.image_dir else []))
     source = None
-    if not args.scene.is_dir():
-        raise FileNotFoundError(f"{args.scene}: not a directory (a scene folder or a COLMAP sparse model)")
     if args.warps is not None:
         return _run_warps(args)
+    if not args.scene.is_dir():
+        raise FileNotFoundError(f"{args.scene}: not a directory (a scene folder or a COLMAP sparse model)")
     if (args.scene / "cameras.json").is_file():
         scene = load_scene(args.scene)
     elif _is_homography_set(args.scene):

@@ -207,6 +207,9 @@ class BrownDataset:
                     mm[start : min(n, start + PER_FILE)] = cells[: min(PER_FILE, n - start)]
                 mm.flush()
                 del mm
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the cache is as readable as the set
                 os.replace(tmp, cache)
             finally:
                 tmp.unlink(missing_ok=True)

@@ -214,6 +214,7 @@ def write_homography_set(
     out: str | os.PathLike,
     config: HomographyPairConfig = HomographyPairConfig(),
     overwrite: bool = False,
+    summary_extra: dict | None = None,
 ) -> dict:
     """Builds a Brown-format patch set from the homography pairs under ``root``.
 
@@ -223,6 +224,7 @@ def write_homography_set(
             ``out.partial`` and renamed.
         config: matching thresholds and seed.
         overwrite: replace an existing ``out`` that is an earlier patch set.
+        summary_extra: more JSON-like entries for ``summary.json`` (e.g. how the pairs were made).
 
     Returns:
         The summary (also in ``out/summary.json``).
@@ -290,4 +292,5 @@ def write_homography_set(
         "config": asdict(config),
         "matches_per_pair": per_pair,
         "keypoints_per_image": {nm: int(len(feats[nm].keypoints)) for nm in names},
+        **(summary_extra or {}),
     }, t0)  # fmt: skip

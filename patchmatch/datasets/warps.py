@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["WarpConfig", "random_homography", "degrade", "write_warped_pairs"]
+__all__ = ["WarpConfig", "WarpFolderError", "random_homography", "degrade", "write_warped_pairs"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,40 +134,84 @@ def degrade(image: np.ndarray, config: WarpConfig, rng: np.random.Generator) -> 
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
+#: the manifest of a pairs folder: the sources and settings its pair folders were drawn with
+MANIFEST = "warps.json"
+#: sources smaller than this on either side (pixels) are skipped: no homography is well defined
+MIN_SIDE = 32
+
+
+class WarpFolderError(ValueError):
+    """The pairs folder holds something other than this run's warps; the message says what."""
+
+
+def _prepare(out: Path, manifest: dict, overwrite: bool) -> None:
+    """Creates ``out`` or checks that it holds the warps of ``manifest`` (replaced with ``overwrite``)."""
+    import shutil
+
+    if out.exists() and not out.is_dir():
+        raise WarpFolderError(f"{out} is a file; the pairs need a folder there")
+    if out.is_dir() and any(out.iterdir()):
+        found = None
+        if (out / MANIFEST).is_file():
+            try:
+                found = json.loads((out / MANIFEST).read_text())
+            except ValueError:
+                found = None
+        if found is None:
+            raise WarpFolderError(f"{out} exists and holds no {MANIFEST} of ours; refusing to add pairs to it or delete it")
+        if found != manifest:
+            if not overwrite:
+                raise WarpFolderError(f"{out} holds warps of other images or settings ({MANIFEST}); pass overwrite "
+                                      f"(--overwrite) to replace them")  # fmt: skip
+            shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for leftover in out.glob("*.partial"):  # a pair an interrupted run did not finish
+        shutil.rmtree(leftover)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
 def write_warped_pairs(
     images: Sequence[str | os.PathLike],
     out: str | os.PathLike,
     config: WarpConfig = WarpConfig(),
+    overwrite: bool = False,
 ) -> list[Path]:
     """Writes ``config.per_image`` warped pairs per source image as homography pair folders.
 
     Folder ``out/<position>_<image stem>_<k>/`` holds ``a.png`` (the source, downscaled to ``max_size`` and
     degraded), ``b.png`` (the source warped by ``H`` and degraded independently) and ``H.txt``.
-    Pixels of ``b`` from outside the source are black. An existing pair folder is kept (an
-    interrupted run resumes; the draws depend only on the seed and the image's position).
+    Pixels of ``b`` from outside the source are black. ``out/warps.json`` records the sources and
+    the settings: a rerun with the same ones keeps the finished pairs (an interrupted run resumes;
+    the draws depend only on the seed and the image's position), other ones are refused unless
+    ``overwrite`` (then every earlier pair is deleted first).
 
     Args:
         images: source image files (any format :func:`patchmatch.images.read_gray` reads).
         out: folder of pair folders (created).
         config: warp ranges and seed.
+        overwrite: replace warps of other sources or settings.
 
     Returns:
-        The pair folders written or found, in order. An image that cannot be read is skipped with
-        a warning naming it and the problem; the others are still warped.
+        The pair folders written or found, in order. An image that cannot be read, or is smaller
+        than 32 pixels on a side, is skipped with a warning naming it and the problem; the others
+        are still warped.
 
     Raises:
-        ValueError: none of the images could be read.
+        WarpFolderError: ``out`` is a file, a folder that is not ours, or holds warps of other
+            sources or settings (without ``overwrite``).
+        ValueError: none of the images could be used.
     """
     import cv2
 
     from ..images import ImageReadError, read_gray
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    images = [Path(p) for p in images]
+    _prepare(out, {"images": [str(p.resolve()) for p in images], "config": asdict(config)}, overwrite)
     folders = []
     for index, path in enumerate(images):
         rng = np.random.default_rng([config.seed, index])
-        todo = [out / f"{index:05d}_{Path(path).stem}_{k}" for k in range(config.per_image)]
+        todo = [out / f"{index:05d}_{path.stem}_{k}" for k in range(config.per_image)]
         if all((f / "H.txt").is_file() for f in todo):
             folders += todo
             continue
@@ -176,8 +220,11 @@ def write_warped_pairs(
         except ImageReadError as e:
             logger.warning("skipped: %s", e)
             continue
-        folders += todo
         h, w = image.shape
+        if min(h, w) < MIN_SIDE:
+            logger.warning("skipped: %s: %d×%d pixels, too small to warp (at least %d on each side)", path, w, h, MIN_SIDE)
+            continue
+        folders += todo
         for folder in todo:
             H = random_homography(w, h, config, rng)
             b = cv2.warpPerspective(image, H, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -194,5 +241,5 @@ def write_warped_pairs(
             tmp.replace(folder)
         logger.info("%s: %d pairs", path, config.per_image)
     if not folders:
-        raise ValueError(f"{out}: none of the {len(images)} source images could be read; no pairs written")
+        raise ValueError(f"{out}: none of the {len(images)} source images could be used; no pairs written")
     return folders

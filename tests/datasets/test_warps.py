@@ -12,7 +12,7 @@ import pytest
 from patchmatch.cli import main
 from patchmatch.datasets.homography import homography_matches, pair_folders
 from patchmatch.datasets.tracks import ImageFeatures
-from patchmatch.datasets.warps import WarpConfig, _overlap, random_homography, write_warped_pairs
+from patchmatch.datasets.warps import WarpConfig, WarpFolderError, _overlap, random_homography, write_warped_pairs
 from patchmatch.features import detect
 from patchmatch.training.data import load_pair_data
 from tests.conftest import shared_path
@@ -105,3 +105,50 @@ def test_make_patches_warps_builds_a_training_set(tmp_path, capsys):
     assert main(["make-patches", str(photos), str(out), "--warps", "1"]) != 0
     assert main(["make-patches", str(photos), str(tmp_path / "y"), "--warps", "1", "--images", "nope.png"]) == 2
     assert "nope.png" in capsys.readouterr().err
+
+
+def test_pairs_folder_is_tied_to_its_sources_and_settings(tmp_path):
+    photos = _photos(tmp_path)
+    images = sorted(photos.iterdir())
+    out = tmp_path / "pairs"
+    first = write_warped_pairs(images, out, WarpConfig(per_image=1, seed=0))
+    H0 = np.loadtxt(first[0] / "H.txt")
+    (out / "00001_x_0.partial").mkdir()  # an interrupted run's unfinished pair
+    (out / "00001_x_0.partial" / "a.png").write_bytes(b"")
+    assert write_warped_pairs(images, out, WarpConfig(per_image=1, seed=0)) == first
+    assert not list(out.glob("*.partial"))
+    for other in (WarpConfig(per_image=1, seed=5), WarpConfig(per_image=2, seed=0)):
+        with pytest.raises(WarpFolderError, match="other images or settings"):
+            write_warped_pairs(images, out, other)
+    with pytest.raises(WarpFolderError, match="other images or settings"):
+        write_warped_pairs(images[:1], out, WarpConfig(per_image=1, seed=0))
+    again = write_warped_pairs(images[:1], out, WarpConfig(per_image=1, seed=5), overwrite=True)
+    assert pair_folders(out) == again and len(again) == 1  # the earlier pairs are gone
+    assert not np.array_equal(np.loadtxt(again[0] / "H.txt"), H0)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(WarpFolderError, match="no warps.json"):
+        write_warped_pairs(images, foreign, WarpConfig(per_image=1), overwrite=True)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_too_small_images_are_skipped(tmp_path, caplog):
+    photos = _photos(tmp_path, n=1)
+    cv2.imwrite(str(photos / "line.png"), np.full((1, 300), 128, np.uint8))
+    with caplog.at_level(logging.WARNING):
+        folders = write_warped_pairs(sorted(photos.iterdir()), tmp_path / "pairs", WarpConfig(per_image=1))
+    assert len(folders) == 1 and "line.png" in caplog.text and "too small" in caplog.text
+
+
+def test_make_patches_warps_checks_before_any_work(tmp_path, capsys):
+    photos = _photos(tmp_path, n=1)
+    for extra, needle in ((["--warps", "0"], "--warps must be >= 1"), (["--warps", "1", "--size-ratio", "1"], "size_ratio"),
+                          (["--warps", "1", "--seed", "-1"], "--seed")):  # fmt: skip
+        assert main(["make-patches", str(photos), str(tmp_path / "s"), *extra]) == 2
+        assert needle in capsys.readouterr().err
+        assert not (tmp_path / "s.pairs").exists()
+    assert main(["make-patches", str(photos), str(photos / "set"), "--warps", "1"]) == 2
+    assert "inside the photographs' folder" in capsys.readouterr().err
+    assert main(["make-patches", str(tmp_path / "missing"), str(tmp_path / "s"), "--warps", "1"]) == 2
+    assert "folder of photographs" in capsys.readouterr().err
