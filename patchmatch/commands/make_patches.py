@@ -112,6 +112,9 @@ def _run_warps(args: argparse.Namespace) -> int:
     unknown = [n for n in list(args.images or []) + list(args.exclude) if n not in names]
     if unknown:
         raise ValueError(f"{args.scene}: no image(s) {unknown}")
+    twice = sorted({n for n in args.images or [] if list(args.images).count(n) > 1})
+    if twice:
+        raise ValueError(f"--images names {twice} more than once")
     names = [n for n in (args.images or names) if n not in set(args.exclude)]
     if not names:
         raise ValueError(f"{args.scene}: no images to warp")

@@ -157,7 +157,7 @@ def _prepare(out: Path, manifest: dict, overwrite: bool) -> None:
                 found = json.loads((out / MANIFEST).read_text())
             except ValueError:
                 found = None
-        if found is None:
+        if not isinstance(found, dict) or set(found) != set(manifest):
             raise WarpFolderError(f"{out} exists and holds no {MANIFEST} of ours; refusing to add pairs to it or delete it")
         if found != manifest:
             if not overwrite:
@@ -201,18 +201,26 @@ def write_warped_pairs(
             sources or settings (without ``overwrite``).
         ValueError: none of the images could be used.
     """
+    import shutil
+
     import cv2
 
     from ..images import ImageReadError, read_gray
+    from .homography import PAIR_FILES
 
     out = Path(out)
     images = [Path(p) for p in images]
-    _prepare(out, {"images": [str(p.resolve()) for p in images], "config": asdict(config)}, overwrite)
+
+    def stamp(p: Path) -> list:  # a photo replaced under the same name must not reuse its old pairs
+        st = p.stat() if p.is_file() else None
+        return [str(p.resolve()), st.st_size if st else None, st.st_mtime_ns if st else None]
+
+    _prepare(out, {"images": [stamp(p) for p in images], "config": asdict(config)}, overwrite)
     folders = []
     for index, path in enumerate(images):
         rng = np.random.default_rng([config.seed, index])
         todo = [out / f"{index:05d}_{path.stem}_{k}" for k in range(config.per_image)]
-        if all((f / "H.txt").is_file() for f in todo):
+        if all((f / name).is_file() for f in todo for name in PAIR_FILES):
             folders += todo
             continue
         try:
@@ -230,7 +238,9 @@ def write_warped_pairs(
             b = cv2.warpPerspective(image, H, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
             a_img, b_img = degrade(image, config, rng), degrade(b, config, rng)
             if folder.exists():  # written by an earlier run (renamed into place only when complete)
-                continue
+                if all((folder / name).is_file() for name in PAIR_FILES):
+                    continue
+                shutil.rmtree(folder)  # damaged since: drawn again
             tmp = folder.with_name(folder.name + ".partial")
             tmp.mkdir(exist_ok=True)
             for name, im in (("a.png", a_img), ("b.png", b_img)):
@@ -241,5 +251,8 @@ def write_warped_pairs(
             tmp.replace(folder)
         logger.info("%s: %d pairs", path, config.per_image)
     if not folders:
+        (out / MANIFEST).unlink(missing_ok=True)
+        if not any(out.iterdir()):
+            out.rmdir()
         raise ValueError(f"{out}: none of the {len(images)} source images could be used; no pairs written")
     return folders

@@ -87,7 +87,7 @@ def test_unreadable_image_is_skipped_by_name(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         folders = write_warped_pairs(sorted(photos.iterdir()), tmp_path / "pairs", WarpConfig(per_image=1))
     assert len(folders) == 1 and "broken.jpg" in caplog.text
-    with pytest.raises(ValueError, match="none of the 1 source images"):
+    with pytest.raises(ValueError, match="none of the 1 source images could be used"):
         write_warped_pairs([bad], tmp_path / "none", WarpConfig(per_image=1))
 
 
@@ -152,3 +152,30 @@ def test_make_patches_warps_checks_before_any_work(tmp_path, capsys):
     assert "inside the photographs' folder" in capsys.readouterr().err
     assert main(["make-patches", str(tmp_path / "missing"), str(tmp_path / "s"), "--warps", "1"]) == 2
     assert "folder of photographs" in capsys.readouterr().err
+
+
+def test_changed_photo_damaged_pair_and_failed_run(tmp_path):
+    photos = _photos(tmp_path)
+    images = sorted(photos.iterdir())
+    out = tmp_path / "pairs"
+    folders = write_warped_pairs(images, out, WarpConfig(per_image=1))
+    (folders[0] / "a.png").unlink()  # damaged since: drawn again on the rerun
+    assert write_warped_pairs(images, out, WarpConfig(per_image=1)) == folders
+    assert (folders[0] / "a.png").is_file()
+    img = cv2.imread(str(images[1]), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(images[1]), 255 - img)  # another picture under the same name
+    with pytest.raises(WarpFolderError, match="other images or settings"):
+        write_warped_pairs(images, out, WarpConfig(per_image=1))
+    b_before = cv2.imread(str(folders[1] / "a.png"), cv2.IMREAD_GRAYSCALE)
+    write_warped_pairs(images, out, WarpConfig(per_image=1), overwrite=True)
+    assert not np.array_equal(cv2.imread(str(folders[1] / "a.png"), cv2.IMREAD_GRAYSCALE), b_before)
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "warps.json").write_text('{"mine": 1}')  # not our manifest
+    with pytest.raises(WarpFolderError, match="no warps.json of ours"):
+        write_warped_pairs(images, odd, WarpConfig(per_image=1), overwrite=True)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"junk")
+    with pytest.raises(ValueError, match="could be used"):
+        write_warped_pairs([bad], tmp_path / "none", WarpConfig(per_image=1))
+    assert not (tmp_path / "none").exists()
