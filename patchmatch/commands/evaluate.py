@@ -53,6 +53,18 @@ def load_scorers(weights: list[Path] | None, device: str | None = None, precisio
     return {n: PatchScorer.load(w, device=device, batch_size=batch_size, precision=precision, backend=backend) for n, w in zip(names, paths)}
 
 
+def _check_set_folder(root: Path) -> None:
+    """Raises FileNotFoundError unless ``root`` is a patch set of ours or a Brown folder."""
+    from ..datasets.patchset import is_patch_set
+
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder (a patch set from make-patches or a Brown folder)")
+    if not (is_patch_set(root) or (root / "info.txt").is_file()):
+        hint = f" (did you mean {root.with_suffix('')}?)" if root.suffix == ".pairs" else ""
+        raise FileNotFoundError(f"{root}: neither a patch set from make-patches (summary.json) nor a Brown folder "
+                                f"(info.txt){hint}")  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     from ..datasets.brown import DEFAULT_PAIRS
     from ..evaluation.patches import evaluate_set, format_table
@@ -62,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_pairs is not None and args.max_pairs < 2:
         raise ValueError(f"--max-pairs must be >= 2, got {args.max_pairs}")
     files = args.pairs or ([DEFAULT_PAIRS] if args.command == "brown-eval" else None)
+    _check_set_folder(root)  # before the networks load
     scorers = load_scorers(args.weights, args.device, args.precision, args.batch_size, args.backend)
     for name, sc in scorers.items():
         print(f"network {name}: {describe_scorer(sc)}")

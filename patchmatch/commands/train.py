@@ -9,6 +9,7 @@ validation FPR95 after each epoch; the training state is saved after each epoch 
 from __future__ import annotations
 
 import argparse
+import logging
 import shlex
 import sys
 from pathlib import Path
@@ -71,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.out.exists() and not args.resume:
         raise FileExistsError(f"{args.out} exists; remove it or pass --resume.")
+    both = sorted({str(v) for v in args.val or [] if any(v.resolve() == d.resolve() for d in args.data)})
+    if both:
+        logging.getLogger("patchmatch.train").warning(
+            "validation set(s) %s are also training sets: their FPR95 measures fitting, not generalisation, and "
+            "the epoch kept is chosen by it", ", ".join(both))  # fmt: skip
     config = TrainConfig(
         model=args.model,
         epochs=args.epochs,

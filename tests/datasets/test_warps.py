@@ -179,3 +179,18 @@ def test_changed_photo_damaged_pair_and_failed_run(tmp_path):
     with pytest.raises(ValueError, match="could be used"):
         write_warped_pairs([bad], tmp_path / "none", WarpConfig(per_image=1))
     assert not (tmp_path / "none").exists()
+
+
+def test_training_and_evaluation_name_a_misused_set(tmp_path, capsys, caplog, monkeypatch):
+    photos = _photos(tmp_path, n=1)
+    out = tmp_path / "w"
+    assert main(["make-patches", str(photos), str(out), "--warps", "1", "--max-keypoints", "512"]) == 0
+    import patchmatch.commands.evaluate as evaluate
+
+    monkeypatch.setattr(evaluate, "load_scorers", lambda *a, **k: pytest.fail("the network loaded before the folder was checked"))
+    assert main(["evaluate-patches", str(tmp_path / "w.pairs")]) == 2
+    assert "did you mean" in capsys.readouterr().err
+    with caplog.at_level(logging.WARNING):
+        assert main(["-q", "train", "--data", str(out), "--val", str(out), "--out", str(tmp_path / "n.pt"), "--epochs", "1",
+                     "--steps-per-epoch", "1", "--batch", "8", "--val-pairs", "16", "--threads", "1"]) == 0  # fmt: skip
+    assert "also training sets" in caplog.text
