@@ -34,7 +34,6 @@ from .images import read_gray
 from .matching import MatchConfig
 from .pairs import make_pairs, parse_strategy
 from .scoring import PatchScorer
-from .sfm import SfmConfig, run_sfm
 from .synthetic import RenderedView, SceneConfig, make_scene, render_scene, render_view, transfer
 
 logger = logging.getLogger(__name__)
@@ -169,6 +168,8 @@ def run_demo(
     scene_config = SceneConfig(num_images=config.num_images)
     scene_dir = render_scene(out_dir / "scene", seed=config.seed, num_images=config.num_images, config=scene_config)
     seconds["render"] = time.perf_counter() - start
+
+    from .sfm import SfmConfig, run_sfm  # pycolmap: imported when a demo runs, not when the CLI starts
 
     if scorer is None:
         scorer = PatchScorer.load(weights, device=config.device)

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import asdict
 from pathlib import Path
 
 from patchmatch.datasets.patchset import check_output
-from patchmatch.datasets.homography import HomographyPairConfig, write_homography_set
+from patchmatch.datasets.homography import HomographyPairConfig
 from patchmatch.datasets.split import split_sets
-from patchmatch.datasets.warps import WarpConfig, write_warped_pairs
+from patchmatch.datasets.warps import WarpConfig, write_warped_set
 from patchmatch.images import list_images
 
 #: scenes without ground truth whose images are all used
@@ -54,10 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     hconf = HomographyPairConfig(max_keypoints=args.max_keypoints, seed=args.seed)
     images = source_images(args.data)
     check_output(args.out, args.overwrite, [args.data])  # before any work
-    pairs = args.out.with_name(args.out.name + ".pairs")
-    write_warped_pairs(images, pairs, config, overwrite=args.overwrite)
-    summary = write_homography_set(pairs, args.out, hconf, overwrite=args.overwrite,
-                                   summary_extra={"photos": [str(p) for p in images], "warps": asdict(config)})  # fmt: skip
+    summary = write_warped_set(images, args.out, config, hconf, overwrite=args.overwrite)
     print({k: summary[k] for k in summary if isinstance(summary[k], (int, float, str))})
     return 0
 

@@ -9,16 +9,13 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
 SECONDS_EACH=${1:-2}
 DEST=${OUT:-outputs}
-# the bench command alone (the GPU machine may lack pycolmap, which other commands import)
-BENCH="import argparse, sys; from patchmatch.commands import bench; p = argparse.ArgumentParser(prog='patchmatch'); \
-bench.add_parser(p.add_subparsers()); a = p.parse_args(['bench'] + sys.argv[1:]); sys.exit(a.func(a))"
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'cudnn', torch.backends.cudnn.version())"
-"$PY" -c "$BENCH" --device cuda --seconds "$SECONDS_EACH" --pairs 262144 \
+"$PY" -m patchmatch.cli bench --device cuda --seconds "$SECONDS_EACH" --pairs 262144 \
   --precision fp32 --precision bf16 --precision fp16 \
   --batch-size 1024 --batch-size 8192 --batch-size 32768 \
   --json "$DEST/bench_gpu.json"
 if [ "${COMPILE:-1}" = 1 ]; then
-  timeout "${COMPILE_TIMEOUT:-300}" "$PY" -c "$BENCH" --device cuda --seconds "$SECONDS_EACH" --pairs 262144 \
+  timeout "${COMPILE_TIMEOUT:-300}" "$PY" -m patchmatch.cli bench --device cuda --seconds "$SECONDS_EACH" --pairs 262144 \
     --precision bf16 --precision fp16 --batch-size 32768 --compile --json "$DEST/bench_gpu_compile.json"
 fi

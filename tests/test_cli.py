@@ -100,3 +100,19 @@ def test_interrupt_during_imports_is_reported_as_an_interrupt(monkeypatch, capsy
     parser.set_defaults(func=other_error)
     with pytest.raises(AttributeError, match="a real bug"):
         cli.main(["sfm"])
+
+
+def test_commands_parse_without_pycolmap():
+    """The parser (every subcommand) builds where pycolmap is missing, e.g. a GPU machine running `bench`."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] == 'pycolmap': raise ImportError('no pycolmap here')\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from patchmatch.cli import build_parser\n"
+            "build_parser().parse_args(['bench', '--precision', 'fp32'])\n")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

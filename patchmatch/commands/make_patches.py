@@ -72,6 +72,19 @@ def _print_summary(out: Path, s: dict) -> None:
     )
 
 
+def _refuse_scene_options(args: argparse.Namespace, context: str, subset: bool) -> None:
+    """Raises ValueError naming the given options that only scenes with cameras take (and, with
+    ``subset``, ``--images`` / ``--exclude``)."""
+    scene_only = {"--image-dir": args.image_dir, "--epipolar-px": args.epipolar_px is not None,
+                  "--min-track-length": args.min_track_length is not None,
+                  "--positives-per-track": args.positives_per_track is not None}  # fmt: skip
+    if subset:
+        scene_only = {"--images": args.images, "--exclude": args.exclude, **scene_only}
+    given = [k for k, v in scene_only.items() if v]
+    if given:
+        raise ValueError(f"{context}: {', '.join(given)} do(es) not apply")
+
+
 def _homography_config(args: argparse.Namespace):
     from ..datasets.homography import HomographyPairConfig
 
@@ -81,10 +94,7 @@ def _homography_config(args: argparse.Namespace):
 
 def _run_warps(args: argparse.Namespace) -> int:
     """``--warps N``: warped pairs of the photographs in SCENE → OUT.pairs/ → the patch set OUT."""
-    from dataclasses import asdict
-
-    from ..datasets.homography import write_homography_set
-    from ..datasets.warps import WarpConfig, write_warped_pairs
+    from ..datasets.warps import WarpConfig, write_warped_set
     from ..images import list_images
 
     if args.warps < 1:
@@ -93,14 +103,9 @@ def _run_warps(args: argparse.Namespace) -> int:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     if not args.scene.is_dir():
         raise FileNotFoundError(f"{args.scene}: not a directory (--warps takes a folder of photographs)")
-    scene_only = {"--image-dir": args.image_dir, "--epipolar-px": args.epipolar_px is not None,
-                  "--min-track-length": args.min_track_length is not None,
-                  "--positives-per-track": args.positives_per_track is not None}  # fmt: skip
-    given = [k for k, v in scene_only.items() if v]
-    if given:
-        raise ValueError(f"--warps builds homography pairs from the photographs in {args.scene}: {', '.join(given)} do(es) not apply")
+    _refuse_scene_options(args, f"--warps builds homography pairs from the photographs in {args.scene}", subset=False)
     out = args.out.resolve()
-    pairs = out.with_name(out.name + ".pairs")
+    pairs = out.with_name(out.name + ".pairs")  # where write_warped_set puts them
     photos = args.scene.resolve()
     for p in (out, pairs):
         if p == photos or p.is_relative_to(photos):
@@ -118,9 +123,8 @@ def _run_warps(args: argparse.Namespace) -> int:
     names = [n for n in (args.images or names) if n not in set(args.exclude)]
     if not names:
         raise ValueError(f"{args.scene}: no images to warp")
-    write_warped_pairs([args.scene / n for n in names], pairs, config, overwrite=args.overwrite)
-    extra = {"photos": str(photos), "warps": asdict(config)}
-    _print_summary(args.out, write_homography_set(pairs, args.out, hconf, overwrite=args.overwrite, summary_extra=extra))
+    summary = write_warped_set([args.scene / n for n in names], out, config, hconf, overwrite=args.overwrite, photos=str(photos))
+    _print_summary(args.out, summary)
     return 0
 
 
@@ -143,12 +147,7 @@ def run(args: argparse.Namespace) -> int:
     elif _is_homography_set(args.scene):
         from ..datasets.homography import write_homography_set
 
-        scene_only = {"--images": args.images, "--exclude": args.exclude, "--image-dir": args.image_dir,
-                      "--epipolar-px": args.epipolar_px is not None, "--min-track-length": args.min_track_length is not None,
-                      "--positives-per-track": args.positives_per_track is not None}  # fmt: skip
-        given = [k for k, v in scene_only.items() if v]
-        if given:
-            raise ValueError(f"{args.scene} is a folder of homography pairs: {', '.join(given)} do(es) not apply")
+        _refuse_scene_options(args, f"{args.scene} is a folder of homography pairs", subset=True)
         _print_summary(args.out, write_homography_set(args.scene, args.out, _homography_config(args), overwrite=args.overwrite))
         return 0
     elif _is_colmap_model(args.scene):

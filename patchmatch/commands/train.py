@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{args.out} exists; remove it or pass --resume.")
     both = sorted({str(v) for v in args.val or [] if any(v.resolve() == d.resolve() for d in args.data)})
     if both:
-        logging.getLogger("patchmatch.train").warning(
+        logging.getLogger(__name__).warning(
             "validation set(s) %s are also training sets: their FPR95 measures fitting, not generalisation, and "
             "the epoch kept is chosen by it", ", ".join(both))  # fmt: skip
     config = TrainConfig(

@@ -21,11 +21,14 @@ import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-__all__ = ["WarpConfig", "WarpFolderError", "random_homography", "degrade", "write_warped_pairs"]
+if TYPE_CHECKING:
+    from .homography import HomographyPairConfig
+
+__all__ = ["WarpConfig", "WarpFolderError", "random_homography", "degrade", "write_warped_pairs", "write_warped_set"]
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +250,6 @@ def write_warped_pairs(
                 if not cv2.imwrite(str(tmp / name), im):
                     raise OSError(f"{tmp / name}: could not be written")
             np.savetxt(tmp / "H.txt", H)
-            (tmp / "warp.json").write_text(json.dumps({"source": str(path), "config": asdict(config)}))
             tmp.replace(folder)
         logger.info("%s: %d pairs", path, config.per_image)
     if not folders:
@@ -256,3 +258,38 @@ def write_warped_pairs(
             out.rmdir()
         raise ValueError(f"{out}: none of the {len(images)} source images could be used; no pairs written")
     return folders
+
+
+def write_warped_set(
+    images: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    config: WarpConfig = WarpConfig(),
+    pair_config: HomographyPairConfig | None = None,
+    overwrite: bool = False,
+    photos: str | None = None,
+) -> dict:
+    """Warped pairs of ``images`` in ``OUT.pairs/`` (:func:`write_warped_pairs`), then the Brown-format
+    patch set ``out`` built from them (:func:`~patchmatch.datasets.homography.write_homography_set`).
+
+    Args:
+        images: source photographs.
+        out: the patch set folder; the pairs go to the folder beside it named ``<out>.pairs``.
+        config: warp ranges and seed.
+        pair_config: matching thresholds of the set (default: ``HomographyPairConfig(seed=config.seed)``).
+        overwrite: replace an earlier set, and pairs of other sources or settings.
+        photos: how to name the sources in ``summary.json`` (default: the image list).
+
+    Returns:
+        The set's summary (also in ``out/summary.json``), with the photographs and warp settings.
+
+    Raises:
+        WarpFolderError, ValueError, FileExistsError: see the two functions.
+    """
+    from .homography import HomographyPairConfig, write_homography_set
+
+    out = Path(out).resolve()
+    pair_config = pair_config or HomographyPairConfig(seed=config.seed)
+    pairs = out.with_name(out.name + ".pairs")
+    write_warped_pairs(images, pairs, config, overwrite=overwrite)
+    extra = {"photos": photos if photos is not None else [str(p) for p in images], "warps": asdict(config)}
+    return write_homography_set(pairs, out, pair_config, overwrite=overwrite, summary_extra=extra)
