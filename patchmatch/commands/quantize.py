@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from ..evaluation.fpr95 import fpr95_difference
     from ..evaluation.patches import evaluate_set
     from ..models import load_checkpoint
     from ..models.quantize import int8_path, quantize_int8, save_int8
@@ -55,11 +56,16 @@ def run(args: argparse.Namespace) -> int:
         int8 = PatchScorer(qmodel, device="cpu", precision="int8")
         rows = []
         for s in args.eval:
-            rows += evaluate_set(s, {"fp32": fp32, "int8": int8}, baselines=False, max_pairs=args.eval_pairs)
-        meta["fpr95"] = {label: {k: r["methods"][k]["fpr95"] for k in ("fp32", "int8")} for label, r in rows}
-        print(f"{'set':<40}{'fp32':>9}{'int8':>9}{'change':>9}")
+            rows += evaluate_set(s, {"fp32": fp32, "int8": int8}, baselines=False, max_pairs=args.eval_pairs, keep_scores=True)
+        meta["fpr95"] = {}
+        for label, r in rows:
+            _, low, high = fpr95_difference(r["scores"]["fp32"], r["scores"]["int8"], r["labels"])
+            meta["fpr95"][label] = {k: r["methods"][k]["fpr95"] for k in ("fp32", "int8")} | {"change_interval": [low, high]}
+        print(f"{'set':<40}{'fp32':>9}{'int8':>9}{'change':>9}   95% interval of the change (paired bootstrap)")
         for label, v in meta["fpr95"].items():
-            print(f"{label:<40}{100 * v['fp32']:>8.2f}%{100 * v['int8']:>8.2f}%{100 * (v['int8'] - v['fp32']):>+8.2f}")
+            lo, hi = v["change_interval"]
+            print(f"{label:<40}{100 * v['fp32']:>8.2f}%{100 * v['int8']:>8.2f}%{100 * (v['int8'] - v['fp32']):>+8.2f}"
+                  f"   [{100 * lo:+.2f}, {100 * hi:+.2f}]")  # fmt: skip
     save_int8(out, qmodel, args.weights, meta)
     print(f"wrote {out}")
     return 0

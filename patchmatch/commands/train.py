@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..training.loop import LOSSES, OPTIMIZERS, TrainConfig
+    from ..training.loop import JITTERS, LOSSES, OPTIMIZERS, TrainConfig
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a patch-comparison network on Brown-format patch sets", description=__doc__)
@@ -35,10 +35,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-augment", action="store_true", help="no flips / rotations / swaps")
     p.add_argument(
         "--jitter",
-        choices=("none", "photometric", "mild", "full"),
+        choices=JITTERS,
         default=d.jitter,
         help="independent jitter of each patch: photometric (contrast, gamma, noise), mild (also rotation ±4°, "
-        "scale ±5%%, shift ±1 px) or full (±8°, ±10%%, ±2 px)",
+        "scale ±5%%, shift ±1 px), full (±8°, ±10%%, ±2 px) or wide (±10°, ±15%%, ±3 px)",
     )
     p.add_argument(
         "--mine-factor",

@@ -60,3 +60,95 @@ def fpr95(scores: np.ndarray, labels: np.ndarray, recall: float = 0.95) -> float
     fpr, tpr, _ = roc_curve(scores, labels)
     k = int(np.searchsorted(tpr, recall - 1e-12, side="left"))
     return float(fpr[k])
+
+
+def _fpr95_resampled(scores: np.ndarray, labels: np.ndarray, index: np.ndarray, recall: float) -> np.ndarray:
+    """FPR95 of each row of ``index`` (B, N) — a resample of the pairs, positives and negatives
+    drawn separately so that their counts stay — as (B,) fractions; equals :func:`fpr95` of the
+    resampled pairs (threshold = the k-th largest positive score, k = ⌈recall · P⌉)."""
+    pos, neg = scores[labels], scores[~labels]
+    p_idx, n_idx = index
+    k = max(1, int(np.ceil(recall * len(pos) - 1e-9)))
+    pos_b = pos[p_idx]  # (B, P)
+    thr = -np.partition(-pos_b, k - 1, axis=1)[:, k - 1]  # k-th largest per row
+    return (neg[n_idx] >= thr[:, None]).mean(axis=1)
+
+
+def _resamples(labels: np.ndarray, n_boot: int, seed: int, chunk: int):
+    rng = np.random.default_rng(seed)
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        yield rng.integers(0, n_pos, (b, n_pos)), rng.integers(0, n_neg, (b, n_neg))
+
+
+def fpr95_interval(
+    scores: np.ndarray, labels: np.ndarray, level: float = 0.95, n_boot: int = 1000, seed: int = 0, recall: float = 0.95
+) -> tuple[float, float]:
+    """Bootstrap confidence interval of :func:`fpr95`: pairs resampled with replacement,
+    positives and negatives separately (their counts fixed), percentile interval.
+
+    On a set of a few thousand pairs FPR95 is itself uncertain by points: the threshold is the
+    score of one positive, the one at the 5th percentile, so a change of a few pairs' scores
+    moves it.
+
+    Args:
+        scores: (N,) float similarity, higher = more similar.
+        labels: (N,) bool, True for matching pairs.
+        level: coverage of the interval (0.95: the 2.5th and 97.5th percentiles).
+        n_boot: resamples.
+        seed: seed of the resampling (results are reproducible).
+        recall: as in :func:`fpr95`.
+
+    Returns:
+        ``(low, high)`` fractions in [0, 1].
+
+    Raises:
+        ValueError: see :func:`roc_curve`; ``level`` outside (0, 1) or ``n_boot`` < 2.
+    """
+    scores, labels = _checked(scores, labels, level, n_boot)
+    vals = np.concatenate([_fpr95_resampled(scores, labels, idx, recall) for idx in _resamples(labels, n_boot, seed, 100)])
+    a = (1 - level) / 2
+    return float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
+
+
+def fpr95_difference(
+    scores_a: np.ndarray,
+    scores_b: np.ndarray,
+    labels: np.ndarray,
+    level: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+    recall: float = 0.95,
+) -> tuple[float, float, float]:
+    """FPR95 of ``scores_b`` minus that of ``scores_a`` on the same pairs, with a paired
+    bootstrap interval (each resample scores both on the same pairs), e.g. int8 against float32.
+
+    Args:
+        scores_a, scores_b: (N,) scores of the same pairs by two methods.
+        labels: (N,) bool.
+        level, n_boot, seed, recall: as in :func:`fpr95_interval`.
+
+    Returns:
+        ``(difference, low, high)`` as fractions (a difference whose interval holds 0 is within
+        what resampling the pairs alone moves).
+
+    Raises:
+        ValueError: see :func:`fpr95_interval`; the score arrays differ in length.
+    """
+    scores_a, labels = _checked(scores_a, labels, level, n_boot)
+    scores_b, _ = _checked(scores_b, labels, level, n_boot)
+    diffs = np.concatenate([_fpr95_resampled(scores_b, labels, idx, recall) - _fpr95_resampled(scores_a, labels, idx, recall)
+                            for idx in _resamples(labels, n_boot, seed, 100)])  # fmt: skip
+    a = (1 - level) / 2
+    d = fpr95(scores_b, labels, recall) - fpr95(scores_a, labels, recall)
+    return float(d), float(np.quantile(diffs, a)), float(np.quantile(diffs, 1 - a))
+
+
+def _checked(scores, labels, level: float, n_boot: int) -> tuple[np.ndarray, np.ndarray]:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}.")
+    if n_boot < 2:
+        raise ValueError(f"n_boot must be >= 2, got {n_boot}.")
+    roc_curve(scores, labels)  # the same checks as fpr95 (shapes, positives and negatives, finite)
+    return np.asarray(scores, dtype=np.float64).ravel(), np.asarray(labels).astype(bool).ravel()

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..scoring import PatchScorer
 from .baselines import ncc_scores, sift_scores
-from .fpr95 import fpr95, roc_curve
+from .fpr95 import fpr95, fpr95_interval, roc_curve
 from .roc_plot import plot_roc
 
 
@@ -25,6 +25,7 @@ def evaluate_pairs(
     out_dir: str | os.PathLike | None = None,
     title: str = "",
     extra_scores: dict[str, np.ndarray] | None = None,
+    keep_scores: bool = False,
 ) -> dict:
     """Scores labelled patch pairs with networks and baselines and computes FPR95.
 
@@ -38,9 +39,13 @@ def evaluate_pairs(
         title: plot title.
         extra_scores: method name → (M,) precomputed scores of the same pairs (e.g. SIFT
             descriptors of the keypoints), higher = more similar.
+        keep_scores: also return every method's (M,) scores and the labels, under ``"scores"``
+            and ``"labels"`` (not written to the JSON).
 
     Returns:
-        ``{"pairs": M, "positives": P, "methods": {name: {"fpr95": fraction, "seconds": s}}}``.
+        ``{"pairs": M, "positives": P, "methods": {name: {"fpr95": fraction, "fpr95_interval":
+        [low, high], "seconds": s}}}``, the interval a 95% bootstrap interval
+        (:func:`~patchmatch.evaluation.fpr95.fpr95_interval`).
     """
     pairs = np.asarray(pairs, dtype=np.int64)
     labels = np.asarray(labels, dtype=bool)
@@ -67,12 +72,14 @@ def evaluate_pairs(
         f = fpr95(s, labels)
         fpr, tpr, _ = roc_curve(s, labels)
         curves[name] = (fpr, tpr, f)
-        result["methods"][name] = {"fpr95": f, "seconds": round(seconds[name], 3)}
+        result["methods"][name] = {"fpr95": f, "fpr95_interval": list(fpr95_interval(s, labels)), "seconds": round(seconds[name], 3)}
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         plot_roc(curves, out / "roc.png", title)
         (out / "results.json").write_text(json.dumps(result, indent=2))
+    if keep_scores:
+        result.update(scores=methods, labels=labels)
     return result
 
 
@@ -84,6 +91,7 @@ def evaluate_set(
     pair_files: list[str] | None = None,
     max_pairs: int | None = None,
     seed: int = 0,
+    keep_scores: bool = False,
 ) -> list[tuple[str, dict]]:
     """FPR95 on every variant and pair file of a patch set.
 
@@ -97,6 +105,7 @@ def evaluate_set(
         pair_files: file names to evaluate (default: every ``m50_*.txt``).
         max_pairs: evaluate a random subset of at most this many pairs per file.
         seed: seed of that subset.
+        keep_scores: see :func:`evaluate_pairs`.
 
     Returns:
         ``[(label, result)]`` with label ``<set>/<variant>/<protocol>`` and result as
@@ -142,7 +151,8 @@ def evaluate_set(
             label = f"{root.name}/{variant}/{tag}" if variant else f"{root.name}/{Path(fname).name}"
             sub = None if out_dir is None else Path(out_dir) / (variant or ".") / Path(fname).stem
             try:
-                r = evaluate_pairs(ds.patches, index, labels, scorers, baselines, sub, title=label, extra_scores=extra)
+                r = evaluate_pairs(ds.patches, index, labels, scorers, baselines, sub, title=label, extra_scores=extra,
+                                   keep_scores=keep_scores)
             except ValueError as e:
                 raise BrownFormatError(f"{folder / fname}: {e}") from None
             r.update(variant=variant or "brown", protocol=protocol, file=fname)

@@ -32,9 +32,9 @@ __all__ = ["TrainConfig", "TrainResult", "train", "state_path", "evaluate_pairs"
 
 OPTIMIZERS = ("adam", "sgd", "asgd")
 LOSSES = ("hinge", "contrastive")
-JITTERS = ("none", "photometric", "mild", "full")
+JITTERS = ("none", "photometric", "mild", "full", "wide")
 #: Geometric jitter ranges (rotation degrees, natural-log scale, shift pixels) of each level.
-JITTER_GEOMETRY = {"none": (0.0, 0.0, 0.0), "photometric": (0.0, 0.0, 0.0), "mild": (4.0, 0.05, 1.0), "full": (8.0, 0.1, 2.0)}
+JITTER_GEOMETRY = {"none": (0.0, 0.0, 0.0), "photometric": (0.0, 0.0, 0.0), "mild": (4.0, 0.05, 1.0), "full": (8.0, 0.1, 2.0), "wide": (10.0, 0.15, 3.0)}
 
 
 class TrainingStateError(ValueError):
@@ -60,7 +60,7 @@ class TrainConfig:
         augment: flips / 90° rotations (same for both patches) and random pair order.
         jitter: independent jitter of each patch (:func:`~patchmatch.training.augment.jitter_patches`),
             beyond the paper: ``"none"``, ``"photometric"`` (contrast, gamma, noise), ``"mild"``
-            (also rotation ±4°, scale ±5 %, shift ±1 px) or ``"full"`` (±8°, ±10 %, ±2 px).
+            (also rotation ±4°, scale ±5 %, shift ±1 px) ``"full"`` (±8°, ±10 %, ±2 px) or ``"wide"`` (±10°, ±15 %, ±3 px).
         mine_factor: hard-negative mining by the model being trained: each step draws
             ``mine_factor`` times the batch's random negatives, scores them with the current
             model (no gradient) and keeps the highest-scoring ones, i.e. those it confuses most

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from patchmatch.evaluation.fpr95 import fpr95, roc_curve
+from patchmatch.evaluation.fpr95 import _fpr95_resampled, _resamples, fpr95, fpr95_difference, fpr95_interval, roc_curve
 
 
 def test_fpr95_hand_computed():
@@ -35,3 +35,46 @@ def test_roc_and_errors():
         fpr95([np.nan, 2], [True, False])
     with pytest.raises(ValueError, match="differ"):
         fpr95([1, 2, 3], [True, False])
+
+
+def _scores(n: int, seed: int = 0, ties: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    scores = np.r_[rng.normal(2, 1, n), rng.normal(0, 1, n)]
+    return np.round(scores, 1) if ties else scores, np.r_[np.ones(n), np.zeros(n)].astype(bool)
+
+
+def test_resampled_fpr95_equals_fpr95_of_the_resample():
+    scores, labels = _scores(300)
+    pos, neg = scores[labels], scores[~labels]
+    p_idx, n_idx = next(_resamples(labels, 5, seed=1, chunk=5))
+    fast = _fpr95_resampled(scores, labels, (p_idx, n_idx), 0.95)
+    for b in range(5):
+        s = np.r_[pos[p_idx[b]], neg[n_idx[b]]]
+        assert fast[b] == pytest.approx(fpr95(s, np.r_[np.ones(300), np.zeros(300)].astype(bool)))
+
+
+def test_fpr95_interval_holds_the_estimate_and_narrows_with_more_pairs():
+    small, lab_small = _scores(200)
+    big, lab_big = _scores(5000)
+    lo, hi = fpr95_interval(small, lab_small)
+    assert lo <= fpr95(small, lab_small) <= hi and lo < hi
+    lo2, hi2 = fpr95_interval(big, lab_big)
+    assert hi2 - lo2 < 0.5 * (hi - lo)
+    assert fpr95_interval(small, lab_small, seed=3) == fpr95_interval(small, lab_small, seed=3)  # reproducible
+    assert fpr95_interval(np.r_[np.ones(50), np.zeros(50)], lab_small[150:250]) == (0.0, 0.0)  # separable
+
+
+def test_fpr95_difference_is_paired():
+    scores, labels = _scores(1000, ties=False)
+    noise = np.random.default_rng(5).normal(0, 1e-3, len(scores))
+    d, lo, hi = fpr95_difference(scores, scores + noise, labels)
+    assert lo <= d <= hi and hi - lo < 0.02  # a tiny perturbation: a narrow interval about 0
+    worse = scores + np.r_[np.zeros(1000), np.full(1000, 1.0)]  # negatives pushed up
+    d, lo, hi = fpr95_difference(scores, worse, labels)
+    assert d == pytest.approx(fpr95(worse, labels) - fpr95(scores, labels)) and lo > 0
+    with pytest.raises(ValueError, match="level"):
+        fpr95_interval(scores, labels, level=1.0)
+    with pytest.raises(ValueError, match="n_boot"):
+        fpr95_difference(scores, worse, labels, n_boot=1)
+    with pytest.raises(ValueError, match="differ"):
+        fpr95_difference(scores, worse[:-1], labels)

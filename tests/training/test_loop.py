@@ -180,17 +180,17 @@ def test_init_starts_from_a_checkpoint_and_rejects_another_model(pairset, tmp_pa
     assert len(done.history) == 2
 
 
-def test_mild_jitter_is_between_none_and_full():
+def test_jitter_levels_move_patches_increasingly():
     from patchmatch.training.augment import jitter_patches
     from patchmatch.training.loop import JITTER_GEOMETRY
 
     x = torch.zeros(64, 2, 64, 64)
     x[:, :, 24:40, 24:40] = 255.0  # a bright square: any geometric change moves its border
     moved = {}
-    for level in ("photometric", "mild", "full"):
+    for level in ("photometric", "mild", "full", "wide"):
         out = jitter_patches(x, torch.Generator().manual_seed(0), *JITTER_GEOMETRY[level], max_log_contrast=0.0,
                              max_log_gamma=0.0, noise_std=0.0)
         moved[level] = (out - x).abs().mean().item()
-    assert moved["photometric"] < 1e-3 < moved["mild"] < moved["full"]
+    assert moved["photometric"] < 1e-3 < moved["mild"] < moved["full"] < moved["wide"]
     with pytest.raises(ValueError, match="jitter must be one of"):
         _cfg(jitter="strong")

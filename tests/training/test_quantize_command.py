@@ -25,6 +25,8 @@ def test_quantize_command(pairset, tmp_path, capsys):
     assert meta["calibration"]["pairs"] == 256
     fpr = meta["fpr95"]["entry3/oriented/random"]
     assert abs(fpr["int8"] - fpr["fp32"]) < 0.05  # the int8 model ranks the pairs like fp32
+    lo, hi = fpr["change_interval"]  # paired bootstrap interval of the change
+    assert lo <= fpr["int8"] - fpr["fp32"] <= hi and "95% interval" in out
     assert main(args) == 2  # exists
     assert "exists" in capsys.readouterr().err
     assert main(["-q", "quantize", str(weights), "--data", str(pairset), "--pairs", "3", "--overwrite"]) == 2
