@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from patchmatch.datasets.scenes import SceneError
 from patchmatch.datasets.split import build_split
 from patchmatch.datasets.tracks import PairSetConfig
 
@@ -32,7 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     if not scenes.is_dir():
         print(f"error: {scenes} not found (see shared/data/README.md)", file=sys.stderr)
         return 2
-    sets = build_split(scenes, args.out, tuple(args.roles), PairSetConfig(seed=args.seed), overwrite=args.overwrite)
+    try:
+        sets = build_split(scenes, args.out, tuple(args.roles), PairSetConfig(seed=args.seed), overwrite=args.overwrite)
+    except SceneError as e:
+        hint = " (only the training scenes at hand? --roles train val)" if "test" in args.roles else ""
+        print(f"error: {e}{hint}", file=sys.stderr)
+        return 2
     print(f"| set | images | tracks | observations | mean track length | patches | random pairs | hard pairs | build s |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, path in sets.items():

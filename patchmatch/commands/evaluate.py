@@ -31,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         add_network_arguments(p)
         p.add_argument("--batch-size", type=int, default=None, help="patch pairs per forward pass (default: 128 on CPU, 8192 on GPU)")
         p.add_argument("--out", type=Path, default=None, help="folder for ROC PNGs and JSON (default: outputs/eval/<set>)")
+        p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier evaluation in --out")
         p.set_defaults(func=run)
 
 
@@ -53,7 +54,7 @@ def load_scorers(weights: list[Path] | None, device: str | None = None, precisio
     return {n: PatchScorer.load(w, device=device, batch_size=batch_size, precision=precision, backend=backend) for n, w in zip(names, paths)}
 
 
-def _check_set_folder(root: Path) -> None:
+def check_set_folder(root: Path) -> None:
     """Raises FileNotFoundError unless ``root`` is a patch set of ours or a Brown folder."""
     from ..datasets.patchset import is_patch_set
 
@@ -65,6 +66,22 @@ def _check_set_folder(root: Path) -> None:
                                 f"(info.txt){hint}")  # fmt: skip
 
 
+def _check_out_folder(out: Path, root: Path, overwrite: bool) -> None:
+    """Raises unless ``out`` can take the results: a folder (or none yet), not a patch set or Brown
+    folder (the set being evaluated above all), no earlier results unless ``overwrite``."""
+    from ..datasets.patchset import is_patch_set
+
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out}: --out must be a folder, not a file.")
+    if out.resolve() == root.resolve() or is_patch_set(out) or (out / "info.txt").is_file():
+        raise FileExistsError(f"{out}: --out is a patch set; results go to a folder of their own (e.g. outputs/eval/{root.name}).")
+    summary = out / "summary.json"
+    if summary.exists() and not overwrite:
+        raise FileExistsError(f"{out}: holds the results of an earlier evaluation (summary.json); pass --overwrite to replace them.")
+    if summary.exists() and not summary.is_file():
+        raise IsADirectoryError(f"{summary}: not a file, cannot write the results there.")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..datasets.brown import DEFAULT_PAIRS
     from ..evaluation.patches import evaluate_set, format_table
@@ -74,13 +91,12 @@ def run(args: argparse.Namespace) -> int:
     if args.max_pairs is not None and args.max_pairs < 2:
         raise ValueError(f"--max-pairs must be >= 2, got {args.max_pairs}")
     files = args.pairs or ([DEFAULT_PAIRS] if args.command == "brown-eval" else None)
-    _check_set_folder(root)  # before the networks load
+    check_set_folder(root)  # before the networks load
     scorers = load_scorers(args.weights, args.device, args.precision, args.batch_size, args.backend)
     for name, sc in scorers.items():
         print(f"network {name}: {describe_scorer(sc)}")
     out_root = args.out or Path("outputs") / "eval" / root.name
-    if out_root.exists() and not out_root.is_dir():
-        raise NotADirectoryError(f"{out_root}: --out must be a folder, not a file.")
+    _check_out_folder(out_root, root, args.overwrite)
     rows = evaluate_set(root, scorers, not args.no_baselines, out_root, files, args.max_pairs)
     print(format_table(rows))
     out_root.mkdir(parents=True, exist_ok=True)

@@ -38,12 +38,19 @@ def run(args: argparse.Namespace) -> int:
     from ..models.quantize import int8_path, quantize_int8, save_int8
     from ..scoring import PatchScorer
     from ..training.data import load_pair_data
+    from .evaluate import check_set_folder
 
     out = args.out or int8_path(args.weights)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
     if args.pairs < 2 or args.pairs % 2:
         raise ValueError(f"--pairs must be even and >= 2, got {args.pairs}")
+    if args.eval_pairs is not None and args.eval_pairs < 2:
+        raise ValueError(f"--eval-pairs must be >= 2, got {args.eval_pairs}")
+    for s in args.eval or []:
+        check_set_folder(s)  # before the calibration
+    names = [Path(s).name for s in args.eval or []]
+    labels = [str(s) if names.count(n) > 1 else n for s, n in zip(args.eval or [], names)]  # unique row labels
     model, _ = load_checkpoint(args.weights)
     data = load_pair_data(args.data)
     pairs, _ = data.sample_batch(args.pairs, np.random.default_rng(args.seed), hard_fraction=0.5)
@@ -55,8 +62,11 @@ def run(args: argparse.Namespace) -> int:
         fp32 = PatchScorer(model, device="cpu", precision="fp32")
         int8 = PatchScorer(qmodel, device="cpu", precision="int8")
         rows = []
-        for s in args.eval:
-            rows += evaluate_set(s, {"fp32": fp32, "int8": int8}, baselines=False, max_pairs=args.eval_pairs, keep_scores=True)
+        for s, label in zip(args.eval, labels):
+            rows += evaluate_set(s, {"fp32": fp32, "int8": int8}, baselines=False, max_pairs=args.eval_pairs, keep_scores=True,
+                                 name=label)  # fmt: skip
+        meta["evaluation"] = {"sets": [str(s) for s in args.eval], "max_pairs_per_protocol": args.eval_pairs, "subset_seed": 0,
+                              "change_interval": "95% paired bootstrap, 1000 resamples (fpr95_difference)"}  # fmt: skip
         meta["fpr95"] = {}
         for label, r in rows:
             _, low, high = fpr95_difference(r["scores"]["fp32"], r["scores"]["int8"], r["labels"])

@@ -4,6 +4,7 @@ patch set (both variants, both protocols)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -14,6 +15,8 @@ from ..scoring import PatchScorer
 from .baselines import ncc_scores, sift_scores
 from .fpr95 import fpr95, fpr95_interval, roc_curve
 from .roc_plot import plot_roc
+
+logger = logging.getLogger(__name__)
 
 
 def evaluate_pairs(
@@ -92,6 +95,7 @@ def evaluate_set(
     max_pairs: int | None = None,
     seed: int = 0,
     keep_scores: bool = False,
+    name: str | None = None,
 ) -> list[tuple[str, dict]]:
     """FPR95 on every variant and pair file of a patch set.
 
@@ -103,9 +107,11 @@ def evaluate_set(
         baselines: SIFT on the patches and NCC (and SIFT keypoint descriptors where stored).
         out_dir: ROC PNGs and JSON go to ``out_dir/<variant>/<pair file stem>/``.
         pair_files: file names to evaluate (default: every ``m50_*.txt``).
-        max_pairs: evaluate a random subset of at most this many pairs per file.
+        max_pairs: evaluate a random subset of at most this many pairs per file (matches and
+            non-matches in the file's proportion, at least one of each).
         seed: seed of that subset.
         keep_scores: see :func:`evaluate_pairs`.
+        name: the set's name in the labels (default: the folder's name).
 
     Returns:
         ``[(label, result)]`` with label ``<set>/<variant>/<protocol>`` and result as
@@ -142,13 +148,17 @@ def evaluate_set(
             pr = ds.pairs(fname)
             index, labels = pr.index, pr.labels
             if max_pairs is not None and len(index) > max_pairs:
-                sel = np.sort(np.random.default_rng(seed).choice(len(index), max_pairs, replace=False))
+                sel = _stratified_subset(labels, max_pairs, seed)
                 index, labels = index[sel], labels[sel]
+            if 0 < labels.sum() < 20:
+                logger.warning("%s: FPR95 from %d positives only (threshold in steps of %.0f%% recall)",
+                               folder / fname, labels.sum(), 100 / labels.sum())  # fmt: skip
             extra = {}
             if kp_desc is not None:
                 extra["SIFT keypoint"] = -np.linalg.norm(kp_desc[index[:, 0]] - kp_desc[index[:, 1]], axis=1)
             tag = protocol if per_protocol[protocol] == 1 else Path(fname).stem  # unique per file
-            label = f"{root.name}/{variant}/{tag}" if variant else f"{root.name}/{Path(fname).name}"
+            set_name = name or root.name
+            label = f"{set_name}/{variant}/{tag}" if variant else f"{set_name}/{Path(fname).name}"
             sub = None if out_dir is None else Path(out_dir) / (variant or ".") / Path(fname).stem
             try:
                 r = evaluate_pairs(ds.patches, index, labels, scorers, baselines, sub, title=label, extra_scores=extra,
@@ -158,6 +168,18 @@ def evaluate_set(
             r.update(variant=variant or "brown", protocol=protocol, file=fname)
             rows.append((label, r))
     return rows
+
+
+def _stratified_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``count`` pairs (``count`` >= 2): matches and non-matches in their
+    proportion, at least one of each where the file has both."""
+    rng = np.random.default_rng(seed)
+    pos, neg = np.nonzero(labels)[0], np.nonzero(~labels)[0]
+    n_pos = int(round(count * len(pos) / len(labels)))
+    n_pos = min(len(pos), max(n_pos, 1 if len(pos) else 0, count - len(neg)))
+    n_pos = min(n_pos, count - (1 if len(neg) else 0))
+    take = [rng.choice(pos, n_pos, replace=False), rng.choice(neg, count - n_pos, replace=False)]
+    return np.sort(np.concatenate(take))
 
 
 def format_table(rows: list[tuple[str, dict]]) -> str:

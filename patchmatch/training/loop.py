@@ -415,7 +415,7 @@ def train(
                 )
                 break
         if config.schedule_minutes is not None and train_seconds >= 60.0 * config.schedule_minutes:
-            logger.info("schedule of %.1f min of training done after epoch %d", config.schedule_minutes, epoch)
+            logger.info("schedule of %g min of training done after epoch %d", config.schedule_minutes, epoch)
             break
         t0 = time.time()
         losses = []

@@ -79,3 +79,38 @@ def test_evaluate_patches_on_a_built_set_covers_variants_and_protocols(tmp_path,
     # Ground truth by geometry: SIFT of the keypoints separates random pairs well, hard pairs worse.
     assert r["methods"]["SIFT keypoint"]["fpr95"] < summary["entry2/oriented/hard"]["methods"]["SIFT keypoint"]["fpr95"]
     assert (tmp_path / "ev" / "upright" / next(iter(sorted((root / "upright").glob("m50_hard_*")))).stem / "roc.png").is_file()
+
+
+def test_evaluate_patches_guards_its_output_and_subsets(tmp_path, capsys):
+    patches, pairs, labels = _pairs_from_real_patches()
+    ids = np.arange(len(patches))
+    ids[600:] = np.arange(300)
+    write_brown(tmp_path / "mini", patches, ids, pairs={"m50_600_600_0.txt": pairs})
+    ckpt = save_checkpoint(tmp_path / "net.pt", build_model("2ch2stream"))
+    base = ["-q", "evaluate-patches", str(tmp_path / "mini"), "--weights", str(ckpt), "--no-baselines"]
+    before = sorted(p.name for p in (tmp_path / "mini").iterdir())
+    assert main(base + ["--out", str(tmp_path / "mini")]) == 2  # the set itself: refused, untouched
+    assert "patch set" in capsys.readouterr().err and sorted(p.name for p in (tmp_path / "mini").iterdir()) == before
+    ev = tmp_path / "ev"
+    assert main(base + ["--out", str(ev), "--max-pairs", "2"]) == 0  # a subset keeps a match and a non-match
+    r = json.loads((ev / "summary.json").read_text())["mini/m50_600_600_0.txt"]
+    assert r["pairs"] == 2 and r["positives"] == 1
+    lo, hi = r["methods"]["net"]["fpr95_interval"]
+    assert lo <= r["methods"]["net"]["fpr95"] <= hi
+    capsys.readouterr()
+    assert main(base + ["--out", str(ev)]) == 2  # earlier results: refused without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert json.loads((ev / "summary.json").read_text())["mini/m50_600_600_0.txt"]["pairs"] == 2
+    assert main(base + ["--out", str(ev), "--overwrite"]) == 0
+    assert json.loads((ev / "summary.json").read_text())["mini/m50_600_600_0.txt"]["pairs"] == len(pairs)
+
+
+def test_stratified_subset_keeps_both_classes_in_proportion():
+    from patchmatch.evaluation.patches import _stratified_subset
+
+    labels = np.r_[np.ones(10), np.zeros(990)].astype(bool)
+    for count in (2, 5, 100, 999):
+        sel = _stratified_subset(labels, count, seed=0)
+        assert len(sel) == count == len(np.unique(sel)) and 1 <= labels[sel].sum() <= 10
+        assert (~labels[sel]).sum() >= 1
+    assert labels[_stratified_subset(labels, 500, 0)].sum() == 5

@@ -36,3 +36,16 @@ def test_quantize_command(pairset, tmp_path, capsys):
     assert full["calibration"]["activation_bits"] == 8 and meta["calibration"]["activation_bits"] == 7
     f8 = full["fpr95"]["entry3/oriented/random"]
     assert abs(f8["int8"] - f8["fp32"]) < 0.05
+    capsys.readouterr()
+    # bad evaluation options fail before the calibration, nothing written
+    bad = ["-q", "quantize", str(weights), "--data", str(pairset), "--pairs", "256", "--out", str(tmp_path / "bad.int8.pt")]
+    assert main(bad + ["--eval", str(tmp_path / "nope")]) == 2 and "nope" in capsys.readouterr().err
+    assert main(bad + ["--eval", str(pairset), "--eval-pairs", "1"]) == 2 and "--eval-pairs" in capsys.readouterr().err
+    assert not (tmp_path / "bad.int8.pt").exists()
+    # two sets of one name are told apart by their paths
+    twin = tmp_path / "twin" / pairset.name
+    shutil.copytree(pairset, twin)
+    assert main(bad + ["--eval", str(pairset), str(twin), "--eval-pairs", "200"]) == 0
+    _, both = load_int8(tmp_path / "bad.int8.pt", weights)
+    assert len(both["fpr95"]) == 8 and f"{twin}/oriented/random" in both["fpr95"]
+    assert both["evaluation"]["max_pairs_per_protocol"] == 200
