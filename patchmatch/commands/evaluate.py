@@ -101,5 +101,5 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(rows))
     out_root.mkdir(parents=True, exist_ok=True)
     (out_root / "summary.json").write_text(json.dumps(dict(rows), indent=2))
-    print(f"ROC curves and JSON in {out_root}")
+    print(f"ROC curves and JSON (with each FPR95's 95% bootstrap interval) in {out_root}")
     return 0
