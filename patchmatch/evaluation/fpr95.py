@@ -9,6 +9,20 @@ from __future__ import annotations
 import numpy as np
 
 
+def _validated(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) float64 scores and (N,) bool labels, checked: same length, both classes, finite."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    labels = np.asarray(labels).astype(bool).ravel()
+    if scores.shape != labels.shape:
+        raise ValueError(f"scores and labels differ in length: {scores.shape} vs {labels.shape}.")
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"FPR95 needs positives and negatives, got {n_pos} and {n_neg}.")
+    if not np.isfinite(scores).all():
+        raise ValueError("scores contain NaN or infinite values.")
+    return scores, labels
+
+
 def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC curve with ties handled as one threshold step.
 
@@ -23,15 +37,8 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     Raises:
         ValueError: shapes differ, or no positives or no negatives.
     """
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    labels = np.asarray(labels).astype(bool).ravel()
-    if scores.shape != labels.shape:
-        raise ValueError(f"scores and labels differ in length: {scores.shape} vs {labels.shape}.")
+    scores, labels = _validated(scores, labels)
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"FPR95 needs positives and negatives, got {n_pos} and {n_neg}.")
-    if not np.isfinite(scores).all():
-        raise ValueError("scores contain NaN or infinite values.")
     order = np.argsort(-scores, kind="stable")
     s, l = scores[order], labels[order]
     # last index of each run of equal scores: all tied pairs are accepted together
@@ -58,6 +65,11 @@ def fpr95(scores: np.ndarray, labels: np.ndarray, recall: float = 0.95) -> float
         ValueError: see :func:`roc_curve`.
     """
     fpr, tpr, _ = roc_curve(scores, labels)
+    return fpr_at_recall(fpr, tpr, recall)
+
+
+def fpr_at_recall(fpr: np.ndarray, tpr: np.ndarray, recall: float = 0.95) -> float:
+    """FPR of a :func:`roc_curve` at its first threshold reaching ``recall`` (FPR95 for 0.95)."""
     k = int(np.searchsorted(tpr, recall - 1e-12, side="left"))
     return float(fpr[k])
 
@@ -108,8 +120,7 @@ def fpr95_interval(
     """
     scores, labels = _checked(scores, labels, level, n_boot)
     vals = np.concatenate([_fpr95_resampled(scores, labels, idx, recall) for idx in _resamples(labels, n_boot, seed, 100)])
-    a = (1 - level) / 2
-    return float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
+    return _percentile_interval(vals, level)
 
 
 def fpr95_difference(
@@ -140,9 +151,13 @@ def fpr95_difference(
     scores_b, _ = _checked(scores_b, labels, level, n_boot)
     diffs = np.concatenate([_fpr95_resampled(scores_b, labels, idx, recall) - _fpr95_resampled(scores_a, labels, idx, recall)
                             for idx in _resamples(labels, n_boot, seed, 100)])  # fmt: skip
-    a = (1 - level) / 2
     d = fpr95(scores_b, labels, recall) - fpr95(scores_a, labels, recall)
-    return float(d), float(np.quantile(diffs, a)), float(np.quantile(diffs, 1 - a))
+    return (float(d), *_percentile_interval(diffs, level))
+
+
+def _percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    a = (1 - level) / 2
+    return float(np.quantile(values, a)), float(np.quantile(values, 1 - a))
 
 
 def _checked(scores, labels, level: float, n_boot: int) -> tuple[np.ndarray, np.ndarray]:
@@ -150,5 +165,4 @@ def _checked(scores, labels, level: float, n_boot: int) -> tuple[np.ndarray, np.
         raise ValueError(f"level must be in (0, 1), got {level}.")
     if n_boot < 2:
         raise ValueError(f"n_boot must be >= 2, got {n_boot}.")
-    roc_curve(scores, labels)  # the same checks as fpr95 (shapes, positives and negatives, finite)
-    return np.asarray(scores, dtype=np.float64).ravel(), np.asarray(labels).astype(bool).ravel()
+    return _validated(scores, labels)  # the same checks as fpr95, without its sort

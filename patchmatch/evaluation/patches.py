@@ -13,7 +13,7 @@ import numpy as np
 
 from ..scoring import PatchScorer
 from .baselines import ncc_scores, sift_scores
-from .fpr95 import fpr95, fpr95_interval, roc_curve
+from .fpr95 import fpr95_interval, fpr_at_recall, roc_curve
 from .roc_plot import plot_roc
 
 logger = logging.getLogger(__name__)
@@ -72,8 +72,8 @@ def evaluate_pairs(
     result = {"pairs": int(len(pairs)), "positives": int(labels.sum()), "methods": {}}
     curves = {}
     for name, s in methods.items():
-        f = fpr95(s, labels)
         fpr, tpr, _ = roc_curve(s, labels)
+        f = fpr_at_recall(fpr, tpr)
         curves[name] = (fpr, tpr, f)
         result["methods"][name] = {"fpr95": f, "fpr95_interval": list(fpr95_interval(s, labels)), "seconds": round(seconds[name], 3)}
     if out_dir is not None:
