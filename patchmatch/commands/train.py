@@ -46,6 +46,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=d.mine_factor,
         help="hard-negative mining by the model: score this many times the random negatives, keep the highest (1 = off)",
     )
+    p.add_argument("--ema", type=float, default=d.ema_decay, metavar="DECAY",
+                   help="keep an exponential moving average of the weights with this decay (e.g. 0.999) and validate "
+                        "and write it instead of the live weights (default 0: off)")
     p.add_argument("--init", type=Path, help="start from this checkpoint's weights (fine-tuning; same --model)")
     p.add_argument("--upright", action="store_true", help="train on upright patches")
     p.add_argument("--loss", choices=LOSSES, default=d.loss)
@@ -97,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         schedule_minutes=args.schedule_minutes,
         bf16=args.bf16,
         init=None if args.init is None else str(args.init),
+        ema_decay=args.ema,
     )
     meta = {"command": "patchmatch " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "threads": torch.get_num_threads()}
     res = train(config, args.data, args.out, val=args.val, resume=args.resume, half=args.fp16,

@@ -54,7 +54,7 @@ def test_training_decreases_loss(pairset, tmp_path):
     assert 0 <= rec["val_fpr95_random"] <= 1 and 0 <= rec["val_fpr95_hard"] <= 1 and rec["pairs_per_s"] > 0
 
 
-@pytest.mark.parametrize("extra", [{}, {"jitter": "full", "mine_factor": 3}], ids=["paper", "jitter+mining"])
+@pytest.mark.parametrize("extra", [{}, {"jitter": "full", "mine_factor": 3}, {"ema_decay": 0.9}], ids=["paper", "jitter+mining", "ema"])
 def test_resume_reproduces_the_same_run(pairset, tmp_path, extra):
     torch.set_num_threads(2)
     cfg = _cfg(**extra)
@@ -194,3 +194,24 @@ def test_jitter_levels_move_patches_increasingly():
     assert moved["photometric"] < 1e-3 < moved["mild"] < moved["full"] < moved["wide"]
     with pytest.raises(ValueError, match="jitter must be one of"):
         _cfg(jitter="strong")
+
+
+def test_ema_writes_the_moving_average_of_the_weights(pairset, tmp_path):
+    """With ``ema_decay`` the checkpoint holds e_1 = w_1, e_t = d e_(t-1) + (1 - d) w_t over the live weights w_t."""
+    torch.set_num_threads(2)
+    cfg = _cfg(epochs=3, steps_per_epoch=1, batch_size=8, ema_decay=0.5)
+    out = tmp_path / "e.pt"
+    live = []
+    for _ in range(3):  # one step per epoch, one epoch per call: the live weights after every step
+        train(cfg, [pairset], out, resume=bool(live), stop_after=1)
+        live.append(torch.load(state_path(out), weights_only=True)["model"])
+    expected = dict(live[0])
+    for w in live[1:]:
+        expected = {k: 0.5 * expected[k] + 0.5 * w[k] for k in w}
+    model, meta = load_checkpoint(out)
+    assert meta["train_config"]["ema_decay"] == 0.5
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, expected[k], msg=k)
+    assert not all(torch.equal(v, live[-1][k]) for k, v in model.state_dict().items())  # not the live weights
+    with pytest.raises(ValueError, match="ema_decay"):
+        _cfg(ema_decay=1.0)
