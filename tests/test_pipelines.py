@@ -20,3 +20,30 @@ def test_build_pairs_names_a_missing_scene_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "castle-P30" in err and "--roles train val" in err and "Traceback" not in err
     assert not (tmp_path / "pairs").exists()
+
+
+def test_average_checkpoints_writes_the_mean_and_refuses_mixed_models(tmp_path, capsys):
+    import torch
+
+    from patchmatch.models import build_model, load_checkpoint, save_checkpoint
+
+    average = _script("average_checkpoints")
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(save_checkpoint(tmp_path / f"{seed}.pt", build_model("2ch")))
+    out = tmp_path / "soup.pt"
+    assert average.main([str(p) for p in paths] + ["--out", str(out)]) == 0
+    soup, meta = load_checkpoint(out)
+    a, b = (load_checkpoint(p)[0].state_dict() for p in paths)
+    for k, v in soup.state_dict().items():
+        torch.testing.assert_close(v, ((a[k] + b[k]) / 2).half().float(), msg=k)  # written in float16
+    assert meta["averaged_from"] == [str(p) for p in paths]
+    assert average.main([str(p) for p in paths] + ["--out", str(out)]) == 2  # exists
+    assert "--overwrite" in capsys.readouterr().err
+    other = save_checkpoint(tmp_path / "deep.pt", build_model("2chdeep"))
+    assert average.main([str(paths[0]), str(other), "--out", str(tmp_path / "mixed.pt")]) == 2
+    assert "different models" in capsys.readouterr().err and not (tmp_path / "mixed.pt").exists()
+    assert average.main([str(paths[0]), "--out", str(tmp_path / "one.pt")]) == 2
+    assert average.main([str(paths[0]), str(tmp_path / "missing.pt"), "--out", str(tmp_path / "m.pt")]) == 2
+    assert "missing.pt" in capsys.readouterr().err
