@@ -38,7 +38,7 @@ def test_average_checkpoints_writes_the_mean_and_refuses_mixed_models(tmp_path, 
     a, b = (load_checkpoint(p)[0].state_dict() for p in paths)
     for k, v in soup.state_dict().items():
         torch.testing.assert_close(v, ((a[k] + b[k]) / 2).half().float(), msg=k)  # written in float16
-    assert meta["averaged_from"] == [str(p) for p in paths]
+    assert meta["averaged_from"] == [str(p.resolve()) for p in paths] and len(meta["ingredients"]) == 2
     assert average.main([str(p) for p in paths] + ["--out", str(out)]) == 2  # exists
     assert "--overwrite" in capsys.readouterr().err
     other = save_checkpoint(tmp_path / "deep.pt", build_model("2chdeep"))
@@ -47,3 +47,17 @@ def test_average_checkpoints_writes_the_mean_and_refuses_mixed_models(tmp_path, 
     assert average.main([str(paths[0]), "--out", str(tmp_path / "one.pt")]) == 2
     assert average.main([str(paths[0]), str(tmp_path / "missing.pt"), "--out", str(tmp_path / "m.pt")]) == 2
     assert "missing.pt" in capsys.readouterr().err
+    assert average.main([str(paths[0]), str(tmp_path / "." / "0.pt"), "--out", str(tmp_path / "twice.pt")]) == 2
+    assert "given twice" in capsys.readouterr().err
+    assert average.main([str(p) for p in paths] + ["--out", str(tmp_path), "--overwrite"]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert average.main([str(p) for p in paths] + ["--out", str(paths[0] / "x.pt")]) == 2  # a file where a folder should be
+    assert "cannot write" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob("**/*.tmp"))
+    from patchmatch.models.twochannel import TwoChannel2Stream, TwoChannel2StreamConfig
+
+    small = save_checkpoint(tmp_path / "h512.pt", TwoChannel2Stream(TwoChannel2StreamConfig(hidden=512)))
+    full = save_checkpoint(tmp_path / "h768.pt", build_model("2ch2stream"))
+    assert average.main([str(full), str(small), "--out", str(tmp_path / "cfg.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "h768.pt holds 2ch2stream" in err and "hidden=512" in err

@@ -48,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--ema", type=float, default=d.ema_decay, metavar="DECAY",
                    help="keep an exponential moving average of the weights with this decay (e.g. 0.999) and validate "
-                        "and write it instead of the live weights (default 0: off)")
+                        "and write it instead of the live weights (default 0: off; --resume needs the same value)")
     p.add_argument("--init", type=Path, help="start from this checkpoint's weights (fine-tuning; same --model)")
     p.add_argument("--upright", action="store_true", help="train on upright patches")
     p.add_argument("--loss", choices=LOSSES, default=d.loss)

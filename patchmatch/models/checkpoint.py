@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,11 @@ def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write or rename leaves nothing behind
     return path
 
 
@@ -72,12 +76,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             or weights that do not fit the model (names or shapes).
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a folder, not a checkpoint file.")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file.")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notices about quantised tensors in int8 files
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
-        if type(e).__name__ == "UnpicklingError":  # torch's text advises weights_only=False: never for us
+        if type(e).__name__ in ("UnpicklingError", "KeyError"):  # torch's text advises weights_only=False: never for us
             raise CheckpointError(f"{path}: not a patchmatch checkpoint (not a torch file of plain tensors).") from e
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first}).") from e

@@ -4,7 +4,9 @@ Each epoch ends with a *training state* file next to the output (``<out stem>.st
 model, optimiser, epoch, step, training seconds, every random generator's state and the history), so
 that ``resume=True`` continues exactly where the last finished epoch left off. The final weights
 are written with :func:`patchmatch.models.save_checkpoint` (optionally in float16): those of the
-epoch with the best validation FPR95 when a validation set is given, else of the last epoch.
+epoch with the best validation FPR95 when a validation set is given, else of the last epoch. With
+``TrainConfig.ema_decay`` the state also holds the moving average of the weights, and the average is
+what is validated, kept and written.
 """
 
 from __future__ import annotations
@@ -80,8 +82,8 @@ class TrainConfig:
             depends on the machine's speed, so a resumed run is no longer bit-identical.
         init: checkpoint (:func:`patchmatch.models.save_checkpoint`) whose weights the model
             starts from instead of He initialisation (fine-tuning); its model must be ``model``.
-        ema_decay: when > 0, an exponential moving average of the weights (Polyak averaging;
-            ``torch.optim.swa_utils.AveragedModel``) is updated after every step with this
+        ema_decay: when > 0, an exponential moving average of the weights
+            (``torch.optim.swa_utils.AveragedModel``) is updated after every step with this
             decay (0.999: a horizon of ~1,000 steps); validation, the kept epoch and the written
             checkpoint then use the averaged weights, and the live ones keep training. Beyond the
             paper; its measured effect is in the model card. 0 (default): off.
@@ -401,6 +403,8 @@ def train(
             hint = ""
             if "init" in diff:
                 hint = " (pass the same --init again)" if diff["init"][0] else " (drop --init: the run started without it)"
+            elif "ema_decay" in diff:
+                hint = f" (pass --ema {diff['ema_decay'][0]:g} again)" if diff["ema_decay"][0] else " (drop --ema: the run started without it)"
             raise TrainingStateError(f"{spath}: made with another configuration (saved, given): {diff}{hint}")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
@@ -497,7 +501,8 @@ def train(
             rec["loss"],
             rec["pairs_per_s"],
             rec["lr"],
-            "".join(f", val FPR95 {k} {100 * rec[f'val_fpr95_{k}']:.2f}%" for k in val_sets),
+            "".join(f", val FPR95 {k} {100 * rec[f'val_fpr95_{k}']:.2f}%" for k in val_sets)
+            + (" (of the moving average)" if ema is not None and val_sets else ""),
         )
         score = rec.get("val_fpr95", -float(epoch + 1))  # without validation: the last epoch wins
         if score <= best["fpr95"]:
@@ -540,7 +545,7 @@ def train(
         **(meta or {}),
     }
     ckpt = save_checkpoint(out, model.cpu(), final_meta, half=half)
-    logger.info("wrote %s (epoch %d weights%s)", ckpt, best["epoch"], ", float16" if half else "")
+    logger.info("wrote %s (epoch %d weights%s%s)", ckpt, best["epoch"], ", moving average" if ema is not None else "", ", float16" if half else "")
     return TrainResult(checkpoint=ckpt, state=spath, history=history, best_epoch=best["epoch"])
 
 

@@ -215,3 +215,5 @@ def test_ema_writes_the_moving_average_of_the_weights(pairset, tmp_path):
     assert not all(torch.equal(v, live[-1][k]) for k, v in model.state_dict().items())  # not the live weights
     with pytest.raises(ValueError, match="ema_decay"):
         _cfg(ema_decay=1.0)
+    with pytest.raises(TrainingStateError, match="pass --ema 0.5 again"):
+        train(_cfg(epochs=3, steps_per_epoch=1, batch_size=8), [pairset], out, resume=True)
