@@ -61,3 +61,17 @@ def test_average_checkpoints_writes_the_mean_and_refuses_mixed_models(tmp_path, 
     assert average.main([str(full), str(small), "--out", str(tmp_path / "cfg.pt")]) == 2
     err = capsys.readouterr().err
     assert "h768.pt holds 2ch2stream" in err and "hidden=512" in err
+
+
+def test_confusions_reports_false_positives_of_a_real_set(pairset, tmp_path, capsys):
+    import cv2
+
+    confusions = _script("confusions")
+    picture = tmp_path / "c.png"
+    assert confusions.main([str(pairset), "--picture", str(picture), "--sample", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "threshold at 95 % recall" in out and "within 3 px of the epipolar line" in out and "false positives" in out
+    image = cv2.imread(str(picture), cv2.IMREAD_GRAYSCALE)
+    assert image is not None and image.shape == (4 * 64 * 2, 8 * 144 * 2)
+    assert confusions.main([str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err
