@@ -54,11 +54,11 @@ def average_checkpoints(paths: list[Path]) -> tuple[torch.nn.Module, dict]:
         seen[r] = p
     loaded = [load_checkpoint(p) for p in paths]
     models = [m for m, _ in loaded]
-    first = models[0].state_dict()
-    for p, m in zip(paths[1:], models[1:]):
+    states = [m.state_dict() for m in models]
+    first = states[0]
+    for p, m, other in zip(paths[1:], models[1:], states[1:]):
         if _describe(m) != _describe(models[0]):
             raise ValueError(f"{paths[0]} holds {_describe(models[0])}, {p} holds {_describe(m)}: checkpoints of different models or configurations cannot be averaged")
-        other = m.state_dict()
         bad = next((k for k in first if other[k].shape != first[k].shape), None)
         if bad is not None:
             raise ValueError(f"{paths[0]} and {p} differ in the shape of {bad}: {tuple(first[bad].shape)} vs {tuple(other[bad].shape)}")
@@ -66,7 +66,6 @@ def average_checkpoints(paths: list[Path]) -> tuple[torch.nn.Module, dict]:
     if len(starts) > 1:
         logger.warning("the checkpoints did not start from the same weights (--init: %s): an average of runs from "
                        "different starting points is usually not a working network; evaluate it", ", ".join(sorted(starts)))  # fmt: skip
-    states = [m.state_dict() for m in models]
     soup = models[0]
     soup.load_state_dict({k: sum(s[k] for s in states) / len(states) if v.is_floating_point() else v for k, v in first.items()})
     ingredients = [{"path": str(r), "train_config": meta.get("train_config"), "best_epoch": meta.get("best_epoch"),

@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from patchmatch.datasets.scenes import Camera, fundamental_matrix, load_scene
 from patchmatch.scoring import PatchScorer
 from patchmatch.training.data import PairSetError, load_eval_pairs
 
@@ -44,24 +45,14 @@ def best_ncc(a: np.ndarray, b: np.ndarray, half: int, shift: int = 2) -> float:
     return best
 
 
-def _fundamental(cams: dict, i: str, j: str) -> np.ndarray:
-    """F with x_j^T F x_i = 0 for pixels of images i and j (``cameras.json``: x_cam = R X + t)."""
-    ki, ri, ti = (np.asarray(cams[i][k], float) for k in ("K", "R", "t"))
-    kj, rj, tj = (np.asarray(cams[j][k], float) for k in ("K", "R", "t"))
-    r = rj @ ri.T
-    t = tj - r @ ti
-    tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]])
-    return np.linalg.inv(kj).T @ tx @ r @ np.linalg.inv(ki)
-
-
-def _epipolar_px(cams: dict, names: list[str], interest: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+def _epipolar_px(cams: dict[str, Camera], names: list[str], interest: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """Distance (px) of each pair's second keypoint to the epipolar line of its first; NaN within one image."""
     out = np.full(len(pairs), np.nan)
     for m, (a, b) in enumerate(pairs):
         ia, ib = int(interest[a, 0]), int(interest[b, 0])
         if ia == ib:
             continue
-        line = _fundamental(cams, names[ia], names[ib]) @ np.array([interest[a, 1], interest[a, 2], 1.0])
+        line = fundamental_matrix(cams[names[ia]], cams[names[ib]]) @ np.array([interest[a, 1], interest[a, 2], 1.0])
         out[m] = abs(line @ np.array([interest[b, 1], interest[b, 2], 1.0])) / np.hypot(line[0], line[1])
     return out
 
@@ -107,9 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"false positives within one image: {same}")
     summary = json.loads((args.set / "summary.json").read_text()) if (args.set / "summary.json").is_file() else {}
     scene = summary.get("scene_folder") or summary.get("source")
-    cams_path = Path(scene) / "cameras.json" if scene else None
-    if cams_path is not None and cams_path.is_file():
-        cams = json.loads(cams_path.read_text())["images"]
+    if scene and (Path(scene) / "cameras.json").is_file():
+        cams = load_scene(scene, check_images=False).cameras
         names = summary["images"]
         near = np.nan_to_num(_epipolar_px(cams, names, interest, pairs[fp]), nan=np.inf) < 3
         rng = np.random.default_rng(0)
