@@ -174,7 +174,7 @@ def match_database(
     def load_patches(name: str) -> np.ndarray:
         im = images[name]
         pixels = _read_matching_frame(image_dir / name, im.width, im.height)
-        return extract_patches_colmap(pixels, im.keypoints)
+        return extract_patches_colmap(pixels, im.keypoints, magnification=scorer.magnification)
 
     cache = LruArrayCache(load_patches, config.patch_cache_mb * 2**20)
     t0 = time.perf_counter()

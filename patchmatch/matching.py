@@ -386,6 +386,6 @@ def match_images(
     """
     scorer = scorer or PatchScorer.load()
     f0, f1 = detect(image0, max_keypoints), detect(image1, max_keypoints)
-    p0 = extract_patches(image0, f0.keypoints, upright=config.upright)
-    p1 = extract_patches(image1, f1.keypoints, upright=config.upright)
+    p0 = extract_patches(image0, f0.keypoints, upright=config.upright, magnification=scorer.magnification)
+    p1 = extract_patches(image1, f1.keypoints, upright=config.upright, magnification=scorer.magnification)
     return match_features(f0, p0, f1, p1, scorer, config)

@@ -23,8 +23,24 @@ from .features import keypoints_to_array
 
 #: Side of a patch in pixels, as in the Brown dataset and Zagoruyko & Komodakis (CVPR 2015).
 PATCH_SIZE = 64
-#: Patch side / keypoint size (OpenCV diameter).
+#: Patch side / keypoint size (OpenCV diameter): the default, at which patch sets are cut and
+#: networks trained unless told otherwise; a checkpoint records its own (``PatchScorer.magnification``).
 MAGNIFICATION = 6.0
+
+
+def check_magnification(magnification: float) -> float:
+    """``magnification`` as a float.
+
+    Raises:
+        ValueError: not a finite number > 0.
+    """
+    try:
+        value = float(magnification)
+    except (TypeError, ValueError):
+        raise ValueError(f"magnification must be a number > 0, got {magnification!r}.") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"magnification must be a number > 0, got {magnification!r}.")
+    return value
 
 
 

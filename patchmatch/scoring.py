@@ -49,7 +49,7 @@ def describe_scorer(scorer: "PatchScorer") -> str:
     """One line naming how a scorer computes: e.g. ``"2ch2stream.pt, int8 on cpu (torch)"``."""
     name = Path(scorer.meta.get("path", "")).name or type(scorer.model).__name__
     how = scorer.backend + (", Winograd" if scorer.winograd else "") + (", compiled" if scorer.compiled else "")
-    return f"{name}, {scorer.precision} on {scorer.device.type} ({how})"
+    return f"{name}, {scorer.precision} on {scorer.device.type} ({how}), patches at magnification {scorer.magnification:g}"
 
 
 def _check_patches(p: np.ndarray, name: str) -> np.ndarray:
@@ -217,6 +217,14 @@ class PatchScorer:
             model, qmeta = load_int8(int8_path(path), path, model)
             meta = {**meta, "int8": qmeta}
         return cls(model, device=dev, batch_size=batch_size, meta={**meta, "path": str(path)}, precision=precision, winograd=winograd, backend=backend)
+
+    @property
+    def magnification(self) -> float:
+        """Patch side / keypoint size the network was trained at (``meta["magnification"]``; checkpoints
+        without one: :data:`patchmatch.patches.MAGNIFICATION`): crop the patches it scores at this one."""
+        from .patches import MAGNIFICATION
+
+        return float(self.meta.get("magnification") or MAGNIFICATION)
 
     @property
     def is_siamese(self) -> bool:

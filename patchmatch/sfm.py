@@ -381,14 +381,14 @@ def _check_unchanged(features_path: Path, image_dir: Path, names: list[str]) -> 
             )
 
 
-def _patch_loader(image_dir: Path, config: SfmConfig, features: dict[str, Features]) -> Callable[[str], np.ndarray]:
-    """Re-reads an image at its working size and crops the patches of its stored keypoints."""
+def _patch_loader(image_dir: Path, config: SfmConfig, features: dict[str, Features], magnification: float) -> Callable[[str], np.ndarray]:
+    """Re-reads an image at its working size and crops the patches of its stored keypoints at the network's magnification."""
 
     def load(name: str) -> np.ndarray:
         image, _ = read_gray(image_dir / name, config.max_image_size)
         feats = features[name]
         working = _to_working(feats, _axis_scales(image.shape, feats.image_size), image.shape)
-        return extract_patches(image, working.keypoints, upright=config.match.upright)
+        return extract_patches(image, working.keypoints, upright=config.match.upright, magnification=magnification)
 
     return load
 
@@ -562,7 +562,7 @@ def run_sfm(
                            len(listed_pairs) - len(pairs), len(listed_pairs), config.pairs)  # fmt: skip
     with _stage("matching", seconds):
         todo_pairs = storage.missing_pairs(matches_path, pairs)
-        cache = LruArrayCache(_patch_loader(image_dir, config, features), config.patch_cache_mb * 2**20)
+        cache = LruArrayCache(_patch_loader(image_dir, config, features, scorer.magnification), config.patch_cache_mb * 2**20)
         # image-pair selection from the descriptor overlap of every pair (no network)
         plan = plan_pairs(_progress(pairs, progress, "pair selection"), features, todo_pairs, config.match)
         candidates = 0

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from patchmatch.models import CheckpointError, load_checkpoint, model_name, save_checkpoint
+from patchmatch.patches import MAGNIFICATION
 
 logger = logging.getLogger("average_checkpoints")
 
@@ -37,12 +38,13 @@ def average_checkpoints(paths: list[Path]) -> tuple[torch.nn.Module, dict]:
 
     Returns:
         ``(model, meta)``: the averaged model (float32) and metadata: the ingredients' resolved
-        paths (``averaged_from``) and their training configurations and kept epochs (``ingredients``).
+        paths (``averaged_from``), their training configurations and kept epochs (``ingredients``)
+        and the patch magnification they share.
 
     Raises:
         CheckpointError: an unreadable checkpoint (the message names it).
         ValueError: fewer than two checkpoints, one file given twice, or checkpoints of different
-            models, configurations or weight shapes (each file named with its model).
+            models, configurations, weight shapes or patch magnifications (each file named).
     """
     resolved = [Path(p).resolve() for p in paths]
     if len(paths) < 2:
@@ -62,6 +64,10 @@ def average_checkpoints(paths: list[Path]) -> tuple[torch.nn.Module, dict]:
         bad = next((k for k in first if other[k].shape != first[k].shape), None)
         if bad is not None:
             raise ValueError(f"{paths[0]} and {p} differ in the shape of {bad}: {tuple(first[bad].shape)} vs {tuple(other[bad].shape)}")
+    mags = {float(meta.get("magnification") or MAGNIFICATION) for _, meta in loaded}
+    if len(mags) > 1:
+        listed = ", ".join(f"{p} ({float(meta.get('magnification') or MAGNIFICATION):g})" for p, (_, meta) in zip(paths, loaded))
+        raise ValueError(f"the checkpoints were trained on patches of different magnifications: {listed}")
     starts = {str(meta.get("train_config", {}).get("init")) for _, meta in loaded}
     if len(starts) > 1:
         logger.warning("the checkpoints did not start from the same weights (--init: %s): an average of runs from "
@@ -70,7 +76,7 @@ def average_checkpoints(paths: list[Path]) -> tuple[torch.nn.Module, dict]:
     soup.load_state_dict({k: sum(s[k] for s in states) / len(states) if v.is_floating_point() else v for k, v in first.items()})
     ingredients = [{"path": str(r), "train_config": meta.get("train_config"), "best_epoch": meta.get("best_epoch"),
                     "data": meta.get("data")} for r, (_, meta) in zip(resolved, loaded)]  # fmt: skip
-    return soup, {"averaged_from": [str(r) for r in resolved], "ingredients": ingredients}
+    return soup, {"averaged_from": [str(r) for r in resolved], "ingredients": ingredients, "magnification": mags.pop()}
 
 
 def main(argv: list[str] | None = None) -> int:

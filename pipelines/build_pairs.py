@@ -17,6 +17,7 @@ from pathlib import Path
 from patchmatch.datasets.scenes import SceneError
 from patchmatch.datasets.split import build_split
 from patchmatch.datasets.tracks import PairSetConfig
+from patchmatch.patches import MAGNIFICATION
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--roles", nargs="+", default=["train", "val", "test"], choices=["train", "val", "test"])
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--magnification", type=float, default=MAGNIFICATION, help="patch side / keypoint size")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
     scenes = args.data / "scenes"
@@ -34,8 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {scenes} not found (see shared/data/README.md)", file=sys.stderr)
         return 2
     try:
-        sets = build_split(scenes, args.out, tuple(args.roles), PairSetConfig(seed=args.seed), overwrite=args.overwrite)
-    except SceneError as e:
+        sets = build_split(scenes, args.out, tuple(args.roles), PairSetConfig(seed=args.seed), overwrite=args.overwrite,
+                           magnification=args.magnification)
+    except (SceneError, FileExistsError) as e:
         hint = " (only the training scenes at hand? --roles train val)" if "test" in args.roles else ""
         print(f"error: {e}{hint}", file=sys.stderr)
         return 2

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=root.parent / "shared" / "data")
     ap.add_argument("--work", type=Path, default=root / "outputs" / "sift_scenes", help="database and model")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--magnification", type=float, help="patch side / keypoint size (default: make-patches')")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
     images = args.data / "scenes" / args.scene / "images"
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: COLMAP's SIFT pipeline built no model of {images}", file=sys.stderr)
             return 1
         print(f"{args.scene}: SIFT model registers {rec.num_reg_images()} of {len(names)} images")
-    return cli_main(["make-patches", str(model), str(args.out), "--image-dir", str(images)])
+    mag = [] if args.magnification is None else ["--magnification", str(args.magnification)]
+    return cli_main(["make-patches", str(model), str(args.out), "--image-dir", str(images), *mag])
 
 
 if __name__ == "__main__":

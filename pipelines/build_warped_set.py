@@ -22,6 +22,7 @@ from patchmatch.datasets.homography import HomographyPairConfig
 from patchmatch.datasets.split import split_sets
 from patchmatch.datasets.warps import WarpConfig, write_warped_set
 from patchmatch.images import list_images
+from patchmatch.patches import MAGNIFICATION
 
 #: scenes without ground truth whose images are all used
 EXTRA_SCENES = ("lund", "sacre-coeur")
@@ -44,13 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-image", type=int, default=1, help="warps per image (the shipped weights' set: 1)")
     ap.add_argument("--max-keypoints", type=int, default=1024, help="SIFT keypoints per image of a pair (shipped: 1024)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--magnification", type=float, default=MAGNIFICATION, help="patch side / keypoint size")
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args(argv)
     if args.per_image < 1 or args.max_keypoints < 1:
         ap.error("--per-image and --max-keypoints must be >= 1")
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
     config = WarpConfig(per_image=args.per_image, seed=args.seed)
-    hconf = HomographyPairConfig(max_keypoints=args.max_keypoints, seed=args.seed)
+    hconf = HomographyPairConfig(max_keypoints=args.max_keypoints, seed=args.seed, magnification=args.magnification)
     images = source_images(args.data)
     check_output(args.out, args.overwrite, [args.data])  # before any work
     summary = write_warped_set(images, args.out, config, hconf, overwrite=args.overwrite)

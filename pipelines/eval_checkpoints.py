@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from patchmatch.datasets.patchset import set_magnification
 from patchmatch.evaluation.fpr95 import fpr95
 from patchmatch.models import load_checkpoint
+from patchmatch.patches import MAGNIFICATION
 from patchmatch.training.data import load_eval_pairs
 from patchmatch.training.loop import evaluate_pairs
 
@@ -36,8 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     res = {}
     for w in args.weights:
-        model, _ = load_checkpoint(w)
+        model, meta = load_checkpoint(w)
         model.eval()
+        trained_at = float(meta.get("magnification") or MAGNIFICATION)
+        for s in sorted({s for sets in SETS.values() for s in sets}):
+            cut_at = set_magnification(args.sets / s)
+            if cut_at is not None and cut_at != trained_at:
+                print(f"warning: {args.sets / s} was cut at magnification {cut_at:g}, {w} trained at {trained_at:g}", file=sys.stderr)
         row = {}
         for name, sets in SETS.items():
             if not all((args.sets / s).is_dir() for s in sets):

@@ -60,7 +60,7 @@ def scene_curve(scene_dir: Path, scorer: PatchScorer, max_keypoints: int = 4096)
     for n in scene.names:
         img, _ = read_gray(scene.image_path(n))
         feats[n] = detect(img, max_keypoints)
-        patches[n] = extract_patches(img, feats[n].keypoints)
+        patches[n] = extract_patches(img, feats[n].keypoints, magnification=scorer.magnification)
     rules = ["sift"] + [f"net {r}" for r in RATIOS] + [f"hybrid {r}" for r in RATIOS[1:]]
     tot = {k: {"correct": 0, "matches": 0, "scored": 0} for k in rules}
     names, pairs_used = scene.names, 0

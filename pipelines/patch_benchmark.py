@@ -21,6 +21,7 @@ from pathlib import Path
 from patchmatch.commands.evaluate import load_scorers
 from patchmatch.datasets.split import build_split
 from patchmatch.evaluation.patches import evaluate_set
+from patchmatch.patches import MAGNIFICATION
 
 BASELINES = ("SIFT keypoint", "SIFT", "NCC")
 
@@ -49,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(__file__).resolve().parents[1]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=root.parent / "shared" / "data", help="shared data folder")
-    ap.add_argument("--sets", type=Path, default=root / "outputs" / "pairs", help="where the patch sets are (built)")
+    ap.add_argument("--sets", type=Path, default=None,
+                    help="where the patch sets are (built; default outputs/pairs, outputs/pairs-m<M> for weights trained at "
+                         "another magnification M)")
     ap.add_argument("--weights", type=Path, action="append", help="checkpoint(s) (repeatable; default: shipped weights)")
     ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
     ap.add_argument("--max-pairs", type=int, help="random subset of at most this many pairs per protocol")
@@ -62,8 +65,21 @@ def main(argv: list[str] | None = None) -> int:
     if not scenes.is_dir():
         print(f"error: {scenes} not found (see shared/data/README.md)", file=sys.stderr)
         return 2
-    sets = build_split(scenes, args.sets, ("test",))
     scorers = load_scorers(args.weights, args.device, args.precision)
+    mags = {sc.magnification for sc in scorers.values()}
+    if len(mags) > 1:
+        listed = ", ".join(f"{n} ({sc.magnification:g})" for n, sc in scorers.items())
+        print(f"error: the weights were trained at different patch magnifications ({listed}): benchmark them separately",
+              file=sys.stderr)
+        return 2
+    magnification = mags.pop()
+    if args.sets is None:
+        args.sets = root / "outputs" / ("pairs" if magnification == MAGNIFICATION else f"pairs-m{magnification:g}")
+    try:
+        sets = build_split(scenes, args.sets, ("test",), magnification=magnification)
+    except FileExistsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     rows = []
     for name, path in sets.items():
         rows += evaluate_set(path, scorers, True, args.out / name, max_pairs=args.max_pairs)

@@ -12,8 +12,8 @@ class NCCScorer(PatchScorer):
     """Normalised cross-correlation in place of the network: tests the matching plumbing with a
     known-good similarity, independently of trained weights."""
 
-    def __init__(self):
-        super().__init__(build_model("2ch"), device="cpu")
+    def __init__(self, magnification: float | None = None):
+        super().__init__(build_model("2ch"), device="cpu", meta={} if magnification is None else {"magnification": magnification})
 
     def score_pairs(self, p0, p1, pairs):
         a = p0[pairs[:, 0]].reshape(len(pairs), -1).astype(np.float32)

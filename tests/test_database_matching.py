@@ -166,3 +166,19 @@ def test_empty_rows_count_as_existing_pairs(project):
     replaced = match_database(db, images, every, NCCScorer(), overwrite=True)
     assert replaced["matched_pairs"] == 3
     assert len(colmap.read_verified_matches(db, a, b)) > 50
+
+
+def test_patches_are_cut_at_the_scorers_magnification(project, monkeypatch):
+    import patchmatch.database_matching as dm
+
+    used = []
+
+    def recording(pixels, keypoints, magnification):
+        used.append(magnification)
+        return extract(pixels, keypoints, magnification=magnification)
+
+    extract = dm.extract_patches_colmap
+    monkeypatch.setattr(dm, "extract_patches_colmap", recording)
+    db, images = project
+    report = match_database(db, images, CONFIG, NCCScorer(magnification=9.0))
+    assert report["matched_pairs"] >= 2 and used and set(used) == {9.0}

@@ -240,3 +240,21 @@ def test_plan_pairs_runs_searches_side_by_side_with_the_same_result():
     assert threaded.searches.keys() == serial.searches.keys() and len(serial.selected) >= 3
     for p in serial.searches:
         assert np.array_equal(threaded.searches[p].pairs, serial.searches[p].pairs)
+
+
+def test_match_images_crops_at_the_scorers_magnification(entry_images):
+    from patchmatch.features import detect
+    from patchmatch.patches import extract_patches
+
+    img, _ = read_gray(entry_images[0], max_size=320)
+    seen = []
+
+    class Wide(NCCScorer):
+        def score_pairs(self, p0, p1, pairs):
+            seen.append(p0)
+            return super().score_pairs(p0, p1, pairs)
+
+    match_images(img, img, Wide(magnification=8.0), MatchConfig(min_score=-1e9, accept_ratio=None), 200)
+    kps = detect(img, 200).keypoints
+    assert np.array_equal(seen[0], extract_patches(img, kps, magnification=8.0))
+    assert not np.array_equal(seen[0], extract_patches(img, kps))

@@ -39,6 +39,10 @@ def test_average_checkpoints_writes_the_mean_and_refuses_mixed_models(tmp_path, 
     for k, v in soup.state_dict().items():
         torch.testing.assert_close(v, ((a[k] + b[k]) / 2).half().float(), msg=k)  # written in float16
     assert meta["averaged_from"] == [str(p.resolve()) for p in paths] and len(meta["ingredients"]) == 2
+    assert meta["magnification"] == 6.0
+    wide = save_checkpoint(tmp_path / "wide.pt", build_model("2ch"), {"magnification": 8.0})
+    assert average.main([str(paths[0]), str(wide), "--out", str(tmp_path / "w.pt")]) == 2
+    assert f"{wide} (8)" in capsys.readouterr().err and not (tmp_path / "w.pt").exists()
     assert average.main([str(p) for p in paths] + ["--out", str(out)]) == 2  # exists
     assert "--overwrite" in capsys.readouterr().err
     other = save_checkpoint(tmp_path / "deep.pt", build_model("2chdeep"))

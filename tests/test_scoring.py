@@ -113,3 +113,13 @@ def test_compiled_scorer_matches_eager():
     assert np.allclose(compiled.score_pairs(p, p, pairs), eager, atol=1e-4)
     with pytest.raises(ValueError, match="compile"):
         PatchScorer(build_model("siam"), device="cpu", compile=True)
+
+
+def test_magnification_comes_from_the_checkpoint(tmp_path):
+    from patchmatch.patches import MAGNIFICATION
+    from patchmatch.scoring import describe_scorer
+
+    plain = PatchScorer.load(save_checkpoint(tmp_path / "a.pt", build_model("2ch"), {}), device="cpu")
+    wide = PatchScorer.load(save_checkpoint(tmp_path / "b.pt", build_model("2ch"), {"magnification": 8.0}), device="cpu")
+    assert plain.magnification == MAGNIFICATION == 6.0 and wide.magnification == 8.0
+    assert describe_scorer(wide).endswith("patches at magnification 8")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from .options import add_network_arguments
@@ -84,6 +85,7 @@ def _check_out_folder(out: Path, root: Path, overwrite: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..datasets.brown import DEFAULT_PAIRS
+    from ..datasets.patchset import set_magnification
     from ..evaluation.patches import evaluate_set, format_table
     from ..scoring import describe_scorer
 
@@ -93,8 +95,12 @@ def run(args: argparse.Namespace) -> int:
     files = args.pairs or ([DEFAULT_PAIRS] if args.command == "brown-eval" else None)
     check_set_folder(root)  # before the networks load
     scorers = load_scorers(args.weights, args.device, args.precision, args.batch_size, args.backend)
+    cut_at = set_magnification(root)
     for name, sc in scorers.items():
         print(f"network {name}: {describe_scorer(sc)}")
+        if cut_at is not None and cut_at != sc.magnification:
+            print(f"warning: {root} was cut at magnification {cut_at:g}, network {name} was trained at {sc.magnification:g}: "
+                  f"build the set with make-patches --magnification {sc.magnification:g} to evaluate it as it is used", file=sys.stderr)
     out_root = args.out or Path("outputs") / "eval" / root.name
     _check_out_folder(out_root, root, args.overwrite)
     rows = evaluate_set(root, scorers, not args.no_baselines, out_root, files, args.max_pairs)

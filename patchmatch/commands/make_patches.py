@@ -47,6 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--positives-per-track", type=int, help="at most this many positive pairs per track (default 6)")
     p.add_argument("--warps", type=int, metavar="N",
                    help="SCENE is a folder of photographs: N random homography warps per image (training data)")
+    p.add_argument("--magnification", type=float, default=None,
+                   help="patch side / keypoint size (default: patchmatch.patches.MAGNIFICATION, 6, SIFT's descriptor support); "
+                        "a network is trained and used at one magnification (its checkpoint records it)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=run)
@@ -89,7 +92,7 @@ def _homography_config(args: argparse.Namespace):
     from ..datasets.homography import HomographyPairConfig
 
     return HomographyPairConfig(max_keypoints=args.max_keypoints, max_px=args.reprojection_px, size_ratio=args.size_ratio,
-                                seed=args.seed)  # fmt: skip
+                                seed=args.seed, magnification=args.magnification)  # fmt: skip
 
 
 def _run_warps(args: argparse.Namespace) -> int:
@@ -133,8 +136,10 @@ def run(args: argparse.Namespace) -> int:
     from ..datasets.patchset import check_output, write_patch_set
     from ..datasets.scenes import load_scene, scene_from_colmap
     from ..datasets.tracks import PairSetConfig, TrackConfig
+    from ..patches import MAGNIFICATION, check_magnification
 
     set_verbosity(bool(getattr(args, "verbose", False)))
+    args.magnification = MAGNIFICATION if args.magnification is None else check_magnification(args.magnification)
     # checked before any work (write_patch_set checks again against the scene it is given)
     check_output(args.out, args.overwrite, [args.scene] + ([args.image_dir] if args.image_dir else []))
     source = None
@@ -176,5 +181,5 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     _print_summary(args.out, write_patch_set(scene, args.out, names, config, overwrite=args.overwrite,
-                                             progress=not args.quiet, source=source))  # fmt: skip
+                                             progress=not args.quiet, source=source, magnification=args.magnification))  # fmt: skip
     return 0

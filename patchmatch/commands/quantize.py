@@ -32,10 +32,12 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from ..datasets.patchset import set_magnification
     from ..evaluation.fpr95 import fpr95_difference
     from ..evaluation.patches import evaluate_set
     from ..models import load_checkpoint
     from ..models.quantize import int8_path, quantize_int8, save_int8
+    from ..patches import MAGNIFICATION
     from ..scoring import PatchScorer
     from ..training.data import load_pair_data
     from .evaluate import check_set_folder
@@ -51,7 +53,13 @@ def run(args: argparse.Namespace) -> int:
         check_set_folder(s)  # before the calibration
     names = [Path(s).name for s in args.eval or []]
     labels = [str(s) if names.count(n) > 1 else n for s, n in zip(args.eval or [], names)]  # unique row labels
-    model, _ = load_checkpoint(args.weights)
+    model, wmeta = load_checkpoint(args.weights)
+    trained_at = float(wmeta.get("magnification") or MAGNIFICATION)
+    for s in list(args.data) + list(args.eval or []):
+        cut_at = set_magnification(s)
+        if cut_at is not None and cut_at != trained_at:
+            raise ValueError(f"{s}: patches cut at magnification {cut_at:g}, {args.weights} was trained at {trained_at:g}; "
+                             f"use sets built with make-patches --magnification {trained_at:g}")
     data = load_pair_data(args.data)
     pairs, _ = data.sample_batch(args.pairs, np.random.default_rng(args.seed), hard_fraction=0.5)
     calib = torch.from_numpy(np.stack([data.patches[pairs[:, 0]], data.patches[pairs[:, 1]]], 1))

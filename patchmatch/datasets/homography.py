@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..patches import MAGNIFICATION, check_magnification
 from .tracks import ImageFeatures, PairSetConfig, TrackConfig, Tracks, _angle_diff, build_pair_set
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class HomographyPairConfig:
             the partner's.
         hard_exclusion_px: a hard negative lies further than this from the partner, in pixels.
         seed: seed of every random draw.
+        magnification: patch side / keypoint size the patches are cut at
+            (:func:`patchmatch.patches.extract_patches`).
     """
 
     max_keypoints: int = 4096
@@ -64,8 +67,10 @@ class HomographyPairConfig:
     orientation_tol_deg: float = 20.0
     hard_exclusion_px: float = 8.0
     seed: int = 0
+    magnification: float = MAGNIFICATION
 
     def __post_init__(self) -> None:
+        check_magnification(self.magnification)
         if self.max_keypoints < 1:
             raise ValueError(f"max_keypoints must be >= 1, got {self.max_keypoints}")
         if not self.max_px > 0 or not self.size_ratio > 1 or not 0 < self.orientation_tol_deg <= 180:
@@ -293,4 +298,4 @@ def write_homography_set(
         "matches_per_pair": per_pair,
         "keypoints_per_image": {nm: int(len(feats[nm].keypoints)) for nm in names},
         **(summary_extra or {}),
-    }, t0)  # fmt: skip
+    }, t0, config.magnification)  # fmt: skip

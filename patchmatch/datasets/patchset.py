@@ -6,7 +6,8 @@ PAMI 2011): keypoints tied into tracks by known cameras alone
 A set is a folder::
 
     OUT/
-      summary.json       scene, images, thresholds, track and pair counts, file of each protocol
+      summary.json       scene, images, thresholds, track and pair counts, file of each protocol,
+                         the patches' magnification (patch side / keypoint size)
       oriented/          Brown set, patches normalised by the SIFT orientation (as Brown's)
         patches0000.bmp …  1024×1024, 16×16 patches of 64×64, row-major
         info.txt           3D point (track) id of each patch, then 0
@@ -36,13 +37,15 @@ from typing import Sequence
 
 import numpy as np
 
+from ..patches import MAGNIFICATION, check_magnification, extract_patches
 from .brown import write_brown
 from .scenes import Scene, load_scene
 from .tracks import PairSet, PairSetConfig, Tracks, build_pair_set, build_tracks, detect_scene
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VARIANTS", "PROTOCOLS", "write_patch_set", "pair_file", "variant_root", "find_pair_files", "SIFT_FILE", "is_patch_set", "check_output"]
+__all__ = ["VARIANTS", "PROTOCOLS", "write_patch_set", "pair_file", "variant_root", "find_pair_files", "SIFT_FILE", "is_patch_set",
+           "check_output", "set_magnification"]
 
 #: Patch variants: normalised by the detected orientation, or at orientation 0.
 VARIANTS = ("oriented", "upright")
@@ -98,6 +101,27 @@ def is_patch_set(path: str | os.PathLike) -> bool:
         return False
 
 
+def set_magnification(path: str | os.PathLike) -> float | None:
+    """The magnification (patch side / keypoint size, :mod:`patchmatch.patches`) a set's patches were cut at.
+
+    Args:
+        path: a set folder written by :func:`write_patch_set` or one of its variant folders.
+
+    Returns:
+        The recorded magnification; :data:`~patchmatch.patches.MAGNIFICATION` for sets written before
+        it was recorded; None for a folder that is not such a set (e.g. the real Brown data, cut by
+        their own rule).
+    """
+    from ..patches import MAGNIFICATION
+
+    path = Path(path)
+    for root in (path, path.parent):
+        if is_patch_set(root):
+            value = json.loads((root / SUMMARY).read_text()).get("magnification", MAGNIFICATION)
+            return float(value)
+    return None
+
+
 def check_output(out: str | os.PathLike, overwrite: bool, protect: Sequence[str | os.PathLike] = ()) -> Path:
     """Resolves OUT and refuses outputs that would destroy anything but an earlier patch set.
 
@@ -129,6 +153,7 @@ def write_patch_set(
     overwrite: bool = False,
     progress: bool = False,
     source: str | os.PathLike | None = None,
+    magnification: float = MAGNIFICATION,
 ) -> dict:
     """Builds the tracks and pairs of a scene and writes them as a Brown-format patch set.
 
@@ -143,6 +168,8 @@ def write_patch_set(
             never deleted).
         progress: tqdm bars.
         source: where the scene came from (e.g. a COLMAP model), recorded in the summary.
+        magnification: patch side / keypoint size (:func:`patchmatch.patches.extract_patches`);
+            a network is trained and used at one magnification (it is recorded in its checkpoint).
 
     Returns:
         The summary (also written to ``out/summary.json``).
@@ -151,9 +178,10 @@ def write_patch_set(
         FileExistsError: ``out`` exists and ``overwrite`` is False, or it is not a patch set.
         SceneError: malformed scene.
         KeyError: an image name not in the scene.
-        ValueError: ``out`` would contain the scene, repeated image names, no tracks found, or
-            an image's size differs from its camera's.
+        ValueError: ``out`` would contain the scene, repeated image names, no tracks found,
+            an image's size differs from its camera's, or ``magnification`` is not positive.
     """
+    check_magnification(magnification)
     t0 = time.perf_counter()
     scene = scene if isinstance(scene, Scene) else load_scene(scene)
     out = check_output(out, overwrite, [scene.root] + ([Path(source)] if source else []))
@@ -173,10 +201,11 @@ def write_patch_set(
         "scene_folder": str(scene.root),
         "config": asdict(config),
         "keypoints_per_image": {nm: int(len(feats[nm].keypoints)) for nm in ps.names},
-    }, t0)  # fmt: skip
+    }, t0, magnification)  # fmt: skip
 
 
-def write_pair_set(out: Path, ps: PairSet, images: dict[str, np.ndarray], tracks: Tracks, info: dict, t0: float) -> dict:
+def write_pair_set(out: Path, ps: PairSet, images: dict[str, np.ndarray], tracks: Tracks, info: dict, t0: float,
+                   magnification: float = MAGNIFICATION) -> dict:
     """Crops the patches of a :class:`PairSet` and writes the Brown-format set (module docstring).
 
     Args:
@@ -186,12 +215,12 @@ def write_pair_set(out: Path, ps: PairSet, images: dict[str, np.ndarray], tracks
         tracks: the tracks ``ps`` was drawn from (for the track statistics).
         info: summary fields describing the source (``scene``, ``source``, ``config``...).
         t0: ``time.perf_counter()`` at the start of the build (for ``seconds``).
+        magnification: patch side / keypoint size the patches are cut at (recorded in the summary).
 
     Returns:
         The summary (also written to ``out/summary.json``).
     """
-    from ..patches import extract_patches
-
+    check_magnification(magnification)
     n = len(ps.track_id)
     # Point ids: the track, or a fresh id per patch outside every track (never a match).
     point_ids = ps.track_id.astype(np.int64).copy()
@@ -201,8 +230,8 @@ def write_pair_set(out: Path, ps: PairSet, images: dict[str, np.ndarray], tracks
     for i, name in enumerate(ps.names):
         sel = np.flatnonzero(ps.image_index == i)
         if len(sel):
-            variants["oriented"][sel] = extract_patches(images[name], ps.keypoints[sel], upright=False)
-            variants["upright"][sel] = extract_patches(images[name], ps.keypoints[sel], upright=True)
+            variants["oriented"][sel] = extract_patches(images[name], ps.keypoints[sel], upright=False, magnification=magnification)
+            variants["upright"][sel] = extract_patches(images[name], ps.keypoints[sel], upright=True, magnification=magnification)
     pairs = {"random": ps.pairs_random, "hard": ps.pairs_hard}
     files = {k: pair_file(k, len(v)) for k, v in pairs.items()}
     tmp = out.with_name(out.name + ".partial")
@@ -223,6 +252,7 @@ def write_pair_set(out: Path, ps: PairSet, images: dict[str, np.ndarray], tracks
         "num_observations": int(len(tracks)),
         "mean_track_length": float(lengths.mean()) if len(lengths) else 0.0,
         "track_length_histogram": {str(k): int(c) for k, c in enumerate(np.bincount(lengths)) if c},
+        "magnification": float(magnification),
         "num_patches": int(n),
         "num_patches_outside_tracks": int(len(lone)),
         "variants": list(VARIANTS),

@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .patchset import SUMMARY, write_patch_set
+from ..patches import MAGNIFICATION
+from .patchset import SUMMARY, set_magnification, write_patch_set
 from .scenes import load_scene
 from .tracks import PairSetConfig
 
@@ -67,20 +68,28 @@ def build_split(
     config: PairSetConfig = PairSetConfig(),
     overwrite: bool = False,
     progress: bool = False,
+    magnification: float = MAGNIFICATION,
 ) -> dict[str, Path]:
     """Builds the split's Brown-format patch sets into ``out/<scene>-<role>`` (existing complete
-    sets are kept unless ``overwrite``).
+    sets are kept unless ``overwrite``), patches cut at ``magnification`` (patch side / keypoint size).
 
     Returns:
         set name → folder.
+
+    Raises:
+        FileExistsError: a kept set was cut at another magnification.
     """
     root, out = Path(scenes_root), Path(out)
     result = {}
     for s in split_sets(root, roles):
         path = out / s.name
         if (path / SUMMARY).is_file() and not overwrite:
+            kept = set_magnification(path)
+            if kept is not None and kept != magnification:
+                raise FileExistsError(f"{path}: cut at magnification {kept:g}, not {magnification:g}; pass --overwrite to rebuild it")
             logger.info("%s exists, kept", path)
         else:
-            write_patch_set(root / s.scene, path, list(s.images), config, overwrite=True, progress=progress)
+            write_patch_set(root / s.scene, path, list(s.images), config, overwrite=True, progress=progress,
+                            magnification=magnification)
         result[s.name] = path
     return result

@@ -2,8 +2,9 @@
 
 - SIFT (Lowe, IJCV 2004): OpenCV's SIFT descriptor computed on each 64×64 patch with the
   keypoint at the patch centre and the size that makes the descriptor cover the whole patch
-  (patch side = :data:`~patchmatch.patches.MAGNIFICATION` × size, as the patches were cut),
-  orientation 0 (the patches are already normalised). Score = −L2 distance.
+  (patch side = :data:`~patchmatch.patches.MAGNIFICATION` × size; for patches cut at that
+  magnification this is the keypoint's own SIFT support, for others it sees the same pixels as the
+  network), orientation 0 (the patches are already normalised). Score = −L2 distance.
 - NCC: normalised cross-correlation of the raw pixels. Score in [−1, 1].
 
 All scores: higher = more similar.

@@ -322,6 +322,23 @@ def _set_rng_state(rng: np.random.Generator, d: dict[str, Any]) -> None:
     }
 
 
+def _common_magnification(sets: Sequence[str | Path]) -> float | None:
+    """The magnification the sets' patches were cut at (None when no set records one, e.g. Brown's own).
+
+    Raises:
+        ValueError: the sets were cut at different magnifications (each named).
+    """
+    from ..datasets.patchset import set_magnification
+
+    found = {str(p): set_magnification(p) for p in sets}
+    known = {m for m in found.values() if m is not None}
+    if len(known) > 1:
+        listed = ", ".join(f"{p} ({m:g})" for p, m in found.items() if m is not None)
+        raise ValueError(f"the training and validation sets were cut at different magnifications: {listed}; "
+                         "build them at one (make-patches --magnification)")
+    return known.pop() if known else None
+
+
 def train(
     config: TrainConfig,
     data: Sequence[str | Path] | PairData,
@@ -361,7 +378,9 @@ def train(
         TrainingStateError: ``resume`` without a state file, a state made with another config,
             or a state file present without ``resume``.
         PairSetError: unreadable pair sets.
-        ValueError: ``contrastive`` loss with a model that has no ``describe``.
+        ValueError: ``contrastive`` loss with a model that has no ``describe``, or sets cut at
+            different magnifications (the one they share is recorded in the checkpoint's
+            ``meta["magnification"]``).
     """
     from ..device import resolve_device
 
@@ -378,6 +397,7 @@ def train(
     else:
         val_paths = [Path(v) for v in val]
     val_sets = _val_sets(val_paths, config) if val_paths else {}
+    magnification = _common_magnification(list(pair_data.sources) + val_paths)
 
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(dev)
@@ -542,6 +562,7 @@ def train(
         "val": [str(v) for v in val_paths],
         "history": history,
         "best_epoch": best["epoch"],
+        **({"magnification": magnification} if magnification is not None else {}),
         **(meta or {}),
     }
     ckpt = save_checkpoint(out, model.cpu(), final_meta, half=half)

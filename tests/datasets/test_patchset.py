@@ -165,3 +165,48 @@ def test_colmap_model_checks_come_before_any_work_and_stale_copies_are_rebuilt(t
         scene_from_colmap(tmp_path / "a", wrong, tmp_path / "und3")
     assert not (tmp_path / "und2").exists() and not (tmp_path / "und3").exists()
     assert not (tmp_path / "und3.partial").exists()
+
+
+def test_magnification_is_recorded_and_cuts_the_patches(built, tmp_path, capsys):
+    from patchmatch.datasets.patchset import set_magnification
+    from patchmatch.images import read_gray
+    from patchmatch.patches import extract_patches
+
+    wide = tmp_path / "entry3-m8"
+    scene = shared_path("scenes", "entry-P10")
+    assert main(["-q", "make-patches", str(scene), str(wide), "--images", *NAMES, "--max-keypoints", "1000", "--magnification", "8"]) == 0
+    assert json.loads((built / "summary.json").read_text())["magnification"] == 6.0
+    assert set_magnification(wide) == 8.0 and set_magnification(wide / "oriented") == 8.0 and set_magnification(built) == 6.0
+    ds6, ds8 = BrownDataset(variant_root(built)), BrownDataset(variant_root(wide))
+    assert np.array_equal(ds6.interest, ds8.interest)  # the same keypoints and pairs, cut wider
+    first = np.flatnonzero(ds8.interest[:, 0] == 0)[:50]
+    image, _ = read_gray(scene / "images" / NAMES[0])
+    kp = np.c_[ds8.interest[first, 1:3], ds8.interest[first, 4], ds8.interest[first, 3]]
+    p8, p6 = np.asarray(ds8.patches[first], np.float32), np.asarray(ds6.patches[first], np.float32)
+    # interest.txt rounds the positions to 1/1000 px: within a grey level or so of a fresh crop
+    assert np.abs(p8 - extract_patches(image, kp, magnification=8)).mean() < 0.5
+    assert np.abs(p8 - p6).mean() > 5 * np.abs(p6 - extract_patches(image, kp)).mean()
+    # a set written before magnifications were recorded is at the default; a plain folder has none
+    old = tmp_path / "old"
+    old.mkdir()
+    summary = json.loads((built / "summary.json").read_text())
+    del summary["magnification"]
+    (old / "summary.json").write_text(json.dumps(summary))
+    assert set_magnification(old) == 6.0 and set_magnification(tmp_path) is None
+    for bad in ("0", "-2", "nan"):
+        assert main(["-q", "make-patches", str(scene), str(tmp_path / "x"), "--magnification", bad]) == 2
+        assert "magnification must be a number > 0" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_build_split_keeps_a_set_only_at_the_asked_magnification(tmp_path):
+    from patchmatch.datasets.patchset import FORMAT
+    from patchmatch.datasets.split import build_split
+
+    scenes = shared_path("scenes")
+    for name in ("entry-P10-test", "temple-ring-test"):  # two "built" sets, cut at the default
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps({"format": FORMAT, "magnification": 6.0}))
+    assert set(build_split(scenes, tmp_path, ("test",))) == {"entry-P10-test", "temple-ring-test"}
+    with pytest.raises(FileExistsError, match="entry-P10-test: cut at magnification 6, not 8; pass --overwrite"):
+        build_split(scenes, tmp_path, ("test",), magnification=8.0)

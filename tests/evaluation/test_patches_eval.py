@@ -70,6 +70,7 @@ def test_evaluate_patches_on_a_built_set_covers_variants_and_protocols(tmp_path,
     code = main(["-q", "evaluate-patches", str(root), "--weights", str(ckpt), "--out", str(tmp_path / "ev"),
                  "--max-pairs", "300", "--precision", "fp32"])  # fmt: skip
     assert code == 0
+    assert "magnification" not in capsys.readouterr().err  # set and network both at the default
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert set(summary) == {f"entry2/{v}/{k}" for v in ("oriented", "upright") for k in ("random", "hard")}
     assert set(summary["entry2/oriented/random"]["methods"]) == {"net", "SIFT", "NCC", "SIFT keypoint"}
@@ -114,3 +115,14 @@ def test_stratified_subset_keeps_both_classes_in_proportion():
         assert len(sel) == count == len(np.unique(sel)) and 1 <= labels[sel].sum() <= 10
         assert (~labels[sel]).sum() >= 1
     assert labels[_stratified_subset(labels, 500, 0)].sum() == 5
+
+
+def test_evaluate_patches_warns_when_the_set_was_cut_at_another_magnification(pairset, tmp_path, capsys):
+    ckpt = save_checkpoint(tmp_path / "wide.pt", build_model("2ch"), {"magnification": 8.0})
+    code = main(["-q", "evaluate-patches", str(pairset / "oriented"), "--weights", str(ckpt), "--out", str(tmp_path / "ev"),
+                 "--max-pairs", "50", "--no-baselines", "--precision", "fp32"])  # fmt: skip
+    assert code == 0
+    err = capsys.readouterr().err
+    assert f"{pairset / 'oriented'} was cut at magnification 6, network wide was trained at 8" in err
+    assert "make-patches --magnification 8" in err
+

@@ -50,6 +50,7 @@ def test_training_decreases_loss(pairset, tmp_path):
     after = loss_of(model)
     assert after < 0.8 * before, (before, after)
     assert meta["train_config"]["model"] == "2ch" and len(meta["history"]) == 1
+    assert meta["magnification"] == 6.0  # the sets' (patchmatch.patches.MAGNIFICATION)
     rec = meta["history"][0]
     assert 0 <= rec["val_fpr95_random"] <= 1 and 0 <= rec["val_fpr95_hard"] <= 1 and rec["pairs_per_s"] > 0
 
@@ -217,3 +218,18 @@ def test_ema_writes_the_moving_average_of_the_weights(pairset, tmp_path):
         _cfg(ema_decay=1.0)
     with pytest.raises(TrainingStateError, match="pass --ema 0.5 again"):
         train(_cfg(epochs=3, steps_per_epoch=1, batch_size=8), [pairset], out, resume=True)
+
+
+def test_sets_of_different_magnifications_are_refused_by_name(pairset, tmp_path):
+    import json
+    import shutil
+
+    wide = tmp_path / "wide"
+    shutil.copytree(pairset, wide)
+    summary = json.loads((wide / "summary.json").read_text())
+    (wide / "summary.json").write_text(json.dumps({**summary, "magnification": 8.0}))
+    with pytest.raises(ValueError, match=rf"different magnifications: {pairset} \(6\), {wide} \(8\)"):
+        train(_cfg(epochs=1, steps_per_epoch=1), [pairset], tmp_path / "m.pt", val=wide)
+    assert not (tmp_path / "m.pt").exists() and not state_path(tmp_path / "m.pt").exists()
+    res = train(_cfg(epochs=1, steps_per_epoch=1), [wide], tmp_path / "w.pt", val=wide)
+    assert load_checkpoint(res.checkpoint)[1]["magnification"] == 8.0

@@ -49,3 +49,12 @@ def test_quantize_command(pairset, tmp_path, capsys):
     _, both = load_int8(tmp_path / "bad.int8.pt", weights)
     assert len(both["fpr95"]) == 8 and f"{twin}/oriented/random" in both["fpr95"]
     assert both["evaluation"]["max_pairs_per_protocol"] == 200
+    # calibration or evaluation sets cut at another magnification than the weights' are refused by name
+    import json
+
+    wide = tmp_path / "wide"
+    shutil.copytree(pairset, wide)
+    summary = json.loads((wide / "summary.json").read_text())
+    (wide / "summary.json").write_text(json.dumps({**summary, "magnification": 11.0}))
+    assert main(["-q", "quantize", str(weights), "--data", str(wide), "--pairs", "256", "--out", str(tmp_path / "w.int8.pt")]) == 2
+    assert f"{wide}: patches cut at magnification 11" in capsys.readouterr().err and not (tmp_path / "w.int8.pt").exists()
