@@ -18,6 +18,11 @@ pairs are written to ``OUT.pairs/`` (with ``warps.json``, the sources and settin
 same ones resumes, other ones need ``--overwrite``) and the set is built from them as from homography
 pairs — training data from your own images. Its ``upright/`` variant holds in-plane rotations of up
 to ±30° (the warps'), so only ``oriented/`` is a meaningful benchmark of such a set.
+
+Patches cover ``--magnification`` × the keypoint size (default 6, SIFT's descriptor support); a
+network is trained and used at one magnification (its checkpoint records it). SCENE may also be a
+patch set written by this command: with ``--magnification M`` its keypoints and pairs are cut again
+at M (no detection, no tracks; seconds instead of minutes).
 """
 
 from __future__ import annotations
@@ -133,12 +138,13 @@ def _run_warps(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..colmap import set_verbosity
-    from ..datasets.patchset import check_output, write_patch_set
+    from ..datasets.patchset import check_output, is_patch_set, recut_patch_set, write_patch_set
     from ..datasets.scenes import load_scene, scene_from_colmap
     from ..datasets.tracks import PairSetConfig, TrackConfig
     from ..patches import MAGNIFICATION, check_magnification
 
     set_verbosity(bool(getattr(args, "verbose", False)))
+    magnification_given = args.magnification
     args.magnification = MAGNIFICATION if args.magnification is None else check_magnification(args.magnification)
     # checked before any work (write_patch_set checks again against the scene it is given)
     check_output(args.out, args.overwrite, [args.scene] + ([args.image_dir] if args.image_dir else []))
@@ -147,6 +153,12 @@ def run(args: argparse.Namespace) -> int:
         return _run_warps(args)
     if not args.scene.is_dir():
         raise FileNotFoundError(f"{args.scene}: not a directory (a scene folder or a COLMAP sparse model)")
+    if is_patch_set(args.scene):
+        _refuse_scene_options(args, f"{args.scene} is a patch set, re-cut at another magnification", subset=True)
+        if magnification_given is None:
+            raise ValueError(f"{args.scene} is a patch set: pass --magnification M to re-cut its patches at M")
+        _print_summary(args.out, recut_patch_set(args.scene, args.out, args.magnification, overwrite=args.overwrite))
+        return 0
     if (args.scene / "cameras.json").is_file():
         scene = load_scene(args.scene)
     elif _is_homography_set(args.scene):

@@ -35,6 +35,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from ..patches import MAGNIFICATION, check_magnification, extract_patches
@@ -45,7 +46,7 @@ from .tracks import PairSet, PairSetConfig, Tracks, build_pair_set, build_tracks
 logger = logging.getLogger(__name__)
 
 __all__ = ["VARIANTS", "PROTOCOLS", "write_patch_set", "pair_file", "variant_root", "find_pair_files", "SIFT_FILE", "is_patch_set",
-           "check_output", "set_magnification"]
+           "check_output", "set_magnification", "recut_patch_set"]
 
 #: Patch variants: normalised by the detected orientation, or at orientation 0.
 VARIANTS = ("oriented", "upright")
@@ -268,4 +269,78 @@ def write_pair_set(out: Path, ps: PairSet, images: dict[str, np.ndarray], tracks
     tmp.replace(out)
     logger.info("%s: %d tracks, %d patches, %d random pairs, %d hard pairs -> %s", info["scene"], tracks.num_tracks, n,
                 len(ps.pairs_random), len(ps.pairs_hard), out)  # fmt: skip
+    return summary
+
+
+def _recut_image_folder(src: Path, summary: dict) -> Path:
+    """Where the images of a set's ``interest.txt`` are: its ``scene_folder`` (``images/`` inside
+    for a scene), else the package's own places beside the set (``SET.pairs/``, ``SET.undistorted/images/``)."""
+    first = summary["images"][0]
+    folders = [Path(summary[k]) / sub for k in ("scene_folder", "source") if summary.get(k) for sub in ("images", ".")]
+    folders += [src.with_name(src.name + ".pairs"), src.with_name(src.name + ".undistorted") / "images"]
+    for folder in folders:
+        if (folder / first).is_file():
+            return folder
+    raise FileNotFoundError(f"{src}: the images it was cut from are not found (looked for {first} in "
+                            f"{', '.join(str(f) for f in dict.fromkeys(folders))})")  # fmt: skip
+
+
+def recut_patch_set(src: str | os.PathLike, out: str | os.PathLike, magnification: float, overwrite: bool = False) -> dict:
+    """The same keypoints and pairs as a set of :func:`write_patch_set`, cut at another magnification.
+
+    Faster than building the set again (no detection, no tracks): the patches are cropped again
+    from the images the set was cut from, at the keypoints of its ``interest.txt`` (positions
+    rounded to 1/1000 px there, so a re-cut at the set's own magnification equals it within a
+    grey level or two on a fraction of a percent of the pixels).
+
+    Args:
+        src: a set written by :func:`write_patch_set` (any source: scene, COLMAP model, homography pairs, warps).
+        out: the set folder to write (written to ``out.partial`` and renamed).
+        magnification: patch side / keypoint size of the new patches.
+        overwrite: replace an existing ``out`` that is a patch set.
+
+    Returns:
+        The new summary (``magnification``; ``recut_from`` names ``src``).
+
+    Raises:
+        ValueError: ``src`` is not such a set, ``out`` is ``src``, or a bad magnification.
+        FileNotFoundError: the images ``src`` was cut from are gone.
+        FileExistsError: ``out`` exists and ``overwrite`` is False, or it is not a patch set.
+    """
+    t0 = time.perf_counter()
+    from ..images import read_gray
+    from .brown import PER_FILE, patches_to_bitmap
+
+    magnification = check_magnification(magnification)
+    src = Path(src)
+    if not is_patch_set(src):
+        raise ValueError(f"{src}: not a patch set of patchmatch make-patches (no {SUMMARY} of that format)")
+    summary = json.loads((src / SUMMARY).read_text())
+    folder = _recut_image_folder(src, summary)
+    out = check_output(out, overwrite, [src, folder])
+    tmp = out.with_name(out.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    for variant in VARIANTS:
+        (tmp / variant).mkdir(parents=True)
+        for f in (src / variant).iterdir():
+            if f.is_file() and not f.name.startswith(("patches", ".")):
+                shutil.copy2(f, tmp / variant / f.name)
+        interest = np.loadtxt(src / variant / "interest.txt", ndmin=2)
+        patches = np.zeros((len(interest), 64, 64), np.uint8)
+        for i, name in enumerate(summary["images"]):
+            sel = np.flatnonzero(interest[:, 0] == i)
+            if len(sel):
+                image, _ = read_gray(folder / name)
+                keypoints = np.c_[interest[sel, 1:3], interest[sel, 4], interest[sel, 3]]  # x, y, size, angle
+                patches[sel] = extract_patches(image, keypoints, magnification=magnification)
+        for k in range(0, max(1, -(-len(patches) // PER_FILE))):
+            cv2.imwrite(str(tmp / variant / f"patches{k:04d}.bmp"), patches_to_bitmap(patches[k * PER_FILE : (k + 1) * PER_FILE]))
+    summary.update({"magnification": magnification, "recut_from": str(src), "scene_folder": str(folder),
+                    "seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
+    (tmp / SUMMARY).write_text(json.dumps(summary, indent=1))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.replace(out)
+    logger.info("%s: %d patches re-cut at magnification %g -> %s", src, summary.get("num_patches", 0), magnification, out)
     return summary

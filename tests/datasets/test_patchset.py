@@ -210,3 +210,31 @@ def test_build_split_keeps_a_set_only_at_the_asked_magnification(tmp_path):
     assert set(build_split(scenes, tmp_path, ("test",))) == {"entry-P10-test", "temple-ring-test"}
     with pytest.raises(FileExistsError, match="entry-P10-test: cut at magnification 6, not 8; pass --overwrite"):
         build_split(scenes, tmp_path, ("test",), magnification=8.0)
+
+
+def test_a_set_is_recut_at_another_magnification(built, tmp_path, capsys):
+    from patchmatch.datasets.patchset import set_magnification
+
+    wide = tmp_path / "wide"
+    assert main(["-q", "make-patches", str(built), str(wide), "--magnification", "8"]) == 0
+    assert set_magnification(wide) == 8.0
+    summary = json.loads((wide / "summary.json").read_text())
+    assert summary["recut_from"] == str(built) and summary["num_patches"] == json.loads((built / "summary.json").read_text())["num_patches"]
+    for v in ("oriented", "upright"):
+        a, b = BrownDataset(variant_root(built, v == "upright")), BrownDataset(variant_root(wide, v == "upright"))
+        assert np.array_equal(a.point_ids, b.point_ids) and np.array_equal(a.interest, b.interest)
+        assert [f.name for f in sorted(a.root.glob("m50_*"))] == [f.name for f in sorted(b.root.glob("m50_*"))]
+        assert np.abs(np.asarray(a.patches, np.float32) - np.asarray(b.patches, np.float32)).mean() > 5
+    # re-cut at its own magnification: the same patches up to interest.txt's rounding
+    same = tmp_path / "same"
+    assert main(["-q", "make-patches", str(built), str(same), "--magnification", "6"]) == 0
+    a, b = BrownDataset(variant_root(built)).patches, BrownDataset(variant_root(same)).patches
+    assert np.mean(np.asarray(a) != np.asarray(b)) < 0.01
+    assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 8
+    # without --magnification, or with scene options, a re-cut is refused; an existing OUT is kept
+    assert main(["-q", "make-patches", str(built), str(tmp_path / "x")]) == 2
+    assert "pass --magnification" in capsys.readouterr().err
+    assert main(["-q", "make-patches", str(built), str(tmp_path / "x"), "--magnification", "8", "--images", NAMES[0]]) == 2
+    assert "--images" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert main(["-q", "make-patches", str(built), str(wide), "--magnification", "9"]) == 2
+    assert set_magnification(wide) == 8.0
