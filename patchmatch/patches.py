@@ -35,6 +35,8 @@ def check_magnification(magnification: float) -> float:
         ValueError: not a finite number > 0.
     """
     try:
+        if isinstance(magnification, (bool, str)):
+            raise TypeError
         value = float(magnification)
     except (TypeError, ValueError):
         raise ValueError(f"magnification must be a number > 0, got {magnification!r}.") from None

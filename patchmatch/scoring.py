@@ -222,9 +222,9 @@ class PatchScorer:
     def magnification(self) -> float:
         """Patch side / keypoint size the network was trained at (``meta["magnification"]``; checkpoints
         without one: :data:`patchmatch.patches.MAGNIFICATION`): crop the patches it scores at this one."""
-        from .patches import MAGNIFICATION
+        from .models.checkpoint import trained_magnification
 
-        return float(self.meta.get("magnification") or MAGNIFICATION)
+        return trained_magnification(self.meta, self.meta.get("path", "the checkpoint"))
 
     @property
     def is_siamese(self) -> bool:

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import torch
 
-from patchmatch.models import CheckpointError, load_checkpoint, model_name, save_checkpoint
-from patchmatch.patches import MAGNIFICATION
+from patchmatch.models import CheckpointError, load_checkpoint, model_name, save_checkpoint, trained_magnification
 
 logger = logging.getLogger("average_checkpoints")
 
@@ -64,9 +63,10 @@ def average_checkpoints(paths: list[Path]) -> tuple[torch.nn.Module, dict]:
         bad = next((k for k in first if other[k].shape != first[k].shape), None)
         if bad is not None:
             raise ValueError(f"{paths[0]} and {p} differ in the shape of {bad}: {tuple(first[bad].shape)} vs {tuple(other[bad].shape)}")
-    mags = {float(meta.get("magnification") or MAGNIFICATION) for _, meta in loaded}
+    each = [trained_magnification(meta, p) for p, (_, meta) in zip(paths, loaded)]
+    mags = set(each)
     if len(mags) > 1:
-        listed = ", ".join(f"{p} ({float(meta.get('magnification') or MAGNIFICATION):g})" for p, (_, meta) in zip(paths, loaded))
+        listed = ", ".join(f"{p} ({m:g})" for p, m in zip(paths, each))
         raise ValueError(f"the checkpoints were trained on patches of different magnifications: {listed}")
     starts = {str(meta.get("train_config", {}).get("init")) for _, meta in loaded}
     if len(starts) > 1:

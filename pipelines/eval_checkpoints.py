@@ -20,8 +20,7 @@ import torch
 
 from patchmatch.datasets.patchset import set_magnification
 from patchmatch.evaluation.fpr95 import fpr95
-from patchmatch.models import load_checkpoint
-from patchmatch.patches import MAGNIFICATION
+from patchmatch.models import load_checkpoint, trained_magnification
 from patchmatch.training.data import load_eval_pairs
 from patchmatch.training.loop import evaluate_pairs
 
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     for w in args.weights:
         model, meta = load_checkpoint(w)
         model.eval()
-        trained_at = float(meta.get("magnification") or MAGNIFICATION)
+        trained_at = trained_magnification(meta, w)
         for s in sorted({s for sets in SETS.values() for s in sets}):
             cut_at = set_magnification(args.sets / s)
             if cut_at is not None and cut_at != trained_at:

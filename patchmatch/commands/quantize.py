@@ -35,9 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from ..datasets.patchset import set_magnification
     from ..evaluation.fpr95 import fpr95_difference
     from ..evaluation.patches import evaluate_set
-    from ..models import load_checkpoint
+    from ..models import load_checkpoint, trained_magnification
     from ..models.quantize import int8_path, quantize_int8, save_int8
-    from ..patches import MAGNIFICATION
     from ..scoring import PatchScorer
     from ..training.data import load_pair_data
     from .evaluate import check_set_folder
@@ -54,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     names = [Path(s).name for s in args.eval or []]
     labels = [str(s) if names.count(n) > 1 else n for s, n in zip(args.eval or [], names)]  # unique row labels
     model, wmeta = load_checkpoint(args.weights)
-    trained_at = float(wmeta.get("magnification") or MAGNIFICATION)
+    trained_at = trained_magnification(wmeta, args.weights)
     for s in list(args.data) + list(args.eval or []):
         cut_at = set_magnification(s)
         if cut_at is not None and cut_at != trained_at:

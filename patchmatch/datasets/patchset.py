@@ -112,6 +112,9 @@ def set_magnification(path: str | os.PathLike) -> float | None:
         The recorded magnification; :data:`~patchmatch.patches.MAGNIFICATION` for sets written before
         it was recorded; None for a folder that is not such a set (e.g. the real Brown data, cut by
         their own rule).
+
+    Raises:
+        ValueError: the summary records a magnification that is not a number > 0 (the file named).
     """
     from ..patches import MAGNIFICATION
 
@@ -119,7 +122,10 @@ def set_magnification(path: str | os.PathLike) -> float | None:
     for root in (path, path.parent):
         if is_patch_set(root):
             value = json.loads((root / SUMMARY).read_text()).get("magnification", MAGNIFICATION)
-            return float(value)
+            try:
+                return check_magnification(value)
+            except ValueError as e:
+                raise ValueError(f"{root / SUMMARY}: {e}") from None
     return None
 
 

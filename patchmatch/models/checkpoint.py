@@ -109,3 +109,23 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except RuntimeError as e:
         raise CheckpointError(f"{path}: weights do not fit model {name!r}: {e}") from e
     return model.to(map_location).eval(), payload.get("meta", {})
+
+
+def trained_magnification(meta: dict[str, Any], where: str | os.PathLike = "the checkpoint") -> float:
+    """The patch magnification (patch side / keypoint size, :mod:`patchmatch.patches`) weights were trained at.
+
+    Args:
+        meta: the checkpoint's metadata (:func:`load_checkpoint`); ``meta["magnification"]`` is written
+            by ``patchmatch train``. Checkpoints without it are at :data:`patchmatch.patches.MAGNIFICATION`.
+        where: the checkpoint's path, for the error message.
+
+    Raises:
+        ValueError: the recorded value is not a number > 0 (``where`` named).
+    """
+    from ..patches import MAGNIFICATION, check_magnification
+
+    value = meta.get("magnification")
+    try:
+        return MAGNIFICATION if value is None else check_magnification(value)
+    except ValueError as e:
+        raise ValueError(f"{where}: metadata: {e}") from None

@@ -193,6 +193,10 @@ def test_magnification_is_recorded_and_cuts_the_patches(built, tmp_path, capsys)
     del summary["magnification"]
     (old / "summary.json").write_text(json.dumps(summary))
     assert set_magnification(old) == 6.0 and set_magnification(tmp_path) is None
+    for value in (None, -1, "8", True):
+        (old / "summary.json").write_text(json.dumps({**summary, "magnification": value}))
+        with pytest.raises(ValueError, match=rf"{old / 'summary.json'}: magnification must be a number > 0"):
+            set_magnification(old)
     for bad in ("0", "-2", "nan"):
         assert main(["-q", "make-patches", str(scene), str(tmp_path / "x"), "--magnification", bad]) == 2
         assert "magnification must be a number > 0" in capsys.readouterr().err
