@@ -28,20 +28,26 @@ PATCH_SIZE = 64
 MAGNIFICATION = 6.0
 
 
+#: the magnifications accepted: below 1 the patch is smaller than the keypoint, above 32 it is mostly border
+MIN_MAGNIFICATION, MAX_MAGNIFICATION = 1.0, 32.0
+
+
 def check_magnification(magnification: float) -> float:
     """``magnification`` as a float.
 
     Raises:
-        ValueError: not a finite number > 0.
+        ValueError: not a number in [1, 32] (a patch side of 1 to 32 keypoint sizes; SIFT's support is 6).
     """
     try:
         if isinstance(magnification, (bool, str)):
             raise TypeError
         value = float(magnification)
     except (TypeError, ValueError):
-        raise ValueError(f"magnification must be a number > 0, got {magnification!r}.") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"magnification must be a number > 0, got {magnification!r}.")
+        raise ValueError(f"magnification must be a number in [{MIN_MAGNIFICATION:g}, {MAX_MAGNIFICATION:g}] "
+                         f"(patch side / keypoint size; SIFT's support is 6), got {magnification!r}.") from None
+    if not MIN_MAGNIFICATION <= value <= MAX_MAGNIFICATION:  # NaN fails too
+        raise ValueError(f"magnification must be a number in [{MIN_MAGNIFICATION:g}, {MAX_MAGNIFICATION:g}] "
+                         f"(patch side / keypoint size; SIFT's support is 6), got {magnification!r}.")
     return value
 
 
@@ -134,10 +140,11 @@ def extract_patches(
         (N, 64, 64) uint8 patches; patch row 0 is on the patch's -y side (the top when upright).
 
     Raises:
-        ValueError: bad image (not 2-D uint8, or empty) or keypoint array (wrong shape). Degenerate
+        ValueError: bad image (not 2-D uint8, or empty), keypoint array (wrong shape) or magnification. Degenerate
             keypoints never raise: a size <= 0 counts as 0.001 px, a non-finite one gives a zero patch.
     """
     _check_image(image)
+    magnification = check_magnification(magnification)
     kps = keypoints_to_array(keypoints)
     half = 0.5 * magnification * np.maximum(kps[:, 2], 1e-3)
     # OpenCV's SIFT angle is measured in pixel coordinates (y down), i.e. clockwise on screen: the
@@ -167,9 +174,10 @@ def extract_patches_colmap(
         (N, 64, 64) uint8 patches.
 
     Raises:
-        ValueError: bad image or keypoint array.
+        ValueError: bad image, keypoint array or magnification.
     """
     _check_image(image)
+    magnification = check_magnification(magnification)
     kps = np.asarray(keypoints, dtype=np.float64)
     if kps.ndim != 2 or kps.shape[1] not in (2, 4, 6):
         if kps.size == 0:

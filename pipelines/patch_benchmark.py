@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", type=Path, default=root / "outputs" / "patch_benchmark", help="ROC curves")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
+    ap.add_argument("--overwrite", action="store_true", help="rebuild the test sets (e.g. ones cut at another magnification than the weights')")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
     scenes = args.data / "scenes"
@@ -66,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {scenes} not found (see shared/data/README.md)", file=sys.stderr)
         return 2
     scorers = load_scorers(args.weights, args.device, args.precision)
-    mags = {sc.magnification for sc in scorers.values()}
+    try:
+        mags = {sc.magnification for sc in scorers.values()}
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if len(mags) > 1:
         listed = ", ".join(f"{n} ({sc.magnification:g})" for n, sc in scorers.items())
         print(f"error: the weights were trained at different patch magnifications ({listed}): benchmark them separately",
@@ -76,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.sets is None:
         args.sets = root / "outputs" / ("pairs" if magnification == MAGNIFICATION else f"pairs-m{magnification:g}")
     try:
-        sets = build_split(scenes, args.sets, ("test",), magnification=magnification)
-    except FileExistsError as e:
+        sets = build_split(scenes, args.sets, ("test",), magnification=magnification, overwrite=args.overwrite)
+    except (FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rows = []

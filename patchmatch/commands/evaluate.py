@@ -85,7 +85,7 @@ def _check_out_folder(out: Path, root: Path, overwrite: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..datasets.brown import DEFAULT_PAIRS
-    from ..datasets.patchset import set_magnification
+    from ..datasets.patchset import is_patch_set, set_magnification
     from ..evaluation.patches import evaluate_set, format_table
     from ..scoring import describe_scorer
 
@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"network {name}: {describe_scorer(sc)}")
         if cut_at is not None and cut_at != sc.magnification:
             print(f"warning: {root} was cut at magnification {cut_at:g}, network {name} was trained at {sc.magnification:g}: "
-                  f"build the set with make-patches --magnification {sc.magnification:g} to evaluate it as it is used", file=sys.stderr)
+                  f"re-cut the set (make-patches {root if is_patch_set(root) else root.parent} OUT --magnification {sc.magnification:g}) "
+                  "to evaluate it as it is used", file=sys.stderr)
     out_root = args.out or Path("outputs") / "eval" / root.name
     _check_out_folder(out_root, root, args.overwrite)
     rows = evaluate_set(root, scorers, not args.no_baselines, out_root, files, args.max_pairs)

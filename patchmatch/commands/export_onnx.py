@@ -1,7 +1,8 @@
 """``patchmatch export-onnx [WEIGHTS] --out FILE``: a 2-channel checkpoint as an ONNX model.
 
 The graph takes stacked patch pairs ``pairs``: (B, 2, 64, 64) uint8 pixel values (channel 0 the
-first patch, 1 the second; 64×64 patches as ``patchmatch`` crops them) and returns ``scores``:
+first patch, 1 the second; 64×64 patches as ``patchmatch`` crops them, at the magnification the
+weights were trained at, recorded in the file's ``metadata_props["patchmatch.magnification"]``) and returns ``scores``:
 (B,) float32, higher = more similar; the input normalisation is inside (opset 17, any batch size).
 The file's scores are checked against PyTorch's before it is kept.
 """
@@ -23,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models import load_checkpoint
+    from ..models import load_checkpoint, trained_magnification
     from ..models.onnx import _import_onnxruntime, check_against_pytorch, export_onnx, write_atomic
     from ..scoring import shipped_weights_path
 
@@ -36,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.out.parent.is_dir():
         raise FileNotFoundError(f"--out {args.out}: folder {args.out.parent} does not exist")
     weights = args.weights or shipped_weights_path()
-    model, _ = load_checkpoint(weights, map_location="cpu")
+    model, meta = load_checkpoint(weights, map_location="cpu")
     ort = _import_onnxruntime("export-onnx (it checks the written file with ONNX Runtime)")
-    data = export_onnx(model, io.BytesIO()).getvalue()  # checked as the bytes the file will hold
+    data = export_onnx(model, io.BytesIO(), trained_magnification(meta, weights)).getvalue()  # checked as the bytes the file will hold
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     try:
         err = check_against_pytorch(model, lambda x: session.run(None, {"pairs": x})[0])

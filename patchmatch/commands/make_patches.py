@@ -43,10 +43,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-dir", type=Path, help="images of a COLMAP model (required with a model)")
     p.add_argument("--images", nargs="+", metavar="NAME", help="use only these images")
     p.add_argument("--exclude", nargs="+", metavar="NAME", default=[], help="leave these images out")
-    p.add_argument("--max-keypoints", type=int, default=4096, help="SIFT keypoints per image")
+    p.add_argument("--max-keypoints", type=int, default=None, help="SIFT keypoints per image (default 4096)")
     p.add_argument("--epipolar-px", type=float, help="max distance to the epipolar line (pixels; default 1)")
-    p.add_argument("--reprojection-px", type=float, default=1.0, help="max reprojection error in every view (pixels)")
-    p.add_argument("--size-ratio", type=float, default=1.4, help="max ratio of physical keypoint sizes")
+    p.add_argument("--reprojection-px", type=float, default=None, help="max reprojection error in every view (pixels; default 1)")
+    p.add_argument("--size-ratio", type=float, default=None, help="max ratio of physical keypoint sizes (default 1.4)")
     p.add_argument("--min-track-length", type=int,
                    help="views a track keeps after the geometric checks (the orientation step may leave 2; default 3)")
     p.add_argument("--positives-per-track", type=int, help="at most this many positive pairs per track (default 6)")
@@ -55,9 +55,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--magnification", type=float, default=None,
                    help="patch side / keypoint size (default: patchmatch.patches.MAGNIFICATION, 6, SIFT's descriptor support); "
                         "a network is trained and used at one magnification (its checkpoint records it)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="seed of every random draw (default 0)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=run)
+
+
+#: build options left None on the command line: option → (attribute, default)
+BUILD_DEFAULTS = {"--max-keypoints": ("max_keypoints", 4096), "--reprojection-px": ("reprojection_px", 1.0),
+                  "--size-ratio": ("size_ratio", 1.4), "--seed": ("seed", 0)}  # fmt: skip
+
+
+def _fill_defaults(args: argparse.Namespace) -> None:
+    for attr, default in BUILD_DEFAULTS.values():
+        if getattr(args, attr) is None:
+            setattr(args, attr, default)
 
 
 def _is_colmap_model(path: Path) -> bool:
@@ -146,19 +157,28 @@ def run(args: argparse.Namespace) -> int:
     set_verbosity(bool(getattr(args, "verbose", False)))
     magnification_given = args.magnification
     args.magnification = MAGNIFICATION if args.magnification is None else check_magnification(args.magnification)
+    if args.warps is not None and is_patch_set(args.scene):
+        raise ValueError(f"{args.scene} is a patch set, not a folder of photographs: --warps does not apply "
+                         "(re-cut it with --magnification alone)")  # fmt: skip
     # checked before any work (write_patch_set checks again against the scene it is given)
     check_output(args.out, args.overwrite, [args.scene] + ([args.image_dir] if args.image_dir else []))
     source = None
     if args.warps is not None:
+        _fill_defaults(args)
         return _run_warps(args)
     if not args.scene.is_dir():
         raise FileNotFoundError(f"{args.scene}: not a directory (a scene folder or a COLMAP sparse model)")
     if is_patch_set(args.scene):
-        _refuse_scene_options(args, f"{args.scene} is a patch set, re-cut at another magnification", subset=True)
+        context = f"{args.scene} is a patch set, re-cut at another magnification"
+        _refuse_scene_options(args, context, subset=True)
+        given = [k for k, v in BUILD_DEFAULTS.items() if getattr(args, v[0]) is not None]
+        if given:
+            raise ValueError(f"{context} (its keypoints and pairs kept): {', '.join(given)} do(es) not apply")
         if magnification_given is None:
             raise ValueError(f"{args.scene} is a patch set: pass --magnification M to re-cut its patches at M")
         _print_summary(args.out, recut_patch_set(args.scene, args.out, args.magnification, overwrite=args.overwrite))
         return 0
+    _fill_defaults(args)
     if (args.scene / "cameras.json").is_file():
         scene = load_scene(args.scene)
     elif _is_homography_set(args.scene):
@@ -175,6 +195,9 @@ def run(args: argparse.Namespace) -> int:
                                   overwrite=args.overwrite, names=list(args.images or []) + list(args.exclude))  # fmt: skip
         source = args.scene
     else:
+        if any(args.scene.glob("patches*.bmp")) or any(args.scene.glob("*/patches*.bmp")):
+            raise ValueError(f"{args.scene}: patch bitmaps but not a set written by make-patches (its summary.json); only such "
+                             "sets can be re-cut (their keypoints and images are recorded)")  # fmt: skip
         raise FileNotFoundError(f"{args.scene}: neither cameras.json nor a COLMAP model (cameras.bin/.txt) found")
     names = list(args.images) if args.images else scene.names
     unknown = [n for n in list(names) + list(args.exclude) if n not in scene.cameras]

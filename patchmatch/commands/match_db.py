@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("database", type=Path, help="COLMAP database with keypoints and descriptors")
     p.add_argument("images", type=Path, help="image folder the database's names are relative to")
     p.add_argument("--pairs", default="exhaustive", help="exhaustive | sequential:N | retrieval:N | file:PATH or PATH (a pairs file, one 'name0 name1' per line)")
-    p.add_argument("--weights", type=Path, default=None)
+    p.add_argument("--weights", type=Path, default=None,
+                   help="checkpoint (default: shipped weights); patches are cut at the magnification it was trained at")
     p.add_argument("--device", default=None)
     p.add_argument("--batch-size", type=int, default=None, help="patch pairs per forward pass (default: 128 on CPU, 8192 on GPU)")
     p.add_argument("--overwrite", action="store_true", help="replace matches of pairs that already hold some (where new matches are found)")

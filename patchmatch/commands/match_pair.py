@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image0", type=Path)
     p.add_argument("image1", type=Path)
     p.add_argument("--out", type=Path, help="write matches (.npz: keypoints0, keypoints1, matches, scores)")
-    p.add_argument("--weights", type=Path, help="checkpoint (default: shipped weights)")
+    p.add_argument("--weights", type=Path, help="checkpoint (default: shipped weights); patches are cut at its magnification")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
     p.add_argument("--max-keypoints", type=int, default=2048)
     p.add_argument("--max-image-size", type=int, default=3200,

@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
     p.add_argument("--max-keypoints", type=int, default=8192, help="SIFT keypoints per image (default: 8192, as COLMAP)")
     p.add_argument("--max-image-size", type=int, default=3200, help="downscale images whose longer side exceeds this (default 3200, COLMAP's; 0 = never)")
-    p.add_argument("--weights", type=Path, default=None, help="checkpoint (default: shipped 2ch2stream weights)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="checkpoint (default: shipped 2ch2stream weights); patches are cut at the magnification it was trained at")
     p.add_argument("--pairs", default="exhaustive", help="exhaustive | sequential:N | retrieval:N (N most similar images by VLAD) | file:PATH or PATH (a pairs file, one 'name0 name1' per line; default: exhaustive)")
     p.add_argument("--single-camera", action="store_true", help="all images share one camera (same size and zoom)")
     p.add_argument("--batch-size", type=int, default=None, help="patch pairs per network forward pass (default: 128 on CPU, 8192 on GPU)")

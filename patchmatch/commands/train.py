@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     d = TrainConfig()
     p = sub.add_parser("train", help="train a patch-comparison network on Brown-format patch sets", description=__doc__)
-    p.add_argument("--data", type=Path, nargs="+", required=True, help="training sets: make-patches output folders or Brown folders (liberty, ...)")
+    p.add_argument("--data", type=Path, nargs="+", required=True, help="training sets: make-patches output folders or Brown folders (liberty, ...); sets of one patch "
+                        "magnification, recorded in the checkpoint (sfm and match then cut patches at it)")
     p.add_argument("--val", type=Path, nargs="+", help="validation set(s), same formats: FPR95 each epoch, best epoch kept")
     p.add_argument("--out", type=Path, required=True, help="final checkpoint (.pt)")
     p.add_argument("--model", default=d.model, help="2ch2stream, 2ch, 2chdeep, siam, pseudo-siam, siam-2stream")

@@ -292,8 +292,8 @@ def write_homography_set(
     ps = build_pair_set(_PlanarScene(root, cameras), feats, tracks, pconf)
     return write_pair_set(out, ps, images, tracks, {
         "scene": root.name,
-        "source": str(root),
-        "scene_folder": str(root),
+        "source": str(root.resolve()),
+        "scene_folder": str(root.resolve()),
         "config": asdict(config),
         "matches_per_pair": per_pair,
         "keypoints_per_image": {nm: int(len(feats[nm].keypoints)) for nm in names},

@@ -114,7 +114,7 @@ def set_magnification(path: str | os.PathLike) -> float | None:
         their own rule).
 
     Raises:
-        ValueError: the summary records a magnification that is not a number > 0 (the file named).
+        ValueError: the summary records a magnification outside [1, 32] or not a number (the file named).
     """
     from ..patches import MAGNIFICATION
 
@@ -204,8 +204,8 @@ def write_patch_set(
     ps = build_pair_set(scene, feats, tracks, config)
     return write_pair_set(out, ps, ims, tracks, {
         "scene": scene.name,
-        "source": str(source) if source else str(scene.root),
-        "scene_folder": str(scene.root),
+        "source": str(Path(source).resolve()) if source else str(Path(scene.root).resolve()),
+        "scene_folder": str(Path(scene.root).resolve()),
         "config": asdict(config),
         "keypoints_per_image": {nm: int(len(feats[nm].keypoints)) for nm in ps.names},
     }, t0, magnification)  # fmt: skip
@@ -309,40 +309,30 @@ def recut_patch_set(src: str | os.PathLike, out: str | os.PathLike, magnificatio
         The new summary (``magnification``; ``recut_from`` names ``src``).
 
     Raises:
-        ValueError: ``src`` is not such a set, ``out`` is ``src``, or a bad magnification.
+        ValueError: ``src`` is not such a set or is damaged (summary and ``interest.txt`` disagree), an
+            image of a scene no longer has its camera's size, ``out`` is ``src``, or a bad magnification.
         FileNotFoundError: the images ``src`` was cut from are gone.
         FileExistsError: ``out`` exists and ``overwrite`` is False, or it is not a patch set.
     """
     t0 = time.perf_counter()
-    from ..images import read_gray
-    from .brown import PER_FILE, patches_to_bitmap
-
     magnification = check_magnification(magnification)
     src = Path(src)
     if not is_patch_set(src):
         raise ValueError(f"{src}: not a patch set of patchmatch make-patches (no {SUMMARY} of that format)")
     summary = json.loads((src / SUMMARY).read_text())
+    if not isinstance(summary.get("images"), list) or not summary["images"]:
+        raise ValueError(f"{src / SUMMARY}: no list of images; the set cannot be re-cut (build it again)")
     folder = _recut_image_folder(src, summary)
     out = check_output(out, overwrite, [src, folder])
     tmp = out.with_name(out.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)
-    for variant in VARIANTS:
-        (tmp / variant).mkdir(parents=True)
-        for f in (src / variant).iterdir():
-            if f.is_file() and not f.name.startswith(("patches", ".")):
-                shutil.copy2(f, tmp / variant / f.name)
-        interest = np.loadtxt(src / variant / "interest.txt", ndmin=2)
-        patches = np.zeros((len(interest), 64, 64), np.uint8)
-        for i, name in enumerate(summary["images"]):
-            sel = np.flatnonzero(interest[:, 0] == i)
-            if len(sel):
-                image, _ = read_gray(folder / name)
-                keypoints = np.c_[interest[sel, 1:3], interest[sel, 4], interest[sel, 3]]  # x, y, size, angle
-                patches[sel] = extract_patches(image, keypoints, magnification=magnification)
-        for k in range(0, max(1, -(-len(patches) // PER_FILE))):
-            cv2.imwrite(str(tmp / variant / f"patches{k:04d}.bmp"), patches_to_bitmap(patches[k * PER_FILE : (k + 1) * PER_FILE]))
-    summary.update({"magnification": magnification, "recut_from": str(src), "scene_folder": str(folder),
+    try:
+        _recut_variants(src, tmp, summary, folder, magnification)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    summary.update({"magnification": magnification, "recut_from": str(src.resolve()), "scene_folder": str(folder.resolve()),
                     "seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
     (tmp / SUMMARY).write_text(json.dumps(summary, indent=1))
     if out.exists():
@@ -350,3 +340,36 @@ def recut_patch_set(src: str | os.PathLike, out: str | os.PathLike, magnificatio
     tmp.replace(out)
     logger.info("%s: %d patches re-cut at magnification %g -> %s", src, summary.get("num_patches", 0), magnification, out)
     return summary
+
+
+def _recut_variants(src: Path, tmp: Path, summary: dict, folder: Path, magnification: float) -> None:
+    """Crops both variants of ``src`` again into ``tmp`` (see :func:`recut_patch_set`)."""
+    from ..images import read_gray
+    from .brown import PER_FILE, patches_to_bitmap
+
+    sizes = {}
+    cameras = folder.parent / "cameras.json" if folder.name == "images" else folder / "cameras.json"
+    if cameras.is_file():  # a scene: its images must still have the size the keypoints were found at
+        entries = json.loads(cameras.read_text()).get("images", {})
+        sizes = {n: (c.get("width"), c.get("height")) for n, c in entries.items() if isinstance(c, dict)}
+    for variant in VARIANTS:
+        (tmp / variant).mkdir(parents=True)
+        for f in (src / variant).iterdir():
+            if f.is_file() and not f.name.startswith(("patches", ".")):
+                shutil.copy2(f, tmp / variant / f.name)
+        interest = np.loadtxt(src / variant / "interest.txt", ndmin=2)
+        if len(interest) != summary.get("num_patches", len(interest)) or (len(interest) and interest.shape[1] < 5):
+            raise ValueError(f"{src / variant / 'interest.txt'}: {len(interest)} keypoints, the summary lists "
+                             f"{summary.get('num_patches')} patches: the set is damaged (build it again)")
+        patches = np.zeros((len(interest), 64, 64), np.uint8)
+        for i, name in enumerate(summary["images"]):
+            sel = np.flatnonzero(interest[:, 0] == i)
+            if len(sel):
+                image, _ = read_gray(folder / name)
+                if name in sizes and sizes[name] != (image.shape[1], image.shape[0]):
+                    raise ValueError(f"{folder / name}: {image.shape[1]}×{image.shape[0]} pixels, its camera says "
+                                     f"{sizes[name][0]}×{sizes[name][1]}: the image changed since the set was cut")
+                keypoints = np.c_[interest[sel, 1:3], interest[sel, 4], interest[sel, 3]]  # x, y, size, angle
+                patches[sel] = extract_patches(image, keypoints, magnification=magnification)
+        for k in range(0, max(1, -(-len(patches) // PER_FILE))):
+            cv2.imwrite(str(tmp / variant / f"patches{k:04d}.bmp"), patches_to_bitmap(patches[k * PER_FILE : (k + 1) * PER_FILE]))

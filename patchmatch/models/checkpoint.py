@@ -120,7 +120,7 @@ def trained_magnification(meta: dict[str, Any], where: str | os.PathLike = "the 
         where: the checkpoint's path, for the error message.
 
     Raises:
-        ValueError: the recorded value is not a number > 0 (``where`` named).
+        ValueError: the recorded value is not a number in [1, 32] (``where`` named).
     """
     from ..patches import MAGNIFICATION, check_magnification
 

@@ -81,12 +81,14 @@ def _import_onnxruntime(purpose: str = "the ONNX Runtime backend"):
     return onnxruntime
 
 
-def export_onnx(model: nn.Module, out: str | os.PathLike | io.BytesIO) -> Path | io.BytesIO:
+def export_onnx(model: nn.Module, out: str | os.PathLike | io.BytesIO, magnification: float | None = None) -> Path | io.BytesIO:
     """Exports a float 2-channel model (``2ch2stream``, ``2ch``, ``2chdeep``) to ONNX.
 
     Args:
         model: the model (any device; exported from a CPU float32 copy, not modified).
         out: file path (written atomically) or a binary buffer.
+        magnification: the patch magnification the weights were trained at, written to the file's
+            metadata (``metadata_props["patchmatch.magnification"]``) for whoever crops its patches.
 
     Returns:
         ``out`` (as a Path when a path was given).
@@ -109,6 +111,12 @@ def export_onnx(model: nn.Module, out: str | os.PathLike | io.BytesIO) -> Path |
         torch.onnx.export(wrapped, (torch.zeros(2, 2, 64, 64, dtype=torch.uint8),), buffer, input_names=["pairs"],
                           output_names=["scores"], dynamic_axes={"pairs": {0: "batch"}, "scores": {0: "batch"}},
                           opset_version=OPSET, dynamo=False)  # fmt: skip
+    if magnification is not None:
+        import onnx
+
+        proto = onnx.load_from_string(buffer.getvalue())
+        onnx.helper.set_model_props(proto, {"patchmatch.magnification": f"{magnification:g}"})
+        buffer = io.BytesIO(proto.SerializeToString())
     if isinstance(out, io.BytesIO):
         out.write(buffer.getvalue())
         return out

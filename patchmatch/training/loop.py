@@ -156,18 +156,22 @@ class TrainResult:
     best_epoch: int
 
 
-def _init_weights(path: str, model: torch.nn.Module, model_name: str) -> dict[str, torch.Tensor]:
-    """Float32 weights of checkpoint ``path`` for fine-tuning ``model`` (built as ``model_name``).
+def _init_weights(path: str, model: torch.nn.Module, model_name: str, magnification: float | None = None) -> dict[str, torch.Tensor]:
+    """Float32 weights of checkpoint ``path`` for fine-tuning ``model`` (built as ``model_name``) on sets
+    cut at ``magnification`` (a change of magnification is logged: allowed, it is a fine-tuning to it).
 
     Raises:
         CheckpointError: unreadable checkpoint (names the file).
         ValueError: the checkpoint holds another model.
     """
-    from ..models import load_checkpoint
+    from ..models import load_checkpoint, trained_magnification
 
-    loaded, _ = load_checkpoint(path)
+    loaded, meta = load_checkpoint(path)
     if type(loaded) is not type(model) or loaded.state_dict().keys() != model.state_dict().keys():
         raise ValueError(f"init (--init): {path} holds a {type(loaded).__name__} model, not {model_name!r}")
+    before = trained_magnification(meta, path)
+    if magnification is not None and magnification != before:
+        logger.info("init %s was trained on patches at magnification %g; fine-tuning on sets at %g", path, before, magnification)
     return loaded.state_dict()
 
 
@@ -334,8 +338,8 @@ def _common_magnification(sets: Sequence[str | Path]) -> float | None:
     known = {m for m in found.values() if m is not None}
     if len(known) > 1:
         listed = ", ".join(f"{p} ({m:g})" for p, m in found.items() if m is not None)
-        raise ValueError(f"the training and validation sets were cut at different magnifications: {listed}; "
-                         "build them at one (make-patches --magnification)")
+        raise ValueError(f"the sets were cut at different magnifications: {listed}; "
+                         "cut them at one (make-patches SET OUT --magnification M re-cuts a set)")
     return known.pop() if known else None
 
 
@@ -402,7 +406,7 @@ def train(
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(dev)
     if config.init is not None and not resume:
-        model.load_state_dict(_init_weights(config.init, model, config.model))
+        model.load_state_dict(_init_weights(config.init, model, config.model, magnification))
     if config.loss == "contrastive" and not hasattr(model, "describe"):
         raise ValueError(f"contrastive loss needs a siamese model with describe(), not {config.model!r}")
     opt = _make_optimizer(model, config)
@@ -426,6 +430,9 @@ def train(
             elif "ema_decay" in diff:
                 hint = f" (pass --ema {diff['ema_decay'][0]:g} again)" if diff["ema_decay"][0] else " (drop --ema: the run started without it)"
             raise TrainingStateError(f"{spath}: made with another configuration (saved, given): {diff}{hint}")
+        if st.get("magnification", magnification) != magnification:
+            raise TrainingStateError(f"{spath}: trained on patches at magnification {st['magnification']:g}, the sets are now "
+                                     f"at {magnification:g}; resume with the sets it started with")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         if ema is not None:
@@ -546,6 +553,7 @@ def train(
             "best_epoch": best["epoch"],
             "best_fpr95": best["fpr95"],
             "best_model": best["model"],
+            **({} if magnification is None else {"magnification": magnification}),
         }
         spath.parent.mkdir(parents=True, exist_ok=True)
         tmp = spath.with_name(spath.name + ".tmp")

@@ -195,11 +195,11 @@ def test_magnification_is_recorded_and_cuts_the_patches(built, tmp_path, capsys)
     assert set_magnification(old) == 6.0 and set_magnification(tmp_path) is None
     for value in (None, -1, "8", True):
         (old / "summary.json").write_text(json.dumps({**summary, "magnification": value}))
-        with pytest.raises(ValueError, match=rf"{old / 'summary.json'}: magnification must be a number > 0"):
+        with pytest.raises(ValueError, match=rf"{old / 'summary.json'}: magnification must be a number in \[1, 32\]"):
             set_magnification(old)
-    for bad in ("0", "-2", "nan"):
+    for bad in ("0", "-2", "nan", "0.5", "1e9"):
         assert main(["-q", "make-patches", str(scene), str(tmp_path / "x"), "--magnification", bad]) == 2
-        assert "magnification must be a number > 0" in capsys.readouterr().err
+        assert "magnification must be a number in [1, 32]" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 
@@ -242,3 +242,23 @@ def test_a_set_is_recut_at_another_magnification(built, tmp_path, capsys):
     assert "--images" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert main(["-q", "make-patches", str(built), str(wide), "--magnification", "9"]) == 2
     assert set_magnification(wide) == 8.0
+
+
+def test_recut_refuses_what_it_cannot_redo(built, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    assert main(["-q", "make-patches", str(copy), str(tmp_path / "w"), "--magnification", "8", "--warps", "1"]) == 2
+    assert "--warps does not apply" in capsys.readouterr().err
+    assert main(["-q", "make-patches", str(copy), str(tmp_path / "w"), "--magnification", "8", "--max-keypoints", "10"]) == 2
+    assert "--max-keypoints do(es) not apply" in capsys.readouterr().err
+    assert main(["-q", "make-patches", str(copy / "oriented"), str(tmp_path / "w"), "--magnification", "8"]) == 2
+    assert "not a set written by make-patches" in capsys.readouterr().err
+    rows = (copy / "oriented" / "interest.txt").read_text().splitlines()
+    (copy / "oriented" / "interest.txt").write_text("\n".join(rows[:100]) + "\n")
+    assert main(["-q", "make-patches", str(copy), str(tmp_path / "w"), "--magnification", "8"]) == 2
+    assert "100 keypoints, the summary lists" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists() and not (tmp_path / "w.partial").exists()
+    summary = json.loads((built / "summary.json").read_text())
+    assert Path(summary["scene_folder"]).is_absolute() and Path(summary["source"]).is_absolute()

@@ -124,5 +124,5 @@ def test_evaluate_patches_warns_when_the_set_was_cut_at_another_magnification(pa
     assert code == 0
     err = capsys.readouterr().err
     assert f"{pairset / 'oriented'} was cut at magnification 6, network wide was trained at 8" in err
-    assert "make-patches --magnification 8" in err
+    assert f"make-patches {pairset} OUT --magnification 8" in err
 

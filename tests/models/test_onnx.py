@@ -77,6 +77,13 @@ def test_export_onnx_command(tmp_path, capsys):
     out = tmp_path / "w.onnx"
     assert main(["export-onnx", str(weights), "--out", str(out)]) == 0
     assert out.is_file() and "max |score difference|" in capsys.readouterr().out
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert props == {"patchmatch.magnification": "6"}  # the weights' (default) magnification, for whoever crops
+    wide = save_checkpoint(tmp_path / "wide.pt", build_model("2ch"), {"magnification": 8.0})
+    assert main(["export-onnx", str(wide), "--out", str(tmp_path / "wide.onnx")]) == 0
+    assert {p.key: p.value for p in onnx.load(str(tmp_path / "wide.onnx")).metadata_props}["patchmatch.magnification"] == "8"
     assert main(["export-onnx", str(weights), "--out", str(out)]) == 2  # exists
     assert "--overwrite" in capsys.readouterr().err
     assert main(["export-onnx", str(weights), "--out", str(tmp_path / "missing" / "w.onnx")]) == 2

@@ -233,3 +233,9 @@ def test_sets_of_different_magnifications_are_refused_by_name(pairset, tmp_path)
     assert not (tmp_path / "m.pt").exists() and not state_path(tmp_path / "m.pt").exists()
     res = train(_cfg(epochs=1, steps_per_epoch=1), [wide], tmp_path / "w.pt", val=wide)
     assert load_checkpoint(res.checkpoint)[1]["magnification"] == 8.0
+    # a run interrupted at one magnification does not resume on sets re-cut at another
+    cfg = _cfg(epochs=2, steps_per_epoch=1)
+    train(cfg, [wide], tmp_path / "r.pt", val=wide, stop_after=1)
+    (wide / "summary.json").write_text(json.dumps({**summary, "magnification": 10.0}))
+    with pytest.raises(TrainingStateError, match="magnification 8, the sets are now at 10"):
+        train(cfg, [wide], tmp_path / "r.pt", val=wide, resume=True)
