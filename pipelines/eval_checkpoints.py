@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from patchmatch.datasets.patchset import set_magnification
+from patchmatch.datasets.patchset import mismatched_magnification
 from patchmatch.evaluation.fpr95 import fpr95
 from patchmatch.models import load_checkpoint, trained_magnification
 from patchmatch.training.data import load_eval_pairs
@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         model.eval()
         trained_at = trained_magnification(meta, w)
         for s in sorted({s for sets in SETS.values() for s in sets}):
-            cut_at = set_magnification(args.sets / s)
-            if cut_at is not None and cut_at != trained_at:
+            cut_at = mismatched_magnification(args.sets / s, trained_at)
+            if cut_at is not None:
                 print(f"warning: {args.sets / s} was cut at magnification {cut_at:g}, {w} trained at {trained_at:g}", file=sys.stderr)
         row = {}
         for name, sets in SETS.items():

@@ -85,7 +85,7 @@ def _check_out_folder(out: Path, root: Path, overwrite: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..datasets.brown import DEFAULT_PAIRS
-    from ..datasets.patchset import is_patch_set, set_magnification
+    from ..datasets.patchset import is_patch_set, mismatched_magnification
     from ..evaluation.patches import evaluate_set, format_table
     from ..scoring import describe_scorer
 
@@ -95,10 +95,10 @@ def run(args: argparse.Namespace) -> int:
     files = args.pairs or ([DEFAULT_PAIRS] if args.command == "brown-eval" else None)
     check_set_folder(root)  # before the networks load
     scorers = load_scorers(args.weights, args.device, args.precision, args.batch_size, args.backend)
-    cut_at = set_magnification(root)
     for name, sc in scorers.items():
         print(f"network {name}: {describe_scorer(sc)}")
-        if cut_at is not None and cut_at != sc.magnification:
+        cut_at = mismatched_magnification(root, sc.magnification)
+        if cut_at is not None:
             print(f"warning: {root} was cut at magnification {cut_at:g}, network {name} was trained at {sc.magnification:g}: "
                   f"re-cut the set (make-patches {root if is_patch_set(root) else root.parent} OUT --magnification {sc.magnification:g}) "
                   "to evaluate it as it is used", file=sys.stderr)

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..datasets.patchset import set_magnification
+    from ..datasets.patchset import mismatched_magnification
     from ..evaluation.fpr95 import fpr95_difference
     from ..evaluation.patches import evaluate_set
     from ..models import load_checkpoint, trained_magnification
@@ -55,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
     model, wmeta = load_checkpoint(args.weights)
     trained_at = trained_magnification(wmeta, args.weights)
     for s in list(args.data) + list(args.eval or []):
-        cut_at = set_magnification(s)
-        if cut_at is not None and cut_at != trained_at:
+        cut_at = mismatched_magnification(s, trained_at)
+        if cut_at is not None:
             raise ValueError(f"{s}: patches cut at magnification {cut_at:g}, {args.weights} was trained at {trained_at:g}; "
                              f"use sets built with make-patches --magnification {trained_at:g}")
     data = load_pair_data(args.data)

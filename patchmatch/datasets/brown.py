@@ -233,6 +233,15 @@ class BrownDataset:
         return BrownPairs(idx, pts[:, 0] == pts[:, 1])
 
 
+def write_bitmaps(root: str | os.PathLike, patches: np.ndarray) -> None:
+    """Writes (N, 64, 64) uint8 patches as ``root/patches0000.bmp`` … (256 per file), replacing earlier bitmaps."""
+    root = Path(root)
+    for old in root.glob("patches*.bmp"):
+        old.unlink()
+    for k in range(0, max(1, -(-len(patches) // PER_FILE))):
+        cv2.imwrite(str(root / f"patches{k:04d}.bmp"), patches_to_bitmap(patches[k * PER_FILE : (k + 1) * PER_FILE]))
+
+
 def write_brown(
     root: str | os.PathLike,
     patches: np.ndarray,
@@ -269,10 +278,7 @@ def write_brown(
     if root.exists() and any(root.glob("patches*.bmp")) and not overwrite:
         raise FileExistsError(f"{root} already holds a Brown-format set; pass overwrite=True to replace it.")
     root.mkdir(parents=True, exist_ok=True)
-    for old in root.glob("patches*.bmp"):
-        old.unlink()
-    for k in range(0, max(1, -(-len(patches) // PER_FILE))):
-        cv2.imwrite(str(root / f"patches{k:04d}.bmp"), patches_to_bitmap(patches[k * PER_FILE : (k + 1) * PER_FILE]))
+    write_bitmaps(root, patches)
     np.savetxt(root / "info.txt", np.stack([point_ids, np.zeros_like(point_ids)], 1), fmt="%d")
     if interest is None:
         interest = np.zeros((len(patches), 5))

@@ -35,18 +35,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 
-from ..patches import MAGNIFICATION, check_magnification, extract_patches
-from .brown import write_brown
+from ..patches import MAGNIFICATION, PATCH_SIZE, check_magnification, extract_patches
+from .brown import write_bitmaps, write_brown
 from .scenes import Scene, load_scene
 from .tracks import PairSet, PairSetConfig, Tracks, build_pair_set, build_tracks, detect_scene
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["VARIANTS", "PROTOCOLS", "write_patch_set", "pair_file", "variant_root", "find_pair_files", "SIFT_FILE", "is_patch_set",
-           "check_output", "set_magnification", "recut_patch_set"]
+           "check_output", "set_magnification", "mismatched_magnification", "recut_patch_set"]
 
 #: Patch variants: normalised by the detected orientation, or at orientation 0.
 VARIANTS = ("oriented", "upright")
@@ -116,8 +115,6 @@ def set_magnification(path: str | os.PathLike) -> float | None:
     Raises:
         ValueError: the summary records a magnification outside [1, 32] or not a number (the file named).
     """
-    from ..patches import MAGNIFICATION
-
     path = Path(path)
     for root in (path, path.parent):
         if is_patch_set(root):
@@ -127,6 +124,13 @@ def set_magnification(path: str | os.PathLike) -> float | None:
             except ValueError as e:
                 raise ValueError(f"{root / SUMMARY}: {e}") from None
     return None
+
+
+def mismatched_magnification(path: str | os.PathLike, trained_at: float) -> float | None:
+    """The magnification a set was cut at where it differs from ``trained_at`` (a network's); None when
+    it is the same or the folder records none (:func:`set_magnification`)."""
+    cut_at = set_magnification(path)
+    return cut_at if cut_at is not None and cut_at != trained_at else None
 
 
 def check_output(out: str | os.PathLike, overwrite: bool, protect: Sequence[str | os.PathLike] = ()) -> Path:
@@ -345,7 +349,6 @@ def recut_patch_set(src: str | os.PathLike, out: str | os.PathLike, magnificatio
 def _recut_variants(src: Path, tmp: Path, summary: dict, folder: Path, magnification: float) -> None:
     """Crops both variants of ``src`` again into ``tmp`` (see :func:`recut_patch_set`)."""
     from ..images import read_gray
-    from .brown import PER_FILE, patches_to_bitmap
 
     sizes = {}
     cameras = folder.parent / "cameras.json" if folder.name == "images" else folder / "cameras.json"
@@ -361,7 +364,7 @@ def _recut_variants(src: Path, tmp: Path, summary: dict, folder: Path, magnifica
         if len(interest) != summary.get("num_patches", len(interest)) or (len(interest) and interest.shape[1] < 5):
             raise ValueError(f"{src / variant / 'interest.txt'}: {len(interest)} keypoints, the summary lists "
                              f"{summary.get('num_patches')} patches: the set is damaged (build it again)")
-        patches = np.zeros((len(interest), 64, 64), np.uint8)
+        patches = np.zeros((len(interest), PATCH_SIZE, PATCH_SIZE), np.uint8)
         for i, name in enumerate(summary["images"]):
             sel = np.flatnonzero(interest[:, 0] == i)
             if len(sel):
@@ -371,5 +374,4 @@ def _recut_variants(src: Path, tmp: Path, summary: dict, folder: Path, magnifica
                                      f"{sizes[name][0]}×{sizes[name][1]}: the image changed since the set was cut")
                 keypoints = np.c_[interest[sel, 1:3], interest[sel, 4], interest[sel, 3]]  # x, y, size, angle
                 patches[sel] = extract_patches(image, keypoints, magnification=magnification)
-        for k in range(0, max(1, -(-len(patches) // PER_FILE))):
-            cv2.imwrite(str(tmp / variant / f"patches{k:04d}.bmp"), patches_to_bitmap(patches[k * PER_FILE : (k + 1) * PER_FILE]))
+        write_bitmaps(tmp / variant, patches)
