@@ -53,7 +53,7 @@ from .images import ImageReadError, image_size, list_images, read_gray
 from .matching import MatchConfig, match_features, needs_network, plan_pairs
 from .pairs import make_pairs, parse_strategy, read_pairs_strategy_file
 from .patches import extract_patches
-from .scoring import BACKENDS, PRECISIONS, PatchScorer, describe_scorer
+from .scoring import BACKENDS, PRECISIONS, TTA, PatchScorer, describe_scorer
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,8 @@ class SfmConfig:
         precision: network precision, ``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"`` or ``"int8"``
             (see :meth:`patchmatch.scoring.PatchScorer.load`).
         backend: ``"auto"``, ``"torch"`` or ``"onnxruntime"`` (see :class:`~patchmatch.scoring.PatchScorer`).
+        tta: test-time augmentation of the network's scores, ``"none"``, ``"swap"``, ``"rot90"`` or
+            ``"dihedral"`` (see :class:`~patchmatch.scoring.PatchScorer`; multiplies the network time by 1, 2, 4, 8).
         match: candidate search and match decision (:class:`MatchConfig`).
         pairs: image pairs to match: ``"exhaustive"``, ``"sequential:N"``, ``"retrieval:N"``
             or ``"file:PATH"`` (see :mod:`patchmatch.pairs`).
@@ -100,6 +102,7 @@ class SfmConfig:
     batch_size: int | None = None
     precision: str = "auto"
     backend: str = "auto"
+    tta: str = "none"
     match: MatchConfig = field(default_factory=MatchConfig)
     pairs: str = "exhaustive"
     verification: colmap.VerificationConfig = field(default_factory=colmap.VerificationConfig)
@@ -118,6 +121,8 @@ class SfmConfig:
         if self.precision not in PRECISIONS or self.backend not in BACKENDS:
             raise ValueError(f"SfmConfig.precision must be one of {PRECISIONS} and backend one of {BACKENDS}, "
                              f"got {self.precision!r} and {self.backend!r}")  # fmt: skip
+        if self.tta not in TTA:
+            raise ValueError(f"SfmConfig.tta must be one of {tuple(TTA)}, got {self.tta!r}")
         if self.patch_cache_mb < 0 or self.num_viz_pairs < 0:
             raise ValueError("SfmConfig.patch_cache_mb and num_viz_pairs must be >= 0")
         parse_strategy(self.pairs)
@@ -139,7 +144,7 @@ def weights_fingerprint(scorer: PatchScorer) -> str:
     return digest.hexdigest()[:16]
 
 
-def _identity(image_dir: Path, config: SfmConfig, scorer_hash: str, precision: str = "fp32") -> dict:
+def _identity(image_dir: Path, config: SfmConfig, scorer_hash: str, precision: str = "fp32", tta: str = "none") -> dict:
     """What stored features and matches depend on (run.json)."""
     return {
         "format": RUN_FORMAT,
@@ -147,7 +152,7 @@ def _identity(image_dir: Path, config: SfmConfig, scorer_hash: str, precision: s
         "features": {"detector": "opencv-sift", "max_keypoints": config.max_keypoints,
                      "max_image_size": config.max_image_size},
         "matching": {"match": dataclasses.asdict(config.match), "weights_sha256": scorer_hash,
-                     "precision": precision},
+                     "precision": precision, **({"tta": tta} if tta != "none" else {})},
     }  # fmt: skip
 
 
@@ -511,8 +516,8 @@ def run_sfm(
             raise ValueError(f"{ground_truth} describes none of the images under {image_dir} (wrong scene?)")
     if scorer is None:
         scorer = PatchScorer.load(weights, device=config.device, batch_size=config.batch_size, precision=config.precision,
-                                  backend=config.backend)  # fmt: skip
-    identity = _identity(image_dir, config, weights_fingerprint(scorer), scorer.precision)
+                                  backend=config.backend, tta=config.tta)  # fmt: skip
+    identity = _identity(image_dir, config, weights_fingerprint(scorer), scorer.precision, getattr(scorer, "tta", "none"))
     resumed = _prepare_output(out_dir, identity, overwrite)
     logger.info("network: %s", describe_scorer(scorer))
     features_path, matches_path = out_dir / "features.h5", out_dir / "matches.h5"
@@ -667,7 +672,8 @@ def run_sfm(
 
 def _scorer_meta(scorer: PatchScorer) -> dict:
     meta = getattr(scorer, "meta", {}) or {}
-    used = {"precision": scorer.precision, "backend": scorer.backend, "winograd": scorer.winograd, "device": str(scorer.device)}
+    used = {"precision": scorer.precision, "backend": scorer.backend, "winograd": scorer.winograd, "device": str(scorer.device),
+            "tta": getattr(scorer, "tta", "none")}
     return {**{k: meta[k] for k in ("path", "model") if k in meta}, **used}
 
 

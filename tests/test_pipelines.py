@@ -79,3 +79,34 @@ def test_confusions_reports_false_positives_of_a_real_set(pairset, tmp_path, cap
     assert image is not None and image.shape == (4 * 64 * 2, 8 * 144 * 2)
     assert confusions.main([str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_eval_checkpoints_with_and_without_test_time_augmentation(pairset, tmp_path, capsys):
+    import json
+
+    import numpy as np
+    import torch
+
+    from patchmatch.evaluation.fpr95 import fpr95
+    from patchmatch.models import build_model, load_checkpoint, save_checkpoint
+    from patchmatch.scoring import PatchScorer
+    from patchmatch.training.data import load_eval_pairs
+
+    evaluate = _script("eval_checkpoints")
+    sets = tmp_path / "sets"
+    sets.mkdir()
+    (sets / "entry-P10-test").symlink_to(pairset)
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "w.pt", build_model("2ch"))
+    out = tmp_path / "e.json"
+    assert evaluate.main([str(ckpt), "--sets", str(sets), "--tta", "swap", "--json", str(out)]) == 0
+    assert "val: castle-P30-val, Herz-Jesus-P25-val not under" in capsys.readouterr().err
+    row = json.loads(out.read_text())[f"{ckpt} tta=swap"]
+    assert sorted(row) == ["entry-ori-hard", "entry-ori-random", "entry-up-hard", "entry-up-random"]
+    patches, pairs, labels = load_eval_pairs(pairset, "random")
+    scorer = PatchScorer(load_checkpoint(ckpt)[0], device="cpu", precision="bf16", backend="torch", tta="swap")
+    expected = 100 * fpr95(scorer.score_pairs(patches, patches, pairs), labels)
+    assert abs(row["entry-ori-random"] - expected) < 1e-6
+    assert evaluate.main([str(ckpt), "--sets", str(sets), "--json", str(out)]) == 0  # plain scores, its own key
+    assert list(json.loads(out.read_text())) == [str(ckpt)]
+    assert 0 <= min(row.values()) and max(row.values()) <= 100 and np.isfinite(list(row.values())).all()

@@ -126,3 +126,59 @@ def test_magnification_comes_from_the_checkpoint(tmp_path):
     bad = PatchScorer.load(save_checkpoint(tmp_path / "c.pt", build_model("2ch"), {"magnification": -3}), device="cpu")
     with pytest.raises(ValueError, match=r"c\.pt: metadata: magnification must be a number in \[1, 32\].*got -3"):
         bad.magnification
+
+
+def test_test_time_augmentation(scorer):
+    """tta averages the network over the pair's transforms: the mean of the transformed pairs' plain scores,
+    invariant to those transforms; other values are refused."""
+    rng = np.random.default_rng(2)
+    p0 = rng.integers(0, 256, (12, 64, 64), dtype=np.uint8)
+    p1 = rng.integers(0, 256, (9, 64, 64), dtype=np.uint8)
+    pairs = np.stack([rng.integers(0, 12, 40), rng.integers(0, 9, 40)], 1)
+    model = scorer.model
+    plain = PatchScorer(model, device="cpu", backend="torch")
+
+    def transformed(k, mirror):
+        a, b = np.rot90(p0, k, axes=(1, 2)), np.rot90(p1, k, axes=(1, 2))
+        if mirror:
+            a, b = a[:, :, ::-1], b[:, :, ::-1]
+        return np.ascontiguousarray(a), np.ascontiguousarray(b)
+
+    expected = {
+        "swap": (plain.score_pairs(p0, p1, pairs) + plain.score_pairs(p1, p0, pairs[:, ::-1])) / 2,
+        "rot90": np.mean([plain.score_pairs(*transformed(k, False), pairs) for k in range(4)], 0),
+        "dihedral": np.mean([plain.score_pairs(*transformed(k, m), pairs) for k in range(4) for m in (False, True)], 0),
+    }
+    for tta, ref in expected.items():
+        sc = PatchScorer(model, device="cpu", backend="torch", batch_size=16, tta=tta)
+        s = sc.score_pairs(p0, p1, pairs)
+        assert s.dtype == np.float32 and s.shape == (40,)
+        np.testing.assert_allclose(s, ref, atol=1e-5)
+        assert not np.allclose(s, plain.score_pairs(p0, p1, pairs), atol=1e-3)  # an untrained network is not invariant
+    swap = PatchScorer(model, device="cpu", backend="torch", tta="swap")
+    np.testing.assert_allclose(swap.score_pairs(p1, p0, pairs[:, ::-1]), swap.score_pairs(p0, p1, pairs), atol=1e-5)
+    dihedral = PatchScorer(model, device="cpu", backend="torch", tta="dihedral")
+    np.testing.assert_allclose(dihedral.score_pairs(*transformed(1, True), pairs), dihedral.score_pairs(p0, p1, pairs), atol=1e-4)
+    idx = np.arange(9)
+    np.testing.assert_allclose(dihedral.score(p0[:9], p1), dihedral.score_pairs(p0, p1, np.stack([idx, idx], 1)), atol=1e-5)
+    assert dihedral.score_pairs(p0, p1, np.zeros((0, 2), np.int64)).shape == (0,)
+    for bad in ("mirror", "", None, 8):
+        with pytest.raises(ValueError, match="tta"):
+            PatchScorer(model, device="cpu", tta=bad)
+
+
+def test_test_time_augmentation_of_siamese_and_loaded_scorers(tmp_path):
+    rng = np.random.default_rng(3)
+    p = rng.integers(0, 256, (6, 64, 64), dtype=np.uint8)
+    pairs = np.array([[0, 1], [2, 2], [5, 3]])
+    torch.manual_seed(0)
+    siam = build_model("siam")
+    plain = PatchScorer(siam, device="cpu")
+    ref = (plain.score_pairs(p, p, pairs) + plain.score_pairs(p, p, pairs[:, ::-1])) / 2
+    np.testing.assert_allclose(PatchScorer(siam, device="cpu", tta="swap").score_pairs(p, p, pairs), ref, atol=1e-5)
+    ckpt = save_checkpoint(tmp_path / "w.pt", build_model("2ch"), {})
+    loaded = PatchScorer.load(ckpt, device="cpu", precision="fp32", tta="rot90")
+    assert loaded.tta == "rot90"
+    from patchmatch.scoring import describe_scorer
+
+    assert "test-time augmentation rot90 (4 passes)" in describe_scorer(loaded)

@@ -170,6 +170,8 @@ def test_refuses_to_overwrite_another_run(tmp_path):
         run_sfm(images, out, other, scorer=_scorer())
     with pytest.raises(FileExistsError, match="weights_sha256"):  # other weights, other matches
         run_sfm(images, out, small, scorer=_scorer(seed=1))
+    with pytest.raises(FileExistsError, match="tta"):  # other scores: test-time augmentation
+        run_sfm(images, out, small, scorer=PatchScorer(_scorer().model, device="cpu", tta="swap"))
     replaced = run_sfm(images, out, other, scorer=_scorer(), overwrite=True)
     assert replaced["resumed"] is False and replaced["features_computed"] == 3
     assert all(len(storage.read_features(out / "features.h5", n)) <= 100 for n in NAMES[:3])
@@ -216,6 +218,8 @@ def test_config_validation():
         SfmConfig(precision="int4")
     with pytest.raises(ValueError, match="backend"):
         SfmConfig(backend="tensorrt")
+    with pytest.raises(ValueError, match="tta"):
+        SfmConfig(tta="rot45")
 
 
 def test_featureless_images_give_an_empty_report(tmp_path, caplog):

@@ -6,18 +6,22 @@ import argparse
 import dataclasses
 
 from ..matching import MatchConfig
-from ..scoring import BACKENDS, PRECISIONS
+from ..scoring import BACKENDS, PRECISIONS, TTA
 
 _DEFAULTS = MatchConfig()
 
 
 def add_network_arguments(p: argparse.ArgumentParser) -> None:
-    """Adds ``--precision`` and ``--backend`` (see :class:`patchmatch.scoring.PatchScorer`)."""
+    """Adds ``--precision``, ``--backend`` and ``--tta`` (see :class:`patchmatch.scoring.PatchScorer`)."""
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="network precision (default auto: int8 on x86 CPUs where the weights have an int8 file, "
                         "else bf16 where native, else fp32)")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="fp32 on the CPU: ONNX Runtime (auto, where installed) or PyTorch")
+    p.add_argument("--tta", default="none", choices=list(TTA),
+                   help="test-time augmentation: score each pair as the mean over swap (2 passes), rot90 (4) or dihedral "
+                        "(8: rotations and mirror images) transforms of both patches; costs that many times the network "
+                        "time (default none; the model card measures each)")
 
 
 def add_match_arguments(p: argparse.ArgumentParser) -> None:

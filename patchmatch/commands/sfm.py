@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         precision=args.precision,
         backend=args.backend,
+        tta=args.tta,
         pairs=pairs_spec(args.pairs),
         single_camera=args.single_camera,
         match=match_config_from_args(args),
