@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -182,3 +184,22 @@ def test_test_time_augmentation_of_siamese_and_loaded_scorers(tmp_path):
     from patchmatch.scoring import describe_scorer
 
     assert "test-time augmentation rot90 (4 passes)" in describe_scorer(loaded)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)")
+def test_cuda_scores_match_the_cpu():
+    """The GPU path (pinned transfers, cuDNN, autocast) scores as the CPU does, test-time augmentation included."""
+    rng = np.random.default_rng(4)
+    p0 = rng.integers(0, 256, (70, 64, 64), dtype=np.uint8)
+    p1 = rng.integers(0, 256, (50, 64, 64), dtype=np.uint8)
+    pairs = np.stack([rng.integers(0, 70, 3000), rng.integers(0, 50, 3000)], 1)
+    torch.manual_seed(0)
+    model = build_model("2ch2stream")
+    on_gpu = copy.deepcopy(model)  # a scorer moves its model to its device
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    for tta in ("none", "dihedral"):
+        cpu = PatchScorer(model, device="cpu", backend="torch", tta=tta).score_pairs(p0, p1, pairs)
+        gpu = PatchScorer(on_gpu, device="cuda", precision="fp32", batch_size=1024, tta=tta).score_pairs(p0, p1, pairs)
+        np.testing.assert_allclose(gpu, cpu, atol=1e-3, rtol=1e-3)
+        half = PatchScorer(on_gpu, device="cuda", precision="bf16", tta=tta).score_pairs(p0, p1, pairs)
+        assert np.corrcoef(half, cpu)[0, 1] > 0.999

@@ -51,6 +51,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="keep an exponential moving average of the weights with this decay (e.g. 0.999) and validate "
                         "and write it instead of the live weights (default 0: off; --resume needs the same value)")
     p.add_argument("--init", type=Path, help="start from this checkpoint's weights (fine-tuning; same --model)")
+    p.add_argument("--distill", choices=["none", "swap", "rot90", "dihedral"], default=d.distill,
+                   help="self-distillation: add the squared difference to the --init weights' scores averaged over this "
+                        "test-time augmentation (2, 4 or 8 passes per training pair; default none)")
+    p.add_argument("--distill-weight", type=float, default=d.distill_weight, help="weight of the distillation term (default 1)")
     p.add_argument("--upright", action="store_true", help="train on upright patches")
     p.add_argument("--loss", choices=LOSSES, default=d.loss)
     p.add_argument("--val-pairs", type=int, default=d.val_pairs, help="validation pairs per kind")
@@ -102,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
         bf16=args.bf16,
         init=None if args.init is None else str(args.init),
         ema_decay=args.ema,
+        distill=args.distill,
+        distill_weight=args.distill_weight,
     )
     meta = {"command": "patchmatch " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "threads": torch.get_num_threads()}
     res = train(config, args.data, args.out, val=args.val, resume=args.resume, half=args.fp16,

@@ -26,6 +26,7 @@ from ..evaluation.fpr95 import fpr95
 from ..models import build_model, save_checkpoint
 from .augment import augment_pairs, jitter_patches
 from .data import PairData, load_eval_pairs, load_pair_data
+from .distill import distillation_loss, tta_mean_scores
 from .losses import contrastive_loss, hinge_loss
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,12 @@ class TrainConfig:
             decay (0.999: a horizon of ~1,000 steps); validation, the kept epoch and the written
             checkpoint then use the averaged weights, and the live ones keep training. Beyond the
             paper; its measured effect is in the model card. 0 (default): off.
+        distill: self-distillation of test-time augmentation (:mod:`patchmatch.training.distill`): a frozen copy of
+            the ``init`` weights scores every training pair under this augmentation (``"swap"``, ``"rot90"`` or
+            ``"dihedral"``: 2, 4 or 8 forward passes without gradient), and ``distill_weight`` times the mean squared
+            difference to that score is added to the loss. Needs ``init``. ``"none"`` (default): off. Beyond the
+            paper; its measured effect is in the model card.
+        distill_weight: weight of the distillation term.
     """
 
     model: str = "2ch2stream"
@@ -111,6 +118,8 @@ class TrainConfig:
     bf16: bool = False
     init: str | None = None
     ema_decay: float = 0.0
+    distill: str = "none"
+    distill_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -133,6 +142,13 @@ class TrainConfig:
             raise ValueError(f"mine_factor (--mine-factor) must be in 1..64, got {self.mine_factor}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay (--ema) must be in [0, 1), got {self.ema_decay}")
+        from ..scoring import TTA
+
+        if self.distill not in TTA:
+            raise ValueError(f"distill (--distill) must be one of {tuple(TTA)}, got {self.distill!r}")
+        if self.distill != "none" and (self.init is None or self.loss != "hinge" or not self.distill_weight > 0):
+            raise ValueError("distill (--distill) needs init (--init: the teacher's weights), the hinge loss and "
+                             f"distill_weight > 0 (got init={self.init!r}, loss={self.loss!r}, weight={self.distill_weight})")
         if self.init is not None:
             object.__setattr__(self, "init", str(Path(self.init).resolve()))
             if not Path(self.init).is_file():
@@ -409,6 +425,11 @@ def train(
         model.load_state_dict(_init_weights(config.init, model, config.model, magnification))
     if config.loss == "contrastive" and not hasattr(model, "describe"):
         raise ValueError(f"contrastive loss needs a siamese model with describe(), not {config.model!r}")
+    teacher = None
+    if config.distill != "none":  # the init weights, frozen (also on resume: init is part of the config)
+        teacher = build_model(config.model).to(dev).eval()
+        teacher.load_state_dict(_init_weights(config.init, teacher, config.model, magnification))
+        teacher.requires_grad_(False)
     opt = _make_optimizer(model, config)
     ema = _weight_average(model, config.ema_decay) if config.ema_decay > 0 else None
     rng = np.random.default_rng(config.seed)
@@ -493,6 +514,10 @@ def train(
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.bf16):
                 if config.loss == "contrastive":
                     loss = contrastive_loss(model.describe(x[:, :1], 0), model.describe(x[:, 1:], 1), y, config.margin)
+                elif teacher is not None:
+                    target = tta_mean_scores(teacher, x, config.distill)
+                    scores = model(x)
+                    loss = hinge_loss(scores, y, config.margin) + config.distill_weight * distillation_loss(scores, target)
                 else:
                     loss = hinge_loss(model(x), y, config.margin)
             opt.zero_grad(set_to_none=True)
