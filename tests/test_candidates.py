@@ -79,7 +79,12 @@ def test_blockwise_nearest_equals_a_full_top_k(kk):
     for rows in (64, 256, 1000):  # blocks that divide the rows, that do not, and one block
         v, i = _nearest(q, r, r_sq, kk, rows=rows)
         torch.testing.assert_close(v, want_v, rtol=0, atol=1e-5)
-        assert torch.equal(i, want_i)
+        # the same neighbours; among exactly tied distances (seed 2 on an AMD EPYC: row 546) topk's order is unspecified
+        torch.testing.assert_close(full.gather(1, i), want_v, rtol=0, atol=1e-5)
+        first = torch.topk(full, kk + 1, dim=1, largest=False).values  # ties among or just past the k nearest
+        untied = (first[:, 1:] != first[:, :-1]).all(1)
+        assert torch.equal(i[untied], want_i[untied]) and (~untied).sum() <= 2
+        assert all(len(set(row)) == kk for row in i.tolist())
 
 
 @pytest.mark.parametrize("n0, n1", [(2, 2), (5, 300), (300, 5), (700, 300), (257, 129), (64, 1000)])
