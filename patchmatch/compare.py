@@ -227,6 +227,7 @@ def compare(
     pm["seconds"] = round(time.perf_counter() - t + load_seconds, 2)  # loading the network included
     pm["seconds_per_stage"] = report["seconds"]
     pm["resumed"] = bool(report.get("resumed"))
+    pm["network"] = report["weights"]  # path, precision, backend, tta: what scored the pairs
     if "pose" in report:
         pm["pose"] = {k: v for k, v in report["pose"].items() if k != "pair_errors"}
     result = {"images_dir": str(images), "images": len(names), "ground_truth": str(ground_truth) if ground_truth else None,

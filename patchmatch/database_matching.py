@@ -239,5 +239,7 @@ def match_database(
         "bad_images": sorted([n, r] for n, r in bad.items()),
         "database_after": vars(summary),
         "network": describe_scorer(scorer),  # the pairs matched in this run (earlier runs' matches are kept as they are)
+        "precision": getattr(scorer, "precision", None),
+        "tta": getattr(scorer, "tta", "none"),
         "seconds": seconds,
     }

@@ -155,7 +155,7 @@ class PatchScorer:
         backend: str = "auto",
         tta: str = "none",
     ):
-        if tta not in TTA:
+        if not isinstance(tta, str) or tta not in TTA:
             raise ValueError(f"tta must be one of {tuple(TTA)}, got {tta!r}.")
         self.tta = tta
         if backend not in BACKENDS:
@@ -237,6 +237,8 @@ class PatchScorer:
             patchmatch.models.CheckpointError: the file is not a valid checkpoint, or int8 was
                 asked for and its file is missing or made from other weights.
             FileNotFoundError: no weights given and none shipped.
+            ValueError: a bad precision, backend, test-time augmentation, batch size or device
+                combination (see the class).
         """
         from .models.quantize import int8_path, load_int8
 
@@ -308,7 +310,7 @@ class PatchScorer:
         p0 = _check_patches(patches0, "patches0")
         p1 = _check_patches(patches1, "patches1")
         pairs = np.asarray(pairs)
-        if pairs.size == 0:
+        if pairs.size == 0 and pairs.shape in ((0,), (0, 2)):
             return np.zeros(0, np.float32)
         if pairs.ndim != 2 or pairs.shape[1] != 2 or not np.issubdtype(pairs.dtype, np.integer):
             raise ValueError(f"pairs must be an (M, 2) integer array, got {pairs.shape} {pairs.dtype}.")
@@ -331,6 +333,9 @@ class PatchScorer:
             if self.tta == "none":
                 return out
             part = np.empty_like(out)
+            used0, pairs0 = np.unique(pairs[:, 0], return_inverse=True)  # transform only the patches scored
+            used1, pairs1 = np.unique(pairs[:, 1], return_inverse=True)
+            p0, p1, pairs = p0[used0], p1[used1], np.stack([pairs0.ravel(), pairs1.ravel()], 1)
             for a, b, ab in _tta_variants(p0, p1, pairs, self.tta):
                 self._score_batches(a, b, ab, part)
                 out += part

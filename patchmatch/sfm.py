@@ -152,7 +152,7 @@ def _identity(image_dir: Path, config: SfmConfig, scorer_hash: str, precision: s
         "features": {"detector": "opencv-sift", "max_keypoints": config.max_keypoints,
                      "max_image_size": config.max_image_size},
         "matching": {"match": dataclasses.asdict(config.match), "weights_sha256": scorer_hash,
-                     "precision": precision, **({"tta": tta} if tta != "none" else {})},
+                     "precision": precision, "tta": tta},
     }  # fmt: skip
 
 
@@ -225,6 +225,8 @@ def _prepare_output(out_dir: Path, identity: dict, overwrite: bool) -> bool:
             previous = json.loads(run_json.read_text())
         except json.JSONDecodeError:
             previous = None
+        if isinstance(previous, dict) and isinstance(previous.get("matching"), dict):
+            previous["matching"].setdefault("tta", "none")  # runs made before test-time augmentation existed
         if previous != _plain(identity, keep=True):
             diff = _diff(previous, identity)
             hint = ""
@@ -473,7 +475,8 @@ def run_sfm(
             relative to it (posix separators), as COLMAP names them.
         out_dir: output folder (see the module doc); created if absent.
         config: pipeline settings.
-        scorer: the patch network; default: ``PatchScorer.load(weights)``.
+        scorer: the patch network; default: ``PatchScorer.load(weights)`` with the config's device, batch size,
+            precision, backend and tta. A scorer passed in is used as it is (its precision and tta are reported).
         weights: checkpoint to load when ``scorer`` is None (None = shipped weights).
         overwrite: replace the outputs of another run found in ``out_dir``.
         progress: draw a tqdm bar per stage.
@@ -517,7 +520,12 @@ def run_sfm(
     if scorer is None:
         scorer = PatchScorer.load(weights, device=config.device, batch_size=config.batch_size, precision=config.precision,
                                   backend=config.backend, tta=config.tta)  # fmt: skip
-    identity = _identity(image_dir, config, weights_fingerprint(scorer), scorer.precision, getattr(scorer, "tta", "none"))
+    tta = getattr(scorer, "tta", "none")
+    if tta != config.tta:  # a scorer passed in decides; the report records what ran
+        if config.tta != "none":
+            logger.warning("SfmConfig.tta=%r ignored: the scorer passed in scores with tta=%r", config.tta, tta)
+        config = dataclasses.replace(config, tta=tta)
+    identity = _identity(image_dir, config, weights_fingerprint(scorer), scorer.precision, tta)
     resumed = _prepare_output(out_dir, identity, overwrite)
     logger.info("network: %s", describe_scorer(scorer))
     features_path, matches_path = out_dir / "features.h5", out_dir / "matches.h5"

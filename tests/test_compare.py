@@ -57,6 +57,7 @@ def test_compare_runs_both_pipelines_and_resumes(scene, tmp_path, capsys, monkey
     sift, pm = result["methods"]["colmap-sift"], result["methods"]["patchmatch"]
     assert sift["registered"] == 3 and set(sift["seconds_per_stage"]) == {"extraction", "matching", "mapping"}
     assert pm["registered"] == 3 and pm["points"] > 100
+    assert pm["network"]["tta"] == "none" and pm["network"]["precision"] in ("fp32", "bf16", "int8")
     for row in (sift, pm):  # three views of a facade, one camera: both recover the rotations
         assert row["pose"]["rotation_error_median_deg"] < 1.0, row["pose"]
     first = sift["seconds"]

@@ -44,6 +44,8 @@ def test_empty_and_bad_input(scorer):
     p = np.zeros((3, 64, 64), np.uint8)
     assert scorer.score(p[:0], p[:0]).shape == (0,)
     assert scorer.score_pairs(p, p, np.zeros((0, 2), np.int64)).shape == (0,)
+    with pytest.raises(ValueError, match=r"\(M, 2\)"):
+        scorer.score_pairs(p, p, np.zeros((0, 3), np.int64))
     with pytest.raises(ValueError, match="uint8"):
         scorer.score(p.astype(np.float32), p)
     with pytest.raises(ValueError, match="same length"):
@@ -164,7 +166,9 @@ def test_test_time_augmentation(scorer):
     idx = np.arange(9)
     np.testing.assert_allclose(dihedral.score(p0[:9], p1), dihedral.score_pairs(p0, p1, np.stack([idx, idx], 1)), atol=1e-5)
     assert dihedral.score_pairs(p0, p1, np.zeros((0, 2), np.int64)).shape == (0,)
-    for bad in ("mirror", "", None, 8):
+    few = pairs[[5, 0, 5]]  # only the patches these use are transformed
+    np.testing.assert_allclose(dihedral.score_pairs(p0, p1, few), dihedral.score_pairs(p0, p1, pairs)[[5, 0, 5]], atol=1e-5)
+    for bad in ("mirror", "", None, 8, ["swap"]):
         with pytest.raises(ValueError, match="tta"):
             PatchScorer(model, device="cpu", tta=bad)
 

@@ -170,8 +170,15 @@ def test_refuses_to_overwrite_another_run(tmp_path):
         run_sfm(images, out, other, scorer=_scorer())
     with pytest.raises(FileExistsError, match="weights_sha256"):  # other weights, other matches
         run_sfm(images, out, small, scorer=_scorer(seed=1))
-    with pytest.raises(FileExistsError, match="tta"):  # other scores: test-time augmentation
+    with pytest.raises(FileExistsError, match="matching.tta: 'none' -> 'swap'"):  # other scores: test-time augmentation
         run_sfm(images, out, small, scorer=PatchScorer(_scorer().model, device="cpu", tta="swap"))
+    run = json.loads((out / "run.json").read_text())
+    assert run["matching"]["tta"] == "none"
+    del run["matching"]["tta"]  # a run made before test-time augmentation existed resumes
+    (out / "run.json").write_text(json.dumps(run))
+    again = run_sfm(images, out, dataclasses.replace(small, tta="dihedral"), scorer=_scorer())  # the scorer decides
+    assert again["resumed"] is True and again["pairs_matched"] == 0
+    assert again["config"]["tta"] == "none" and again["weights"]["tta"] == "none"
     replaced = run_sfm(images, out, other, scorer=_scorer(), overwrite=True)
     assert replaced["resumed"] is False and replaced["features_computed"] == 3
     assert all(len(storage.read_features(out / "features.h5", n)) <= 100 for n in NAMES[:3])

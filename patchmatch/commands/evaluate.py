@@ -40,7 +40,8 @@ def load_scorers(weights: list[Path] | None, device: str | None = None, precisio
                  backend: str = "auto", tta: str = "none") -> dict:  # fmt: skip
     """name → :class:`PatchScorer` of each checkpoint (default: the shipped weights, if present).
 
-    Names are the checkpoint stems, made unique with their folder when two stems agree.
+    Names are the checkpoint stems, made unique with their folder when two stems agree, with " tta=T" appended under
+    test-time augmentation.
     """
     from ..scoring import PatchScorer, shipped_weights_path
 
@@ -52,6 +53,7 @@ def load_scorers(weights: list[Path] | None, device: str | None = None, precisio
             paths = []
     stems = [Path(w).stem for w in paths]
     names = [f"{Path(w).parent.name}/{s}" if stems.count(s) > 1 else s for w, s in zip(paths, stems)]
+    names = [n if tta == "none" else f"{n} tta={tta}" for n in names]  # the table, ROC and JSON say how it scored
     return {n: PatchScorer.load(w, device=device, batch_size=batch_size, precision=precision, backend=backend, tta=tta)
             for n, w in zip(names, paths)}  # fmt: skip
 
@@ -109,5 +111,9 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(rows))
     out_root.mkdir(parents=True, exist_ok=True)
     (out_root / "summary.json").write_text(json.dumps(dict(rows), indent=2))
+    networks = {name: {"description": describe_scorer(sc), "path": sc.meta.get("path"), "precision": sc.precision,
+                       "backend": sc.backend, "tta": sc.tta, "magnification": sc.magnification}
+                for name, sc in scorers.items()}  # fmt: skip
+    (out_root / "networks.json").write_text(json.dumps(networks, indent=2))
     print(f"ROC curves and JSON (with each FPR95's 95% bootstrap interval) in {out_root}")
     return 0

@@ -146,9 +146,11 @@ class TrainConfig:
 
         if self.distill not in TTA:
             raise ValueError(f"distill (--distill) must be one of {tuple(TTA)}, got {self.distill!r}")
-        if self.distill != "none" and (self.init is None or self.loss != "hinge" or not self.distill_weight > 0):
-            raise ValueError("distill (--distill) needs init (--init: the teacher's weights), the hinge loss and "
-                             f"distill_weight > 0 (got init={self.init!r}, loss={self.loss!r}, weight={self.distill_weight})")
+        if not (math.isfinite(self.distill_weight) and self.distill_weight > 0):
+            raise ValueError(f"distill_weight (--distill-weight) must be a finite number > 0, got {self.distill_weight}")
+        if self.distill != "none" and (self.init is None or self.loss != "hinge"):
+            raise ValueError("distill (--distill) needs init (--init: the teacher's weights) and the hinge loss "
+                             f"(got init={self.init!r}, loss={self.loss!r})")
         if self.init is not None:
             object.__setattr__(self, "init", str(Path(self.init).resolve()))
             if not Path(self.init).is_file():

@@ -54,6 +54,15 @@ def test_evaluate_patches_command(tmp_path, capsys):
     assert "mini/m50_600_600_0.txt" in out and "SIFT" in out and "net" in out
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert set(summary["mini/m50_600_600_0.txt"]["methods"]) == {"net", "SIFT", "NCC"}
+    networks = json.loads((tmp_path / "ev" / "networks.json").read_text())
+    assert networks["net"]["tta"] == "none" and networks["net"]["path"] == str(ckpt)
+    assert main(["evaluate-patches", str(tmp_path / "mini"), "--weights", str(ckpt), "--out", str(tmp_path / "ev2"),
+                 "--no-baselines", "--tta", "swap", "--precision", "fp32"]) == 0  # fmt: skip
+    assert "net tta=swap" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "ev2" / "summary.json").read_text())
+    assert set(summary["mini/m50_600_600_0.txt"]["methods"]) == {"net tta=swap"}
+    networks = json.loads((tmp_path / "ev2" / "networks.json").read_text())
+    assert networks["net tta=swap"]["tta"] == "swap" and networks["net tta=swap"]["precision"] == "fp32"
     (tmp_path / "set" / "liberty").mkdir(parents=True)
     assert main(["brown-eval", str(tmp_path / "set"), "--name", "liberty"]) == 2  # no files: clear error
     assert "liberty" in capsys.readouterr().err

@@ -61,5 +61,8 @@ def test_distillation_options_are_checked(tmp_path):
         TrainConfig(model="2ch", distill="mirror", init=str(init))
     with pytest.raises(ValueError, match="hinge loss"):
         TrainConfig(model="siam", distill="swap", init=str(init), loss="contrastive")
-    with pytest.raises(ValueError, match="distill_weight > 0"):
-        TrainConfig(model="siam", distill="swap", init=str(init), distill_weight=0.0)
+    for bad in (0.0, -5.0, float("nan"), float("inf")):  # inf would train to NaN weights
+        with pytest.raises(ValueError, match="finite number > 0"):
+            TrainConfig(model="siam", distill="swap", init=str(init), distill_weight=bad)
+        with pytest.raises(ValueError, match="finite number > 0"):
+            TrainConfig(model="siam", distill_weight=bad)
