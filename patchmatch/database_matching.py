@@ -240,6 +240,7 @@ def match_database(
         "database_after": vars(summary),
         "network": describe_scorer(scorer),  # the pairs matched in this run (earlier runs' matches are kept as they are)
         "precision": getattr(scorer, "precision", None),
+        "backend": getattr(scorer, "backend", None),
         "tta": getattr(scorer, "tta", "none"),
         "seconds": seconds,
     }

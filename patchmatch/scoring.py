@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -268,7 +269,9 @@ class PatchScorer:
         return hasattr(self.model, "describe") and hasattr(self.model, "compare")
 
     def _to_device(self, patches: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(patches))
+        with warnings.catch_warnings():  # read-only (memory-mapped) patches: only read here
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            t = torch.from_numpy(np.ascontiguousarray(patches))
         if self.device.type == "cuda":
             t = t.pin_memory().to(self.device, non_blocking=True)
         return t

@@ -520,11 +520,13 @@ def run_sfm(
     if scorer is None:
         scorer = PatchScorer.load(weights, device=config.device, batch_size=config.batch_size, precision=config.precision,
                                   backend=config.backend, tta=config.tta)  # fmt: skip
-    tta = getattr(scorer, "tta", "none")
-    if tta != config.tta:  # a scorer passed in decides; the report records what ran
-        if config.tta != "none":
-            logger.warning("SfmConfig.tta=%r ignored: the scorer passed in scores with tta=%r", config.tta, tta)
-        config = dataclasses.replace(config, tta=tta)
+    else:  # a scorer passed in decides; the report's config records what ran
+        ran = {"precision": scorer.precision, "backend": scorer.backend, "tta": getattr(scorer, "tta", "none")}
+        ignored = {k: v for k, v in ran.items() if getattr(config, k) not in (v, "auto", "none")}
+        if ignored:
+            logger.warning("SfmConfig %s ignored: the scorer passed in runs %s", {k: getattr(config, k) for k in ignored}, ignored)
+        config = dataclasses.replace(config, **ran)
+    tta = config.tta
     identity = _identity(image_dir, config, weights_fingerprint(scorer), scorer.precision, tta)
     resumed = _prepare_output(out_dir, identity, overwrite)
     logger.info("network: %s", describe_scorer(scorer))

@@ -1,6 +1,6 @@
 """FPR95 of checkpoints on the validation sets (oriented; random and hard negatives) and the test sets
 (oriented and upright) of the benchmark split, and the graf homography set (another domain, oriented; built by
-``patchmatch make-patches --homography``): the numbers the model card's ablation and the
+``patchmatch make-patches ../shared/data/homography/graf outputs/pairs/graf-val``): the numbers the model card's ablation and the
 choice of the shipped weights were made with (bfloat16 scoring, all pairs of every set). ``--tta`` scores with
 test-time augmentation (:class:`patchmatch.scoring.PatchScorer`'s ``tta``).
 

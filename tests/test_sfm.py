@@ -179,6 +179,7 @@ def test_refuses_to_overwrite_another_run(tmp_path):
     again = run_sfm(images, out, dataclasses.replace(small, tta="dihedral"), scorer=_scorer())  # the scorer decides
     assert again["resumed"] is True and again["pairs_matched"] == 0
     assert again["config"]["tta"] == "none" and again["weights"]["tta"] == "none"
+    assert (again["config"]["precision"], again["config"]["backend"]) == (again["weights"]["precision"], again["weights"]["backend"])
     replaced = run_sfm(images, out, other, scorer=_scorer(), overwrite=True)
     assert replaced["resumed"] is False and replaced["features_computed"] == 3
     assert all(len(storage.read_features(out / "features.h5", n)) <= 100 for n in NAMES[:3])

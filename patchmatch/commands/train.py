@@ -54,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--distill", choices=["none", "swap", "rot90", "dihedral"], default=d.distill,
                    help="self-distillation: add the squared difference to the --init weights' scores averaged over this "
                         "test-time augmentation (2, 4 or 8 passes per training pair; default none)")
-    p.add_argument("--distill-weight", type=float, default=d.distill_weight, help="weight of the distillation term (default 1)")
+    p.add_argument("--distill-weight", type=float, default=d.distill_weight, help="weight of the distillation term, a finite number > 0 (default 1)")
     p.add_argument("--upright", action="store_true", help="train on upright patches")
     p.add_argument("--loss", choices=LOSSES, default=d.loss)
     p.add_argument("--val-pairs", type=int, default=d.val_pairs, help="validation pairs per kind")

@@ -187,9 +187,11 @@ def format_table(rows: list[tuple[str, dict]]) -> str:
     methods: list[str] = []
     for _, r in rows:
         methods += [m for m in r["methods"] if m not in methods]
-    head = f"{'set':<36}{'pairs':>9}" + "".join(f"{m:>15}" for m in methods)
+    widths = [max(15, len(m) + 2) for m in methods]
+    head = f"{'set':<36}{'pairs':>9}" + "".join(f"{m:>{w}}" for m, w in zip(methods, widths))
     lines = [head, "-" * len(head)]
     for name, r in rows:
-        cells = "".join(f"{100 * r['methods'][m]['fpr95']:>14.2f}%" if m in r["methods"] else f"{'':>15}" for m in methods)
+        cells = "".join(f"{100 * r['methods'][m]['fpr95']:>{w - 1}.2f}%" if m in r["methods"] else f"{'':>{w}}"
+                        for m, w in zip(methods, widths))  # fmt: skip
         lines.append(f"{name:<36}{r['pairs']:>9}{cells}")
     return "\n".join(lines)

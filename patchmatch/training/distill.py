@@ -2,7 +2,7 @@
 each pair (:class:`patchmatch.scoring.PatchScorer`'s ``tta``), as a regression target for the network being trained.
 
 With the shipped weights the dihedral average (8 forward passes) scores better than the single pass on every
-validation protocol (model card, "Test-time augmentation"); training toward it (knowledge distillation: Hinton,
+validation and test protocol but one where it ties (graf random; model card, "Test-time augmentation"); training toward it (knowledge distillation: Hinton,
 Vinyals & Dean, "Distilling the Knowledge in a Neural Network", 2015) tries to keep that gain at the cost of one pass.
 """
 
