@@ -19,8 +19,31 @@ logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 BACKENDS = ("auto", "torch", "onnxruntime")
+
+
+def tta_forms(tta: str) -> list[tuple[bool, int, bool]]:
+    """The forms of a pair a test-time augmentation averages the network over, the identity first.
+
+    Args:
+        tta: ``"none"``, ``"swap"`` (the pair in both orders), ``"rot90"`` (both patches turned together by 0, 90,
+            180, 270 degrees) or ``"dihedral"`` (those turns and their left-right mirror images).
+
+    Returns:
+        ``(swap the two patches, quarter turns counter-clockwise, mirror left-right)`` per form: 1, 2, 4 or 8.
+
+    Raises:
+        ValueError: an unknown ``tta``.
+    """
+    if tta == "swap":
+        return [(False, 0, False), (True, 0, False)]
+    if tta not in ("none", "rot90", "dihedral"):
+        raise ValueError(f"tta must be one of ('none', 'swap', 'rot90', 'dihedral'), got {tta!r}.")
+    turns = range(4) if tta != "none" else range(1)
+    return [(False, k, mirror) for k in turns for mirror in ((False, True) if tta == "dihedral" else (False,))]
+
+
 #: Test-time augmentations (``PatchScorer(tta=...)``) and the forward passes each costs per pair.
-TTA = {"none": 1, "swap": 2, "rot90": 4, "dihedral": 8}
+TTA = {name: len(tta_forms(name)) for name in ("none", "swap", "rot90", "dihedral")}
 #: Default pairs per forward pass: on 2 CPU cores 128 is the fastest measured (int8: 11,138
 #: pairs/s at 128, 7,260 at 512; fp32 2,681 and 2,246; ``patchmatch bench``); GPUs need large batches.
 CPU_BATCH = 128
@@ -69,17 +92,12 @@ def _tta_variants(p0: np.ndarray, p1: np.ndarray, pairs: np.ndarray, tta: str):
     """The transformed copies of ``(p0, p1, pairs)`` that :class:`PatchScorer` averages over, the identity excluded:
     yields ``(patches0, patches1, pairs)``; ``swap`` exchanges the two sides, the others rotate (counter-clockwise,
     by 90° steps) and mirror (left-right) every patch of both sides alike."""
-    if tta == "swap":
-        yield p1, p0, np.ascontiguousarray(pairs[:, ::-1])
-        return
-    for k in range(4):
-        for mirror in (False, True) if tta == "dihedral" else (False,):
-            if k == 0 and not mirror:
-                continue
-            a, b = np.rot90(p0, k, axes=(1, 2)), np.rot90(p1, k, axes=(1, 2))
-            if mirror:
-                a, b = a[:, :, ::-1], b[:, :, ::-1]
-            yield np.ascontiguousarray(a), np.ascontiguousarray(b), pairs
+    for swap, turns, mirror in tta_forms(tta)[1:]:
+        a, b, ab = (p1, p0, pairs[:, ::-1]) if swap else (p0, p1, pairs)
+        a, b = np.rot90(a, turns, axes=(1, 2)), np.rot90(b, turns, axes=(1, 2))
+        if mirror:
+            a, b = a[:, :, ::-1], b[:, :, ::-1]
+        yield np.ascontiguousarray(a), np.ascontiguousarray(b), np.ascontiguousarray(ab)
 
 
 class PatchScorer:

@@ -144,7 +144,7 @@ def weights_fingerprint(scorer: PatchScorer) -> str:
     return digest.hexdigest()[:16]
 
 
-def _identity(image_dir: Path, config: SfmConfig, scorer_hash: str, precision: str = "fp32", tta: str = "none") -> dict:
+def _identity(image_dir: Path, config: SfmConfig, scorer_hash: str, precision: str = "fp32") -> dict:
     """What stored features and matches depend on (run.json)."""
     return {
         "format": RUN_FORMAT,
@@ -152,7 +152,7 @@ def _identity(image_dir: Path, config: SfmConfig, scorer_hash: str, precision: s
         "features": {"detector": "opencv-sift", "max_keypoints": config.max_keypoints,
                      "max_image_size": config.max_image_size},
         "matching": {"match": dataclasses.asdict(config.match), "weights_sha256": scorer_hash,
-                     "precision": precision, "tta": tta},
+                     "precision": precision, "tta": config.tta},
     }  # fmt: skip
 
 
@@ -526,8 +526,7 @@ def run_sfm(
         if ignored:
             logger.warning("SfmConfig %s ignored: the scorer passed in runs %s", {k: getattr(config, k) for k in ignored}, ignored)
         config = dataclasses.replace(config, **ran)
-    tta = config.tta
-    identity = _identity(image_dir, config, weights_fingerprint(scorer), scorer.precision, tta)
+    identity = _identity(image_dir, config, weights_fingerprint(scorer), scorer.precision)
     resumed = _prepare_output(out_dir, identity, overwrite)
     logger.info("network: %s", describe_scorer(scorer))
     features_path, matches_path = out_dir / "features.h5", out_dir / "matches.h5"

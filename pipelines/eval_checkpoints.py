@@ -17,14 +17,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from patchmatch.datasets.patchset import mismatched_magnification
 from patchmatch.evaluation.fpr95 import fpr95
 from patchmatch.models import load_checkpoint, trained_magnification
 from patchmatch.scoring import TTA, PatchScorer
 from patchmatch.training.data import load_eval_pairs
-from patchmatch.training.loop import evaluate_pairs
 
 SETS = {"val": ["castle-P30-val", "Herz-Jesus-P25-val"], "graf": ["graf-val"], "entry": ["entry-P10-test"],
         "temple": ["temple-ring-test"]}
@@ -41,7 +39,6 @@ def main(argv: list[str] | None = None) -> int:
     res = {}
     for w in args.weights:
         model, meta = load_checkpoint(w)
-        model.eval()
         scorer = PatchScorer(model, device="cpu", batch_size=512, precision="bf16", backend="torch", tta=args.tta)
         trained_at = trained_magnification(meta, w)
         for s in sorted({s for sets in SETS.values() for s in sets}):
@@ -58,11 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                     scores, labels = [], []
                     for s in sets:
                         patches, pairs, lab = load_eval_pairs(args.sets / s, kind, upright=upright)
-                        if args.tta == "none":
-                            with torch.autocast("cpu", dtype=torch.bfloat16):
-                                scores.append(evaluate_pairs(model, patches, pairs))
-                        else:
-                            scores.append(scorer.score_pairs(patches, patches, pairs))
+                        scores.append(scorer.score_pairs(patches, patches, pairs))
                         labels.append(lab)
                     row[f"{name}-{'up' if upright else 'ori'}-{kind}"] = 100 * fpr95(np.concatenate(scores), np.concatenate(labels))
         key = str(w) + ("" if args.tta == "none" else f" tta={args.tta}")

@@ -29,22 +29,12 @@ def tta_views(x: torch.Tensor, tta: str) -> Iterator[torch.Tensor]:
     Raises:
         ValueError: an unknown ``tta``.
     """
-    from ..scoring import TTA
+    from ..scoring import tta_forms
 
-    if tta not in TTA:
-        raise ValueError(f"tta must be one of {tuple(TTA)}, got {tta!r}")
-    yield x
-    if tta == "none":
-        return
-    if tta == "swap":
-        yield x.flip(1)
-        return
-    for k in range(4):
-        for mirror in (False, True) if tta == "dihedral" else (False,):
-            if k == 0 and not mirror:
-                continue
-            v = torch.rot90(x, k, dims=(2, 3))
-            yield v.flip(3) if mirror else v
+    for swap, turns, mirror in tta_forms(tta):  # the forms PatchScorer(tta=...) averages over
+        v = x.flip(1) if swap else x
+        v = torch.rot90(v, turns, dims=(2, 3)) if turns else v
+        yield v.flip(3) if mirror else v
 
 
 @torch.no_grad()
