@@ -43,6 +43,17 @@ def cpu_supports_int8() -> bool:
     return "x86" in torch.backends.quantized.supported_engines
 
 
+def int8_activation_bits() -> int:
+    """Activation bits the CPU's int8 convolutions take without overflow: 8 where it has AVX512-VNNI
+    (so do AMX CPUs), which adds uint8 × int8 products straight into int32; 7 elsewhere, where
+    FBGEMM's AVX2 kernels add pairs of products in int16 and 8-bit activations can saturate
+    (PyTorch's ``reduce_range``; its oneDNN default asks for VNNI the same way)."""
+    try:
+        return 8 if torch.cpu._is_vnni_supported() else 7
+    except (AttributeError, RuntimeError):  # a private helper of torch.cpu: absent → the safe choice
+        return 7
+
+
 def auto_precision(device: torch.device) -> str:
     """Fastest inference precision of a device: fp16 on CUDA GPUs, bf16 on CPUs with native
     bfloat16, fp32 otherwise.

@@ -76,7 +76,9 @@ def describe_scorer(scorer: "PatchScorer") -> str:
     name = Path(scorer.meta.get("path", "")).name or type(scorer.model).__name__
     how = scorer.backend + (", Winograd" if scorer.winograd else "") + (", compiled" if scorer.compiled else "")
     how += f", test-time augmentation {scorer.tta} ({TTA[scorer.tta]} passes)" if scorer.tta != "none" else ""
-    return f"{name}, {scorer.precision} on {scorer.device.type} ({how}), patches at magnification {scorer.magnification:g}"
+    bits = scorer.activation_bits
+    precision = f"{scorer.precision} ({bits}-bit activations)" if bits else scorer.precision
+    return f"{name}, {precision} on {scorer.device.type} ({how}), patches at magnification {scorer.magnification:g}"
 
 
 def _check_patches(p: np.ndarray, name: str) -> np.ndarray:
@@ -273,6 +275,12 @@ class PatchScorer:
             meta = {**meta, "int8": qmeta}
         return cls(model, device=dev, batch_size=batch_size, meta={**meta, "path": str(path)}, precision=precision, winograd=winograd, backend=backend,
                    tta=tta)  # fmt: skip
+
+    @property
+    def activation_bits(self) -> int | None:
+        """int8 scoring: the activation variant of the int8 model (8 or 7 bits, see
+        :mod:`patchmatch.models.quantize`); None for the other precisions."""
+        return getattr(self.model, "activation_bits", None) if self.precision == "int8" else None
 
     @property
     def magnification(self) -> float:

@@ -683,6 +683,8 @@ def _scorer_meta(scorer: PatchScorer) -> dict:
     meta = getattr(scorer, "meta", {}) or {}
     used = {"precision": scorer.precision, "backend": scorer.backend, "winograd": scorer.winograd, "device": str(scorer.device),
             "tta": getattr(scorer, "tta", "none")}
+    if getattr(scorer, "activation_bits", None):
+        used["activation_bits"] = scorer.activation_bits
     return {**{k: meta[k] for k in ("path", "model") if k in meta}, **used}
 
 

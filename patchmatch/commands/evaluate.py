@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     out_root.mkdir(parents=True, exist_ok=True)
     (out_root / "summary.json").write_text(json.dumps(dict(rows), indent=2))
     networks = {name: {"description": describe_scorer(sc), "path": sc.meta.get("path"), "precision": sc.precision,
-                       "backend": sc.backend, "tta": sc.tta, "magnification": sc.magnification}
+                       "backend": sc.backend, "tta": sc.tta, "magnification": sc.magnification,
+                       "activation_bits": sc.activation_bits}
                 for name, sc in scorers.items()}  # fmt: skip
     (out_root / "networks.json").write_text(json.dumps(networks, indent=2))
     print(f"ROC curves and JSON (with each FPR95's 95% bootstrap interval) in {out_root}")

@@ -1,9 +1,13 @@
 """``patchmatch quantize WEIGHTS --data SET [SET ...]``: int8 model of a 2-channel checkpoint.
 
 Calibrates the activation ranges of the convolution streams on real patch pairs of Brown-format
-sets (balanced positives, random and hard negatives; use training sets, never test sets) and
-writes ``W.int8.pt`` beside ``W.pt``, which ``PatchScorer.load`` then uses on x86 CPUs. With
-``--eval SET`` the FPR95 of float32 and int8 on that set's pairs is measured and stored.
+sets (balanced positives, random and hard negatives; use training sets, never test sets), for
+8-bit activations (CPUs with AVX512-VNNI or AMX) and 7-bit ones (other x86 CPUs), and writes
+both to ``W.int8.pt`` beside ``W.pt``; ``PatchScorer.load`` takes the variant the CPU runs. With
+``--eval SET`` the FPR95 of float32 and of each variant on that set's pairs is measured and
+stored, with the paired bootstrap interval of the change, the RMS score difference and the
+negatives within that difference of the FPR95 threshold (``fpr95_sensitivity``: where it is
+large, the change is the reordering of near-equal scores, not a worse ranking).
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval", type=Path, nargs="*", default=[], help="patch sets to measure FPR95 on, fp32 vs int8")
     p.add_argument("--eval-pairs", type=int, default=None, help="at most this many pairs per protocol in --eval")
     p.add_argument("--out", type=Path, default=None, help="output (default: WEIGHTS with .int8.pt)")
-    p.add_argument("--full-range", action="store_true",
-                   help="8-bit activations instead of PyTorch's 7-bit x86 default (CPUs with VNNI or AMX-INT8)")
+    p.add_argument("--activation-bits", type=int, nargs="+", choices=[8, 7], default=[8, 7],
+                   help="activation variants to calibrate (default both: 8 for CPUs with AVX512-VNNI/AMX, 7 for others)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=run)
@@ -33,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..datasets.patchset import mismatched_magnification
-    from ..evaluation.fpr95 import fpr95_difference
+    from ..evaluation.fpr95 import fpr95_difference, fpr95_sensitivity
     from ..evaluation.patches import evaluate_set
     from ..models import load_checkpoint, trained_magnification
     from ..models.quantize import int8_path, quantize_int8, save_int8
@@ -59,30 +63,38 @@ def run(args: argparse.Namespace) -> int:
         if cut_at is not None:
             raise ValueError(f"{s}: patches cut at magnification {cut_at:g}, {args.weights} was trained at {trained_at:g}; "
                              f"use sets built with make-patches --magnification {trained_at:g}")
+    bits = sorted(set(args.activation_bits), reverse=True)
     data = load_pair_data(args.data)
     pairs, _ = data.sample_batch(args.pairs, np.random.default_rng(args.seed), hard_fraction=0.5)
     calib = torch.from_numpy(np.stack([data.patches[pairs[:, 0]], data.patches[pairs[:, 1]]], 1))
-    qmodel = quantize_int8(model, calib, reduce_range=not args.full_range)
-    meta = {"calibration": {"sets": [str(d) for d in args.data], "pairs": args.pairs, "seed": args.seed,
-                            "activation_bits": 8 if args.full_range else 7}}  # fmt: skip
+    qmodels = {b: quantize_int8(model, calib, activation_bits=b) for b in bits}
+    meta = {"calibration": {"sets": [str(d) for d in args.data], "pairs": args.pairs, "seed": args.seed, "activation_bits": bits}}
     if args.eval:
-        fp32 = PatchScorer(model, device="cpu", precision="fp32")
-        int8 = PatchScorer(qmodel, device="cpu", precision="int8")
+        scorers = {"fp32": PatchScorer(model, device="cpu", precision="fp32")}
+        scorers |= {f"int8/{b}": PatchScorer(q, device="cpu", precision="int8") for b, q in qmodels.items()}
         rows = []
         for s, label in zip(args.eval, labels):
-            rows += evaluate_set(s, {"fp32": fp32, "int8": int8}, baselines=False, max_pairs=args.eval_pairs, keep_scores=True,
-                                 name=label)  # fmt: skip
+            rows += evaluate_set(s, scorers, baselines=False, max_pairs=args.eval_pairs, keep_scores=True, name=label)
         meta["evaluation"] = {"sets": [str(s) for s in args.eval], "max_pairs_per_protocol": args.eval_pairs, "subset_seed": 0,
-                              "change_interval": "95% paired bootstrap, 1000 resamples (fpr95_difference)"}  # fmt: skip
+                              "change_interval": "95% paired bootstrap, 1000 resamples (fpr95_difference)",
+                              "score_rms": "RMS of int8 - fp32 scores",
+                              "sensitivity": "negatives within score_rms of the fp32 FPR95 threshold (fpr95_sensitivity)"}  # fmt: skip
         meta["fpr95"] = {}
+        print(f"{'set':<40}{'bits':>5}{'fp32':>9}{'int8':>9}{'change':>9}  {'95% interval':<18}{'score RMS':>10}{'neg. ±RMS':>11}")
         for label, r in rows:
-            _, low, high = fpr95_difference(r["scores"]["fp32"], r["scores"]["int8"], r["labels"])
-            meta["fpr95"][label] = {k: r["methods"][k]["fpr95"] for k in ("fp32", "int8")} | {"change_interval": [low, high]}
-        print(f"{'set':<40}{'fp32':>9}{'int8':>9}{'change':>9}   95% interval of the change (paired bootstrap)")
-        for label, v in meta["fpr95"].items():
-            lo, hi = v["change_interval"]
-            print(f"{label:<40}{100 * v['fp32']:>8.2f}%{100 * v['int8']:>8.2f}%{100 * (v['int8'] - v['fp32']):>+8.2f}"
-                  f"   [{100 * lo:+.2f}, {100 * hi:+.2f}]")  # fmt: skip
-    save_int8(out, qmodel, args.weights, meta)
+            s32, lab = r["scores"]["fp32"], r["labels"]
+            entry = {"fp32": r["methods"]["fp32"]["fpr95"], "int8": {}, "change_interval": {}, "score_rms": {}, "sensitivity": {}}
+            for b in bits:
+                s8 = r["scores"][f"int8/{b}"]
+                _, low, high = fpr95_difference(s32, s8, lab)
+                rms = float(np.sqrt(np.mean((s8.astype(np.float64) - s32) ** 2)))
+                entry["int8"][str(b)] = f8 = r["methods"][f"int8/{b}"]["fpr95"]
+                entry["change_interval"][str(b)] = [low, high]
+                entry["score_rms"][str(b)] = rms
+                entry["sensitivity"][str(b)] = sens = fpr95_sensitivity(s32, lab, rms)
+                print(f"{label:<40}{b:>5}{100 * entry['fp32']:>8.2f}%{100 * f8:>8.2f}%{100 * (f8 - entry['fp32']):>+9.2f}  "
+                      f"{f'[{100 * low:+.2f}, {100 * high:+.2f}]':<18}{rms:>10.4f}{100 * sens:>10.2f}%")  # fmt: skip
+            meta["fpr95"][label] = entry
+    save_int8(out, list(qmodels.values()), args.weights, meta)
     print(f"wrote {out}")
     return 0

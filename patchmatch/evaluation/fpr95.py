@@ -68,6 +68,34 @@ def fpr95(scores: np.ndarray, labels: np.ndarray, recall: float = 0.95) -> float
     return fpr_at_recall(fpr, tpr, recall)
 
 
+def fpr95_sensitivity(scores: np.ndarray, labels: np.ndarray, width: float, recall: float = 0.95) -> float:
+    """Fraction of the negatives whose score lies within ``width`` of the FPR95 threshold.
+
+    How far FPR95 can move when the scores near its threshold move by about ``width``: with
+    ``width`` the RMS difference of two scorings of the same pairs (int8 against float32), a
+    large value says the FPR95 change between them is decided by the order of near-equal scores
+    at the threshold, not by one scoring ranking the pairs better.
+
+    Args:
+        scores: (N,) float similarity, higher = more similar.
+        labels: (N,) bool, True for matching pairs.
+        width: score difference, >= 0, in the scores' units.
+        recall: as in :func:`fpr95`.
+
+    Returns:
+        A fraction in [0, 1], like FPR95.
+
+    Raises:
+        ValueError: see :func:`roc_curve`; ``width`` negative or not finite.
+    """
+    if not np.isfinite(width) or width < 0:
+        raise ValueError(f"width must be a finite score difference >= 0, got {width}.")
+    fpr, tpr, thresholds = roc_curve(scores, labels)
+    k = int(np.searchsorted(tpr, recall - 1e-12, side="left"))
+    scores, labels = _validated(scores, labels)
+    return float(np.mean(np.abs(scores[~labels] - thresholds[k]) <= width))
+
+
 def fpr_at_recall(fpr: np.ndarray, tpr: np.ndarray, recall: float = 0.95) -> float:
     """FPR of a :func:`roc_curve` at its first threshold reaching ``recall`` (FPR95 for 0.95)."""
     k = int(np.searchsorted(tpr, recall - 1e-12, side="left"))

@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from patchmatch.evaluation.fpr95 import _fpr95_resampled, _resamples, fpr95, fpr95_difference, fpr95_interval, roc_curve
+from patchmatch.evaluation.fpr95 import (
+    _fpr95_resampled,
+    _resamples,
+    fpr95,
+    fpr95_difference,
+    fpr95_interval,
+    fpr95_sensitivity,
+    roc_curve,
+)
 
 
 def test_fpr95_hand_computed():
@@ -78,3 +86,25 @@ def test_fpr95_difference_is_paired():
         fpr95_difference(scores, worse, labels, n_boot=1)
     with pytest.raises(ValueError, match="differ"):
         fpr95_difference(scores, worse[:-1], labels)
+
+
+def test_fpr95_sensitivity_counts_negatives_near_the_threshold():
+    # 20 positives 1..20 (the 95%-recall threshold is the 19th highest: 2.0), negatives around it
+    pos = np.arange(1.0, 21.0)
+    neg = np.array([1.9, 1.95, 2.0, 2.04, 2.5, -5.0, 7.0, 0.0])
+    s, l = np.r_[pos, neg], np.r_[np.ones(20, bool), np.zeros(8, bool)]
+    assert fpr95_sensitivity(s, l, 0.0) == 1 / 8  # the tie at the threshold
+    assert fpr95_sensitivity(s, l, 0.06) == 3 / 8
+    assert fpr95_sensitivity(s, l, 0.15) == 4 / 8
+    assert fpr95_sensitivity(s, l, 0.5) == 5 / 8
+    assert fpr95_sensitivity(s, l, 100.0) == 1.0
+    # a perturbation of that width moves FPR95 by at most about that much
+    rng = np.random.default_rng(0)
+    s = np.r_[rng.normal(1, 1, 2000), rng.normal(-1, 1, 2000)]
+    l = np.r_[np.ones(2000, bool), np.zeros(2000, bool)]
+    width = 0.01
+    moved = max(abs(fpr95(s + rng.uniform(-width / 2, width / 2, len(s)), l) - fpr95(s, l)) for _ in range(20))
+    assert 0 < moved <= fpr95_sensitivity(s, l, width)
+    for bad in (-0.1, np.nan, np.inf):
+        with pytest.raises(ValueError, match="width"):
+            fpr95_sensitivity(s, l, bad)

@@ -10,8 +10,9 @@ import torch
 
 from patchmatch.datasets.brown import read_patches
 from patchmatch.models import CheckpointError, build_model, load_checkpoint
-from patchmatch.models.quantize import int8_path, load_int8, quantize_int8, save_int8
-from patchmatch.scoring import PatchScorer, shipped_weights_path
+from patchmatch.device import int8_activation_bits
+from patchmatch.models.quantize import INT8_FORMAT, file_sha256, int8_path, load_int8, quantize_int8, save_int8
+from patchmatch.scoring import PatchScorer, describe_scorer, shipped_weights_path
 from tests.conftest import shared_path
 
 pytestmark = pytest.mark.skipif("x86" not in torch.backends.quantized.supported_engines, reason="no x86 int8 engine")
@@ -49,7 +50,7 @@ def test_int8_model_agrees_with_float32_and_round_trips(weights, real_pairs, tmp
     loaded, meta = load_int8(path, weights)
     with torch.inference_mode():
         assert torch.equal(loaded(real_pairs.float()), s8)
-    assert meta == {"calibration": "test"}
+    assert meta == {"calibration": "test", "activation_bits": 8} and loaded.activation_bits == 8
     # PatchScorer: explicit int8, and "auto" picks it on x86 once the file exists
     for precision in ("int8", "auto"):
         scorer = PatchScorer.load(weights, device="cpu", precision=precision)
@@ -78,6 +79,55 @@ def test_int8_errors_name_the_file(weights, real_pairs, tmp_path):
         quantize_int8(build_model("siam"), real_pairs[:8])
     with pytest.raises(ValueError, match="calibration"):
         quantize_int8(build_model("2ch"), real_pairs[:8, 0])
+
+
+def test_activation_variants_one_file_the_cpus_choice(weights, real_pairs, tmp_path, monkeypatch):
+    model, _ = load_checkpoint(weights)
+    calib, test = real_pairs[:512].float(), real_pairs[512:].float()
+    q8, q7 = quantize_int8(model, calib, activation_bits=8), quantize_int8(model, calib, activation_bits=7)
+    with torch.inference_mode():
+        s32, s8, s7 = model(test), q8(test), q7(test)
+    # 8-bit activations (min/max ranges) follow float32 more closely than 7-bit ones
+    rms8, rms7 = (s8 - s32).pow(2).mean().sqrt(), (s7 - s32).pow(2).mean().sqrt()
+    assert rms8 < rms7 < 0.1 * s32.std()
+    path = save_int8(tmp_path / "both.int8.pt", [q8, q7], weights)
+    for bits, expected in ((8, s8), (7, s7)):
+        loaded, meta = load_int8(path, weights, activation_bits=bits)
+        assert meta["activation_bits"] == loaded.activation_bits == bits
+        with torch.inference_mode():
+            assert torch.equal(loaded(test), expected)
+    assert load_int8(path, weights)[1]["activation_bits"] == int8_activation_bits()
+    # an 8-bit-only file on a CPU without AVX512-VNNI: refused, naming the file and the way out
+    only8 = save_int8(tmp_path / "only8.int8.pt", q8, weights)
+    with pytest.raises(CheckpointError, match="only8.int8.pt.*VNNI.*patchmatch quantize"):
+        load_int8(only8, weights, activation_bits=7)
+    # the scorer takes the CPU's variant and says which
+    shutil.copy(path, int8_path(weights))
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: False)
+    assert int8_activation_bits() == 7
+    scorer = PatchScorer.load(weights, device="cpu", precision="int8")
+    assert scorer.activation_bits == 7 and "7-bit activations" in describe_scorer(scorer)
+    assert np.allclose(scorer.score(test[:, 0].byte().numpy(), test[:, 1].byte().numpy()), s7.numpy(), atol=1e-5)
+    assert PatchScorer.load(weights, device="cpu", precision="fp32").activation_bits is None
+    with pytest.raises(ValueError, match="activation_bits"):
+        quantize_int8(model, calib, activation_bits=4)
+    with pytest.raises(ValueError, match="one per activation variant"):
+        save_int8(tmp_path / "two.int8.pt", [q8, q8], weights)
+
+
+def test_version1_int8_files_still_load(weights, real_pairs, tmp_path):
+    """Files written before the activation variants: one 7-bit state, its bits in the calibration metadata."""
+    model, _ = load_checkpoint(weights)
+    q7 = quantize_int8(model, real_pairs[:256].float(), activation_bits=7)
+    path = tmp_path / "v1.int8.pt"
+    torch.save({"format": INT8_FORMAT, "version": 1, "model": "2ch2stream", "source_sha256": file_sha256(weights),
+                "streams": ["central", "surround"], "state_dict": {k: v for k, v in q7.state_dict().items()
+                                                                  if k.split(".")[0] in ("central", "surround")},
+                "meta": {"calibration": {"activation_bits": 7}}}, path)  # fmt: skip
+    loaded, meta = load_int8(path, weights, activation_bits=8)
+    assert meta["activation_bits"] == 7
+    with torch.inference_mode():
+        assert torch.equal(loaded(real_pairs[256:].float()), q7(real_pairs[256:].float()))
 
 
 @pytest.mark.parametrize("name", ["2ch", "2chdeep"])
