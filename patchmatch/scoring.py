@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .device import auto_precision, cpu_supports_int8, resolve_device
+from .device import auto_precision, cpu_supports_int8, int8_activation_bits, resolve_device
 from .models import load_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -244,6 +244,7 @@ class PatchScorer:
         winograd: bool | None = None,
         backend: str = "auto",
         tta: str = "none",
+        activation_bits: int | None = None,
     ) -> "PatchScorer":
         """Loads a checkpoint; ``weights=None`` loads the weights shipped in the package.
 
@@ -251,8 +252,10 @@ class PatchScorer:
         CPU the int8 model when the checkpoint has one beside it (``W.int8.pt``, made by
         ``patchmatch quantize``; shipped for the default weights), else bfloat16 where the CPU
         computes it natively, else float32; bf16 (or fp16) autocast on GPUs.
-        ``precision="int8"`` requires the int8 file. ``winograd``, ``backend``, ``tta``: see the class
-        (``backend="onnxruntime"`` makes ``"auto"`` mean fp32).
+        ``precision="int8"`` requires the int8 file. ``activation_bits``: the int8 activation variant
+        (8 or 7, at most what the CPU takes; None: the CPU's, see :mod:`patchmatch.models.quantize`),
+        e.g. 7 for the scores a CPU without AVX512-VNNI gives. ``winograd``, ``backend``, ``tta``:
+        see the class (``backend="onnxruntime"`` makes ``"auto"`` mean fp32).
 
         Raises:
             patchmatch.models.CheckpointError: the file is not a valid checkpoint, or int8 was
@@ -261,8 +264,11 @@ class PatchScorer:
             ValueError: a bad precision, backend, test-time augmentation, batch size or device
                 combination (see the class).
         """
-        from .models.quantize import int8_path, load_int8
+        from .models.quantize import ACTIVATION_BITS, int8_path, load_int8
 
+        if activation_bits is not None and (activation_bits not in ACTIVATION_BITS or activation_bits > int8_activation_bits()):
+            raise ValueError(f"activation_bits must be one of {ACTIVATION_BITS} and at most this CPU's "
+                             f"{int8_activation_bits()}, got {activation_bits!r}.")  # fmt: skip
         path = shipped_weights_path() if weights is None else Path(weights)
         dev = resolve_device(device)
         if backend == "onnxruntime" and precision == "auto":
@@ -271,7 +277,7 @@ class PatchScorer:
             precision = "int8"
         model, meta = load_checkpoint(path, map_location="cpu")
         if precision == "int8":
-            model, qmeta = load_int8(int8_path(path), path, model)
+            model, qmeta = load_int8(int8_path(path), path, model, activation_bits)
             meta = {**meta, "int8": qmeta}
         return cls(model, device=dev, batch_size=batch_size, meta={**meta, "path": str(path)}, precision=precision, winograd=winograd, backend=backend,
                    tta=tta)  # fmt: skip

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from patchmatch.benchmark import flops_per_pair, gemm_flops, time_scorer
 from patchmatch.cli import main
@@ -46,3 +47,14 @@ def test_bench_command_writes_json(tmp_path, capsys):
     assert gemm_flops(resolve_device("cpu"), n=64, seconds=0.01) > 0
     pps, scores = time_scorer(PatchScorer(build_model("2ch"), device="cpu"), num_pairs=16, seconds=0.01)
     assert pps > 0 and scores.shape == (16,)
+
+
+@pytest.mark.skipif("x86" not in torch.backends.quantized.supported_engines, reason="no x86 int8 engine")
+def test_bench_times_each_int8_variant_the_cpu_runs(tmp_path):
+    from patchmatch.device import int8_activation_bits
+
+    out = tmp_path / "b.json"
+    assert main(["bench", "--seconds", "0.05", "--pairs", "64", "--batch-size", "32", "--precision", "int8", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["precision"] for r in rows] == [f"int8/{b}-bit" for b in (8, 7) if b <= int8_activation_bits()]
+    assert all(r["pairs_per_s"] > 0 and r["max_abs_score_diff"] < 1.0 for r in rows)

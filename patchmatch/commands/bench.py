@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if parent is not None and not parent.is_dir():
         raise NotADirectoryError(f"--json {args.json}: {parent} is a file, not a folder")
     device = resolve_device(args.device)
-    from ..models.quantize import int8_path
+    from ..device import int8_activation_bits
+    from ..models.quantize import int8_path, int8_variants
 
     try:
         base = PatchScorer.load(args.weights, device=device, precision="fp32", backend="torch")
@@ -76,6 +77,9 @@ def run(args: argparse.Namespace) -> int:
                     backends.append(("fp32+onnxruntime", {"precision": "fp32", "backend": "onnxruntime"}))
                 else:
                     notes.append("fp32+onnxruntime not timed: onnxruntime not installed (pip install 'patchmatch[onnx]')")
+        elif p == "int8":  # each activation variant of the int8 file this CPU runs
+            bits = int8_variants(int8_path(source), source)
+            backends += [(f"int8/{b}-bit", {"precision": "int8", "activation_bits": b}) for b in bits if b <= int8_activation_bits()]
         else:
             backends.append((p, {"precision": p, "backend": "torch"}))
     if args.compile:
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     for label, kwargs in backends:
         for bs in batches:
             if kwargs["precision"] == "int8":
-                sc = PatchScorer.load(source, device=device, batch_size=bs, precision="int8")
+                sc = PatchScorer.load(source, device=device, batch_size=bs, **kwargs)
             else:
                 sc = PatchScorer(base.model, device=device, batch_size=bs, **kwargs)
             # the GEMM measured right before each row: this machine's speed drifts (other tenants,

@@ -45,7 +45,7 @@ from .checkpoint import CheckpointError, atomic_save, load_checkpoint
 from .registry import model_name
 
 __all__ = ["INT8_FORMAT", "ACTIVATION_BITS", "int8_path", "quantizable_streams", "quantize_int8", "save_int8", "load_int8",
-           "file_sha256"]  # fmt: skip
+           "int8_variants", "file_sha256"]  # fmt: skip
 
 INT8_FORMAT = "patchmatch-int8"
 INT8_VERSION = 2
@@ -190,24 +190,8 @@ def save_int8(
     return atomic_save(payload, path)
 
 
-def load_int8(
-    path: str | os.PathLike, weights: str | os.PathLike, model: nn.Module | None = None, activation_bits: int | None = None
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Loads the int8 model of the float32 checkpoint ``weights`` from ``path``.
-
-    ``model``: the checkpoint already loaded by :func:`load_checkpoint` (it is not modified);
-    read from ``weights`` when None. ``activation_bits``: the most this CPU takes
-    (:func:`patchmatch.device.int8_activation_bits` when None); the file's most precise variant
-    within it is loaded.
-
-    Returns:
-        ``(model, meta)``: the model (CPU, eval) with int8 streams and float32 decision layers,
-        and the int8 file's metadata with ``"activation_bits"``, the variant loaded.
-
-    Raises:
-        CheckpointError: missing or unreadable file, not an int8 file, made from other weights, or
-            without a variant this CPU runs (an 8-bit-only file on a CPU without AVX512-VNNI).
-    """
+def _read_int8(path: str | os.PathLike, weights: str | os.PathLike) -> tuple[dict, dict, dict[int, dict]]:
+    """``(payload, meta, {activation bits: state})`` of an int8 file, checked (see :func:`load_int8`)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no int8 weights; make them with `patchmatch quantize {weights} --data SET`.")
@@ -226,6 +210,37 @@ def load_int8(
         variants = {int(b): state for b, state in payload["variants"].items()}
     else:  # version 1: one variant
         variants = {int(meta.get("calibration", {}).get("activation_bits", 7)): payload.get("state_dict", {})}
+    return payload, meta, variants
+
+
+def int8_variants(path: str | os.PathLike, weights: str | os.PathLike) -> tuple[int, ...]:
+    """The activation variants (bits, most precise first) of the int8 file ``path`` of ``weights``.
+
+    Raises:
+        CheckpointError: as :func:`load_int8`.
+    """
+    return tuple(sorted(_read_int8(path, weights)[2], reverse=True))
+
+
+def load_int8(
+    path: str | os.PathLike, weights: str | os.PathLike, model: nn.Module | None = None, activation_bits: int | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Loads the int8 model of the float32 checkpoint ``weights`` from ``path``.
+
+    ``model``: the checkpoint already loaded by :func:`load_checkpoint` (it is not modified);
+    read from ``weights`` when None. ``activation_bits``: the most this CPU takes
+    (:func:`patchmatch.device.int8_activation_bits` when None); the file's most precise variant
+    within it is loaded.
+
+    Returns:
+        ``(model, meta)``: the model (CPU, eval) with int8 streams and float32 decision layers,
+        and the int8 file's metadata with ``"activation_bits"``, the variant loaded.
+
+    Raises:
+        CheckpointError: missing or unreadable file, not an int8 file, made from other weights, or
+            without a variant this CPU runs (an 8-bit-only file on a CPU without AVX512-VNNI).
+    """
+    payload, meta, variants = _read_int8(path, weights)
     most = int8_activation_bits() if activation_bits is None else activation_bits
     usable = [b for b in variants if b <= most]
     if not usable:

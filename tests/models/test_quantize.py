@@ -11,7 +11,7 @@ import torch
 from patchmatch.datasets.brown import read_patches
 from patchmatch.models import CheckpointError, build_model, load_checkpoint
 from patchmatch.device import int8_activation_bits
-from patchmatch.models.quantize import INT8_FORMAT, file_sha256, int8_path, load_int8, quantize_int8, save_int8
+from patchmatch.models.quantize import INT8_FORMAT, file_sha256, int8_path, int8_variants, load_int8, quantize_int8, save_int8
 from patchmatch.scoring import PatchScorer, describe_scorer, shipped_weights_path
 from tests.conftest import shared_path
 
@@ -109,6 +109,12 @@ def test_activation_variants_one_file_the_cpus_choice(weights, real_pairs, tmp_p
     assert scorer.activation_bits == 7 and "7-bit activations" in describe_scorer(scorer)
     assert np.allclose(scorer.score(test[:, 0].byte().numpy(), test[:, 1].byte().numpy()), s7.numpy(), atol=1e-5)
     assert PatchScorer.load(weights, device="cpu", precision="fp32").activation_bits is None
+    monkeypatch.undo()
+    assert int8_variants(int8_path(weights), weights) == (8, 7) and int8_variants(only8, weights) == (8,)
+    assert PatchScorer.load(weights, device="cpu", precision="int8", activation_bits=7).activation_bits == 7
+    for bad in (9, 8 if int8_activation_bits() == 7 else 6):
+        with pytest.raises(ValueError, match="activation_bits"):
+            PatchScorer.load(weights, device="cpu", precision="int8", activation_bits=bad)
     with pytest.raises(ValueError, match="activation_bits"):
         quantize_int8(model, calib, activation_bits=4)
     with pytest.raises(ValueError, match="one per activation variant"):
