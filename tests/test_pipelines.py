@@ -110,3 +110,30 @@ def test_eval_checkpoints_with_and_without_test_time_augmentation(pairset, tmp_p
     assert evaluate.main([str(ckpt), "--sets", str(sets), "--json", str(out)]) == 0  # plain scores, its own key
     assert list(json.loads(out.read_text())) == [str(ckpt)]
     assert 0 <= min(row.values()) and max(row.values()) <= 100 and np.isfinite(list(row.values())).all()
+
+
+def test_fpr95_resolution_reports_noise_sensitivity_and_int8(pairset, tmp_path, capsys):
+    import json
+
+    from patchmatch.device import int8_activation_bits
+    from patchmatch.evaluation.fpr95 import fpr95
+    from patchmatch.scoring import PatchScorer
+    from patchmatch.training.data import load_eval_pairs
+
+    resolution = _script("fpr95_resolution")
+    sets = tmp_path / "sets"
+    sets.mkdir()
+    (sets / "entry-P10-test").symlink_to(pairset)
+    out = tmp_path / "r.json"
+    assert resolution.main(["entry-P10-test", "nope", "--sets", str(sets), "--draws", "3", "--json", str(out)]) == 0
+    assert "nope: not built" in capsys.readouterr().err
+    rows = json.loads(out.read_text())["rows"]
+    assert sorted(rows) == [f"entry-P10-test/{v}/{k}" for v in ("oriented", "upright") for k in ("hard", "random")]
+    row = rows["entry-P10-test/oriented/random"]
+    sens = [row["sensitivity"][w] for w in ("0.001", "0.01", "0.03")]
+    assert sens == sorted(sens) and all(v >= 0 for v in row["noise_sd"].values())
+    assert sorted(row["int8_change"]) == sorted(f"int8/{b}" for b in (8, 7) if b <= int8_activation_bits())
+    patches, pairs, labels = load_eval_pairs(pairset, "random")
+    s32 = PatchScorer.load(device="cpu", precision="fp32").score_pairs(patches, patches, pairs)
+    s7 = PatchScorer.load(device="cpu", precision="int8", activation_bits=7).score_pairs(patches, patches, pairs)
+    assert abs(row["int8_change"]["int8/7"] - (fpr95(s7, labels) - fpr95(s32, labels))) < 1e-9
