@@ -266,9 +266,12 @@ class PatchScorer:
         """
         from .models.quantize import ACTIVATION_BITS, int8_path, load_int8
 
-        if activation_bits is not None and (activation_bits not in ACTIVATION_BITS or activation_bits > int8_activation_bits()):
-            raise ValueError(f"activation_bits must be one of {ACTIVATION_BITS} and at most this CPU's "
-                             f"{int8_activation_bits()}, got {activation_bits!r}.")  # fmt: skip
+        if activation_bits is not None:
+            if precision not in ("int8", "auto"):
+                raise ValueError(f"activation_bits is for int8 scoring, not precision={precision!r}.")
+            if activation_bits not in ACTIVATION_BITS or isinstance(activation_bits, bool) or activation_bits > int8_activation_bits():
+                raise ValueError(f"activation_bits must be one of {ACTIVATION_BITS} and at most this CPU's "
+                                 f"{int8_activation_bits()}, got {activation_bits!r}.")  # fmt: skip
         path = shipped_weights_path() if weights is None else Path(weights)
         dev = resolve_device(device)
         if backend == "onnxruntime" and precision == "auto":

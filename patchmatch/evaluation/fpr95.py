@@ -90,16 +90,19 @@ def fpr95_sensitivity(scores: np.ndarray, labels: np.ndarray, width: float, reca
     """
     if not np.isfinite(width) or width < 0:
         raise ValueError(f"width must be a finite score difference >= 0, got {width}.")
-    fpr, tpr, thresholds = roc_curve(scores, labels)
-    k = int(np.searchsorted(tpr, recall - 1e-12, side="left"))
+    _, tpr, thresholds = roc_curve(scores, labels)
     scores, labels = _validated(scores, labels)
-    return float(np.mean(np.abs(scores[~labels] - thresholds[k]) <= width))
+    return float(np.mean(np.abs(scores[~labels] - thresholds[_recall_index(tpr, recall)]) <= width))
 
 
 def fpr_at_recall(fpr: np.ndarray, tpr: np.ndarray, recall: float = 0.95) -> float:
     """FPR of a :func:`roc_curve` at its first threshold reaching ``recall`` (FPR95 for 0.95)."""
-    k = int(np.searchsorted(tpr, recall - 1e-12, side="left"))
-    return float(fpr[k])
+    return float(fpr[_recall_index(tpr, recall)])
+
+
+def _recall_index(tpr: np.ndarray, recall: float) -> int:
+    """Index of a :func:`roc_curve`'s first threshold reaching ``recall``."""
+    return int(np.searchsorted(tpr, recall - 1e-12, side="left"))
 
 
 def _fpr95_resampled(scores: np.ndarray, labels: np.ndarray, index: np.ndarray, recall: float) -> np.ndarray:

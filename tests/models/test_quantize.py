@@ -112,9 +112,11 @@ def test_activation_variants_one_file_the_cpus_choice(weights, real_pairs, tmp_p
     monkeypatch.undo()
     assert int8_variants(int8_path(weights), weights) == (8, 7) and int8_variants(only8, weights) == (8,)
     assert PatchScorer.load(weights, device="cpu", precision="int8", activation_bits=7).activation_bits == 7
-    for bad in (9, 8 if int8_activation_bits() == 7 else 6):
+    for bad in (9, True, "8", 8 if int8_activation_bits() == 7 else 6):
         with pytest.raises(ValueError, match="activation_bits"):
             PatchScorer.load(weights, device="cpu", precision="int8", activation_bits=bad)
+    with pytest.raises(ValueError, match="activation_bits is for int8"):
+        PatchScorer.load(weights, device="cpu", precision="fp32", activation_bits=7)
     with pytest.raises(ValueError, match="activation_bits"):
         quantize_int8(model, calib, activation_bits=4)
     with pytest.raises(ValueError, match="one per activation variant"):
