@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .device import auto_precision, cpu_supports_int8, int8_activation_bits, resolve_device
-from .models import load_checkpoint
+from .models import CheckpointError, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -252,36 +252,44 @@ class PatchScorer:
         CPU the int8 model when the checkpoint has one beside it (``W.int8.pt``, made by
         ``patchmatch quantize``; shipped for the default weights), else bfloat16 where the CPU
         computes it natively, else float32; bf16 (or fp16) autocast on GPUs.
-        ``precision="int8"`` requires the int8 file. ``activation_bits``: the int8 activation variant
-        (8 or 7, at most what the CPU takes; None: the CPU's, see :mod:`patchmatch.models.quantize`),
-        e.g. 7 for the scores a CPU without AVX512-VNNI gives. ``winograd``, ``backend``, ``tta``:
-        see the class (``backend="onnxruntime"`` makes ``"auto"`` mean fp32).
+        ``precision="int8"`` requires the int8 file; with ``"auto"`` an int8 file that cannot be
+        used (unreadable, made from other weights, no variant this CPU runs) is logged as a warning
+        and a float precision is used. ``activation_bits`` (with ``precision="int8"``): the int8
+        activation variant, 8 or 7 (at most what the CPU takes; None: the CPU's, see
+        :mod:`patchmatch.models.quantize`), e.g. 7 for the scores a CPU without AVX512-VNNI gives.
+        ``winograd``, ``backend``, ``tta``: see the class (``backend="onnxruntime"`` makes ``"auto"``
+        mean fp32).
 
         Raises:
             patchmatch.models.CheckpointError: the file is not a valid checkpoint, or int8 was
-                asked for and its file is missing or made from other weights.
+                asked for and its file is missing, unreadable, made from other weights or without
+                the variant.
             FileNotFoundError: no weights given and none shipped.
             ValueError: a bad precision, backend, test-time augmentation, batch size or device
                 combination (see the class).
         """
-        from .models.quantize import ACTIVATION_BITS, int8_path, load_int8
+        from .models.quantize import check_activation_bits, int8_path, load_int8
 
         if activation_bits is not None:
-            if precision not in ("int8", "auto"):
-                raise ValueError(f"activation_bits is for int8 scoring, not precision={precision!r}.")
-            if activation_bits not in ACTIVATION_BITS or isinstance(activation_bits, bool) or activation_bits > int8_activation_bits():
-                raise ValueError(f"activation_bits must be one of {ACTIVATION_BITS} and at most this CPU's "
-                                 f"{int8_activation_bits()}, got {activation_bits!r}.")  # fmt: skip
+            if precision != "int8":
+                raise ValueError(f"activation_bits is for precision='int8', not {precision!r}.")
+            if check_activation_bits(activation_bits) > int8_activation_bits():
+                raise ValueError(f"activation_bits={activation_bits}: this CPU's int8 kernels take at most "
+                                 f"{int8_activation_bits()} (8 needs AVX512-VNNI or AMX).")  # fmt: skip
         path = shipped_weights_path() if weights is None else Path(weights)
         dev = resolve_device(device)
         if backend == "onnxruntime" and precision == "auto":
             precision = "fp32"
-        if precision == "auto" and dev.type == "cpu" and cpu_supports_int8() and int8_path(path).is_file():
-            precision = "int8"
         model, meta = load_checkpoint(path, map_location="cpu")
-        if precision == "int8":
-            model, qmeta = load_int8(int8_path(path), path, model, activation_bits)
-            meta = {**meta, "int8": qmeta}
+        if precision == "int8" or (precision == "auto" and dev.type == "cpu" and cpu_supports_int8() and int8_path(path).is_file()):
+            try:
+                model, qmeta = load_int8(int8_path(path), path, model, activation_bits)
+            except CheckpointError as e:
+                if precision == "int8":
+                    raise
+                logger.warning("%s Scoring without int8 (precision auto).", e)  # a float precision instead, below
+            else:
+                precision, meta = "int8", {**meta, "int8": qmeta}
         return cls(model, device=dev, batch_size=batch_size, meta={**meta, "path": str(path)}, precision=precision, winograd=winograd, backend=backend,
                    tta=tta)  # fmt: skip
 

@@ -10,8 +10,8 @@ its change there is the reordering of near-equal scores at the threshold.
 
 Usage::
 
-    python pipelines/fpr95_resolution.py [--weights W.pt] [--sets outputs/pairs] [--json out.json]
-        [SET ...]   # default: the validation, graf and test sets of eval_checkpoints.py
+    python pipelines/fpr95_resolution.py [NAME ...] [--weights W.pt] [--sets outputs/pairs] [--json out.json]
+        # NAME: set folders under --sets; default: the validation, graf and test sets built there
 """
 
 from __future__ import annotations
@@ -36,12 +36,22 @@ NOISE = (0.001, 0.01, 0.03)
 def main(argv: list[str] | None = None) -> int:
     root = Path(__file__).resolve().parents[1]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("sets", nargs="*", default=SETS, help="set folder names under --sets")
+    ap.add_argument("names", nargs="*", metavar="NAME",
+                    help=f"set folders under --sets (default, those built of: {' '.join(SETS)})")
     ap.add_argument("--weights", type=Path, default=None, help="checkpoint (default: the shipped weights)")
-    ap.add_argument("--sets", dest="root", type=Path, default=root / "outputs" / "pairs", help="built by pipelines/build_pairs.py")
-    ap.add_argument("--draws", type=int, default=50, help="noise draws per size (default 50)")
+    ap.add_argument("--sets", dest="root", type=Path, default=root / "outputs" / "pairs",
+                    help="folder holding the sets (default outputs/pairs, built by pipelines/build_pairs.py)")
+    ap.add_argument("--draws", type=int, default=50, help="noise draws per size (default 50, at least 2)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    if args.draws < 2:
+        ap.error(f"--draws must be at least 2, got {args.draws}")
+    missing = [n for n in args.names if not (args.root / n).is_dir()]
+    if missing:
+        ap.error(f"not under {args.root}: {', '.join(missing)}")
+    names = args.names or [n for n in SETS if (args.root / n).is_dir()]
+    if not names:
+        ap.error(f"none of {', '.join(SETS)} is under {args.root} (pipelines/build_pairs.py builds them)")
     weights = args.weights or shipped_weights_path()
     scorers = {"fp32": PatchScorer.load(weights, device="cpu", precision="fp32")}
     if int8_path(weights).is_file():
@@ -52,11 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     head = " ".join(f"{f'noise {s:g}':>11}" for s in NOISE)
     print(f"{'set/protocol':<36}{'fp32':>8} {head}  (sd of the FPR95 change, points) | neg. within ±0.001/0.01/0.03 | int8 change")
-    for name in args.sets:
+    for name in names:
         folder = args.root / name
-        if not folder.is_dir():
-            print(f"{folder}: not built, skipped", file=sys.stderr)
-            continue
         for variant, upright in (("oriented", False), ("upright", True)):
             for kind in ("random", "hard"):
                 try:

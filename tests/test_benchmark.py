@@ -57,4 +57,5 @@ def test_bench_times_each_int8_variant_the_cpu_runs(tmp_path):
     assert main(["bench", "--seconds", "0.05", "--pairs", "64", "--batch-size", "32", "--precision", "int8", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert [r["precision"] for r in rows] == [f"int8/{b}-bit" for b in (8, 7) if b <= int8_activation_bits()]
+    assert [r["activation_bits"] for r in rows] == [b for b in (8, 7) if b <= int8_activation_bits()]
     assert all(r["pairs_per_s"] > 0 and r["max_abs_score_diff"] < 1.0 for r in rows)

@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -125,8 +127,14 @@ def test_fpr95_resolution_reports_noise_sensitivity_and_int8(pairset, tmp_path, 
     sets.mkdir()
     (sets / "entry-P10-test").symlink_to(pairset)
     out = tmp_path / "r.json"
-    assert resolution.main(["entry-P10-test", "nope", "--sets", str(sets), "--draws", "3", "--json", str(out)]) == 0
-    assert "nope: not built" in capsys.readouterr().err
+    for argv, says in ((["entry-P10-test", "nope", "--sets", str(sets)], "not under"),
+                       (["entry-P10-test", "--sets", str(sets), "--draws", "1"], "--draws must be at least 2"),
+                       (["--sets", str(tmp_path)], "none of")):  # fmt: skip
+        with pytest.raises(SystemExit) as e:
+            resolution.main([*argv, "--json", str(out)])
+        assert e.value.code == 2 and says in capsys.readouterr().err
+    assert not out.exists()
+    assert resolution.main(["entry-P10-test", "--sets", str(sets), "--draws", "3", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert sorted(rows) == [f"entry-P10-test/{v}/{k}" for v in ("oriented", "upright") for k in ("hard", "random")]
     row = rows["entry-P10-test/oriented/random"]

@@ -78,8 +78,11 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     notes.append("fp32+onnxruntime not timed: onnxruntime not installed (pip install 'patchmatch[onnx]')")
         elif p == "int8":  # each activation variant of the int8 file this CPU runs
-            bits = int8_variants(int8_path(source), source)
-            backends += [(f"int8/{b}-bit", {"precision": "int8", "activation_bits": b}) for b in bits if b <= int8_activation_bits()]
+            bits = [b for b in int8_variants(int8_path(source), source) if b <= int8_activation_bits()]
+            if not bits:
+                raise ValueError(f"{int8_path(source)}: no int8 variant this CPU runs (it takes {int8_activation_bits()}-bit "
+                                 "activations); `patchmatch quantize` writes a 7-bit one too")  # fmt: skip
+            backends += [(f"int8/{b}-bit", {"precision": "int8", "activation_bits": b}) for b in bits]
         else:
             backends.append((p, {"precision": p, "backend": "torch"}))
     if args.compile:
@@ -94,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             # clocks), so each ratio compares two measurements taken within seconds of each other
             gemm = gemm_flops(device, seconds=max(0.2, args.seconds / 2))
             pps, scores = time_scorer(sc, args.pairs, args.seconds)
-            rows.append({"precision": label, "batch_size": bs, "pairs_per_s": pps, "gemm_flops": gemm,
+            rows.append({"precision": label, "activation_bits": sc.activation_bits, "batch_size": bs, "pairs_per_s": pps, "gemm_flops": gemm,
                          "ratio_to_fp32_gemm": pps * flop / gemm, "max_abs_score_diff": float(abs(scores - ref).max())})
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, model {source}")
     gemm = float(np.median([r["gemm_flops"] for r in rows]))

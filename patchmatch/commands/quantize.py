@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("weights", type=Path, help="float32/16 checkpoint (2ch2stream, 2ch, 2chdeep)")
     p.add_argument("--data", type=Path, nargs="+", required=True, help="patch sets for calibration (training sets)")
     p.add_argument("--pairs", type=int, default=4096, help="calibration pairs (default 4096)")
-    p.add_argument("--eval", type=Path, nargs="*", default=[], help="patch sets to measure FPR95 on, fp32 vs int8")
+    p.add_argument("--eval", type=Path, nargs="+", default=[], help="patch sets to measure FPR95 on, fp32 vs int8")
     p.add_argument("--eval-pairs", type=int, default=None, help="at most this many pairs per protocol in --eval")
     p.add_argument("--out", type=Path, default=None, help="output (default: WEIGHTS with .int8.pt)")
     p.add_argument("--activation-bits", type=int, nargs="+", choices=[8, 7], default=[8, 7],
@@ -46,13 +46,15 @@ def run(args: argparse.Namespace) -> int:
     from .evaluate import check_set_folder
 
     out = args.out or int8_path(args.weights)
+    if out.is_dir():
+        raise IsADirectoryError(f"{out}: a folder; --out takes the int8 file's name (e.g. {out / 'W.int8.pt'})")
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
     if args.pairs < 2 or args.pairs % 2:
         raise ValueError(f"--pairs must be even and >= 2, got {args.pairs}")
     if args.eval_pairs is not None and args.eval_pairs < 2:
         raise ValueError(f"--eval-pairs must be >= 2, got {args.eval_pairs}")
-    for s in args.eval or []:
+    for s in list(args.data) + list(args.eval):
         check_set_folder(s)  # before the calibration
     names = [Path(s).name for s in args.eval or []]
     labels = [str(s) if names.count(n) > 1 else n for s, n in zip(args.eval or [], names)]  # unique row labels

@@ -65,6 +65,15 @@ def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
+def unreadable(path: Path, error: Exception, what: str) -> CheckpointError:
+    """The one-line error for a file ``torch.load`` could not read (``what``: "checkpoint", "int8 file")."""
+    if type(error).__name__ in ("UnpicklingError", "KeyError"):  # torch's text advises weights_only=False: never for us
+        return CheckpointError(f"{path}: not a patchmatch {what} (not a torch file of plain tensors).")
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    first = first if len(first) <= 120 else first[:117] + "..."
+    return CheckpointError(f"{path}: not a readable {what} ({type(error).__name__}: {first}).")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Loads a checkpoint written by :func:`save_checkpoint`.
 
@@ -85,10 +94,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             warnings.simplefilter("ignore")  # torch's notices about quantised tensors in int8 files
             payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
-        if type(e).__name__ in ("UnpicklingError", "KeyError"):  # torch's text advises weights_only=False: never for us
-            raise CheckpointError(f"{path}: not a patchmatch checkpoint (not a torch file of plain tensors).") from e
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first}).") from e
+        raise unreadable(path, e, "checkpoint") from e
     if isinstance(payload, dict) and payload.get("format") == "patchmatch-int8":
         raise CheckpointError(f"{path}: an int8 inference model (made by `patchmatch quantize`), not a checkpoint; "
                               "use the float checkpoint it was made from (W.pt beside W.int8.pt)")  # fmt: skip

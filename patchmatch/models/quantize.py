@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import numbers
 import os
 import warnings
 from collections.abc import Sequence
@@ -41,11 +42,11 @@ import torch
 from torch import nn
 
 from ..device import int8_activation_bits
-from .checkpoint import CheckpointError, atomic_save, load_checkpoint
+from .checkpoint import CheckpointError, atomic_save, load_checkpoint, unreadable
 from .registry import model_name
 
 __all__ = ["INT8_FORMAT", "ACTIVATION_BITS", "int8_path", "quantizable_streams", "quantize_int8", "save_int8", "load_int8",
-           "int8_variants", "file_sha256"]  # fmt: skip
+           "int8_variants", "check_activation_bits", "file_sha256"]  # fmt: skip
 
 INT8_FORMAT = "patchmatch-int8"
 INT8_VERSION = 2
@@ -97,6 +98,13 @@ def _stream_inputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]
     return seen
 
 
+def check_activation_bits(bits: Any) -> int:
+    """``bits`` if it names an activation variant (an integer in :data:`ACTIVATION_BITS`), else ValueError."""
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or int(bits) not in ACTIVATION_BITS:
+        raise ValueError(f"activation_bits must be one of {ACTIVATION_BITS}, got {bits!r}")
+    return int(bits)
+
+
 def _activation_observer(bits: int):
     from torch.ao.quantization import HistogramObserver, MinMaxObserver
 
@@ -104,11 +112,9 @@ def _activation_observer(bits: int):
     # min/max 2.7%, histogram 2.5–6.1% (worse on graf and the test scenes); 7 bits min/max 5.8%,
     # histogram 3.7% (better on every set). The histogram observer clips rare large activations,
     # which costs less than coarser steps on 7 bits, more on 8.
-    if bits == 8:
+    if check_activation_bits(bits) == 8:
         return MinMaxObserver.with_args(reduce_range=False)
-    if bits == 7:
-        return HistogramObserver.with_args(reduce_range=True)
-    raise ValueError(f"activation_bits must be one of {ACTIVATION_BITS}, got {bits!r}")
+    return HistogramObserver.with_args(reduce_range=True)
 
 
 def _convert(model: nn.Module, inputs: dict[str, torch.Tensor], bits: int = 8) -> nn.Module:
@@ -200,7 +206,7 @@ def _read_int8(path: str | os.PathLike, weights: str | os.PathLike) -> tuple[dic
             warnings.simplefilter("ignore")  # deprecation notices of quantised tensor storage
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
-        raise CheckpointError(f"{path}: not a readable int8 file ({type(e).__name__}: {e}).") from e
+        raise unreadable(path, e, "int8 file") from e
     if not isinstance(payload, dict) or payload.get("format") != INT8_FORMAT:
         raise CheckpointError(f"{path}: not a patchmatch int8 file (no '{INT8_FORMAT}' header).")
     if payload.get("source_sha256") != file_sha256(weights):
@@ -228,26 +234,34 @@ def load_int8(
     """Loads the int8 model of the float32 checkpoint ``weights`` from ``path``.
 
     ``model``: the checkpoint already loaded by :func:`load_checkpoint` (it is not modified);
-    read from ``weights`` when None. ``activation_bits``: the most this CPU takes
-    (:func:`patchmatch.device.int8_activation_bits` when None); the file's most precise variant
-    within it is loaded.
+    read from ``weights`` when None. ``activation_bits``: the variant to load (8 or 7); None: the
+    file's most precise variant this CPU runs (:func:`patchmatch.device.int8_activation_bits`).
 
     Returns:
         ``(model, meta)``: the model (CPU, eval) with int8 streams and float32 decision layers,
         and the int8 file's metadata with ``"activation_bits"``, the variant loaded.
 
     Raises:
-        CheckpointError: missing or unreadable file, not an int8 file, made from other weights, or
-            without a variant this CPU runs (an 8-bit-only file on a CPU without AVX512-VNNI).
+        CheckpointError: missing or unreadable file, not an int8 file, made from other weights,
+            without the variant asked for, or (``activation_bits=None``) with 8-bit activations
+            only on a CPU without AVX512-VNNI.
+        ValueError: ``activation_bits`` is not None, 8 or 7.
     """
+    asked = None if activation_bits is None else check_activation_bits(activation_bits)
     payload, meta, variants = _read_int8(path, weights)
-    most = int8_activation_bits() if activation_bits is None else activation_bits
-    usable = [b for b in variants if b <= most]
-    if not usable:
-        raise CheckpointError(f"{path}: has int8 activations on {sorted(variants)} bits only, which this CPU's int8 kernels "
-                              f"can overflow (it takes {most}: no AVX512-VNNI); run `patchmatch quantize` again (it "
-                              "writes a 7-bit variant too) or use --precision bf16 / fp32.")  # fmt: skip
-    bits = max(usable)
+    if asked is not None:
+        if asked not in variants:
+            raise CheckpointError(f"{path}: no {asked}-bit activation variant (it has {sorted(variants, reverse=True)}); "
+                                  f"`patchmatch quantize {weights} --data SET` writes both.")  # fmt: skip
+        bits = asked
+    else:
+        most = int8_activation_bits()
+        usable = [b for b in variants if b <= most]
+        if not usable:
+            raise CheckpointError(f"{path}: int8 activations on {sorted(variants)} bits only, which this CPU's int8 kernels can "
+                                  f"overflow (no AVX512-VNNI: it takes {most}); `patchmatch quantize {weights} --data SET` "
+                                  "writes a 7-bit variant too, or score in bf16 / fp32.")  # fmt: skip
+        bits = max(usable)
     if model is None:
         model, _ = load_checkpoint(weights)
     # The quantised graph's structure does not depend on the calibration: build it from any input,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 import numpy as np
@@ -60,7 +61,7 @@ def test_int8_model_agrees_with_float32_and_round_trips(weights, real_pairs, tmp
         assert np.allclose(scorer.score(p0, p1), s8.numpy(), atol=1e-5)  # batches of 128 vs one of 1000
 
 
-def test_int8_errors_name_the_file(weights, real_pairs, tmp_path):
+def test_int8_errors_name_the_file(weights, real_pairs, tmp_path, caplog):
     other = tmp_path / "other.pt"
     shutil.copy(weights, other)
     with pytest.raises(CheckpointError, match="patchmatch quantize"):
@@ -72,9 +73,17 @@ def test_int8_errors_name_the_file(weights, real_pairs, tmp_path):
         f.write(b"\0")
     with pytest.raises(CheckpointError, match="other weights"):
         load_int8(int8_path(other), other)
+    # under precision="auto" an unusable int8 file is a warning and a float precision, not a failure
+    with caplog.at_level(logging.WARNING, logger="patchmatch.scoring"):
+        assert PatchScorer.load(other, device="cpu", precision="auto").precision in ("bf16", "fp32")
+    assert "other weights" in caplog.text and "Scoring without int8" in caplog.text
     int8_path(other).write_bytes(b"junk")
-    with pytest.raises(CheckpointError, match="not a readable int8 file"):
+    with pytest.raises(CheckpointError, match="not a (readable|patchmatch) int8 file"):
         load_int8(int8_path(other), other)
+    int8_path(other).write_bytes(int8_path(weights).read_bytes()[:50_000] if int8_path(weights).is_file() else b"PK\x03\x04")
+    with pytest.raises(CheckpointError) as err:
+        load_int8(int8_path(other), other)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300 + len(str(other))
     with pytest.raises(ValueError, match="not 'siam'"):
         quantize_int8(build_model("siam"), real_pairs[:8])
     with pytest.raises(ValueError, match="calibration"):
@@ -97,14 +106,25 @@ def test_activation_variants_one_file_the_cpus_choice(weights, real_pairs, tmp_p
         with torch.inference_mode():
             assert torch.equal(loaded(test), expected)
     assert load_int8(path, weights)[1]["activation_bits"] == int8_activation_bits()
-    # an 8-bit-only file on a CPU without AVX512-VNNI: refused, naming the file and the way out
+    # a variant the file lacks: refused, naming the file and the way out
     only8 = save_int8(tmp_path / "only8.int8.pt", q8, weights)
-    with pytest.raises(CheckpointError, match="only8.int8.pt.*VNNI.*patchmatch quantize"):
+    with pytest.raises(CheckpointError, match="only8.int8.pt: no 7-bit activation variant.*patchmatch quantize"):
         load_int8(only8, weights, activation_bits=7)
+    for bad in (9, 0, True, "8", 8.0):
+        with pytest.raises(ValueError, match="activation_bits"):
+            load_int8(path, weights, activation_bits=bad)
     # the scorer takes the CPU's variant and says which
     shutil.copy(path, int8_path(weights))
     monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: False)
     assert int8_activation_bits() == 7
+    # without VNNI an 8-bit-only file is refused by name, and "auto" scores in a float precision instead
+    with pytest.raises(CheckpointError, match="only8.int8.pt: int8 activations on \\[8\\] bits only.*no AVX512-VNNI"):
+        load_int8(only8, weights)
+    lone = tmp_path / "lone" / "net.pt"
+    lone.parent.mkdir()
+    shutil.copy(weights, lone)
+    shutil.copy(only8, int8_path(lone))
+    assert PatchScorer.load(lone, device="cpu").precision in ("bf16", "fp32")
     scorer = PatchScorer.load(weights, device="cpu", precision="int8")
     assert scorer.activation_bits == 7 and "7-bit activations" in describe_scorer(scorer)
     assert np.allclose(scorer.score(test[:, 0].byte().numpy(), test[:, 1].byte().numpy()), s7.numpy(), atol=1e-5)
@@ -112,11 +132,12 @@ def test_activation_variants_one_file_the_cpus_choice(weights, real_pairs, tmp_p
     monkeypatch.undo()
     assert int8_variants(int8_path(weights), weights) == (8, 7) and int8_variants(only8, weights) == (8,)
     assert PatchScorer.load(weights, device="cpu", precision="int8", activation_bits=7).activation_bits == 7
-    for bad in (9, True, "8", 8 if int8_activation_bits() == 7 else 6):
+    for bad in (9, True, "8", 8.0, 8 if int8_activation_bits() == 7 else 6):
         with pytest.raises(ValueError, match="activation_bits"):
             PatchScorer.load(weights, device="cpu", precision="int8", activation_bits=bad)
-    with pytest.raises(ValueError, match="activation_bits is for int8"):
-        PatchScorer.load(weights, device="cpu", precision="fp32", activation_bits=7)
+    for precision in ("fp32", "auto"):
+        with pytest.raises(ValueError, match="activation_bits is for precision='int8'"):
+            PatchScorer.load(weights, device="cpu", precision=precision, activation_bits=7)
     with pytest.raises(ValueError, match="activation_bits"):
         quantize_int8(model, calib, activation_bits=4)
     with pytest.raises(ValueError, match="one per activation variant"):
@@ -132,8 +153,10 @@ def test_version1_int8_files_still_load(weights, real_pairs, tmp_path):
                 "streams": ["central", "surround"], "state_dict": {k: v for k, v in q7.state_dict().items()
                                                                   if k.split(".")[0] in ("central", "surround")},
                 "meta": {"calibration": {"activation_bits": 7}}}, path)  # fmt: skip
-    loaded, meta = load_int8(path, weights, activation_bits=8)
+    loaded, meta = load_int8(path, weights)
     assert meta["activation_bits"] == 7
+    with pytest.raises(CheckpointError, match="no 8-bit activation variant"):
+        load_int8(path, weights, activation_bits=8)
     with torch.inference_mode():
         assert torch.equal(loaded(real_pairs[256:].float()), q7(real_pairs[256:].float()))
 

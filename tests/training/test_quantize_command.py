@@ -36,7 +36,7 @@ def test_quantize_command(pairset, tmp_path, capsys):
     assert main(["-q", "quantize", str(weights), "--data", str(pairset), "--pairs", "3", "--overwrite"]) == 2
     # one variant only: a 7-bit file loads on any CPU
     assert main(args + ["--activation-bits", "7", "--out", str(tmp_path / "seven.int8.pt")]) == 0
-    _, seven = load_int8(tmp_path / "seven.int8.pt", weights, activation_bits=8)
+    _, seven = load_int8(tmp_path / "seven.int8.pt", weights)
     assert seven["calibration"]["activation_bits"] == [7] and seven["activation_bits"] == 7
     assert set(seven["fpr95"]["entry3/oriented/random"]["int8"]) == {"7"}
     capsys.readouterr()
@@ -44,6 +44,10 @@ def test_quantize_command(pairset, tmp_path, capsys):
     bad = ["-q", "quantize", str(weights), "--data", str(pairset), "--pairs", "256", "--out", str(tmp_path / "bad.int8.pt")]
     assert main(bad + ["--eval", str(tmp_path / "nope")]) == 2 and "nope" in capsys.readouterr().err
     assert main(bad + ["--eval", str(pairset), "--eval-pairs", "1"]) == 2 and "--eval-pairs" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # --eval without a set (argparse)
+        main(bad + ["--eval"])
+    assert main(bad[:3] + ["--data", str(tmp_path)] + bad[5:]) == 2 and "neither a patch set" in capsys.readouterr().err
+    assert main(bad[:-1] + [str(tmp_path), "--overwrite"]) == 2 and "a folder; --out takes" in capsys.readouterr().err
     assert not (tmp_path / "bad.int8.pt").exists()
     # two sets of one name are told apart by their paths
     twin = tmp_path / "twin" / pairset.name
