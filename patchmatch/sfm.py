@@ -51,6 +51,7 @@ from .evaluation.pose import evaluate_poses
 from .features import Features, detect
 from .images import ImageReadError, image_size, list_images, read_gray
 from .matching import MatchConfig, match_features, needs_network, plan_pairs
+from .models.quantize import check_activation_bits
 from .pairs import make_pairs, parse_strategy, read_pairs_strategy_file
 from .patches import extract_patches
 from .scoring import BACKENDS, PRECISIONS, TTA, PatchScorer, describe_scorer
@@ -84,6 +85,8 @@ class SfmConfig:
         backend: ``"auto"``, ``"torch"`` or ``"onnxruntime"`` (see :class:`~patchmatch.scoring.PatchScorer`).
         tta: test-time augmentation of the network's scores, ``"none"``, ``"swap"``, ``"rot90"`` or
             ``"dihedral"`` (see :class:`~patchmatch.scoring.PatchScorer`; multiplies the network time by 1, 2, 4, 8).
+        activation_bits: with ``precision="int8"``, the int8 file's activation variant, 8 or 7
+            (None: the CPU's; see :mod:`patchmatch.models.quantize`).
         match: candidate search and match decision (:class:`MatchConfig`).
         pairs: image pairs to match: ``"exhaustive"``, ``"sequential:N"``, ``"retrieval:N"``
             or ``"file:PATH"`` (see :mod:`patchmatch.pairs`).
@@ -103,6 +106,7 @@ class SfmConfig:
     precision: str = "auto"
     backend: str = "auto"
     tta: str = "none"
+    activation_bits: int | None = None
     match: MatchConfig = field(default_factory=MatchConfig)
     pairs: str = "exhaustive"
     verification: colmap.VerificationConfig = field(default_factory=colmap.VerificationConfig)
@@ -123,6 +127,10 @@ class SfmConfig:
                              f"got {self.precision!r} and {self.backend!r}")  # fmt: skip
         if self.tta not in TTA:
             raise ValueError(f"SfmConfig.tta must be one of {tuple(TTA)}, got {self.tta!r}")
+        if self.activation_bits is not None:
+            check_activation_bits(self.activation_bits)
+            if self.precision != "int8":
+                raise ValueError(f"SfmConfig.activation_bits is for precision 'int8', not {self.precision!r}")
         if self.patch_cache_mb < 0 or self.num_viz_pairs < 0:
             raise ValueError("SfmConfig.patch_cache_mb and num_viz_pairs must be >= 0")
         parse_strategy(self.pairs)
@@ -519,10 +527,11 @@ def run_sfm(
             raise ValueError(f"{ground_truth} describes none of the images under {image_dir} (wrong scene?)")
     if scorer is None:
         scorer = PatchScorer.load(weights, device=config.device, batch_size=config.batch_size, precision=config.precision,
-                                  backend=config.backend, tta=config.tta)  # fmt: skip
+                                  backend=config.backend, tta=config.tta, activation_bits=config.activation_bits)  # fmt: skip
     else:  # a scorer passed in decides; the report's config records what ran
-        ran = {"precision": scorer.precision, "backend": scorer.backend, "tta": getattr(scorer, "tta", "none")}
-        ignored = {k: v for k, v in ran.items() if getattr(config, k) not in (v, "auto", "none")}
+        ran = {"precision": scorer.precision, "backend": scorer.backend, "tta": getattr(scorer, "tta", "none"),
+               "activation_bits": getattr(scorer, "activation_bits", None)}  # fmt: skip
+        ignored = {k: v for k, v in ran.items() if getattr(config, k) not in (v, "auto", "none", None)}
         if ignored:
             logger.warning("SfmConfig %s ignored: the scorer passed in runs %s", {k: getattr(config, k) for k in ignored}, ignored)
         config = dataclasses.replace(config, **ran)

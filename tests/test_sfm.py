@@ -228,6 +228,11 @@ def test_config_validation():
         SfmConfig(backend="tensorrt")
     with pytest.raises(ValueError, match="tta"):
         SfmConfig(tta="rot45")
+    with pytest.raises(ValueError, match="activation_bits is for precision 'int8'"):
+        SfmConfig(activation_bits=7)
+    with pytest.raises(ValueError, match="activation_bits must be one of"):
+        SfmConfig(precision="int8", activation_bits=6)
+    assert SfmConfig(precision="int8", activation_bits=7).activation_bits == 7
 
 
 def test_featureless_images_give_an_empty_report(tmp_path, caplog):

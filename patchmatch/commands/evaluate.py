@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def load_scorers(weights: list[Path] | None, device: str | None = None, precision: str = "auto", batch_size: int | None = None,
-                 backend: str = "auto", tta: str = "none") -> dict:  # fmt: skip
+                 backend: str = "auto", tta: str = "none", activation_bits: int | None = None) -> dict:  # fmt: skip
     """name → :class:`PatchScorer` of each checkpoint (default: the shipped weights, if present).
 
     Names are the checkpoint stems, made unique with their folder when two stems agree, with " tta=T" appended under
@@ -54,7 +54,8 @@ def load_scorers(weights: list[Path] | None, device: str | None = None, precisio
     stems = [Path(w).stem for w in paths]
     names = [f"{Path(w).parent.name}/{s}" if stems.count(s) > 1 else s for w, s in zip(paths, stems)]
     names = [n if tta == "none" else f"{n} tta={tta}" for n in names]  # the table, ROC and JSON say how it scored
-    return {n: PatchScorer.load(w, device=device, batch_size=batch_size, precision=precision, backend=backend, tta=tta)
+    return {n: PatchScorer.load(w, device=device, batch_size=batch_size, precision=precision, backend=backend, tta=tta,
+                                activation_bits=activation_bits)
             for n, w in zip(names, paths)}  # fmt: skip
 
 
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-pairs must be >= 2, got {args.max_pairs}")
     files = args.pairs or ([DEFAULT_PAIRS] if args.command == "brown-eval" else None)
     check_set_folder(root)  # before the networks load
-    scorers = load_scorers(args.weights, args.device, args.precision, args.batch_size, args.backend, args.tta)
+    scorers = load_scorers(args.weights, args.device, args.precision, args.batch_size, args.backend, args.tta, args.activation_bits)
     for name, sc in scorers.items():
         print(f"network {name}: {describe_scorer(sc)}")
         cut_at = mismatched_magnification(root, sc.magnification)

@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         backend=args.backend,
         tta=args.tta,
+        activation_bits=args.activation_bits,
         pairs=pairs_spec(args.pairs),
         single_camera=args.single_camera,
         match=match_config_from_args(args),

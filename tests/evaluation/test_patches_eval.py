@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from tests.conftest import shared_path
@@ -63,6 +64,12 @@ def test_evaluate_patches_command(tmp_path, capsys):
     assert set(summary["mini/m50_600_600_0.txt"]["methods"]) == {"net tta=swap"}
     networks = json.loads((tmp_path / "ev2" / "networks.json").read_text())
     assert networks["net tta=swap"]["tta"] == "swap" and networks["net tta=swap"]["precision"] == "fp32"
+    if "x86" in torch.backends.quantized.supported_engines:  # the shipped weights' int8 file, its 7-bit variant
+        assert main(["evaluate-patches", str(tmp_path / "mini"), "--out", str(tmp_path / "ev3"), "--no-baselines",
+                     "--precision", "int8", "--activation-bits", "7"]) == 0  # fmt: skip
+        assert "int8 (7-bit activations)" in capsys.readouterr().out
+        networks = json.loads((tmp_path / "ev3" / "networks.json").read_text())
+        assert [n["activation_bits"] for n in networks.values()] == [7]
     (tmp_path / "set" / "liberty").mkdir(parents=True)
     assert main(["brown-eval", str(tmp_path / "set"), "--name", "liberty"]) == 2  # no files: clear error
     assert "liberty" in capsys.readouterr().err
