@@ -287,7 +287,7 @@ class PatchScorer:
             except CheckpointError as e:
                 if precision == "int8":
                     raise
-                logger.warning("%s Scoring without int8 (precision auto).", e)  # a float precision instead, below
+                logger.warning("%s Scoring in %s instead (precision auto).", e, auto_precision(dev))
             else:
                 precision, meta = "int8", {**meta, "int8": qmeta}
         return cls(model, device=dev, batch_size=batch_size, meta={**meta, "path": str(path)}, precision=precision, winograd=winograd, backend=backend,

@@ -130,7 +130,8 @@ class SfmConfig:
         if self.activation_bits is not None:
             check_activation_bits(self.activation_bits)
             if self.precision != "int8":
-                raise ValueError(f"SfmConfig.activation_bits is for precision 'int8', not {self.precision!r}")
+                raise ValueError(f"SfmConfig.activation_bits (--activation-bits) is for precision 'int8' (--precision int8), "
+                                 f"not {self.precision!r}")  # fmt: skip
         if self.patch_cache_mb < 0 or self.num_viz_pairs < 0:
             raise ValueError("SfmConfig.patch_cache_mb and num_viz_pairs must be >= 0")
         parse_strategy(self.pairs)
@@ -152,15 +153,16 @@ def weights_fingerprint(scorer: PatchScorer) -> str:
     return digest.hexdigest()[:16]
 
 
-def _identity(image_dir: Path, config: SfmConfig, scorer_hash: str, precision: str = "fp32") -> dict:
-    """What stored features and matches depend on (run.json)."""
+def _identity(image_dir: Path, config: SfmConfig, scorer_hash: str, precision: str = "fp32", activation_bits: int | None = None) -> dict:
+    """What stored features and matches depend on (run.json). ``scorer_hash`` covers an int8
+    model's quantisation too; ``activation_bits`` names its variant in a refusal."""
     return {
         "format": RUN_FORMAT,
         "image_dir": str(image_dir.resolve()),
         "features": {"detector": "opencv-sift", "max_keypoints": config.max_keypoints,
                      "max_image_size": config.max_image_size},
         "matching": {"match": dataclasses.asdict(config.match), "weights_sha256": scorer_hash,
-                     "precision": precision, "tta": config.tta},
+                     "precision": precision, "activation_bits": activation_bits, "tta": config.tta},
     }  # fmt: skip
 
 
@@ -235,6 +237,7 @@ def _prepare_output(out_dir: Path, identity: dict, overwrite: bool) -> bool:
             previous = None
         if isinstance(previous, dict) and isinstance(previous.get("matching"), dict):
             previous["matching"].setdefault("tta", "none")  # runs made before test-time augmentation existed
+            previous["matching"].setdefault("activation_bits", None)  # ... or int8 activation variants
         if previous != _plain(identity, keep=True):
             diff = _diff(previous, identity)
             hint = ""
@@ -535,7 +538,7 @@ def run_sfm(
         if ignored:
             logger.warning("SfmConfig %s ignored: the scorer passed in runs %s", {k: getattr(config, k) for k in ignored}, ignored)
         config = dataclasses.replace(config, **ran)
-    identity = _identity(image_dir, config, weights_fingerprint(scorer), scorer.precision)
+    identity = _identity(image_dir, config, weights_fingerprint(scorer), scorer.precision, getattr(scorer, "activation_bits", None))
     resumed = _prepare_output(out_dir, identity, overwrite)
     logger.info("network: %s", describe_scorer(scorer))
     features_path, matches_path = out_dir / "features.h5", out_dir / "matches.h5"

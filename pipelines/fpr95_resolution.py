@@ -23,8 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from patchmatch.commands.evaluate import check_set_folder
 from patchmatch.device import int8_activation_bits
 from patchmatch.evaluation.fpr95 import fpr95, fpr95_sensitivity
+from patchmatch.models import CheckpointError
 from patchmatch.models.quantize import int8_path, int8_variants
 from patchmatch.scoring import PatchScorer, shipped_weights_path
 from patchmatch.training.data import load_eval_pairs
@@ -46,18 +48,25 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.draws < 2:
         ap.error(f"--draws must be at least 2, got {args.draws}")
+    if not args.root.is_dir():
+        ap.error(f"--sets {args.root}: no such folder")
     missing = [n for n in args.names if not (args.root / n).is_dir()]
     if missing:
         ap.error(f"not under {args.root}: {', '.join(missing)}")
     names = args.names or [n for n in SETS if (args.root / n).is_dir()]
     if not names:
         ap.error(f"none of {', '.join(SETS)} is under {args.root} (pipelines/build_pairs.py builds them)")
-    weights = args.weights or shipped_weights_path()
-    scorers = {"fp32": PatchScorer.load(weights, device="cpu", precision="fp32")}
-    if int8_path(weights).is_file():
-        for bits in int8_variants(int8_path(weights), weights):
-            if bits <= int8_activation_bits():
-                scorers[f"int8/{bits}"] = PatchScorer.load(weights, device="cpu", precision="int8", activation_bits=bits)
+    try:
+        for n in names:
+            check_set_folder(args.root / n)
+        weights = args.weights or shipped_weights_path()
+        scorers = {"fp32": PatchScorer.load(weights, device="cpu", precision="fp32")}
+        if int8_path(weights).is_file():
+            for bits in int8_variants(int8_path(weights), weights):
+                if bits <= int8_activation_bits():
+                    scorers[f"int8/{bits}"] = PatchScorer.load(weights, device="cpu", precision="int8", activation_bits=bits)
+    except (CheckpointError, FileNotFoundError) as e:
+        ap.error(str(e))
     rng = np.random.default_rng(0)
     rows = {}
     head = " ".join(f"{f'noise {s:g}':>11}" for s in NOISE)

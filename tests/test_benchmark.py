@@ -50,7 +50,7 @@ def test_bench_command_writes_json(tmp_path, capsys):
 
 
 @pytest.mark.skipif("x86" not in torch.backends.quantized.supported_engines, reason="no x86 int8 engine")
-def test_bench_times_each_int8_variant_the_cpu_runs(tmp_path):
+def test_bench_times_each_int8_variant_the_cpu_runs(tmp_path, capsys):
     from patchmatch.device import int8_activation_bits
 
     out = tmp_path / "b.json"
@@ -59,3 +59,16 @@ def test_bench_times_each_int8_variant_the_cpu_runs(tmp_path):
     assert [r["precision"] for r in rows] == [f"int8/{b}-bit" for b in (8, 7) if b <= int8_activation_bits()]
     assert [r["activation_bits"] for r in rows] == [b for b in (8, 7) if b <= int8_activation_bits()]
     assert all(r["pairs_per_s"] > 0 and r["max_abs_score_diff"] < 1.0 for r in rows)
+    # a corrupt int8 file: the default precisions time the others and say why int8 is not timed; asked for, an error
+    import shutil
+
+    from patchmatch.scoring import shipped_weights_path
+
+    weights = tmp_path / "w.pt"
+    shutil.copy(shipped_weights_path(), weights)
+    (tmp_path / "w.int8.pt").write_bytes(b"junk")
+    base = ["bench", "--weights", str(weights), "--seconds", "0.05", "--pairs", "64", "--batch-size", "32", "--json", str(out)]
+    assert main(base) == 0
+    assert not [r for r in json.loads(out.read_text())["rows"] if r["precision"].startswith("int8")]
+    assert "int8 not timed" in capsys.readouterr().out
+    assert main(base + ["--precision", "int8"]) == 2 and "w.int8.pt" in capsys.readouterr().err

@@ -73,7 +73,7 @@ def test_network_options_refuse_bad_combinations_before_any_work(tmp_path, capsy
     assert main(["sfm", str(images), str(out), "--precision", "fp16"]) == 2  # no GPU needed to refuse it on the CPU
     assert not out.exists()
     assert main(["sfm", str(images), str(out), "--activation-bits", "7"]) == 2  # an int8 option without int8
-    assert "activation_bits is for precision 'int8'" in capsys.readouterr().err and not out.exists()
+    assert "(--activation-bits) is for precision 'int8' (--precision int8)" in capsys.readouterr().err and not out.exists()
 
 
 def test_interrupt_during_imports_is_reported_as_an_interrupt(monkeypatch, capsys):

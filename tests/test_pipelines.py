@@ -129,7 +129,9 @@ def test_fpr95_resolution_reports_noise_sensitivity_and_int8(pairset, tmp_path, 
     out = tmp_path / "r.json"
     for argv, says in ((["entry-P10-test", "nope", "--sets", str(sets)], "not under"),
                        (["entry-P10-test", "--sets", str(sets), "--draws", "1"], "--draws must be at least 2"),
-                       (["--sets", str(tmp_path)], "none of")):  # fmt: skip
+                       (["--sets", str(tmp_path)], "none of"),
+                       (["--sets", str(tmp_path / "nowhere")], "no such folder"),
+                       (["sets", "--sets", str(tmp_path)], "neither a patch set")):  # fmt: skip
         with pytest.raises(SystemExit) as e:
             resolution.main([*argv, "--json", str(out)])
         assert e.value.code == 2 and says in capsys.readouterr().err

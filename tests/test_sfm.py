@@ -172,9 +172,12 @@ def test_refuses_to_overwrite_another_run(tmp_path):
         run_sfm(images, out, small, scorer=_scorer(seed=1))
     with pytest.raises(FileExistsError, match="matching.tta: 'none' -> 'swap'"):  # other scores: test-time augmentation
         run_sfm(images, out, small, scorer=PatchScorer(_scorer().model, device="cpu", tta="swap"))
+    if "x86" in torch.backends.quantized.supported_engines:  # an int8 variant is named in the refusal
+        with pytest.raises(FileExistsError, match="matching.activation_bits: None -> 7"):
+            run_sfm(images, out, small, scorer=PatchScorer.load(precision="int8", activation_bits=7))
     run = json.loads((out / "run.json").read_text())
-    assert run["matching"]["tta"] == "none"
-    del run["matching"]["tta"]  # a run made before test-time augmentation existed resumes
+    assert run["matching"]["tta"] == "none" and run["matching"]["activation_bits"] is None
+    del run["matching"]["tta"], run["matching"]["activation_bits"]  # a run made before these existed resumes
     (out / "run.json").write_text(json.dumps(run))
     again = run_sfm(images, out, dataclasses.replace(small, tta="dihedral"), scorer=_scorer())  # the scorer decides
     assert again["resumed"] is True and again["pairs_matched"] == 0
@@ -228,7 +231,7 @@ def test_config_validation():
         SfmConfig(backend="tensorrt")
     with pytest.raises(ValueError, match="tta"):
         SfmConfig(tta="rot45")
-    with pytest.raises(ValueError, match="activation_bits is for precision 'int8'"):
+    with pytest.raises(ValueError, match=r"activation_bits \(--activation-bits\) is for precision 'int8' \(--precision int8\)"):
         SfmConfig(activation_bits=7)
     with pytest.raises(ValueError, match="activation_bits must be one of"):
         SfmConfig(precision="int8", activation_bits=6)

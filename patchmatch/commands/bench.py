@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise NotADirectoryError(f"--json {args.json}: {parent} is a file, not a folder")
     device = resolve_device(args.device)
     from ..device import int8_activation_bits
+    from ..models import CheckpointError
     from ..models.quantize import int8_path, int8_variants
 
     try:
@@ -78,10 +79,16 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     notes.append("fp32+onnxruntime not timed: onnxruntime not installed (pip install 'patchmatch[onnx]')")
         elif p == "int8":  # each activation variant of the int8 file this CPU runs
-            bits = [b for b in int8_variants(int8_path(source), source) if b <= int8_activation_bits()]
-            if not bits:
-                raise ValueError(f"{int8_path(source)}: no int8 variant this CPU runs (it takes {int8_activation_bits()}-bit "
-                                 "activations); `patchmatch quantize` writes a 7-bit one too")  # fmt: skip
+            try:
+                bits = [b for b in int8_variants(int8_path(source), source) if b <= int8_activation_bits()]
+                if not bits:
+                    raise CheckpointError(f"{int8_path(source)}: no int8 variant this CPU runs (it takes {int8_activation_bits()}-bit "
+                                          f"activations); `patchmatch quantize {source} --data SET` writes a 7-bit one too")  # fmt: skip
+            except CheckpointError as e:
+                if args.precision:  # asked for
+                    raise
+                notes.append(f"int8 not timed: {e}")
+                bits = []
             backends += [(f"int8/{b}-bit", {"precision": "int8", "activation_bits": b}) for b in bits]
         else:
             backends.append((p, {"precision": p, "backend": "torch"}))

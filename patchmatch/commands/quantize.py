@@ -46,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
     from .evaluate import check_set_folder
 
     out = args.out or int8_path(args.weights)
+    if out.resolve() == args.weights.resolve():
+        raise ValueError(f"{out}: --out is the float checkpoint itself; the int8 file goes beside it (default {int8_path(args.weights)})")
     if out.is_dir():
-        raise IsADirectoryError(f"{out}: a folder; --out takes the int8 file's name (e.g. {out / 'W.int8.pt'})")
+        raise IsADirectoryError(f"{out}: a folder; --out takes the int8 file's name (e.g. {out / int8_path(args.weights).name})")
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it.")
     if args.pairs < 2 or args.pairs % 2:

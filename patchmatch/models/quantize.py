@@ -210,7 +210,7 @@ def _read_int8(path: str | os.PathLike, weights: str | os.PathLike) -> tuple[dic
     if not isinstance(payload, dict) or payload.get("format") != INT8_FORMAT:
         raise CheckpointError(f"{path}: not a patchmatch int8 file (no '{INT8_FORMAT}' header).")
     if payload.get("source_sha256") != file_sha256(weights):
-        raise CheckpointError(f"{path}: made from other weights than {weights}; run `patchmatch quantize` again.")
+        raise CheckpointError(f"{path}: made from other weights than {weights}; run `patchmatch quantize {weights} --data SET` again.")
     meta = dict(payload.get("meta") or {})
     if "variants" in payload:
         variants = {int(b): state for b, state in payload["variants"].items()}
@@ -249,6 +249,8 @@ def load_int8(
     """
     asked = None if activation_bits is None else check_activation_bits(activation_bits)
     payload, meta, variants = _read_int8(path, weights)
+    if not variants:
+        raise CheckpointError(f"{path}: holds no int8 variant; run `patchmatch quantize {weights} --data SET` again.")
     if asked is not None:
         if asked not in variants:
             raise CheckpointError(f"{path}: no {asked}-bit activation variant (it has {sorted(variants, reverse=True)}); "
@@ -267,10 +269,15 @@ def load_int8(
     # The quantised graph's structure does not depend on the calibration: build it from any input,
     # then load the stored scales, zero points and int8 weights.
     skeleton = _convert(model, _stream_inputs(model, torch.full((2, 2, 64, 64), 128.0)), 8)
+    state = variants[bits]
+    missing = [k for k in skeleton.state_dict() if k.split(".")[0] in quantizable_streams(skeleton) and k not in state]
+    if missing:  # the skeleton's placeholder scales would score silently wrong
+        raise CheckpointError(f"{path}: the {bits}-bit variant lacks {len(missing)} entries (e.g. {missing[0]!r}); run "
+                              f"`patchmatch quantize {weights} --data SET` again.")  # fmt: skip
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            skeleton.load_state_dict({**skeleton.state_dict(), **variants[bits]}, strict=True)
+            skeleton.load_state_dict({**skeleton.state_dict(), **state}, strict=True)
     except (RuntimeError, KeyError) as e:
         raise CheckpointError(f"{path}: int8 state does not fit {payload.get('model')!r}: {e}") from e
     skeleton.activation_bits = bits

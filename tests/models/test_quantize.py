@@ -76,7 +76,7 @@ def test_int8_errors_name_the_file(weights, real_pairs, tmp_path, caplog):
     # under precision="auto" an unusable int8 file is a warning and a float precision, not a failure
     with caplog.at_level(logging.WARNING, logger="patchmatch.scoring"):
         assert PatchScorer.load(other, device="cpu", precision="auto").precision in ("bf16", "fp32")
-    assert "other weights" in caplog.text and "Scoring without int8" in caplog.text
+    assert "other weights" in caplog.text and "instead (precision auto)" in caplog.text
     int8_path(other).write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="not a (readable|patchmatch) int8 file"):
         load_int8(int8_path(other), other)
@@ -142,6 +142,12 @@ def test_activation_variants_one_file_the_cpus_choice(weights, real_pairs, tmp_p
         quantize_int8(model, calib, activation_bits=4)
     with pytest.raises(ValueError, match="one per activation variant"):
         save_int8(tmp_path / "two.int8.pt", [q8, q8], weights)
+    # a file whose variant lacks entries would score with placeholder scales: refused
+    payload = torch.load(path, weights_only=True)
+    for variants, says in (({}, "holds no int8 variant"), ({"8": {}}, "the 8-bit variant lacks")):
+        torch.save({**payload, "variants": variants}, tmp_path / "hollow.int8.pt")
+        with pytest.raises(CheckpointError, match=f"hollow.int8.pt: {says}"):
+            load_int8(tmp_path / "hollow.int8.pt", weights, activation_bits=8 if variants else None)
 
 
 def test_version1_int8_files_still_load(weights, real_pairs, tmp_path):

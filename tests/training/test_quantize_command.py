@@ -48,6 +48,9 @@ def test_quantize_command(pairset, tmp_path, capsys):
         main(bad + ["--eval"])
     assert main(bad[:3] + ["--data", str(tmp_path)] + bad[5:]) == 2 and "neither a patch set" in capsys.readouterr().err
     assert main(bad[:-1] + [str(tmp_path), "--overwrite"]) == 2 and "a folder; --out takes" in capsys.readouterr().err
+    before = weights.read_bytes()
+    assert main(bad[:-1] + [str(weights), "--overwrite"]) == 2 and "is the float checkpoint itself" in capsys.readouterr().err
+    assert weights.read_bytes() == before
     assert not (tmp_path / "bad.int8.pt").exists()
     # two sets of one name are told apart by their paths
     twin = tmp_path / "twin" / pairset.name
