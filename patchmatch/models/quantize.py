@@ -161,7 +161,7 @@ def quantize_int8(model: nn.Module, calibration: torch.Tensor, activation_bits: 
     if calibration.ndim != 4 or calibration.shape[1:] != (2, 64, 64) or len(calibration) < 2:
         raise ValueError(f"calibration must be (B >= 2, 2, 64, 64), got {tuple(calibration.shape)}")
     quantizable_streams(model)
-    _activation_observer(activation_bits)
+    check_activation_bits(activation_bits)
     fp32 = copy.deepcopy(model).cpu().float().eval()
     return _convert(fp32, _stream_inputs(fp32, calibration.float().cpu()), activation_bits)
 
