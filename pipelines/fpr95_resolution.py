@@ -4,7 +4,8 @@ For each set and protocol (oriented and upright, random and hard negatives) the 
 weights are perturbed by independent Gaussian noise of a few sizes (score units; the scores' standard
 deviation is about 1) and the standard deviation of the resulting FPR95 changes is printed, with the
 fraction of negatives within that size of the FPR95 threshold (``fpr95_sensitivity``) and the change
-each int8 variant of the weights' int8 file makes. Where noise far smaller than int8's error already
+each int8 variant of the weights' int8 file makes, and the change from rounding the float32 scores to
+float16 alone. Where noise far smaller than int8's error already
 moves FPR95 by more than a target, no int8 model can be shown to meet that target on that protocol:
 its change there is the reordering of near-equal scores at the threshold.
 
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     rows = {}
     head = " ".join(f"{f'noise {s:g}':>11}" for s in NOISE)
-    print(f"{'set/protocol':<36}{'fp32':>8} {head}  (sd of the FPR95 change, points) | neg. within ±0.001/0.01/0.03 | int8 change")
+    print(f"{'set/protocol':<36}{'fp32':>8} {head}  (sd of the FPR95 change, points) | neg. within ±0.001/0.01/0.03 "
+          "| fp32 scores rounded to float16 | int8 change")  # fmt: skip
     for name in names:
         folder = args.root / name
         for variant, upright in (("oriented", False), ("upright", True)):
@@ -87,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                        "noise_sd": {str(s): float(np.std([fpr95(s32 + rng.normal(0, s, len(s32)), labels) - base
                                                           for _ in range(args.draws)])) for s in NOISE},
                        "sensitivity": {str(s): fpr95_sensitivity(s32, labels, s) for s in NOISE},
+                       "float16_rounding_change": fpr95(s32.astype(np.float16), labels) - base,
                        "int8_change": {k: fpr95(v, labels) - base for k, v in scores.items() if k != "fp32"},
                        "int8_score_rms": {k: float(np.sqrt(np.mean((v - s32) ** 2))) for k, v in scores.items() if k != "fp32"}}  # fmt: skip
                 label = f"{name}/{variant}/{kind}"
@@ -94,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                 sd = " ".join(f"{100 * row['noise_sd'][str(s)]:>11.2f}" for s in NOISE)
                 sens = "/".join(f"{100 * row['sensitivity'][str(s)]:.1f}" for s in NOISE)
                 q = " ".join(f"{k} {100 * v:+.2f} (rms {row['int8_score_rms'][k]:.3f})" for k, v in row["int8_change"].items())
-                print(f"{label:<36}{100 * base:>7.2f}% {sd}  | {sens:>24} % | {q}", flush=True)
+                print(f"{label:<36}{100 * base:>7.2f}% {sd}  | {sens:>24} % | {100 * row['float16_rounding_change']:+.2f} | {q}",
+                      flush=True)  # fmt: skip
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"weights": str(weights), "draws": args.draws, "rows": rows}, indent=1))

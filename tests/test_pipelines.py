@@ -141,6 +141,7 @@ def test_fpr95_resolution_reports_noise_sensitivity_and_int8(pairset, tmp_path, 
     assert sorted(rows) == [f"entry-P10-test/{v}/{k}" for v in ("oriented", "upright") for k in ("hard", "random")]
     row = rows["entry-P10-test/oriented/random"]
     sens = [row["sensitivity"][w] for w in ("0.001", "0.01", "0.03")]
+    assert -1 <= row["float16_rounding_change"] <= 1
     assert sens == sorted(sens) and all(v >= 0 for v in row["noise_sd"].values())
     assert sorted(row["int8_change"]) == sorted(f"int8/{b}" for b in (8, 7) if b <= int8_activation_bits())
     patches, pairs, labels = load_eval_pairs(pairset, "random")
