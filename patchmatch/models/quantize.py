@@ -166,6 +166,12 @@ def quantize_int8(model: nn.Module, calibration: torch.Tensor, activation_bits: 
     return _convert(fp32, _stream_inputs(fp32, calibration.float().cpu()), activation_bits)
 
 
+def _stream_state(qmodel: nn.Module) -> dict[str, Any]:
+    """The entries of a quantised model's state that belong to its int8 streams (what an int8 file holds)."""
+    streams = quantizable_streams(qmodel)
+    return {k: v for k, v in qmodel.state_dict().items() if k.split(".")[0] in streams}
+
+
 def save_int8(
     path: str | os.PathLike, qmodels: nn.Module | Sequence[nn.Module], source: str | os.PathLike, meta: dict[str, Any] | None = None
 ) -> Path:
@@ -183,14 +189,13 @@ def save_int8(
     names = {model_name(q) for q in qmodels}
     if len(names) != 1:
         raise ValueError(f"the int8 models are of different networks: {sorted(names)}")
-    streams = quantizable_streams(qmodels[0])
     payload = {
         "format": INT8_FORMAT,
         "version": INT8_VERSION,
         "model": names.pop(),
         "source_sha256": file_sha256(source),
-        "streams": list(streams),
-        "variants": {str(b): {k: v for k, v in q.state_dict().items() if k.split(".")[0] in streams} for b, q in zip(bits, qmodels)},
+        "streams": list(quantizable_streams(qmodels[0])),
+        "variants": {str(b): _stream_state(q) for b, q in zip(bits, qmodels)},
         "meta": dict(meta or {}),
     }
     return atomic_save(payload, path)
@@ -270,7 +275,7 @@ def load_int8(
     # then load the stored scales, zero points and int8 weights.
     skeleton = _convert(model, _stream_inputs(model, torch.full((2, 2, 64, 64), 128.0)), 8)
     state = variants[bits]
-    missing = [k for k in skeleton.state_dict() if k.split(".")[0] in quantizable_streams(skeleton) and k not in state]
+    missing = [k for k in _stream_state(skeleton) if k not in state]
     if missing:  # the skeleton's placeholder scales would score silently wrong
         raise CheckpointError(f"{path}: the {bits}-bit variant lacks {len(missing)} entries (e.g. {missing[0]!r}); run "
                               f"`patchmatch quantize {weights} --data SET` again.")  # fmt: skip
