@@ -183,7 +183,7 @@ def extract_patches_colmap(
         if kps.size == 0:
             return np.zeros((0, PATCH_SIZE, PATCH_SIZE), np.uint8)
         raise ValueError(f"COLMAP keypoints must be (N, 2|4|6), got shape {kps.shape}.")
-    from .colmap_convention import colmap_to_opencv
+    from .colmap.convention import colmap_to_opencv
 
     centers = colmap_to_opencv(kps[:, :2])
     if kps.shape[1] == 6:

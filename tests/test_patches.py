@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from patchmatch.colmap_convention import colmap_to_opencv, opencv_to_colmap
+from patchmatch.colmap.convention import colmap_to_opencv, opencv_to_colmap
 from patchmatch.features import detect
 from patchmatch.images import read_gray
 from patchmatch.patches import MAGNIFICATION, extract_patches, extract_patches_colmap

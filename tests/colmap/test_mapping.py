@@ -1,134 +1,25 @@
-"""Tests of patchmatch.colmap: the +0.5 rule, database writes, verification and mapping."""
+"""patchmatch.colmap.mapping: incremental mapping, its fallback cascade, degenerate cameras,
+bundle adjustment."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pycolmap
 import pytest
 
 from patchmatch import colmap
-from patchmatch.features import detect
-from patchmatch.images import read_gray
-
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-ENTRY = DATA / "scenes" / "entry-P10" / "images"
-LUND = DATA / "scenes" / "lund" / "images"
+from patchmatch.colmap import mapping
 
 
-def _sift_database(tmp_path: Path, image_dir: Path, names: list[str]) -> Path:
-    """A database with pycolmap's SIFT features (1500, 768 px) and verified exhaustive matches of ``names``."""
-    if not image_dir.is_dir():
-        pytest.skip(f"real data not found at {image_dir} (see shared/data/README.md)")
-    db = colmap.create_database(tmp_path / "database.db")
-    colmap.sift_extract(db, image_dir, names, colmap.SiftBaselineConfig(max_num_features=1500, max_image_size=768, num_threads=2))
-    colmap.sift_match_exhaustive(db, colmap.SiftBaselineConfig(num_threads=2), colmap.VerificationConfig(num_threads=2))
-    return db
-
-
-def test_pixel_rule_round_trip():
-    xy = np.array([[0.0, 0.0], [10.25, 3.5], [639.0, 479.0]], np.float32)
-    np.testing.assert_array_equal(colmap.opencv_to_colmap(xy), xy + 0.5)
-    np.testing.assert_array_equal(colmap.colmap_to_opencv(colmap.opencv_to_colmap(xy)), xy)
-
-
-def _db_with_images(tmp_path, sizes=((640, 480), (800, 600))):
-    db = colmap.create_database(tmp_path / "database.db")
-    infos = [colmap.CameraInfo(f"img{i}.jpg", w, h) for i, (w, h) in enumerate(sizes)]
-    infos[-1] = colmap.CameraInfo(infos[-1].name, infos[-1].width, infos[-1].height, focal=1000.0)
-    return db, colmap.add_images(db, infos)
-
-
-def test_database_written_and_read_back(tmp_path):
-    db, ids = _db_with_images(tmp_path)
-    assert ids == {"img0.jpg": 1, "img1.jpg": 2}
-    assert colmap.read_image_ids(db) == ids
-    kp0 = np.array([[0.0, 0.0], [100.0, 50.0], [639.0, 479.0]], np.float32)  # OpenCV convention
-    kp1 = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
-    colmap.write_keypoints(db, {ids["img0.jpg"]: kp0, ids["img1.jpg"]: kp1})
-    colmap.write_matches(db, {(1, 2): np.array([[0, 1], [2, 0]])})
-
-    with pycolmap.Database.open(str(db)) as raw:  # what COLMAP itself sees
-        # +0.5 rule: the top-left pixel centre is (0.5, 0.5) in COLMAP
-        np.testing.assert_allclose(np.asarray(raw.read_keypoints(1))[:, :2], kp0 + 0.5)
-        cams = {c.camera_id: c for c in raw.read_all_cameras()}
-        assert cams[1].model_name == "SIMPLE_RADIAL"
-        assert (cams[1].width, cams[1].height) == (640, 480)
-        np.testing.assert_allclose(cams[1].params, [1.2 * 640, 320, 240, 0])
-        assert not cams[1].has_prior_focal_length
-        assert cams[2].params[0] == 1000.0 and cams[2].has_prior_focal_length
-        assert raw.num_frames() == 2 and raw.num_rigs() == 2
-        np.testing.assert_array_equal(raw.read_matches(1, 2), [[0, 1], [2, 0]])
-    np.testing.assert_allclose(colmap.read_keypoints(db, 1), kp0)
-    np.testing.assert_array_equal(colmap.read_matches(db, 2, 1), [[1, 0], [0, 2]])
-    summary = colmap.database_summary(db)
-    assert (summary.images, summary.keypoints, summary.matched_pairs, summary.matches) == (2, 5, 1, 2)
-
-
-def test_refuses_to_overwrite(tmp_path):
-    db, _ = _db_with_images(tmp_path)
-    with pytest.raises(FileExistsError, match="database.db already exists"):
-        colmap.create_database(db)
-    colmap.create_database(db, overwrite=True)
-    assert colmap.database_summary(db).images == 0
-
-
-def test_validation_before_pycolmap(tmp_path):
-    """Misuse that would abort inside pycolmap raises a clear Python error instead."""
-    db, ids = _db_with_images(tmp_path)
-    with pytest.raises(ValueError, match="already in"):
-        colmap.add_images(db, [colmap.CameraInfo("img0.jpg", 10, 10)])
-    with pytest.raises(ValueError, match="invalid size"):
-        colmap.add_images(db, [colmap.CameraInfo("z.jpg", 0, 10)])
-    with pytest.raises(ValueError, match=r"must be \(N, 2\)"):
-        colmap.write_keypoints(db, {1: np.zeros((3, 4))})
-    with pytest.raises(ValueError, match="image id 7 is not in"):
-        colmap.write_keypoints(db, {7: np.zeros((3, 2))})
-    colmap.write_keypoints(db, {1: np.zeros((3, 2)), 2: np.zeros((2, 2))})
-    with pytest.raises(ValueError, match="already in"):
-        colmap.write_keypoints(db, {1: np.zeros((3, 2))})
-    with pytest.raises(ValueError, match="out of range"):
-        colmap.write_matches(db, {(1, 2): np.array([[0, 2]])})
-    with pytest.raises(ValueError, match="given twice"):
-        colmap.write_matches(db, {(1, 2): np.array([[0, 1]]), (2, 1): np.array([[0, 1]])})
-    colmap.write_matches(db, {(1, 2): np.array([[0, 1]])})
-    with pytest.raises(ValueError, match="already in"):
-        colmap.write_matches(db, {(2, 1): np.array([[1, 0]])})
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        colmap.write_keypoints(tmp_path / "missing.db", {})
-
-
-def test_verify_and_map_real_images(tmp_path, capfd):
+def test_verify_and_map_real_images(entry_database, entry_dir, tmp_path):
     """OpenCV SIFT + mutual NN on 4 real views → verified pairs → a 4-image model."""
-    if not ENTRY.is_dir():
-        pytest.skip(f"real data not found at {ENTRY} (see shared/data/README.md)")
-    import cv2
-
-    names = ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"]
-    feats = {}
-    for name in names:
-        image, scale = read_gray(ENTRY / name, max_size=768)
-        feats[name] = (detect(image, max_keypoints=1500), image.shape)
-    db = colmap.create_database(tmp_path / "database.db")
-    ids = colmap.add_images(db, [colmap.CameraInfo(n, s[1], s[0]) for n, (_, s) in feats.items()])
-    colmap.write_keypoints(db, {ids[n]: f.xy for n, (f, _) in feats.items()})
-    matcher = cv2.BFMatcher(cv2.NORM_L2, crossCheck=True)
-    matches = {}
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            m = matcher.match(feats[a][0].descriptors, feats[b][0].descriptors)
-            matches[(ids[a], ids[b])] = np.array([[x.queryIdx, x.trainIdx] for x in m])
-    assert colmap.write_matches(db, matches) == 6
-    summary = colmap.verify_matches(db, colmap.VerificationConfig(num_threads=2))
-    assert summary.verified_pairs >= 5 and summary.inlier_matches > 500
-    inliers = colmap.read_verified_matches(db, ids["0000.jpg"], ids["0001.jpg"])
-    assert len(inliers) > 100
+    db, ids = entry_database
+    colmap.verify_matches(db, colmap.VerificationConfig(num_threads=2))
     # an image without keypoints cannot be reached: the first complete, sane model of the other 4 ends the
     # search (no further fallback run for the blank one)
     colmap.add_images(db, [colmap.CameraInfo("blank.png", 640, 480)])
     attempts = []
-    rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+    rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
     assert attempts[-1].kept and attempts[-1].usable == 4 and not attempts[-1].degenerate, attempts
     stats = colmap.reconstruction_stats(rec)
     assert stats["registered"] == 4 and stats["points"] > 300
@@ -142,7 +33,7 @@ def test_verify_and_map_real_images(tmp_path, capfd):
     assert colmap.reconstruction_stats(None)["registered"] == 0
     # a model whose intrinsics ran away is flagged ...
     assert colmap.degenerate_cameras(rec) == []
-    broken = colmap.pycolmap.Reconstruction(rec)
+    broken = pycolmap.Reconstruction(rec)
     cam = next(iter(broken.cameras.values()))
     params = cam.params.copy()
     params[0] = -params[0]
@@ -152,19 +43,50 @@ def test_verify_and_map_real_images(tmp_path, capfd):
     cam.params = params
     assert "prior" in colmap.degenerate_cameras(broken, {cam.camera_id: abs(params[0]) / 10})[0]
     assert "distortion" in colmap.degenerate_cameras(broken)[0]
-    # pycolmap.bundle_adjustment turns COLMAP's INFO logging on; the wrapper keeps the quiet setting
-    colmap.set_verbosity(False)
-    capfd.readouterr()
-    options = colmap.pycolmap.BundleAdjustmentOptions()
+
+
+def _synthetic_model() -> pycolmap.Reconstruction:
+    """A seeded synthetic scene (6 views of 300 points) with noisy observations and poses."""
+    pycolmap.set_random_seed(0)
+    options = pycolmap.SyntheticDatasetOptions()
+    options.num_frames_per_rig, options.num_points3D = 6, 300
+    rec = pycolmap.synthesize_dataset(options)
+    noise = pycolmap.SyntheticNoiseOptions()
+    noise.point2D_stddev, noise.point3D_stddev = 1.0, 0.05
+    noise.rig_from_world_translation_stddev, noise.rig_from_world_rotation_stddev = 0.05, 1.0
+    pycolmap.synthesize_noise(noise, rec)
+    return rec
+
+
+def test_global_bundle_adjustment_is_pycolmaps_without_touching_the_log(capfd):
+    """The same result as ``pycolmap.bundle_adjustment`` to the last bit, and COLMAP's log
+    settings left as they were (pycolmap's resets them to INFO and prints)."""
+    rec = _synthetic_model()
+    options = pycolmap.BundleAdjustmentOptions()
     options.print_summary = False
-    colmap._bundle_adjustment(colmap.pycolmap.Reconstruction(rec), options)
-    assert colmap.pycolmap.logging.minloglevel == 3 and "bundle_adjustment" not in capfd.readouterr().err
+    ours, theirs = pycolmap.Reconstruction(rec), pycolmap.Reconstruction(rec)
+    level = pycolmap.logging.minloglevel
+    try:
+        colmap.set_verbosity(False)
+        capfd.readouterr()
+        colmap.global_bundle_adjustment(ours, options)
+        assert pycolmap.logging.minloglevel == 3 and capfd.readouterr().err == ""
+        pycolmap.bundle_adjustment(theirs, options)
+    finally:
+        pycolmap.logging.minloglevel = level
+    assert ours.compute_mean_reprojection_error() < 0.5 * rec.compute_mean_reprojection_error()
+    for cam_id, cam in theirs.cameras.items():
+        np.testing.assert_array_equal(ours.cameras[cam_id].params, cam.params)
+    for image_id in theirs.reg_image_ids():
+        np.testing.assert_array_equal(ours.image(image_id).cam_from_world().matrix(),
+                                      theirs.image(image_id).cam_from_world().matrix())  # fmt: skip
+    np.testing.assert_array_equal(colmap.reconstruction_points(ours), colmap.reconstruction_points(theirs))
 
 
-def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
+def test_mapping_falls_back_to_fixed_intrinsics(sift_database, entry_dir, tmp_path, monkeypatch):
     """A first model with a runaway camera is mapped again with the intrinsics fixed, then refined."""
-    db = _sift_database(tmp_path, ENTRY, ["0000.jpg", "0001.jpg", "0002.jpg"])
-    real_map_once = colmap._map_once
+    db = sift_database(entry_dir, ["0000.jpg", "0001.jpg", "0002.jpg"])
+    real_map_once = mapping.map_once
     calls = []
 
     def first_one_runs_away(database, image_dir, output_dir, config, input_model=None):
@@ -177,9 +99,9 @@ def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
             cam.params = p
         return rec
 
-    monkeypatch.setattr(colmap, "_map_once", first_one_runs_away)
+    monkeypatch.setattr(mapping, "map_once", first_one_runs_away)
     attempts = []
-    rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+    rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
     kept = [a for a in attempts if a.kept]
     assert [a.name for a in kept] == ["fixed intrinsics"] and kept[0].intrinsics.startswith("fixed at priors")
     # the configured settings with two other seeds first (all run away here), then fixed intrinsics
@@ -193,7 +115,7 @@ def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
     calls.clear()
     attempts = []
     rec = colmap.incremental_mapping(
-        db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, fixed_intrinsics_fallback=False), attempts
+        db, entry_dir, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, fixed_intrinsics_fallback=False), attempts
     )
     assert len(calls) == 3 and colmap.degenerate_cameras(rec), attempts  # seeds only
     # the model with most usable images (registered, camera sane) is kept: a complete model with one
@@ -215,23 +137,23 @@ def test_mapping_falls_back_to_fixed_intrinsics(tmp_path, monkeypatch):
                     rec.deregister_frame(frame_id)
             return rec
 
-        monkeypatch.setattr(colmap, "_map_once", second_one_smaller)
+        monkeypatch.setattr(mapping, "map_once", second_one_smaller)
         attempts = []
-        rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+        rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
         assert [a.name for a in attempts[:4]] == ["configured", "configured, seed 1", "configured, seed 2", "fixed intrinsics"]
         assert [a.kept for a in attempts] == [kept_first, not kept_first] + [False] * (len(attempts) - 2)
         assert rec.num_reg_images() == (3 if kept_first else 3 - drop)
         assert attempts[0].registered == 3 and attempts[0].usable == 2 and len(attempts[0].degenerate) == 1
 
 
-def test_mapping_falls_back_to_forward_motion_initialisation(tmp_path):
+def test_mapping_falls_back_to_forward_motion_initialisation(sift_database, lund_dir, tmp_path):
     """lund's first images walk straight at the cathedral: every image pair has |t_z| > 0.95, so COLMAP
     finds no initial pair; allowing forward motion at a lower initial triangulation angle maps them."""
-    db = _sift_database(tmp_path, LUND, ["01.jpg", "02.jpg", "03.jpg", "04.jpg"])
+    db = sift_database(lund_dir, ["01.jpg", "02.jpg", "03.jpg", "04.jpg"])
     off = colmap.MapperConfig(num_threads=2, fixed_intrinsics_fallback=False, forward_motion_fallback=False)
-    assert colmap.incremental_mapping(db, LUND, tmp_path / "off", off) is None
+    assert colmap.incremental_mapping(db, lund_dir, tmp_path / "off", off) is None
     attempts = []
-    rec = colmap.incremental_mapping(db, LUND, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+    rec = colmap.incremental_mapping(db, lund_dir, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
     assert rec is not None and rec.num_reg_images() >= 3
     assert attempts[0].name == "configured" and attempts[0].registered == 0
     kept = [a for a in attempts if a.kept]
@@ -239,23 +161,23 @@ def test_mapping_falls_back_to_forward_motion_initialisation(tmp_path):
     assert colmap.degenerate_cameras(rec, {c: 1035.36 for c in rec.cameras}) == []
     assert colmap.read_reconstruction(tmp_path / "sparse" / "0").num_reg_images() == rec.num_reg_images()
     # the options reach COLMAP
-    opts = colmap._mapper_options(colmap.MapperConfig(init_max_forward_motion=1.0, init_min_tri_angle=4.0))
+    opts = mapping.mapper_options(colmap.MapperConfig(init_max_forward_motion=1.0, init_min_tri_angle=4.0))
     assert opts.mapper.init_max_forward_motion == 1.0 and opts.mapper.init_min_tri_angle == 4.0
 
 
 def test_mapper_options_carry_the_reprojection_filter():
-    opts = colmap._mapper_options(colmap.MapperConfig(max_reproj_error=1.5, num_threads=1))
+    opts = mapping.mapper_options(colmap.MapperConfig(max_reproj_error=1.5, num_threads=1))
     assert opts.mapper.filter_max_reproj_error == 1.5
     assert opts.triangulation.complete_max_reproj_error == 1.5 and opts.triangulation.merge_max_reproj_error == 1.5
-    assert colmap._mapper_options(colmap.MapperConfig()).mapper.filter_max_reproj_error == 2.0
+    assert mapping.mapper_options(colmap.MapperConfig()).mapper.filter_max_reproj_error == 2.0
 
 
-def test_incomplete_mapping_is_retried_with_other_seeds(tmp_path, monkeypatch):
+def test_incomplete_mapping_is_retried_with_other_seeds(sift_database, entry_dir, tmp_path, monkeypatch):
     """When every fallback leaves images out, the best settings run again with other random seeds;
     a complete model stops the search. (The extension of the configured model is switched off here:
     see test_incomplete_model_is_extended_first.)"""
-    db = _sift_database(tmp_path, ENTRY, ["0000.jpg", "0001.jpg", "0002.jpg"])
-    real_map_once = colmap._map_once
+    db = sift_database(entry_dir, ["0000.jpg", "0001.jpg", "0002.jpg"])
+    real_map_once = mapping.map_once
     seeds = []
 
     def incomplete_unless_seed_2(database, image_dir, output_dir, config, input_model=None):
@@ -265,13 +187,15 @@ def test_incomplete_mapping_is_retried_with_other_seeds(tmp_path, monkeypatch):
             rec.deregister_frame(next(iter(rec.reg_frame_ids())))
         return rec
 
-    monkeypatch.setattr(colmap, "_map_once", incomplete_unless_seed_2)
+    monkeypatch.setattr(mapping, "map_once", incomplete_unless_seed_2)
     attempts = []
-    rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, extend_fallback=False), attempts)
+    no_extension = colmap.MapperConfig(num_threads=2, extend_fallback=False)
+    rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", no_extension, attempts)
     assert rec.num_reg_images() == 3 and seeds[:3] == [0, 1, 2]  # the configured settings with seeds 1, 2 first
     assert attempts[2].kept and attempts[2].name == "configured, seed 2" and len(attempts) == 3
     seeds.clear()
-    colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, retry_seeds=0, extend_fallback=False))
+    colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse",
+                               colmap.MapperConfig(num_threads=2, retry_seeds=0, extend_fallback=False))  # fmt: skip
     assert 2 not in seeds and 1 not in seeds
     # seeds after the fallbacks: forward-motion runs register 2 images, all others 1; the best of them
     # (forward motion at 8°) registers all 3 with seed 2, which only the end retries reach
@@ -285,18 +209,18 @@ def test_incomplete_mapping_is_retried_with_other_seeds(tmp_path, monkeypatch):
             rec.deregister_frame(frame_id)
         return rec
 
-    monkeypatch.setattr(colmap, "_map_once", incomplete_unless_forward_seed_2)
+    monkeypatch.setattr(mapping, "map_once", incomplete_unless_forward_seed_2)
     attempts = []
-    rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, extend_fallback=False), attempts)
+    rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", no_extension, attempts)
     assert rec.num_reg_images() == 3 and attempts[-1].kept and attempts[-1].name.startswith("forward motion, init 8°")
     assert attempts[-1].name.endswith("seed 2") and seeds[-1] == (2, 1.0)
 
 
-def test_incomplete_model_is_extended_first(tmp_path, monkeypatch):
+def test_incomplete_model_is_extended_first(sift_database, entry_dir, tmp_path, monkeypatch):
     """An incomplete but sane configured model is continued (COLMAP's mapper with an input model,
     registration from 15 inliers) before any new model is built: the images it has keep their poses."""
-    db = _sift_database(tmp_path, ENTRY, ["0000.jpg", "0001.jpg", "0002.jpg"])
-    real_map_once = colmap._map_once
+    db = sift_database(entry_dir, ["0000.jpg", "0001.jpg", "0002.jpg"])
+    real_map_once = mapping.map_once
     calls = []
 
     def configured_leaves_one_out(database, image_dir, output_dir, config, input_model=None):
@@ -306,17 +230,18 @@ def test_incomplete_model_is_extended_first(tmp_path, monkeypatch):
             rec.deregister_frame(max(rec.reg_frame_ids()))
         return rec
 
-    monkeypatch.setattr(colmap, "_map_once", configured_leaves_one_out)
+    monkeypatch.setattr(mapping, "map_once", configured_leaves_one_out)
     attempts = []
-    rec = colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+    rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
     assert calls == [(30, None), (15, 2)]  # the 2-image model continued, no other run needed
     assert [a.name for a in attempts] == ["configured", "configured, extended (registration from 15 inliers)"]
     assert attempts[1].kept and rec.num_reg_images() == 3 and not attempts[1].degenerate
     # switched off, or with the configured threshold at 15 already: the other fallbacks as before
-    for config in (colmap.MapperConfig(num_threads=2, extend_fallback=False), colmap.MapperConfig(num_threads=2, abs_pose_min_num_inliers=15)):
+    for config in (colmap.MapperConfig(num_threads=2, extend_fallback=False),
+                   colmap.MapperConfig(num_threads=2, abs_pose_min_num_inliers=15)):  # fmt: skip
         calls.clear()
         attempts = []
-        colmap.incremental_mapping(db, ENTRY, tmp_path / "sparse", config, attempts)
+        colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", config, attempts)
         assert all(start is None for _, start in calls) and attempts[1].name == "configured, seed 1"
 
 
@@ -327,23 +252,37 @@ def test_mapper_config_rejects_values_colmap_would_abort_on():
             colmap.MapperConfig(**{field: value})
     for field, value in [("retry_seeds", 1.5), ("retry_seeds", "2"), ("init_max_forward_motion", None),
                          ("random_seed", 2**40), ("num_threads", 0), ("refine_focal_length", "false"),
-                         ("init_min_tri_angle", 200.0), ("retry_seeds", 10**9)]:
+                         ("init_min_tri_angle", 200.0), ("retry_seeds", 10**9), ("retry_seeds", True)]:
         with pytest.raises(ValueError, match=field):
             colmap.MapperConfig(**{field: value})
     assert colmap.MapperConfig(init_max_forward_motion=1.0, retry_seeds=0).retry_seeds == 0
+    assert colmap.MapperConfig(max_reproj_error=3).max_reproj_error == 3  # an int is a number
     # a lowered initial angle keeps the forward-motion fallback (at that angle)
-    names = [name for name, _ in colmap._mapping_attempts(colmap.MapperConfig(init_min_tri_angle=4.0))]
+    names = [name for name, _ in colmap.mapping_attempts(colmap.MapperConfig(init_min_tri_angle=4.0))]
     assert "forward motion, init 4°" in names and "forward motion, init 8°" not in names
 
 
-def test_fixed_intrinsics_stay_at_their_priors_without_exif(tmp_path):
+def test_mapping_attempts_are_the_documented_cascade():
+    names = [name for name, _ in colmap.mapping_attempts(colmap.MapperConfig())]
+    assert names == ["configured, seed 1", "configured, seed 2", "fixed intrinsics",
+                     "forward motion, init 8°", "forward motion, init 8°, fixed intrinsics",
+                     "forward motion, init 4°", "forward motion, init 4°, fixed intrinsics",
+                     "forward motion, init 8°, registration from 15 inliers",
+                     "forward motion, init 4°, registration from 15 inliers"]  # fmt: skip
+    fixed = dict(colmap.mapping_attempts(colmap.MapperConfig()))["fixed intrinsics"]
+    assert not fixed.refine_focal_length and not fixed.refine_extra_params and fixed.max_reproj_error == 4.0
+    assert [n for n, _ in colmap.mapping_attempts(colmap.MapperConfig(retry_seeds=0, fixed_intrinsics_fallback=False,
+                                                                      forward_motion_fallback=False))] == []  # fmt: skip
+
+
+def test_fixed_intrinsics_stay_at_their_priors_without_exif(sift_database, entry_dir, tmp_path):
     """A fixed-intrinsics run keeps cameras without an EXIF focal length at their priors (1.2 × the longer side)."""
-    db = _sift_database(tmp_path, ENTRY, ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"])
+    db = sift_database(entry_dir, ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"])
     with pycolmap.Database.open(str(db)) as database:
         priors = {c.camera_id: np.array(c.params) for c in database.read_all_cameras()}
         assert not any(c.has_prior_focal_length for c in database.read_all_cameras())  # no EXIF focal length
     fixed = colmap.MapperConfig(num_threads=1, refine_focal_length=False, refine_extra_params=False)
-    rec = colmap._map_once(db, ENTRY, tmp_path / "sparse", fixed)
+    rec = mapping.map_once(db, entry_dir, tmp_path / "sparse", fixed)
     assert rec.num_reg_images() == 4
     for cam_id, cam in rec.cameras.items():
         np.testing.assert_allclose(cam.params, priors[cam_id], rtol=1e-9)

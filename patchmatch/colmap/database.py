@@ -1,0 +1,629 @@
+"""A COLMAP database file: create and open it, write images, keypoints and matches, read them back.
+
+Some pycolmap misuse aborts the whole process instead of raising (wrong dtype or shape, an image
+id that does not exist, a second write of the same pair, a transaction whose commit finds the
+disk full): every function here validates its input first and raises ``ValueError``,
+``FileExistsError`` or ``OSError`` (``ENOSPC``) with the file and the problem named.
+Keypoints are passed in and returned in the OpenCV pixel convention; the +0.5 shift to COLMAP's
+is applied here (:mod:`patchmatch.colmap.convention`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+
+from .convention import colmap_to_opencv, opencv_to_colmap
+
+logger = logging.getLogger(__name__)
+
+#: Focal length prior (pixels) = ``DEFAULT_FOCAL_FACTOR * max(width, height)``
+#: when the image carries no EXIF focal length (COLMAP's own default).
+DEFAULT_FOCAL_FACTOR = 1.2
+
+#: Bytes a write needs per byte of data: SQLite writes a transaction's pages to the WAL file,
+#: then copies them into the database file at the checkpoint.
+WRITE_SPACE_FACTOR = 2
+#: Free bytes every database write needs besides its data (page headers, indices, the WAL index);
+#: also the free space under which a database that cannot be opened is reported as a full disk.
+FREE_SPACE_MARGIN = 1 << 20
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class NotADatabaseError(ValueError):
+    """The file is not a COLMAP database, or a truncated or corrupt one."""
+
+
+@dataclass(frozen=True)
+class CameraInfo:
+    """What :func:`add_images` needs to create one camera and one image.
+
+    Attributes:
+        name: image name in the database (path relative to the image folder,
+            posix separators).
+        width: width in pixels of the image as the keypoints see it.
+        height: height in pixels.
+        focal: focal-length prior in pixels; ``None`` = ``1.2 * max(w, h)``.
+    """
+
+    name: str
+    width: int
+    height: int
+    focal: float | None = None
+
+
+@dataclass(frozen=True)
+class DatabaseSummary:
+    """Counts read from a database (see :func:`database_summary`)."""
+
+    images: int
+    keypoints: int
+    matched_pairs: int
+    matches: int
+    verified_pairs: int
+    inlier_matches: int
+
+
+@dataclass
+class DatabaseImage:
+    """An image of an existing database with its features.
+
+    Attributes:
+        image_id: COLMAP image id.
+        name: image name (path relative to the image folder).
+        width: camera width in pixels. height: camera height in pixels.
+        keypoints: (N, 6) float32 ``[x, y, a11, a12, a21, a22]`` in COLMAP's convention
+            (pixel centres at +0.5); (N, 0) when the image has none.
+        descriptors: (N, D) uint8 descriptors (SIFT: D = 128, COLMAP's L1-root normalisation).
+    """
+
+    image_id: int
+    name: str
+    width: int
+    height: int
+    keypoints: np.ndarray
+    descriptors: np.ndarray
+
+
+# --------------------------------------------------------------------------
+# Opening, and the errors a file or a disk can cause
+# --------------------------------------------------------------------------
+def _sqlite_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be an intact SQLite file, from its 100-byte header; ``None`` if it can."""
+    size = path.stat().st_size
+    if size == 0:  # an empty file is an empty SQLite database
+        return None
+    with open(path, "rb") as f:
+        header = f.read(100)
+    if not header.startswith(_SQLITE_MAGIC):
+        return "no SQLite header"
+    if len(header) < 100:
+        return f"{size} bytes, shorter than an SQLite header"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    wal = path.with_name(path.name + "-wal")
+    pending = wal.is_file() and wal.stat().st_size > 0  # pages not yet copied into the file
+    # the page count is valid only when the "version-valid-for" number equals the change counter
+    if header[92:96] == header[24:28] and not pending and size < pages * page_size:
+        return f"{size} bytes where its header says {pages * page_size}"
+    return None
+
+
+def require_database(path: str | os.PathLike) -> Path:
+    """``path`` as a :class:`~pathlib.Path` after checking that it is an intact SQLite file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        NotADatabaseError: the file has no SQLite header or is shorter than its header says.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"COLMAP database {path} does not exist (create_database first)")
+    problem = _sqlite_problem(path)
+    if problem:
+        raise NotADatabaseError(f"{path}: not a COLMAP database or truncated ({problem})")
+    return path
+
+
+def _free_bytes(path: Path) -> int:
+    """Free bytes on the file system that holds ``path`` (or would hold it)."""
+    folder = path if path.is_dir() else path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def disk_full_error(path: str | os.PathLike, needed: int | None = None) -> OSError:
+    """An ``OSError`` (``ENOSPC``) naming ``path`` and the free space left."""
+    path = Path(path)
+    need = f", {needed / 2**20:.1f} MiB needed" if needed else ""
+    return OSError(errno.ENOSPC, f"disk full: cannot write {path} ({_free_bytes(path) / 2**20:.1f} MiB free{need})")
+
+
+def ensure_free_space(path: str | os.PathLike, data_bytes: int = 0, factor: int = WRITE_SPACE_FACTOR) -> None:
+    """Raises before a write of ``data_bytes`` into ``path`` (a database, by default) that would not fit.
+
+    COLMAP aborts the whole process when SQLite finds the disk full while committing a
+    transaction, and writes truncated model files without an error: checking the free space
+    first turns both into an exception.
+
+    Raises:
+        OSError: ``ENOSPC``, fewer than ``factor * data_bytes + FREE_SPACE_MARGIN`` bytes free.
+    """
+    path = Path(path)
+    needed = factor * int(data_bytes) + FREE_SPACE_MARGIN
+    if _free_bytes(path) < needed:
+        raise disk_full_error(path, needed)
+
+
+#: SQLite's words (in pycolmap's ``RuntimeError``) for a damaged file.
+_DAMAGED = ("database disk image is malformed", "file is not a database")
+
+
+@contextlib.contextmanager
+def colmap_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Re-raises pycolmap's ``RuntimeError`` for SQLite's "database or disk is full" and an
+    ``ENOSPC`` as :func:`disk_full_error`, and SQLite's words for a damaged file as
+    :class:`NotADatabaseError`, naming ``path``."""
+    try:
+        yield
+    except RuntimeError as error:
+        if "database or disk is full" in str(error):
+            raise disk_full_error(path) from None
+        damage = [words for words in _DAMAGED if words in str(error)]
+        if damage:
+            raise NotADatabaseError(f"{path}: not a COLMAP database or truncated (SQLite: {damage[0]})") from None
+        raise
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise disk_full_error(getattr(error, "filename", None) or path) from None
+        raise
+
+
+@contextlib.contextmanager
+def open_database(path: str | os.PathLike) -> Iterator[pycolmap.Database]:
+    """``pycolmap.Database.open`` with its failures said plainly; closed on exit.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        NotADatabaseError: COLMAP cannot open the file as a database (not one, or truncated).
+        OSError: ``ENOSPC``, the disk is full (opening writes the schema and the WAL index).
+    """
+    path = require_database(path)
+    try:
+        db = pycolmap.Database.open(str(path))
+    except RuntimeError as error:  # "No registered database factory succeeded.": the cause is only logged
+        if "database or disk is full" in str(error) or _free_bytes(path) < FREE_SPACE_MARGIN:
+            raise disk_full_error(path) from None
+        raise NotADatabaseError(f"{path}: not a COLMAP database or truncated (SQLite cannot read it)") from None
+    with db, colmap_errors(path):
+        yield db
+
+
+# --------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------
+def create_database(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Create an empty COLMAP database file.
+
+    Args:
+        path: database file to create (parent folders are created).
+        overwrite: delete an existing file first; otherwise an existing file
+            is an error.
+
+    Returns:
+        The path of the new database.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+        OSError: ``ENOSPC``, the disk is full.
+    """
+    path = Path(path)
+    if path.exists():
+        if not overwrite:
+            raise FileExistsError(f"COLMAP database {path} already exists; pass overwrite=True to replace it")
+        path.unlink()
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_free_space(path)
+    try:
+        pycolmap.Database.open(str(path)).close()
+    except RuntimeError as error:
+        if "database or disk is full" in str(error) or _free_bytes(path) < FREE_SPACE_MARGIN:
+            raise disk_full_error(path) from None
+        raise
+    return path
+
+
+def exif_focal(image_path: str | os.PathLike) -> float | None:
+    """Focal length in pixels from the image's EXIF data, if it has one.
+
+    Args:
+        image_path: the image file.
+
+    Returns:
+        The focal length in pixels of the file as stored (before any EXIF
+        rotation), or ``None`` when the file carries no usable EXIF focal
+        length or COLMAP cannot read it.
+    """
+    try:
+        camera = pycolmap.infer_camera_from_image(str(image_path))
+    except Exception as error:  # noqa: BLE001 - any reader failure means "no prior"
+        logger.debug("no EXIF focal for %s: %s", image_path, error)
+        return None
+    if not camera.has_prior_focal_length:
+        return None
+    return float(camera.mean_focal_length())
+
+
+def _check_camera_infos(database: Path, cameras: Sequence[CameraInfo], single_camera: bool) -> None:
+    names = [info.name for info in cameras]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate image names given for {database}")
+    for info in cameras:
+        if info.width <= 0 or info.height <= 0:
+            raise ValueError(f"image {info.name!r}: invalid size {info.width}x{info.height}")
+        if info.focal is not None and not (np.isfinite(info.focal) and info.focal > 0):
+            raise ValueError(f"image {info.name!r}: invalid focal length {info.focal}")
+    if single_camera and len({(info.width, info.height) for info in cameras}) > 1:
+        raise ValueError(f"single_camera needs images of one size; got {sorted({(i.width, i.height) for i in cameras})}")
+
+
+def _write_camera_and_rig(db: pycolmap.Database, info: CameraInfo) -> tuple[int, int]:
+    """One SIMPLE_RADIAL camera (focal ``info.focal`` as a prior, or the default guess) and its
+    trivial rig; returns ``(camera_id, rig_id)``."""
+    prior = info.focal is not None
+    focal = float(info.focal) if prior else DEFAULT_FOCAL_FACTOR * max(info.width, info.height)
+    camera = pycolmap.Camera.create_from_model_name(0, "SIMPLE_RADIAL", focal, int(info.width), int(info.height))
+    camera.has_prior_focal_length = prior
+    camera_id = db.write_camera(camera)
+    camera.camera_id = camera_id
+    rig = pycolmap.Rig()
+    rig.add_ref_sensor(camera.sensor_id)
+    return camera_id, db.write_rig(rig)
+
+
+def _write_image_and_frame(db: pycolmap.Database, name: str, camera_id: int, rig_id: int) -> int:
+    image = pycolmap.Image(name=name, camera_id=camera_id)
+    image_id = db.write_image(image)
+    image.image_id = image_id
+    frame = pycolmap.Frame()
+    frame.rig_id = rig_id
+    frame.add_data_id(image.data_id)
+    db.write_frame(frame)
+    return int(image_id)
+
+
+def add_images(
+    database: str | os.PathLike, cameras: Sequence[CameraInfo], single_camera: bool = False
+) -> dict[str, int]:
+    """Add one SIMPLE_RADIAL camera, trivial rig, frame and image per entry.
+
+    The camera's principal point is the image centre, its radial distortion
+    0, and its focal length ``info.focal`` or ``1.2 * max(width, height)``;
+    a given focal is flagged as a prior COLMAP may trust.
+
+    Args:
+        database: an existing database file (see :func:`create_database`).
+        cameras: one :class:`CameraInfo` per image; names must be unique and
+            not yet in the database.
+        single_camera: all images share one camera (and one rig), built from
+            the first entry: for a set taken with one camera and zoom, where
+            per-image intrinsics are poorly constrained.
+
+    Returns:
+        ``{name: image_id}`` for the images added.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+        ValueError: a duplicate or already-present name, or a non-positive size.
+        OSError: ``ENOSPC``, the disk is full.
+    """
+    database = require_database(database)
+    _check_camera_infos(database, cameras, single_camera)
+    ensure_free_space(database)
+    ids: dict[str, int] = {}
+    with open_database(database) as db:
+        clash = sorted({info.name for info in cameras} & {image.name for image in db.read_all_images()})
+        if clash:
+            raise ValueError(f"images already in {database}: {clash[:5]}")
+        with pycolmap.DatabaseTransaction(db):
+            camera_id = rig_id = None
+            for info in cameras:
+                if camera_id is None or not single_camera:
+                    camera_id, rig_id = _write_camera_and_rig(db, info)
+                ids[info.name] = _write_image_and_frame(db, info.name, camera_id, rig_id)
+    return ids
+
+
+def write_keypoints(database: str | os.PathLike, keypoints: Mapping[int, np.ndarray]) -> None:
+    """Write keypoints of images already in the database, in one transaction.
+
+    Args:
+        database: the database file.
+        keypoints: ``{image_id: (N, 2) float}`` pixel coordinates in the
+            **OpenCV** convention; the +0.5 shift to COLMAP's is applied here.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+        ValueError: an unknown image id, keypoints already written for it, a
+            wrong shape or non-finite coordinates.
+        OSError: ``ENOSPC``, the disk is full.
+    """
+    database = require_database(database)
+    prepared: dict[int, np.ndarray] = {}
+    for image_id, xy in keypoints.items():
+        xy = np.asarray(xy)
+        if xy.ndim != 2 or xy.shape[1] != 2:
+            raise ValueError(f"image {image_id}: keypoints must be (N, 2), got {xy.shape}")
+        if not np.isfinite(xy).all():
+            raise ValueError(f"image {image_id}: non-finite keypoint coordinates")
+        prepared[int(image_id)] = np.ascontiguousarray(opencv_to_colmap(xy.astype(np.float64)), dtype=np.float32)
+    with open_database(database) as db:
+        for image_id in prepared:
+            if not db.exists_image(image_id):
+                raise ValueError(f"image id {image_id} is not in {database}")
+            if db.exists_keypoints(image_id):
+                raise ValueError(f"keypoints of image id {image_id} are already in {database}")
+        ensure_free_space(database, sum(xy.nbytes for xy in prepared.values()))
+        with pycolmap.DatabaseTransaction(db):
+            for image_id, xy in prepared.items():
+                db.write_keypoints(image_id, xy)
+
+
+def _prepare_matches(
+    database: Path, matches: Mapping[tuple[int, int], np.ndarray]
+) -> list[tuple[int, int, np.ndarray]]:
+    """Checks shapes, self pairs and pairs given twice; ``(id0, id1, (K, 2) uint32)`` for non-empty pairs."""
+    seen: set[tuple[int, int]] = set()
+    prepared: list[tuple[int, int, np.ndarray]] = []
+    for (id0, id1), m in matches.items():
+        id0, id1 = int(id0), int(id1)
+        if id0 == id1:
+            raise ValueError(f"self pair ({id0}, {id1}) given for {database}")
+        key = (min(id0, id1), max(id0, id1))
+        if key in seen:
+            raise ValueError(f"pair ({id0}, {id1}) given twice for {database}")
+        seen.add(key)
+        m = np.asarray(m)
+        if m.ndim != 2 or m.shape[1] != 2:
+            raise ValueError(f"pair ({id0}, {id1}): matches must be (K, 2), got {m.shape}")
+        if len(m) == 0:
+            continue
+        if (m < 0).any():
+            raise ValueError(f"pair ({id0}, {id1}): negative keypoint index")
+        prepared.append((id0, id1, np.ascontiguousarray(m, dtype=np.uint32)))
+    return prepared
+
+
+def _check_matches_fit(db: pycolmap.Database, database: Path, id0: int, id1: int, m: np.ndarray) -> None:
+    """Both images exist, the indices are within their keypoints, the pair holds no matches yet."""
+    for image_id, column in ((id0, 0), (id1, 1)):
+        if not db.exists_image(image_id):
+            raise ValueError(f"image id {image_id} is not in {database}")
+        n = db.num_keypoints_for_image(image_id)
+        if int(m[:, column].max()) >= n:
+            raise ValueError(f"pair ({id0}, {id1}): index {int(m[:, column].max())} out of range "
+                             f"for image {image_id} with {n} keypoints in {database}")  # fmt: skip
+    if db.exists_matches(id0, id1):
+        raise ValueError(f"matches of pair ({id0}, {id1}) are already in {database}")
+
+
+def write_matches(database: str | os.PathLike, matches: Mapping[tuple[int, int], np.ndarray]) -> int:
+    """Write putative matches of image pairs, in one transaction.
+
+    Args:
+        database: the database file, with the images' keypoints written.
+        matches: ``{(image_id0, image_id1): (K, 2) int}`` keypoint indices
+            (row ``k`` matches keypoint ``matches[k, 0]`` of image 0 with
+            ``matches[k, 1]`` of image 1). Pairs with no match are skipped.
+
+    Returns:
+        The number of pairs written.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+        ValueError: a self pair, a pair given twice (in either order) or
+            already in the database, unknown image ids, or indices outside
+            the image's keypoints.
+        OSError: ``ENOSPC``, the disk is full.
+    """
+    database = require_database(database)
+    prepared = _prepare_matches(database, matches)
+    with open_database(database) as db:
+        for id0, id1, m in prepared:
+            _check_matches_fit(db, database, id0, id1, m)
+        ensure_free_space(database, sum(m.nbytes for _, _, m in prepared))
+        with pycolmap.DatabaseTransaction(db):
+            for id0, id1, m in prepared:
+                db.write_matches(id0, id1, m)
+    return len(prepared)
+
+
+def delete_pairs(database: str | os.PathLike, pairs: Sequence[tuple[int, int]]) -> None:
+    """Deletes the matches and two-view geometries of image-id pairs, in one transaction.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+        OSError: ``ENOSPC``, the disk is full (a deletion writes pages too).
+    """
+    database = require_database(database)
+    ensure_free_space(database)
+    with open_database(database) as db, pycolmap.DatabaseTransaction(db):
+        for a, b in pairs:
+            if db.exists_matches(int(a), int(b)):
+                db.delete_matches(int(a), int(b))
+            if db.exists_two_view_geometry(int(a), int(b)):
+                db.delete_two_view_geometry(int(a), int(b))
+
+
+# --------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------
+def read_image_ids(database: str | os.PathLike) -> dict[str, int]:
+    """``{name: image_id}`` of all images in a database.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+    """
+    with open_database(database) as db:
+        return {image.name: int(image.image_id) for image in db.read_all_images()}
+
+
+def database_summary(database: str | os.PathLike) -> DatabaseSummary:
+    """Count images, keypoints, matched and verified pairs of a database.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+    """
+    with open_database(database) as db:
+        return DatabaseSummary(
+            images=int(db.num_images()),
+            keypoints=int(db.num_keypoints()),
+            matched_pairs=int(db.num_matched_image_pairs()),
+            matches=int(db.num_matches()),
+            verified_pairs=int(db.num_verified_image_pairs()),
+            inlier_matches=int(db.num_inlier_matches()),
+        )
+
+
+def read_keypoints(database: str | os.PathLike, image_id: int) -> np.ndarray:
+    """Keypoints of one image, ``(N, 2)`` float32 in the **OpenCV** convention.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+        ValueError: the image has no keypoints in the database.
+    """
+    database = require_database(database)
+    with open_database(database) as db:
+        if not db.exists_image(int(image_id)) or not db.exists_keypoints(int(image_id)):
+            raise ValueError(f"no keypoints for image id {image_id} in {database}")
+        xy = np.asarray(db.read_keypoints(int(image_id)))[:, :2]
+    return colmap_to_opencv(xy.astype(np.float64)).astype(np.float32)
+
+
+def read_matches(database: str | os.PathLike, id0: int, id1: int) -> np.ndarray:
+    """Putative matches ``(K, 2)`` int64 of a pair (ordered as asked); empty if none.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+    """
+    with open_database(database) as db:
+        if not db.exists_matches(int(id0), int(id1)):
+            return np.zeros((0, 2), np.int64)
+        return np.asarray(db.read_matches(int(id0), int(id1)), dtype=np.int64)
+
+
+def read_verified_matches(database: str | os.PathLike, id0: int, id1: int) -> np.ndarray:
+    """Inlier matches ``(K, 2)`` int64 of a verified pair (ordered as asked); empty if none.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+    """
+    with open_database(database) as db:
+        if not db.exists_two_view_geometry(int(id0), int(id1)):
+            return np.zeros((0, 2), np.int64)
+        geometry = db.read_two_view_geometry(int(id0), int(id1))
+        return np.asarray(geometry.inlier_matches, dtype=np.int64).reshape(-1, 2)
+
+
+def _affine_keypoints(raw: np.ndarray, database: Path, name: str) -> np.ndarray:
+    """COLMAP keypoint rows → (N, 6) float32 ``[x, y, a11, a12, a21, a22]``."""
+    raw = raw.reshape(len(raw), -1) if raw.ndim != 2 else raw
+    cols = raw.shape[1] if len(raw) else 6
+    if cols == 6:
+        return raw.astype(np.float32, copy=False)
+    if cols == 4:  # x, y, scale, orientation (radians), as COLMAP's FeatureKeypoint builds its shape
+        x, y, scale, angle = raw.T
+        c, s = scale * np.cos(angle), scale * np.sin(angle)
+        return np.stack([x, y, c, -s, s, c], 1).astype(np.float32)
+    if cols == 2:
+        raise ValueError(f"{database}: the keypoints of {name} are positions only (2 columns, no scale or orientation): "
+                         "patches cannot be cropped from them; extract features with COLMAP's SIFT")  # fmt: skip
+    raise ValueError(f"{database}: the keypoints of {name} have {cols} columns (COLMAP stores 2, 4 or 6)")
+
+
+def _read_features(db: pycolmap.Database, database: Path, image) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 6) float32 affine keypoints and (N, D) uint8 descriptors of one image (N = 0 when absent)."""
+    iid = int(image.image_id)
+    kps = np.zeros((0, 6), np.float32)
+    desc = np.zeros((0, 128), np.uint8)
+    if db.exists_keypoints(iid):
+        kps = _affine_keypoints(np.asarray(db.read_keypoints(iid), dtype=np.float32), database, image.name)
+    if db.exists_descriptors(iid):
+        desc = np.asarray(db.read_descriptors(iid).data)
+    if len(kps) != len(desc):
+        raise ValueError(f"{database}: image {image.name} has {len(kps)} keypoints but {len(desc)} descriptors")
+    return kps, desc
+
+
+def read_database_images(database: str | os.PathLike) -> dict[str, DatabaseImage]:
+    """Reads every image of a database with its keypoints (affine shapes) and descriptors.
+
+    Keypoints stored with 6 columns (affine shapes), 4 (``x, y, scale, orientation``, e.g. older
+    COLMAP versions) or 2 (positions only) are read; the 4-column ones become the similarity
+    shapes COLMAP's ``FeatureKeypoint(x, y, scale, orientation)`` builds.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+        NotADatabaseError: the file is not a COLMAP database, or truncated.
+        ValueError: an image's keypoint and descriptor counts disagree, or its keypoints have no
+            shapes (2 columns: patches need a scale and an orientation) or another column count.
+    """
+    database = require_database(database)
+    out: dict[str, DatabaseImage] = {}
+    with open_database(database) as db:
+        cameras = {int(c.camera_id): c for c in db.read_all_cameras()}
+        for image in db.read_all_images():
+            kps, desc = _read_features(db, database, image)
+            cam = cameras[int(image.camera_id)]
+            out[image.name] = DatabaseImage(int(image.image_id), image.name, int(cam.width), int(cam.height), kps, desc)
+    return out
+
+
+def table_pairs(database: str | os.PathLike, table: str) -> dict[tuple[int, int], int]:
+    """Image-id pairs (smaller id first) of a ``matches`` or ``two_view_geometries`` table → their
+    row count (matches, or inlier matches), empty rows included.
+
+    pycolmap's ``read_all_matches`` / ``read_two_view_geometries`` leave empty rows out (pairs
+    COLMAP tried without a match, or verified and rejected) and decode every match; this is
+    read-only SQL on COLMAP's schema instead.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+        ValueError: ``table`` is not one of the two.
+    """
+    if table not in ("matches", "two_view_geometries"):
+        raise ValueError(f"table must be 'matches' or 'two_view_geometries', got {table!r}")
+    database = require_database(database)
+    uri = f"{database.resolve().as_uri()}?mode=ro"
+    out = {}
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as con:
+            for pid, rows in con.execute(f"SELECT pair_id, rows FROM {table}"):
+                a, b = pycolmap.pair_id_to_image_pair(int(pid))
+                out[(min(int(a), int(b)), max(int(a), int(b)))] = int(rows)
+    except sqlite3.DatabaseError as error:
+        raise NotADatabaseError(f"{database}: not a COLMAP database or truncated ({error})") from None
+    return out
+
+
+def pairs_with_matches(database: str | os.PathLike) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
+    """Image-id pairs (smaller id first) that hold a matches entry (even an empty one: COLMAP's
+    matchers record pairs they tried), and those that hold a two-view geometry."""
+    return set(table_pairs(database, "matches")), set(table_pairs(database, "two_view_geometries"))

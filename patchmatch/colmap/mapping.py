@@ -1,0 +1,548 @@
+"""Incremental mapping (COLMAP's IncrementalPipeline) with checked fallbacks.
+
+COLMAP's incremental mapper can leave images unregistered, let a camera's intrinsics run away
+in bundle adjustment, or find no initial pair at all (a walk straight at a building).
+:func:`incremental_mapping` runs it once with the configured settings and, when the model is
+incomplete or degenerate, again along a fixed cascade of relaxations (:func:`mapping_attempts`),
+keeping the model with most registered images whose cameras are sane.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+
+from .database import open_database, require_database, table_pairs
+from .model import write_reconstruction
+
+logger = logging.getLogger(__name__)
+
+#: Smallest model COLMAP keeps (COLMAP: 10): a small project of 3 images still gets its model.
+MIN_MODEL_SIZE = 3
+#: Reprojection filter in pixels (COLMAP: 4): the network adds matches that pass RANSAC's 4 px but
+#: lie 2-4 px off, and dropping those observations gives more accurate poses.
+MAX_REPROJ_ERROR = 2.0
+#: Other random seeds tried before giving up: COLMAP's result is chaotic in small changes.
+RETRY_SEEDS = 2
+#: Mapper threads: COLMAP's multi-threaded mapper gives different models from the same database.
+MAPPER_THREADS = 1
+#: 2D-3D inliers that register an image in the relaxed fallbacks (COLMAP's default: 30).
+RELAXED_ABS_POSE_INLIERS = 15
+#: Reprojection filter (pixels) at least, with the intrinsics fixed: unmodelled distortion leaves
+#: residuals of a few pixels (COLMAP's default filter).
+FIXED_INTRINSICS_MIN_REPROJ_ERROR = 4.0
+#: Initial triangulation angles (degrees) of the forward-motion fallback, tried in this order.
+FORWARD_MOTION_ANGLES = (8.0, 4.0)
+#: A focal length more than this factor away from its prior is degenerate.
+MAX_FOCAL_CHANGE = 4.0
+#: A distortion coefficient beyond ±this (normalised image coordinates) is degenerate.
+MAX_RADIAL = 1.0
+
+
+@dataclass(frozen=True)
+class MapperConfig:
+    """Incremental mapping (COLMAP's IncrementalPipeline).
+
+    Attributes:
+        min_num_matches: verified inliers a pair needs to enter the scene graph.
+        min_model_size: smallest model (registered images) COLMAP keeps.
+        init_min_num_inliers: inliers required for the initial image pair.
+        abs_pose_min_num_inliers: inliers required to register a further image.
+        multiple_models: let COLMAP start a new model when registration stalls
+            (the largest one is kept).
+        refine_focal_length: refine focal length in bundle adjustment.
+        refine_extra_params: refine the radial distortion in bundle adjustment.
+        max_reproj_error: observations farther than this from their point's projection (pixels)
+            are dropped after bundle adjustment, and triangulation completes and merges tracks
+            only within it (COLMAP's ``filter_max_reproj_error``, ``complete_max_reproj_error``,
+            ``merge_max_reproj_error``).
+        extend_fallback: when the configured run's model leaves reachable images unregistered
+            (and its cameras are sane), first continue that model (as ``colmap mapper
+            --input_path``) registering further images from ``RELAXED_ABS_POSE_INLIERS`` 2D-3D
+            inliers: the images already registered keep their poses.
+        fixed_intrinsics_fallback: when the model is incomplete or has a degenerate camera
+            (:func:`degenerate_cameras`), map again with focal length and distortion held at
+            their priors (EXIF or the default guess) and the reprojection filter at
+            ``FIXED_INTRINSICS_MIN_REPROJ_ERROR`` at least, then refine them in one global
+            bundle adjustment (kept only if they stay sane). Refining intrinsics from the first
+            pairs can run away; a complete model is a stable place to refine them.
+        forward_motion_fallback: when the model is still incomplete, map again allowing an
+            initial pair whose camera moved along its viewing direction
+            (``init_max_forward_motion`` 1.0) at the initial triangulation angles
+            ``FORWARD_MOTION_ANGLES`` (or the configured one, if lower), with the intrinsics
+            free, then fixed, then registering from ``RELAXED_ABS_POSE_INLIERS`` inliers.
+            COLMAP rejects initial pairs with forward motion above 0.95, and finds none in a
+            walk towards a building.
+        retry_seeds: other random seeds tried with the configured settings first (when the first
+            model is incomplete or degenerate), and with the best fallback's settings last
+            (when every run leaves images unregistered).
+        init_min_tri_angle: smallest median triangulation angle (degrees) of the initial pair
+            (COLMAP: 16°, relaxed by halving when no pair qualifies).
+        init_max_forward_motion: largest |t_z| of the unit relative translation of the initial
+            pair (COLMAP: 0.95; 1.0 admits pure forward motion).
+        num_threads: mapper threads; 1 gives the same model on every run of the same database,
+            -1 = all cores (faster bundle adjustment on large scenes, not reproducible).
+        random_seed: seed of the mapper (-1 = non-deterministic).
+    """
+
+    min_num_matches: int = 15
+    min_model_size: int = MIN_MODEL_SIZE
+    init_min_num_inliers: int = 100
+    abs_pose_min_num_inliers: int = 30
+    multiple_models: bool = True
+    refine_focal_length: bool = True
+    refine_extra_params: bool = True
+    max_reproj_error: float = MAX_REPROJ_ERROR
+    extend_fallback: bool = True
+    fixed_intrinsics_fallback: bool = True
+    forward_motion_fallback: bool = True
+    retry_seeds: int = RETRY_SEEDS
+    init_min_tri_angle: float = 16.0
+    init_max_forward_motion: float = 0.95
+    num_threads: int = MAPPER_THREADS
+    random_seed: int = 0
+
+    def __post_init__(self):
+        # checked here: some invalid COLMAP options abort the process instead of raising
+        for field in dataclasses.fields(self):
+            value, kind = getattr(self, field.name), {"int": int, "bool": bool, "float": (int, float)}[field.type]
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                what = "a number" if field.type == "float" else field.type
+                raise ValueError(f"MapperConfig: {field.name} must be {what}, got {value!r}")
+        checks = {  # field: (valid, the valid range in words)
+            "min_num_matches": (self.min_num_matches >= 1, ">= 1"), "min_model_size": (self.min_model_size >= 1, ">= 1"),
+            "init_min_num_inliers": (self.init_min_num_inliers >= 1, ">= 1"),
+            "abs_pose_min_num_inliers": (self.abs_pose_min_num_inliers >= 1, ">= 1"),
+            "max_reproj_error": (0 < self.max_reproj_error < float("inf"), "> 0 pixels"),
+            "retry_seeds": (0 <= self.retry_seeds <= 16, "in [0, 16]"),
+            "init_min_tri_angle": (0 <= self.init_min_tri_angle <= 90, "in [0, 90] degrees"),
+            "init_max_forward_motion": (0 <= self.init_max_forward_motion <= 1, "in [0, 1]"),
+            "num_threads": (self.num_threads >= 1 or self.num_threads == -1, ">= 1, or -1 for all cores"),
+            "random_seed": (-1 <= self.random_seed < 2**31 - 16, "in [-1, 2**31 - 17] (seed + retries must fit in int32)"),
+        }  # fmt: skip
+        bad = [f"{name}={getattr(self, name)!r} (must be {rule})" for name, (ok, rule) in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"MapperConfig: invalid {', '.join(bad)}")
+
+
+@dataclass
+class MappingAttempt:
+    """One run of COLMAP's incremental mapper inside :func:`incremental_mapping`.
+
+    Attributes:
+        name: what differed from the configured settings (``"configured"``,
+            ``"fixed intrinsics"``, ``"forward motion, init 8°"``, ...).
+        registered: images in the largest model (0 when none was built).
+        usable: registered images whose camera is not degenerate (their poses mean something).
+        degenerate: :func:`degenerate_cameras` of that model.
+        seconds: wall time of the run.
+        kept: whether its model is the one returned.
+        intrinsics: for the kept run, what its cameras' intrinsics are: ``"refined"`` (by the
+            mapper), ``"fixed at priors, refined after"`` (one global bundle adjustment on the
+            fixed-intrinsics model) or ``"fixed at priors"`` (that refinement ran away and was
+            dropped); ``intrinsics_note`` says what went wrong, including a camera that COLMAP
+            moved away from its prior during a fixed-intrinsics run.
+    """
+
+    name: str
+    registered: int
+    usable: int
+    degenerate: list[str]
+    seconds: float
+    kept: bool = False
+    intrinsics: str = ""
+    intrinsics_note: str = ""
+
+
+# --------------------------------------------------------------------------
+# COLMAP's options, one mapper run, one bundle adjustment
+# --------------------------------------------------------------------------
+def mapper_options(config: MapperConfig) -> pycolmap.IncrementalPipelineOptions:
+    """pycolmap's options for a :class:`MapperConfig`."""
+    options = pycolmap.IncrementalPipelineOptions()
+    options.min_num_matches = int(config.min_num_matches)
+    options.min_model_size = int(config.min_model_size)
+    options.multiple_models = bool(config.multiple_models)
+    options.num_threads = int(config.num_threads)
+    options.random_seed = int(config.random_seed)
+    options.ba_refine_focal_length = bool(config.refine_focal_length)
+    options.ba_refine_extra_params = bool(config.refine_extra_params)
+    options.mapper.init_min_num_inliers = int(config.init_min_num_inliers)
+    options.mapper.init_min_tri_angle = float(config.init_min_tri_angle)
+    options.mapper.init_max_forward_motion = float(config.init_max_forward_motion)
+    options.mapper.abs_pose_min_num_inliers = int(config.abs_pose_min_num_inliers)
+    options.mapper.filter_max_reproj_error = float(config.max_reproj_error)
+    options.triangulation.complete_max_reproj_error = float(config.max_reproj_error)
+    options.triangulation.merge_max_reproj_error = float(config.max_reproj_error)
+    options.mapper.num_threads = int(config.num_threads)
+    options.mapper.random_seed = int(config.random_seed)
+    options.triangulation.random_seed = int(config.random_seed)
+    return options
+
+
+def _remove_numbered_models(output_dir: Path) -> None:
+    for child in output_dir.iterdir():
+        if child.is_dir() and child.name.isdigit():
+            shutil.rmtree(child)
+
+
+def map_once(
+    database: Path, image_dir: Path, output_dir: Path, config: MapperConfig,
+    input_model: pycolmap.Reconstruction | None = None,
+) -> pycolmap.Reconstruction | None:  # fmt: skip
+    """One mapper run, returning its largest model (``None`` when COLMAP built none).
+
+    With ``input_model`` it continues that model (registers further images). COLMAP writes its
+    models into ``output_dir``; they are removed again (the caller writes the one it keeps).
+    """
+    if output_dir.exists():
+        _remove_numbered_models(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if config.random_seed >= 0:
+        pycolmap.set_random_seed(int(config.random_seed))
+    with tempfile.TemporaryDirectory() as start:
+        if input_model is not None:
+            input_model.write(start)
+        models = pycolmap.incremental_mapping(
+            str(database), str(image_dir), str(output_dir), options=mapper_options(config),
+            input_path=start if input_model is not None else "",
+        )  # fmt: skip
+    _remove_numbered_models(output_dir)
+    if not models:
+        return None
+    best = max(models.values(), key=lambda rec: rec.num_reg_images())
+    logger.info("COLMAP built %d model(s); the largest registers %d images", len(models), best.num_reg_images())
+    return best
+
+
+def global_bundle_adjustment(
+    reconstruction: pycolmap.Reconstruction, options: pycolmap.BundleAdjustmentOptions
+) -> None:
+    """One global bundle adjustment of all registered images, in place.
+
+    The steps of ``pycolmap.bundle_adjustment`` (observations behind a camera dropped, the
+    gauge fixed by two camera poses, errors of the points updated), without its side effect:
+    that function resets COLMAP's log settings (``pycolmap.logging.minloglevel`` to INFO, for
+    every later COLMAP call) and writes its own log lines, whatever :func:`set_verbosity` chose.
+    """
+    if reconstruction.num_reg_frames() == 0:
+        return
+    pycolmap.ObservationManager(reconstruction).filter_observations_with_negative_depth()
+    config = pycolmap.BundleAdjustmentConfig()
+    for image_id in reconstruction.reg_image_ids():
+        config.add_image(image_id)
+    config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
+    pycolmap.create_default_bundle_adjuster(options, config, reconstruction).solve()
+    reconstruction.update_point_3d_errors()
+
+
+# --------------------------------------------------------------------------
+# Degenerate cameras
+# --------------------------------------------------------------------------
+def _degenerate_by_camera(
+    reconstruction: pycolmap.Reconstruction, priors: Mapping[int, float] | None,
+    max_focal_change: float = MAX_FOCAL_CHANGE, max_radial: float = MAX_RADIAL,
+) -> dict[int, str]:  # fmt: skip
+    bad = {}
+    priors = priors or {}
+    for cam_id, cam in reconstruction.cameras.items():
+        f = float(cam.mean_focal_length())
+        extra = [float(cam.params[i]) for i in cam.extra_params_idxs()]
+        prior = priors.get(cam_id)
+        why = []
+        if not np.isfinite(f) or f <= 0:
+            why.append(f"focal {f:.1f} px")
+        elif prior and not (prior / max_focal_change <= f <= prior * max_focal_change):
+            why.append(f"focal {f:.1f} px (prior {prior:.1f} px)")
+        if any(not np.isfinite(e) or abs(e) > max_radial for e in extra):
+            why.append(f"distortion {[round(e, 3) for e in extra]}")
+        if why:
+            bad[cam_id] = ", ".join(why)
+    return bad
+
+
+def degenerate_cameras(
+    reconstruction: pycolmap.Reconstruction,
+    priors: Mapping[int, float] | None = None,
+    max_focal_change: float = MAX_FOCAL_CHANGE,
+    max_radial: float = MAX_RADIAL,
+) -> list[str]:
+    """Cameras of a model whose intrinsics ran away in bundle adjustment.
+
+    Args:
+        reconstruction: the model.
+        priors: camera id -> focal-length prior in pixels (the database's cameras); without
+            one only the sign of the focal length is checked.
+        max_focal_change: a focal length more than this factor away from its prior is degenerate.
+        max_radial: a distortion parameter beyond ±this is degenerate (COLMAP's radial models,
+            coefficients on normalised image coordinates).
+
+    Returns:
+        One line per degenerate camera (``"camera 16: focal -1002.2 px (prior 1035.4 px), ..."``);
+        empty when all are sane.
+    """
+    bad = _degenerate_by_camera(reconstruction, priors, max_focal_change, max_radial)
+    return [f"camera {cam_id}: {why}" for cam_id, why in bad.items()]
+
+
+def _refine_intrinsics(
+    reconstruction: pycolmap.Reconstruction, config: MapperConfig, priors: Mapping[int, float]
+) -> tuple[pycolmap.Reconstruction, list[str]]:
+    """A copy refined by one global bundle adjustment with the intrinsics free, and ``[]``; or the
+    input itself and the degenerate cameras of the refined copy when they run away."""
+    refined = pycolmap.Reconstruction(reconstruction)
+    options = pycolmap.BundleAdjustmentOptions()
+    options.print_summary = False
+    options.refine_focal_length = bool(config.refine_focal_length)
+    options.refine_extra_params = bool(config.refine_extra_params)
+    global_bundle_adjustment(refined, options)
+    bad = degenerate_cameras(refined, priors)
+    if bad:
+        logger.warning("refined intrinsics ran away (%s); keeping the prior intrinsics", "; ".join(bad[:3]))
+        return reconstruction, bad
+    return refined, []
+
+
+# --------------------------------------------------------------------------
+# The cascade of runs
+# --------------------------------------------------------------------------
+def _fixed_intrinsics(config: MapperConfig) -> MapperConfig:
+    return dataclasses.replace(config, refine_focal_length=False, refine_extra_params=False,
+                               max_reproj_error=max(config.max_reproj_error, FIXED_INTRINSICS_MIN_REPROJ_ERROR))  # fmt: skip
+
+
+def _forward_motion_runs(config: MapperConfig, use_fixed: bool) -> list[tuple[str, MapperConfig]]:
+    """Forward-motion initialisation at each angle (intrinsics free, then fixed), then with the
+    relaxed registration threshold: the last images of a walk see few well-triangulated points."""
+    angles = sorted({min(a, config.init_min_tri_angle) for a in FORWARD_MOTION_ANGLES}, reverse=True)
+    bases = [("", config)] + ([(", fixed intrinsics", _fixed_intrinsics(config))] if use_fixed else [])
+    runs = [(f"forward motion, init {angle:g}°{name}",
+             dataclasses.replace(base, init_max_forward_motion=1.0, init_min_tri_angle=angle))
+            for angle in angles for name, base in bases]  # fmt: skip
+    relaxed = min(RELAXED_ABS_POSE_INLIERS, config.abs_pose_min_num_inliers)
+    if relaxed < config.abs_pose_min_num_inliers:
+        runs += [(f"forward motion, init {angle:g}°, registration from {relaxed} inliers",
+                  dataclasses.replace(config, init_max_forward_motion=1.0, init_min_tri_angle=angle,
+                                      abs_pose_min_num_inliers=relaxed))
+                 for angle in angles]  # fmt: skip
+    return runs
+
+
+def mapping_attempts(config: MapperConfig) -> list[tuple[str, MapperConfig]]:
+    """The fallback runs after the configured one, in order: other seeds, fixed intrinsics,
+    forward-motion initialisation (see :class:`MapperConfig`). Each is ``(name, settings)``."""
+    use_fixed = config.fixed_intrinsics_fallback and (config.refine_focal_length or config.refine_extra_params)
+    runs = [(f"configured, seed {config.random_seed + k}", dataclasses.replace(config, random_seed=config.random_seed + k))
+            for k in range(1, config.retry_seeds + 1)]  # fmt: skip
+    runs += [("fixed intrinsics", _fixed_intrinsics(config))] if use_fixed else []
+    if config.forward_motion_fallback:
+        runs += _forward_motion_runs(config, use_fixed)
+    return runs
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """What the database says about the mapping problem."""
+
+    reachable: int  # images in a two-view geometry with enough inliers (all images if none is verified)
+    verified: bool  # the database holds verified pairs (no fallback can help otherwise)
+    priors: dict[int, float]  # camera id -> focal-length prior (pixels)
+    params: dict[int, np.ndarray]  # camera id -> the database's intrinsics
+
+
+def _read_scene(database: Path, config: MapperConfig) -> _Scene:
+    with open_database(database) as db:
+        num_verified = db.num_verified_image_pairs()
+        cameras = db.read_all_cameras()
+        reachable = db.num_images()
+    if num_verified > 0:  # an image without a verified pair (e.g. no keypoints) never registers
+        geometries = table_pairs(database, "two_view_geometries")
+        reachable = len({i for pair, inliers in geometries.items() if inliers >= config.min_num_matches for i in pair})
+    return _Scene(reachable, num_verified > 0, {c.camera_id: float(c.mean_focal_length()) for c in cameras},
+                  {c.camera_id: np.array(c.params, dtype=np.float64) for c in cameras})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Run:
+    name: str
+    config: MapperConfig
+    extends: bool = False  # continues the configured run's model instead of starting a new one
+
+
+def _planned_runs(config: MapperConfig, scene: _Scene) -> list[_Run]:
+    runs = [_Run("configured", config)]
+    relaxed = min(RELAXED_ABS_POSE_INLIERS, config.abs_pose_min_num_inliers)
+    if config.extend_fallback and scene.verified and relaxed < config.abs_pose_min_num_inliers:
+        runs.append(_Run(f"configured, extended (registration from {relaxed} inliers)",
+                         dataclasses.replace(config, abs_pose_min_num_inliers=relaxed), extends=True))  # fmt: skip
+    return runs + ([_Run(name, c) for name, c in mapping_attempts(config)] if scene.verified else [])
+
+
+@dataclass
+class _Search:
+    """The best model so far among the runs of :func:`incremental_mapping`."""
+
+    config: MapperConfig  # the configured settings
+    scene: _Scene
+    attempts: list[MappingAttempt]
+    model: pycolmap.Reconstruction | None = None
+    run: _Run | None = None  # the run that built the model
+    attempt: MappingAttempt | None = None  # that run's (or the first failed run's, while none built one)
+    retries: int = 0  # seed retries left for the best fallback's settings
+
+    def complete(self) -> bool:
+        return self.model is not None and self.model.num_reg_images() == self.scene.reachable
+
+    def decide(self, run: _Run) -> str:
+        """``"run"``, ``"skip"`` or ``"stop"`` for the next run of the cascade."""
+        if run.extends and (self.model is None or self.attempt.name != "configured" or self.attempt.degenerate
+                            or self.complete()):  # fmt: skip
+            return "skip"  # only an incomplete but sane configured model is continued
+        if self.complete():
+            if not self.attempt.degenerate:
+                return "stop"
+            init = (run.config.init_max_forward_motion, run.config.init_min_tri_angle)
+            best = (self.run.config.init_max_forward_motion, self.run.config.init_min_tri_angle)
+            if init != best:
+                return "skip"  # complete but degenerate: other seeds or fixed intrinsics can help, another start not
+        return "run"
+
+    def record(self, run: _Run, model: pycolmap.Reconstruction | None, seconds: float) -> None:
+        bad = _degenerate_by_camera(model, self.scene.priors) if model is not None else {}
+        usable = 0 if model is None else sum(model.images[i].camera_id not in bad for i in model.reg_image_ids())
+        attempt = MappingAttempt(run.name, 0 if model is None else model.num_reg_images(), usable,
+                                 [f"camera {c}: {why}" for c, why in bad.items()], round(seconds, 2))  # fmt: skip
+        self.attempts.append(attempt)
+        # most images with sane cameras; then fewest degenerate cameras; then the earlier run
+        if model is not None and (self.model is None or (attempt.usable, -len(attempt.degenerate))
+                                  > (self.attempt.usable, -len(self.attempt.degenerate))):  # fmt: skip
+            self.model, self.run, self.attempt = model, run, attempt
+        elif self.attempt is None:
+            self.attempt = attempt
+
+    def seed_retry(self) -> _Run | None:
+        """The best fallback's settings with the next seed, when every run left images out (the
+        configured settings had their other seeds first)."""
+        if (self.retries <= 0 or self.model is None or self.model.num_reg_images() >= self.scene.reachable
+                or self.run.config == self.config or self.run.config.random_seed != self.config.random_seed
+                or self.run.extends):  # fmt: skip
+            return None
+        seed = self.config.random_seed + self.config.retry_seeds - self.retries + 1
+        self.retries -= 1
+        return _Run(f"{self.attempt.name}, seed {seed}", dataclasses.replace(self.run.config, random_seed=seed))
+
+    def why_again(self) -> str:
+        if self.attempt.degenerate:
+            return "; ".join(self.attempt.degenerate[:3])
+        return f"{self.attempt.registered} of {self.scene.reachable} reachable images registered"
+
+
+def _search(database: Path, image_dir: Path, output_dir: Path, search: _Search, runs: list[_Run]) -> None:
+    """Runs the cascade until a complete model with sane cameras (appending seed retries at its end)."""
+    i = 0
+    while i < len(runs):
+        run = runs[i]
+        i += 1
+        decision = search.decide(run)
+        if decision == "stop":
+            break
+        if decision == "skip":
+            continue
+        if i > 1:
+            logger.info("%s; mapping again (%s)", search.why_again(), run.name)
+        t0 = time.perf_counter()
+        start = search.model if run.extends else None
+        model = map_once(database, image_dir, output_dir, run.config, input_model=start)
+        search.record(run, model, time.perf_counter() - t0)
+        retry = search.seed_retry() if i == len(runs) else None
+        if retry is not None:
+            runs.append(retry)
+
+
+def _settle_intrinsics(search: _Search) -> pycolmap.Reconstruction:
+    """Labels the kept run's intrinsics; a fixed-intrinsics model gets them refined in one global
+    bundle adjustment (kept if they stay sane)."""
+    model, attempt, config = search.model, search.attempt, search.config
+    refined = search.run.config.refine_focal_length or search.run.config.refine_extra_params
+    attempt.intrinsics = "refined" if refined else "fixed at priors"
+    notes = []
+    if not refined:
+        # COLMAP can still move a camera without a focal-length prior in a fixed-intrinsics run
+        params = search.scene.params
+        moved = [cid for cid, cam in model.cameras.items()
+                 if cid in params and not np.allclose(np.array(cam.params), params[cid])]  # fmt: skip
+        if moved:
+            notes.append(f"COLMAP changed the intrinsics of camera(s) {moved[:5]} during mapping")
+        if config.refine_focal_length or config.refine_extra_params:
+            model, bad = _refine_intrinsics(model, config, search.scene.priors)
+            if bad:
+                notes.append("refinement in one bundle adjustment ran away: " + "; ".join(bad[:3]))
+            else:
+                attempt.intrinsics = "fixed at priors, refined after"
+    attempt.intrinsics_note = "; ".join(notes)
+    return model
+
+
+def incremental_mapping(
+    database: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    config: MapperConfig = MapperConfig(),
+    attempts: list[MappingAttempt] | None = None,
+) -> pycolmap.Reconstruction | None:
+    """Run COLMAP's incremental mapper and keep the largest model.
+
+    COLMAP writes every model it builds under ``output_dir/<index>``; this function keeps only
+    the model with most registered images, written to ``output_dir/0`` (COLMAP binary format),
+    and removes the others. When the result leaves images unregistered or has a degenerate
+    camera, the fallbacks of ``config`` (the configured model continued with a relaxed
+    registration threshold, other seeds, fixed intrinsics, then forward-motion initialisation;
+    see :class:`MapperConfig`) map again, until one registers every reachable image (one in a
+    two-view geometry with at least ``min_num_matches`` inliers) with sane cameras. The model
+    with most registered images whose cameras did not run away is kept (on a tie, the one with
+    fewer degenerate cameras, then the earlier).
+
+    Args:
+        database: the database with verified two-view geometries.
+        image_dir: the image folder (COLMAP reads colours from it).
+        output_dir: the ``sparse`` folder; created, and emptied of earlier numbered models.
+        config: mapper settings.
+        attempts: if given, a :class:`MappingAttempt` is appended for every mapper run.
+
+    Returns:
+        The largest reconstruction, or ``None`` when COLMAP built none.
+
+    Raises:
+        FileNotFoundError: the database or the image folder does not exist.
+        OSError: ``ENOSPC``, too little free space for the model.
+    """
+    database = require_database(database)
+    image_dir, output_dir = Path(image_dir), Path(output_dir)
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"image folder {image_dir} does not exist")
+    scene = _read_scene(database, config)
+    if 2 <= scene.reachable < config.min_model_size:  # a two-image project still gets its model
+        config = dataclasses.replace(config, min_model_size=scene.reachable)
+    search = _Search(config, scene, [] if attempts is None else attempts,
+                     retries=config.retry_seeds if scene.verified else 0)  # fmt: skip
+    _search(database, image_dir, output_dir, search, _planned_runs(config, scene))
+    if search.model is None:
+        logger.warning("COLMAP built no model from %s", database)
+        return None
+    search.attempt.kept = True
+    if len(search.attempts) > 1:
+        logger.info("kept the %s mapping: %d of %d reachable images registered",
+                    search.attempt.name, search.attempt.registered, scene.reachable)  # fmt: skip
+    model = _settle_intrinsics(search)
+    write_reconstruction(model, output_dir / "0")
+    return model
