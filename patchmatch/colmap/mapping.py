@@ -115,9 +115,10 @@ class MapperConfig:
     def __post_init__(self):
         # checked here: some invalid COLMAP options abort the process instead of raising
         for field in dataclasses.fields(self):
-            value, kind = getattr(self, field.name), {"int": int, "bool": bool, "float": (int, float)}[field.type]
+            type_name = field.type if isinstance(field.type, str) else field.type.__name__
+            value, kind = getattr(self, field.name), {"int": int, "bool": bool, "float": (int, float)}[type_name]
             if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-                what = "a number" if field.type == "float" else field.type
+                what = "a number" if type_name == "float" else type_name
                 raise ValueError(f"MapperConfig: {field.name} must be {what}, got {value!r}")
         checks = {  # field: (valid, the valid range in words)
             "min_num_matches": (self.min_num_matches >= 1, ">= 1"), "min_model_size": (self.min_model_size >= 1, ">= 1"),
@@ -449,22 +450,19 @@ class _Search:
 
 def _search(database: Path, image_dir: Path, output_dir: Path, search: _Search, runs: list[_Run]) -> None:
     """Runs the cascade until a complete model with sane cameras (appending seed retries at its end)."""
-    i = 0
-    while i < len(runs):
-        run = runs[i]
-        i += 1
+    for index, run in enumerate(runs):  # a list grown while iterating: the loop reaches the retries
         decision = search.decide(run)
         if decision == "stop":
             break
         if decision == "skip":
             continue
-        if i > 1:
+        if index > 0:
             logger.info("%s; mapping again (%s)", search.why_again(), run.name)
         t0 = time.perf_counter()
         start = search.model if run.extends else None
         model = map_once(database, image_dir, output_dir, run.config, input_model=start)
         search.record(run, model, time.perf_counter() - t0)
-        retry = search.seed_retry() if i == len(runs) else None
+        retry = search.seed_retry() if index == len(runs) - 1 else None
         if retry is not None:
             runs.append(retry)
 
