@@ -498,17 +498,14 @@ def incremental_mapping(
     config: MapperConfig = MapperConfig(),
     attempts: list[MappingAttempt] | None = None,
 ) -> pycolmap.Reconstruction | None:
-    """Run COLMAP's incremental mapper and keep the largest model.
+    """Run COLMAP's incremental mapper and keep the largest model, in ``output_dir/0`` (binary).
 
-    COLMAP writes every model it builds under ``output_dir/<index>``; this function keeps only
-    the model with most registered images, written to ``output_dir/0`` (COLMAP binary format),
-    and removes the others. When the result leaves images unregistered or has a degenerate
-    camera, the fallbacks of ``config`` (the configured model continued with a relaxed
-    registration threshold, other seeds, fixed intrinsics, then forward-motion initialisation;
-    see :class:`MapperConfig`) map again, until one registers every reachable image (one in a
-    two-view geometry with at least ``min_num_matches`` inliers) with sane cameras. The model
-    with most registered images whose cameras did not run away is kept (on a tie, the one with
-    fewer degenerate cameras, then the earlier).
+    When the model leaves images unregistered or has a degenerate camera, the fallbacks of
+    ``config`` (:class:`MapperConfig`: the model continued, other seeds, fixed intrinsics,
+    forward-motion initialisation) map again until one registers every reachable image (one in
+    a two-view geometry with ``min_num_matches`` inliers) with sane cameras. The model with most
+    registered images whose cameras did not run away is kept (on a tie, the one with fewer
+    degenerate cameras, then the earlier).
 
     Args:
         database: the database with verified two-view geometries.
