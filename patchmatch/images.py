@@ -4,10 +4,14 @@ Every image enters patchmatch as an 8-bit grayscale array in the frame COLMAP re
 pixel grid, EXIF orientation *not* applied (COLMAP's bitmap reader ignores it, so keypoints,
 camera sizes and the images that COLMAP's undistorter or MVS read later agree), 16-bit data
 scaled to 8 bits, colour and alpha dropped. ``apply_exif=True`` gives the displayed frame.
+
+Vetting a folder before any work (:func:`exclude_output_dir`, :func:`pair_key_collisions`,
+:func:`duplicate_files`) says plainly which files are left out and why.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -16,6 +20,9 @@ import cv2
 import numpy as np
 
 logger = logging.getLogger(__name__)
+
+#: Files that mark a folder as the output of ``patchmatch sfm`` (``run.json``) or ``compare`` (``compare.json``).
+RUN_MARKERS = ("run.json", "compare.json")
 
 #: File extensions recognised as images (lower case), as COLMAP's image reader accepts them.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp")
@@ -136,3 +143,98 @@ def read_gray(
         new_wh = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
         image = cv2.resize(image, new_wh, interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(image), scale
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """Size and modification time of a file (``"size=N;mtime_ns=T"``): what was computed from it
+    is stale when this changes."""
+    st = Path(path).stat()
+    return f"size={st.st_size};mtime_ns={st.st_mtime_ns}"
+
+
+def exclude_output_dir(names: list[str], image_dir: Path, out_dir: Path) -> list[str]:
+    """Drops the files of output folders inside the image folder (their PNGs would be read as
+    photos): ``out_dir`` and any earlier ``sfm`` / ``compare`` output, i.e. a subfolder holding
+    one of :data:`RUN_MARKERS`.
+
+    Args:
+        names: image names relative to ``image_dir`` (:func:`list_images`).
+        image_dir: the image folder. out_dir: this run's output folder (anywhere).
+
+    Returns:
+        ``names`` without the files below such folders, in the same order.
+    """
+    image_dir, out_dir = Path(image_dir), Path(out_dir)
+    inner: set[str] = set()
+    try:
+        inner.add(out_dir.resolve().relative_to(image_dir.resolve()).as_posix().rstrip("/"))
+    except ValueError:
+        pass
+    for parent in {str(Path(n).parent) for n in names if "/" in n}:
+        parts = Path(parent).parts
+        for k in range(1, len(parts) + 1):
+            sub_dir = Path(*parts[:k])
+            if any((image_dir / sub_dir / m).is_file() for m in RUN_MARKERS):
+                inner.add(sub_dir.as_posix())
+                break
+    if not inner:
+        return names
+    kept = [n for n in names if not any((n + "/").startswith(i + "/") for i in inner)]
+    if len(kept) < len(names):
+        logger.info("%s: %d file(s) inside output folders (%s) are not used as images", image_dir,
+                    len(names) - len(kept), ", ".join(sorted(inner)))  # fmt: skip
+    return kept
+
+
+def pair_key_collisions(names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """hloc names a pair by the image names with '/' replaced by '-', so ``a/b-c.jpg`` and
+    ``a-b/c.jpg`` would share their matches: the later of two such names is left out.
+
+    Returns:
+        ``(kept names, skipped)``, ``skipped`` as ``[{"name", "reason"}]``.
+    """
+    seen: dict[str, str] = {}
+    kept, skipped = [], []
+    for n in names:
+        key = n.replace("/", "-")
+        if key in seen:
+            skipped.append({"name": n, "reason": f"{n}: its hloc pair name {key!r} is the same as that of {seen[key]} "
+                                                 "(a '/' and '-' clash); rename one of them"})  # fmt: skip
+        else:
+            seen[key] = n
+            kept.append(n)
+    return kept, skipped
+
+
+def duplicate_files(
+    image_dir: Path, names: list[str], prefer: set[str] | frozenset[str] = frozenset()
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Byte-identical image files: the later of two is left out (two cameras at one pose would
+    share every keypoint exactly and distort the model), unless only the later is in ``prefer``
+    (e.g. the names a ground-truth ``cameras.json`` knows).
+
+    Files of different sizes are never read; empty files are left to the reader (which names
+    them as empty, not as copies of each other).
+
+    Returns:
+        ``(kept names, skipped)``, ``skipped`` as ``[{"name", "reason"}]``.
+    """
+    image_dir = Path(image_dir)
+    by_size: dict[int, list[str]] = {}
+    for n in names:
+        size = (image_dir / n).stat().st_size
+        if size:
+            by_size.setdefault(size, []).append(n)
+    first: dict[str, str] = {}
+    dropped: dict[str, str] = {}
+    for group in by_size.values():
+        if len(group) < 2:
+            continue
+        for n in sorted(group, key=lambda m: m not in prefer):  # stable: preferred names first
+            digest = hashlib.sha256((image_dir / n).read_bytes()).hexdigest()
+            if digest in first:
+                dropped[n] = first[digest]
+            else:
+                first[digest] = n
+    kept = [n for n in names if n not in dropped]
+    return kept, [{"name": n, "reason": f"{n}: the same file (bytes) as {other}; skipped"} for n, other in dropped.items()]

@@ -86,3 +86,42 @@ def test_image_above_opencvs_pixel_limit_is_a_read_error(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ImageReadError, match="huge.png: OpenCV cannot decode it"):
         read_gray(path)
+
+
+def test_name_collisions_and_output_inside_images(tmp_path):
+    """hloc's pair names clash for a/b-c.jpg and a-b/c.jpg; output folders inside the image folder are not images."""
+    from patchmatch.images import exclude_output_dir, pair_key_collisions
+
+    kept, skipped = pair_key_collisions(["a-b/c.jpg", "a/b-c.jpg", "x.jpg"])
+    assert kept == ["a-b/c.jpg", "x.jpg"]
+    assert skipped[0]["name"] == "a/b-c.jpg" and "a-b/c.jpg" in skipped[0]["reason"]
+    names = ["out/viz/p.png", "outdoor.jpg", "x.jpg"]
+    assert exclude_output_dir(names, tmp_path, tmp_path / "out") == ["outdoor.jpg", "x.jpg"]
+    assert exclude_output_dir(names, tmp_path / "imgs", tmp_path / "out") == names
+    # an earlier run's output inside the image folder is not read as photos by a later run elsewhere
+    (tmp_path / "old" / "viz").mkdir(parents=True)
+    (tmp_path / "old" / "run.json").write_text("{}")
+    (tmp_path / "cmp" / "patchmatch").mkdir(parents=True)
+    (tmp_path / "cmp" / "compare.json").write_text("{}")
+    names = ["a.jpg", "old/viz/cameras.png", "cmp/patchmatch/viz/p.png", "oldies/b.jpg"]
+    assert exclude_output_dir(names, tmp_path, tmp_path.parent / "elsewhere") == ["a.jpg", "oldies/b.jpg"]
+
+
+def test_byte_identical_images_are_skipped(tmp_path):
+    """The same file under two names would give two cameras sharing every keypoint: the later is skipped."""
+    from patchmatch.images import duplicate_files
+
+    (tmp_path / "a.jpg").write_bytes(b"1234")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "copy.jpg").write_bytes(b"1234")
+    (tmp_path / "b.jpg").write_bytes(b"1235")  # same size, other bytes
+    (tmp_path / "c.jpg").write_bytes(b"12345")
+    kept, skipped = duplicate_files(tmp_path, ["a.jpg", "b.jpg", "c.jpg", "sub/copy.jpg"])
+    assert kept == ["a.jpg", "b.jpg", "c.jpg"]
+    assert skipped == [{"name": "sub/copy.jpg", "reason": "sub/copy.jpg: the same file (bytes) as a.jpg; skipped"}]
+    # with a ground truth that knows only the later name, the copy under the other name is the one skipped
+    kept, skipped = duplicate_files(tmp_path, ["a.jpg", "b.jpg", "c.jpg", "sub/copy.jpg"], {"sub/copy.jpg"})
+    assert kept == ["b.jpg", "c.jpg", "sub/copy.jpg"] and skipped[0]["name"] == "a.jpg"
+    (tmp_path / "e0.jpg").write_bytes(b"")
+    (tmp_path / "e1.jpg").write_bytes(b"")  # two empty files are not copies of each other: the reader names them empty
+    assert duplicate_files(tmp_path, ["e0.jpg", "e1.jpg"]) == (["e0.jpg", "e1.jpg"], [])
