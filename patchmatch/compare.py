@@ -27,10 +27,10 @@ from pathlib import Path
 
 from . import colmap
 from .evaluation.pose import evaluate_poses, load_cameras_json
-from .images import ImageReadError, list_images, read_gray
+from .images import ImageReadError, duplicate_files, exclude_output_dir, list_images, pair_key_collisions, read_gray
 from .pairs import read_pairs_strategy_file
 from .scoring import PatchScorer
-from .sfm import SfmConfig, _duplicate_files, _pair_key_collisions, exclude_output_dir, run_sfm
+from .sfm import SfmConfig, run_sfm
 
 logger = logging.getLogger(__name__)
 
@@ -210,9 +210,8 @@ def compare(
         if not known & set(names):
             raise ValueError(f"{ground_truth} describes none of the images under {images} (wrong scene?)")
     read_pairs_strategy_file(config.pairs, listed)  # checked before SIFT's run (patchmatch's would find it only afterwards)
-    t_load = time.perf_counter()  # the network too: a bad precision, backend or device fails before any work
-    scorer = PatchScorer.load(weights, device=config.device, batch_size=config.batch_size, precision=config.precision,
-                              backend=config.backend, tta=config.tta, activation_bits=config.activation_bits)  # fmt: skip
+    t_load = time.perf_counter()  # the network too: a bad precision or device fails before any work
+    scorer = PatchScorer.load(weights, device=config.device, precision=config.precision, tta=config.tta)
     load_seconds = time.perf_counter() - t_load
     if overwrite and (out / SIFT_DIR).exists():
         shutil.rmtree(out / SIFT_DIR)
@@ -251,8 +250,8 @@ def _usable_images(images: Path, names: list[str], prefer: set[str] = frozenset(
             usable.append(n)
         except ImageReadError as e:
             skipped.append({"name": n, "reason": str(e)})
-    usable, collisions = _pair_key_collisions(usable)
-    usable, duplicates = _duplicate_files(images, usable, prefer)
+    usable, collisions = pair_key_collisions(usable)
+    usable, duplicates = duplicate_files(images, usable, prefer)
     for s in skipped + collisions + duplicates:
         logger.warning("skipped %s: %s", s["name"], s["reason"])
     return usable, skipped + collisions + duplicates
