@@ -152,6 +152,69 @@ def file_fingerprint(path: str | os.PathLike) -> str:
     return f"size={st.st_size};mtime_ns={st.st_mtime_ns}"
 
 
+def stored_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` of an image's stored pixel grid (COLMAP's frame), from the header of a
+    PNG or JPEG file (no decoding), else by reading the whole image.
+
+    Raises:
+        ImageReadError: the file cannot be read.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64 * 1024)
+    except OSError as error:
+        raise ImageReadError(f"{path}: cannot read it ({error}).") from error
+    size = _png_size(head) or _jpeg_size(head)
+    return size if size is not None else image_size(path)
+
+
+def _png_size(head: bytes) -> tuple[int, int] | None:
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return None
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    """Width and height of a JPEG's frame header (SOF0-SOF15 but DHT, JPG, DAC), if within ``head``."""
+    if head[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        length = int.from_bytes(head[i + 2 : i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(head[i + 7 : i + 9], "big"), int.from_bytes(head[i + 5 : i + 7], "big")
+        i += 2 + length
+    return None
+
+
+def check_one_size(image_dir: Path, names: list[str]) -> None:
+    """Refuses images of different sizes for one shared camera (``single_camera``), before any work.
+    Files whose size cannot be read are left to the reader, which names them later.
+
+    Raises:
+        ValueError: naming two files of different sizes and their sizes.
+    """
+    first: tuple[str, tuple[int, int]] | None = None
+    for n in names:
+        try:
+            size = stored_size(Path(image_dir) / n)
+        except ImageReadError:
+            continue
+        if first is None:
+            first = (n, size)
+        elif size != first[1]:
+            (a, (w0, h0)), (w1, h1) = first, size
+            raise ValueError(f"one shared camera (--single-camera) needs images of one size: {a} is {w0}×{h0} px, "
+                             f"{n} is {w1}×{h1} px")  # fmt: skip
+
+
 def exclude_output_dir(names: list[str], image_dir: Path, out_dir: Path) -> list[str]:
     """Drops the files of output folders inside the image folder (their PNGs would be read as
     photos): ``out_dir`` and any earlier ``sfm`` / ``compare`` output, i.e. a subfolder holding

@@ -19,6 +19,7 @@ Output folder ``OUT``:
   view of the registered cameras and the 3D points.
 * ``report.json``: counts, model statistics, seconds per stage, skipped images with reasons
   (and pose errors when ground truth is given).
+* ``run.lock``: while a run works in OUT, its process id; a second run there is refused.
 
 Resume: features of an image and matches of a pair are written once complete, so a rerun of
 the same command after a crash or kill computes only what is missing; pairs, database,
@@ -33,6 +34,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,7 +45,8 @@ import numpy as np
 import torch
 
 from . import colmap, storage
-from .images import ImageReadError, duplicate_files, exclude_output_dir, list_images, pair_key_collisions, read_gray
+from .images import (ImageReadError, check_one_size, duplicate_files, exclude_output_dir, list_images,
+                     pair_key_collisions, read_gray)  # fmt: skip
 from .matching import MatchConfig
 from .pairs import parse_strategy, read_pairs_strategy_file
 from .report import plain, write_json
@@ -56,6 +59,8 @@ logger = logging.getLogger(__name__)
 RUN_FORMAT = 1
 #: Files and folders a run writes in OUT (the ones ``overwrite=True`` removes).
 OUTPUTS = ("run.json", "features.h5", "pairs.json", "matches.h5", "database.db", "sparse", "viz", "report.json")
+#: Held in OUT while a run works there: ``"PID HOST"`` of its process.
+LOCK_FILE = "run.lock"
 #: Pictures of the pairs with most verified inliers drawn into OUT/viz: one look tells whether
 #: the matches are right; more add seconds, not information.
 NUM_VIZ_PAIRS = 2
@@ -170,7 +175,7 @@ def prepare_output(out_dir: Path, identity: dict, overwrite: bool) -> bool:
         raise FileExistsError(f"output folder {out_dir} is a file, not a folder")
     if overwrite and out_dir.exists():
         _remove_outputs(out_dir)
-    elif out_dir.exists() and any(out_dir.iterdir()):
+    elif out_dir.exists() and any(p.name != LOCK_FILE for p in out_dir.iterdir()):
         if not run_json.is_file():
             raise FileExistsError(f"output folder {out_dir} is not empty and holds no patchmatch run (no run.json); "
                                   "choose another folder or pass overwrite=True (--overwrite)")  # fmt: skip
@@ -179,6 +184,54 @@ def prepare_output(out_dir: Path, identity: dict, overwrite: bool) -> bool:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_json, identity, keep=True)
     return False
+
+
+@contextmanager
+def run_lock(out_dir: Path):
+    """Holds OUT for one run: :data:`LOCK_FILE` with this process's id, removed on exit. A lock
+    left by a process that no longer runs (killed) is taken over with a warning.
+
+    Raises:
+        FileExistsError: another live process holds OUT (named with its pid and host).
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"output folder {out_dir} is a file, not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path, mine = out_dir / LOCK_FILE, f"{os.getpid()} {socket.gethostname()}"
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            holder = path.read_text().strip() if path.is_file() else ""
+            if _holder_alive(holder):
+                raise FileExistsError(f"{out_dir} is in use by another run (pid {holder.replace(' ', ' on ')}, {path}); "
+                                      f"wait for it to finish, or delete {path} if that process is gone") from None  # fmt: skip
+            logger.warning("%s: taking over the lock of a run that no longer runs (%s)", out_dir, holder or "empty")
+            path.unlink(missing_ok=True)
+    with os.fdopen(fd, "w") as f:
+        f.write(mine + "\n")
+    try:
+        yield
+    finally:
+        if path.is_file() and path.read_text().strip() == mine:
+            path.unlink()
+
+
+def _holder_alive(holder: str) -> bool:
+    """Whether the ``"PID HOST"`` of a lock names a running process (another host's: assumed so)."""
+    pid, _, host = holder.partition(" ")
+    if not pid.isdigit():
+        return False
+    if host and host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _remove_outputs(out_dir: Path) -> None:
@@ -235,13 +288,13 @@ def _diff(previous: Any, current: dict, prefix: str = "") -> str:
 # --------------------------------------------------------------------------
 # Before any work: the images, the network
 # --------------------------------------------------------------------------
-def _vet_images(image_dir: Path, out_dir: Path, strategy: str, ground_truth) -> tuple[list[str], list[dict]]:
+def _vet_images(image_dir: Path, out_dir: Path, config: SfmConfig, ground_truth) -> tuple[list[str], list[dict]]:
     """The images to use and those skipped (name clashes, byte-identical copies), checked
-    against the pairs file and the ground truth before any work.
+    against the pairs file, the ground truth and a shared camera before any work.
 
     Raises:
-        ValueError: no image, the output folder is the image folder, a bad pairs file, or a
-            ground truth that names none of the images.
+        ValueError: no image, the output folder is the image folder, a bad pairs file, a
+            ground truth that names none of the images, or images of two sizes for one camera.
     """
     if out_dir.resolve() == image_dir.resolve():
         raise ValueError(f"{out_dir}: the output folder cannot be the image folder (use a subfolder or another folder)")
@@ -255,7 +308,9 @@ def _vet_images(image_dir: Path, out_dir: Path, strategy: str, ground_truth) -> 
 
         known = set(load_cameras_json(ground_truth))
     names, duplicates = duplicate_files(image_dir, names, known)  # a copy never hides a ground-truth name
-    read_pairs_strategy_file(strategy, names)  # a bad pairs file fails before any work
+    read_pairs_strategy_file(config.pairs, names)  # a bad pairs file fails before any work
+    if config.single_camera:
+        check_one_size(image_dir, names)
     if ground_truth is not None and not known & set(names):
         raise ValueError(f"{ground_truth} describes none of the images under {image_dir} (wrong scene?)")
     for item in skipped + duplicates:
@@ -332,47 +387,51 @@ def run_sfm(
         ValueError: fewer than 2 readable images, or a bad pairs strategy.
     """
     image_dir, out_dir = Path(image_dir), Path(out_dir)
-    names, skipped = _vet_images(image_dir, out_dir, config.pairs, ground_truth)
+    names, skipped = _vet_images(image_dir, out_dir, config, ground_truth)
     scorer, config = _load_scorer(config, scorer, weights)
     identity = run_identity(image_dir, config, scorer)
-    report: dict[str, Any] = {"status": "running", "resumed": prepare_output(out_dir, identity, overwrite),
-                              "image_dir": str(image_dir), "out_dir": str(out_dir), "skipped": skipped, "notes": []}  # fmt: skip
-    logger.info("network: %s", describe_scorer(scorer))
-    seconds: dict[str, float] = {}
-    verification = config.verification
-    if config.threads:
-        verification = dataclasses.replace(verification, num_threads=config.threads)
-    with _stage("features", seconds):
-        features = extract.run(image_dir, names, out_dir / "features.h5", config.extract, config.workers, progress, report)
-    good = _usable(image_dir, out_dir, names, features, report)
-    unreadable = [s["name"] for s in report["skipped"]]
-    pairs = select_pairs.run(features, good, out_dir / "pairs.json", config.pairs, unreadable)
-    with _stage("matching", seconds):
-        matches = match.run(image_dir, features, pairs, out_dir / "matches.h5", scorer, config.match,
-                            config.max_image_size, config.workers, progress, report)  # fmt: skip
-    with _stage("database", seconds):
-        database = to_database.run(image_dir, features, pairs, matches, out_dir / "database.db", good,
-                                   config.single_camera, report)  # fmt: skip
-    with _stage("verification", seconds):
-        verify.run(database, verification, report=report)
-    with _stage("mapping", seconds):
-        model = reconstruct.run(database, image_dir, out_dir / "sparse", config.mapper, report)
-    reconstruction = colmap.read_reconstruction(model) if model.is_dir() else None
-    if NUM_VIZ_PAIRS:
-        with _stage("viz", seconds):
-            report["viz"] = _draw(database, image_dir, out_dir / "viz", features, pairs, matches, reconstruction, len(good))
-    stats = colmap.reconstruction_stats(reconstruction)
-    registered = stats.pop("registered_names")
-    report.update(status="complete", images=len(names), images_used=len(good), **stats,
-                  unregistered=sorted(set(good) - set(registered)), seconds=seconds,
-                  seconds_total=round(sum(seconds.values()), 3), config=dataclasses.asdict(config),
-                  weights={"sha256": identity["matching"]["weights_sha256"], **_scorer_meta(scorer)})  # fmt: skip
-    if ground_truth is not None:
-        report["pose"] = _pose_report(reconstruction, ground_truth, good)
-    write_json(out_dir / "report.json", report)
-    logger.info("registered %d/%d images, %d points, track length %.2f, reprojection error %.2f px",
-                report["registered"], len(good), report["points"], report["mean_track_length"],
-                report["mean_reprojection_error"])  # fmt: skip
+    with run_lock(out_dir):
+        resumed = prepare_output(out_dir, identity, overwrite)
+        report: dict[str, Any] = {"status": "running", "resumed": resumed, "image_dir": str(image_dir),
+                                  "out_dir": str(out_dir), "skipped": skipped, "notes": []}  # fmt: skip
+        logger.info("network: %s", describe_scorer(scorer))
+        seconds: dict[str, float] = {}
+        verification = config.verification
+        if config.threads:
+            verification = dataclasses.replace(verification, num_threads=config.threads)
+        with _stage("features", seconds):
+            features = extract.run(image_dir, names, out_dir / "features.h5", config.extract, config.workers,
+                                   progress, report)  # fmt: skip
+        good = _usable(image_dir, out_dir, names, features, report)
+        unreadable = [s["name"] for s in report["skipped"]]
+        pairs = select_pairs.run(features, good, out_dir / "pairs.json", config.pairs, unreadable)
+        with _stage("matching", seconds):
+            matches = match.run(image_dir, features, pairs, out_dir / "matches.h5", scorer, config.match,
+                                config.max_image_size, config.workers, progress, report)  # fmt: skip
+        with _stage("database", seconds):
+            database = to_database.run(image_dir, features, pairs, matches, out_dir / "database.db", good,
+                                       config.single_camera, report)  # fmt: skip
+        with _stage("verification", seconds):
+            verify.run(database, verification, report=report)
+        with _stage("mapping", seconds):
+            model = reconstruct.run(database, image_dir, out_dir / "sparse", config.mapper, report)
+        reconstruction = colmap.read_reconstruction(model) if model.is_dir() else None
+        if NUM_VIZ_PAIRS:
+            with _stage("viz", seconds):
+                report["viz"] = _draw(database, image_dir, out_dir / "viz", features, pairs, matches,
+                                      reconstruction, len(good))  # fmt: skip
+        stats = colmap.reconstruction_stats(reconstruction)
+        registered = stats.pop("registered_names")
+        report.update(status="complete", images=len(names), images_used=len(good), **stats,
+                      unregistered=sorted(set(good) - set(registered)), seconds=seconds,
+                      seconds_total=round(sum(seconds.values()), 3), config=dataclasses.asdict(config),
+                      weights={"sha256": identity["matching"]["weights_sha256"], **_scorer_meta(scorer)})  # fmt: skip
+        if ground_truth is not None:
+            report["pose"] = _pose_report(reconstruction, ground_truth, good)
+        write_json(out_dir / "report.json", report)
+        logger.info("registered %d/%d images, %d points, track length %.2f, reprojection error %.2f px",
+                    report["registered"], len(good), report["points"], report["mean_track_length"],
+                    report["mean_reprojection_error"])  # fmt: skip
     return report
 
 

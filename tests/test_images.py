@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -125,3 +127,27 @@ def test_byte_identical_images_are_skipped(tmp_path):
     (tmp_path / "e0.jpg").write_bytes(b"")
     (tmp_path / "e1.jpg").write_bytes(b"")  # two empty files are not copies of each other: the reader names them empty
     assert duplicate_files(tmp_path, ["e0.jpg", "e1.jpg"]) == (["e0.jpg", "e1.jpg"], [])
+
+
+def test_stored_size_reads_png_and_jpeg_headers(tmp_path, monkeypatch):
+    import patchmatch.images as images
+
+    for name in ("a.png", "b.jpg", "c.bmp"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((37, 53), np.uint8))
+    decoded = []
+    monkeypatch.setattr(images, "image_size", lambda p: decoded.append(Path(p).name) or (53, 37))
+    assert [images.stored_size(tmp_path / n) for n in ("a.png", "b.jpg", "c.bmp")] == [(53, 37)] * 3
+    assert decoded == ["c.bmp"]  # PNG and JPEG: from the header, not decoded
+
+
+def test_check_one_size_names_two_files(tmp_path):
+    from patchmatch.images import check_one_size
+
+    for name, shape in (("a.png", (10, 20)), ("b.jpg", (10, 20)), ("bad.png", None), ("c.png", (20, 10))):
+        if shape is None:
+            (tmp_path / name).write_bytes(b"not an image")
+        else:
+            cv2.imwrite(str(tmp_path / name), np.zeros(shape, np.uint8))
+    check_one_size(tmp_path, ["a.png", "b.jpg", "bad.png"])  # the unreadable file is left to the reader
+    with pytest.raises(ValueError, match="a.png is 20×10 px, c.png is 10×20 px"):
+        check_one_size(tmp_path, ["a.png", "b.jpg", "bad.png", "c.png"])

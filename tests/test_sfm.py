@@ -342,3 +342,45 @@ def test_temple_ring_end_to_end_registers_every_image(tmp_path):
     assert report["registered"] == 16, report["unregistered"]
     assert report["pose"]["rotation_error_median_deg"] < 2.0
     assert report["pose"]["rotation_auc"]["2"] > 0.3
+
+
+def _flat_images(root: Path, sizes=((120, 160),) * 3) -> Path:
+    import cv2
+
+    images = root / "images"
+    images.mkdir()
+    for i, shape in enumerate(sizes):
+        cv2.imwrite(str(images / f"flat{i}.png"), np.full(shape, 90 + i, np.uint8))
+    return images
+
+
+def test_one_run_at_a_time_per_output_folder(tmp_path, caplog, no_viz):
+    """A second run in the same OUT is refused, naming the first one's process; the lock of a
+    killed run is taken over; a finished run leaves no lock."""
+    import subprocess
+    import sys
+
+    images = _flat_images(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    config = SfmConfig(max_keypoints=64, match=CONFIG.match)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / sfm.LOCK_FILE).write_text(f"{other.pid} {sfm.socket.gethostname()}\n")
+        with pytest.raises(FileExistsError, match=f"in use by another run \\(pid {other.pid} on "):
+            run_sfm(images, out, config, scorer=_scorer())
+        assert sorted(p.name for p in out.iterdir()) == [sfm.LOCK_FILE]  # nothing written, the lock kept
+    finally:
+        other.kill()
+        other.wait()
+    report = run_sfm(images, out, config, scorer=_scorer())  # that process is gone: its lock is taken over
+    assert report["status"] == "complete" and "taking over the lock" in caplog.text
+    assert not (out / sfm.LOCK_FILE).exists()
+
+
+def test_single_camera_needs_one_image_size(tmp_path):
+    images = _flat_images(tmp_path, [(120, 160), (120, 160), (100, 160)])
+    config = SfmConfig(max_keypoints=64, match=CONFIG.match, single_camera=True)
+    with pytest.raises(ValueError, match=r"flat0.png is 160×120 px, flat2.png is 160×100 px"):
+        run_sfm(images, tmp_path / "out", config, scorer=_scorer())
+    assert not (tmp_path / "out").exists()  # refused before any work

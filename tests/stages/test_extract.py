@@ -75,3 +75,23 @@ def test_config_validation():
         extract.ExtractConfig(max_keypoints=0)
     with pytest.raises(ValueError, match="max_image_size"):
         extract.ExtractConfig(max_image_size=8)
+
+
+def test_file_locked_by_another_process_is_an_error_not_corruption(tmp_path):
+    """HDF5 refuses a file another process holds open for writing: that file is busy, not
+    damaged, and must never be moved aside (the other run would lose its work)."""
+    import subprocess
+    import sys
+
+    names = _images(tmp_path, 2)
+    h5 = tmp_path / "features.h5"
+    extract.run(tmp_path, names, h5, CONFIG)
+    code = f"import h5py, sys; f = h5py.File({str(h5)!r}, 'a'); print('open', flush=True); sys.stdin.readline(); f.close()"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(storage.StorageLockedError, match="in use by another process"):
+            extract.run(tmp_path, names, h5, CONFIG)
+    finally:
+        holder.communicate("close\n", timeout=60)  # the other process finishes its work and closes the file
+    assert list(tmp_path.glob("features.h5.corrupt-*")) == [] and storage.list_features(h5) == ["0.png", "1.png"]
