@@ -85,8 +85,10 @@ class SfmConfig:
             or ``"file:PATH"`` (see :mod:`patchmatch.pairs`).
         single_camera: all images share one camera (one size, one zoom); the default gives
             each image its own SIMPLE_RADIAL camera.
-        threads: worker threads for detection, candidate search and verification; None:
-            PyTorch's thread count (the command line's ``--threads`` also sets that).
+        threads: worker threads of the candidate search, of detection (at most
+            :data:`~patchmatch.stages.extract.MAX_WORKERS`) and of verification; None: PyTorch's
+            thread count (verification: ``verification.num_threads``). The command line's
+            ``--threads`` also sets PyTorch's and OpenCV's thread counts.
         match: candidate search and match decision (:class:`~patchmatch.matching.MatchConfig`).
         verification: RANSAC of the geometric verification.
         mapper: COLMAP incremental mapper settings and fallbacks.
