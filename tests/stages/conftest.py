@@ -3,6 +3,8 @@ matched with normalised cross-correlation (:class:`tests.helpers.NCCScorer`)."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from patchmatch.matching import MatchConfig
@@ -41,3 +43,15 @@ def chain(entry4):
                                report=report)  # fmt: skip
     return {"images": images, "features": features, "pairs": pairs, "matches": matches, "database": database,
             "report": report}  # fmt: skip
+
+
+@pytest.fixture(scope="package")
+def verified(chain, tmp_path_factory):
+    """A verified copy of :func:`chain`'s database, and the verify stage's report."""
+    from patchmatch import colmap
+    from patchmatch.stages import verify
+
+    db = shutil.copy(chain["database"], tmp_path_factory.mktemp("verified") / "database.db")
+    report: dict = {}
+    verify.run(db, colmap.VerificationConfig(num_threads=2), report=report)
+    return db, report
