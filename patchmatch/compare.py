@@ -27,10 +27,10 @@ from pathlib import Path
 
 from . import colmap
 from .evaluation.pose import evaluate_poses, load_cameras_json
-from .images import ImageReadError, list_images, read_gray
+from .images import ImageReadError, duplicate_files, exclude_output_dir, list_images, pair_key_collisions, read_gray
 from .pairs import read_pairs_strategy_file
 from .scoring import PatchScorer
-from .sfm import SfmConfig, _duplicate_files, _pair_key_collisions, exclude_output_dir, run_sfm
+from .sfm import SfmConfig, run_sfm
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +76,7 @@ def run_colmap_sift(
     done = out / "sift.json"
     settings = _sift_settings(images, names, config)
     if done.is_file():
-        previous = json.loads(done.read_text())
-        if previous.get("settings") != settings:
-            changed = sorted(k for k in settings if settings[k] != previous.get("settings", {}).get(k))
-            raise FileExistsError(f"{out} holds a SIFT run with other settings ({', '.join(changed)}); "
-                                  "pass --overwrite to redo it or choose another OUT")  # fmt: skip
-        logger.info("%s: finished SIFT run reused", done)
-        return _with_pose(previous, out, names, ground_truth)
+        return _with_pose(_finished_run(done, settings), out, names, ground_truth)
     if out.exists():
         logger.info("%s: unfinished SIFT run, redone", out)
         shutil.rmtree(out)
@@ -111,6 +105,21 @@ def run_colmap_sift(
               "seconds_per_stage": {k: round(v, 2) for k, v in stages.items()}, "settings": settings}  # fmt: skip
     done.write_text(json.dumps(result, indent=2))
     return _with_pose(result, out, names, ground_truth)
+
+
+def _finished_run(done: Path, settings: dict) -> dict:
+    """A finished SIFT run's numbers (``sift.json``), if it was made with ``settings``.
+
+    Raises:
+        FileExistsError: it was made with other settings (named).
+    """
+    previous = json.loads(done.read_text())
+    if previous.get("settings") != settings:
+        changed = sorted(k for k in settings if settings[k] != previous.get("settings", {}).get(k))
+        raise FileExistsError(f"{done.parent} holds a SIFT run with other settings ({', '.join(changed)}); "
+                              "pass --overwrite to redo it or choose another OUT")  # fmt: skip
+    logger.info("%s: finished SIFT run reused", done)
+    return previous
 
 
 def _sift_settings(images: Path, names: list[str], config: SfmConfig) -> dict:
@@ -191,28 +200,10 @@ def compare(
         FileExistsError: ``OUT/compare.json`` exists and is not a compare result (without ``overwrite``).
     """
     images, out = Path(images), Path(out)
-    if not images.is_dir():
-        raise FileNotFoundError(f"{images}: not an image folder" if images.exists() else f"{images}: image folder not found")
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out}: OUT must be a folder, not a file")
-    _check_foreign_output(out, overwrite)
-    if weights is not None and not Path(weights).is_file():
-        raise FileNotFoundError(f"{weights}: no such checkpoint file")
-    if out.resolve() == images.resolve():
-        raise ValueError(f"{out}: the output folder cannot be the image folder (use a subfolder or another folder)")
     ground_truth = Path(ground_truth) if ground_truth is not None else find_ground_truth(images)
-    known = set(load_cameras_json(ground_truth)) if ground_truth is not None else set()  # readable, checked first
-    listed = exclude_output_dir(list_images(images), images, out)
-    names, skipped = _usable_images(images, listed, known)
-    if len(names) < 2:
-        raise ValueError(f"{images}: {len(names)} image(s); need at least two")
-    if ground_truth is not None:  # about these images
-        if not known & set(names):
-            raise ValueError(f"{ground_truth} describes none of the images under {images} (wrong scene?)")
-    read_pairs_strategy_file(config.pairs, listed)  # checked before SIFT's run (patchmatch's would find it only afterwards)
-    t_load = time.perf_counter()  # the network too: a bad precision, backend or device fails before any work
-    scorer = PatchScorer.load(weights, device=config.device, batch_size=config.batch_size, precision=config.precision,
-                              backend=config.backend, tta=config.tta, activation_bits=config.activation_bits)  # fmt: skip
+    names, skipped = _check_inputs(images, out, config, weights, ground_truth, overwrite)
+    t_load = time.perf_counter()  # the network too: a bad precision or device fails before any work
+    scorer = PatchScorer.load(weights, device=config.device, precision=config.precision, tta=config.tta)
     load_seconds = time.perf_counter() - t_load
     if overwrite and (out / SIFT_DIR).exists():
         shutil.rmtree(out / SIFT_DIR)
@@ -222,19 +213,52 @@ def compare(
     t = time.perf_counter()
     report = run_sfm(images, out / PATCHMATCH_DIR, config, scorer=scorer, overwrite=overwrite, progress=progress,
                      ground_truth=ground_truth)  # fmt: skip
-    keys = ("registered", "points", "observations", "mean_track_length", "mean_reprojection_error", "verified_pairs")
-    pm = {k: report[k] for k in keys}
-    pm["seconds"] = round(time.perf_counter() - t + load_seconds, 2)  # loading the network included
-    pm["seconds_per_stage"] = report["seconds"]
-    pm["resumed"] = bool(report.get("resumed"))
-    pm["network"] = report["weights"]  # path, precision, backend, tta: what scored the pairs
-    if "pose" in report:
-        pm["pose"] = {k: v for k, v in report["pose"].items() if k != "pair_errors"}
+    pm = _patchmatch_row(report, round(time.perf_counter() - t + load_seconds, 2))  # loading the network included
     result = {"images_dir": str(images), "images": len(names), "ground_truth": str(ground_truth) if ground_truth else None,
               "max_keypoints": config.max_keypoints, "max_image_size": config.max_image_size,
               "skipped": skipped, "methods": {"colmap-sift": sift, "patchmatch": pm}}  # fmt: skip
     (out / "compare.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
+
+
+def _check_inputs(images: Path, out: Path, config: SfmConfig, weights, ground_truth: Path | None,
+                  overwrite: bool) -> tuple[list[str], list[dict[str, str]]]:  # fmt: skip
+    """Every input checked before either pipeline runs; returns the images both get and the skipped ones.
+
+    Raises:
+        FileNotFoundError, NotADirectoryError, FileExistsError, ValueError: see :func:`compare`.
+    """
+    if not images.is_dir():
+        raise FileNotFoundError(f"{images}: not an image folder" if images.exists() else f"{images}: image folder not found")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out}: OUT must be a folder, not a file")
+    _check_foreign_output(out, overwrite)
+    if weights is not None and not Path(weights).is_file():
+        raise FileNotFoundError(f"{weights}: no such checkpoint file")
+    if out.resolve() == images.resolve():
+        raise ValueError(f"{out}: the output folder cannot be the image folder (use a subfolder or another folder)")
+    known = set(load_cameras_json(ground_truth)) if ground_truth is not None else set()  # readable, checked first
+    listed = exclude_output_dir(list_images(images), images, out)
+    names, skipped = _usable_images(images, listed, known)
+    if len(names) < 2:
+        raise ValueError(f"{images}: {len(names)} image(s); need at least two")
+    if ground_truth is not None and not known & set(names):  # about these images
+        raise ValueError(f"{ground_truth} describes none of the images under {images} (wrong scene?)")
+    read_pairs_strategy_file(config.pairs, listed)  # checked before SIFT's run (patchmatch's would find it only afterwards)
+    return names, skipped
+
+
+def _patchmatch_row(report: dict, seconds: float) -> dict:
+    """patchmatch's numbers in the comparison, from its report.json."""
+    keys = ("registered", "points", "observations", "mean_track_length", "mean_reprojection_error", "verified_pairs")
+    pm = {k: report[k] for k in keys}
+    pm["seconds"] = seconds
+    pm["seconds_per_stage"] = report["seconds"]
+    pm["resumed"] = bool(report.get("resumed"))
+    pm["network"] = report["weights"]  # path, precision, backend, tta: what scored the pairs
+    if "pose" in report:
+        pm["pose"] = {k: v for k, v in report["pose"].items() if k != "pair_errors"}
+    return pm
 
 
 def _usable_images(images: Path, names: list[str], prefer: set[str] = frozenset()) -> tuple[list[str], list[dict[str, str]]]:
@@ -251,8 +275,8 @@ def _usable_images(images: Path, names: list[str], prefer: set[str] = frozenset(
             usable.append(n)
         except ImageReadError as e:
             skipped.append({"name": n, "reason": str(e)})
-    usable, collisions = _pair_key_collisions(usable)
-    usable, duplicates = _duplicate_files(images, usable, prefer)
+    usable, collisions = pair_key_collisions(usable)
+    usable, duplicates = duplicate_files(images, usable, prefer)
     for s in skipped + collisions + duplicates:
         logger.warning("skipped %s: %s", s["name"], s["reason"])
     return usable, skipped + collisions + duplicates

@@ -20,16 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from . import colmap
-from .cache import LruArrayCache
 from .colmap_convention import colmap_to_opencv
 from .features import Features
 from .images import ImageReadError, read_gray
-from .matching import MatchConfig, match_features, needs_network, plan_pairs
-from .pairs import make_pairs
+from .matching import MatchConfig
+from .pairs import Pair, make_pairs
 from .patches import extract_patches_colmap
 from .scoring import PatchScorer, describe_scorer
+from .stages import match, verify
 
 logger = logging.getLogger(__name__)
 
@@ -39,16 +40,16 @@ class DatabaseMatchConfig:
     """Settings of :func:`match_database`.
 
     Attributes:
-        match: candidate search and match decision.
         pairs: ``"exhaustive"``, ``"sequential:N"``, ``"retrieval:N"`` or ``"file:PATH"`` (hloc's pairs format).
-        verification: RANSAC settings of the geometric verification.
-        patch_cache_mb: memory for patches kept between pairs (MiB).
+        threads: worker threads of the candidate search; None: PyTorch's thread count.
+        match: candidate search and match decision (policy, for experiments).
+        verification: RANSAC settings of the geometric verification (policy).
     """
 
-    match: MatchConfig = field(default_factory=MatchConfig)
     pairs: str = "exhaustive"
+    threads: int | None = None
+    match: MatchConfig = field(default_factory=MatchConfig)
     verification: colmap.VerificationConfig = field(default_factory=colmap.VerificationConfig)
-    patch_cache_mb: int = 1024
 
 
 def database_features(image: colmap.DatabaseImage) -> Features:
@@ -79,6 +80,88 @@ def _read_matching_frame(path: Path, width: int, height: int) -> np.ndarray:
     return image
 
 
+@dataclass
+class _PairStates:
+    """The pairs of a database run, sorted by what happens to them.
+
+    Attributes:
+        todo: pairs to match. skipped: ``[name0, name1, reason]`` of pairs left alone.
+        replace: image-id keys of pairs whose earlier matches new ones replace (``overwrite``).
+        unverified: pairs holding matches but no two-view geometry (an interrupted run),
+            verified as they are.
+    """
+
+    todo: list[Pair] = field(default_factory=list)
+    skipped: list[list[str]] = field(default_factory=list)
+    replace: set[tuple[int, int]] = field(default_factory=set)
+    unverified: list[Pair] = field(default_factory=list)
+
+
+def _sort_pairs(database: Path, images: dict[str, colmap.DatabaseImage], pairs: list[Pair], bad: dict[str, str],
+                overwrite: bool) -> _PairStates:  # fmt: skip
+    """Sorts ``pairs`` by what the database already holds (see :class:`_PairStates`)."""
+    matched, geometries = colmap.pairs_with_matches(database)
+    states = _PairStates()
+    for a, b in pairs:
+        key = _key(images, a, b)
+        if a in bad or b in bad:
+            culprit = a if a in bad else b
+            states.skipped.append([a, b, f"{culprit}: {bad[culprit]}"])
+        elif key not in matched and key not in geometries:
+            states.todo.append((a, b))
+        elif overwrite:  # replaced only once new matches are there to write
+            states.replace.add(key)
+            states.todo.append((a, b))
+        elif key not in geometries:  # matches without a two-view geometry: verification comes last
+            states.unverified.append((a, b))
+        else:
+            what = "matches" if key in matched else "a two-view geometry"
+            states.skipped.append([a, b, f"already holds {what} (pass --overwrite / overwrite=True to replace)"])
+    return states
+
+
+def _key(images: dict[str, colmap.DatabaseImage], a: str, b: str) -> tuple[int, int]:
+    return tuple(sorted((images[a].image_id, images[b].image_id)))
+
+
+def _read_images(database: Path, image_dir: Path) -> dict[str, colmap.DatabaseImage]:
+    """The database's images, checked against the image folder.
+
+    Raises:
+        FileNotFoundError: the database or the folder is missing, or holds none of the images.
+        ValueError: the database holds no images.
+    """
+    if not database.is_file():
+        raise FileNotFoundError(f"COLMAP database {database} does not exist.")
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"Image folder {image_dir} does not exist.")
+    images = colmap.read_database_images(database)
+    if not images:
+        raise ValueError(f"{database} holds no images: run COLMAP's feature extraction first")
+    if not any((image_dir / n).is_file() for n in images):
+        raise FileNotFoundError(f"none of the {len(images)} images of {database} is in {image_dir}: wrong image folder?")
+    return images
+
+
+def _unmatched(states: _PairStates, images: dict[str, colmap.DatabaseImage], summary: match.MatchSummary,
+               written: set[Pair]) -> list[list[str]]:  # fmt: skip
+    """``[name0, name1, reason]`` of the pairs to match that got no new matches, in order."""
+    skipped = []
+    for a, b in states.todo:
+        replaced = _key(images, a, b) in states.replace
+        kept = "; its existing matches and two-view geometry were kept" if replaced else ""
+        if (a, b) in summary.failed:
+            skipped.append([a, b, summary.failed[(a, b)] + kept])
+        elif (a, b) in written:
+            continue
+        elif (a, b) not in summary.plan.selected:
+            overlap = summary.plan.overlaps.get((a, b), 0)
+            skipped.append([a, b, f"descriptor overlap {overlap}: not selected for matching{kept}"])
+        elif replaced:
+            skipped.append([a, b, "no new matches" + kept])
+    return skipped
+
+
 def match_database(
     database: str | os.PathLike,
     image_dir: str | os.PathLike,
@@ -98,149 +181,81 @@ def match_database(
             where this run finds new matches (the others keep theirs, noted in ``skipped_pairs``).
             Without it such pairs are left alone, except that pairs holding matches but no
             two-view geometry (an interrupted run: verification comes last) are verified.
-        progress: show a progress bar.
+        progress: show progress bars.
 
     Returns:
         A report: ``images``, ``pairs``, ``matched_pairs``, ``verified_existing_pairs``,
-        ``matches``, ``skipped_pairs``
-        (``[name0, name1, reason]``), ``bad_images`` (``[name, reason]``), database counts after
-        verification, ``network`` (weights, precision, device and backend of this run's matches;
-        a rerun keeps the pairs an earlier run matched, whatever its settings), ``seconds`` per stage.
+        ``descriptor_only_pairs``, ``matches``, ``skipped_pairs`` (``[name0, name1, reason]``),
+        ``bad_images`` (``[name, reason]``), ``database_after`` (its counts after
+        verification), ``network``, ``precision``, ``backend``, ``tta`` (what scored this run's
+        matches; a rerun keeps the pairs an earlier run matched, whatever its settings),
+        ``seconds`` per stage.
 
     Raises:
         FileNotFoundError: the database or the image folder does not exist.
         ValueError: bad pairs specification or unknown names in a pairs file.
     """
-    database = Path(database)
-    image_dir = Path(image_dir)
-    if not database.is_file():
-        raise FileNotFoundError(f"COLMAP database {database} does not exist.")
-    if not image_dir.is_dir():
-        raise FileNotFoundError(f"Image folder {image_dir} does not exist.")
+    database, image_dir = Path(database), Path(image_dir)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    images = colmap.read_database_images(database)
-    if not images:
-        raise ValueError(f"{database} holds no images: run COLMAP's feature extraction first")
-    if not any((image_dir / n).is_file() for n in images):
-        raise FileNotFoundError(f"none of the {len(images)} images of {database} is in {image_dir}: wrong image folder?")
-    bad: dict[str, str] = {n: "no keypoints in the database" for n, im in images.items() if len(im.keypoints) == 0}
+    images = _read_images(database, image_dir)
+    bad = {n: "no keypoints in the database" for n, im in images.items() if len(im.keypoints) == 0}
     names = sorted(images)
-    all_pairs = make_pairs(config.pairs, names, {n: im.descriptors for n, im in images.items()})
-    matched, geometries = colmap.pairs_with_matches(database)
-    todo, skipped, replace, unverified = [], [], set(), []
-
-    def key(a: str, b: str) -> tuple[int, int]:
-        return tuple(sorted((images[a].image_id, images[b].image_id)))
-
-    def bad_reason(a: str, b: str) -> str:
-        return f"{a if a in bad else b}: {bad.get(a) or bad.get(b)}"
-
-    def kept_note(a: str, b: str) -> str:
-        return "; its existing matches and two-view geometry were kept" if key(a, b) in replace else ""
-
-    for a, b in all_pairs:
-        if a in bad or b in bad:
-            skipped.append([a, b, bad_reason(a, b)])
-        elif key(a, b) in matched or key(a, b) in geometries:
-            if overwrite:  # replaced only once new matches are there to write (write_pair)
-                replace.add(key(a, b))
-                todo.append((a, b))
-            elif key(a, b) not in geometries:
-                # matches without a two-view geometry (an interrupted run: verification comes last):
-                # kept as they are and verified in this run
-                unverified.append((a, b))
-            else:
-                what = "matches" if key(a, b) in matched else "a two-view geometry"
-                skipped.append([a, b, f"already holds {what} (pass --overwrite / overwrite=True to replace)"])
-        else:
-            todo.append((a, b))
-    if unverified:
+    pairs = make_pairs(config.pairs, names, {n: im.descriptors for n, im in images.items()})
+    states = _sort_pairs(database, images, pairs, bad, overwrite)
+    if states.unverified:
         logger.info("%s: %d pairs hold matches but no two-view geometry (an interrupted run?): verifying them",
-                    database, len(unverified))  # fmt: skip
+                    database, len(states.unverified))  # fmt: skip
+    logger.info("%s: %d images, %d pairs to match, %d skipped", database, len(images), len(states.todo), len(states.skipped))
     seconds["read"] = round(time.perf_counter() - t0, 3)
-
-    def write_pair(a: str, b: str, matches: np.ndarray) -> None:
-        """Writes a pair's new matches, replacing (under ``overwrite``) what it held."""
-        if key(a, b) in replace:
-            colmap.delete_pairs(database, [key(a, b)])
-        colmap.write_matches(database, {(images[a].image_id, images[b].image_id): matches})
-    logger.info("%s: %d images, %d pairs to match, %d skipped", database, len(images), len(todo), len(skipped))
-
     scorer = scorer or PatchScorer.load()
     logger.info("network: %s", describe_scorer(scorer))
-    features = {n: database_features(images[n]) for n in names if n not in bad}
+    t0 = time.perf_counter()
+    written, count = _match(database, image_dir, images, pairs, states, bad, scorer, config, progress)
+    seconds["match"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    verify.run(database, config.verification, pairs=written + states.unverified)
+    seconds["verify"] = round(time.perf_counter() - t0, 3)
+    return {
+        "database": str(database), "images": len(images), "pairs": len(pairs), "matched_pairs": len(written),
+        "verified_existing_pairs": len(states.unverified), "descriptor_only_pairs": count["descriptor_only"],
+        "matches": count["matches"], "skipped_pairs": states.skipped, "bad_images": sorted([n, r] for n, r in bad.items()),
+        "database_after": vars(colmap.database_summary(database)),
+        "network": describe_scorer(scorer),  # this run's pairs (earlier runs' matches are kept as they are)
+        "precision": getattr(scorer, "precision", None), "backend": getattr(scorer, "backend", None),
+        "tta": getattr(scorer, "tta", "none"), "seconds": seconds,
+    }  # fmt: skip
+
+
+def _match(database, image_dir, images, pairs, states, bad, scorer, config, progress) -> tuple[list[Pair], dict]:
+    """Runs the match stage's loop on the database's keypoints, writing each pair's new matches
+    (replacing what it held under ``overwrite``); adds the pairs left without new matches to
+    ``states.skipped`` and unreadable images to ``bad``.
+
+    Returns:
+        ``(pairs written, {"matches": total, "descriptor_only": pairs kept with SIFT's matches})``.
+    """
+    features = {n: database_features(images[n]) for n in images if n not in bad}
+    written: list[Pair] = []
+    count = {"matches": 0, "descriptor_only": 0}
 
     def load_patches(name: str) -> np.ndarray:
         im = images[name]
         pixels = _read_matching_frame(image_dir / name, im.width, im.height)
         return extract_patches_colmap(pixels, im.keypoints, magnification=scorer.magnification)
 
-    cache = LruArrayCache(load_patches, config.patch_cache_mb * 2**20)
-    t0 = time.perf_counter()
-    # image-pair selection from the descriptor overlap of every usable pair (no network)
-    plan = plan_pairs(all_pairs, features, todo, config.match)
-    done: list[tuple[str, str]] = []
-    total_matches = 0
-    descriptor_only = {}
-    for a, b in todo:
-        if (a, b) in plan.selected:
-            continue
-        matches, _ = plan.unselected_matches((a, b))  # SIFT's own matches (MatchConfig.unselected)
-        if len(matches):
-            descriptor_only[(a, b)] = matches
-            done.append((a, b))
-            total_matches += len(matches)
-        else:
-            skipped.append([a, b, f"descriptor overlap {plan.overlaps.get((a, b), 0)}: not selected for matching"
-                            + kept_note(a, b)])  # fmt: skip
-    for (a, b), matches in descriptor_only.items():
-        write_pair(a, b, matches)
-    descriptor_pairs = len(descriptor_only)
-    todo = [p for p in todo if p in plan.selected]
-    iterator = todo
-    if progress:
-        from tqdm import tqdm
+    def write(a: str, b: str, matches: np.ndarray, scores: np.ndarray) -> None:
+        if not len(matches):
+            return
+        if _key(images, a, b) in states.replace:
+            colmap.delete_pairs(database, [_key(images, a, b)])
+        colmap.write_matches(database, {(images[a].image_id, images[b].image_id): matches})
+        written.append((a, b))
+        count["matches"] += len(matches)
 
-        iterator = tqdm(todo, desc="match", unit="pair")
-    for a, b in iterator:
-        found = plan.searches.pop((a, b))
-        if a in bad or b in bad:  # an image found unreadable at an earlier pair: not read (or warned about) again
-            skipped.append([a, b, bad_reason(a, b) + kept_note(a, b)])
-            continue
-        try:
-            pa, pb = (cache.get(a), cache.get(b)) if needs_network(found, config.match) else (None, None)
-        except ImageReadError as e:
-            culprit = a if str(image_dir / a) in str(e) else b
-            bad[culprit] = str(e)
-            skipped.append([a, b, str(e) + kept_note(a, b)])
-            logger.warning("%s", e)
-            continue
-        result = match_features(features[a], pa, features[b], pb, scorer, config.match, found)
-        if len(result.matches):
-            write_pair(a, b, result.matches)
-            done.append((a, b))
-            total_matches += len(result.matches)
-        elif key(a, b) in replace:
-            skipped.append([a, b, "no new matches" + kept_note(a, b)])
-    seconds["match"] = round(time.perf_counter() - t0, 3)
-    t0 = time.perf_counter()
-    summary = colmap.verify_pairs(database, done + unverified, config.verification)
-    seconds["verify"] = round(time.perf_counter() - t0, 3)
-    return {
-        "database": str(database),
-        "images": len(images),
-        "pairs": len(all_pairs),
-        "matched_pairs": len(done),
-        "verified_existing_pairs": len(unverified),
-        "descriptor_only_pairs": descriptor_pairs,
-        "matches": total_matches,
-        "skipped_pairs": skipped,
-        "bad_images": sorted([n, r] for n, r in bad.items()),
-        "database_after": vars(summary),
-        "network": describe_scorer(scorer),  # the pairs matched in this run (earlier runs' matches are kept as they are)
-        "precision": getattr(scorer, "precision", None),
-        "backend": getattr(scorer, "backend", None),
-        "tta": getattr(scorer, "tta", "none"),
-        "seconds": seconds,
-    }
+    workers = config.threads or torch.get_num_threads()
+    summary = match.match_pairs(pairs, states.todo, features, load_patches, scorer, config.match, write, workers,
+                                progress, bad)  # fmt: skip
+    states.skipped += _unmatched(states, images, summary, set(written))
+    count["descriptor_only"] = sum(p not in summary.plan.selected for p in written)
+    return written, count

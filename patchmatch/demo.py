@@ -179,7 +179,6 @@ def run_demo(
         match=MatchConfig(k=config.k),
         pairs=config.pairs,
         single_camera=True,  # every view is rendered by the same pinhole camera
-        num_viz_pairs=0,  # the demo draws its own pair, coloured by ground truth
     )
     start = time.perf_counter()
     report = run_sfm(

@@ -1,4 +1,5 @@
-"""SIFT keypoints and descriptors (OpenCV), the input of patch extraction and candidate search."""
+"""SIFT keypoints and descriptors (OpenCV), the input of patch extraction and candidate search;
+conversions between the pixels of an original image and of its downscaled working copy."""
 
 from __future__ import annotations
 
@@ -95,3 +96,38 @@ def detect(
     scores = np.array([k.response for k in kps], dtype=np.float32)
     order = np.argsort(-scores, kind="stable")[:max_keypoints]
     return Features(keypoints[order], desc[order].astype(np.float32), scores[order], size)
+
+
+def axis_scales(working_shape: tuple[int, ...], original_size: np.ndarray) -> np.ndarray:
+    """Per-axis ``[sx, sy]`` = working / original size (float64; rounding of the downscaled size
+    makes them differ slightly).
+
+    Args:
+        working_shape: ``(H, W)`` of the downscaled image. original_size: ``[width, height]``.
+    """
+    h, w = working_shape[:2]
+    return np.array([w / float(original_size[0]), h / float(original_size[1])])
+
+
+def to_working(features: Features, scales: np.ndarray, working_shape: tuple[int, ...]) -> Features:
+    """Keypoints in pixels of the original image → pixels of the downscaled one.
+
+    ``scales`` is ``[sx, sy]`` (:func:`axis_scales`); pixel centres sit at integer coordinates,
+    so ``x_work = (x + 0.5) * sx - 0.5``; sizes scale by the mean of ``sx`` and ``sy``.
+    """
+    if np.all(scales == 1.0):
+        return features
+    kps = features.keypoints.copy()
+    kps[:, :2] = (kps[:, :2] + 0.5) * scales.astype(np.float32) - 0.5
+    kps[:, 2] *= float(np.mean(scales))
+    size = np.array([working_shape[1], working_shape[0]], np.int64)
+    return Features(kps, features.descriptors, features.scores, size)
+
+
+def to_original(features: Features, scales: np.ndarray, original_size: np.ndarray) -> Features:
+    """Inverse of :func:`to_working`: downscaled-image pixels → original-image pixels."""
+    kps = features.keypoints.copy()
+    if not np.all(scales == 1.0):
+        kps[:, :2] = (kps[:, :2] + 0.5) / scales.astype(np.float32) - 0.5
+        kps[:, 2] /= float(np.mean(scales))
+    return Features(kps, features.descriptors, features.scores, np.asarray(original_size, np.int64))

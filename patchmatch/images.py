@@ -4,10 +4,14 @@ Every image enters patchmatch as an 8-bit grayscale array in the frame COLMAP re
 pixel grid, EXIF orientation *not* applied (COLMAP's bitmap reader ignores it, so keypoints,
 camera sizes and the images that COLMAP's undistorter or MVS read later agree), 16-bit data
 scaled to 8 bits, colour and alpha dropped. ``apply_exif=True`` gives the displayed frame.
+
+Vetting a folder before any work (:func:`exclude_output_dir`, :func:`pair_key_collisions`,
+:func:`duplicate_files`) says plainly which files are left out and why.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -16,6 +20,9 @@ import cv2
 import numpy as np
 
 logger = logging.getLogger(__name__)
+
+#: Files that mark a folder as the output of ``patchmatch sfm`` (``run.json``) or ``compare`` (``compare.json``).
+RUN_MARKERS = ("run.json", "compare.json")
 
 #: File extensions recognised as images (lower case), as COLMAP's image reader accepts them.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp")
@@ -136,3 +143,161 @@ def read_gray(
         new_wh = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
         image = cv2.resize(image, new_wh, interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(image), scale
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """Size and modification time of a file (``"size=N;mtime_ns=T"``): what was computed from it
+    is stale when this changes."""
+    st = Path(path).stat()
+    return f"size={st.st_size};mtime_ns={st.st_mtime_ns}"
+
+
+def stored_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(width, height)`` of an image's stored pixel grid (COLMAP's frame), from the header of a
+    PNG or JPEG file (no decoding), else by reading the whole image.
+
+    Raises:
+        ImageReadError: the file cannot be read.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64 * 1024)
+    except OSError as error:
+        raise ImageReadError(f"{path}: cannot read it ({error}).") from error
+    size = _png_size(head) or _jpeg_size(head)
+    return size if size is not None else image_size(path)
+
+
+def _png_size(head: bytes) -> tuple[int, int] | None:
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return None
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    """Width and height of a JPEG's frame header (SOF0-SOF15 but DHT, JPG, DAC), if within ``head``."""
+    if head[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        length = int.from_bytes(head[i + 2 : i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(head[i + 7 : i + 9], "big"), int.from_bytes(head[i + 5 : i + 7], "big")
+        i += 2 + length
+    return None
+
+
+def check_one_size(image_dir: Path, names: list[str]) -> None:
+    """Refuses images of different sizes for one shared camera (``single_camera``), before any work.
+    Files whose size cannot be read are left to the reader, which names them later.
+
+    Raises:
+        ValueError: naming two files of different sizes and their sizes.
+    """
+    first: tuple[str, tuple[int, int]] | None = None
+    for n in names:
+        try:
+            size = stored_size(Path(image_dir) / n)
+        except ImageReadError:
+            continue
+        if first is None:
+            first = (n, size)
+        elif size != first[1]:
+            (a, (w0, h0)), (w1, h1) = first, size
+            raise ValueError(f"one shared camera (--single-camera) needs images of one size: {a} is {w0}×{h0} px, "
+                             f"{n} is {w1}×{h1} px")  # fmt: skip
+
+
+def exclude_output_dir(names: list[str], image_dir: Path, out_dir: Path) -> list[str]:
+    """Drops the files of output folders inside the image folder (their PNGs would be read as
+    photos): ``out_dir`` and any earlier ``sfm`` / ``compare`` output, i.e. a subfolder holding
+    one of :data:`RUN_MARKERS`.
+
+    Args:
+        names: image names relative to ``image_dir`` (:func:`list_images`).
+        image_dir: the image folder. out_dir: this run's output folder (anywhere).
+
+    Returns:
+        ``names`` without the files below such folders, in the same order.
+    """
+    image_dir, out_dir = Path(image_dir), Path(out_dir)
+    inner: set[str] = set()
+    try:
+        inner.add(out_dir.resolve().relative_to(image_dir.resolve()).as_posix().rstrip("/"))
+    except ValueError:
+        pass
+    for parent in {str(Path(n).parent) for n in names if "/" in n}:
+        parts = Path(parent).parts
+        for k in range(1, len(parts) + 1):
+            sub_dir = Path(*parts[:k])
+            if any((image_dir / sub_dir / m).is_file() for m in RUN_MARKERS):
+                inner.add(sub_dir.as_posix())
+                break
+    if not inner:
+        return names
+    kept = [n for n in names if not any((n + "/").startswith(i + "/") for i in inner)]
+    if len(kept) < len(names):
+        logger.info("%s: %d file(s) inside output folders (%s) are not used as images", image_dir,
+                    len(names) - len(kept), ", ".join(sorted(inner)))  # fmt: skip
+    return kept
+
+
+def pair_key_collisions(names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """hloc names a pair by the image names with '/' replaced by '-', so ``a/b-c.jpg`` and
+    ``a-b/c.jpg`` would share their matches: the later of two such names is left out.
+
+    Returns:
+        ``(kept names, skipped)``, ``skipped`` as ``[{"name", "reason"}]``.
+    """
+    seen: dict[str, str] = {}
+    kept, skipped = [], []
+    for n in names:
+        key = n.replace("/", "-")
+        if key in seen:
+            skipped.append({"name": n, "reason": f"{n}: its hloc pair name {key!r} is the same as that of {seen[key]} "
+                                                 "(a '/' and '-' clash); rename one of them"})  # fmt: skip
+        else:
+            seen[key] = n
+            kept.append(n)
+    return kept, skipped
+
+
+def duplicate_files(
+    image_dir: Path, names: list[str], prefer: set[str] | frozenset[str] = frozenset()
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Byte-identical image files: the later of two is left out (two cameras at one pose would
+    share every keypoint exactly and distort the model), unless only the later is in ``prefer``
+    (e.g. the names a ground-truth ``cameras.json`` knows).
+
+    Files of different sizes are never read; empty files are left to the reader (which names
+    them as empty, not as copies of each other).
+
+    Returns:
+        ``(kept names, skipped)``, ``skipped`` as ``[{"name", "reason"}]``.
+    """
+    image_dir = Path(image_dir)
+    by_size: dict[int, list[str]] = {}
+    for n in names:
+        size = (image_dir / n).stat().st_size
+        if size:
+            by_size.setdefault(size, []).append(n)
+    first: dict[str, str] = {}
+    dropped: dict[str, str] = {}
+    for group in by_size.values():
+        if len(group) < 2:
+            continue
+        for n in sorted(group, key=lambda m: m not in prefer):  # stable: preferred names first
+            digest = hashlib.sha256((image_dir / n).read_bytes()).hexdigest()
+            if digest in first:
+                dropped[n] = first[digest]
+            else:
+                first[digest] = n
+    kept = [n for n in names if n not in dropped]
+    return kept, [{"name": n, "reason": f"{n}: the same file (bytes) as {other}; skipped"} for n, other in dropped.items()]

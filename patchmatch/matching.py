@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import numpy as np
-import torch
 
 from .candidates import CandidateSet, candidate_search
 from .features import Features, detect
@@ -16,85 +15,76 @@ from .patches import extract_patches
 from .scoring import PatchScorer
 
 
+#: Descriptor neighbours per keypoint and direction offered to the network: with 2 it too often
+#: prefers a near-duplicate keypoint a few pixels away (worse poses, twice the network time).
+K = 1
+#: Candidate when its descriptor distance is below this times the (k+1)-th neighbour's: below
+#: 0.85 weak images lose matches they need, above it the network scores more pairs for no gain.
+MAX_RATIO = 0.85
+#: Mutual descriptor neighbours passing Lowe's test at 0.8 an image pair needs to be scored at all:
+#: fewer do not verify, and scoring them is the pipeline's main cost.
+MIN_OVERLAP = 20
+#: SIFT's own matches (mutual, Lowe's ratio) kept without the network: COLMAP's ratio.
+ACCEPT_RATIO = 0.8
+#: Descriptor overlap from which an image pair is always scored (weaker ones only as an image's best).
+STRONG_OVERLAP = 50
+#: Each image's best pairs scored whatever their overlap (above MIN_OVERLAP): enough to keep the
+#: weakly connected images of a ring of views attached.
+MIN_PARTNERS = 6
+#: Accepted matches from which a pair keeps them alone: the network's matches are less precise than
+#: SIFT's accepted ones, and help only where the ratio test leaves too few.
+STRONG_PAIR_ACCEPTED = 300
+
+
 @dataclass(frozen=True)
 class MatchConfig:
-    """How candidates are chosen and matches decided.
+    """How candidates are chosen and matches decided (policy: the defaults are the module's
+    constants; change them here for experiments).
 
     Attributes:
-        k: nearest neighbours by SIFT descriptor per keypoint and direction. 1 (default): the
-            network decides among each keypoint's ratio-test nearest neighbours in both
-            directions; measured on entry-P10 (2048 keypoints, starter weights) against k = 2:
-            rotation error median 0.43° vs 0.81°, 87 s vs 183 s; with k = 2 the network too often
-            prefers a near-duplicate keypoint a few pixels away.
+        k: nearest neighbours by SIFT descriptor per keypoint and direction (:data:`K`).
         max_ratio: a neighbour is a candidate when its descriptor distance is below ``max_ratio``
-            times the distance to the (k+1)-th neighbour (see :func:`knn_candidates`). Measured
-            with the shipped weights, 4096 keypoints (``patchmatch sfm --max-ratio R``):
-            entry-P10 0.95 → 0.37° median rotation error, 94 s; 0.9 → 0.35°, 72 s; 0.85 → 0.26°,
-            59 s; temple-ring 0.95 → 13/16 registered, 1.17°; 0.9 → 13/16, 1.63°; 0.85 → 8/16.
-            With today's weights, 8192 keypoints and ``accept_ratio`` 0.8 (``python
-            pipelines/sfm_variants.py SCENE kp8192 kp8192_r90 kp8192_r85``, one thread):
-            entry-P10 0.200° / 0.194° / 0.197° in 95 / 59 / 50 s; castle-P19 0.600° / 0.583° /
-            0.563° in 239 / 169 / 133 s; temple-ring 16/16 at 0.9 (1.125°) and 0.85 (1.047°).
-            Default 0.85.
+            times the distance to the (k+1)-th neighbour (:data:`MAX_RATIO`, see
+            :func:`~patchmatch.candidates.knn_candidates`).
         mutual: keep a pair only when each keypoint is the other's best-scoring candidate.
         min_score: minimum network score (raw output, higher = more similar).
         min_margin: minimum score gap to the second-best candidate of either keypoint (a ratio
             test on scores); None disables it.
         upright: extract patches without orientation normalisation.
         min_overlap: skip the image pair (no network pass) when fewer keypoints than this are
-            mutual nearest neighbours by descriptor passing Lowe's ratio test at 0.8: such pairs
-            do not overlap enough to be verified, and scoring them is the pipeline's main cost.
-            0 scores every pair.
+            mutual nearest neighbours by descriptor passing Lowe's ratio test at 0.8
+            (:data:`MIN_OVERLAP`); 0 scores every pair.
         accept_ratio: mutual descriptor nearest neighbours passing Lowe's ratio test at this
             ratio (SIFT's own matches) are kept without a network pass, and the network decides
             among the candidates of the other keypoints only (score NaN for the kept ones); None:
-            the network decides every match. Measured with 4096 keypoints, int8 scoring
-            (``patchmatch sfm --accept-ratio``): temple-ring 16/16 registered, 1.28° median
-            rotation error with 0.8 against 13/16, 1.24° with None; entry-P10 0.32° against
-            0.37°, 121k against 165k network pairs. Default 0.8 (COLMAP's ratio).
+            the network decides every match (:data:`ACCEPT_RATIO`).
         strong_overlap: across the image pairs of a scene (:func:`select_pairs`), a pair with
-            at least ``min_overlap`` is scored when its overlap reaches ``strong_overlap`` or
-            it is among the ``min_partners`` pairs of largest overlap of either image. Measured
-            (4096 keypoints, int8): castle-P19 with every pair ≥ 20 scored 503k network pairs in
-            141 s (0.65°); with 50 and 4 or 6 partners 105 of 171 pairs, 312k network pairs,
-            112.6 s (0.67°), 19/19. temple-ring: its three weakest images reach the others only
-            through pairs of overlap 20–58; 4 partners dropped the bridge (13/16), 6 keep every
-            pair ≥ 20 there (16/16).
+            at least ``min_overlap`` is scored when its overlap reaches ``strong_overlap``
+            (:data:`STRONG_OVERLAP`) or it is among the ``min_partners`` (:data:`MIN_PARTNERS`)
+            pairs of largest overlap of either image.
         min_partners: see ``strong_overlap``.
         unselected: what the image pairs without a network pass (overlap below ``min_overlap``
             or not selected) get: ``"descriptor"`` their mutual descriptor nearest neighbours
             passing the ratio test at ``accept_ratio`` (SIFT's own matches, score NaN;
-            geometric verification then decides as for every pair), ``"none"`` no matches.
-            Needs ``accept_ratio`` (nothing when it is None). Measured (``python
-            pipelines/sfm_variants.py SCENE default unselected_none``, one thread): castle-P19
-            171 instead of 105 verified pairs, rotation error median 0.630° vs 0.637°, 139 s vs
-            123 s; entry-P10 and temple-ring unchanged (0.217°, 1.153°); lund 405 instead of
-            106 verified pairs, no more images registered. Default ``"none"``: the gain is
-            within noise and costs verification and mapping time.
+            geometric verification then decides as for every pair), ``"none"`` (default: the
+            gain is within noise and costs verification and mapping time) no matches.
         strong_pair_accepted: a strong image pair, one with at least this many accepted
-            matches (``accept_ratio``), keeps them alone, without a network pass: the network's
-            matches are for the weak pairs, where SIFT's ratio test leaves too few. Its added
-            matches are less precise than SIFT's accepted ones (median epipolar error against
-            the ground truth on Herz-Jesus-P8: 0.30 px for scores ≥ 1 against 0.16 px), which
-            costs pose accuracy where SIFT alone has plenty. Measured (``python
-            pipelines/sfm_variants.py SCENE default weak300 weak500 weak1000``, one thread;
-            median rotation error, pycolmap's SIFT pipeline in brackets): Herz-Jesus-P8 None
-            0.1056° / 1000 0.1024° / 500 0.1011° / 300 0.1005° (0.1012°); entry-P10 0.1970° /
-            0.1936° / 0.1935° / 0.1932° (0.1975°). Default 300; None scores every selected pair.
+            matches (``accept_ratio``), keeps them alone, without a network pass
+            (:data:`STRONG_PAIR_ACCEPTED`); None scores every selected pair.
     """
 
-    k: int = 1
-    max_ratio: float = 0.85
+    k: int = K
+    max_ratio: float = MAX_RATIO
     mutual: bool = True
     min_score: float = 0.0
     min_margin: float | None = None
     upright: bool = False
-    min_overlap: int = 20
-    accept_ratio: float | None = 0.8
-    strong_overlap: int = 50
-    min_partners: int = 6
+    min_overlap: int = MIN_OVERLAP
+    accept_ratio: float | None = ACCEPT_RATIO
+    strong_overlap: int = STRONG_OVERLAP
+    min_partners: int = MIN_PARTNERS
     unselected: str = "none"
-    strong_pair_accepted: int | None = 300
+    strong_pair_accepted: int | None = STRONG_PAIR_ACCEPTED
 
     def __post_init__(self):
         if self.k < 1:
@@ -246,35 +236,29 @@ class PairPlan:
 
 
 def _search_pairs(
-    pairs: Iterable[tuple[str, str]], features: dict[str, Features], config: MatchConfig
+    pairs: Iterable[tuple[str, str]], features: dict[str, Features], config: MatchConfig, workers: int = 1
 ) -> Iterator[tuple[tuple[str, str], CandidateSet]]:
-    """``(pair, search_pair(...))`` in the order of ``pairs``, the searches run side by side.
+    """``(pair, search_pair(...))`` in the order of ``pairs``, ``workers`` searches side by side.
 
-    On a CPU with PyTorch's T intra-op threads, T searches run at once on one thread each (a
-    worker thread per search; PyTorch releases the GIL inside its kernels): the value-only
-    minima and top-k of a search run on one core whatever the thread setting, so one search at a
-    time leaves a core idle. The thread setting is restored afterwards. Pairs are consumed
-    lazily, at most 2T ahead of the results (a progress bar on ``pairs`` stays in step).
+    A search's value-only minima and top-k run on one core whatever PyTorch's thread count, so
+    searches run in a thread pool (PyTorch releases the GIL inside its kernels). Pairs are
+    consumed lazily, at most ``2 * workers`` ahead of the results (a progress bar on ``pairs``
+    stays in step).
     """
-    workers = torch.get_num_threads()
     if workers <= 1:
         for a, b in pairs:
             yield (a, b), search_pair(features[a], features[b], config)
         return
     pending: deque = deque()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            for a, b in pairs:
-                pending.append(((a, b), pool.submit(search_pair, features[a], features[b], config)))
-                if len(pending) >= 2 * workers:
-                    pair, future = pending.popleft()
-                    yield pair, future.result()
-            while pending:
+    with ThreadPoolExecutor(workers, thread_name_prefix="search") as pool:
+        for a, b in pairs:
+            pending.append(((a, b), pool.submit(search_pair, features[a], features[b], config)))
+            if len(pending) >= 2 * workers:
                 pair, future = pending.popleft()
                 yield pair, future.result()
-    finally:
-        torch.set_num_threads(workers)
+        while pending:
+            pair, future = pending.popleft()
+            yield pair, future.result()
 
 
 def plan_pairs(
@@ -282,6 +266,7 @@ def plan_pairs(
     features: dict[str, Features],
     todo: Iterable[tuple[str, str]],
     config: MatchConfig = MatchConfig(),
+    workers: int = 1,
 ) -> PairPlan:
     """Searches candidates of every pair (no network) and selects the pairs to score.
 
@@ -291,10 +276,12 @@ def plan_pairs(
         features: features per image name.
         todo: the pairs still to match; their searches are kept when selected.
         config: candidate search and selection settings.
+        workers: searches run side by side (threads); the result does not depend on it.
     """
     todo = set(todo)
     overlaps, searches = {}, {}
-    for (a, b), found in _search_pairs(((a, b) for a, b in pairs if a in features and b in features), features, config):
+    usable = ((a, b) for a, b in pairs if a in features and b in features)
+    for (a, b), found in _search_pairs(usable, features, config, workers):
         overlaps[(a, b)] = found.overlap
         if (a, b) in todo:
             searches[(a, b)] = found

@@ -29,7 +29,8 @@ Crash safety: a group is written in full, then flagged with the attribute
 replace it. A process killed mid-write therefore leaves at worst one group to
 redo. HDF5 itself is not journaled: if the kill hits the file's own metadata,
 opening fails with :class:`StorageError` naming the file, and the caller
-(``patchmatch.sfm``) moves it aside and recomputes.
+(:mod:`patchmatch.stages`) moves it aside and recomputes. A file locked by another process
+raises :class:`StorageLockedError` instead: it is busy, not damaged, and is never moved.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ class StorageError(RuntimeError):
     """An h5 file or group is unreadable or inconsistent; the message names both."""
 
 
+class StorageLockedError(OSError):
+    """An h5 file is locked by another process (HDF5's file lock): busy, not damaged."""
+
+
 def names_to_pair(name0: str, name1: str, separator: str = "/") -> str:
     """hloc's key of an image pair in matches.h5: ``"a.jpg/b.jpg"``.
 
@@ -69,10 +74,38 @@ def names_to_pair_old(name0: str, name1: str) -> str:
 
 
 def _open(path: Path, mode: str) -> h5py.File:
+    """Opens an h5 file.
+
+    Raises:
+        StorageLockedError: another process holds the file open for writing.
+        StorageError: the file is not readable HDF5.
+    """
     try:
         return h5py.File(str(path), mode, libver="latest")
     except OSError as error:
+        if "unable to lock file" in str(error).lower() or _locked_elsewhere(path):
+            raise StorageLockedError(f"{path}: in use by another process (HDF5 file lock: {error}); "
+                                     "is another run writing to this folder?") from error  # fmt: skip
         raise StorageError(f"{path}: cannot open as HDF5 ({error}); delete or move the file to recompute it") from error
+
+
+def _locked_elsewhere(path: Path) -> bool:
+    """Whether another process holds HDF5's lock (``flock``) on ``path``: a live writer's file
+    refuses to open like the file of a killed one ("already open for write"), but only the
+    killed one's lock is gone."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): HDF5's own message is all there is
+        return False
+    try:
+        with open(path, "rb") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _is_complete(group) -> bool:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from patchmatch.candidates import _knn, root_sift
+from patchmatch.candidates import knn as _knn, root_sift
 from patchmatch.datasets.scenes import SceneError, fundamental_matrix, load_scene
 from patchmatch.features import detect
 from patchmatch.images import read_gray

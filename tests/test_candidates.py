@@ -43,15 +43,15 @@ def test_overlap_counts_mutual_ratio_matches():
 def test_one_matrix_search_equals_the_chunked_search_both_ways():
     """candidate_search (one distance matrix, both axes) gives the same candidates, overlap and
     mutual ratio-test matches as separate chunked searches per direction."""
-    from patchmatch.candidates import _knn, candidate_search, root_sift
+    from patchmatch.candidates import knn, candidate_search, root_sift
 
     rng = np.random.default_rng(3)
     d0 = rng.random((300, 128)).astype(np.float32)
     d1 = np.r_[d0[:200] + rng.normal(scale=0.05, size=(200, 128)), rng.random((150, 128))].astype(np.float32)
     res = candidate_search(d0, d1, k=1, max_ratio=0.9, accept_ratio=0.8)
     r0, r1 = root_sift(d0), root_sift(d1)
-    dist01, idx01 = _knn(r0, r1, 2, chunk=64)
-    dist10, idx10 = _knn(r1, r0, 2, chunk=64)
+    dist01, idx01 = knn(r0, r1, 2, chunk=64)
+    dist10, idx10 = knn(r1, r0, 2, chunk=64)
     expect = set()
     for i in range(300):
         if dist01[i, 0] < 0.9 * dist01[i, 1]:

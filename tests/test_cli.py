@@ -39,7 +39,7 @@ def test_match_pair_command(entry_images, tmp_path, capsys):
     ckpt = save_checkpoint(tmp_path / "net.pt", build_model("2ch2stream"))
     out = tmp_path / "m.npz"
     rc = main(["match-pair", str(entry_images[0]), str(entry_images[1]), "--weights", str(ckpt), "--max-keypoints", "300",
-               "--min-score=-1e9", "--out", str(out)])
+               "--precision", "fp32", "--threads", "1", "--out", str(out)])
     assert rc == 0
     data = np.load(out)
     assert data["matches"].shape[1] == 2 and len(data["keypoints0"]) == 300
@@ -58,8 +58,8 @@ def test_pairs_option_takes_a_bare_path_as_a_pairs_file():
     assert pairs_spec("p.txt") == "file:p.txt"
 
 
-def test_network_options_refuse_bad_combinations_before_any_work(tmp_path, capsys):
-    """``--precision``/``--backend`` of sfm: an impossible combination fails before anything is written."""
+def test_network_options_refuse_bad_values_before_any_work(tmp_path, capsys):
+    """sfm's ``--precision``/``--threads``: an impossible value fails before anything is written."""
     import cv2
     import numpy as np
 
@@ -68,12 +68,40 @@ def test_network_options_refuse_bad_combinations_before_any_work(tmp_path, capsy
     for name in ("a.png", "b.png"):
         cv2.imwrite(str(images / name), np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8))
     out = tmp_path / "out"
-    assert main(["sfm", str(images), str(out), "--precision", "int8", "--backend", "onnxruntime"]) == 2
-    assert "backend='onnxruntime' runs fp32" in capsys.readouterr().err and not out.exists()
     assert main(["sfm", str(images), str(out), "--precision", "fp16"]) == 2  # no GPU needed to refuse it on the CPU
     assert not out.exists()
-    assert main(["sfm", str(images), str(out), "--activation-bits", "7"]) == 2  # an int8 option without int8
-    assert "(--activation-bits) is for precision 'int8' (--precision int8)" in capsys.readouterr().err and not out.exists()
+    assert main(["sfm", str(images), str(out), "--threads", "0"]) == 2
+    assert "--threads must be >= 1" in capsys.readouterr().err and not out.exists()
+    assert main(["sfm", str(images), str(out), "--max-image-size", "8"]) == 2
+    assert "--max-image-size must be >= 32" in capsys.readouterr().err and not out.exists()
+
+
+def test_sfm_help_fits_one_screen(capsys):
+    """The settings a person decides, no policy flags (they are MatchConfig fields)."""
+    with pytest.raises(SystemExit):
+        main(["sfm", "--help"])
+    text = capsys.readouterr().out
+    assert len(text.splitlines()) <= 32
+    for flag in ("--max-keypoints", "--max-image-size", "--pairs", "--device", "--precision", "--weights", "--tta",
+                 "--single-camera", "--ground-truth", "--overwrite", "--threads"):
+        assert flag in text
+    for gone in ("--backend", "--activation-bits", "--batch-size", "--min-score", "--max-ratio", "--accept-ratio"):
+        assert gone not in text
+
+
+def test_threads_option_sets_the_process_thread_counts(monkeypatch):
+    import cv2
+    import torch
+
+    from patchmatch.commands.options import set_threads
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(("torch", n)))
+    monkeypatch.setattr(cv2, "setNumThreads", lambda n: calls.append(("cv2", n)))
+    set_threads(None)
+    assert calls == []
+    set_threads(3)
+    assert calls == [("torch", 3), ("cv2", 3)]
 
 
 def test_interrupt_during_imports_is_reported_as_an_interrupt(monkeypatch, capsys):

@@ -87,8 +87,8 @@ def test_match_command(project, tmp_path, capsys):
     ckpt = save_checkpoint(tmp_path / "net.pt", build_model("2ch2stream"))
     pairs = tmp_path / "pairs.txt"
     pairs.write_text(f"{NAMES[0]} {NAMES[1]}\n")
-    rc = main(["match", str(db), str(images), "--weights", str(ckpt), "--pairs", str(pairs),
-               "--min-score", "-1000", "--report", str(tmp_path / "r.json")])
+    rc = main(["match", str(db), str(images), "--weights", str(ckpt), "--pairs", str(pairs), "--precision", "fp32",
+               "--report", str(tmp_path / "r.json")])
     assert rc == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["pairs"] == 1

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -86,3 +88,66 @@ def test_image_above_opencvs_pixel_limit_is_a_read_error(tmp_path):
     path.write_bytes(bytes(data))
     with pytest.raises(ImageReadError, match="huge.png: OpenCV cannot decode it"):
         read_gray(path)
+
+
+def test_name_collisions_and_output_inside_images(tmp_path):
+    """hloc's pair names clash for a/b-c.jpg and a-b/c.jpg; output folders inside the image folder are not images."""
+    from patchmatch.images import exclude_output_dir, pair_key_collisions
+
+    kept, skipped = pair_key_collisions(["a-b/c.jpg", "a/b-c.jpg", "x.jpg"])
+    assert kept == ["a-b/c.jpg", "x.jpg"]
+    assert skipped[0]["name"] == "a/b-c.jpg" and "a-b/c.jpg" in skipped[0]["reason"]
+    names = ["out/viz/p.png", "outdoor.jpg", "x.jpg"]
+    assert exclude_output_dir(names, tmp_path, tmp_path / "out") == ["outdoor.jpg", "x.jpg"]
+    assert exclude_output_dir(names, tmp_path / "imgs", tmp_path / "out") == names
+    # an earlier run's output inside the image folder is not read as photos by a later run elsewhere
+    (tmp_path / "old" / "viz").mkdir(parents=True)
+    (tmp_path / "old" / "run.json").write_text("{}")
+    (tmp_path / "cmp" / "patchmatch").mkdir(parents=True)
+    (tmp_path / "cmp" / "compare.json").write_text("{}")
+    names = ["a.jpg", "old/viz/cameras.png", "cmp/patchmatch/viz/p.png", "oldies/b.jpg"]
+    assert exclude_output_dir(names, tmp_path, tmp_path.parent / "elsewhere") == ["a.jpg", "oldies/b.jpg"]
+
+
+def test_byte_identical_images_are_skipped(tmp_path):
+    """The same file under two names would give two cameras sharing every keypoint: the later is skipped."""
+    from patchmatch.images import duplicate_files
+
+    (tmp_path / "a.jpg").write_bytes(b"1234")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "copy.jpg").write_bytes(b"1234")
+    (tmp_path / "b.jpg").write_bytes(b"1235")  # same size, other bytes
+    (tmp_path / "c.jpg").write_bytes(b"12345")
+    kept, skipped = duplicate_files(tmp_path, ["a.jpg", "b.jpg", "c.jpg", "sub/copy.jpg"])
+    assert kept == ["a.jpg", "b.jpg", "c.jpg"]
+    assert skipped == [{"name": "sub/copy.jpg", "reason": "sub/copy.jpg: the same file (bytes) as a.jpg; skipped"}]
+    # with a ground truth that knows only the later name, the copy under the other name is the one skipped
+    kept, skipped = duplicate_files(tmp_path, ["a.jpg", "b.jpg", "c.jpg", "sub/copy.jpg"], {"sub/copy.jpg"})
+    assert kept == ["b.jpg", "c.jpg", "sub/copy.jpg"] and skipped[0]["name"] == "a.jpg"
+    (tmp_path / "e0.jpg").write_bytes(b"")
+    (tmp_path / "e1.jpg").write_bytes(b"")  # two empty files are not copies of each other: the reader names them empty
+    assert duplicate_files(tmp_path, ["e0.jpg", "e1.jpg"]) == (["e0.jpg", "e1.jpg"], [])
+
+
+def test_stored_size_reads_png_and_jpeg_headers(tmp_path, monkeypatch):
+    import patchmatch.images as images
+
+    for name in ("a.png", "b.jpg", "c.bmp"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((37, 53), np.uint8))
+    decoded = []
+    monkeypatch.setattr(images, "image_size", lambda p: decoded.append(Path(p).name) or (53, 37))
+    assert [images.stored_size(tmp_path / n) for n in ("a.png", "b.jpg", "c.bmp")] == [(53, 37)] * 3
+    assert decoded == ["c.bmp"]  # PNG and JPEG: from the header, not decoded
+
+
+def test_check_one_size_names_two_files(tmp_path):
+    from patchmatch.images import check_one_size
+
+    for name, shape in (("a.png", (10, 20)), ("b.jpg", (10, 20)), ("bad.png", None), ("c.png", (20, 10))):
+        if shape is None:
+            (tmp_path / name).write_bytes(b"not an image")
+        else:
+            cv2.imwrite(str(tmp_path / name), np.zeros(shape, np.uint8))
+    check_one_size(tmp_path, ["a.png", "b.jpg", "bad.png"])  # the unreadable file is left to the reader
+    with pytest.raises(ValueError, match="a.png is 20×10 px, c.png is 10×20 px"):
+        check_one_size(tmp_path, ["a.png", "b.jpg", "bad.png", "c.png"])

@@ -209,8 +209,8 @@ def test_match_features_below_min_overlap_keeps_descriptor_matches_when_asked():
 
 
 def test_plan_pairs_runs_searches_side_by_side_with_the_same_result():
-    """With 2 PyTorch threads the searches run in 2 worker threads (1 PyTorch thread each): the
-    same overlaps, selection and candidates as one after the other, and the setting restored."""
+    """With 2 workers the searches run side by side: the same overlaps, selection and candidates
+    as one after the other, and PyTorch's thread count untouched."""
     import torch
 
     from patchmatch.features import Features
@@ -227,15 +227,25 @@ def test_plan_pairs_runs_searches_side_by_side_with_the_same_result():
     names = sorted(feats)
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
     config = MatchConfig(min_overlap=20, strong_overlap=50, min_partners=1)
+    import threading
+
+    from patchmatch import matching
+
+    threads, search = set(), matching.search_pair
+
+    def recording(*args):
+        threads.add(threading.current_thread().name)
+        return search(*args)
+
     before = torch.get_num_threads()
+    serial = plan_pairs(pairs, feats, pairs, config)
+    matching.search_pair, threads = recording, set()
     try:
-        torch.set_num_threads(1)
-        serial = plan_pairs(pairs, feats, pairs, config)
-        torch.set_num_threads(2)
-        threaded = plan_pairs(pairs, feats, pairs, config)
-        assert torch.get_num_threads() == 2
+        threaded = plan_pairs(iter(pairs), feats, pairs, config, workers=2)
     finally:
-        torch.set_num_threads(before)
+        matching.search_pair = search
+    assert threads and all(name.startswith("search") for name in threads)
+    assert torch.get_num_threads() == before
     assert list(threaded.overlaps.items()) == list(serial.overlaps.items()) and threaded.selected == serial.selected
     assert threaded.searches.keys() == serial.searches.keys() and len(serial.selected) >= 3
     for p in serial.searches:

@@ -27,6 +27,7 @@ from patchmatch.colmap import MapperConfig, VerificationConfig, read_reconstruct
 from patchmatch.matching import MatchConfig
 from patchmatch.models import build_model, save_checkpoint
 from patchmatch.scoring import PatchScorer
+from patchmatch import sfm
 from patchmatch.sfm import SfmConfig, run_sfm, weights_fingerprint
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -158,10 +159,15 @@ def test_corrupt_h5_is_moved_aside_and_recomputed(run, tmp_path):
     assert report["registered"] == 5
 
 
-def test_refuses_to_overwrite_another_run(tmp_path):
+@pytest.fixture
+def no_viz(monkeypatch):
+    monkeypatch.setattr(sfm, "NUM_VIZ_PAIRS", 0)
+
+
+def test_refuses_to_overwrite_another_run(tmp_path, no_viz):
     images = _image_dir(tmp_path, NAMES[:3], broken=False)
     out = tmp_path / "out"
-    small = SfmConfig(max_keypoints=128, max_image_size=320, match=CONFIG.match, num_viz_pairs=0,
+    small = SfmConfig(max_keypoints=128, max_image_size=320, match=CONFIG.match,
                       verification=CONFIG.verification, mapper=CONFIG.mapper)  # fmt: skip
     first = run_sfm(images, out, small, scorer=_scorer())
     assert first["pairs_matched"] == 3
@@ -182,7 +188,7 @@ def test_refuses_to_overwrite_another_run(tmp_path):
     again = run_sfm(images, out, dataclasses.replace(small, tta="dihedral"), scorer=_scorer())  # the scorer decides
     assert again["resumed"] is True and again["pairs_matched"] == 0
     assert again["config"]["tta"] == "none" and again["weights"]["tta"] == "none"
-    assert (again["config"]["precision"], again["config"]["backend"]) == (again["weights"]["precision"], again["weights"]["backend"])
+    assert again["config"]["precision"] == again["weights"]["precision"] and "viz" not in again
     replaced = run_sfm(images, out, other, scorer=_scorer(), overwrite=True)
     assert replaced["resumed"] is False and replaced["features_computed"] == 3
     assert all(len(storage.read_features(out / "features.h5", n)) <= 100 for n in NAMES[:3])
@@ -227,18 +233,16 @@ def test_config_validation():
         SfmConfig(max_image_size=8)
     with pytest.raises(ValueError, match="precision"):
         SfmConfig(precision="int4")
-    with pytest.raises(ValueError, match="backend"):
-        SfmConfig(backend="tensorrt")
     with pytest.raises(ValueError, match="tta"):
         SfmConfig(tta="rot45")
-    with pytest.raises(ValueError, match=r"activation_bits \(--activation-bits\) is for precision 'int8' \(--precision int8\)"):
-        SfmConfig(activation_bits=7)
-    with pytest.raises(ValueError, match="activation_bits must be one of"):
-        SfmConfig(precision="int8", activation_bits=6)
-    assert SfmConfig(precision="int8", activation_bits=7).activation_bits == 7
+    with pytest.raises(ValueError, match="threads"):
+        SfmConfig(threads=0)
+    with pytest.raises(TypeError):  # the network's backend and int8 variant are the scorer's business
+        SfmConfig(backend="torch")
+    assert SfmConfig(threads=3).workers == 3 and SfmConfig().workers == torch.get_num_threads()
 
 
-def test_featureless_images_give_an_empty_report(tmp_path, caplog):
+def test_featureless_images_give_an_empty_report(tmp_path, caplog, no_viz):
     """Images without any keypoint: no crash, nothing registered, the reason visible in the counts."""
     import cv2
 
@@ -246,7 +250,7 @@ def test_featureless_images_give_an_empty_report(tmp_path, caplog):
     images.mkdir()
     for i in range(3):
         cv2.imwrite(str(images / f"flat{i}.png"), np.full((120, 160), 90 + i, np.uint8))
-    small = SfmConfig(max_keypoints=64, match=CONFIG.match, num_viz_pairs=0)
+    small = SfmConfig(max_keypoints=64, match=CONFIG.match)
     report = run_sfm(images, tmp_path / "out", small, scorer=_scorer())
     assert report["images_used"] == 3 and report["skipped"] == []
     assert report["putative_matches"] == 0 and report["verified_pairs"] == 0
@@ -259,7 +263,7 @@ def test_featureless_images_give_an_empty_report(tmp_path, caplog):
 
 
 @pytest.mark.slow
-def test_shipped_weights_default_matching(tmp_path):
+def test_shipped_weights_default_matching(tmp_path, no_viz):
     """The shipped network with the default match decision: most putative matches verify."""
     try:
         scorer = PatchScorer.load(device="cpu")
@@ -267,7 +271,7 @@ def test_shipped_weights_default_matching(tmp_path):
         pytest.skip(f"no shipped weights: {error}")
     images = _image_dir(tmp_path, NAMES[:3], broken=False)
     config = SfmConfig(max_keypoints=512, max_image_size=640, pairs="sequential:1", single_camera=True,
-                       num_viz_pairs=0, verification=CONFIG.verification, mapper=CONFIG.mapper)  # fmt: skip
+                       verification=CONFIG.verification, mapper=CONFIG.mapper)  # fmt: skip
     report = run_sfm(images, tmp_path / "out", config, scorer=scorer, ground_truth=SCENE / "cameras.json")
     assert report["pairs"] == 2 and report["verified_pairs"] == 2
     assert report["inlier_matches"] > 0.5 * report["putative_matches"] > 100
@@ -296,44 +300,6 @@ def test_changed_image_is_not_silently_reused(tmp_path):
     report = run_sfm(images, out, CONFIG, scorer=_scorer(), overwrite=True)
     assert report["features_computed"] == 3
     assert report["weights"]["precision"] == "fp32" and report["weights"]["backend"] in ("torch", "onnxruntime")
-
-
-def test_name_collisions_and_output_inside_images(tmp_path):
-    from patchmatch.sfm import exclude_output_dir, _pair_key_collisions
-
-    kept, skipped = _pair_key_collisions(["a-b/c.jpg", "a/b-c.jpg", "x.jpg"])
-    assert kept == ["a-b/c.jpg", "x.jpg"]
-    assert skipped[0]["name"] == "a/b-c.jpg" and "a-b/c.jpg" in skipped[0]["reason"]
-    names = ["out/viz/p.png", "outdoor.jpg", "x.jpg"]
-    assert exclude_output_dir(names, tmp_path, tmp_path / "out") == ["outdoor.jpg", "x.jpg"]
-    assert exclude_output_dir(names, tmp_path / "imgs", tmp_path / "out") == names
-    # an earlier run's output inside the image folder is not read as photos by a later run elsewhere
-    (tmp_path / "old" / "viz").mkdir(parents=True)
-    (tmp_path / "old" / "run.json").write_text("{}")
-    (tmp_path / "cmp" / "patchmatch").mkdir(parents=True)
-    (tmp_path / "cmp" / "compare.json").write_text("{}")
-    names = ["a.jpg", "old/viz/cameras.png", "cmp/patchmatch/viz/p.png", "oldies/b.jpg"]
-    assert exclude_output_dir(names, tmp_path, tmp_path.parent / "elsewhere") == ["a.jpg", "oldies/b.jpg"]
-
-
-def test_byte_identical_images_are_skipped(tmp_path):
-    """The same file under two names would give two cameras sharing every keypoint: the later is skipped."""
-    from patchmatch.sfm import _duplicate_files
-
-    (tmp_path / "a.jpg").write_bytes(b"1234")
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "copy.jpg").write_bytes(b"1234")
-    (tmp_path / "b.jpg").write_bytes(b"1235")  # same size, other bytes
-    (tmp_path / "c.jpg").write_bytes(b"12345")
-    kept, skipped = _duplicate_files(tmp_path, ["a.jpg", "b.jpg", "c.jpg", "sub/copy.jpg"])
-    assert kept == ["a.jpg", "b.jpg", "c.jpg"]
-    assert skipped == [{"name": "sub/copy.jpg", "reason": "sub/copy.jpg: the same file (bytes) as a.jpg; skipped"}]
-    # with a ground truth that knows only the later name, the copy under the other name is the one skipped
-    kept, skipped = _duplicate_files(tmp_path, ["a.jpg", "b.jpg", "c.jpg", "sub/copy.jpg"], {"sub/copy.jpg"})
-    assert kept == ["b.jpg", "c.jpg", "sub/copy.jpg"] and skipped[0]["name"] == "a.jpg"
-    (tmp_path / "e0.jpg").write_bytes(b"")
-    (tmp_path / "e1.jpg").write_bytes(b"")  # two empty files are not copies of each other: the reader names them empty
-    assert _duplicate_files(tmp_path, ["e0.jpg", "e1.jpg"]) == (["e0.jpg", "e1.jpg"], [])
 
 
 def test_output_path_is_a_file(tmp_path):
@@ -378,32 +344,43 @@ def test_temple_ring_end_to_end_registers_every_image(tmp_path):
     assert report["pose"]["rotation_auc"]["2"] > 0.3
 
 
-def test_features_detected_side_by_side_in_order(tmp_path):
-    """Images are detected two at a time yet come back in order, a bad file as its error (the
-    others still processed), the same keypoints as one at a time; stopping early restores
-    OpenCV's thread count."""
+def _flat_images(root: Path, sizes=((120, 160),) * 3) -> Path:
     import cv2
 
-    from patchmatch.images import ImageReadError
-    from patchmatch.sfm import _detect_one, _extract_features
+    images = root / "images"
+    images.mkdir()
+    for i, shape in enumerate(sizes):
+        cv2.imwrite(str(images / f"flat{i}.png"), np.full(shape, 90 + i, np.uint8))
+    return images
 
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        img = cv2.GaussianBlur(rng.integers(0, 255, (240, 320), dtype=np.uint8), (0, 0), 2)
-        cv2.imwrite(str(tmp_path / f"{i}.png"), img)
-    (tmp_path / "bad.png").write_bytes(b"not an image")
-    names = ["0.png", "bad.png", "1.png", "2.png", "3.png"]
-    config = SfmConfig(max_keypoints=256)
-    threads = cv2.getNumThreads()
-    out = list(_extract_features(tmp_path, names, config))
-    assert [n for n, _ in out] == names and cv2.getNumThreads() == threads
-    assert isinstance(out[1][1], ImageReadError) and "bad.png" in str(out[1][1])
-    for name, (feats, fingerprint) in [o for o in out if o[0] != "bad.png"]:
-        alone, alone_fp = _detect_one(tmp_path, name, config)
-        assert len(feats) > 0 and fingerprint == alone_fp
-        np.testing.assert_array_equal(feats.keypoints, alone.keypoints)
-        np.testing.assert_array_equal(feats.descriptors, alone.descriptors)
-    gen = _extract_features(tmp_path, names, config)
-    next(gen)
-    gen.close()  # e.g. Ctrl-C while the first image was written
-    assert cv2.getNumThreads() == threads
+
+def test_one_run_at_a_time_per_output_folder(tmp_path, caplog, no_viz):
+    """A second run in the same OUT is refused, naming the first one's process; the lock of a
+    killed run is taken over; a finished run leaves no lock."""
+    import subprocess
+    import sys
+
+    images = _flat_images(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    config = SfmConfig(max_keypoints=64, match=CONFIG.match)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / sfm.LOCK_FILE).write_text(f"{other.pid} {sfm.socket.gethostname()}\n")
+        with pytest.raises(FileExistsError, match=f"in use by another run \\(pid {other.pid} on "):
+            run_sfm(images, out, config, scorer=_scorer())
+        assert sorted(p.name for p in out.iterdir()) == [sfm.LOCK_FILE]  # nothing written, the lock kept
+    finally:
+        other.kill()
+        other.wait()
+    report = run_sfm(images, out, config, scorer=_scorer())  # that process is gone: its lock is taken over
+    assert report["status"] == "complete" and "taking over the lock" in caplog.text
+    assert not (out / sfm.LOCK_FILE).exists()
+
+
+def test_single_camera_needs_one_image_size(tmp_path):
+    images = _flat_images(tmp_path, [(120, 160), (120, 160), (100, 160)])
+    config = SfmConfig(max_keypoints=64, match=CONFIG.match, single_camera=True)
+    with pytest.raises(ValueError, match=r"flat0.png is 160×120 px, flat2.png is 160×100 px"):
+        run_sfm(images, tmp_path / "out", config, scorer=_scorer())
+    assert not (tmp_path / "out").exists()  # refused before any work

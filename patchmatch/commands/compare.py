@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_match_arguments, add_network_arguments, match_config_from_args, pairs_spec
+from .options import add_scorer_arguments, max_image_size, pairs_spec, set_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,16 +18,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("images", type=Path, help="image folder (e.g. SCENE/images)")
     p.add_argument("out", type=Path, help="output folder: colmap-sift/, patchmatch/, compare.json")
-    p.add_argument("--max-keypoints", type=int, default=8192, help="keypoints per image, both methods (default: 8192, COLMAP's SIFT default)")
-    p.add_argument("--max-image-size", type=int, default=3200, help="longest image side, both methods (default 3200, COLMAP's; 0 = original)")
-    p.add_argument("--weights", type=Path, default=None, help="patchmatch checkpoint (default: shipped)")
-    p.add_argument("--device", default=None, help="torch device of the network (default: auto)")
-    p.add_argument("--pairs", default="exhaustive", help="patchmatch's image pairs (SIFT: always exhaustive)")
+    p.add_argument("--max-keypoints", type=int, default=8192, metavar="N", help="keypoints per image, both methods (default 8192, COLMAP's)")
+    p.add_argument("--max-image-size", type=int, default=3200, metavar="PX", help="longest image side, both methods (default 3200; 0 = original)")
+    p.add_argument("--pairs", default="exhaustive", metavar="SPEC", help="patchmatch's image pairs (SIFT: always exhaustive)")
+    add_scorer_arguments(p)
     p.add_argument("--single-camera", action="store_true", help="one shared camera, both methods")
-    p.add_argument("--ground-truth", type=Path, default=None, help="cameras.json (default: looked for next to IMAGES)")
+    p.add_argument("--ground-truth", type=Path, default=None, metavar="JSON", help="cameras.json (default: looked for next to IMAGES)")
     p.add_argument("--overwrite", action="store_true", help="redo both runs")
-    add_network_arguments(p)
-    add_match_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -37,12 +34,12 @@ def run(args: argparse.Namespace) -> int:
     from ..sfm import SfmConfig
 
     set_verbosity(bool(getattr(args, "verbose", False)))
+    set_threads(args.threads)
     if args.ground_truth is not None and not args.ground_truth.is_file():
         raise FileNotFoundError(f"{args.ground_truth}: ground-truth cameras.json not found")
-    if args.max_image_size and args.max_image_size < 32:
-        raise ValueError(f"--max-image-size must be >= 32 (or 0 = original size), got {args.max_image_size}")
-    config = SfmConfig(max_keypoints=args.max_keypoints, max_image_size=args.max_image_size or None, device=args.device,
-                       precision=args.precision, backend=args.backend, tta=args.tta, activation_bits=args.activation_bits, pairs=pairs_spec(args.pairs), single_camera=args.single_camera, match=match_config_from_args(args))  # fmt: skip
+    config = SfmConfig(max_keypoints=args.max_keypoints, max_image_size=max_image_size(args.max_image_size),
+                       device=args.device, precision=args.precision, tta=args.tta, pairs=pairs_spec(args.pairs),
+                       single_camera=args.single_camera, threads=args.threads)  # fmt: skip
     result = compare(args.images, args.out, config, weights=args.weights, ground_truth=args.ground_truth,
                      overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip
     print(f"\n{args.images}: {result['images']} images, {args.max_keypoints} keypoints, "

@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .options import add_match_arguments, add_network_arguments, match_config_from_args, pairs_spec
+from .options import add_scorer_arguments, pairs_spec, set_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,30 +19,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("database", type=Path, help="COLMAP database with keypoints and descriptors")
     p.add_argument("images", type=Path, help="image folder the database's names are relative to")
-    p.add_argument("--pairs", default="exhaustive", help="exhaustive | sequential:N | retrieval:N | file:PATH or PATH (a pairs file, one 'name0 name1' per line)")
-    p.add_argument("--weights", type=Path, default=None,
-                   help="checkpoint (default: shipped weights); patches are cut at the magnification it was trained at")
-    p.add_argument("--device", default=None)
-    p.add_argument("--batch-size", type=int, default=None, help="patch pairs per forward pass (default: 128 on CPU, 8192 on GPU)")
+    p.add_argument("--pairs", default="exhaustive", metavar="SPEC",
+                   help="exhaustive|sequential:N|retrieval:N|PATH of pairs")
+    add_scorer_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace matches of pairs that already hold some (where new matches are found)")
-    p.add_argument("--report", type=Path, default=None, help="write the report as JSON here")
-    add_network_arguments(p)
-    add_match_arguments(p)
+    p.add_argument("--report", type=Path, default=None, metavar="JSON", help="write the report as JSON here")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..colmap import set_verbosity
     from ..database_matching import DatabaseMatchConfig, match_database
-
-    set_verbosity(bool(getattr(args, "verbose", False)))  # COLMAP's own log lines only with -v
     from ..scoring import PatchScorer
 
+    set_verbosity(bool(getattr(args, "verbose", False)))  # COLMAP's own log lines only with -v
+    set_threads(args.threads)
     if args.report is not None and not args.report.resolve().parent.is_dir():
         raise ValueError(f"--report {args.report}: folder {args.report.parent} does not exist")
-    config = DatabaseMatchConfig(match=match_config_from_args(args), pairs=pairs_spec(args.pairs))
-    scorer = PatchScorer.load(args.weights, device=args.device, batch_size=args.batch_size, precision=args.precision,
-                              backend=args.backend, tta=args.tta, activation_bits=args.activation_bits)  # fmt: skip
+    config = DatabaseMatchConfig(pairs=pairs_spec(args.pairs), threads=args.threads)
+    scorer = PatchScorer.load(args.weights, device=args.device, precision=args.precision, tta=args.tta)
     report = match_database(args.database, args.images, config, scorer, overwrite=args.overwrite, progress=not args.quiet)
     after = report["database_after"]
     print(f"{report['matched_pairs']} of {report['pairs']} pairs matched ({report['matches']} matches), "

@@ -1,0 +1,41 @@
+"""What every stage shares: progress bars and the check of an h5 file before it is resumed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from .. import storage
+
+logger = logging.getLogger(__name__)
+
+
+def progress_bar(iterable: Iterable, enabled: bool, desc: str, total: int | None = None) -> Iterable:
+    """``iterable`` itself, or wrapped in a tqdm bar when ``enabled`` (the command line's choice)."""
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, unit="it", dynamic_ncols=True)
+
+
+def set_aside_if_unreadable(path: str | os.PathLike, probe: Callable[[Path], object]) -> str | None:
+    """Moves an h5 file that ``probe`` cannot read to ``NAME.corrupt-DATE`` so that it is recomputed
+    (a process killed while HDF5 wrote its metadata leaves such a file).
+
+    Returns:
+        A note saying what was moved where, or None when the file is readable or absent.
+    """
+    path = Path(path)
+    try:
+        probe(path)
+    except storage.StorageError as error:
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, aside)
+        message = f"{path.name} was unreadable ({error}); moved to {aside.name} and recomputed"
+        logger.warning(message)
+        return message
+    return None

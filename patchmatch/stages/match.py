@@ -1,0 +1,194 @@
+"""Stage 3: the network's matches of every image pair → ``matches.h5``.
+
+For all pairs at once, candidates are searched by descriptor and the pairs worth a network pass
+selected (:func:`~patchmatch.matching.plan_pairs`); then each pair still to match gets its
+matches (:func:`~patchmatch.matching.match_features`), patches cut once per image and kept in a
+memory budget (:class:`~patchmatch.cache.LruArrayCache`). :func:`match_pairs` is that loop, the
+one in the code base: ``patchmatch match`` runs it with a COLMAP database's keypoints and writes
+into the database instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import storage
+from ..cache import LruArrayCache
+from ..features import Features, axis_scales, to_working
+from ..images import ImageReadError, read_gray
+from ..matching import MatchConfig, PairPlan, match_features, needs_network, plan_pairs
+from ..pairs import Pair
+from ..patches import extract_patches
+from ..scoring import PatchScorer
+from . import select_pairs
+from .common import progress_bar, set_aside_if_unreadable
+
+logger = logging.getLogger(__name__)
+
+#: Memory for patches kept between pairs (MiB): 8192 patches of 64×64 bytes are 32 MiB an image,
+#: so 2 GiB keeps ~60 images; an evicted image is re-read and re-cropped when needed again.
+PATCH_CACHE_MB = 2048
+
+#: ``write(name0, name1, matches (K, 2) int64, scores (K,) float32)``: where a pair's matches go.
+Writer = Callable[[str, str, np.ndarray, np.ndarray], None]
+
+
+@dataclass
+class MatchSummary:
+    """What :func:`match_pairs` did.
+
+    Attributes:
+        plan: the descriptor overlaps and the selection of every pair (:class:`PairPlan`).
+        written: pairs handed to the writer, in order (empty matches included).
+        candidates: candidate keypoint pairs scored by the network.
+        failed: pair → reason, for pairs not matched because an image could not be read.
+        bad_images: image → reason, the images found unreadable (each read once).
+    """
+
+    plan: PairPlan
+    written: list[Pair] = field(default_factory=list)
+    candidates: int = 0
+    failed: dict[Pair, str] = field(default_factory=dict)
+    bad_images: dict[str, str] = field(default_factory=dict)
+
+
+def _patches(cache: LruArrayCache, pair: Pair, bad: dict[str, str]) -> tuple[np.ndarray, np.ndarray] | str:
+    """Both images' patches, or the reason one is unreadable (recorded in ``bad``, warned once)."""
+    for name in pair:
+        if name in bad:
+            return f"{name}: {bad[name]}"
+        try:
+            cache.get(name)
+        except ImageReadError as error:
+            bad[name] = str(error)
+            logger.warning("%s", error)
+            return str(error)
+    return cache.get(pair[0]), cache.get(pair[1])
+
+
+def match_pairs(
+    pairs: list[Pair],
+    todo: list[Pair],
+    features: dict[str, Features],
+    load_patches: Callable[[str], np.ndarray],
+    scorer: PatchScorer,
+    config: MatchConfig,
+    write: Writer,
+    workers: int = 1,
+    progress: bool = False,
+    bad_images: dict[str, str] | None = None,
+) -> MatchSummary:
+    """Matches the pairs of ``todo`` and hands each one's matches to ``write``.
+
+    Args:
+        pairs: every pair of the scene (the selection ranks each image's pairs among all).
+        todo: the pairs to match now (a subset of ``pairs``), in the order they are matched.
+        features: features per image; pairs with an image missing here are not matched.
+        load_patches: image name → (N, 64, 64) uint8 patches of its N keypoints, at the
+            scorer's magnification; may raise :class:`ImageReadError`.
+        scorer: the network. config: candidate search, selection and decision.
+        write: receives every matched pair (an unselected one with its descriptor matches or
+            none, see :attr:`MatchConfig.unselected`); not called for failed pairs.
+        workers: candidate searches side by side. progress: progress bars.
+        bad_images: images already known to be unreadable (their pairs fail); updated.
+
+    Returns:
+        :class:`MatchSummary`.
+    """
+    pairs_bar = progress_bar(pairs, progress, "pair selection")
+    summary = MatchSummary(plan_pairs(pairs_bar, features, todo, config, workers))
+    summary.bad_images = bad_images if bad_images is not None else {}
+    cache = LruArrayCache(load_patches, PATCH_CACHE_MB * 2**20)
+    for a, b in progress_bar([p for p in todo if p[0] in features and p[1] in features], progress, "matching"):
+        if (a, b) not in summary.plan.selected:  # SIFT's own matches or none (MatchConfig.unselected)
+            write(a, b, *summary.plan.unselected_matches((a, b)))
+            summary.written.append((a, b))
+            continue
+        found = summary.plan.searches.pop((a, b))
+        patches = (None, None)
+        if needs_network(found, config):
+            patches = _patches(cache, (a, b), summary.bad_images)
+            if isinstance(patches, str):
+                summary.failed[(a, b)] = patches
+                continue
+        result = match_features(features[a], patches[0], features[b], patches[1], scorer, config, found)
+        summary.candidates += result.num_candidates
+        write(a, b, result.matches, result.scores)
+        summary.written.append((a, b))
+    return summary
+
+
+def patch_loader(
+    image_dir: Path, features: dict[str, Features], max_image_size: int | None, upright: bool, magnification: float
+) -> Callable[[str], np.ndarray]:
+    """Image name → patches of its stored keypoints: the image re-read at the working size its
+    keypoints were detected at, cropped at the network's magnification."""
+
+    def load(name: str) -> np.ndarray:
+        image, _ = read_gray(image_dir / name, max_image_size)
+        feats = features[name]
+        working = to_working(feats, axis_scales(image.shape, feats.image_size), image.shape)
+        return extract_patches(image, working.keypoints, upright=upright, magnification=magnification)
+
+    return load
+
+
+def run(
+    image_dir: str | os.PathLike,
+    features_path: str | os.PathLike,
+    pairs_path: str | os.PathLike,
+    matches_path: str | os.PathLike,
+    scorer: PatchScorer,
+    config: MatchConfig = MatchConfig(),
+    max_image_size: int | None = 3200,
+    workers: int = 1,
+    progress: bool = False,
+    report: dict | None = None,
+) -> Path:
+    """Matches the pairs of ``pairs_path`` that ``matches_path`` does not hold yet.
+
+    Args:
+        image_dir: the image folder (patches are cut from it).
+        features_path: features of every image of the pairs.
+        pairs_path: the pairs (:func:`select_pairs.run`). matches_path: the file to complete.
+        scorer: the network. config: candidate search and decision.
+        max_image_size: the working size the features were detected at (patches are cut there).
+        workers: candidate searches side by side. progress: progress bars.
+        report: gets ``pairs``, ``pairs_matched`` (this call), ``pairs_reused``,
+            ``candidates_scored``, ``pairs_low_overlap`` (below ``min_overlap``),
+            ``pairs_selected`` (scored by the network), ``pairs_not_selected``,
+            ``pairs_descriptor_only`` (of this call's pairs); images unreadable here are added
+            to its ``notes`` (their pairs stay unmatched: a rerun tries them again).
+
+    Returns:
+        ``matches_path``.
+    """
+    image_dir, features_path, matches_path = Path(image_dir), Path(features_path), Path(matches_path)
+    pairs = select_pairs.read(pairs_path)
+    names = sorted({n for p in pairs for n in p})
+    features = {n: storage.read_features(features_path, n) for n in names}
+    note = set_aside_if_unreadable(matches_path, lambda p: storage.missing_pairs(p, []))
+    todo = storage.missing_pairs(matches_path, pairs)
+    load = patch_loader(image_dir, features, max_image_size, config.upright, scorer.magnification)
+
+    def write(a: str, b: str, matches: np.ndarray, scores: np.ndarray) -> None:
+        storage.write_matches(matches_path, a, b, matches, scores, len(features[a]))
+
+    summary = match_pairs(pairs, todo, features, load, scorer, config, write, workers, progress)
+    if report is not None:
+        report.setdefault("notes", []).extend([note] if note else [])
+        plan = summary.plan
+        low = sum(o < config.min_overlap for o in plan.overlaps.values())
+        report.update(pairs=len(pairs), pairs_matched=len(summary.written), pairs_reused=len(pairs) - len(todo),
+                      candidates_scored=summary.candidates, pairs_low_overlap=low, pairs_selected=len(plan.selected),
+                      pairs_not_selected=len(plan.overlaps) - low - len(plan.selected),
+                      pairs_descriptor_only=len(plan.descriptor_matches))  # fmt: skip
+        for name, reason in summary.bad_images.items():
+            report.setdefault("notes", []).append(f"{name} unreadable at matching ({reason}): its pairs left unmatched")
+    return matches_path

@@ -1,0 +1,67 @@
+"""Stage 4: features and matches → a COLMAP ``database.db`` (images, cameras, keypoints, matches).
+
+Rebuilt from the h5 files on every run: it is cheap, and verification rewrites its two-view
+geometries anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .. import colmap, storage
+from . import select_pairs
+
+logger = logging.getLogger(__name__)
+
+
+def run(
+    image_dir: str | os.PathLike,
+    features_path: str | os.PathLike,
+    pairs_path: str | os.PathLike,
+    matches_path: str | os.PathLike,
+    database_path: str | os.PathLike,
+    names: list[str],
+    single_camera: bool = False,
+    report: dict | None = None,
+) -> Path:
+    """Writes a new database holding the images of the pairs and their matches.
+
+    Args:
+        image_dir: the image folder (EXIF focal lengths are read from it).
+        features_path: keypoints (pixels of the original images, OpenCV convention; the +0.5
+            shift to COLMAP's is :mod:`patchmatch.colmap`'s).
+        pairs_path: the pairs (:func:`select_pairs.run`).
+        matches_path: the matches of every pair.
+        database_path: replaced if present.
+        names: the images, in the order they get their ids (one without a pair still gets its
+            camera, so that the model's counts name every image).
+        single_camera: one camera shared by all images; else one SIMPLE_RADIAL camera each.
+        report: gets ``putative_matches`` (all pairs).
+
+    Returns:
+        ``database_path``.
+    """
+    image_dir = Path(image_dir)
+    pairs = select_pairs.read(pairs_path)
+    database = colmap.create_database(database_path, overwrite=True)
+    infos, keypoints = [], {}
+    for n in names:
+        features = storage.read_features(features_path, n)
+        w, h = (int(v) for v in features.image_size)
+        infos.append(colmap.CameraInfo(n, w, h, colmap.exif_focal(image_dir / n)))
+        keypoints[n] = features.xy
+    ids = colmap.add_images(database, infos, single_camera=single_camera)
+    colmap.write_keypoints(database, {ids[n]: xy for n, xy in keypoints.items()})
+    putative, count = {}, 0
+    for a, b in pairs:
+        m, _ = storage.read_matches(matches_path, a, b)
+        count += len(m)
+        if len(m):
+            putative[(ids[a], ids[b])] = m
+    colmap.write_matches(database, putative)
+    if report is not None:
+        report["putative_matches"] = count
+    return Path(database_path)
+

@@ -1,0 +1,74 @@
+"""Stage 3: the per-pair matching loop and matches.h5, resumed per pair."""
+
+from __future__ import annotations
+
+import shutil
+
+import h5py
+import numpy as np
+
+from patchmatch import storage
+from patchmatch.features import Features
+from patchmatch.images import ImageReadError
+from patchmatch.matching import MatchConfig
+from patchmatch.stages import match, select_pairs
+from tests.helpers import NCCScorer
+
+from .conftest import EXTRACT, MATCH
+
+
+def _scene():
+    """Five images of 300 keypoints sharing 300, 200, 120, 60 and 10 descriptors with a base set."""
+    rng = np.random.default_rng(7)
+    base = rng.random((300, 128)).astype(np.float32)
+    kp = np.c_[rng.random((300, 2)) * 100, np.full(300, 10.0), np.zeros(300)].astype(np.float32)
+    feats = {}
+    for i, shared in enumerate((300, 200, 120, 60, 10)):
+        d = rng.random((300, 128)).astype(np.float32)
+        d[:shared] = base[:shared] + rng.normal(scale=0.01, size=(shared, 128))
+        feats[f"im{i}"] = Features(kp.copy(), d, np.zeros(300, np.float32), np.array([100, 100]))
+    names = sorted(feats)
+    return feats, [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+
+
+def test_match_pairs_writes_each_pair_once_and_skips_unreadable_images():
+    feats, pairs = _scene()
+    patches = np.random.default_rng(0).integers(0, 256, (300, 64, 64), dtype=np.uint8)
+    loaded = []
+
+    def load(name):
+        loaded.append(name)
+        if name == "im2":
+            raise ImageReadError(f"/x/{name}: truncated JPEG")
+        return patches
+
+    written = {}
+    config = MatchConfig(min_overlap=20, strong_overlap=50, min_partners=1, accept_ratio=None)
+    summary = match.match_pairs(pairs, pairs, feats, load, NCCScorer(), config,
+                                lambda a, b, m, s: written.setdefault((a, b), (m, s)), workers=2)  # fmt: skip
+    with_im2 = [p for p in pairs if "im2" in p and p in summary.plan.selected]
+    assert sorted(summary.failed) == sorted(with_im2) and len(with_im2) >= 2
+    assert loaded.count("im2") == 1 and summary.bad_images == {"im2": "/x/im2: truncated JPEG"}
+    assert all("im2" in why for why in summary.failed.values())
+    assert list(written) == summary.written == [p for p in pairs if p not in summary.failed]
+    unselected = [p for p in pairs if p not in summary.plan.selected]
+    assert unselected and all(len(written[p][0]) == 0 for p in unselected)  # MatchConfig.unselected = "none"
+    assert summary.candidates > 0 and len(written[("im0", "im1")][0]) > 0
+
+
+def test_run_matches_resumes_and_reports(chain, tmp_path):
+    report = chain["report"]
+    assert report["pairs"] == 6 and report["pairs_matched"] == 6 and report["pairs_reused"] == 0
+    assert report["pairs_selected"] + report["pairs_not_selected"] + report["pairs_low_overlap"] == 6
+    assert report["candidates_scored"] > 0
+    h5 = shutil.copy(chain["matches"], tmp_path / "matches.h5")
+    with h5py.File(h5, "a") as fd:  # an interrupted run: one pair never written
+        del fd[storage.names_to_pair("0001.jpg", "0002.jpg")]
+    again: dict = {}
+    match.run(chain["images"], chain["features"], chain["pairs"], h5, NCCScorer(), MATCH, EXTRACT.max_image_size,
+              report=again)  # fmt: skip
+    assert again["pairs_matched"] == 1 and again["pairs_reused"] == 5
+    m0, _ = storage.read_matches(chain["matches"], "0001.jpg", "0002.jpg")
+    m1, _ = storage.read_matches(h5, "0001.jpg", "0002.jpg")
+    np.testing.assert_array_equal(m0, m1)  # the same decision as in the first run
+    assert len(select_pairs.read(chain["pairs"])) == 6
