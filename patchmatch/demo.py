@@ -1,6 +1,6 @@
 """``patchmatch demo OUT``: the whole pipeline on the embedded synthetic scene, checked against its ground truth.
 
-Steps (all on the CPU in about a minute on 2 cores):
+Steps (all on the CPU by default; nothing is downloaded):
 
 1. render the procedural scene of :mod:`patchmatch.synthetic` to ``OUT/scene``
    (``images/*.png`` and ``cameras.json``; nothing is downloaded);
@@ -52,7 +52,7 @@ class DemoConfig:
 
     Attributes:
         seed: Seed of the synthetic scene.
-        num_images: Number of views (8..12 keeps the demo around a minute on 2 cores).
+        num_images: Number of views, 3..64 (the run time grows with it).
         max_keypoints: SIFT keypoints per image.
         pairs: Image pairs to match (see :mod:`patchmatch.pairs`); the cameras follow an arc
             in image order, so sequential pairs are the overlapping ones.

@@ -20,7 +20,7 @@ Conventions (those of ``cameras.json`` in ``../shared/data``):
 
 Example:
     >>> from patchmatch.synthetic import render_scene
-    >>> scene_dir = render_scene("outputs/scene", seed=0, num_images=10)
+    >>> scene_dir = render_scene("scene", seed=0, num_images=10)
     >>> sorted(p.name for p in scene_dir.iterdir())
     ['cameras.json', 'images']
 """

@@ -75,7 +75,7 @@ class TrainConfig:
         val_pairs: validation pairs per kind (random / hard), drawn once with ``seed``.
         seed: seed of initialisation, batch sampling and augmentation.
         bf16: forward pass under bfloat16 autocast (weights and optimiser stay float32):
-            1.4x faster steps on CPUs with AMX/AVX512-BF16 (measured on 2 Xeon cores), and on GPUs.
+            faster steps on CPUs with AMX/AVX512-BF16 and on GPUs.
         schedule_minutes: when set, the cosine runs over this many minutes of training time
             (validation excluded) instead of over ``epochs * steps_per_epoch`` steps, and
             training ends at the first epoch boundary past it (``epochs`` is then an upper
@@ -87,12 +87,12 @@ class TrainConfig:
             (``torch.optim.swa_utils.AveragedModel``) is updated after every step with this
             decay (0.999: a horizon of ~1,000 steps); validation, the kept epoch and the written
             checkpoint then use the averaged weights, and the live ones keep training. Beyond the
-            paper; its measured effect is in the model card. 0 (default): off.
+            paper (its effect: see the model card). 0 (default): off.
         distill: self-distillation of test-time augmentation (:mod:`patchmatch.training.distill`): a frozen copy of
             the ``init`` weights scores every training pair under this augmentation (``"swap"``, ``"rot90"`` or
             ``"dihedral"``: 2, 4 or 8 forward passes without gradient), and ``distill_weight`` times the mean squared
             difference to that score is added to the loss. Needs ``init``. ``"none"`` (default): off. Beyond the
-            paper; its measured effect is in the model card.
+            paper (its effect: see the model card).
         distill_weight: weight of the distillation term.
     """
 
