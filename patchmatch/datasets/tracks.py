@@ -50,6 +50,7 @@ __all__ = [
     "ImageFeatures",
     "Tracks",
     "PairSetConfig",
+    "detect_features",
     "detect_scene",
     "neighbour_pairs",
     "build_tracks",
@@ -181,6 +182,24 @@ def _group_locations(kps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rank[inverse.reshape(-1)].astype(np.int64), first[order].astype(np.int64)
 
 
+def detect_features(name: str, image: np.ndarray, max_keypoints: int = 4096) -> ImageFeatures:
+    """SIFT keypoints of one (H, W) uint8 image (:func:`patchmatch.features.detect`), grouped by location.
+
+    Args:
+        name: the image's name (kept in the result).
+        image: (H, W) uint8 grey image.
+        max_keypoints: keypoints kept, strongest first.
+
+    Returns:
+        The :class:`ImageFeatures`: float32 keypoints and descriptors.
+    """
+    from ..features import detect
+
+    f = detect(image, max_keypoints=max_keypoints)
+    return ImageFeatures(name=name, keypoints=np.asarray(f.keypoints, dtype=np.float32),
+                         descriptors=np.asarray(f.descriptors, dtype=np.float32))  # fmt: skip
+
+
 def detect_scene(
     scene: Scene, names: Sequence[str], max_keypoints: int = 4096, progress: bool = False
 ) -> tuple[dict[str, ImageFeatures], dict[str, np.ndarray]]:
@@ -199,7 +218,6 @@ def detect_scene(
     Raises:
         ValueError: if an image's size differs from its camera's ``width``/``height``.
     """
-    from ..features import detect
     from ..images import read_gray
 
     feats: dict[str, ImageFeatures] = {}
@@ -217,12 +235,7 @@ def detect_scene(
                 f"{scene.image_path(name)}: image is {img.shape[1]}x{img.shape[0]} but "
                 f"{scene.root / 'cameras.json'} says {cam.width}x{cam.height}"
             )
-        f = detect(img, max_keypoints=max_keypoints)
-        feats[name] = ImageFeatures(
-            name=name,
-            keypoints=np.asarray(f.keypoints, dtype=np.float32),
-            descriptors=np.asarray(f.descriptors, dtype=np.float32),
-        )
+        feats[name] = detect_features(name, img, max_keypoints)
         images[name] = img
     return feats, images
 
@@ -370,6 +383,44 @@ def _reproj_err(cam: Camera, X: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray,
     return err, depth
 
 
+def _third_view_support(
+    X: np.ndarray, phys: np.ndarray, views: Sequence[int], cams: Sequence[Camera], feats: Sequence[ImageFeatures],
+    grids: Sequence[_Grid], config: TrackConfig,
+) -> np.ndarray:
+    """In how many of ``views`` each candidate point is confirmed: it projects in front of the
+    camera, inside the image, within ``reprojection_px`` of exactly one keypoint whose physical
+    size agrees within ``size_ratio``.
+
+    Args:
+        X: (M, 3) candidate points.
+        phys: (M,) their physical sizes (world units).
+        views: indices of the views to look in.
+        cams, feats, grids: cameras, features and keypoint grids by view index.
+        config: thresholds.
+
+    Returns:
+        (M,) int32 number of confirming views.
+    """
+    support = np.zeros(len(X), np.int32)
+    logr = math.log(config.size_ratio)
+    for k in views:
+        ck = cams[k]
+        if len(feats[k].keypoints) == 0:
+            continue
+        p, depth = ck.project(X)
+        idx = np.nonzero((depth > 0) & ck.contains(p))[0]
+        if len(idx) == 0:
+            continue
+        qi, pi = grids[k].query(p[idx], config.reprojection_px)
+        if len(qi) == 0:
+            continue
+        sk = _physical_size(feats[k].keypoints[pi, 2].astype(np.float64), depth[idx][qi], ck)
+        good = np.abs(np.log(sk / phys[idx][qi])) <= logr
+        cnt = np.bincount(qi[good], minlength=len(idx))
+        support[idx[cnt == 1]] += 1
+    return support
+
+
 def _pair_matches(
     i: int,
     j: int,
@@ -416,27 +467,7 @@ def _pair_matches(
     stats["geometric"] = len(ia)
     if len(ia) == 0:
         return ia, ib, stats
-    # Third-view verification: exactly one scale-consistent keypoint near the projection.
-    support = np.zeros(len(ia), np.int32)
-    logr = math.log(config.size_ratio)
-    for k in verify_views:
-        if k in (i, j):
-            continue
-        ck = cams[k]
-        if len(feats[k].keypoints) == 0:
-            continue
-        p, depth = ck.project(X)
-        vis = (depth > 0) & ck.contains(p)
-        idx = np.nonzero(vis)[0]
-        if len(idx) == 0:
-            continue
-        qi, pi = grids[k].query(p[idx], config.reprojection_px)
-        if len(qi) == 0:
-            continue
-        sk = _physical_size(feats[k].keypoints[pi, 2].astype(np.float64), depth[idx][qi], ck)
-        good = np.abs(np.log(sk / phys[idx][qi])) <= logr
-        cnt = np.bincount(qi[good], minlength=len(idx))
-        support[idx[cnt == 1]] += 1
+    support = _third_view_support(X, phys, [k for k in verify_views if k not in (i, j)], cams, feats, grids, config)
     ok = support >= config.min_support
     ia, ib = ia[ok], ib[ok]
     stats["verified"] = len(ia)
