@@ -351,9 +351,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .colmap import set_verbosity
+    from . import colmap
 
-    set_verbosity(bool(getattr(args, "verbose", False)))  # COLMAP's own log lines only with -v
+    colmap.set_verbosity(bool(getattr(args, "verbose", False)))  # COLMAP's own log lines only with -v
     config = DemoConfig(seed=args.seed, num_images=args.num_images, max_keypoints=args.max_keypoints,
                         pairs=args.pairs, device=args.device)  # fmt: skip
     summary = run_demo(args.out, config, weights=args.weights, overwrite=args.overwrite, progress=not args.quiet)

@@ -148,12 +148,12 @@ def _run_warps(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..colmap import set_verbosity
+    from .. import colmap
     from ..datasets.patchset import check_output, is_patch_set
     from ..datasets.scenes import load_scene
     from ..patches import MAGNIFICATION, check_magnification
 
-    set_verbosity(bool(getattr(args, "verbose", False)))
+    colmap.set_verbosity(bool(getattr(args, "verbose", False)))
     magnification_given = args.magnification
     args.magnification = MAGNIFICATION if args.magnification is None else check_magnification(args.magnification)
     if args.warps is not None and is_patch_set(args.scene):
