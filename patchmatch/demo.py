@@ -82,6 +82,11 @@ class DemoConfig:
 
 
 def _clear_outputs(out_dir: Path, overwrite: bool) -> None:
+    """Deletes the :data:`OUTPUTS` of an earlier demo in ``out_dir`` (nothing else).
+
+    Raises:
+        FileExistsError: some are there and ``overwrite`` is False.
+    """
     present = [out_dir / name for name in OUTPUTS if (out_dir / name).exists()]
     if present and not overwrite:
         raise FileExistsError(

@@ -53,6 +53,7 @@ def check_magnification(magnification: float) -> float:
 
 
 def _check_image(image: np.ndarray) -> None:
+    """Raises ValueError unless ``image`` is an (H, W) uint8 array."""
     if not isinstance(image, np.ndarray) or image.ndim != 2 or image.dtype != np.uint8:
         what = f"shape {image.shape}, dtype {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
         raise ValueError(f"image must be a (H, W) uint8 array, got {what}.")

@@ -524,6 +524,7 @@ def _sample_texture(surface: Surface, st: np.ndarray, inside: np.ndarray, bh: in
 
 
 def _shade(surface: Surface, cam: Camera, shading: bool) -> float:
+    """Brightness factor of a surface (Lambertian in a fixed light direction, 0.62..1; 1 without ``shading``)."""
     if not shading:
         return 1.0
     return 0.62 + 0.38 * abs(float(surface.normal @ _LIGHT))

@@ -18,6 +18,11 @@ OUTLIER_COLOR = (40, 40, 230)
 
 
 def _to_bgr(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 BGR copy of an (H, W) grey or (H, W, 3) BGR uint8 image.
+
+    Raises:
+        ValueError: another dtype or shape.
+    """
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise ValueError(f"images must be uint8, got {image.dtype}")

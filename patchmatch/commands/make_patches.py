@@ -66,22 +66,26 @@ BUILD_DEFAULTS = {"--max-keypoints": ("max_keypoints", 4096), "--reprojection-px
 
 
 def _fill_defaults(args: argparse.Namespace) -> None:
+    """Sets the :data:`BUILD_DEFAULTS` of the options not given (they stay None where they do not apply)."""
     for attr, default in BUILD_DEFAULTS.values():
         if getattr(args, attr) is None:
             setattr(args, attr, default)
 
 
 def _is_colmap_model(path: Path) -> bool:
+    """True when ``path`` holds a COLMAP sparse model (``cameras.bin`` or ``cameras.txt``)."""
     return any((path / f"cameras.{ext}").is_file() for ext in ("bin", "txt"))
 
 
 def _is_homography_set(path: Path) -> bool:
+    """True when ``path`` is a homography pair folder or holds some."""
     from ..datasets.homography import pair_folders
 
     return bool(pair_folders(path))
 
 
 def _print_summary(out: Path, s: dict) -> None:
+    """Prints one line of a written set's summary: images, tracks, patches and pair files."""
     pr = s["protocols"]
     print(
         f"{out}: scene {s['scene']}, {len(s['images'])} images, {s['num_tracks']} tracks, {s['num_observations']} "
@@ -105,6 +109,7 @@ def _refuse_scene_options(args: argparse.Namespace, context: str, subset: bool) 
 
 
 def _homography_config(args: argparse.Namespace):
+    """The :class:`~patchmatch.datasets.homography.HomographyPairConfig` of the command line."""
     from ..datasets.homography import HomographyPairConfig
 
     return HomographyPairConfig(max_keypoints=args.max_keypoints, max_px=args.reprojection_px, size_ratio=args.size_ratio,

@@ -118,6 +118,13 @@ def pair_folders(root: str | os.PathLike) -> list[Path]:
 
 
 def _read_pair(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(a, b, H)`` of a pair folder: two (H, W) uint8 grey images and the (3, 3) float64 homography, H[2, 2] = 1
+    (when not 0).
+
+    Raises:
+        HomographyError: a missing file, an unreadable or downscaled image, or an H that is not a finite,
+            invertible 3x3 matrix (the file named).
+    """
     from ..images import ImageReadError, read_gray
 
     files = {k: folder / k for k in ("a.png", "b.png", "H.txt")}

@@ -220,6 +220,11 @@ class Scene:
 
 
 def _matrix(value: object, shape: tuple[int, ...], what: str, path: Path) -> np.ndarray:
+    """``value`` of ``cameras.json`` as a float64 array of ``shape``.
+
+    Raises:
+        SceneError: not numeric, the wrong shape or not finite (``what`` and ``path`` named).
+    """
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -288,6 +293,7 @@ def load_scene(root: str | Path, check_images: bool = True) -> Scene:
 
 
 def _model_fingerprint(model: Path, image_dir: Path) -> str:
+    """SHA-256 of the image folder's path and every file of the model: what a scene made from it depends on."""
     import hashlib
 
     h = hashlib.sha256(str(image_dir.resolve()).encode())

@@ -373,10 +373,13 @@ def _epipolar_candidates(
 
 
 def _physical_size(size: np.ndarray, depth: np.ndarray, cam: Camera) -> np.ndarray:
+    """Physical size (world units) of keypoints of pixel ``size`` at ``depth`` in ``cam``: ``size * depth / focal``."""
     return size * depth / cam.focal
 
 
 def _reproj_err(cam: Camera, X: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) reprojection errors (pixels; inf behind the camera or not finite) of (N, 3) points seen at (N, 2) ``uv``,
+    and their (N,) depths."""
     p, depth = cam.project(X)
     err = np.linalg.norm(p - uv, axis=1)
     err[~(depth > 0) | ~np.isfinite(err)] = np.inf

@@ -207,6 +207,7 @@ def state_path(out: str | Path) -> Path:
 
 
 def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser ``cfg.optimizer`` names (AdamW, SGD with momentum, or averaged SGD) over the trainable weights."""
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adam":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -236,6 +237,7 @@ def lr_factor(cfg: TrainConfig, step: int, train_seconds: float) -> float:
 
 
 def _to_input(p0: np.ndarray, p1: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(B, 2, 64, 64) float32 network input on ``device`` from two (B, 64, 64) uint8 patch arrays (grey levels kept 0..255)."""
     return torch.from_numpy(np.stack([p0, p1], axis=1)).to(device=device, dtype=torch.float32)
 
 
@@ -270,6 +272,8 @@ def _mine_random_negatives(
 
 
 def _pair_scores(model: torch.nn.Module, x: torch.Tensor, loss: str) -> torch.Tensor:
+    """(B,) scores of (B, 2, 64, 64) pairs, higher = more similar: minus the descriptor distance for the
+    contrastive loss, else the network output."""
     if loss == "contrastive":
         return -torch.linalg.vector_norm(model.describe(x[:, :1], 0) - model.describe(x[:, 1:], 1), dim=1)
     return model(x)
@@ -329,6 +333,7 @@ def _val_sets(val: Sequence[Path], cfg: TrainConfig) -> dict[str, tuple[np.ndarr
 
 
 def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    """The state of a PCG64 generator in types a ``weights_only`` torch file holds."""
     st = rng.bit_generator.state
     # 128-bit PCG64 integers as strings: the state file loads with weights_only=True.
     return {"bit_generator": st["bit_generator"], "state": str(st["state"]["state"]), "inc": str(st["state"]["inc"]),
@@ -336,6 +341,7 @@ def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
 
 
 def _set_rng_state(rng: np.random.Generator, d: dict[str, Any]) -> None:
+    """Restores a generator from :func:`_rng_state`'s dict."""
     rng.bit_generator.state = {
         "bit_generator": d["bit_generator"],
         "state": {"state": int(d["state"]), "inc": int(d["inc"])},
