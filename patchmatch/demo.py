@@ -1,6 +1,6 @@
 """``patchmatch demo OUT``: the whole pipeline on the embedded synthetic scene, checked against its ground truth.
 
-Steps (all on the CPU in about a minute on 2 cores):
+Steps (all on the CPU by default; nothing is downloaded):
 
 1. render the procedural scene of :mod:`patchmatch.synthetic` to ``OUT/scene``
    (``images/*.png`` and ``cameras.json``; nothing is downloaded);
@@ -17,6 +17,7 @@ Steps (all on the CPU in about a minute on 2 cores):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -26,6 +27,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -50,7 +52,7 @@ class DemoConfig:
 
     Attributes:
         seed: Seed of the synthetic scene.
-        num_images: Number of views (8..12 keeps the demo around a minute on 2 cores).
+        num_images: Number of views, 3..64 (the run time grows with it).
         max_keypoints: SIFT keypoints per image.
         pairs: Image pairs to match (see :mod:`patchmatch.pairs`); the cameras follow an arc
             in image order, so sequential pairs are the overlapping ones.
@@ -80,6 +82,11 @@ class DemoConfig:
 
 
 def _clear_outputs(out_dir: Path, overwrite: bool) -> None:
+    """Deletes the :data:`OUTPUTS` of an earlier demo in ``out_dir`` (nothing else).
+
+    Raises:
+        FileExistsError: some are there and ``overwrite`` is False.
+    """
     present = [out_dir / name for name in OUTPUTS if (out_dir / name).exists()]
     if present and not overwrite:
         raise FileExistsError(
@@ -126,6 +133,108 @@ def match_correctness(
     return visible & (error < correct_px)
 
 
+@contextlib.contextmanager
+def _timed(seconds: dict[str, float], step: str) -> Iterator[None]:
+    """Adds the wall-clock seconds of the ``with`` block to ``seconds[step]``."""
+    start = time.perf_counter()
+    yield
+    seconds[step] = time.perf_counter() - start
+
+
+def _reconstruct(scene_dir: Path, out_dir: Path, config: DemoConfig, scorer: PatchScorer, progress: bool) -> dict:
+    """:func:`patchmatch.sfm.run_sfm` on the rendered images into ``out_dir/sfm``; returns its report."""
+    from .sfm import SfmConfig, run_sfm  # pycolmap: imported when a demo runs, not when the CLI starts
+
+    sfm_config = SfmConfig(
+        max_keypoints=config.max_keypoints,
+        device=config.device,
+        match=MatchConfig(k=config.k),
+        pairs=config.pairs,
+        single_camera=True,  # every view is rendered by the same pinhole camera
+    )
+    return run_sfm(scene_dir / "images", out_dir / "sfm", sfm_config, scorer=scorer, progress=progress,
+                   ground_truth=scene_dir / "cameras.json")  # fmt: skip
+
+
+def _judge_matches(sfm_dir: Path, config: DemoConfig, scene_config: SceneConfig) -> tuple[dict, dict]:
+    """Ground truth of every putative match of every matched pair (re-rendering the scene's depth).
+
+    Args:
+        sfm_dir: the reconstruction folder (``features.h5``, ``matches.h5``).
+        config: the demo settings (seed, pairs, ``correct_px``).
+        scene_config: the rendered scene's settings.
+
+    Returns:
+        ``(features, per_pair)``: (N, 2) float keypoint positions per image name (pixels, OpenCV
+        convention), and per pair ``(a, b)`` its (K, 2) matches and (K,) bool correctness.
+    """
+    scene = make_scene(config.seed, scene_config)
+    names = [cam.name for cam in scene.cameras]
+    index = {name: i for i, name in enumerate(names)}
+    views = {i: render_view(scene, i, image=False) for i in range(len(names))}
+    feats = {name: storage.read_features(sfm_dir / "features.h5", name) for name in names}
+    features = {name: f.xy for name, f in feats.items()}
+    per_pair = {}
+    for a, b in make_pairs(config.pairs, names, {n: f.descriptors for n, f in feats.items()}):
+        matches, _ = storage.read_matches(sfm_dir / "matches.h5", a, b)
+        correct = match_correctness(views, scene, index[a], index[b], features[a], features[b], matches, config.correct_px)
+        per_pair[(a, b)] = (matches, correct)
+    return features, per_pair
+
+
+def _draw_pair(out_dir: Path, scene_dir: Path, features: dict, per_pair: dict) -> tuple[tuple[str, str], Path]:
+    """Draws the matches of one pair into ``out_dir/matches.png`` (correct green, wrong red).
+
+    The pair is two steps apart in the middle of the arc, or, when that pair was not matched,
+    the pair with most correct matches; at most :data:`DRAWN_MATCHES` lines keep it legible.
+
+    Returns:
+        ``((a, b), picture)``: the pair drawn and the PNG written.
+    """
+    names = list(features)  # camera order: along the arc
+    mid = len(names) // 2
+    a, b = names[mid - 1], names[min(mid + 1, len(names) - 1)]
+    if (a, b) not in per_pair:
+        a, b = max(per_pair, key=lambda pair: int(per_pair[pair][1].sum()))
+    matches, correct = per_pair[(a, b)]
+    image_a, _ = read_gray(scene_dir / "images" / a)
+    image_b, _ = read_gray(scene_dir / "images" / b)
+    canvas = viz.draw_matches(image_a, image_b, features[a], features[b], matches, correct, max_lines=DRAWN_MATCHES,
+                              title=f"{a} - {b}, green: correct by ground truth")  # fmt: skip
+    return (a, b), viz.save_png(out_dir / "matches.png", canvas)
+
+
+def _summary(config: DemoConfig, scene_config: SceneConfig, report: dict, per_pair: dict, drawn: tuple[str, str],
+             seconds: dict[str, float], paths: dict[str, str]) -> dict:
+    """The demo's summary (see :func:`run_demo`), NaN and infinity made None."""
+    pose = report.get("pose", {})
+    total = sum(len(m) for m, _ in per_pair.values())
+    good = sum(int(c.sum()) for _, c in per_pair.values())
+    matches, correct = per_pair[drawn]
+    summary = {
+        "scene": {"seed": config.seed, "images": config.num_images, "size": [scene_config.width, scene_config.height]},
+        "config": dataclasses.asdict(config),
+        "images": report["images"],
+        "registered": report["registered"],
+        "points": report["points"],
+        "mean_reprojection_error": report["mean_reprojection_error"],
+        "rotation_error_median_deg": pose.get("rotation_error_median_deg", float("nan")),
+        "translation_error_median_deg": pose.get("translation_error_median_deg", float("nan")),
+        "rotation_auc": pose.get("rotation_auc", {}),
+        "pairs": report["pairs"],
+        "verified_pairs": report["verified_pairs"],
+        "candidates_scored": report["candidates_scored"],
+        "putative_matches": total,
+        "match_precision": good / total if total else float("nan"),
+        "drawn_pair": {"pair": list(drawn), "matches": len(matches), "correct": int(correct.sum())},
+        "sfm_seconds": report["seconds"],
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "paths": paths,
+    }
+    summary["seconds"]["total"] = round(sum(seconds.values()), 2)
+    return _finite(summary)
+
+
 def run_demo(
     out_dir: str | os.PathLike,
     config: DemoConfig = DemoConfig(),
@@ -163,109 +272,20 @@ def run_demo(
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear_outputs(out_dir, overwrite)
     seconds: dict[str, float] = {}
-
-    start = time.perf_counter()
     scene_config = SceneConfig(num_images=config.num_images)
-    scene_dir = render_scene(out_dir / "scene", seed=config.seed, num_images=config.num_images, config=scene_config)
-    seconds["render"] = time.perf_counter() - start
-
-    from .sfm import SfmConfig, run_sfm  # pycolmap: imported when a demo runs, not when the CLI starts
-
+    with _timed(seconds, "render"):
+        scene_dir = render_scene(out_dir / "scene", seed=config.seed, num_images=config.num_images, config=scene_config)
     if scorer is None:
         scorer = PatchScorer.load(weights, device=config.device)
-    sfm_config = SfmConfig(
-        max_keypoints=config.max_keypoints,
-        device=config.device,
-        match=MatchConfig(k=config.k),
-        pairs=config.pairs,
-        single_camera=True,  # every view is rendered by the same pinhole camera
-    )
-    start = time.perf_counter()
-    report = run_sfm(
-        scene_dir / "images",
-        out_dir / "sfm",
-        sfm_config,
-        scorer=scorer,
-        progress=progress,
-        ground_truth=scene_dir / "cameras.json",
-    )
-    seconds["sfm"] = time.perf_counter() - start
-
-    # Ground truth of every putative match of every matched pair.
-    start = time.perf_counter()
-    scene = make_scene(config.seed, scene_config)
-    names = [cam.name for cam in scene.cameras]
-    index = {name: i for i, name in enumerate(names)}
-    views = {i: render_view(scene, i, image=False) for i in range(len(names))}
-    features_path, matches_path = out_dir / "sfm" / "features.h5", out_dir / "sfm" / "matches.h5"
-    feats = {name: storage.read_features(features_path, name) for name in names}
-    features = {name: f.xy for name, f in feats.items()}
-    per_pair = {}
-    for a, b in make_pairs(config.pairs, names, {n: f.descriptors for n, f in feats.items()}):
-        matches, _ = storage.read_matches(matches_path, a, b)
-        correct = match_correctness(
-            views, scene, index[a], index[b], features[a], features[b], matches, config.correct_px
-        )
-        per_pair[(a, b)] = (matches, correct)
-    total = sum(len(m) for m, _ in per_pair.values())
-    good = sum(int(c.sum()) for _, c in per_pair.values())
-    seconds["ground_truth"] = time.perf_counter() - start
-
-    # Picture of a pair two steps apart in the middle of the arc (or, if that pair was not matched,
-    # of the pair with most correct matches); a subset of the matches keeps it legible.
-    start = time.perf_counter()
-    mid = len(names) // 2
-    a, b = names[mid - 1], names[min(mid + 1, len(names) - 1)]
-    if (a, b) not in per_pair:
-        a, b = max(per_pair, key=lambda pair: int(per_pair[pair][1].sum()))
-    matches, correct = per_pair[(a, b)]
-    image_a, _ = read_gray(scene_dir / "images" / a)
-    image_b, _ = read_gray(scene_dir / "images" / b)
-    canvas = viz.draw_matches(
-        image_a,
-        image_b,
-        features[a],
-        features[b],
-        matches,
-        correct,
-        max_lines=DRAWN_MATCHES,
-        title=f"{a} - {b}, green: correct by ground truth",
-    )
-    picture = viz.save_png(out_dir / "matches.png", canvas)
-    seconds["picture"] = time.perf_counter() - start
-
-    pose = report.get("pose", {})
-    summary = {
-        "scene": {
-            "seed": config.seed,
-            "images": config.num_images,
-            "size": [scene_config.width, scene_config.height],
-        },
-        "config": dataclasses.asdict(config),
-        "images": report["images"],
-        "registered": report["registered"],
-        "points": report["points"],
-        "mean_reprojection_error": report["mean_reprojection_error"],
-        "rotation_error_median_deg": pose.get("rotation_error_median_deg", float("nan")),
-        "translation_error_median_deg": pose.get("translation_error_median_deg", float("nan")),
-        "rotation_auc": pose.get("rotation_auc", {}),
-        "pairs": report["pairs"],
-        "verified_pairs": report["verified_pairs"],
-        "candidates_scored": report["candidates_scored"],
-        "putative_matches": total,
-        "match_precision": good / total if total else float("nan"),
-        "drawn_pair": {"pair": [a, b], "matches": len(matches), "correct": int(correct.sum())},
-        "sfm_seconds": report["seconds"],
-        "seconds": {k: round(v, 2) for k, v in seconds.items()},
-        "paths": {
-            "scene": str(scene_dir),
-            "model": str(out_dir / "sfm" / "sparse" / "0"),
-            "report": str(out_dir / "sfm" / "report.json"),
-            "picture": str(picture),
-        },
-    }
-    summary["seconds"]["total"] = round(sum(seconds.values()), 2)
-    summary = _finite(summary)
+    with _timed(seconds, "sfm"):
+        report = _reconstruct(scene_dir, out_dir, config, scorer, progress)
+    with _timed(seconds, "ground_truth"):
+        features, per_pair = _judge_matches(out_dir / "sfm", config, scene_config)
+    with _timed(seconds, "picture"):
+        drawn, picture = _draw_pair(out_dir, scene_dir, features, per_pair)
+    paths = {"scene": str(scene_dir), "model": str(out_dir / "sfm" / "sparse" / "0"),
+             "report": str(out_dir / "sfm" / "report.json"), "picture": str(picture)}  # fmt: skip
+    summary = _summary(config, scene_config, report, per_pair, drawn, seconds, paths)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
     logger.info("demo finished in %.1f s: %s", summary["seconds"]["total"], out_dir / "summary.json")
     return summary
@@ -336,9 +356,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .colmap import set_verbosity
+    from . import colmap
 
-    set_verbosity(bool(getattr(args, "verbose", False)))  # COLMAP's own log lines only with -v
+    colmap.set_verbosity(bool(getattr(args, "verbose", False)))  # COLMAP's own log lines only with -v
     config = DemoConfig(seed=args.seed, num_images=args.num_images, max_keypoints=args.max_keypoints,
                         pairs=args.pairs, device=args.device)  # fmt: skip
     summary = run_demo(args.out, config, weights=args.weights, overwrite=args.overwrite, progress=not args.quiet)

@@ -56,6 +56,11 @@ def list_images(root: str | os.PathLike) -> list[str]:
 
 
 def _to_uint8_gray(image: np.ndarray, path: Path) -> np.ndarray:
+    """(H, W) uint8 grey image of a decoded file: colour and alpha dropped, 16-bit and float data scaled to 8 bits.
+
+    Raises:
+        ImageReadError: an unsupported number of channels or pixel type (``path`` named).
+    """
     if image.ndim == 3:
         channels = image.shape[2]
         if channels == 4:

@@ -53,6 +53,7 @@ def check_magnification(magnification: float) -> float:
 
 
 def _check_image(image: np.ndarray) -> None:
+    """Raises ValueError unless ``image`` is an (H, W) uint8 array."""
     if not isinstance(image, np.ndarray) or image.ndim != 2 or image.dtype != np.uint8:
         what = f"shape {image.shape}, dtype {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
         raise ValueError(f"image must be a (H, W) uint8 array, got {what}.")
@@ -83,7 +84,7 @@ def _sample(image: np.ndarray, centers: np.ndarray, affine: np.ndarray) -> np.nd
     the pyramid level ``floor(log2(2 s / 64))`` for the scale ``s = sqrt|det A|`` (clamped to the
     levels that exist), cells outside the image reading the nearest border pixel: kornia's
     ``extract_patches_from_pyramid`` convention, on the same pyramid, with one OpenCV
-    ``warpAffine`` per patch (about 20× faster on a CPU; the same patches within OpenCV's 1/32 px
+    ``warpAffine`` per patch (much faster on a CPU; the same patches within OpenCV's 1/32 px
     interpolation grid, checked in the tests).
 
     Args:

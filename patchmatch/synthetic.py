@@ -20,7 +20,7 @@ Conventions (those of ``cameras.json`` in ``../shared/data``):
 
 Example:
     >>> from patchmatch.synthetic import render_scene
-    >>> scene_dir = render_scene("outputs/scene", seed=0, num_images=10)
+    >>> scene_dir = render_scene("scene", seed=0, num_images=10)
     >>> sorted(p.name for p in scene_dir.iterdir())
     ['cameras.json', 'images']
 """
@@ -249,6 +249,25 @@ def make_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarra
     Returns:
         (height, width) float32 gray levels in [0, 255].
     """
+    tex = _value_noise(rng, height, width)
+    n_shapes = max(8, int(height * width / 55.0**2))
+    kinds = rng.integers(0, 6, size=n_shapes)
+    # Shapes are drawn in order on a 3-channel uint8 canvas (gray, coverage, unused): OpenCV draws
+    # text on 8-bit 1, 3 or 4-channel images only.
+    canvas = np.zeros((height, width, 3), np.uint8)
+    for kind in kinds:
+        _draw_shape(canvas, int(kind), rng)
+    covered = canvas[..., 1] > 0
+    tex[covered] = canvas[..., 0][covered]
+    fine = rng.standard_normal((height // 6 + 3, width // 6 + 3)).astype(np.float32)
+    fine = cv2.resize(fine, (fine.shape[1] * 6, fine.shape[0] * 6), interpolation=cv2.INTER_CUBIC)
+    tex += 9.0 * fine[:height, :width]
+    tex = cv2.GaussianBlur(tex, (0, 0), 0.8)
+    return np.clip(tex, 0.0, 255.0)
+
+
+def _value_noise(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """(height, width) float32 multi-scale value noise around grey 128 (cells of 384 to 16 texels, bicubic)."""
     tex = np.zeros((height, width), np.float32)
     for cell, amp in ((384, 38.0), (128, 30.0), (48, 22.0), (16, 12.0)):
         gh, gw = height // cell + 3, width // cell + 3
@@ -257,49 +276,45 @@ def make_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarra
         oy, ox = rng.integers(0, cell, size=2)
         tex += amp * up[oy : oy + height, ox : ox + width]
     tex += 128.0
+    return tex
 
-    n_shapes = max(8, int(height * width / 55.0**2))
-    kinds = rng.integers(0, 6, size=n_shapes)
-    # Shapes are drawn in order on a 3-channel uint8 canvas (gray, coverage, unused): OpenCV draws
-    # text on 8-bit 1, 3 or 4-channel images only.
-    canvas = np.zeros((height, width, 3), np.uint8)
-    for kind in kinds:
-        size = float(np.exp(rng.uniform(np.log(12.0), np.log(160.0))))
-        cx, cy = rng.uniform(-0.1 * width, 1.1 * width), rng.uniform(-0.1 * height, 1.1 * height)
-        color = (int(rng.integers(0, 256)), 255, 0)
-        center = (int(round(cx)), int(round(cy)))
-        if kind == 0:
-            cv2.circle(canvas, center, max(2, int(size / 2)), color, -1)
-        elif kind == 1:
-            axes = (max(2, int(size / 2)), max(2, int(size * rng.uniform(0.15, 0.5))))
-            cv2.ellipse(canvas, center, axes, float(rng.uniform(0, 180)), 0, 360, color, -1)
-        elif kind == 2:
-            box = ((cx, cy), (size, size * rng.uniform(0.2, 1.0)), float(rng.uniform(0, 180)))
-            cv2.fillPoly(canvas, [np.round(cv2.boxPoints(box)).astype(np.int32)], color)
-        elif kind == 3:
-            n = int(rng.integers(3, 7))
-            ang = np.sort(rng.uniform(0, 2 * np.pi, n))
-            rad = size / 2 * rng.uniform(0.4, 1.0, n)
-            pts = np.stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)], axis=1)
-            cv2.fillPoly(canvas, [np.round(pts).astype(np.int32)], color)
-        elif kind == 4:
-            a = rng.uniform(0, np.pi)
-            d = np.array([np.cos(a), np.sin(a)]) * size
-            p0 = (int(round(cx - d[0])), int(round(cy - d[1])))
-            p1 = (int(round(cx + d[0])), int(round(cy + d[1])))
-            cv2.line(canvas, p0, p1, color, int(rng.integers(2, 7)))
-        else:
-            text = "".join(rng.choice(list("ABCDEFGHKLMNPRSTUVWXYZ0123456789#&%@"), int(rng.integers(1, 4))))
-            font = int(rng.choice([cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_TRIPLEX]))
-            scale = size / 30.0
-            cv2.putText(canvas, text, center, font, scale, color, max(1, int(round(scale * 2))))
-    covered = canvas[..., 1] > 0
-    tex[covered] = canvas[..., 0][covered]
-    fine = rng.standard_normal((height // 6 + 3, width // 6 + 3)).astype(np.float32)
-    fine = cv2.resize(fine, (fine.shape[1] * 6, fine.shape[0] * 6), interpolation=cv2.INTER_CUBIC)
-    tex += 9.0 * fine[:height, :width]
-    tex = cv2.GaussianBlur(tex, (0, 0), 0.8)
-    return np.clip(tex, 0.0, 255.0)
+
+def _draw_shape(canvas: np.ndarray, kind: int, rng: np.random.Generator) -> None:
+    """Draws one random shape of a random grey level on an (H, W, 3) uint8 canvas (grey, coverage, unused).
+
+    ``kind``: 0 disc, 1 ellipse, 2 rotated rectangle, 3 polygon, 4 line segment, 5 glyphs; its size
+    is drawn log-uniformly in 12..160 texels and its centre anywhere within 10% beyond the canvas.
+    """
+    height, width = canvas.shape[:2]
+    size = float(np.exp(rng.uniform(np.log(12.0), np.log(160.0))))
+    cx, cy = rng.uniform(-0.1 * width, 1.1 * width), rng.uniform(-0.1 * height, 1.1 * height)
+    color = (int(rng.integers(0, 256)), 255, 0)
+    center = (int(round(cx)), int(round(cy)))
+    if kind == 0:
+        cv2.circle(canvas, center, max(2, int(size / 2)), color, -1)
+    elif kind == 1:
+        axes = (max(2, int(size / 2)), max(2, int(size * rng.uniform(0.15, 0.5))))
+        cv2.ellipse(canvas, center, axes, float(rng.uniform(0, 180)), 0, 360, color, -1)
+    elif kind == 2:
+        box = ((cx, cy), (size, size * rng.uniform(0.2, 1.0)), float(rng.uniform(0, 180)))
+        cv2.fillPoly(canvas, [np.round(cv2.boxPoints(box)).astype(np.int32)], color)
+    elif kind == 3:
+        n = int(rng.integers(3, 7))
+        ang = np.sort(rng.uniform(0, 2 * np.pi, n))
+        rad = size / 2 * rng.uniform(0.4, 1.0, n)
+        pts = np.stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)], axis=1)
+        cv2.fillPoly(canvas, [np.round(pts).astype(np.int32)], color)
+    elif kind == 4:
+        a = rng.uniform(0, np.pi)
+        d = np.array([np.cos(a), np.sin(a)]) * size
+        p0 = (int(round(cx - d[0])), int(round(cy - d[1])))
+        p1 = (int(round(cx + d[0])), int(round(cy + d[1])))
+        cv2.line(canvas, p0, p1, color, int(rng.integers(2, 7)))
+    else:
+        text = "".join(rng.choice(list("ABCDEFGHKLMNPRSTUVWXYZ0123456789#&%@"), int(rng.integers(1, 4))))
+        font = int(rng.choice([cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_TRIPLEX]))
+        scale = size / 30.0
+        cv2.putText(canvas, text, center, font, scale, color, max(1, int(round(scale * 2))))
 
 
 def _texture_shape(size: tuple[float, float], texels_per_meter: float) -> tuple[int, int]:
@@ -509,6 +524,7 @@ def _sample_texture(surface: Surface, st: np.ndarray, inside: np.ndarray, bh: in
 
 
 def _shade(surface: Surface, cam: Camera, shading: bool) -> float:
+    """Brightness factor of a surface (Lambertian in a fixed light direction, 0.62..1; 1 without ``shading``)."""
     if not shading:
         return 1.0
     return 0.62 + 0.38 * abs(float(surface.normal @ _LIGHT))

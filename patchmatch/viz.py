@@ -18,6 +18,11 @@ OUTLIER_COLOR = (40, 40, 230)
 
 
 def _to_bgr(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 BGR copy of an (H, W) grey or (H, W, 3) BGR uint8 image.
+
+    Raises:
+        ValueError: another dtype or shape.
+    """
     image = np.asarray(image)
     if image.dtype != np.uint8:
         raise ValueError(f"images must be uint8, got {image.dtype}")
@@ -74,13 +79,8 @@ def draw_matches(
     if len(inl) != len(matches):
         raise ValueError(f"{len(matches)} matches but {len(inl)} inlier flags")
 
-    height = min(max_height, max(img0.shape[0], img1.shape[0]))
-    s0, s1 = height / img0.shape[0], height / img1.shape[0]
-    img0 = cv2.resize(img0, (max(1, round(img0.shape[1] * s0)), height), interpolation=cv2.INTER_AREA)
-    img1 = cv2.resize(img1, (max(1, round(img1.shape[1] * s1)), height), interpolation=cv2.INTER_AREA)
-    canvas = np.concatenate([img0, img1], axis=1)
-    offset = img0.shape[1]
-
+    canvas, s0, s1, offset = _side_by_side(img0, img1, max_height)
+    height = canvas.shape[0]
     rows = np.arange(len(matches))
     if len(rows) > max_lines:
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_lines, replace=False))
@@ -90,19 +90,40 @@ def draw_matches(
         # pixel centre at integer coordinates: scale the (x + 0.5) edge distance
         x0, y0 = (kp0[matches[r, 0]] + 0.5) * s0 - 0.5
         x1, y1 = (kp1[matches[r, 1]] + 0.5) * s1 - 0.5
-        color = INLIER_COLOR if inl[r] else OUTLIER_COLOR
-        p0 = (int(round(x0)), int(round(y0)))
-        p1 = (int(round(x1)) + offset, int(round(y1)))
-        cv2.line(canvas, p0, p1, color, thickness, cv2.LINE_AA)
-        cv2.circle(canvas, p0, 2 * thickness, color, -1, cv2.LINE_AA)
-        cv2.circle(canvas, p1, 2 * thickness, color, -1, cv2.LINE_AA)
+        _draw_match(canvas, (int(round(x0)), int(round(y0))), (int(round(x1)) + offset, int(round(y1))),
+                    INLIER_COLOR if inl[r] else OUTLIER_COLOR, thickness)  # fmt: skip
     text = title if title is not None else ""
-    text = f"{text}  {int(inl.sum())}/{len(matches)} inliers".strip()
-    # white text on a black box (an outline drawn thicker would advance wider than the text)
+    _put_title(canvas, f"{text}  {int(inl.sum())}/{len(matches)} inliers".strip())
+    return canvas
+
+
+def _draw_match(canvas: np.ndarray, p0: tuple[int, int], p1: tuple[int, int], color: tuple[int, int, int], thickness: int) -> None:
+    """One match: a line between the two canvas pixels and a dot at each end."""
+    cv2.line(canvas, p0, p1, color, thickness, cv2.LINE_AA)
+    cv2.circle(canvas, p0, 2 * thickness, color, -1, cv2.LINE_AA)
+    cv2.circle(canvas, p1, 2 * thickness, color, -1, cv2.LINE_AA)
+
+
+def _side_by_side(img0: np.ndarray, img1: np.ndarray, max_height: int) -> tuple[np.ndarray, float, float, int]:
+    """Two (H, W, 3) uint8 images scaled to one height (at most ``max_height``) and put side by side.
+
+    Returns:
+        ``(canvas, s0, s1, offset)``: the (H', W0' + W1', 3) uint8 canvas, each image's scale
+        factor, and the x offset of the second image in pixels.
+    """
+    height = min(max_height, max(img0.shape[0], img1.shape[0]))
+    s0, s1 = height / img0.shape[0], height / img1.shape[0]
+    img0 = cv2.resize(img0, (max(1, round(img0.shape[1] * s0)), height), interpolation=cv2.INTER_AREA)
+    img1 = cv2.resize(img1, (max(1, round(img1.shape[1] * s1)), height), interpolation=cv2.INTER_AREA)
+    return np.concatenate([img0, img1], axis=1), s0, s1, img0.shape[1]
+
+
+def _put_title(canvas: np.ndarray, text: str) -> None:
+    """Writes ``text`` at the top-left corner of a BGR canvas, white on a black box (an outline drawn
+    thicker would advance wider than the text)."""
     (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.7, 1)
     cv2.rectangle(canvas, (4, 4), (16 + tw, 14 + th + base), (0, 0, 0), -1)
     cv2.putText(canvas, text, (10, 10 + th), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 1, cv2.LINE_AA)
-    return canvas
 
 
 def save_png(path: str | os.PathLike, canvas: np.ndarray) -> Path:
@@ -196,9 +217,37 @@ def draw_cameras(
     centres = np.array([-poses[n][0].T @ poses[n][1] for n in names])
     dirs = np.array([poses[n][0][2] for n in names])  # third row of R: the optical axis in world
     pts = np.zeros((0, 3)) if points is None or len(points) == 0 else np.asarray(points, np.float64)
+    axes, c_px, p_px = _top_view(centres, pts, size)
+    canvas = np.full((size, size, 3), 255, np.uint8)
+    for x, y in p_px:
+        if 0 <= x < size and 0 <= y < size:
+            canvas[y, x] = (150, 150, 150)
+    arrow = 0.06 * size
+    for k, (c, d) in enumerate(zip(c_px, dirs @ axes.T)):
+        d = d / max(float(np.linalg.norm(d)), 1e-9)
+        tip = (c + arrow * d).astype(int)
+        cv2.arrowedLine(canvas, tuple(int(v) for v in c), tuple(int(v) for v in tip), (200, 80, 30), 2, cv2.LINE_AA, tipLength=0.3)
+        cv2.circle(canvas, tuple(int(v) for v in c), 5, (30, 30, 200), -1, cv2.LINE_AA)
+        label = Path(names[k]).stem if len(names) <= 40 else str(k)  # image names while they stay legible
+        cv2.putText(canvas, label, (int(c[0]) + 6, int(c[1]) - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    text = title or f"{len(names)} cameras, {len(pts)} points (top view)"
+    cv2.putText(canvas, text, (10, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    return canvas
+
+
+def _top_view(centres: np.ndarray, pts: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The plane a top view of cameras and points is drawn in, and their pixels on a ``size`` square.
+
+    The plane is the one the (C, 3) camera centres spread in most (the axis in which they vary
+    least is the viewing direction); fewer than 3 cameras are seen along the world y axis. The
+    scale fits the central 96% of centres and (P, 3) points, and every camera.
+
+    Returns:
+        ``(axes, c_px, p_px)``: (2, 3) float64 plane axes, (C, 2) and (P, 2) int pixel positions.
+    """
     mean = centres.mean(0)
     spread = centres - mean
-    if len(names) >= 3:
+    if len(centres) >= 3:
         _, _, vt = np.linalg.svd(spread, full_matrices=False)
         axes = vt[:2]  # the plane the cameras spread in
     else:
@@ -209,22 +258,4 @@ def draw_cameras(
     lo, hi = np.minimum(lo, c2.min(0)), np.maximum(hi, c2.max(0))
     scale = 0.85 * size / max(float((hi - lo).max()), 1e-9)
     centre2 = (lo + hi) / 2
-
-    def to_px(xy):
-        return np.round((xy - centre2) * scale + size / 2).astype(int)
-
-    canvas = np.full((size, size, 3), 255, np.uint8)
-    for x, y in to_px(p2):
-        if 0 <= x < size and 0 <= y < size:
-            canvas[y, x] = (150, 150, 150)
-    arrow = 0.06 * size
-    for k, (c, d) in enumerate(zip(to_px(c2), dirs @ axes.T)):
-        d = d / max(float(np.linalg.norm(d)), 1e-9)
-        tip = (c + arrow * d).astype(int)
-        cv2.arrowedLine(canvas, tuple(int(v) for v in c), tuple(int(v) for v in tip), (200, 80, 30), 2, cv2.LINE_AA, tipLength=0.3)
-        cv2.circle(canvas, tuple(int(v) for v in c), 5, (30, 30, 200), -1, cv2.LINE_AA)
-        label = Path(names[k]).stem if len(names) <= 40 else str(k)  # image names while they stay legible
-        cv2.putText(canvas, label, (int(c[0]) + 6, int(c[1]) - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    text = title or f"{len(names)} cameras, {len(pts)} points (top view)"
-    cv2.putText(canvas, text, (10, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
-    return canvas
+    return axes, *(np.round((xy - centre2) * scale + size / 2).astype(int) for xy in (c2, p2))

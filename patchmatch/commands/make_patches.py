@@ -66,22 +66,26 @@ BUILD_DEFAULTS = {"--max-keypoints": ("max_keypoints", 4096), "--reprojection-px
 
 
 def _fill_defaults(args: argparse.Namespace) -> None:
+    """Sets the :data:`BUILD_DEFAULTS` of the options not given (they stay None where they do not apply)."""
     for attr, default in BUILD_DEFAULTS.values():
         if getattr(args, attr) is None:
             setattr(args, attr, default)
 
 
 def _is_colmap_model(path: Path) -> bool:
+    """True when ``path`` holds a COLMAP sparse model (``cameras.bin`` or ``cameras.txt``)."""
     return any((path / f"cameras.{ext}").is_file() for ext in ("bin", "txt"))
 
 
 def _is_homography_set(path: Path) -> bool:
+    """True when ``path`` is a homography pair folder or holds some."""
     from ..datasets.homography import pair_folders
 
     return bool(pair_folders(path))
 
 
 def _print_summary(out: Path, s: dict) -> None:
+    """Prints one line of a written set's summary: images, tracks, patches and pair files."""
     pr = s["protocols"]
     print(
         f"{out}: scene {s['scene']}, {len(s['images'])} images, {s['num_tracks']} tracks, {s['num_observations']} "
@@ -105,6 +109,7 @@ def _refuse_scene_options(args: argparse.Namespace, context: str, subset: bool) 
 
 
 def _homography_config(args: argparse.Namespace):
+    """The :class:`~patchmatch.datasets.homography.HomographyPairConfig` of the command line."""
     from ..datasets.homography import HomographyPairConfig
 
     return HomographyPairConfig(max_keypoints=args.max_keypoints, max_px=args.reprojection_px, size_ratio=args.size_ratio,
@@ -148,13 +153,12 @@ def _run_warps(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..colmap import set_verbosity
-    from ..datasets.patchset import check_output, is_patch_set, recut_patch_set, write_patch_set
-    from ..datasets.scenes import load_scene, scene_from_colmap
-    from ..datasets.tracks import PairSetConfig, TrackConfig
+    from .. import colmap
+    from ..datasets.patchset import check_output, is_patch_set
+    from ..datasets.scenes import load_scene
     from ..patches import MAGNIFICATION, check_magnification
 
-    set_verbosity(bool(getattr(args, "verbose", False)))
+    colmap.set_verbosity(bool(getattr(args, "verbose", False)))
     magnification_given = args.magnification
     args.magnification = MAGNIFICATION if args.magnification is None else check_magnification(args.magnification)
     if args.warps is not None and is_patch_set(args.scene):
@@ -162,43 +166,67 @@ def run(args: argparse.Namespace) -> int:
                          "(re-cut it with --magnification alone)")  # fmt: skip
     # checked before any work (write_patch_set checks again against the scene it is given)
     check_output(args.out, args.overwrite, [args.scene] + ([args.image_dir] if args.image_dir else []))
-    source = None
     if args.warps is not None:
         _fill_defaults(args)
         return _run_warps(args)
     if not args.scene.is_dir():
         raise FileNotFoundError(f"{args.scene}: not a directory (a scene folder or a COLMAP sparse model)")
     if is_patch_set(args.scene):
-        context = f"{args.scene} is a patch set, re-cut at another magnification"
-        _refuse_scene_options(args, context, subset=True)
-        given = [k for k, v in BUILD_DEFAULTS.items() if getattr(args, v[0]) is not None]
-        if given:
-            raise ValueError(f"{context} (its keypoints and pairs kept): {', '.join(given)} do(es) not apply")
-        if magnification_given is None:
-            raise ValueError(f"{args.scene} is a patch set: pass --magnification M to re-cut its patches at M")
-        _print_summary(args.out, recut_patch_set(args.scene, args.out, args.magnification, overwrite=args.overwrite))
-        return 0
+        return _run_recut(args, magnification_given)
     _fill_defaults(args)
     if (args.scene / "cameras.json").is_file():
-        scene = load_scene(args.scene)
-    elif _is_homography_set(args.scene):
-        from ..datasets.homography import write_homography_set
+        return _run_scene(args, load_scene(args.scene), None)
+    if _is_homography_set(args.scene):
+        return _run_homography(args)
+    if _is_colmap_model(args.scene):
+        return _run_colmap(args)
+    if any(args.scene.glob("patches*.bmp")) or any(args.scene.glob("*/patches*.bmp")):
+        raise ValueError(f"{args.scene}: patch bitmaps but not a set written by make-patches (its summary.json); only such "
+                         "sets can be re-cut (their keypoints and images are recorded)")  # fmt: skip
+    raise FileNotFoundError(f"{args.scene}: neither cameras.json nor a COLMAP model (cameras.bin/.txt) found")
 
-        _refuse_scene_options(args, f"{args.scene} is a folder of homography pairs", subset=True)
-        _print_summary(args.out, write_homography_set(args.scene, args.out, _homography_config(args), overwrite=args.overwrite))
-        return 0
-    elif _is_colmap_model(args.scene):
-        if args.image_dir is None:
-            raise ValueError(f"{args.scene} is a COLMAP model: pass --image-dir with its images")
-        out = args.out.resolve()
-        scene = scene_from_colmap(args.scene, args.image_dir, out.with_name(out.name + ".undistorted"),
-                                  overwrite=args.overwrite, names=list(args.images or []) + list(args.exclude))  # fmt: skip
-        source = args.scene
-    else:
-        if any(args.scene.glob("patches*.bmp")) or any(args.scene.glob("*/patches*.bmp")):
-            raise ValueError(f"{args.scene}: patch bitmaps but not a set written by make-patches (its summary.json); only such "
-                             "sets can be re-cut (their keypoints and images are recorded)")  # fmt: skip
-        raise FileNotFoundError(f"{args.scene}: neither cameras.json nor a COLMAP model (cameras.bin/.txt) found")
+
+def _run_recut(args: argparse.Namespace, magnification_given: float | None) -> int:
+    """SCENE is a patch set: its keypoints and pairs cut again at ``--magnification`` (no other option applies)."""
+    from ..datasets.patchset import recut_patch_set
+
+    context = f"{args.scene} is a patch set, re-cut at another magnification"
+    _refuse_scene_options(args, context, subset=True)
+    given = [k for k, v in BUILD_DEFAULTS.items() if getattr(args, v[0]) is not None]
+    if given:
+        raise ValueError(f"{context} (its keypoints and pairs kept): {', '.join(given)} do(es) not apply")
+    if magnification_given is None:
+        raise ValueError(f"{args.scene} is a patch set: pass --magnification M to re-cut its patches at M")
+    _print_summary(args.out, recut_patch_set(args.scene, args.out, args.magnification, overwrite=args.overwrite))
+    return 0
+
+
+def _run_homography(args: argparse.Namespace) -> int:
+    """SCENE is a folder of homography pairs (or one pair)."""
+    from ..datasets.homography import write_homography_set
+
+    _refuse_scene_options(args, f"{args.scene} is a folder of homography pairs", subset=True)
+    _print_summary(args.out, write_homography_set(args.scene, args.out, _homography_config(args), overwrite=args.overwrite))
+    return 0
+
+
+def _run_colmap(args: argparse.Namespace) -> int:
+    """SCENE is a COLMAP model: undistorted into ``OUT.undistorted/`` with ``--image-dir``, then built as a scene."""
+    from ..datasets.scenes import scene_from_colmap
+
+    if args.image_dir is None:
+        raise ValueError(f"{args.scene} is a COLMAP model: pass --image-dir with its images")
+    out = args.out.resolve()
+    scene = scene_from_colmap(args.scene, args.image_dir, out.with_name(out.name + ".undistorted"),
+                              overwrite=args.overwrite, names=list(args.images or []) + list(args.exclude))  # fmt: skip
+    return _run_scene(args, scene, args.scene)
+
+
+def _run_scene(args: argparse.Namespace, scene, source: Path | None) -> int:
+    """Builds the set of a scene with cameras (its ``--images`` less ``--exclude``; ``source``: the COLMAP model, if any)."""
+    from ..datasets.patchset import write_patch_set
+    from ..datasets.tracks import PairSetConfig, TrackConfig
+
     names = list(args.images) if args.images else scene.names
     unknown = [n for n in list(names) + list(args.exclude) if n not in scene.cameras]
     if unknown:

@@ -58,6 +58,11 @@ def bitmap_files(root: str | os.PathLike) -> list[Path]:
 
 
 def _read_bitmap(path: Path) -> np.ndarray:
+    """One (1024, 1024) uint8 bitmap of patches.
+
+    Raises:
+        BrownFormatError: unreadable, or not 1024x1024.
+    """
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise BrownFormatError(f"{path}: not a readable bitmap.")

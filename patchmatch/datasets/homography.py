@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..patches import MAGNIFICATION, check_magnification
-from .tracks import ImageFeatures, PairSetConfig, TrackConfig, Tracks, _angle_diff, build_pair_set
+from .tracks import ImageFeatures, PairSetConfig, TrackConfig, Tracks, _angle_diff, build_pair_set, detect_features
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +118,13 @@ def pair_folders(root: str | os.PathLike) -> list[Path]:
 
 
 def _read_pair(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(a, b, H)`` of a pair folder: two (H, W) uint8 grey images and the (3, 3) float64 homography, H[2, 2] = 1
+    (when not 0).
+
+    Raises:
+        HomographyError: a missing file, an unreadable or downscaled image, or an H that is not a finite,
+            invertible 3x3 matrix (the file named).
+    """
     from ..images import ImageReadError, read_gray
 
     files = {k: folder / k for k in ("a.png", "b.png", "H.txt")}
@@ -240,7 +247,6 @@ def write_homography_set(
         FileExistsError: ``out`` exists and ``overwrite`` is False, or it is not a patch set.
         ValueError: no matches in any pair.
     """
-    from ..features import detect
     from .patchset import check_output, write_pair_set
 
     t0 = time.perf_counter()
@@ -253,49 +259,73 @@ def write_homography_set(
             if not (folder / f).is_file():
                 raise HomographyError(f"{folder / f}: missing (a pair folder holds a.png, b.png and H.txt).")
     out = check_output(out, overwrite, [root])
-    feats: dict[str, ImageFeatures] = {}
-    images: dict[str, np.ndarray] = {}
-    cameras: dict[str, _PlaneView] = {}
-    names: list[str] = []
-    img_idx, kp_idx, track, points = [], [], [], []
-    per_pair = {}
+    pairs = _PairTracks()
     for folder in folders:
-        a, b, H = _read_pair(folder)
-        pair_names = [f"{folder.name}/a.png", f"{folder.name}/b.png"]
-        for nm, im, M in zip(pair_names, (a, b), (np.eye(3), H)):
-            f = detect(im, max_keypoints=config.max_keypoints)
-            feats[nm] = ImageFeatures(nm, np.asarray(f.keypoints, np.float32), np.asarray(f.descriptors, np.float32))
-            images[nm] = im
-            cameras[nm] = _PlaneView(M)
-        m = homography_matches(feats[pair_names[0]], feats[pair_names[1]], H, config)
-        per_pair[folder.name] = int(len(m))
-        ia = len(names)
-        names += pair_names
-        t = len(points) + np.arange(len(m))
-        img_idx.append(np.repeat([[ia, ia + 1]], len(m), 0).ravel())
-        kp_idx.append(m.ravel())
-        track.append(np.repeat(t, 2))
-        xy = feats[pair_names[0]].keypoints[m[:, 0], :2].astype(np.float64)
-        points += list(np.c_[xy, np.ones(len(m))])
-        logger.info("%s: %d matches", folder, len(m))
-    if not points:
+        pairs.add(folder, config)
+    if not pairs.points:
         raise ValueError(f"{root}: no keypoint matches in any pair; nothing to write")
-    tracks = Tracks(
-        image_index=np.concatenate(img_idx).astype(np.int32),
-        keypoint_index=np.concatenate(kp_idx).astype(np.int32),
-        track_id=np.concatenate(track).astype(np.int32),
-        points3d=np.asarray(points, np.float64),
-        names=names,
-    )
+    tracks = pairs.tracks()
     pconf = PairSetConfig(TrackConfig(reprojection_px=config.max_px), max_positives_per_track=1,
                           hard_exclusion_px=config.hard_exclusion_px, seed=config.seed)  # fmt: skip
-    ps = build_pair_set(_PlanarScene(root, cameras), feats, tracks, pconf)
-    return write_pair_set(out, ps, images, tracks, {
+    ps = build_pair_set(_PlanarScene(root, pairs.cameras), pairs.feats, tracks, pconf)
+    return write_pair_set(out, ps, pairs.images, tracks, {
         "scene": root.name,
         "source": str(root.resolve()),
         "scene_folder": str(root.resolve()),
         "config": asdict(config),
-        "matches_per_pair": per_pair,
-        "keypoints_per_image": {nm: int(len(feats[nm].keypoints)) for nm in names},
+        "matches_per_pair": pairs.per_pair,
+        "keypoints_per_image": {nm: int(len(pairs.feats[nm].keypoints)) for nm in tracks.names},
         **(summary_extra or {}),
     }, t0, config.magnification)  # fmt: skip
+
+
+class _PairTracks:
+    """The features, images, plane views and two-observation tracks of homography pairs, gathered pair by pair.
+
+    Images are named ``<pair folder>/a.png`` and ``<pair folder>/b.png``; the "world" point of a
+    track is ``(x, y, 1)`` of its keypoint in ``a`` (:class:`_PlaneView`).
+    """
+
+    def __init__(self) -> None:
+        self.feats: dict[str, ImageFeatures] = {}
+        self.images: dict[str, np.ndarray] = {}
+        self.cameras: dict[str, _PlaneView] = {}
+        self.names: list[str] = []
+        self.per_pair: dict[str, int] = {}
+        self.points: list[np.ndarray] = []
+        self._img: list[np.ndarray] = []
+        self._kp: list[np.ndarray] = []
+        self._track: list[np.ndarray] = []
+
+    def add(self, folder: Path, config: HomographyPairConfig) -> None:
+        """Reads one pair folder, detects SIFT in both images and adds a track per :func:`homography_matches` match.
+
+        Raises:
+            HomographyError: a missing or bad file in ``folder``.
+        """
+        a, b, H = _read_pair(folder)
+        pair_names = [f"{folder.name}/a.png", f"{folder.name}/b.png"]
+        for nm, im, M in zip(pair_names, (a, b), (np.eye(3), H)):
+            self.feats[nm] = detect_features(nm, im, config.max_keypoints)
+            self.images[nm] = im
+            self.cameras[nm] = _PlaneView(M)
+        m = homography_matches(self.feats[pair_names[0]], self.feats[pair_names[1]], H, config)
+        self.per_pair[folder.name] = int(len(m))
+        ia = len(self.names)
+        self.names += pair_names
+        self._img.append(np.repeat([[ia, ia + 1]], len(m), 0).ravel())
+        self._kp.append(m.ravel())
+        self._track.append(np.repeat(len(self.points) + np.arange(len(m)), 2))
+        xy = self.feats[pair_names[0]].keypoints[m[:, 0], :2].astype(np.float64)
+        self.points += list(np.c_[xy, np.ones(len(m))])
+        logger.info("%s: %d matches", folder, len(m))
+
+    def tracks(self) -> Tracks:
+        """The :class:`Tracks` of every pair added (at least one match overall)."""
+        return Tracks(
+            image_index=np.concatenate(self._img).astype(np.int32),
+            keypoint_index=np.concatenate(self._kp).astype(np.int32),
+            track_id=np.concatenate(self._track).astype(np.int32),
+            points3d=np.asarray(self.points, np.float64),
+            names=self.names,
+        )

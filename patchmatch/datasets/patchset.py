@@ -39,6 +39,7 @@ import numpy as np
 
 from ..patches import MAGNIFICATION, PATCH_SIZE, check_magnification, extract_patches
 from .brown import write_bitmaps, write_brown
+from .folders import partial_folder
 from .scenes import Scene, load_scene
 from .tracks import PairSet, PairSetConfig, Tracks, build_pair_set, build_tracks, detect_scene
 
@@ -237,49 +238,51 @@ def write_pair_set(out: Path, ps: PairSet, images: dict[str, np.ndarray], tracks
     point_ids = ps.track_id.astype(np.int64).copy()
     lone = np.flatnonzero(point_ids < 0)
     point_ids[lone] = tracks.num_tracks + np.arange(len(lone))
-    variants = {v: np.zeros((n, 64, 64), np.uint8) for v in VARIANTS}
+    variants = _cut_variants(ps, images, magnification)
+    pairs = {"random": ps.pairs_random, "hard": ps.pairs_hard}
+    files = {k: pair_file(k, len(v)) for k, v in pairs.items()}
+    lengths = np.bincount(tracks.track_id) if len(tracks) else np.zeros(0, np.int64)
+    with partial_folder(out) as tmp:
+        for v, patches in variants.items():
+            interest = np.c_[ps.image_index, ps.keypoints[:, :2], ps.keypoints[:, 3] if v == "oriented" else np.zeros(n),
+                             ps.keypoints[:, 2]]  # fmt: skip
+            write_brown(tmp / v, patches, point_ids, interest, {files[k]: pairs[k][:, :2] for k in PROTOCOLS})
+        np.save(tmp / "oriented" / SIFT_FILE, np.clip(np.rint(ps.descriptors), 0, 255).astype(np.uint8))
+        summary = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            **info,
+            "images": list(ps.names),
+            "num_tracks": int(tracks.num_tracks),
+            "num_observations": int(len(tracks)),
+            "mean_track_length": float(lengths.mean()) if len(lengths) else 0.0,
+            "track_length_histogram": {str(k): int(c) for k, c in enumerate(np.bincount(lengths)) if c},
+            "magnification": float(magnification),
+            "num_patches": int(n),
+            "num_patches_outside_tracks": int(len(lone)),
+            "variants": list(VARIANTS),
+            "protocols": {k: {"file": files[k], "pairs": int(len(pairs[k])), "positives": int(pairs[k][:, 2].sum())}
+                          for k in PROTOCOLS},  # fmt: skip
+            "interest_columns": ["image index", "x", "y", "orientation (deg)", "size"],
+            "interest_units": "pixels of the images in scene_folder (undistorted ones for a COLMAP model), OpenCV convention",
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        (tmp / SUMMARY).write_text(json.dumps(summary, indent=1))
+    logger.info("%s: %d tracks, %d patches, %d random pairs, %d hard pairs -> %s", info["scene"], tracks.num_tracks, n,
+                len(ps.pairs_random), len(ps.pairs_hard), out)  # fmt: skip
+    return summary
+
+
+def _cut_variants(ps: PairSet, images: dict[str, np.ndarray], magnification: float) -> dict[str, np.ndarray]:
+    """The (N, 64, 64) uint8 patches of every observation of ``ps``, per variant (oriented, upright)."""
+    n = len(ps.track_id)
+    variants = {v: np.zeros((n, PATCH_SIZE, PATCH_SIZE), np.uint8) for v in VARIANTS}
     for i, name in enumerate(ps.names):
         sel = np.flatnonzero(ps.image_index == i)
         if len(sel):
             variants["oriented"][sel] = extract_patches(images[name], ps.keypoints[sel], upright=False, magnification=magnification)
             variants["upright"][sel] = extract_patches(images[name], ps.keypoints[sel], upright=True, magnification=magnification)
-    pairs = {"random": ps.pairs_random, "hard": ps.pairs_hard}
-    files = {k: pair_file(k, len(v)) for k, v in pairs.items()}
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    for v, patches in variants.items():
-        interest = np.c_[ps.image_index, ps.keypoints[:, :2], ps.keypoints[:, 3] if v == "oriented" else np.zeros(n),
-                         ps.keypoints[:, 2]]  # fmt: skip
-        write_brown(tmp / v, patches, point_ids, interest, {files[k]: pairs[k][:, :2] for k in PROTOCOLS})
-    np.save(tmp / "oriented" / SIFT_FILE, np.clip(np.rint(ps.descriptors), 0, 255).astype(np.uint8))
-    lengths = np.bincount(tracks.track_id) if len(tracks) else np.zeros(0, np.int64)
-    summary = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        **info,
-        "images": list(ps.names),
-        "num_tracks": int(tracks.num_tracks),
-        "num_observations": int(len(tracks)),
-        "mean_track_length": float(lengths.mean()) if len(lengths) else 0.0,
-        "track_length_histogram": {str(k): int(c) for k, c in enumerate(np.bincount(lengths)) if c},
-        "magnification": float(magnification),
-        "num_patches": int(n),
-        "num_patches_outside_tracks": int(len(lone)),
-        "variants": list(VARIANTS),
-        "protocols": {k: {"file": files[k], "pairs": int(len(pairs[k])), "positives": int(pairs[k][:, 2].sum())}
-                      for k in PROTOCOLS},  # fmt: skip
-        "interest_columns": ["image index", "x", "y", "orientation (deg)", "size"],
-        "interest_units": "pixels of the images in scene_folder (undistorted ones for a COLMAP model), OpenCV convention",
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    (tmp / SUMMARY).write_text(json.dumps(summary, indent=1))
-    if out.exists():
-        shutil.rmtree(out)  # an earlier patch set (checked by check_output)
-    tmp.replace(out)
-    logger.info("%s: %d tracks, %d patches, %d random pairs, %d hard pairs -> %s", info["scene"], tracks.num_tracks, n,
-                len(ps.pairs_random), len(ps.pairs_hard), out)  # fmt: skip
-    return summary
+    return variants
 
 
 def _recut_image_folder(src: Path, summary: dict) -> Path:
@@ -328,20 +331,11 @@ def recut_patch_set(src: str | os.PathLike, out: str | os.PathLike, magnificatio
         raise ValueError(f"{src / SUMMARY}: no list of images; the set cannot be re-cut (build it again)")
     folder = _recut_image_folder(src, summary)
     out = check_output(out, overwrite, [src, folder])
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
+    with partial_folder(out) as tmp:
         _recut_variants(src, tmp, summary, folder, magnification)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    summary.update({"magnification": magnification, "recut_from": str(src.resolve()), "scene_folder": str(folder.resolve()),
-                    "seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
-    (tmp / SUMMARY).write_text(json.dumps(summary, indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.replace(out)
+        summary.update({"magnification": magnification, "recut_from": str(src.resolve()),
+                        "scene_folder": str(folder.resolve()), "seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
+        (tmp / SUMMARY).write_text(json.dumps(summary, indent=1))
     logger.info("%s: %d patches re-cut at magnification %g -> %s", src, summary.get("num_patches", 0), magnification, out)
     return summary
 

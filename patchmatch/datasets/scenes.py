@@ -20,6 +20,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .folders import partial_folder
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -218,6 +220,11 @@ class Scene:
 
 
 def _matrix(value: object, shape: tuple[int, ...], what: str, path: Path) -> np.ndarray:
+    """``value`` of ``cameras.json`` as a float64 array of ``shape``.
+
+    Raises:
+        SceneError: not numeric, the wrong shape or not finite (``what`` and ``path`` named).
+    """
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -286,6 +293,7 @@ def load_scene(root: str | Path, check_images: bool = True) -> Scene:
 
 
 def _model_fingerprint(model: Path, image_dir: Path) -> str:
+    """SHA-256 of the image folder's path and every file of the model: what a scene made from it depends on."""
     import hashlib
 
     h = hashlib.sha256(str(image_dir.resolve()).encode())
@@ -327,10 +335,7 @@ def scene_from_colmap(
         SceneError: fewer than two registered images, ``names`` not registered, or an image
             whose size differs from its camera's.
     """
-    import shutil
-
     from .. import colmap
-    from ..images import image_size
 
     model, image_dir, out = Path(model), Path(image_dir), Path(out)
     reconstruction = colmap.read_reconstruction(model)
@@ -343,14 +348,44 @@ def scene_from_colmap(
     if not image_dir.is_dir():
         raise FileNotFoundError(f"{image_dir}: image folder not found")
     fingerprint = _model_fingerprint(model, image_dir)
-    if (out / "cameras.json").is_file() and not overwrite:
-        try:
-            if json.loads((out / "cameras.json").read_text()).get("fingerprint") == fingerprint:
-                logger.info("%s made from the same model, reused", out)
-                return load_scene(out)
-        except (OSError, ValueError):
-            pass
-        logger.info("%s was made from another model; rebuilding it", out)
+    if not overwrite and _made_from(out, fingerprint):
+        logger.info("%s made from the same model, reused", out)
+        return load_scene(out)
+    _check_image_sizes(model, reconstruction, registered, image_dir)
+    if out.exists() and not (out / "cameras.json").is_file():
+        raise FileExistsError(f"{out} exists and is not a scene made from a COLMAP model; refusing to replace it")
+    with partial_folder(out) as tmp:
+        _, sparse = colmap.undistort_reconstruction(model, image_dir, tmp)
+        cams = colmap.reconstruction_pinhole_cameras(colmap.read_reconstruction(sparse))
+        entries = {n: Camera(name=n, K=K, R=R, t=t, width=w, height=h).to_json() for n, (K, R, t, w, h) in cams.items()}
+        doc = {"source": str(model.resolve()), "fingerprint": fingerprint, "images": entries}
+        (tmp / "cameras.json").write_text(json.dumps(doc, indent=1))
+    return load_scene(out)
+
+
+def _made_from(out: Path, fingerprint: str) -> bool:
+    """True when ``out`` is a scene made by :func:`scene_from_colmap` from the model of ``fingerprint``
+    (logs when it was made from another one)."""
+    if not (out / "cameras.json").is_file():
+        return False
+    try:
+        if json.loads((out / "cameras.json").read_text()).get("fingerprint") == fingerprint:
+            return True
+    except (OSError, ValueError):
+        pass
+    logger.info("%s was made from another model; rebuilding it", out)
+    return False
+
+
+def _check_image_sizes(model: Path, reconstruction, registered: dict, image_dir: Path) -> None:
+    """Checks that every registered image is in ``image_dir`` with its camera's size.
+
+    Raises:
+        FileNotFoundError: an image is missing.
+        SceneError: an image's size differs from its camera's.
+    """
+    from ..images import image_size
+
     for name, image in registered.items():
         path = image_dir / name
         if not path.is_file():
@@ -360,20 +395,3 @@ def scene_from_colmap(
         if size != (camera.width, camera.height):
             raise SceneError(f"{path}: image is {size[0]}x{size[1]} but its camera in {model} is "
                              f"{camera.width}x{camera.height}")  # fmt: skip
-    if out.exists() and not (out / "cameras.json").is_file():
-        raise FileExistsError(f"{out} exists and is not a scene made from a COLMAP model; refusing to replace it")
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        _, sparse = colmap.undistort_reconstruction(model, image_dir, tmp)
-        cams = colmap.reconstruction_pinhole_cameras(colmap.read_reconstruction(sparse))
-        entries = {n: Camera(name=n, K=K, R=R, t=t, width=w, height=h).to_json() for n, (K, R, t, w, h) in cams.items()}
-        doc = {"source": str(model.resolve()), "fingerprint": fingerprint, "images": entries}
-        (tmp / "cameras.json").write_text(json.dumps(doc, indent=1))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.replace(out)
-    return load_scene(out)

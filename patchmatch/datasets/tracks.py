@@ -50,6 +50,7 @@ __all__ = [
     "ImageFeatures",
     "Tracks",
     "PairSetConfig",
+    "detect_features",
     "detect_scene",
     "neighbour_pairs",
     "build_tracks",
@@ -181,6 +182,24 @@ def _group_locations(kps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rank[inverse.reshape(-1)].astype(np.int64), first[order].astype(np.int64)
 
 
+def detect_features(name: str, image: np.ndarray, max_keypoints: int = 4096) -> ImageFeatures:
+    """SIFT keypoints of one (H, W) uint8 image (:func:`patchmatch.features.detect`), grouped by location.
+
+    Args:
+        name: the image's name (kept in the result).
+        image: (H, W) uint8 grey image.
+        max_keypoints: keypoints kept, strongest first.
+
+    Returns:
+        The :class:`ImageFeatures`: float32 keypoints and descriptors.
+    """
+    from ..features import detect
+
+    f = detect(image, max_keypoints=max_keypoints)
+    return ImageFeatures(name=name, keypoints=np.asarray(f.keypoints, dtype=np.float32),
+                         descriptors=np.asarray(f.descriptors, dtype=np.float32))  # fmt: skip
+
+
 def detect_scene(
     scene: Scene, names: Sequence[str], max_keypoints: int = 4096, progress: bool = False
 ) -> tuple[dict[str, ImageFeatures], dict[str, np.ndarray]]:
@@ -199,7 +218,6 @@ def detect_scene(
     Raises:
         ValueError: if an image's size differs from its camera's ``width``/``height``.
     """
-    from ..features import detect
     from ..images import read_gray
 
     feats: dict[str, ImageFeatures] = {}
@@ -217,12 +235,7 @@ def detect_scene(
                 f"{scene.image_path(name)}: image is {img.shape[1]}x{img.shape[0]} but "
                 f"{scene.root / 'cameras.json'} says {cam.width}x{cam.height}"
             )
-        f = detect(img, max_keypoints=max_keypoints)
-        feats[name] = ImageFeatures(
-            name=name,
-            keypoints=np.asarray(f.keypoints, dtype=np.float32),
-            descriptors=np.asarray(f.descriptors, dtype=np.float32),
-        )
+        feats[name] = detect_features(name, img, max_keypoints)
         images[name] = img
     return feats, images
 
@@ -360,14 +373,55 @@ def _epipolar_candidates(
 
 
 def _physical_size(size: np.ndarray, depth: np.ndarray, cam: Camera) -> np.ndarray:
+    """Physical size (world units) of keypoints of pixel ``size`` at ``depth`` in ``cam``: ``size * depth / focal``."""
     return size * depth / cam.focal
 
 
 def _reproj_err(cam: Camera, X: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) reprojection errors (pixels; inf behind the camera or not finite) of (N, 3) points seen at (N, 2) ``uv``,
+    and their (N,) depths."""
     p, depth = cam.project(X)
     err = np.linalg.norm(p - uv, axis=1)
     err[~(depth > 0) | ~np.isfinite(err)] = np.inf
     return err, depth
+
+
+def _third_view_support(
+    X: np.ndarray, phys: np.ndarray, views: Sequence[int], cams: Sequence[Camera], feats: Sequence[ImageFeatures],
+    grids: Sequence[_Grid], config: TrackConfig,
+) -> np.ndarray:
+    """In how many of ``views`` each candidate point is confirmed: it projects in front of the
+    camera, inside the image, within ``reprojection_px`` of exactly one keypoint whose physical
+    size agrees within ``size_ratio``.
+
+    Args:
+        X: (M, 3) candidate points.
+        phys: (M,) their physical sizes (world units).
+        views: indices of the views to look in.
+        cams, feats, grids: cameras, features and keypoint grids by view index.
+        config: thresholds.
+
+    Returns:
+        (M,) int32 number of confirming views.
+    """
+    support = np.zeros(len(X), np.int32)
+    logr = math.log(config.size_ratio)
+    for k in views:
+        ck = cams[k]
+        if len(feats[k].keypoints) == 0:
+            continue
+        p, depth = ck.project(X)
+        idx = np.nonzero((depth > 0) & ck.contains(p))[0]
+        if len(idx) == 0:
+            continue
+        qi, pi = grids[k].query(p[idx], config.reprojection_px)
+        if len(qi) == 0:
+            continue
+        sk = _physical_size(feats[k].keypoints[pi, 2].astype(np.float64), depth[idx][qi], ck)
+        good = np.abs(np.log(sk / phys[idx][qi])) <= logr
+        cnt = np.bincount(qi[good], minlength=len(idx))
+        support[idx[cnt == 1]] += 1
+    return support
 
 
 def _pair_matches(
@@ -416,27 +470,7 @@ def _pair_matches(
     stats["geometric"] = len(ia)
     if len(ia) == 0:
         return ia, ib, stats
-    # Third-view verification: exactly one scale-consistent keypoint near the projection.
-    support = np.zeros(len(ia), np.int32)
-    logr = math.log(config.size_ratio)
-    for k in verify_views:
-        if k in (i, j):
-            continue
-        ck = cams[k]
-        if len(feats[k].keypoints) == 0:
-            continue
-        p, depth = ck.project(X)
-        vis = (depth > 0) & ck.contains(p)
-        idx = np.nonzero(vis)[0]
-        if len(idx) == 0:
-            continue
-        qi, pi = grids[k].query(p[idx], config.reprojection_px)
-        if len(qi) == 0:
-            continue
-        sk = _physical_size(feats[k].keypoints[pi, 2].astype(np.float64), depth[idx][qi], ck)
-        good = np.abs(np.log(sk / phys[idx][qi])) <= logr
-        cnt = np.bincount(qi[good], minlength=len(idx))
-        support[idx[cnt == 1]] += 1
+    support = _third_view_support(X, phys, [k for k in verify_views if k not in (i, j)], cams, feats, grids, config)
     ok = support >= config.min_support
     ia, ib = ia[ok], ib[ok]
     stats["verified"] = len(ia)
@@ -447,6 +481,158 @@ def _pair_matches(
     ia, ib = ia[ok], ib[ok]
     stats["unique"] = len(ia)
     return ia, ib, stats
+
+
+def _verified_edges(
+    scene: Scene, names: Sequence[str], cams: Sequence[Camera], fl: Sequence[ImageFeatures], config: TrackConfig,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Verified, unique keypoint matches of every neighbouring view pair (steps 1-3 of the module docstring).
+
+    Args:
+        scene: the scene (for its name and the neighbour search).
+        names: the images, in the order of ``cams`` and ``fl``.
+        cams: camera of each image.
+        fl: features of each image, one keypoint per location.
+        config: thresholds.
+        progress: show a tqdm bar over view pairs.
+
+    Returns:
+        ``(edges, offsets)``: (E, 2) int64 matches as global keypoint numbers (keypoint ``k`` of
+        image ``i`` is ``offsets[i] + k``) and the (len(names) + 1,) int64 offsets.
+    """
+    cell = max(config.reprojection_px, 1e-3)
+    grids = [_Grid(f.keypoints[:, :2], cell) for f in fl]
+    pairs = neighbour_pairs(scene, names, config)
+    neigh: dict[int, set[int]] = {i: set() for i in range(len(names))}
+    for i, j in pairs:
+        neigh[i].add(j)
+        neigh[j].add(i)
+    offsets = np.concatenate([[0], np.cumsum([len(f.keypoints) for f in fl])]).astype(np.int64)
+    edges = []
+    totals = {"epipolar": 0, "geometric": 0, "verified": 0, "unique": 0}
+    it = pairs
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(pairs, desc=f"tracks {scene.name}", unit="pair")
+    for i, j in it:
+        verify = sorted((neigh[i] | neigh[j]) - {i, j})
+        ia, ib, st = _pair_matches(i, j, names, cams, fl, grids, verify, config)
+        for key in totals:
+            totals[key] += st[key]
+        edges.append(np.stack([ia + offsets[i], ib + offsets[j]], axis=1))
+    logger.info("%s: %d view pairs, candidates %s", scene.name, len(pairs), totals)
+    return (np.concatenate(edges) if edges else np.zeros((0, 2), np.int64)), offsets
+
+
+def _connected_roots(edges: np.ndarray, n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Connected components of a graph by union-find (the smaller number is the root).
+
+    Args:
+        edges: (E, 2) int node pairs, nodes ``0..n_nodes-1``.
+        n_nodes: number of nodes.
+
+    Returns:
+        ``(nodes, roots)``: (M,) int64 sorted nodes that have an edge and (M,) int64 root of each.
+    """
+    parent = np.arange(n_nodes)
+
+    def find(x: int) -> int:
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    for a, b in edges:
+        ra, rb = find(int(a)), find(int(b))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    nodes = np.unique(edges.reshape(-1))
+    return nodes, np.array([find(int(x)) for x in nodes], dtype=np.int64)
+
+
+def _track_candidates(edges: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Observations of the connected components of the matches, without the ambiguous components
+    (step 4 of the module docstring: two keypoints of one image in a component drop it whole).
+
+    Args:
+        edges: (E, 2) int64 matches as global keypoint numbers (see :func:`_verified_edges`).
+        offsets: (V + 1,) int64 first global number of each image's keypoints.
+
+    Returns:
+        ``(comp, img, kp, n_conflict)``: (N,) int64 component of each observation (sorted, 0..C-1
+        with gaps), (N,) image index, (N,) keypoint index in that image's locations, and the
+        number of components dropped.
+    """
+    nodes, roots = _connected_roots(edges, int(offsets[-1]))
+    node_img = np.searchsorted(offsets, nodes, side="right") - 1
+    node_kp = nodes - offsets[node_img]
+    order = np.lexsort((node_img, roots))
+    roots, node_img, node_kp = roots[order], node_img[order], node_kp[order]
+    comp = np.cumsum(np.r_[False, roots[1:] != roots[:-1]])  # component of each node, 0..C-1
+    dup = np.r_[False, (comp[1:] == comp[:-1]) & (node_img[1:] == node_img[:-1])]
+    conflict = np.zeros(int(comp[-1]) + 1 if len(comp) else 0, bool)
+    conflict[comp[dup]] = True
+    sel = ~conflict[comp]
+    return comp[sel], node_img[sel], node_kp[sel], int(conflict.sum())
+
+
+def _cleaned_tracks(
+    scene: Scene, cams: Sequence[Camera], full: Sequence[ImageFeatures], fl: Sequence[ImageFeatures],
+    edges: np.ndarray, offsets: np.ndarray, config: TrackConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tracks from the verified matches, triangulated and cleaned (step 4 of the module docstring).
+
+    Returns:
+        ``(img, raw, tid, points)``: (N,) image index, (N,) int64 keypoint index in the image's full
+        features (the location's first keypoint), (N,) track id 0..T-1 (grouped) of each
+        observation, and (T, 3) float64 points.
+    """
+    obs_comp, obs_img, obs_kp, n_conflict = _track_candidates(edges, offsets)
+    X, keep = _clean_tracks(obs_comp, obs_img, obs_kp, cams, fl, config)
+    counts = np.bincount(obs_comp[keep], minlength=len(X))
+    good = (counts >= config.min_track_length) & np.isfinite(X).all(axis=1)
+    n_short = int(len(np.unique(obs_comp)) - good.sum())
+    keep &= good[obs_comp]
+    new_id = np.cumsum(good) - 1
+    logger.info(
+        "%s: %d tracks kept, %d dropped (two keypoints in one image), %d dropped (too short after cleaning)",
+        scene.name,
+        int(good.sum()),
+        n_conflict,
+        n_short,
+    )
+    img_k = obs_img[keep]
+    raw = np.array([full[i].unique[k] for i, k in zip(img_k, obs_kp[keep])], dtype=np.int64)
+    return img_k, raw, new_id[obs_comp[keep]], X[good].reshape(-1, 3)
+
+
+def _oriented_tracks(
+    scene: Scene, cams: Sequence[Camera], full: Sequence[ImageFeatures], img_k: np.ndarray, raw: np.ndarray,
+    tid_k: np.ndarray, points: np.ndarray, config: TrackConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The observations with their track-consistent orientation (step 5 of the module docstring):
+    inconsistent ones removed, tracks left with fewer than 2 views dropped and the rest renumbered.
+
+    Args and returns: as :func:`_cleaned_tracks` returns them.
+    """
+    raw, ok = _orient_tracks(cams, full, img_k, raw, tid_k, points, config.orientation_tol_deg)
+    counts = np.bincount(tid_k[ok], minlength=len(points))
+    ok &= counts[tid_k] >= 2
+    kept = counts >= 2
+    logger.info(
+        "%s: orientations: %d of %d observations consistent, %d of %d tracks keep >= 2 views",
+        scene.name,
+        int(ok.sum()),
+        len(ok),
+        int(kept.sum()),
+        len(points),
+    )
+    remap = np.cumsum(kept) - 1
+    return img_k[ok], raw[ok], remap[tid_k[ok]], points[kept]
 
 
 def build_tracks(
@@ -472,6 +658,7 @@ def build_tracks(
 
     Raises:
         KeyError: if a name has no features or no camera.
+        ValueError: fewer than 2 names.
     """
     names = sorted(feats) if names is None else list(names)
     if len(names) < 2:
@@ -479,96 +666,14 @@ def build_tracks(
     cams = [scene.cameras[n] for n in names]
     full = [feats[n] for n in names]
     fl = [f.locations() for f in full]  # geometry: one keypoint per location
-    cell = max(config.reprojection_px, 1e-3)
-    grids = [_Grid(f.keypoints[:, :2], cell) for f in fl]
-    pairs = neighbour_pairs(scene, names, config)
-    neigh: dict[int, set[int]] = {i: set() for i in range(len(names))}
-    for i, j in pairs:
-        neigh[i].add(j)
-        neigh[j].add(i)
-    offsets = np.concatenate([[0], np.cumsum([len(f.keypoints) for f in fl])])
-    edges = []
-    totals = {"epipolar": 0, "geometric": 0, "verified": 0, "unique": 0}
-    it = pairs
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(pairs, desc=f"tracks {scene.name}", unit="pair")
-    for i, j in it:
-        verify = sorted((neigh[i] | neigh[j]) - {i, j})
-        ia, ib, st = _pair_matches(i, j, names, cams, fl, grids, verify, config)
-        for key in totals:
-            totals[key] += st[key]
-        edges.append(np.stack([ia + offsets[i], ib + offsets[j]], axis=1))
-    logger.info("%s: %d view pairs, candidates %s", scene.name, len(pairs), totals)
-    edges_arr = np.concatenate(edges) if edges else np.zeros((0, 2), np.int64)
-    if len(edges_arr) == 0:
+    edges, offsets = _verified_edges(scene, names, cams, fl, config, progress)
+    if len(edges) == 0:
         logger.warning("%s: no verified matches between %d images", scene.name, len(names))
         z = np.zeros(0, np.int32)
         return Tracks(z, z.copy(), z.copy(), np.zeros((0, 3)), list(names))
-    n_nodes = int(offsets[-1])
-    # Union-find over all keypoints.
-    parent = np.arange(n_nodes)
-
-    def find(x: int) -> int:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    for a, b in edges_arr:
-        ra, rb = find(int(a)), find(int(b))
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    nodes = np.unique(edges_arr.reshape(-1))
-    roots = np.array([find(int(x)) for x in nodes], dtype=np.int64)
-    node_img = np.searchsorted(offsets, nodes, side="right") - 1
-    node_kp = nodes - offsets[node_img]
-    order = np.lexsort((node_img, roots))
-    nodes, roots, node_img, node_kp = nodes[order], roots[order], node_img[order], node_kp[order]
-    comp = np.cumsum(np.r_[False, roots[1:] != roots[:-1]])  # component of each node, 0..C-1
-    # A component holding two keypoints of one image is ambiguous: drop it whole.
-    dup = np.r_[False, (comp[1:] == comp[:-1]) & (node_img[1:] == node_img[:-1])]
-    conflict = np.zeros(int(comp[-1]) + 1 if len(comp) else 0, bool)
-    conflict[comp[dup]] = True
-    n_conflict = int(conflict.sum())
-    sel = ~conflict[comp]
-    obs_comp, obs_img, obs_kp = comp[sel], node_img[sel], node_kp[sel]
-    X, keep = _clean_tracks(obs_comp, obs_img, obs_kp, cams, fl, config)
-    counts = np.bincount(obs_comp[keep], minlength=len(X))
-    good = (counts >= config.min_track_length) & np.isfinite(X).all(axis=1)
-    n_short = int(len(np.unique(obs_comp)) - good.sum())
-    keep &= good[obs_comp]
-    new_id = np.cumsum(good) - 1
-    logger.info(
-        "%s: %d tracks kept, %d dropped (two keypoints in one image), %d dropped (too short after cleaning)",
-        scene.name,
-        int(good.sum()),
-        n_conflict,
-        n_short,
-    )
-    img_k = obs_img[keep]
-    raw = np.array([full[i].unique[k] for i, k in zip(img_k, obs_kp[keep])], dtype=np.int64)
-    tid_k = new_id[obs_comp[keep]]
-    points = X[good].reshape(-1, 3)
+    img_k, raw, tid_k, points = _cleaned_tracks(scene, cams, full, fl, edges, offsets, config)
     if config.orientation_tol_deg > 0 and len(raw):
-        raw, ok = _orient_tracks(cams, full, img_k, raw, tid_k, points, config.orientation_tol_deg)
-        counts = np.bincount(tid_k[ok], minlength=len(points))
-        ok &= counts[tid_k] >= 2
-        kept = counts >= 2
-        logger.info(
-            "%s: orientations: %d of %d observations consistent, %d of %d tracks keep >= 2 views",
-            scene.name,
-            int(ok.sum()),
-            len(ok),
-            int(kept.sum()),
-            len(points),
-        )
-        remap = np.cumsum(kept) - 1
-        img_k, raw, tid_k = img_k[ok], raw[ok], remap[tid_k[ok]]
-        points = points[kept]
+        img_k, raw, tid_k, points = _oriented_tracks(scene, cams, full, img_k, raw, tid_k, points, config)
     return Tracks(
         image_index=img_k.astype(np.int32),
         keypoint_index=raw.astype(np.int32),
@@ -581,6 +686,88 @@ def build_tracks(
 def _angle_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Absolute difference of angles in degrees, in [0, 180]."""
     return np.abs((np.asarray(a) - np.asarray(b) + 180.0) % 360.0 - 180.0)
+
+
+def _orientation_candidates(
+    cams: Sequence[Camera], full: Sequence[ImageFeatures], img: np.ndarray, raw: np.ndarray, tid: np.ndarray,
+    points: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every keypoint at the location of every observation, with its orientation lifted to 3D.
+
+    Args: as :func:`_orient_tracks`.
+
+    Returns:
+        ``(c_obs, c_raw, c_img, kps, X, D)`` per candidate: (C,) observation it belongs to (sorted),
+        (C,) keypoint index, (C,) image index, (C, 4) float64 keypoint, (C, 3) track point and
+        (C, 3) 3D direction of its orientation (see :func:`_orient_tracks`).
+    """
+    c_obs, c_raw = [], []
+    for o, (i, r) in enumerate(zip(img, raw)):
+        f = full[i]
+        same = np.flatnonzero(f.location == f.location[r])
+        c_obs.append(np.full(len(same), o))
+        c_raw.append(same)
+    c_obs_a = np.concatenate(c_obs)
+    c_raw_a = np.concatenate(c_raw)
+    c_img = img[c_obs_a]
+    kps = np.stack([full[i].keypoints[r] for i, r in zip(c_img, c_raw_a)]).astype(np.float64)
+    X = points[tid[c_obs_a]]
+    D = np.empty((len(kps), 3))
+    for i in np.unique(c_img):
+        sel = np.flatnonzero(c_img == i)
+        cam = cams[i]
+        _, depth = cam.project(X[sel])
+        ang = np.radians(kps[sel, 3])
+        q = kps[sel, :2] + kps[sel, 2:3] * np.stack([np.cos(ang), np.sin(ang)], axis=1)
+        D[sel] = cam.backproject(q, depth) - cam.backproject(kps[sel, :2], depth)
+    return c_obs_a, c_raw_a, c_img, kps, X, D
+
+
+def _agreeing_members(
+    cams: Sequence[Camera], c_img: np.ndarray, kps: np.ndarray, X: np.ndarray, D: np.ndarray, obs_of: np.ndarray,
+    first: int, last: int, tol_deg: float,
+) -> list[int]:
+    """The candidates one track keeps: one per observation, all pairwise orientation-consistent.
+
+    Args:
+        cams: cameras by image index.
+        c_img, kps, X, D: image, keypoint, point and 3D direction of the track's candidates.
+        obs_of: (n,) observation of each of the track's candidates.
+        first, last: the track's observations are ``first..last-1``.
+        tol_deg: angular tolerance in degrees.
+
+    Returns:
+        Indices into the track's candidates (empty or at least 2 of them).
+    """
+    n = len(obs_of)
+    # pred[a, b]: angle of candidate a's direction seen in candidate b's view.
+    pred = np.empty((n, n))
+    for b in range(n):
+        cam = cams[c_img[b]]
+        p0, _ = cam.project(X)
+        p1, _ = cam.project(X + D)
+        w = p1 - p0
+        pred[:, b] = np.degrees(np.arctan2(w[:, 1], w[:, 0]))
+    diff = _angle_diff(pred, kps[:, 3][None, :])
+    agree = (diff <= tol_deg) & (diff.T <= tol_deg) & (obs_of[:, None] != obs_of[None, :])
+    # Seed: the candidate agreeing with candidates in the most other observations.
+    support = np.array([len(np.unique(obs_of[agree[a]])) for a in range(n)])
+    seed = int(np.argmax(support))
+    chosen = {int(obs_of[seed]): seed}
+    for o in range(first, last):
+        if o in chosen:
+            continue
+        cand = np.flatnonzero((obs_of == o) & agree[seed])
+        if len(cand):
+            chosen[o] = int(cand[np.argmin(diff[seed, cand])])
+    members = list(chosen.values())
+    while len(members) > 1:
+        sub = agree[np.ix_(members, members)] | np.eye(len(members), dtype=bool)
+        bad = (~sub).sum(axis=1)
+        if bad.max() == 0:
+            break
+        members.pop(int(np.argmax(bad)))
+    return members if len(members) >= 2 else []
 
 
 def _orient_tracks(
@@ -615,71 +802,16 @@ def _orient_tracks(
         ``(raw, ok)``: (N,) the chosen keypoint per observation and (N,) bool whether the
         observation is orientation-consistent with its track.
     """
-    # Candidates: every keypoint at the location of every observation.
-    c_obs, c_raw = [], []
-    for o, (i, r) in enumerate(zip(img, raw)):
-        f = full[i]
-        same = np.flatnonzero(f.location == f.location[r])
-        c_obs.append(np.full(len(same), o))
-        c_raw.append(same)
-    c_obs_a = np.concatenate(c_obs)
-    c_raw_a = np.concatenate(c_raw)
-    c_img = img[c_obs_a]
-    kps = np.stack([full[i].keypoints[r] for i, r in zip(c_img, c_raw_a)]).astype(np.float64)
-    X = points[tid[c_obs_a]]
-    # 3D direction of each candidate orientation.
-    D = np.empty((len(kps), 3))
-    for i in np.unique(c_img):
-        sel = np.flatnonzero(c_img == i)
-        cam = cams[i]
-        _, depth = cam.project(X[sel])
-        ang = np.radians(kps[sel, 3])
-        q = kps[sel, :2] + kps[sel, 2:3] * np.stack([np.cos(ang), np.sin(ang)], axis=1)
-        D[sel] = cam.backproject(q, depth) - cam.backproject(kps[sel, :2], depth)
+    c_obs, c_raw, c_img, kps, X, D = _orientation_candidates(cams, full, img, raw, tid, points)
     new_raw = raw.copy()
     ok = np.zeros(len(raw), bool)
     starts = np.flatnonzero(np.r_[True, tid[1:] != tid[:-1]])
     ends = np.r_[starts[1:], len(tid)]
-    c_start = np.searchsorted(c_obs_a, starts)
-    c_end = np.searchsorted(c_obs_a, ends)
-    for s, e, cs, ce in zip(starts, ends, c_start, c_end):
-        cidx = np.arange(cs, ce)
-        n = len(cidx)
-        # pred[a, b]: angle of candidate a's direction seen in candidate b's view.
-        pred = np.empty((n, n))
-        for b in range(n):
-            cam = cams[c_img[cidx[b]]]
-            p0, _ = cam.project(X[cidx])
-            p1, _ = cam.project(X[cidx] + D[cidx])
-            w = p1 - p0
-            pred[:, b] = np.degrees(np.arctan2(w[:, 1], w[:, 0]))
-        diff = _angle_diff(pred, kps[cidx, 3][None, :])
-        agree = (diff <= tol_deg) & (diff.T <= tol_deg)
-        obs_of = c_obs_a[cidx]
-        other = obs_of[:, None] != obs_of[None, :]
-        agree &= other
-        # Seed: the candidate agreeing with candidates in the most other observations.
-        support = np.array([len(np.unique(obs_of[agree[a]])) for a in range(n)])
-        seed = int(np.argmax(support))
-        chosen = {int(obs_of[seed]): seed}
-        for o in range(s, e):
-            if o in chosen:
-                continue
-            cand = np.flatnonzero((obs_of == o) & agree[seed])
-            if len(cand):
-                chosen[o] = int(cand[np.argmin(diff[seed, cand])])
-        members = list(chosen.values())
-        while len(members) > 1:
-            sub = agree[np.ix_(members, members)] | np.eye(len(members), dtype=bool)
-            bad = (~sub).sum(axis=1)
-            if bad.max() == 0:
-                break
-            members.pop(int(np.argmax(bad)))
-        if len(members) < 2:
-            continue
-        for m in members:
-            o = int(obs_of[m])
-            new_raw[o] = c_raw_a[cidx[m]]
+    for s, e, cs, ce in zip(starts, ends, np.searchsorted(c_obs, starts), np.searchsorted(c_obs, ends)):
+        t = slice(cs, ce)
+        for m in _agreeing_members(cams, c_img[t], kps[t], X[t], D[t], c_obs[t], s, e, tol_deg):
+            o = int(c_obs[cs + m])
+            new_raw[o] = c_raw[cs + m]
             ok[o] = True
     return new_raw, ok
 
@@ -798,6 +930,101 @@ class PairSet:
     names: list[str]
 
 
+def _positive_pairs(tid: np.ndarray, max_per_track: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``max_per_track`` view pairs of each track (drawn when it has more), each in random order.
+
+    Args:
+        tid: (N,) track id of each observation, grouped.
+        max_per_track: positives per track at most.
+        rng: the generator of the draws.
+
+    Returns:
+        (P, 2) int64 observation pairs.
+    """
+    starts = np.flatnonzero(np.r_[True, tid[1:] != tid[:-1]])
+    ends = np.r_[starts[1:], len(tid)]
+    pos = []
+    for s, e in zip(starts, ends):
+        a, b = np.triu_indices(e - s, 1)
+        if len(a) > max_per_track:
+            sel = rng.choice(len(a), max_per_track, replace=False)
+            a, b = a[np.sort(sel)], b[np.sort(sel)]
+        pos.append(np.stack([a + s, b + s], axis=1))
+    pos_arr = np.concatenate(pos).astype(np.int64)
+    flip = rng.random(len(pos_arr)) < 0.5  # which view is first carries no information
+    pos_arr[flip] = pos_arr[flip][:, ::-1]
+    return pos_arr
+
+
+def _random_negative_pairs(tid: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 2) int64 pairs of observations of two different tracks, drawn uniformly (``tid``: (N,) track ids)."""
+    neg = np.zeros((0, 2), np.int64)
+    while len(neg) < n:
+        need = n - len(neg)
+        cand = rng.integers(0, len(tid), size=(need * 2, 2))
+        cand = cand[tid[cand[:, 0]] != tid[cand[:, 1]]]
+        neg = np.concatenate([neg, cand[:need]])
+    return neg
+
+
+def _hard_negative_pairs(
+    scene: Scene, fl: Sequence[ImageFeatures], tracks: Tracks, pos: np.ndarray, config: PairSetConfig,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """For each positive ``(a, b)``, the keypoint of ``b``'s image nearest to ``a`` by SIFT
+    descriptor that is neither ``b`` nor within ``hard_exclusion_px`` of the projected track point.
+
+    Args:
+        scene: the scene (cameras).
+        fl: features by image index.
+        tracks: the tracks (observations ``0..len(tracks)-1``).
+        pos: (P, 2) int64 positive observation pairs.
+        config: ``hard_exclusion_px``.
+
+    Returns:
+        ``(hard_pos, hard_neg, extra)``: (H, 2) int64 positives that have a hard negative, (H, 2)
+        int64 ``(a, h)`` hard negatives, and the ``(image, keypoint)`` of the new observations
+        ``h >= len(tracks)`` (keypoints outside every track), in their order.
+    """
+    img, kpi, tid = tracks.image_index, tracks.keypoint_index, tracks.track_id
+    lookup = {(int(a), int(b)): o for o, (a, b) in enumerate(zip(img, kpi))}
+    extra: list[tuple[int, int]] = []
+    hard_pos, hard_neg = [], []
+    by_pair: dict[tuple[int, int], list[int]] = {}
+    for p, (a, b) in enumerate(pos):
+        by_pair.setdefault((int(img[a]), int(img[b])), []).append(p)
+    for (ia, ib), plist in sorted(by_pair.items()):
+        plist = np.asarray(plist)
+        a_obs = pos[plist, 0]
+        b_obs = pos[plist, 1]
+        da = fl[ia].descriptors[kpi[a_obs]]
+        db = fl[ib].descriptors
+        d2 = (da**2).sum(1)[:, None] + (db**2).sum(1)[None] - 2.0 * da @ db.T
+        proj, _ = scene.cameras[tracks.names[ib]].project(tracks.points3d[tid[a_obs]])
+        near = np.linalg.norm(fl[ib].keypoints[None, :, :2] - proj[:, None, :], axis=2)
+        d2[near <= config.hard_exclusion_px] = np.inf
+        d2[np.arange(len(plist)), kpi[b_obs]] = np.inf
+        best = np.argmin(d2, axis=1)
+        valid = np.isfinite(d2[np.arange(len(plist)), best])
+        for p, a, h, v in zip(plist, a_obs, best, valid):
+            if not v:
+                continue
+            key = (ib, int(h))
+            o = lookup.get(key)
+            if o is None:
+                o = len(tid) + len(extra)
+                lookup[key] = o
+                extra.append(key)
+            hard_pos.append(pos[p])
+            hard_neg.append((a, o))
+    return np.asarray(hard_pos, np.int64).reshape(-1, 2), np.asarray(hard_neg, np.int64).reshape(-1, 2), extra
+
+
+def _labelled(pos: np.ndarray, neg: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(P + N, 3) int64 ``[i, j, label]`` rows of positives (label 1) and negatives (0), shuffled."""
+    arr = np.concatenate([np.c_[pos, np.ones(len(pos), np.int64)], np.c_[neg, np.zeros(len(neg), np.int64)]]).astype(np.int64)
+    return arr[rng.permutation(len(arr))]
+
+
 def build_pair_set(
     scene: Scene, feats: dict[str, ImageFeatures], tracks: Tracks, config: PairSetConfig = PairSetConfig()
 ) -> PairSet:
@@ -825,92 +1052,28 @@ def build_pair_set(
     if tracks.num_tracks < 2:
         raise ValueError(f"{scene.root}: {tracks.num_tracks} track(s); random negatives need at least 2 tracks")
     rng = np.random.default_rng(config.seed)
-    names = tracks.names
-    fl = [feats[n] for n in names]
+    fl = [feats[n] for n in tracks.names]
+    pos = _positive_pairs(tracks.track_id, config.max_positives_per_track, rng)
+    neg = _random_negative_pairs(tracks.track_id, len(pos), rng)
+    hard_pos, hard_neg, extra = _hard_negative_pairs(scene, fl, tracks, pos, config)
     img, kpi, tid = tracks.image_index.copy(), tracks.keypoint_index.copy(), tracks.track_id.copy()
-    # Positives.
-    starts = np.flatnonzero(np.r_[True, tid[1:] != tid[:-1]])
-    ends = np.r_[starts[1:], len(tid)]
-    pos = []
-    for s, e in zip(starts, ends):
-        L = e - s
-        a, b = np.triu_indices(L, 1)
-        if len(a) > config.max_positives_per_track:
-            sel = rng.choice(len(a), config.max_positives_per_track, replace=False)
-            a, b = a[np.sort(sel)], b[np.sort(sel)]
-        pos.append(np.stack([a + s, b + s], axis=1))
-    pos_arr = np.concatenate(pos).astype(np.int64)
-    # Randomly orient positives (which view is first).
-    flip = rng.random(len(pos_arr)) < 0.5
-    pos_arr[flip] = pos_arr[flip][:, ::-1]
-    n_obs = len(tid)
-    # Random negatives: two observations of different tracks.
-    neg = np.zeros((0, 2), np.int64)
-    while len(neg) < len(pos_arr):
-        need = len(pos_arr) - len(neg)
-        cand = rng.integers(0, n_obs, size=(need * 2, 2))
-        cand = cand[tid[cand[:, 0]] != tid[cand[:, 1]]]
-        neg = np.concatenate([neg, cand[:need]])
-    # Hard negatives.
-    lookup = {(int(a), int(b)): o for o, (a, b) in enumerate(zip(img, kpi))}
-    extra: list[tuple[int, int]] = []
-    hard_pos, hard_neg = [], []
-    by_pair: dict[tuple[int, int], list[int]] = {}
-    for p, (a, b) in enumerate(pos_arr):
-        by_pair.setdefault((int(img[a]), int(img[b])), []).append(p)
-    for (ia, ib), plist in sorted(by_pair.items()):
-        plist = np.asarray(plist)
-        a_obs = pos_arr[plist, 0]
-        b_obs = pos_arr[plist, 1]
-        da = fl[ia].descriptors[kpi[a_obs]]
-        db = fl[ib].descriptors
-        d2 = (da**2).sum(1)[:, None] + (db**2).sum(1)[None] - 2.0 * da @ db.T
-        cam = scene.cameras[names[ib]]
-        proj, _ = cam.project(tracks.points3d[tid[a_obs]])
-        near = np.linalg.norm(fl[ib].keypoints[None, :, :2] - proj[:, None, :], axis=2)
-        d2[near <= config.hard_exclusion_px] = np.inf
-        d2[np.arange(len(plist)), kpi[b_obs]] = np.inf
-        best = np.argmin(d2, axis=1)
-        valid = np.isfinite(d2[np.arange(len(plist)), best])
-        for p, a, h, v in zip(plist, a_obs, best, valid):
-            if not v:
-                continue
-            key = (ib, int(h))
-            o = lookup.get(key)
-            if o is None:
-                o = n_obs + len(extra)
-                lookup[key] = o
-                extra.append(key)
-            hard_pos.append(pos_arr[p])
-            hard_neg.append((a, o))
     if extra:
         ex = np.asarray(extra, dtype=np.int64)
         img = np.concatenate([img, ex[:, 0]]).astype(np.int32)
         kpi = np.concatenate([kpi, ex[:, 1]]).astype(np.int32)
         tid = np.concatenate([tid, np.full(len(ex), -1)]).astype(np.int32)
-    keypoints = np.stack([fl[a].keypoints[b] for a, b in zip(img, kpi)]).astype(np.float32)
-    descriptors = np.stack([fl[a].descriptors[b] for a, b in zip(img, kpi)]).astype(np.float32)
-
-    def labelled(p: np.ndarray, n: np.ndarray) -> np.ndarray:
-        arr = np.concatenate(
-            [np.c_[p, np.ones(len(p), np.int64)], np.c_[n, np.zeros(len(n), np.int64)]]
-        ).astype(np.int64)
-        return arr[rng.permutation(len(arr))]
-
-    hp = np.asarray(hard_pos, np.int64).reshape(-1, 2)
-    hn = np.asarray(hard_neg, np.int64).reshape(-1, 2)
-    # Randomly put the hard negative's partner first or second (the anchor is the one from
-    # the positive), so that order carries no label information.
-    sw = rng.random(len(hn)) < 0.5
-    hn[sw] = hn[sw][:, ::-1]
+    # The anchor of a hard negative is the one from the positive: put it first or second at random,
+    # so that order carries no label information.
+    swap = rng.random(len(hard_neg)) < 0.5
+    hard_neg[swap] = hard_neg[swap][:, ::-1]
     return PairSet(
         image_index=img,
         keypoint_index=kpi,
         track_id=tid,
-        keypoints=keypoints,
-        descriptors=descriptors,
-        pairs_random=labelled(pos_arr, neg),
-        pairs_hard=labelled(hp, hn),
+        keypoints=np.stack([fl[a].keypoints[b] for a, b in zip(img, kpi)]).astype(np.float32),
+        descriptors=np.stack([fl[a].descriptors[b] for a, b in zip(img, kpi)]).astype(np.float32),
+        pairs_random=_labelled(pos, neg, rng),
+        pairs_hard=_labelled(hard_pos, hard_neg, rng),
         points3d=tracks.points3d,
-        names=list(names),
+        names=list(tracks.names),
     )

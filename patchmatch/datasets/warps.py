@@ -204,21 +204,11 @@ def write_warped_pairs(
             sources or settings (without ``overwrite``).
         ValueError: none of the images could be used.
     """
-    import shutil
-
-    import cv2
-
-    from ..images import ImageReadError, read_gray
     from .homography import PAIR_FILES
 
     out = Path(out)
     images = [Path(p) for p in images]
-
-    def stamp(p: Path) -> list:  # a photo replaced under the same name must not reuse its old pairs
-        st = p.stat() if p.is_file() else None
-        return [str(p.resolve()), st.st_size if st else None, st.st_mtime_ns if st else None]
-
-    _prepare(out, {"images": [stamp(p) for p in images], "config": asdict(config)}, overwrite)
+    _prepare(out, {"images": [_stamp(p) for p in images], "config": asdict(config)}, overwrite)
     folders = []
     for index, path in enumerate(images):
         rng = np.random.default_rng([config.seed, index])
@@ -226,31 +216,12 @@ def write_warped_pairs(
         if all((f / name).is_file() for f in todo for name in PAIR_FILES):
             folders += todo
             continue
-        try:
-            image, _ = read_gray(path, max_size=config.max_size)
-        except ImageReadError as e:
-            logger.warning("skipped: %s", e)
-            continue
-        h, w = image.shape
-        if min(h, w) < MIN_SIDE:
-            logger.warning("skipped: %s: %d×%d pixels, too small to warp (at least %d on each side)", path, w, h, MIN_SIDE)
+        image = _warpable_image(path, config.max_size)
+        if image is None:
             continue
         folders += todo
         for folder in todo:
-            H = random_homography(w, h, config, rng)
-            b = cv2.warpPerspective(image, H, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-            a_img, b_img = degrade(image, config, rng), degrade(b, config, rng)
-            if folder.exists():  # written by an earlier run (renamed into place only when complete)
-                if all((folder / name).is_file() for name in PAIR_FILES):
-                    continue
-                shutil.rmtree(folder)  # damaged since: drawn again
-            tmp = folder.with_name(folder.name + ".partial")
-            tmp.mkdir(exist_ok=True)
-            for name, im in (("a.png", a_img), ("b.png", b_img)):
-                if not cv2.imwrite(str(tmp / name), im):
-                    raise OSError(f"{tmp / name}: could not be written")
-            np.savetxt(tmp / "H.txt", H)
-            tmp.replace(folder)
+            _write_pair(folder, image, config, rng)
         logger.info("%s: %d pairs", path, config.per_image)
     if not folders:
         (out / MANIFEST).unlink(missing_ok=True)
@@ -258,6 +229,61 @@ def write_warped_pairs(
             out.rmdir()
         raise ValueError(f"{out}: none of the {len(images)} source images could be used; no pairs written")
     return folders
+
+
+def _stamp(path: Path) -> list:
+    """What the manifest records of a source: resolved path, size and modification time (a photo
+    replaced under the same name must not reuse its old pairs)."""
+    st = path.stat() if path.is_file() else None
+    return [str(path.resolve()), st.st_size if st else None, st.st_mtime_ns if st else None]
+
+
+def _warpable_image(path: Path, max_size: int) -> np.ndarray | None:
+    """The (H, W) uint8 grey source image, downscaled to ``max_size``; None (with a warning naming it)
+    when it cannot be read or is smaller than :data:`MIN_SIDE` pixels on a side."""
+    from ..images import ImageReadError, read_gray
+
+    try:
+        image, _ = read_gray(path, max_size=max_size)
+    except ImageReadError as e:
+        logger.warning("skipped: %s", e)
+        return None
+    h, w = image.shape
+    if min(h, w) < MIN_SIDE:
+        logger.warning("skipped: %s: %d×%d pixels, too small to warp (at least %d on each side)", path, w, h, MIN_SIDE)
+        return None
+    return image
+
+
+def _write_pair(folder: Path, image: np.ndarray, config: WarpConfig, rng: np.random.Generator) -> None:
+    """Draws one warp of ``image`` and writes the pair folder (``a.png``, ``b.png``, ``H.txt``) through
+    ``folder.partial``. The draws are made even when a complete folder from an earlier run is kept,
+    so that the following pairs of the image get the same draws as in an uninterrupted run.
+
+    Raises:
+        OSError: an image could not be written.
+    """
+    import shutil
+
+    import cv2
+
+    from .homography import PAIR_FILES
+
+    h, w = image.shape
+    H = random_homography(w, h, config, rng)
+    b = cv2.warpPerspective(image, H, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    a_img, b_img = degrade(image, config, rng), degrade(b, config, rng)
+    if folder.exists():  # written by an earlier run (renamed into place only when complete)
+        if all((folder / name).is_file() for name in PAIR_FILES):
+            return
+        shutil.rmtree(folder)  # damaged since: drawn again
+    tmp = folder.with_name(folder.name + ".partial")
+    tmp.mkdir(exist_ok=True)
+    for name, im in (("a.png", a_img), ("b.png", b_img)):
+        if not cv2.imwrite(str(tmp / name), im):
+            raise OSError(f"{tmp / name}: could not be written")
+    np.savetxt(tmp / "H.txt", H)
+    tmp.replace(folder)
 
 
 def write_warped_set(

@@ -101,6 +101,12 @@ class PairData:
 
 
 def _read_set(root: Path, upright: bool):
+    """``(folder, dataset, pairs)`` of a set: its variant folder, :class:`~patchmatch.datasets.brown.BrownDataset`
+    and labelled pairs per protocol (``"random"``, ``"hard"``).
+
+    Raises:
+        PairSetError: missing folder or variant, or a malformed Brown file.
+    """
     from ..datasets.brown import BrownDataset, BrownFormatError
     from ..datasets.patchset import find_pair_files, variant_root
 

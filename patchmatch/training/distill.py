@@ -1,9 +1,10 @@
 """Self-distillation of test-time augmentation: a frozen teacher's scores averaged over transformed copies of
 each pair (:class:`patchmatch.scoring.PatchScorer`'s ``tta``), as a regression target for the network being trained.
 
-With the shipped weights the dihedral average (8 forward passes) scores better than the single pass on every
-validation and test protocol but one where it ties (graf random; model card, "Test-time augmentation"); training toward it (knowledge distillation: Hinton,
-Vinyals & Dean, "Distilling the Knowledge in a Neural Network", 2015) tries to keep that gain at the cost of one pass.
+Averaging a network's scores over transformed copies of a pair (8 forward passes for the dihedral group) tends to
+score better than one pass (the model card says by how much for the shipped weights). Training toward that average
+(knowledge distillation: Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network", 2015) aims to keep
+the gain at the cost of one pass.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ class TrainConfig:
         val_pairs: validation pairs per kind (random / hard), drawn once with ``seed``.
         seed: seed of initialisation, batch sampling and augmentation.
         bf16: forward pass under bfloat16 autocast (weights and optimiser stay float32):
-            1.4x faster steps on CPUs with AMX/AVX512-BF16 (measured on 2 Xeon cores), and on GPUs.
+            faster steps on CPUs with AMX/AVX512-BF16 and on GPUs.
         schedule_minutes: when set, the cosine runs over this many minutes of training time
             (validation excluded) instead of over ``epochs * steps_per_epoch`` steps, and
             training ends at the first epoch boundary past it (``epochs`` is then an upper
@@ -87,12 +87,12 @@ class TrainConfig:
             (``torch.optim.swa_utils.AveragedModel``) is updated after every step with this
             decay (0.999: a horizon of ~1,000 steps); validation, the kept epoch and the written
             checkpoint then use the averaged weights, and the live ones keep training. Beyond the
-            paper; its measured effect is in the model card. 0 (default): off.
+            paper (its effect: see the model card). 0 (default): off.
         distill: self-distillation of test-time augmentation (:mod:`patchmatch.training.distill`): a frozen copy of
             the ``init`` weights scores every training pair under this augmentation (``"swap"``, ``"rot90"`` or
             ``"dihedral"``: 2, 4 or 8 forward passes without gradient), and ``distill_weight`` times the mean squared
             difference to that score is added to the loss. Needs ``init``. ``"none"`` (default): off. Beyond the
-            paper; its measured effect is in the model card.
+            paper (its effect: see the model card).
         distill_weight: weight of the distillation term.
     """
 
@@ -207,6 +207,7 @@ def state_path(out: str | Path) -> Path:
 
 
 def _make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser ``cfg.optimizer`` names (AdamW, SGD with momentum, or averaged SGD) over the trainable weights."""
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "adam":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -236,6 +237,7 @@ def lr_factor(cfg: TrainConfig, step: int, train_seconds: float) -> float:
 
 
 def _to_input(p0: np.ndarray, p1: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(B, 2, 64, 64) float32 network input on ``device`` from two (B, 64, 64) uint8 patch arrays (grey levels kept 0..255)."""
     return torch.from_numpy(np.stack([p0, p1], axis=1)).to(device=device, dtype=torch.float32)
 
 
@@ -270,6 +272,8 @@ def _mine_random_negatives(
 
 
 def _pair_scores(model: torch.nn.Module, x: torch.Tensor, loss: str) -> torch.Tensor:
+    """(B,) scores of (B, 2, 64, 64) pairs, higher = more similar: minus the descriptor distance for the
+    contrastive loss, else the network output."""
     if loss == "contrastive":
         return -torch.linalg.vector_norm(model.describe(x[:, :1], 0) - model.describe(x[:, 1:], 1), dim=1)
     return model(x)
@@ -329,6 +333,7 @@ def _val_sets(val: Sequence[Path], cfg: TrainConfig) -> dict[str, tuple[np.ndarr
 
 
 def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    """The state of a PCG64 generator in types a ``weights_only`` torch file holds."""
     st = rng.bit_generator.state
     # 128-bit PCG64 integers as strings: the state file loads with weights_only=True.
     return {"bit_generator": st["bit_generator"], "state": str(st["state"]["state"]), "inc": str(st["state"]["inc"]),
@@ -336,6 +341,7 @@ def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
 
 
 def _set_rng_state(rng: np.random.Generator, d: dict[str, Any]) -> None:
+    """Restores a generator from :func:`_rng_state`'s dict."""
     rng.bit_generator.state = {
         "bit_generator": d["bit_generator"],
         "state": {"state": int(d["state"]), "inc": int(d["inc"])},
@@ -359,6 +365,301 @@ def _common_magnification(sets: Sequence[str | Path]) -> float | None:
         raise ValueError(f"the sets were cut at different magnifications: {listed}; "
                          "cut them at one (make-patches SET OUT --magnification M re-cuts a set)")
     return known.pop() if known else None
+
+
+@dataclass
+class _Run:
+    """What one training run carries from epoch to epoch (and saves in its training state).
+
+    Attributes:
+        model: the live weights being trained.
+        optimizer: their optimiser.
+        ema: the moving average of the weights (None without ``ema_decay``).
+        teacher: the frozen ``init`` weights of self-distillation (None without ``distill``).
+        rng: the generator of batch sampling, augmentation and mining.
+        jitter_gen: the torch generator of :func:`~patchmatch.training.augment.jitter_patches`.
+        history: one record per finished epoch.
+        epoch: epochs finished (0-based index of the next one).
+        step: optimiser steps done.
+        train_seconds: seconds spent in training steps (validation excluded).
+        best: ``{"epoch", "fpr95", "model"}`` of the best epoch so far (``model``: its CPU weights).
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    ema: torch.optim.swa_utils.AveragedModel | None
+    teacher: torch.nn.Module | None
+    rng: np.random.Generator
+    jitter_gen: torch.Generator
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    epoch: int = 0
+    step: int = 0
+    train_seconds: float = 0.0
+    best: dict[str, Any] = dataclasses.field(default_factory=lambda: {"epoch": 0, "fpr95": math.inf, "model": None})
+
+    @property
+    def kept(self) -> torch.nn.Module:
+        """The weights that are validated and written: the moving average when there is one."""
+        return self.model if self.ema is None else self.ema.module
+
+
+def _check_state_file(spath: Path, resume: bool) -> None:
+    """Refuses to resume without a state file, and to start afresh over one.
+
+    Raises:
+        TrainingStateError: ``resume`` and no file at ``spath``, or a file there without ``resume``.
+    """
+    if resume and not spath.is_file():
+        raise TrainingStateError(f"{spath}: no training state to resume from")
+    if not resume and spath.exists():
+        raise TrainingStateError(f"{spath} exists: pass resume=True (--resume) to continue, or delete it")
+
+
+def _as_paths(val: str | Path | Sequence[str | Path] | None) -> list[Path]:
+    """The validation set folders of :func:`train`'s ``val`` argument (none, one or several)."""
+    if val is None:
+        return []
+    if isinstance(val, (str, Path)):
+        return [Path(val)]
+    return [Path(v) for v in val]
+
+
+def _new_run(config: TrainConfig, dev: torch.device, magnification: float | None, resume: bool) -> _Run:
+    """The model (seeded He initialisation, or ``init``'s weights), teacher, optimiser, average and generators.
+
+    The order of the draws from torch's global generator is part of the result: the model is built
+    right after ``torch.manual_seed(config.seed)``.
+
+    Raises:
+        ValueError: the contrastive loss with a model without ``describe``, or ``init`` holding another model.
+    """
+    torch.manual_seed(config.seed)
+    model = build_model(config.model).to(dev)
+    if config.init is not None and not resume:
+        model.load_state_dict(_init_weights(config.init, model, config.model, magnification))
+    if config.loss == "contrastive" and not hasattr(model, "describe"):
+        raise ValueError(f"contrastive loss needs a siamese model with describe(), not {config.model!r}")
+    teacher = None
+    if config.distill != "none":  # the init weights, frozen (also on resume: init is part of the config)
+        teacher = build_model(config.model).to(dev).eval()
+        teacher.load_state_dict(_init_weights(config.init, teacher, config.model, magnification))
+        teacher.requires_grad_(False)
+    optimizer = _make_optimizer(model, config)
+    ema = _weight_average(model, config.ema_decay) if config.ema_decay > 0 else None
+    return _Run(model=model, optimizer=optimizer, ema=ema, teacher=teacher, rng=np.random.default_rng(config.seed),
+                jitter_gen=torch.Generator().manual_seed(config.seed + 1))
+
+
+def _check_saved_config(spath: Path, st: dict[str, Any], config: TrainConfig, magnification: float | None) -> None:
+    """Refuses a training state made with another configuration or on sets of another magnification.
+
+    Fields added to :class:`TrainConfig` after the state was written count as their defaults (the
+    behaviour then).
+
+    Raises:
+        TrainingStateError: the configurations differ (the differing fields listed, with a hint for
+            ``init`` and ``ema_decay``) or the magnifications do.
+    """
+    saved = {**asdict(TrainConfig(model=config.model)), **st.get("config", {})}
+    if saved != asdict(config):
+        diff = {k: (saved.get(k), v) for k, v in asdict(config).items() if saved.get(k) != v}
+        hint = ""
+        if "init" in diff:
+            hint = " (pass the same --init again)" if diff["init"][0] else " (drop --init: the run started without it)"
+        elif "ema_decay" in diff:
+            hint = f" (pass --ema {diff['ema_decay'][0]:g} again)" if diff["ema_decay"][0] else " (drop --ema: the run started without it)"
+        raise TrainingStateError(f"{spath}: made with another configuration (saved, given): {diff}{hint}")
+    if st.get("magnification", magnification) != magnification:
+        raise TrainingStateError(f"{spath}: trained on patches at magnification {st['magnification']:g}, the sets are now "
+                                 f"at {magnification:g}; resume with the sets it started with")
+
+
+def _restore_run(run: _Run, spath: Path, config: TrainConfig, magnification: float | None) -> None:
+    """Loads the training state at ``spath`` into ``run``: weights, optimiser, average, generators, history.
+
+    Raises:
+        TrainingStateError: see :func:`_check_saved_config`.
+    """
+    st = torch.load(spath, map_location="cpu", weights_only=True)
+    _check_saved_config(spath, st, config, magnification)
+    run.model.load_state_dict(st["model"])
+    run.optimizer.load_state_dict(st["optimizer"])
+    if run.ema is not None:
+        run.ema.load_state_dict(st["ema"])
+    _set_rng_state(run.rng, st["rng"])
+    torch.set_rng_state(st["torch_rng"])
+    if "jitter_rng" in st:
+        run.jitter_gen.set_state(st["jitter_rng"])
+    run.history = list(st["history"])
+    run.epoch = int(st["epoch"])
+    run.step = int(st["step"])
+    run.train_seconds = float(st["train_seconds"])
+    run.best = {"epoch": int(st["best_epoch"]), "fpr95": float(st["best_fpr95"]), "model": st["best_model"]}
+    logger.info("resuming from %s at epoch %d", spath, run.epoch)
+
+
+def _out_of_time(run: _Run, config: TrainConfig, start_epoch: int, t_start: float, time_budget_s: float | None) -> bool:
+    """True when no further epoch should start: the wall-clock budget of this call would be passed
+    (judged by the mean epoch so far; the first epoch of a call always runs), or the
+    ``schedule_minutes`` of training time are spent."""
+    epoch = run.epoch
+    if time_budget_s is not None and epoch > start_epoch:
+        last = time.time() - t_start
+        per_epoch = last / (epoch - start_epoch)
+        if last + per_epoch > time_budget_s:
+            logger.warning("time budget %.0f s reached after epoch %d of %d; resume to finish the schedule",
+                           time_budget_s, epoch, config.epochs)  # fmt: skip
+            return True
+    if config.schedule_minutes is not None and run.train_seconds >= 60.0 * config.schedule_minutes:
+        logger.info("schedule of %g min of training done after epoch %d", config.schedule_minutes, epoch)
+        return True
+    return False
+
+
+def _batch_input(run: _Run, pair_data: PairData, config: TrainConfig, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One training batch: sampled (and mined), augmented and jittered.
+
+    Returns:
+        ``(x, y, n)``: (B, 2, 64, 64) float32 pairs on ``dev`` (grey levels 0..255), (B,) int64
+        labels (1 = match) and the number of pairs B.
+    """
+    pairs, labels = pair_data.sample_batch(config.batch_size, run.rng, config.hard_fraction)
+    if config.mine_factor > 1:
+        pairs = _mine_random_negatives(run.model, pair_data, pairs, labels, config, run.rng, dev)
+    p0 = pair_data.patches[pairs[:, 0]]
+    p1 = pair_data.patches[pairs[:, 1]]
+    if config.augment:
+        p0, p1, _ = augment_pairs(p0, p1, run.rng)
+    x = _to_input(p0, p1, dev)
+    if config.jitter != "none":
+        x = jitter_patches(x.cpu(), run.jitter_gen, *JITTER_GEOMETRY[config.jitter]).to(dev)
+    return x, torch.from_numpy(labels).to(dev), len(pairs)
+
+
+def _batch_loss(run: _Run, x: torch.Tensor, y: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """The loss of one batch (scalar tensor with gradient): contrastive on branch descriptors, or
+    hinge on the scores, plus the distillation term toward the teacher when there is one."""
+    model = run.model
+    if config.loss == "contrastive":
+        return contrastive_loss(model.describe(x[:, :1], 0), model.describe(x[:, 1:], 1), y, config.margin)
+    if run.teacher is not None:
+        target = tta_mean_scores(run.teacher, x, config.distill)
+        scores = model(x)
+        return hinge_loss(scores, y, config.margin) + config.distill_weight * distillation_loss(scores, target)
+    return hinge_loss(model(x), y, config.margin)
+
+
+def _train_step(run: _Run, pair_data: PairData, config: TrainConfig, dev: torch.device, elapsed_s: float) -> tuple[float, int]:
+    """One optimiser step (learning rate set from the schedule at ``elapsed_s`` seconds of training).
+
+    Returns:
+        ``(loss, pairs)``: the batch's loss and its number of pairs.
+    """
+    for g in run.optimizer.param_groups:
+        g["lr"] = config.lr * lr_factor(config, run.step, elapsed_s)
+    x, y, n = _batch_input(run, pair_data, config, dev)
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.bf16):
+        loss = _batch_loss(run, x, y, config)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    if run.ema is not None:
+        run.ema.update_parameters(run.model)
+    run.step += 1
+    return float(loss.detach()), n
+
+
+def _train_epoch(run: _Run, pair_data: PairData, config: TrainConfig, dev: torch.device, progress: bool) -> dict[str, Any]:
+    """``steps_per_epoch`` optimiser steps; adds their seconds to ``run.train_seconds``.
+
+    Returns:
+        The epoch's record so far: ``epoch`` (1-based), mean ``loss``, ``pairs_per_s``, last ``lr``, ``train_s``.
+    """
+    t0 = time.time()
+    losses: list[float] = []
+    steps: Any = range(config.steps_per_epoch)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = steps = tqdm(steps, desc=f"epoch {run.epoch + 1}/{config.epochs}", unit="step", dynamic_ncols=True)
+    n_pairs = 0
+    for _ in steps:
+        loss, n = _train_step(run, pair_data, config, dev, run.train_seconds + time.time() - t0)
+        losses.append(loss)
+        n_pairs += n
+        if bar is not None:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", pairs_s=f"{n_pairs / (time.time() - t0):.0f}")
+    train_s = time.time() - t0
+    run.train_seconds += train_s
+    return {"epoch": run.epoch + 1, "loss": float(np.mean(losses)), "pairs_per_s": n_pairs / max(train_s, 1e-9),
+            "lr": float(run.optimizer.param_groups[0]["lr"]), "train_s": train_s}  # fmt: skip
+
+
+def _validate(run: _Run, rec: dict[str, Any], val_sets: dict, config: TrainConfig, dev: torch.device) -> None:
+    """Adds ``val_fpr95_<kind>`` (and their mean ``val_fpr95``) of the kept weights to ``rec``, and logs the epoch."""
+    for kind, (vp, vpairs, vlab) in val_sets.items():
+        scores = evaluate_pairs(run.kept, vp, vpairs, device=dev, loss=config.loss)
+        rec[f"val_fpr95_{kind}"] = fpr95(scores, vlab)
+    if val_sets:
+        rec["val_fpr95"] = float(np.mean([rec[f"val_fpr95_{k}"] for k in val_sets]))
+    logger.info(
+        "epoch %d/%d: loss %.4f, %.0f pairs/s, lr %.2e%s",
+        rec["epoch"],
+        config.epochs,
+        rec["loss"],
+        rec["pairs_per_s"],
+        rec["lr"],
+        "".join(f", val FPR95 {k} {100 * rec[f'val_fpr95_{k}']:.2f}%" for k in val_sets)
+        + (" (of the moving average)" if run.ema is not None and val_sets else ""),
+    )
+
+
+def _finish_epoch(run: _Run, rec: dict[str, Any]) -> None:
+    """Appends the epoch's record, and keeps a copy of the weights when the epoch is the best so far
+    (lowest mean validation FPR95; without validation, the last epoch)."""
+    run.history.append(rec)
+    run.epoch = rec["epoch"]
+    score = rec.get("val_fpr95", -float(rec["epoch"]))
+    if score <= run.best["fpr95"]:
+        weights = {k: v.detach().cpu().clone() for k, v in run.kept.state_dict().items()}
+        run.best = {"epoch": rec["epoch"], "fpr95": float(score), "model": weights}
+
+
+def _save_state(run: _Run, spath: Path, config: TrainConfig, magnification: float | None) -> None:
+    """Writes the training state (what :func:`_restore_run` reads) atomically: to a ``.tmp`` file, then renamed."""
+    state = {
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        **({} if run.ema is None else {"ema": run.ema.state_dict()}),
+        "epoch": run.epoch,
+        "step": run.step,
+        "train_seconds": run.train_seconds,
+        "rng": _rng_state(run.rng),
+        "torch_rng": torch.get_rng_state(),
+        "jitter_rng": run.jitter_gen.get_state(),
+        "config": asdict(config),
+        "history": run.history,
+        "best_epoch": run.best["epoch"],
+        "best_fpr95": run.best["fpr95"],
+        "best_model": run.best["model"],
+        **({} if magnification is None else {"magnification": magnification}),
+    }
+    spath.parent.mkdir(parents=True, exist_ok=True)
+    tmp = spath.with_name(spath.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(spath)
+
+
+def _write_final(run: _Run, out: Path, meta: dict[str, Any], half: bool) -> Path:
+    """Writes the best epoch's kept weights (else the last ones) with ``meta``; returns the checkpoint path."""
+    model = run.kept
+    if run.best["model"] is not None:
+        model.load_state_dict(run.best["model"])
+    ckpt = save_checkpoint(out, model.cpu(), meta, half=half)
+    logger.info("wrote %s (epoch %d weights%s%s)", ckpt, run.best["epoch"], ", moving average" if run.ema is not None else "",
+                ", float16" if half else "")  # fmt: skip
+    return ckpt
 
 
 def train(
@@ -409,200 +710,34 @@ def train(
     dev = resolve_device(device)
     out = Path(out)
     spath = state_path(out)
-    if resume and not spath.is_file():
-        raise TrainingStateError(f"{spath}: no training state to resume from")
-    if not resume and spath.exists():
-        raise TrainingStateError(f"{spath} exists: pass resume=True (--resume) to continue, or delete it")
+    _check_state_file(spath, resume)
     pair_data = data if isinstance(data, PairData) else load_pair_data(list(data), upright=config.upright)
-    if val is None or isinstance(val, (str, Path)):
-        val_paths = [] if val is None else [Path(val)]
-    else:
-        val_paths = [Path(v) for v in val]
+    val_paths = _as_paths(val)
     val_sets = _val_sets(val_paths, config) if val_paths else {}
     magnification = _common_magnification(list(pair_data.sources) + val_paths)
-
-    torch.manual_seed(config.seed)
-    model = build_model(config.model).to(dev)
-    if config.init is not None and not resume:
-        model.load_state_dict(_init_weights(config.init, model, config.model, magnification))
-    if config.loss == "contrastive" and not hasattr(model, "describe"):
-        raise ValueError(f"contrastive loss needs a siamese model with describe(), not {config.model!r}")
-    teacher = None
-    if config.distill != "none":  # the init weights, frozen (also on resume: init is part of the config)
-        teacher = build_model(config.model).to(dev).eval()
-        teacher.load_state_dict(_init_weights(config.init, teacher, config.model, magnification))
-        teacher.requires_grad_(False)
-    opt = _make_optimizer(model, config)
-    ema = _weight_average(model, config.ema_decay) if config.ema_decay > 0 else None
-    rng = np.random.default_rng(config.seed)
-    jitter_gen = torch.Generator().manual_seed(config.seed + 1)
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    step = 0
-    train_seconds = 0.0
-    best: dict[str, Any] = {"epoch": 0, "fpr95": math.inf, "model": None}
+    run = _new_run(config, dev, magnification, resume)
     if resume:
-        st = torch.load(spath, map_location="cpu", weights_only=True)
-        # fields added after the state was written count as their defaults (the behaviour then)
-        saved = {**asdict(TrainConfig(model=config.model)), **st.get("config", {})}
-        if saved != asdict(config):
-            diff = {k: (saved.get(k), v) for k, v in asdict(config).items() if saved.get(k) != v}
-            hint = ""
-            if "init" in diff:
-                hint = " (pass the same --init again)" if diff["init"][0] else " (drop --init: the run started without it)"
-            elif "ema_decay" in diff:
-                hint = f" (pass --ema {diff['ema_decay'][0]:g} again)" if diff["ema_decay"][0] else " (drop --ema: the run started without it)"
-            raise TrainingStateError(f"{spath}: made with another configuration (saved, given): {diff}{hint}")
-        if st.get("magnification", magnification) != magnification:
-            raise TrainingStateError(f"{spath}: trained on patches at magnification {st['magnification']:g}, the sets are now "
-                                     f"at {magnification:g}; resume with the sets it started with")
-        model.load_state_dict(st["model"])
-        opt.load_state_dict(st["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(st["ema"])
-        _set_rng_state(rng, st["rng"])
-        torch.set_rng_state(st["torch_rng"])
-        if "jitter_rng" in st:
-            jitter_gen.set_state(st["jitter_rng"])
-        history = list(st["history"])
-        start_epoch = int(st["epoch"])
-        step = int(st["step"])
-        train_seconds = float(st["train_seconds"])
-        best = {"epoch": int(st["best_epoch"]), "fpr95": float(st["best_fpr95"]), "model": st["best_model"]}
-        logger.info("resuming from %s at epoch %d", spath, start_epoch)
-
-    model.train()
+        _restore_run(run, spath, config, magnification)
+    run.model.train()
+    start_epoch = run.epoch
     end_epoch = config.epochs if stop_after is None else min(config.epochs, start_epoch + max(0, stop_after))
     t_start = time.time()
-    for epoch in range(start_epoch, end_epoch):
-        if time_budget_s is not None and epoch > start_epoch:
-            last = time.time() - t_start
-            per_epoch = last / (epoch - start_epoch)
-            if last + per_epoch > time_budget_s:
-                logger.warning(
-                    "time budget %.0f s reached after epoch %d of %d; resume to finish the schedule",
-                    time_budget_s,
-                    epoch,
-                    config.epochs,
-                )
-                break
-        if config.schedule_minutes is not None and train_seconds >= 60.0 * config.schedule_minutes:
-            logger.info("schedule of %g min of training done after epoch %d", config.schedule_minutes, epoch)
-            break
-        t0 = time.time()
-        losses = []
-        it = range(config.steps_per_epoch)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(it, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step", dynamic_ncols=True)
-            it = bar
-        n_pairs = 0
-        for _ in it:
-            for g in opt.param_groups:
-                g["lr"] = config.lr * lr_factor(config, step, train_seconds + time.time() - t0)
-            pairs, labels = pair_data.sample_batch(config.batch_size, rng, config.hard_fraction)
-            if config.mine_factor > 1:
-                pairs = _mine_random_negatives(model, pair_data, pairs, labels, config, rng, dev)
-            p0 = pair_data.patches[pairs[:, 0]]
-            p1 = pair_data.patches[pairs[:, 1]]
-            if config.augment:
-                p0, p1, _ = augment_pairs(p0, p1, rng)
-            x = _to_input(p0, p1, dev)
-            if config.jitter != "none":
-                x = jitter_patches(x.cpu(), jitter_gen, *JITTER_GEOMETRY[config.jitter]).to(dev)
-            y = torch.from_numpy(labels).to(dev)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.bf16):
-                if config.loss == "contrastive":
-                    loss = contrastive_loss(model.describe(x[:, :1], 0), model.describe(x[:, 1:], 1), y, config.margin)
-                elif teacher is not None:
-                    target = tta_mean_scores(teacher, x, config.distill)
-                    scores = model(x)
-                    loss = hinge_loss(scores, y, config.margin) + config.distill_weight * distillation_loss(scores, target)
-                else:
-                    loss = hinge_loss(model(x), y, config.margin)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            step += 1
-            losses.append(float(loss.detach()))
-            n_pairs += len(pairs)
-            if bar is not None:
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", pairs_s=f"{n_pairs / (time.time() - t0):.0f}")
-        train_s = time.time() - t0
-        train_seconds += train_s
-        rec: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "loss": float(np.mean(losses)),
-            "pairs_per_s": n_pairs / max(train_s, 1e-9),
-            "lr": float(opt.param_groups[0]["lr"]),
-            "train_s": train_s,
-        }
-        kept = model if ema is None else ema.module  # the weights validated and written
-        for kind, (vp, vpairs, vlab) in val_sets.items():
-            scores = evaluate_pairs(kept, vp, vpairs, device=dev, loss=config.loss)
-            rec[f"val_fpr95_{kind}"] = fpr95(scores, vlab)
-        if val_sets:
-            rec["val_fpr95"] = float(np.mean([rec[f"val_fpr95_{k}"] for k in val_sets]))
-        history.append(rec)
-        logger.info(
-            "epoch %d/%d: loss %.4f, %.0f pairs/s, lr %.2e%s",
-            epoch + 1,
-            config.epochs,
-            rec["loss"],
-            rec["pairs_per_s"],
-            rec["lr"],
-            "".join(f", val FPR95 {k} {100 * rec[f'val_fpr95_{k}']:.2f}%" for k in val_sets)
-            + (" (of the moving average)" if ema is not None and val_sets else ""),
-        )
-        score = rec.get("val_fpr95", -float(epoch + 1))  # without validation: the last epoch wins
-        if score <= best["fpr95"]:
-            best = {
-                "epoch": epoch + 1,
-                "fpr95": float(score),
-                "model": {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()},
-            }
-        state = {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            **({} if ema is None else {"ema": ema.state_dict()}),
-            "epoch": epoch + 1,
-            "step": step,
-            "train_seconds": train_seconds,
-            "rng": _rng_state(rng),
-            "torch_rng": torch.get_rng_state(),
-            "jitter_rng": jitter_gen.get_state(),
-            "config": asdict(config),
-            "history": history,
-            "best_epoch": best["epoch"],
-            "best_fpr95": best["fpr95"],
-            "best_model": best["model"],
-            **({} if magnification is None else {"magnification": magnification}),
-        }
-        spath.parent.mkdir(parents=True, exist_ok=True)
-        tmp = spath.with_name(spath.name + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(spath)
-
-    if ema is not None:
-        model = ema.module
-    if best["model"] is not None:
-        model.load_state_dict(best["model"])
+    while run.epoch < end_epoch and not _out_of_time(run, config, start_epoch, t_start, time_budget_s):
+        rec = _train_epoch(run, pair_data, config, dev, progress)
+        _validate(run, rec, val_sets, config, dev)
+        _finish_epoch(run, rec)
+        _save_state(run, spath, config, magnification)
     final_meta = {
         "train_config": asdict(config),
         "data": [str(p) for p in pair_data.sources],
         "val": [str(v) for v in val_paths],
-        "history": history,
-        "best_epoch": best["epoch"],
+        "history": run.history,
+        "best_epoch": run.best["epoch"],
         **({"magnification": magnification} if magnification is not None else {}),
         **(meta or {}),
     }
-    ckpt = save_checkpoint(out, model.cpu(), final_meta, half=half)
-    logger.info("wrote %s (epoch %d weights%s%s)", ckpt, best["epoch"], ", moving average" if ema is not None else "", ", float16" if half else "")
-    return TrainResult(checkpoint=ckpt, state=spath, history=history, best_epoch=best["epoch"])
+    ckpt = _write_final(run, out, final_meta, half)
+    return TrainResult(checkpoint=ckpt, state=spath, history=run.history, best_epoch=run.best["epoch"])
 
 
 def config_from_kwargs(**kwargs: Any) -> TrainConfig:
