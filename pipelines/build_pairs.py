@@ -3,7 +3,7 @@ and test sets; see :mod:`patchmatch.datasets.split`).
 
 Usage::
 
-    python pipelines/build_pairs.py [--data ../shared/data] [--out outputs/pairs] [--overwrite]
+    python pipelines/build_pairs.py [--data ../shared/data] [--out SETS] [--overwrite]
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ checks the intrinsics). Used for the sacre-coeur training set of the shipped wei
 
 Usage::
 
-    python pipelines/build_sift_scene_set.py sacre-coeur outputs/pairs/sacre-coeur-train \
-        [--data ../shared/data] [--work outputs/sift_scenes] [--threads 1]
+    python pipelines/build_sift_scene_set.py sacre-coeur SETS/sacre-coeur-train \
+        [--data ../shared/data] [--work DIR] [--threads 1]
 """
 
 from __future__ import annotations

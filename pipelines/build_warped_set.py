@@ -7,7 +7,7 @@ under ``OUT.pairs`` and the Brown-format set under ``OUT`` (as ``patchmatch make
 
 Usage::
 
-    python pipelines/build_warped_set.py outputs/pairs/warped-1x1024-train [--data ../shared/data] [--per-image 1]
+    python pipelines/build_warped_set.py SETS/warped-1x1024-train [--data ../shared/data] [--per-image 1]
         [--max-keypoints 1024] [--seed 0] [--overwrite]
 """
 

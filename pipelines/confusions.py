@@ -13,7 +13,7 @@ threshold that keeps 95 % of the positives (the FPR95 operating point) and repor
 
 Usage::
 
-    python pipelines/confusions.py outputs/pairs/entry-P10-test [--weights W.pt] [--protocol random]
+    python pipelines/confusions.py SETS/entry-P10-test [--weights W.pt] [--protocol random]
         [--upright] [--picture confusions.png]
 """
 

@@ -1,12 +1,16 @@
-"""FPR95 of checkpoints on the validation sets (oriented; random and hard negatives) and the test sets
-(oriented and upright) of the benchmark split, and the graf homography set (another domain, oriented; built by
-``patchmatch make-patches ../shared/data/homography/graf outputs/pairs/graf-val``): the numbers the model card's ablation and the
-choice of the shipped weights were made with (bfloat16 scoring, all pairs of every set). ``--tta`` scores with
-test-time augmentation (:class:`patchmatch.scoring.PatchScorer`'s ``tta``).
+"""FPR95 of checkpoints on the validation sets (oriented; random and hard negatives), the graf homography set
+(another domain, oriented) and the test sets (oriented and upright) of the benchmark split, scored in bfloat16
+on every pair: the numbers by which the shipped weights were chosen (validation and graf decide; the test
+scenes are reported, never used to choose). ``--tta`` scores with test-time augmentation
+(:class:`patchmatch.scoring.PatchScorer`'s ``tta``). Prints one Markdown table (FPR95 in %), one row per
+checkpoint; ``--json`` also writes the numbers.
+
+The sets are built by ``pipelines/build_pairs.py`` (validation and test) and by
+``patchmatch make-patches ../shared/data/homography/graf SETS/graf-val`` (graf); a missing group is skipped.
 
 Usage::
 
-    python pipelines/eval_checkpoints.py A.pt [B.pt ...] [--sets outputs/pairs] [--tta dihedral] [--json out.json]
+    python pipelines/eval_checkpoints.py A.pt [B.pt ...] [--sets DIR] [--tta dihedral] [--json out.json]
 """
 
 from __future__ import annotations
@@ -28,6 +32,41 @@ SETS = {"val": ["castle-P30-val", "Herz-Jesus-P25-val"], "graf": ["graf-val"], "
         "temple": ["temple-ring-test"]}
 
 
+def evaluate_checkpoint(weights: Path, sets_root: Path, tta: str) -> dict[str, float]:
+    """FPR95 (%) per protocol (``val-ori-random``, ``entry-up-hard``, ...) of one checkpoint."""
+    model, meta = load_checkpoint(weights)
+    scorer = PatchScorer(model, device="cpu", batch_size=512, precision="bf16", tta=tta)
+    trained_at = trained_magnification(meta, weights)
+    for s in sorted({s for sets in SETS.values() for s in sets}):
+        cut_at = mismatched_magnification(sets_root / s, trained_at)
+        if cut_at is not None:
+            print(f"warning: {sets_root / s} was cut at magnification {cut_at:g}, {weights} trained at {trained_at:g}",
+                  file=sys.stderr)  # fmt: skip
+    row = {}
+    for name, sets in SETS.items():
+        if not all((sets_root / s).is_dir() for s in sets):
+            print(f"{name}: {', '.join(sets)} not under {sets_root}, skipped", file=sys.stderr)
+            continue
+        for upright in [False] if name in ("val", "graf") else [False, True]:
+            for kind in ("random", "hard"):
+                scores, labels = [], []
+                for s in sets:
+                    patches, pairs, lab = load_eval_pairs(sets_root / s, kind, upright=upright)
+                    scores.append(scorer.score_pairs(patches, patches, pairs))
+                    labels.append(lab)
+                row[f"{name}-{'up' if upright else 'ori'}-{kind}"] = 100 * fpr95(np.concatenate(scores), np.concatenate(labels))
+    return row
+
+
+def markdown_table(results: dict[str, dict[str, float]]) -> str:
+    """One row per checkpoint, one column per protocol (FPR95 in %)."""
+    columns = list(dict.fromkeys(k for row in results.values() for k in row))
+    lines = ["| weights | " + " | ".join(f"{c} FPR95 %" for c in columns) + " |", "|---" * (1 + len(columns)) + "|"]
+    for key, row in results.items():
+        lines.append(f"| {key} | " + " | ".join(f"{row[c]:.2f}" if c in row else "–" for c in columns) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     root = Path(__file__).resolve().parents[1]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,29 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     res = {}
     for w in args.weights:
-        model, meta = load_checkpoint(w)
-        scorer = PatchScorer(model, device="cpu", batch_size=512, precision="bf16", backend="torch", tta=args.tta)
-        trained_at = trained_magnification(meta, w)
-        for s in sorted({s for sets in SETS.values() for s in sets}):
-            cut_at = mismatched_magnification(args.sets / s, trained_at)
-            if cut_at is not None:
-                print(f"warning: {args.sets / s} was cut at magnification {cut_at:g}, {w} trained at {trained_at:g}", file=sys.stderr)
-        row = {}
-        for name, sets in SETS.items():
-            if not all((args.sets / s).is_dir() for s in sets):
-                print(f"{name}: {', '.join(sets)} not under {args.sets}, skipped", file=sys.stderr)
-                continue
-            for upright in [False] if name in ("val", "graf") else [False, True]:
-                for kind in ("random", "hard"):
-                    scores, labels = [], []
-                    for s in sets:
-                        patches, pairs, lab = load_eval_pairs(args.sets / s, kind, upright=upright)
-                        scores.append(scorer.score_pairs(patches, patches, pairs))
-                        labels.append(lab)
-                    row[f"{name}-{'up' if upright else 'ori'}-{kind}"] = 100 * fpr95(np.concatenate(scores), np.concatenate(labels))
         key = str(w) + ("" if args.tta == "none" else f" tta={args.tta}")
-        res[key] = row
-        print(key, " ".join(f"{k} {v:.2f}" for k, v in row.items()), flush=True)
+        res[key] = evaluate_checkpoint(w, args.sets, args.tta)
+    print(markdown_table(res), flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=1))

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Throughput of the scorer on a CUDA GPU, as one prepared run (issue 6): the dense fp32 GEMM and
-# pairs/s per precision (fp32, bf16 and fp16 autocast, channels-last, cuDNN autotuning) and batch
-# size with the shipped weights; then bf16/fp16 through torch.compile at the largest batch
-# (COMPILE=0 skips it). Tables on stdout, JSON in ${OUT:-outputs}/bench_gpu*.json.
+# Scoring throughput on a CUDA GPU (the GPU table of docs/benchmarks.md): the dense fp32 GEMM and
+# pairs/s per precision (fp32 with TF32 convolutions, bf16 and fp16 autocast) and batch size with the
+# shipped weights, as one prepared run. Prints the GPU, the torch/CUDA versions and the bench tables;
+# JSON in ${OUT:-outputs}/bench_gpu.json. Needs only torch, kornia, opencv, numpy, h5py and tqdm.
 # Usage: pipelines/gpu_bench.sh [SECONDS_PER_MEASUREMENT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +15,3 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
   --precision fp32 --precision bf16 --precision fp16 \
   --batch-size 1024 --batch-size 8192 --batch-size 32768 \
   --json "$DEST/bench_gpu.json"
-if [ "${COMPILE:-1}" = 1 ]; then
-  timeout "${COMPILE_TIMEOUT:-300}" "$PY" -m patchmatch.cli bench --device cuda --seconds "$SECONDS_EACH" --pairs 262144 \
-    --precision bf16 --precision fp16 --batch-size 32768 --compile --json "$DEST/bench_gpu_compile.json"
-fi

@@ -7,7 +7,7 @@ NCC of the pixels), as a Markdown table; ``--json`` also writes the numbers.
 Usage::
 
     python pipelines/patch_benchmark.py [--weights A.pt --weights B.pt] [--max-pairs N]
-        [--data ../shared/data] [--sets outputs/pairs] [--json outputs/patch_benchmark.json]
+        [--data ../shared/data] [--sets DIR] [--json results.json]
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def markdown_table(rows: list[tuple[str, dict]]) -> str:
         nets += [m for m in r["methods"] if m not in BASELINES and m not in nets]
     cols = nets + [b for b in BASELINES if any(b in r["methods"] for _, r in rows)]
     head = {"SIFT keypoint": "SIFT (keypoint descr.)", "SIFT": "SIFT on patches"}
-    lines = ["| scene | patches | negatives | pairs pos/neg | " + " | ".join(head.get(c, c) for c in cols) + " |",
-             "|---" * (4 + len(cols)) + "|"]  # fmt: skip
+    methods = " | ".join(f"{head.get(c, c)} FPR95 %" for c in cols)
+    lines = [f"| scene | patches | negatives | pairs pos/neg | {methods} |", "|---" * (4 + len(cols)) + "|"]
     for label, r in rows:
         scene = label.split("/")[0].removesuffix("-test")
         vals = {c: r["methods"][c]["fpr95"] for c in cols if c in r["methods"]}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The model card's ablation: the shipped recipe and one change at a time (full jitter, mining by
-# the model, the sacre-coeur set), MINUTES of training steps each (default 16), four runs side by
-# side with one thread each, then FPR95 on the full validation and test sets.
+# The ablation table of docs/model-evidence.md: the paper's recipe and one change at a time (full
+# jitter, mining by the model, the sacre-coeur set), MINUTES of training steps each (default 16), four
+# runs side by side with one thread each, then FPR95 on the full validation and test sets
+# (pipelines/eval_checkpoints.py). Needs the sets of pipelines/build_pairs.py and build_sift_scene_set.py.
+# Usage: pipelines/train_ablation.sh [MINUTES] [OUT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}

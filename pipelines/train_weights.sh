@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Train the 2ch2stream weights shipped as patchmatch/weights/2ch2stream.pt (see MODEL_CARD.md).
+# Trains the shipped weights, patchmatch/weights/2ch2stream.pt, and their int8 file, in one command
+# (patchmatch/weights/MODEL_CARD.md describes the recipe):
 # 1. build the Brown-format patch sets of the benchmark split (pipelines/build_pairs.py) and the
-#    sacre-coeur set from pycolmap's SIFT reconstruction (pipelines/build_sift_scene_set.py)
-# 2. train 2ch2stream with the paper's recipe plus hard-negative mining by the model (and JITTER,
-#    default none) for MINUTES of training steps (default 60) on one CPU thread with bfloat16
-#    autocast (cosine learning rate over that time; the epoch with the best validation FPR95 is kept)
+#    sacre-coeur set from pycolmap's SIFT reconstruction (pipelines/build_sift_scene_set.py);
+# 2. train 2ch2stream with the paper's hinge-loss recipe plus hard-negative mining by the model for
+#    MINUTES of training steps (default 60) on one CPU thread with bfloat16 autocast (cosine learning
+#    rate over that time; the epoch with the best validation FPR95 is kept);
 # 3. fine-tune it for FINETUNE_MINUTES (default 25; 0 = skip) with the warped set added
 #    (pipelines/build_warped_set.py: homography warps of the training images, lund and sacre-coeur),
-#    learning rate 3e-4 → 3e-5, the same recipe otherwise
-# 4. copy the float16 checkpoint into the package, make its int8 file and print the benchmark table.
-# Re-running resumes (the training states are kept in OUT).
+#    learning rate 3e-4 -> 3e-5, the same recipe otherwise;
+# 4. copy the float16 checkpoint into the package (NO_INSTALL=1 skips this and what follows), make its
+#    int8 file (patchmatch quantize) and print the patch benchmark (pipelines/patch_benchmark.py).
+# Usage: pipelines/train_weights.sh [MINUTES] [OUT]   (environment: PAIRS, JITTER, FINETUNE_MINUTES,
+#   WARPS_PER_IMAGE, WARP_KEYPOINTS, PYTHON). Re-running resumes (the training states are kept in OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
