@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import colmap
-from .colmap_convention import colmap_to_opencv
+from .colmap.convention import colmap_to_opencv
 from .features import Features
 from .images import ImageReadError, read_gray
 from .matching import MatchConfig

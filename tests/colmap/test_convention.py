@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from patchmatch import colmap, colmap_convention
-from patchmatch.colmap import convention
+from patchmatch import colmap
 
 
 def test_pixel_rule_round_trip():
@@ -15,7 +14,3 @@ def test_pixel_rule_round_trip():
     assert colmap.opencv_to_colmap(xy).dtype == np.float32
     assert colmap.opencv_to_colmap(np.array([[1, 2]])).dtype == np.float64  # integers become float
 
-
-def test_old_import_path_is_the_same_rule():
-    assert colmap_convention.opencv_to_colmap is convention.opencv_to_colmap
-    assert colmap_convention.colmap_to_opencv is convention.colmap_to_opencv
