@@ -212,7 +212,7 @@ def compare(
     read_pairs_strategy_file(config.pairs, listed)  # checked before SIFT's run (patchmatch's would find it only afterwards)
     t_load = time.perf_counter()  # the network too: a bad precision, backend or device fails before any work
     scorer = PatchScorer.load(weights, device=config.device, batch_size=config.batch_size, precision=config.precision,
-                              backend=config.backend, tta=config.tta, activation_bits=config.activation_bits)  # fmt: skip
+                              tta=config.tta, activation_bits=config.activation_bits)  # fmt: skip
     load_seconds = time.perf_counter() - t_load
     if overwrite and (out / SIFT_DIR).exists():
         shutil.rmtree(out / SIFT_DIR)

@@ -54,7 +54,7 @@ from .matching import MatchConfig, match_features, needs_network, plan_pairs
 from .models.quantize import check_activation_bits
 from .pairs import make_pairs, parse_strategy, read_pairs_strategy_file
 from .patches import extract_patches
-from .scoring import BACKENDS, PRECISIONS, TTA, PatchScorer, describe_scorer
+from .scoring import PRECISIONS, TTA, PatchScorer, describe_scorer
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +122,8 @@ class SfmConfig:
             raise ValueError(f"SfmConfig.max_image_size must be >= 32 or None, got {self.max_image_size}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"SfmConfig.batch_size must be >= 1, got {self.batch_size}")
-        if self.precision not in PRECISIONS or self.backend not in BACKENDS:
-            raise ValueError(f"SfmConfig.precision must be one of {PRECISIONS} and backend one of {BACKENDS}, "
+        if self.precision not in PRECISIONS or self.backend not in ("auto", "torch", "onnxruntime"):
+            raise ValueError(f"SfmConfig.precision must be one of {PRECISIONS} and backend one of ('auto', 'torch', 'onnxruntime'), "
                              f"got {self.precision!r} and {self.backend!r}")  # fmt: skip
         if self.tta not in TTA:
             raise ValueError(f"SfmConfig.tta must be one of {tuple(TTA)}, got {self.tta!r}")
@@ -530,7 +530,7 @@ def run_sfm(
             raise ValueError(f"{ground_truth} describes none of the images under {image_dir} (wrong scene?)")
     if scorer is None:
         scorer = PatchScorer.load(weights, device=config.device, batch_size=config.batch_size, precision=config.precision,
-                                  backend=config.backend, tta=config.tta, activation_bits=config.activation_bits)  # fmt: skip
+                                  tta=config.tta, activation_bits=config.activation_bits)  # fmt: skip
     else:  # a scorer passed in decides; the report's config records what ran
         ran = {"precision": scorer.precision, "backend": scorer.backend, "tta": getattr(scorer, "tta", "none"),
                "activation_bits": getattr(scorer, "activation_bits", None)}  # fmt: skip
@@ -693,7 +693,7 @@ def run_sfm(
 
 def _scorer_meta(scorer: PatchScorer) -> dict:
     meta = getattr(scorer, "meta", {}) or {}
-    used = {"precision": scorer.precision, "backend": scorer.backend, "winograd": scorer.winograd, "device": str(scorer.device),
+    used = {"precision": scorer.precision, "backend": scorer.backend, "device": str(scorer.device),
             "tta": getattr(scorer, "tta", "none")}
     if getattr(scorer, "activation_bits", None):
         used["activation_bits"] = scorer.activation_bits

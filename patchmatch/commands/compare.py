@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_image_size and args.max_image_size < 32:
         raise ValueError(f"--max-image-size must be >= 32 (or 0 = original size), got {args.max_image_size}")
     config = SfmConfig(max_keypoints=args.max_keypoints, max_image_size=args.max_image_size or None, device=args.device,
-                       precision=args.precision, backend=args.backend, tta=args.tta, activation_bits=args.activation_bits, pairs=pairs_spec(args.pairs), single_camera=args.single_camera, match=match_config_from_args(args))  # fmt: skip
+                       precision=args.precision, tta=args.tta, pairs=pairs_spec(args.pairs), single_camera=args.single_camera, match=match_config_from_args(args))  # fmt: skip
     result = compare(args.images, args.out, config, weights=args.weights, ground_truth=args.ground_truth,
                      overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip
     print(f"\n{args.images}: {result['images']} images, {args.max_keypoints} keypoints, "

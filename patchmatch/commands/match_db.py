@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--report {args.report}: folder {args.report.parent} does not exist")
     config = DatabaseMatchConfig(match=match_config_from_args(args), pairs=pairs_spec(args.pairs))
     scorer = PatchScorer.load(args.weights, device=args.device, batch_size=args.batch_size, precision=args.precision,
-                              backend=args.backend, tta=args.tta, activation_bits=args.activation_bits)  # fmt: skip
+                              tta=args.tta)  # fmt: skip
     report = match_database(args.database, args.images, config, scorer, overwrite=args.overwrite, progress=not args.quiet)
     after = report["database_after"]
     print(f"{report['matched_pairs']} of {report['pairs']} pairs matched ({report['matches']} matches), "
