@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from patchmatch.commands.evaluate import check_set_folder
+from patchmatch.evaluation.networks import check_set_folder
 from patchmatch.device import int8_activation_bits
 from patchmatch.evaluation.fpr95 import fpr95, fpr95_sensitivity
 from patchmatch.models import CheckpointError

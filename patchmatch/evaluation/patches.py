@@ -183,15 +183,16 @@ def _stratified_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 
 def format_table(rows: list[tuple[str, dict]]) -> str:
-    """Text table of FPR95 (percent) per evaluation row and method."""
+    """Text table of the FPR95 (%, lower is better) of each method per evaluation row."""
     methods: list[str] = []
     for _, r in rows:
         methods += [m for m in r["methods"] if m not in methods]
-    widths = [max(15, len(m) + 2) for m in methods]
-    head = f"{'set':<36}{'pairs':>9}" + "".join(f"{m:>{w}}" for m, w in zip(methods, widths))
+    titles = [f"{m} FPR95 (%)" for m in methods]
+    widths = [max(15, len(t) + 2) for t in titles]
+    head = f"{'set':<36}{'pairs':>9}" + "".join(f"{t:>{w}}" for t, w in zip(titles, widths))
     lines = [head, "-" * len(head)]
     for name, r in rows:
-        cells = "".join(f"{100 * r['methods'][m]['fpr95']:>{w - 1}.2f}%" if m in r["methods"] else f"{'':>{w}}"
+        cells = "".join(f"{100 * r['methods'][m]['fpr95']:>{w}.2f}" if m in r["methods"] else f"{'':>{w}}"
                         for m, w in zip(methods, widths))  # fmt: skip
         lines.append(f"{name:<36}{r['pairs']:>9}{cells}")
     return "\n".join(lines)
