@@ -39,16 +39,16 @@ def cpu_has_native_bf16() -> bool:
 
 
 def cpu_supports_int8() -> bool:
-    """True when PyTorch has the x86 quantised engines (FBGEMM and oneDNN) that the int8 models use."""
+    """True on an x86-64 CPU whose PyTorch has the oneDNN quantised engine that the int8 models use."""
     engines = torch.backends.quantized.supported_engines
-    return "fbgemm" in engines and "x86" in engines
+    return "x86" in engines and "onednn" in engines  # "x86" exists on x86 builds only
 
 
 def int8_activation_bits() -> int:
     """The most activation bits this CPU's int8 convolutions take without overflow.
 
     8 where the CPU has AVX512-VNNI (so do AMX CPUs), which adds uint8 × int8 products straight
-    into int32; 7 elsewhere, where FBGEMM's AVX2 kernels add pairs of products in int16 and 8-bit
+    into int32; 7 elsewhere, where the AVX2 int8 kernels add pairs of products in int16 and 8-bit
     activations can saturate. Only the opt-in 8-bit variant depends on it (the default, 7 bits,
     runs everywhere); tests inject a CPU by monkeypatching this function.
     """

@@ -1,22 +1,22 @@
 """int8 post-training quantisation of the 2-channel models' convolution streams (CPU).
 
 The convolutions (all but ~3% of a pair's 81 MFLOP in 2ch2stream) run in int8 with PyTorch's
-FX graph-mode static quantisation (x86 backend: FBGEMM/oneDNN, VNNI or AMX-INT8 where the CPU
-has them): weights per output channel, activations per tensor with ranges calibrated on real
-patch pairs. The input normalisation and the fully connected decision layers stay float32.
+FX graph-mode static quantisation (oneDNN's kernels, :data:`QUANTIZED_ENGINE`): weights
+per output channel, activations per tensor with ranges calibrated on real patch pairs. The input
+normalisation stays float32 and the fully connected decision layers run in float64.
 
 Activations come in two variants, both calibrated by ``patchmatch quantize`` and stored in one
 file:
 
 - **7 bits** (the default, :data:`DEFAULT_ACTIVATION_BITS`), ranges that minimise the squared
   quantisation error (PyTorch's ``HistogramObserver``). Products of 7-bit activations and int8
-  weights never saturate the int16 pair sums of FBGEMM's AVX2 kernels, so every x86-64 CPU
-  computes the same integers; the model is packed for FBGEMM on every CPU (the ``x86`` engine
-  would pick oneDNN on VNNI CPUs, whose requantisation rounds a few values differently) and its
-  decision layers run in float64, so the scores are the same on every x86-64 CPU.
+  weights never saturate the int16 pair sums of AVX2 int8 kernels, so every x86-64 CPU computes
+  the same integers. The scores are the same on every x86-64 CPU because the model runs on one
+  engine everywhere (oneDNN; PyTorch's ``x86`` engine would pick FBGEMM on CPUs without VNNI, whose
+  requantisation rounds a few values differently) and its decision layers run in float64.
 - **8 bits**, ranges from min/max over the calibration pairs: closer to float32, an opt-in for
-  CPUs with AVX512-VNNI or AMX only (:func:`patchmatch.device.int8_activation_bits`), packed for
-  PyTorch's ``x86`` engine (oneDNN there, the fastest on such CPUs).
+  CPUs with AVX512-VNNI or AMX only (:func:`patchmatch.device.int8_activation_bits`); elsewhere
+  the int16 sums saturate.
 
 The model card gives the score difference to float32 of each variant.
 
@@ -59,8 +59,8 @@ INT8_VERSION = 2
 ACTIVATION_BITS = (8, 7)
 #: The variant loaded unless another is asked for: the one every x86-64 CPU computes identically.
 DEFAULT_ACTIVATION_BITS = 7
-#: PyTorch quantised engine each variant is packed for (see the module docstring).
-ENGINES = {7: "fbgemm", 8: "x86"}
+#: PyTorch quantised engine the int8 models are packed for on every CPU: one engine, the same scores.
+QUANTIZED_ENGINE = "onednn"
 #: The conv streams of each quantisable model (attribute names; each is an nn.Sequential).
 STREAMS = {"2ch2stream": ("central", "surround"), "2ch": ("features",), "2chdeep": ("features",)}
 
@@ -117,21 +117,19 @@ def check_activation_bits(bits: Any) -> int:
 def _activation_observer(bits: int):
     from torch.ao.quantization import HistogramObserver, MinMaxObserver
 
-    # Measured on the validation sets (shipped weights, int8 − float32 score RMS ÷ score std): 8 bits
-    # min/max 2.7%, histogram 2.5–6.1% (worse on graf and the test scenes); 7 bits min/max 5.8%,
-    # histogram 3.7% (better on every set). The histogram observer clips rare large activations,
-    # which costs less than coarser steps on 7 bits, more on 8.
+    # The histogram observer clips rare large activations: on 7 bits that costs less than coarser
+    # steps would, on 8 bits more (each the closer to float32 on the validation sets; model card).
     if check_activation_bits(bits) == 8:
         return MinMaxObserver.with_args(reduce_range=False)
     return HistogramObserver.with_args(reduce_range=True)
 
 
 @contextlib.contextmanager
-def _engine(bits: int):
-    """Packs quantised weights for the engine of an activation variant (:data:`ENGINES`) while it
-    lasts: PyTorch packs them for its global engine, which is restored afterwards."""
+def _engine():
+    """Packs quantised weights for :data:`QUANTIZED_ENGINE` while it lasts: PyTorch packs them for
+    its global engine, which is restored afterwards (the packed weights keep their engine)."""
     before = torch.backends.quantized.engine
-    torch.backends.quantized.engine = ENGINES[bits]
+    torch.backends.quantized.engine = QUANTIZED_ENGINE
     try:
         yield
     finally:
@@ -202,7 +200,7 @@ def quantize_int8(model: nn.Module, calibration: torch.Tensor, activation_bits: 
     quantizable_streams(model)
     check_activation_bits(activation_bits)
     fp32 = copy.deepcopy(model).cpu().float().eval()
-    with _engine(activation_bits):
+    with _engine():
         return _convert(fp32, _stream_inputs(fp32, calibration.float().cpu()), activation_bits)
 
 
@@ -312,7 +310,7 @@ def load_int8(
     if model is None:
         model, _ = load_checkpoint(weights)
     state = variants[bits]
-    with _engine(bits):
+    with _engine():
         # The quantised graph's structure does not depend on the calibration: build it from any
         # input, then load the stored scales, zero points and int8 weights (packed for the engine).
         skeleton = _convert(model, _stream_inputs(model, torch.full((2, 2, 64, 64), 128.0)), 8)
