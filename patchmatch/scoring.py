@@ -63,7 +63,8 @@ def shipped_weights_path() -> Path:
 
 
 def describe_scorer(scorer: "PatchScorer") -> str:
-    """One line naming how a scorer computes: e.g. ``"2ch2stream.pt, int8 on cpu (torch)"``."""
+    """One line naming how a scorer computes, e.g.
+    ``"2ch2stream.pt, int8 (7-bit activations) on cpu (torch), patches at magnification 6"``."""
     name = Path(scorer.meta.get("path", "")).name or type(scorer.model).__name__
     how = scorer.backend
     how += f", test-time augmentation {scorer.tta} ({TTA[scorer.tta]} passes)" if scorer.tta != "none" else ""

@@ -17,7 +17,7 @@ from pathlib import Path
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure scoring throughput against the machine's GEMM bound", description=__doc__)
     p.add_argument("--weights", type=Path, default=None, help="checkpoint (default: shipped weights, else an untrained 2ch2stream)")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available, else the CPU)")
     p.add_argument("--precision", action="append", choices=["fp32", "bf16", "fp16", "int8"],
                    help="time only these precisions (repeatable; default: every path of the device)")
     p.add_argument("--batch-size", type=int, action="append", help="batch sizes (repeatable; default 64 128 512)")

@@ -276,12 +276,12 @@ def _choose_variant(path: Path, weights: str | os.PathLike, variants: dict[int, 
     if not variants:
         raise CheckpointError(f"{path}: holds no int8 variant; run `patchmatch quantize {weights} --data SET` again.")
     bits = DEFAULT_ACTIVATION_BITS if asked is None else asked
-    if bits > device.int8_activation_bits():
-        raise ValueError(f"activation_bits={bits}: this CPU's int8 kernels take at most {device.int8_activation_bits()}-bit activations "
-                         f"(8 needs AVX512-VNNI or AMX; without them int16 sums can overflow); use the default, 7.")  # fmt: skip
     if bits not in variants:
         raise CheckpointError(f"{path}: no {bits}-bit activation variant (it has {sorted(variants, reverse=True)}); "
                               f"`patchmatch quantize {weights} --data SET` writes both.")  # fmt: skip
+    if bits > device.int8_activation_bits():
+        raise ValueError(f"activation_bits={bits}: this CPU's int8 kernels take at most {device.int8_activation_bits()}-bit activations "
+                         f"(8 needs AVX512-VNNI or AMX; without them int16 sums can overflow); use the default, 7.")  # fmt: skip
     return bits
 
 
