@@ -106,7 +106,7 @@ def test_eval_checkpoints_with_and_without_test_time_augmentation(pairset, tmp_p
     row = json.loads(out.read_text())[f"{ckpt} tta=swap"]
     assert sorted(row) == ["entry-ori-hard", "entry-ori-random", "entry-up-hard", "entry-up-random"]
     patches, pairs, labels = load_eval_pairs(pairset, "random")
-    scorer = PatchScorer(load_checkpoint(ckpt)[0], device="cpu", precision="bf16", backend="torch", tta="swap")
+    scorer = PatchScorer(load_checkpoint(ckpt)[0], device="cpu", precision="bf16", tta="swap")
     expected = 100 * fpr95(scorer.score_pairs(patches, patches, pairs), labels)
     assert abs(row["entry-ori-random"] - expected) < 1e-6
     assert evaluate.main([str(ckpt), "--sets", str(sets), "--json", str(out)]) == 0  # plain scores, its own key

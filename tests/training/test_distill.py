@@ -25,7 +25,7 @@ def test_views_and_mean_scores_agree_with_the_scorer():
         views = list(tta_views(x, tta))
         assert len(views) == passes and torch.equal(views[0], x)
         assert len({v.numpy().tobytes() for v in views}) == passes  # all different
-        expected = PatchScorer(model, device="cpu", backend="torch", tta=tta).score(p0, p1)
+        expected = PatchScorer(model, device="cpu", tta=tta).score(p0, p1)
         np.testing.assert_allclose(tta_mean_scores(model, x, tta).numpy(), expected, atol=1e-5)
     with pytest.raises(ValueError, match="tta"):
         list(tta_views(x, "rot45"))
