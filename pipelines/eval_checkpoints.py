@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     res = {}
     for w in args.weights:
         model, meta = load_checkpoint(w)
-        scorer = PatchScorer(model, device="cpu", batch_size=512, precision="bf16", backend="torch", tta=args.tta)
+        scorer = PatchScorer(model, device="cpu", batch_size=512, precision="bf16", tta=args.tta)
         trained_at = trained_magnification(meta, w)
         for s in sorted({s for sets in SETS.values() for s in sets}):
             cut_at = mismatched_magnification(args.sets / s, trained_at)
