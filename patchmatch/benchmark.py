@@ -7,7 +7,6 @@ hardware's dense-compute bound (1.0 = as fast as a large fp32 GEMM).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -57,14 +56,6 @@ def gemm_flops(device: torch.device, n: int = 2048, dtype: torch.dtype = torch.f
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-@dataclass
-class ScorerTiming:
-    backend: str
-    batch_size: int
-    pairs_per_second: float
-    max_abs_diff: float  # largest score difference to fp32 on the same pairs
 
 
 def bench_inputs(num_pairs: int = 2048, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""Device choice, made once at the edge (CLI or PatchScorer.load)."""
+"""Device choice, made once at the edge (CLI or PatchScorer.load), and the CPU features it depends on."""
 
 from __future__ import annotations
 
@@ -39,15 +39,19 @@ def cpu_has_native_bf16() -> bool:
 
 
 def cpu_supports_int8() -> bool:
-    """True when PyTorch has the x86 quantised engine (FBGEMM/oneDNN) that the int8 models use."""
-    return "x86" in torch.backends.quantized.supported_engines
+    """True on an x86-64 CPU whose PyTorch has the oneDNN quantised engine that the int8 models use."""
+    engines = torch.backends.quantized.supported_engines
+    return "x86" in engines and "onednn" in engines  # "x86" exists on x86 builds only
 
 
 def int8_activation_bits() -> int:
-    """Activation bits the CPU's int8 convolutions take without overflow: 8 where it has AVX512-VNNI
-    (so do AMX CPUs), which adds uint8 × int8 products straight into int32; 7 elsewhere, where
-    FBGEMM's AVX2 kernels add pairs of products in int16 and 8-bit activations can saturate
-    (PyTorch's ``reduce_range``; its oneDNN default asks for VNNI the same way)."""
+    """The most activation bits this CPU's int8 convolutions take without overflow.
+
+    8 where the CPU has AVX512-VNNI (so do AMX CPUs), which adds uint8 × int8 products straight
+    into int32; 7 elsewhere, where the AVX2 int8 kernels add pairs of products in int16 and 8-bit
+    activations can saturate. Only the opt-in 8-bit variant depends on it (the default, 7 bits,
+    runs everywhere); tests inject a CPU by monkeypatching this function.
+    """
     try:
         return 8 if torch.cpu._is_vnni_supported() else 7
     except (AttributeError, RuntimeError):  # a private helper of torch.cpu: absent → the safe choice
@@ -55,13 +59,9 @@ def int8_activation_bits() -> int:
 
 
 def auto_precision(device: torch.device) -> str:
-    """Fastest inference precision of a device: fp16 on CUDA GPUs, bf16 on CPUs with native
-    bfloat16, fp32 otherwise.
+    """The float precision ``"auto"`` means on a device: fp16 autocast on CUDA GPUs, fp32 on the CPU.
 
-    On an H200 (`pipelines/gpu_bench.sh`, batch 8192) fp16 autocast scored 517k pairs/s against
-    bf16's 390k (torch.compile at batch 32768: 1.26 M against 0.69 M), and closer to fp32 (largest
-    score difference 0.01 against 0.09).
+    On the CPU ``PatchScorer.load`` prefers int8 when the weights have an int8 file (see
+    :meth:`patchmatch.scoring.PatchScorer.load`); this is the precision without one.
     """
-    if device.type == "cuda":
-        return "fp16"
-    return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"
+    return "fp16" if device.type == "cuda" else "fp32"

@@ -12,13 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .device import auto_precision, cpu_supports_int8, int8_activation_bits, resolve_device
+from .device import auto_precision, cpu_supports_int8, resolve_device
 from .models import CheckpointError, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
-BACKENDS = ("auto", "torch", "onnxruntime")
 
 
 def tta_forms(tta: str) -> list[tuple[bool, int, bool]]:
@@ -44,8 +43,7 @@ def tta_forms(tta: str) -> list[tuple[bool, int, bool]]:
 
 #: Test-time augmentations (``PatchScorer(tta=...)``) and the forward passes each costs per pair.
 TTA = {name: len(tta_forms(name)) for name in ("none", "swap", "rot90", "dihedral")}
-#: Default pairs per forward pass: on 2 CPU cores 128 is the fastest measured (int8: 11,138
-#: pairs/s at 128, 7,260 at 512; fp32 2,681 and 2,246; ``patchmatch bench``); GPUs need large batches.
+#: Default pairs per forward pass: 128 is the fastest on the CPU (``patchmatch bench``); GPUs need large batches.
 CPU_BATCH = 128
 GPU_BATCH = 8192
 #: File name of the weights shipped inside the package (``patchmatch/weights/``).
@@ -64,17 +62,11 @@ def shipped_weights_path() -> Path:
     return path
 
 
-def winograd_applies(model: nn.Module, device: torch.device) -> bool:
-    """Whether :mod:`patchmatch.models.winograd` can score ``model`` in fp32 on ``device`` (a 2ch2stream on the CPU)."""
-    from .models.twochannel import TwoChannel2Stream
-
-    return device.type == "cpu" and isinstance(model, TwoChannel2Stream)
-
-
 def describe_scorer(scorer: "PatchScorer") -> str:
-    """One line naming how a scorer computes: e.g. ``"2ch2stream.pt, int8 on cpu (torch)"``."""
+    """One line naming how a scorer computes, e.g.
+    ``"2ch2stream.pt, int8 (7-bit activations) on cpu (torch), patches at magnification 6"``."""
     name = Path(scorer.meta.get("path", "")).name or type(scorer.model).__name__
-    how = scorer.backend + (", Winograd" if scorer.winograd else "") + (", compiled" if scorer.compiled else "")
+    how = scorer.backend
     how += f", test-time augmentation {scorer.tta} ({TTA[scorer.tta]} passes)" if scorer.tta != "none" else ""
     bits = scorer.activation_bits
     precision = f"{scorer.precision} ({bits}-bit activations)" if bits else scorer.precision
@@ -102,62 +94,63 @@ def _tta_variants(p0: np.ndarray, p1: np.ndarray, pairs: np.ndarray, tta: str):
         yield np.ascontiguousarray(a), np.ascontiguousarray(b), np.ascontiguousarray(ab)
 
 
+def _check_arguments(batch_size, precision: str, tta: str) -> None:
+    """Raises ValueError for a bad batch size, precision or test-time augmentation."""
+    if not isinstance(tta, str) or tta not in TTA:
+        raise ValueError(f"tta must be one of {tuple(TTA)}, got {tta!r}.")
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+
+
+def _load_int8(path: Path, model: nn.Module, meta: dict, precision: str, activation_bits: int | None, device: torch.device):
+    """``(model, precision, meta)`` of :meth:`PatchScorer.load` for int8: the int8 model, or with
+    ``precision="auto"`` the float model when its int8 file cannot be used (logged)."""
+    from .models.quantize import int8_path, load_int8
+
+    try:
+        qmodel, qmeta = load_int8(int8_path(path), path, model, activation_bits)
+    except CheckpointError as e:
+        if precision == "int8":
+            raise
+        logger.warning("%s Scoring in %s instead (precision auto).", e, auto_precision(device))
+        return model, auto_precision(device), meta
+    return qmodel, "int8", {**meta, "int8": qmeta}
+
+
 class PatchScorer:
     """Scores pairs of 64×64 grayscale patches with a patch-comparison network.
 
     Scores are the network's raw outputs (unbounded float32), higher = more similar.
 
+    One inference path per device and precision:
+
+    - CPU ``"int8"``: a model quantised by :mod:`patchmatch.models.quantize` (use :meth:`load`),
+      PyTorch's quantised kernels;
+    - CPU ``"fp32"``: ONNX Runtime when it is installed and takes the model (a float 2-channel
+      model, :mod:`patchmatch.models.onnx`; checked against PyTorch when built), else PyTorch;
+    - CPU ``"bf16"``: PyTorch autocast, only when asked for (fast where the CPU has AMX or
+      AVX512-BF16);
+    - GPU ``"fp16"`` / ``"bf16"`` / ``"fp32"``: PyTorch (autocast for the first two).
+
+    :attr:`backend` says which engine computes: ``"onnxruntime"`` or ``"torch"``.
+
     Args:
-        model: a patchmatch model (see :mod:`patchmatch.models`).
-        device: torch device; None = CUDA when available, else CPU. On CUDA the scorer turns on
-            ``torch.backends.cudnn.benchmark`` (process-wide; batches have one shape).
-        batch_size: pairs per forward pass (None: 128 on CPU, 8192 on GPU).
+        model: a patchmatch model (see :mod:`patchmatch.models`); for ``"int8"`` already quantised.
+        device: torch device; None = CUDA when available, else CPU.
+        batch_size: pairs per forward pass (None: :data:`CPU_BATCH` on CPU, :data:`GPU_BATCH` on GPU).
         meta: checkpoint metadata, kept for reporting.
-        precision: ``"fp32"``, ``"bf16"`` (autocast; fast on CPUs with AMX/AVX512-BF16 and on
-            GPUs), ``"fp16"`` (autocast, GPU only), ``"int8"`` (CPU; ``model`` must already be
-            quantised, see :meth:`load` and :mod:`patchmatch.models.quantize`) or ``"auto"`` (the
-            fastest float precision the device computes natively, see
-            :func:`patchmatch.device.auto_precision`). Lower precision changes scores slightly;
-            the FPR95 change is measured in the model card.
-        compile: run the float 2-channel model through ``torch.compile`` (inductor, weights
-            frozen; one static batch shape, the last batch padded): measured fp32 at batch 128
-            3,117 pairs/s against 2,681 eager on 2 cores (bf16: 10,623 against 5,780), after a few seconds of compilation on
-            the first call. Needs a C++ compiler on CPU.
-        winograd: score 2ch2stream in fp32 on the CPU with its 3×3 convolutions computed by
-            Winograd's minimal filtering (:mod:`patchmatch.models.winograd`; 2.4× fewer
-            multiply-adds, scores equal up to float32 rounding, ~1e-5). ``None`` (default): on
-            wherever it applies (CPU, fp32, a 2ch2stream, the torch backend, not compiled);
-            ``False``: the plain model.
-            The scorer then holds transformed copies of the 3×3 filters: after changing the
-            model's weights, build a new scorer.
-        backend: ``"onnxruntime"``: the float 2-channel model exported to ONNX and run by ONNX
-            Runtime on the CPU in float32 (:mod:`patchmatch.models.onnx`; checked against
-            PyTorch when built; needs ``pip install 'patchmatch[onnx]'``); ``"torch"``: PyTorch;
-            ``"auto"`` (default): ONNX Runtime where it applies (fp32 on the CPU, a float
-            2-channel model, not compiled, no ``winograd=True``) and is installed, else PyTorch
-            (also, with a warning, when ONNX Runtime fails to import or its check; measured
-            on 2 cores for 2ch2stream: ONNX Runtime ~3,000-3,800 pairs/s, PyTorch with Winograd
-            ~2,600-3,300, plain ~2,200-2,700; ``patchmatch bench``). Like Winograd, the ONNX
-            session holds a copy of the weights: after changing the model's weights, build a
-            new scorer.
+        precision: ``"fp32"``, ``"bf16"``, ``"fp16"`` (GPU only), ``"int8"`` (CPU only) or
+            ``"auto"`` (:func:`patchmatch.device.auto_precision`: fp16 on a GPU, fp32 on the CPU;
+            :meth:`load` prefers int8 on the CPU). Lower precisions change the scores slightly
+            (measured in the model card).
         tta: test-time augmentation; the score is the mean of the network's scores over
-            transformed copies of each pair (the transforms of training's augmentation, so the
-            network has seen them): ``"none"`` (default, one pass), ``"swap"`` (the pair and
-            the pair in the other order, 2 passes), ``"rot90"`` (both patches rotated together by
-            0, 90, 180 and 270 degrees, 4 passes), ``"dihedral"`` (those rotations and their mirror
-            images, 8 passes). Measured with the shipped weights (bf16, every pair of the
-            benchmark's sets; model card, "Test-time augmentation"): FPR95 on oriented patches and
-            random negatives, none / dihedral, entry-P10 0.65 / 0.55 %, temple-ring 64.6 /
-            36.1 %, validation 1.06 / 0.97 %; the cost is the number of passes.
+            transformed copies of each pair (see :func:`tta_forms`): ``"none"`` (default, one
+            pass), ``"swap"`` (2 passes), ``"rot90"`` (4) or ``"dihedral"`` (8).
 
     Raises:
-        ValueError: a bad batch size, precision, test-time augmentation or device/precision combination, or
-            ``winograd=True`` where it does not apply, or ``backend="onnxruntime"`` with another
-            device, precision or model than a float 2-channel model in fp32 on the CPU.
-        ImportError: ``backend="onnxruntime"`` without onnxruntime and onnx installed (or with
-            an onnxruntime that fails to import).
-        RuntimeError: ``backend="onnxruntime"`` and the session's scores differ from PyTorch's
-            (see :class:`patchmatch.models.onnx.OnnxRuntimeScorer`).
+        ValueError: a bad batch size, precision, test-time augmentation or device/precision combination.
 
     Example:
         >>> scorer = PatchScorer.load()  # shipped 2ch2stream weights
@@ -171,68 +164,40 @@ class PatchScorer:
         batch_size: int | None = None,
         meta: dict | None = None,
         precision: str = "fp32",
-        compile: bool = False,
-        winograd: bool | None = None,
-        backend: str = "auto",
         tta: str = "none",
     ):
-        if not isinstance(tta, str) or tta not in TTA:
-            raise ValueError(f"tta must be one of {tuple(TTA)}, got {tta!r}.")
+        _check_arguments(batch_size, precision, tta)
         self.tta = tta
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
-        if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-        if winograd not in (None, True, False):
-            raise ValueError(f"winograd must be None, True or False, got {winograd!r}.")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
-        if self.device.type == "cuda":
-            # every batch has the same shape: let cuDNN time its convolution algorithms once per shape
-            torch.backends.cudnn.benchmark = True
         self.batch_size = batch_size or (CPU_BATCH if self.device.type == "cpu" else GPU_BATCH)
         self.meta = meta or {}
         if precision == "fp16" and self.device.type != "cuda":
-            raise ValueError("fp16 autocast needs a CUDA device; use bf16 on CPU.")
+            raise ValueError("fp16 autocast needs a CUDA device; use bf16 or fp32 on the CPU.")
         if precision == "int8" and self.device.type != "cpu":
             raise ValueError("int8 inference runs on the CPU; use fp16/bf16 on a GPU.")
-        if precision == "auto":
-            precision = "fp32" if backend == "onnxruntime" else auto_precision(self.device)
-        self.precision = precision
-        self.compiled = bool(compile)
-        self._forward = self.model
-        if compile:
-            if self.is_siamese or self.precision == "int8":
-                raise ValueError("compile=True is for the float 2-channel models (int8 and siamese models are not compiled).")
-            import torch._inductor.config as inductor
+        self.precision = auto_precision(self.device) if precision == "auto" else precision
+        self._onnx = self._onnx_session()
 
-            inductor.freezing = True  # constant weights folded and prepacked for oneDNN (inference only)
-            self._forward = torch.compile(self.model, dynamic=False)
+    @property
+    def backend(self) -> str:
+        """The engine that computes the scores: ``"onnxruntime"`` (fp32 on the CPU, when installed) or ``"torch"``."""
+        return "onnxruntime" if self._onnx is not None else "torch"
+
+    def _onnx_session(self):
+        """ONNX Runtime session of the model where it applies (fp32 on the CPU, installed, a float 2-channel
+        model), else None (PyTorch; with a warning when ONNX Runtime is installed but fails)."""
         from .models import onnx as onnx_backend
-        from .models.winograd import WinogradTwoChannel2Stream
 
-        float_cpu = self.device.type == "cpu" and self.precision == "fp32" and not compile
-        self._onnx = None
-        if backend == "onnxruntime":
-            if not float_cpu or winograd:
-                raise ValueError(f"backend='onnxruntime' runs fp32 on the CPU without compile or winograd; got precision "
-                                 f"{self.precision!r} on {self.device.type}, compile={bool(compile)}, winograd={winograd}.")
-            self._onnx = onnx_backend.OnnxRuntimeScorer(self.model)  # ValueError for other models
-        elif backend == "auto" and float_cpu and not winograd and onnx_backend.exportable(self.model) and onnx_backend.available():
-            try:
-                self._onnx = onnx_backend.OnnxRuntimeScorer(self.model)
-            except (ImportError, RuntimeError, ValueError) as e:  # a broken install, a failed check: PyTorch instead
-                logger.warning("ONNX Runtime not used (%s); scoring with PyTorch", e)
-        backend = "onnxruntime" if self._onnx is not None else "torch"
-        self.backend = backend
-        applies = float_cpu and backend == "torch" and winograd_applies(self.model, self.device)
-        if winograd and not applies:
-            raise ValueError("winograd=True is for a 2ch2stream model in fp32 on the CPU (torch backend, not compiled).")
-        self.winograd = applies if winograd is None else bool(winograd)
-        if self.winograd:
-            self._forward = WinogradTwoChannel2Stream(self.model)
+        if self.device.type != "cpu" or self.precision != "fp32" or not onnx_backend.exportable(self.model):
+            return None
+        if not onnx_backend.available():
+            return None
+        try:
+            return onnx_backend.OnnxRuntimeScorer(self.model)
+        except (ImportError, RuntimeError, ValueError) as e:  # a broken install, a failed check: PyTorch instead
+            logger.warning("ONNX Runtime not used (%s); scoring with PyTorch", e)
+            return None
 
     @classmethod
     def load(
@@ -241,57 +206,46 @@ class PatchScorer:
         device: str | torch.device | None = None,
         batch_size: int | None = None,
         precision: str = "auto",
-        winograd: bool | None = None,
-        backend: str = "auto",
         tta: str = "none",
         activation_bits: int | None = None,
     ) -> "PatchScorer":
         """Loads a checkpoint; ``weights=None`` loads the weights shipped in the package.
 
-        ``precision="auto"`` (default) picks the fastest measured path of the device: on an x86
-        CPU the int8 model when the checkpoint has one beside it (``W.int8.pt``, made by
-        ``patchmatch quantize``; shipped for the default weights), else bfloat16 where the CPU
-        computes it natively, else float32; bf16 (or fp16) autocast on GPUs.
-        ``precision="int8"`` requires the int8 file; with ``"auto"`` an int8 file that cannot be
-        used (unreadable, made from other weights, no variant this CPU runs) is logged as a warning
-        and a float precision is used. ``activation_bits`` (with ``precision="int8"``): the int8
-        activation variant, 8 or 7 (at most what the CPU takes; None: the CPU's, see
-        :mod:`patchmatch.models.quantize`), e.g. 7 for the scores a CPU without AVX512-VNNI gives.
-        ``winograd``, ``backend``, ``tta``: see the class (``backend="onnxruntime"`` makes ``"auto"``
-        mean fp32).
+        ``precision="auto"`` (default): on an x86-64 CPU the int8 model when the checkpoint has
+        one beside it (``W.int8.pt``, made by ``patchmatch quantize``; shipped for the default
+        weights) with 7-bit activations, which every x86-64 CPU computes identically; fp32
+        elsewhere (aarch64, no int8 file, or an int8 file that cannot be used, logged as a
+        warning); fp16 autocast on a GPU. ``precision="int8"`` requires the int8 file.
+
+        ``activation_bits`` (with ``precision="int8"`` only): 7 (None, the default) or 8, the
+        opt-in variant closer to float32 that only CPUs with AVX512-VNNI or AMX compute correctly
+        (:mod:`patchmatch.models.quantize`). ``tta``: see the class.
 
         Raises:
             patchmatch.models.CheckpointError: the file is not a valid checkpoint, or int8 was
                 asked for and its file is missing, unreadable, made from other weights or without
                 the variant.
             FileNotFoundError: no weights given and none shipped.
-            ValueError: a bad precision, backend, test-time augmentation, batch size or device
-                combination (see the class).
+            ValueError: a bad precision, test-time augmentation, batch size or device combination
+                (see the class); ``activation_bits`` without ``precision="int8"``, not 7 or 8, or 8
+                on a CPU without AVX512-VNNI; int8 on a CPU without PyTorch's x86 quantised engines.
         """
-        from .models.quantize import check_activation_bits, int8_path, load_int8
+        from .models.quantize import check_activation_bits, int8_path
 
+        _check_arguments(batch_size, precision, tta)
         if activation_bits is not None:
             if precision != "int8":
                 raise ValueError(f"activation_bits is for precision='int8', not {precision!r}.")
-            if check_activation_bits(activation_bits) > int8_activation_bits():
-                raise ValueError(f"activation_bits={activation_bits}: this CPU's int8 kernels take at most "
-                                 f"{int8_activation_bits()} (8 needs AVX512-VNNI or AMX).")  # fmt: skip
+            check_activation_bits(activation_bits)
         path = shipped_weights_path() if weights is None else Path(weights)
         dev = resolve_device(device)
-        if backend == "onnxruntime" and precision == "auto":
-            precision = "fp32"
         model, meta = load_checkpoint(path, map_location="cpu")
-        if precision == "int8" or (precision == "auto" and dev.type == "cpu" and cpu_supports_int8() and int8_path(path).is_file()):
-            try:
-                model, qmeta = load_int8(int8_path(path), path, model, activation_bits)
-            except CheckpointError as e:
-                if precision == "int8":
-                    raise
-                logger.warning("%s Scoring in %s instead (precision auto).", e, auto_precision(dev))
-            else:
-                precision, meta = "int8", {**meta, "int8": qmeta}
-        return cls(model, device=dev, batch_size=batch_size, meta={**meta, "path": str(path)}, precision=precision, winograd=winograd, backend=backend,
-                   tta=tta)  # fmt: skip
+        if precision == "int8" and not cpu_supports_int8():
+            raise ValueError("int8 needs PyTorch's x86 quantised engines (an x86-64 CPU); use fp32.")
+        auto_int8 = precision == "auto" and dev.type == "cpu" and cpu_supports_int8() and int8_path(path).is_file()
+        if precision == "int8" or auto_int8:
+            model, precision, meta = _load_int8(path, model, meta, precision, activation_bits, dev)
+        return cls(model, device=dev, batch_size=batch_size, meta={**meta, "path": str(path)}, precision=precision, tta=tta)
 
     @property
     def activation_bits(self) -> int | None:
@@ -406,9 +360,7 @@ class PatchScorer:
                 s = self.model.compare(d0[i], d1[j])
             else:
                 x = torch.stack([t0[i], t1[j]], dim=1)  # uint8: the model normalises (and converts) itself
-                if self.compiled and len(x) < self.batch_size:  # one static shape: no recompilation
-                    x = torch.cat([x, x.new_zeros((self.batch_size - len(x), *x.shape[1:]))])
-                s = self._forward(x)[: len(i)]
+                s = self.model(x)
             out[start : start + len(i)] = s.float().cpu().numpy()
 
     def _describe(self, patches: np.ndarray, which: int) -> torch.Tensor:

@@ -18,7 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from patchmatch.commands.evaluate import load_scorers
+from patchmatch.evaluation.networks import load_scorers
 from patchmatch.datasets.split import build_split
 from patchmatch.evaluation.patches import evaluate_set
 from patchmatch.patches import MAGNIFICATION

@@ -36,13 +36,13 @@ def test_bench_command_writes_json(tmp_path, capsys):
     assert main(["bench", "--seconds", "0.05", "--pairs", "64", "--batch-size", "32", "--precision", "fp32", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["rows"][0]["pairs_per_s"] > 0 and data["gemm_flops"] > 0
-    # fp32 timed plain (the reference: no difference), with Winograd's convolutions and, where
-    # installed, through ONNX Runtime
+    # fp32 through ONNX Runtime where installed, and in PyTorch eager (the reference: no difference)
     from patchmatch.models.onnx import available
 
-    expected = ["fp32", "fp32+winograd"] + (["fp32+onnxruntime"] if available() else [])
-    assert [r["precision"] for r in data["rows"]] == expected
-    assert data["rows"][0]["max_abs_score_diff"] == 0 and all(r["max_abs_score_diff"] < 1e-3 for r in data["rows"])
+    expected = (["fp32 onnxruntime"] if available() else []) + ["fp32 torch"]
+    assert [r["path"] for r in data["rows"]] == expected
+    assert [r["backend"] for r in data["rows"]] == [p.split()[1] for p in expected]
+    assert data["rows"][-1]["max_abs_score_diff"] == 0 and all(r["max_abs_score_diff"] < 1e-3 for r in data["rows"])
     assert "pairs/s" in capsys.readouterr().out
     assert gemm_flops(resolve_device("cpu"), n=64, seconds=0.01) > 0
     pps, scores = time_scorer(PatchScorer(build_model("2ch"), device="cpu"), num_pairs=16, seconds=0.01)
@@ -50,14 +50,18 @@ def test_bench_command_writes_json(tmp_path, capsys):
 
 
 @pytest.mark.skipif("x86" not in torch.backends.quantized.supported_engines, reason="no x86 int8 engine")
-def test_bench_times_each_int8_variant_the_cpu_runs(tmp_path, capsys):
-    from patchmatch.device import int8_activation_bits
+@pytest.mark.parametrize("vnni", [True, False])
+def test_bench_times_each_int8_variant_the_cpu_runs(tmp_path, capsys, monkeypatch, vnni):
+    import patchmatch.device
 
+    if not vnni:  # as on an x86 CPU without AVX512-VNNI: the 8-bit opt-in is not timed
+        monkeypatch.setattr(patchmatch.device, "int8_activation_bits", lambda: 7)
+    bits = [b for b in (7, 8) if b <= patchmatch.device.int8_activation_bits()]
     out = tmp_path / "b.json"
     assert main(["bench", "--seconds", "0.05", "--pairs", "64", "--batch-size", "32", "--precision", "int8", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
-    assert [r["precision"] for r in rows] == [f"int8/{b}-bit" for b in (8, 7) if b <= int8_activation_bits()]
-    assert [r["activation_bits"] for r in rows] == [b for b in (8, 7) if b <= int8_activation_bits()]
+    assert [r["path"] for r in rows] == [f"int8 ({b}-bit)" for b in bits]
+    assert [r["activation_bits"] for r in rows] == bits
     assert all(r["pairs_per_s"] > 0 and r["max_abs_score_diff"] < 1.0 for r in rows)
     # a corrupt int8 file: the default precisions time the others and say why int8 is not timed; asked for, an error
     import shutil

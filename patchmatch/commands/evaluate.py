@@ -10,10 +10,10 @@ upright, and both protocols, random and hard negatives) or any Brown-format fold
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from ..evaluation.networks import check_out_folder, check_set_folder, load_scorers, magnification_warnings, write_results
 from .options import add_network_arguments
 
 
@@ -36,60 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=run)
 
 
-def load_scorers(weights: list[Path] | None, device: str | None = None, precision: str = "auto", batch_size: int | None = None,
-                 backend: str = "auto", tta: str = "none", activation_bits: int | None = None) -> dict:  # fmt: skip
-    """name → :class:`PatchScorer` of each checkpoint (default: the shipped weights, if present).
-
-    Names are the checkpoint stems, made unique with their folder when two stems agree, with " tta=T" appended under
-    test-time augmentation.
-    """
-    from ..scoring import PatchScorer, shipped_weights_path
-
-    paths = list(weights or [])
-    if not paths:
-        try:
-            paths = [shipped_weights_path()]
-        except FileNotFoundError:
-            paths = []
-    stems = [Path(w).stem for w in paths]
-    names = [f"{Path(w).parent.name}/{s}" if stems.count(s) > 1 else s for w, s in zip(paths, stems)]
-    names = [n if tta == "none" else f"{n} tta={tta}" for n in names]  # the table, ROC and JSON say how it scored
-    return {n: PatchScorer.load(w, device=device, batch_size=batch_size, precision=precision, backend=backend, tta=tta,
-                                activation_bits=activation_bits)
-            for n, w in zip(names, paths)}  # fmt: skip
-
-
-def check_set_folder(root: Path) -> None:
-    """Raises FileNotFoundError unless ``root`` is a patch set of ours or a Brown folder."""
-    from ..datasets.patchset import is_patch_set
-
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder (a patch set from make-patches or a Brown folder)")
-    if not (is_patch_set(root) or (root / "info.txt").is_file()):
-        hint = f" (did you mean {root.with_suffix('')}?)" if root.suffix == ".pairs" else ""
-        raise FileNotFoundError(f"{root}: neither a patch set from make-patches (summary.json) nor a Brown folder "
-                                f"(info.txt){hint}")  # fmt: skip
-
-
-def _check_out_folder(out: Path, root: Path, overwrite: bool) -> None:
-    """Raises unless ``out`` can take the results: a folder (or none yet), not a patch set or Brown
-    folder (the set being evaluated above all), no earlier results unless ``overwrite``."""
-    from ..datasets.patchset import is_patch_set
-
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out}: --out must be a folder, not a file.")
-    if out.resolve() == root.resolve() or is_patch_set(out) or (out / "info.txt").is_file():
-        raise FileExistsError(f"{out}: --out is a patch set; results go to a folder of their own (e.g. outputs/eval/{root.name}).")
-    summary = out / "summary.json"
-    if summary.exists() and not overwrite:
-        raise FileExistsError(f"{out}: holds the results of an earlier evaluation (summary.json); pass --overwrite to replace them.")
-    if summary.exists() and not summary.is_file():
-        raise IsADirectoryError(f"{summary}: not a file, cannot write the results there.")
-
-
 def run(args: argparse.Namespace) -> int:
     from ..datasets.brown import DEFAULT_PAIRS
-    from ..datasets.patchset import is_patch_set, mismatched_magnification
     from ..evaluation.patches import evaluate_set, format_table
     from ..scoring import describe_scorer
 
@@ -98,24 +46,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-pairs must be >= 2, got {args.max_pairs}")
     files = args.pairs or ([DEFAULT_PAIRS] if args.command == "brown-eval" else None)
     check_set_folder(root)  # before the networks load
-    scorers = load_scorers(args.weights, args.device, args.precision, args.batch_size, args.backend, args.tta, args.activation_bits)
+    scorers = load_scorers(args.weights, args.device, args.precision, args.batch_size, args.tta)
     for name, sc in scorers.items():
         print(f"network {name}: {describe_scorer(sc)}")
-        cut_at = mismatched_magnification(root, sc.magnification)
-        if cut_at is not None:
-            print(f"warning: {root} was cut at magnification {cut_at:g}, network {name} was trained at {sc.magnification:g}: "
-                  f"re-cut the set (make-patches {root if is_patch_set(root) else root.parent} OUT --magnification {sc.magnification:g}) "
-                  "to evaluate it as it is used", file=sys.stderr)
+    for line in magnification_warnings(root, scorers):
+        print(f"warning: {line}", file=sys.stderr)
     out_root = args.out or Path("outputs") / "eval" / root.name
-    _check_out_folder(out_root, root, args.overwrite)
+    check_out_folder(out_root, root, args.overwrite)
     rows = evaluate_set(root, scorers, not args.no_baselines, out_root, files, args.max_pairs)
     print(format_table(rows))
-    out_root.mkdir(parents=True, exist_ok=True)
-    (out_root / "summary.json").write_text(json.dumps(dict(rows), indent=2))
-    networks = {name: {"description": describe_scorer(sc), "path": sc.meta.get("path"), "precision": sc.precision,
-                       "backend": sc.backend, "tta": sc.tta, "magnification": sc.magnification,
-                       "activation_bits": sc.activation_bits}
-                for name, sc in scorers.items()}  # fmt: skip
-    (out_root / "networks.json").write_text(json.dumps(networks, indent=2))
+    write_results(out_root, rows, scorers)
     print(f"ROC curves and JSON (with each FPR95's 95% bootstrap interval) in {out_root}")
     return 0

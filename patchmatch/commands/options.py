@@ -6,23 +6,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..scoring import BACKENDS, PRECISIONS, TTA
+from ..scoring import PRECISIONS, TTA
 
 
 def add_network_arguments(p: argparse.ArgumentParser) -> None:
-    """Adds ``--precision``, ``--backend``, ``--activation-bits`` and ``--tta`` (see :class:`patchmatch.scoring.PatchScorer`)."""
+    """Adds ``--precision`` and ``--tta`` (see :class:`patchmatch.scoring.PatchScorer`)."""
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="network precision (default auto: int8 on x86 CPUs where the weights have an int8 file, "
-                        "else bf16 where native, else fp32)")
-    p.add_argument("--backend", default="auto", choices=BACKENDS,
-                   help="fp32 on the CPU: ONNX Runtime (auto, where installed) or PyTorch")
-    p.add_argument("--activation-bits", type=int, choices=[8, 7], default=None,
-                   help="with --precision int8: the int8 file's activation variant (default: 8 where the CPU has AVX512-VNNI or "
-                        "AMX, else 7; 7 gives the scores of a CPU without VNNI)")
+                        "else fp32; fp16 on a GPU)")
     p.add_argument("--tta", default="none", choices=list(TTA),
                    help="test-time augmentation: score each pair as the mean over swap (2 passes), rot90 (4) or dihedral "
-                        "(8: rotations and mirror images) transforms of both patches; costs that many times the network "
-                        "time (default none; the model card measures each)")
+                        "(8: rotations and mirror images) transforms of both patches; costs that many times the network time")
 
 
 def add_scorer_arguments(p: argparse.ArgumentParser) -> None:

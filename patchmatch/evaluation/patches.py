@@ -52,23 +52,7 @@ def evaluate_pairs(
     """
     pairs = np.asarray(pairs, dtype=np.int64)
     labels = np.asarray(labels, dtype=bool)
-    used = np.unique(pairs)
-    local = np.ascontiguousarray(patches[used])  # only the patches the pairs touch (memmap friendly)
-    lp = np.searchsorted(used, pairs)
-    methods: dict[str, np.ndarray] = {}
-    seconds: dict[str, float] = {}
-    for name, scorer in (scorers or {}).items():
-        t = time.perf_counter()
-        methods[name] = scorer.score_pairs(local, local, lp)
-        seconds[name] = time.perf_counter() - t
-    if baselines:
-        for name, fn in (("SIFT", sift_scores), ("NCC", ncc_scores)):
-            t = time.perf_counter()
-            methods[name] = fn(local, local, lp)
-            seconds[name] = time.perf_counter() - t
-    for name, sc in (extra_scores or {}).items():
-        methods[name] = np.asarray(sc, dtype=np.float64)
-        seconds[name] = 0.0
+    methods, seconds = _score_methods(patches, pairs, scorers, baselines, extra_scores)
     result = {"pairs": int(len(pairs)), "positives": int(labels.sum()), "methods": {}}
     curves = {}
     for name, s in methods.items():
@@ -84,6 +68,57 @@ def evaluate_pairs(
     if keep_scores:
         result.update(scores=methods, labels=labels)
     return result
+
+
+def _score_methods(patches: np.ndarray, pairs: np.ndarray, scorers: dict[str, PatchScorer] | None, baselines: bool,
+                   extra_scores: dict[str, np.ndarray] | None) -> tuple[dict[str, np.ndarray], dict[str, float]]:  # fmt: skip
+    """``(name → (M,) scores, name → seconds)`` of each network, baseline and precomputed method on ``pairs``."""
+    used = np.unique(pairs)
+    local = np.ascontiguousarray(patches[used])  # only the patches the pairs touch (memmap friendly)
+    lp = np.searchsorted(used, pairs)
+    methods: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {}
+    functions = {name: scorer.score_pairs for name, scorer in (scorers or {}).items()}
+    if baselines:
+        functions |= {"SIFT": sift_scores, "NCC": ncc_scores}
+    for name, fn in functions.items():
+        t = time.perf_counter()
+        methods[name] = fn(local, local, lp)
+        seconds[name] = time.perf_counter() - t
+    for name, sc in (extra_scores or {}).items():
+        methods[name] = np.asarray(sc, dtype=np.float64)
+        seconds[name] = 0.0
+    return methods, seconds
+
+
+def _pair_files(folder: Path, pair_files: list[str] | None) -> list[tuple[str, str]]:
+    """``(protocol, file name)`` of the pair files to evaluate in ``folder`` (FileNotFoundError: none)."""
+    from ..datasets.patchset import find_pair_files
+
+    found = find_pair_files(folder)
+    files = [(k, f.name) for k in ("random", "hard") for f in found[k]]
+    if pair_files:
+        files = [("hard" if Path(f).name.startswith("m50_hard_") else "random", f) for f in pair_files]
+    if not files:
+        raise FileNotFoundError(f"{folder}: no m50_*.txt pair files; pass --pairs.")
+    return files
+
+
+def _keypoint_descriptors(folder: Path, count: int) -> np.ndarray | None:
+    """The (count, 128) SIFT descriptors of the keypoints a patch set stores, or None (BrownFormatError: malformed)."""
+    from ..datasets.brown import BrownFormatError
+    from ..datasets.patchset import SIFT_FILE
+
+    path = folder / SIFT_FILE
+    if not path.is_file():
+        return None
+    try:
+        desc = np.load(path, allow_pickle=False).astype(np.float32)
+    except (ValueError, OSError) as e:
+        raise BrownFormatError(f"{path}: not a descriptor array ({e}).") from None
+    if desc.ndim != 2 or len(desc) != count:
+        raise BrownFormatError(f"{path}: shape {desc.shape}, expected ({count}, 128).")
+    return desc
 
 
 def evaluate_set(
@@ -121,38 +156,18 @@ def evaluate_set(
         BrownFormatError, FileNotFoundError: malformed set or missing pair file.
     """
     from ..datasets.brown import BrownDataset, BrownFormatError
-    from ..datasets.patchset import SIFT_FILE, VARIANTS, find_pair_files
+    from ..datasets.patchset import VARIANTS
 
     root = Path(root)
     subs = [(v, root / v) for v in VARIANTS if (root / v).is_dir()] or [("", root)]
     rows = []
     for variant, folder in subs:
         ds = BrownDataset(folder)
-        found = find_pair_files(folder)
-        files = [(k, f.name) for k in ("random", "hard") for f in found[k]]
-        if pair_files:
-            files = [("hard" if Path(f).name.startswith("m50_hard_") else "random", f) for f in pair_files]
-        if not files:
-            raise FileNotFoundError(f"{folder}: no m50_*.txt pair files; pass --pairs.")
-        sift_path = folder / SIFT_FILE
-        kp_desc = None
-        if baselines and sift_path.is_file():
-            try:
-                kp_desc = np.load(sift_path, allow_pickle=False).astype(np.float32)
-            except (ValueError, OSError) as e:
-                raise BrownFormatError(f"{sift_path}: not a descriptor array ({e}).") from None
-            if kp_desc.ndim != 2 or len(kp_desc) != len(ds):
-                raise BrownFormatError(f"{sift_path}: shape {kp_desc.shape}, expected ({len(ds)}, 128).")
+        files = _pair_files(folder, pair_files)
+        kp_desc = _keypoint_descriptors(folder, len(ds)) if baselines else None
         per_protocol = {k: sum(1 for kk, _ in files if kk == k) for k in ("random", "hard")}
         for protocol, fname in files:
-            pr = ds.pairs(fname)
-            index, labels = pr.index, pr.labels
-            if max_pairs is not None and len(index) > max_pairs:
-                sel = _stratified_subset(labels, max_pairs, seed)
-                index, labels = index[sel], labels[sel]
-            if 0 < labels.sum() < 20:
-                logger.warning("%s: FPR95 from %d positives only (threshold in steps of %.0f%% recall)",
-                               folder / fname, labels.sum(), 100 / labels.sum())  # fmt: skip
+            index, labels = _subset(ds.pairs(fname), max_pairs, seed, folder / fname)
             extra = {}
             if kp_desc is not None:
                 extra["SIFT keypoint"] = -np.linalg.norm(kp_desc[index[:, 0]] - kp_desc[index[:, 1]], axis=1)
@@ -170,6 +185,18 @@ def evaluate_set(
     return rows
 
 
+def _subset(pairs, max_pairs: int | None, seed: int, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(index, labels)`` of a pair file, cut to a stratified subset of ``max_pairs``; warns when the positives are few."""
+    index, labels = pairs.index, pairs.labels
+    if max_pairs is not None and len(index) > max_pairs:
+        sel = _stratified_subset(labels, max_pairs, seed)
+        index, labels = index[sel], labels[sel]
+    if 0 < labels.sum() < 20:
+        logger.warning("%s: FPR95 from %d positives only (threshold in steps of %.0f%% recall)",
+                       path, labels.sum(), 100 / labels.sum())  # fmt: skip
+    return index, labels
+
+
 def _stratified_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
     """Sorted indices of ``count`` pairs (``count`` >= 2): matches and non-matches in their
     proportion, at least one of each where the file has both."""
@@ -183,15 +210,16 @@ def _stratified_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 
 def format_table(rows: list[tuple[str, dict]]) -> str:
-    """Text table of FPR95 (percent) per evaluation row and method."""
+    """Text table of the FPR95 (%, lower is better) of each method per evaluation row."""
     methods: list[str] = []
     for _, r in rows:
         methods += [m for m in r["methods"] if m not in methods]
-    widths = [max(15, len(m) + 2) for m in methods]
-    head = f"{'set':<36}{'pairs':>9}" + "".join(f"{m:>{w}}" for m, w in zip(methods, widths))
+    titles = [f"{m} FPR95 (%)" for m in methods]
+    widths = [max(15, len(t) + 2) for t in titles]
+    head = f"{'set':<36}{'pairs':>9}" + "".join(f"{t:>{w}}" for t, w in zip(titles, widths))
     lines = [head, "-" * len(head)]
     for name, r in rows:
-        cells = "".join(f"{100 * r['methods'][m]['fpr95']:>{w - 1}.2f}%" if m in r["methods"] else f"{'':>{w}}"
+        cells = "".join(f"{100 * r['methods'][m]['fpr95']:>{w}.2f}" if m in r["methods"] else f"{'':>{w}}"
                         for m, w in zip(methods, widths))  # fmt: skip
         lines.append(f"{name:<36}{r['pairs']:>9}{cells}")
     return "\n".join(lines)

@@ -65,8 +65,7 @@ def normalize_patches(x: torch.Tensor) -> torch.Tensor:
     """
     x = x.float() * (1.0 / 255.0)
     x = x - x.mean(dim=(2, 3), keepdim=True)
-    # channels-last lets oneDNN pick its fast convolution kernels on CPU (measured 2-3x for
-    # 2ch2stream inference and 1.6x for training on 2 cores); numerically the same model.
+    # channels-last lets oneDNN pick its fast convolution kernels on the CPU; numerically the same model.
     return x.contiguous(memory_format=torch.channels_last)
 
 

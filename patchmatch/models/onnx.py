@@ -6,8 +6,9 @@ normalisation is part of it, so the file scores patches on its own (any ONNX run
 dynamic batch size). ONNX Runtime and the ``onnx`` package are optional
 (``pip install 'patchmatch[onnx]'``); nothing else in patchmatch needs them.
 
-On 2 CPU cores ONNX Runtime's own convolution kernels (MLAS) score 2ch2stream in float32
-~1.3× faster than PyTorch's eager oneDNN path (``patchmatch bench``, README).
+ONNX Runtime's own convolution kernels (MLAS) score 2ch2stream in float32 faster than PyTorch's
+eager path (``patchmatch bench``), so :class:`patchmatch.scoring.PatchScorer` uses it for fp32 on
+the CPU whenever it is installed.
 """
 
 from __future__ import annotations
@@ -168,9 +169,8 @@ class OnnxRuntimeScorer:
     """ONNX Runtime sessions of a 2-channel model, checked against PyTorch when built.
 
     One single-threaded session per thread, each scoring its share of a batch at the same time
-    (ONNX Runtime releases the GIL): on 2 cores 2 × 1 thread scored 3,334-3,694 pairs/s (median
-    of three A/B runs) against 3,134-3,488 for one session on 2 threads; the first convolution
-    (2 input channels) and the max pooling parallelise poorly inside one call.
+    (ONNX Runtime releases the GIL): faster than one multi-threaded session, because the first
+    convolution (2 input channels) and the max pooling parallelise poorly inside one call.
 
     Args:
         model: float 2-channel model on the CPU (exported in memory; see :func:`export_onnx`).
@@ -180,7 +180,7 @@ class OnnxRuntimeScorer:
     Call with (B, 2, 64, 64) uint8 numpy pairs → (B,) float32 numpy scores (batches of fewer
     than 16 pairs per session go to one session). Each session runs its share in calls of at most
     32 pairs, so that the first block's activations (2 × 96 × 28 × 28 floats per pair) stay in the
-    core's cache: batch 512, 2 sessions, 2,581-2,728 → 3,063-3,233 pairs/s (`/tmp` A/B, 2 runs).
+    core's cache.
 
     Raises:
         ImportError: onnxruntime or onnx missing, or onnxruntime failing to import.

@@ -52,7 +52,7 @@ def test_evaluate_patches_command(tmp_path, capsys):
     ckpt = save_checkpoint(tmp_path / "net.pt", build_model("2ch2stream"))
     assert main(["evaluate-patches", str(tmp_path / "mini"), "--weights", str(ckpt), "--out", str(tmp_path / "ev")]) == 0
     out = capsys.readouterr().out
-    assert "mini/m50_600_600_0.txt" in out and "SIFT" in out and "net" in out
+    assert "mini/m50_600_600_0.txt" in out and "SIFT FPR95 (%)" in out and "net FPR95 (%)" in out  # metric and unit named
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert set(summary["mini/m50_600_600_0.txt"]["methods"]) == {"net", "SIFT", "NCC"}
     networks = json.loads((tmp_path / "ev" / "networks.json").read_text())
@@ -66,7 +66,7 @@ def test_evaluate_patches_command(tmp_path, capsys):
     assert networks["net tta=swap"]["tta"] == "swap" and networks["net tta=swap"]["precision"] == "fp32"
     if "x86" in torch.backends.quantized.supported_engines:  # the shipped weights' int8 file, its 7-bit variant
         assert main(["evaluate-patches", str(tmp_path / "mini"), "--out", str(tmp_path / "ev3"), "--no-baselines",
-                     "--precision", "int8", "--activation-bits", "7"]) == 0  # fmt: skip
+                     "--precision", "int8"]) == 0  # fmt: skip
         assert "int8 (7-bit activations)" in capsys.readouterr().out
         networks = json.loads((tmp_path / "ev3" / "networks.json").read_text())
         assert [n["activation_bits"] for n in networks.values()] == [7]

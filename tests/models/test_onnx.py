@@ -34,25 +34,20 @@ def test_exported_file_scores_as_pytorch_for_any_batch_size(tmp_path, name):
 
 
 def test_scorer_backend_choice_and_scores():
+    """fp32 on the CPU runs through ONNX Runtime when it is installed (no option); every other path is PyTorch."""
     torch.manual_seed(0)
     model = build_model("2ch2stream").eval()
     auto = PatchScorer(model, device="cpu", precision="fp32", batch_size=16)
-    assert auto.backend == "onnxruntime" and not auto.winograd  # installed: the default for fp32 on the CPU
-    torch_ = PatchScorer(model, device="cpu", precision="fp32", backend="torch", winograd=False)
+    assert auto.backend == "onnxruntime"
     x = _pairs(30, seed=3)
     pairs = np.stack([np.arange(30), np.arange(30)[::-1]], 1)
-    np.testing.assert_allclose(auto.score_pairs(x[:, 0], x[:, 1], pairs), torch_.score_pairs(x[:, 0], x[:, 1], pairs), atol=1e-4)
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(np.stack([x[pairs[:, 0], 0], x[pairs[:, 1], 1]], 1))).numpy()
+    np.testing.assert_allclose(auto.score_pairs(x[:, 0], x[:, 1], pairs), ref, atol=1e-4)
     assert PatchScorer(model, device="cpu", precision="bf16").backend == "torch"
     assert PatchScorer(build_model("siam"), device="cpu", precision="fp32").backend == "torch"
-    assert PatchScorer(model, device="cpu", precision="fp32", winograd=True).backend == "torch"
-    with pytest.raises(ValueError, match="onnxruntime"):
-        PatchScorer(model, device="cpu", precision="bf16", backend="onnxruntime")
-    with pytest.raises(ValueError, match="onnxruntime"):
-        PatchScorer(model, device="cpu", precision="fp32", backend="onnxruntime", winograd=True)
     with pytest.raises(ValueError, match="not 'siam'"):
-        PatchScorer(build_model("siam"), device="cpu", precision="fp32", backend="onnxruntime")
-    with pytest.raises(ValueError, match="backend"):
-        PatchScorer(model, device="cpu", backend="tensorrt")
+        OnnxRuntimeScorer(build_model("siam"))
 
 
 def test_session_checked_against_pytorch(monkeypatch):
@@ -68,7 +63,7 @@ def test_without_onnxruntime(monkeypatch):
     assert PatchScorer(model, device="cpu", precision="fp32").backend == "torch"
     monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # import fails
     with pytest.raises(ImportError, match=r"patchmatch\[onnx\]"):
-        PatchScorer(model, device="cpu", precision="fp32", backend="onnxruntime")
+        OnnxRuntimeScorer(model)
 
 
 def test_export_onnx_command(tmp_path, capsys):
@@ -97,7 +92,7 @@ def test_diverged_weights_are_named_not_blamed_on_onnxruntime(caplog):
     with torch.no_grad():
         model.decision[-1].weight.fill_(float("nan"))
     with pytest.raises(ValueError, match="NaN or infinite"):
-        PatchScorer(model, device="cpu", precision="fp32", backend="onnxruntime")
+        OnnxRuntimeScorer(model)
     assert PatchScorer(model, device="cpu", precision="fp32").backend == "torch"  # auto: PyTorch, with a warning
     assert "ONNX Runtime not used" in caplog.text
 
@@ -114,7 +109,7 @@ def test_broken_onnxruntime_install_falls_back(tmp_path, monkeypatch, caplog):
     assert PatchScorer(model, device="cpu", precision="fp32").backend == "torch"
     assert "fails to import" in caplog.text
     with pytest.raises(ImportError, match="installed but fails to import.*libonnxruntime"):
-        PatchScorer(model, device="cpu", precision="fp32", backend="onnxruntime")
+        OnnxRuntimeScorer(model)
 
 
 def test_quantised_and_unregistered_models_are_not_exported():
@@ -131,7 +126,7 @@ def test_quantised_and_unregistered_models_are_not_exported():
             return x.float().mean((1, 2, 3))
 
     with pytest.raises(ValueError, match="not a registered model"):
-        PatchScorer(Other(), device="cpu", precision="fp32", backend="onnxruntime")
+        OnnxRuntimeScorer(Other())
     assert PatchScorer(Other(), device="cpu", precision="fp32").backend == "torch"
 
 
