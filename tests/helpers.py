@@ -21,3 +21,20 @@ class NCCScorer(PatchScorer):
         a -= a.mean(1, keepdims=True)
         b -= b.mean(1, keepdims=True)
         return ((a * b).sum(1) / np.sqrt((a * a).sum(1) * (b * b).sum(1) + 1e-6)).astype(np.float32)
+
+
+def shared_descriptor_scene():
+    """Five images of 300 keypoints sharing 300, 200, 120, 60 and 10 descriptors with a base set, and
+    their 10 image pairs: ``({name: Features}, [(a, b), ...])``."""
+    from patchmatch.features import Features
+
+    rng = np.random.default_rng(7)
+    base = rng.random((300, 128)).astype(np.float32)
+    kp = np.c_[rng.random((300, 2)) * 100, np.full(300, 10.0), np.zeros(300)].astype(np.float32)
+    feats = {}
+    for i, shared in enumerate((300, 200, 120, 60, 10)):
+        d = rng.random((300, 128)).astype(np.float32)
+        d[:shared] = base[:shared] + rng.normal(scale=0.01, size=(shared, 128))
+        feats[f"im{i}"] = Features(kp.copy(), d, np.zeros(300, np.float32), np.array([100, 100]))
+    names = sorted(feats)
+    return feats, [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]

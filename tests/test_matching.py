@@ -213,19 +213,10 @@ def test_plan_pairs_runs_searches_side_by_side_with_the_same_result():
     as one after the other, and PyTorch's thread count untouched."""
     import torch
 
-    from patchmatch.features import Features
     from patchmatch.matching import plan_pairs
+    from tests.helpers import shared_descriptor_scene
 
-    rng = np.random.default_rng(7)
-    base = rng.random((300, 128)).astype(np.float32)
-    kp = np.c_[rng.random((300, 2)) * 100, np.full(300, 10.0), np.zeros(300)].astype(np.float32)
-    feats = {}
-    for i, shared in enumerate((300, 200, 120, 60, 10)):
-        d = rng.random((300, 128)).astype(np.float32)
-        d[:shared] = base[:shared] + rng.normal(scale=0.01, size=(shared, 128))
-        feats[f"im{i}"] = Features(kp.copy(), d, np.zeros(300, np.float32), np.array([100, 100]))
-    names = sorted(feats)
-    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    feats, pairs = shared_descriptor_scene()
     config = MatchConfig(min_overlap=20, strong_overlap=50, min_partners=1)
     import threading
 

@@ -12,23 +12,12 @@ from patchmatch.features import Features
 from patchmatch.images import ImageReadError
 from patchmatch.matching import MatchConfig
 from patchmatch.stages import match, select_pairs
-from tests.helpers import NCCScorer
+from tests.helpers import NCCScorer, shared_descriptor_scene
 
 from .conftest import EXTRACT, MATCH
 
 
-def _scene():
-    """Five images of 300 keypoints sharing 300, 200, 120, 60 and 10 descriptors with a base set."""
-    rng = np.random.default_rng(7)
-    base = rng.random((300, 128)).astype(np.float32)
-    kp = np.c_[rng.random((300, 2)) * 100, np.full(300, 10.0), np.zeros(300)].astype(np.float32)
-    feats = {}
-    for i, shared in enumerate((300, 200, 120, 60, 10)):
-        d = rng.random((300, 128)).astype(np.float32)
-        d[:shared] = base[:shared] + rng.normal(scale=0.01, size=(shared, 128))
-        feats[f"im{i}"] = Features(kp.copy(), d, np.zeros(300, np.float32), np.array([100, 100]))
-    names = sorted(feats)
-    return feats, [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+_scene = shared_descriptor_scene
 
 
 def test_match_pairs_writes_each_pair_once_and_skips_unreadable_images():
