@@ -658,15 +658,23 @@ def _to_opencv_pixels(M: np.ndarray, left: bool) -> np.ndarray:
     return (np.linalg.inv(S) @ M @ S) if left else (S.T @ M @ S)
 
 
+def _config_name(geometry) -> str:
+    """COLMAP's configuration name of a two-view geometry (pycolmap gives an enum or an int)."""
+    config = geometry.config
+    return config.name if hasattr(config, "name") else pycolmap.TwoViewGeometryConfiguration(int(config)).name
+
+
 def _geometry_matrices(db: pycolmap.Database, id0: int, id1: int, geometry) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(F, H) of a two-view geometry in COLMAP pixels; F from E and the cameras when F is unset."""
-    name = geometry.config.name
-    if name in HOMOGRAPHY_CONFIGS:
+    name = _config_name(geometry)
+    if name in HOMOGRAPHY_CONFIGS and geometry.H is not None:
         return None, np.asarray(geometry.H, np.float64)
     if name not in EPIPOLAR_CONFIGS:
         return None, None
-    F = np.asarray(geometry.F, np.float64)
-    if not np.abs(F).sum():
+    F = None if geometry.F is None else np.asarray(geometry.F, np.float64)
+    if F is None or not np.abs(F).sum():
+        if geometry.E is None:
+            return None, None
         K0, K1 = (np.asarray(db.read_camera(db.read_image(i).camera_id).calibration_matrix()) for i in (id0, id1))
         F = np.linalg.inv(K1).T @ np.asarray(geometry.E, np.float64) @ np.linalg.inv(K0)
     return F, None
@@ -689,5 +697,5 @@ def read_pair_geometry(database: str | os.PathLike, id0: int, id1: int) -> PairG
         F, H = _geometry_matrices(db, int(id0), int(id1), geometry)
     if F is None and H is None:
         return None
-    return PairGeometry(geometry.config.name, None if F is None else _to_opencv_pixels(F, False),
+    return PairGeometry(_config_name(geometry), None if F is None else _to_opencv_pixels(F, False),
                         None if H is None else _to_opencv_pixels(H, True), inliers)  # fmt: skip

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,12 +46,13 @@ MAX_SCALE_RATIO = 2.0
 #: Orientations may differ by this many degrees (after the pair's typical rotation).
 MAX_ANGLE = 30.0
 #: Candidates per keypoint and direction (smallest descriptor distance first): bounds the network work.
-MAX_CANDIDATES_PER_KEYPOINT = 4
-#: Candidates per image pair: bounds the network work of the whole stage to pairs × this.
-MAX_CANDIDATES_PER_PAIR = 8192
-#: Pairs with at least this many inliers are not guided: their geometry is settled, and they are
-#: the bulk of the scored pairs on well-textured scenes.
-MAX_INLIERS = 10**9
+MAX_CANDIDATES_PER_KEYPOINT = 2
+#: Candidates per image pair: bounds the network work of the whole stage to pairs × this
+#: (about a second of int8 scoring on 2 cores).
+MAX_CANDIDATES_PER_PAIR = 2048
+#: Pairs with at least this many inliers are not guided: their geometry and tracks are settled,
+#: and on well-textured scenes they are most pairs (the network time would double).
+MAX_INLIERS = 200
 #: Score gap to either keypoint's second-best candidate a guided match needs: along an epipolar
 #: line repeated structure is common and verification cannot reject a wrong match on the line.
 MIN_MARGIN = 0.0
@@ -222,12 +224,13 @@ def run(
         guided_path: ``guided.json``, the pairs already guided; completed.
         scorer: the network. config: :class:`GuidedConfig`. verification: RANSAC settings.
         report: gets ``guided``: ``pairs_guided``, ``pairs_reused``, ``candidates_scored``,
-            ``matches_added`` (this call's), and the database's ``verified_pairs`` and
-            ``inlier_matches`` after.
+            ``matches_added`` (this call's), the database's ``verified_pairs`` and
+            ``inlier_matches`` after, and ``seconds``.
 
     Returns:
         ``guided_path``.
     """
+    start = time.perf_counter()
     database = Path(database_path)
     done = read_done(guided_path)
     pairs = select_pairs.read(pairs_path)
@@ -253,7 +256,8 @@ def run(
         report["guided"] = {"pairs_guided": len(summary.pairs), "pairs_reused": len(pairs) - len(todo),
                             "candidates_scored": summary.candidates, "matches_added": summary.added,
                             "verified_pairs": summary_after.verified_pairs,
-                            "inlier_matches": summary_after.inlier_matches}  # fmt: skip
+                            "inlier_matches": summary_after.inlier_matches,
+                            "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
     return Path(guided_path)
 
 
