@@ -8,8 +8,9 @@ verified geometrically, so that ``colmap mapper`` (or pycolmap) continues from i
 
 Pairs that already hold matches or a two-view geometry are left alone unless ``overwrite``;
 each pair's matches are written in their own transaction, so an interrupted run resumes by
-running the same command again. The pairs matched and verified in a run are then matched again
-guided by their geometry (:mod:`patchmatch.stages.guided`) and verified once more.
+running the same command again. With ``DatabaseMatchConfig.guided``, the pairs matched and
+verified in a run are matched again guided by their geometry (:mod:`patchmatch.stages.guided`)
+and verified once more.
 """
 
 from __future__ import annotations
@@ -46,14 +47,14 @@ class DatabaseMatchConfig:
         match: candidate search and match decision (policy, for experiments).
         verification: RANSAC settings of the geometric verification (policy).
         guided: geometry-guided matching of the pairs verified in this run
-            (:class:`~patchmatch.stages.guided.GuidedConfig`); None: none.
+            (:class:`~patchmatch.stages.guided.GuidedConfig`); None (default): none.
     """
 
     pairs: str = "exhaustive"
     threads: int | None = None
     match: MatchConfig = field(default_factory=MatchConfig)
     verification: colmap.VerificationConfig = field(default_factory=colmap.VerificationConfig)
-    guided: guided.GuidedConfig | None = field(default_factory=guided.GuidedConfig)
+    guided: guided.GuidedConfig | None = None
 
 
 def database_features(image: colmap.DatabaseImage) -> Features:

@@ -4,7 +4,7 @@
 (interrupted) run already stored::
 
     images/ ─extract─▶ features.h5 ─select_pairs─▶ pairs.json ─match─▶ matches.h5
-      ─to_database─▶ database.db ─verify─▶ two-view geometries ─guided─▶ more verified matches
+      ─to_database─▶ database.db ─verify─▶ two-view geometries (─guided─▶ more verified matches, opt-in)
       ─reconstruct─▶ sparse/0
 
 Output folder ``OUT``:
@@ -99,7 +99,8 @@ class SfmConfig:
         contrast_schedule: SIFT contrast thresholds tried until an image has ``max_keypoints``
             (:data:`~patchmatch.features.CONTRAST_SCHEDULE`).
         guided: geometry-guided matching of the verified pairs
-            (:class:`~patchmatch.stages.guided.GuidedConfig`); None: none.
+            (:class:`~patchmatch.stages.guided.GuidedConfig`); None (default): none, since with
+            its mutual-best decision a good share of its matches are wrong (docs/benchmarks.md).
     """
 
     max_keypoints: int = 8192
@@ -113,7 +114,7 @@ class SfmConfig:
     match: MatchConfig = field(default_factory=MatchConfig)
     verification: colmap.VerificationConfig = field(default_factory=colmap.VerificationConfig)
     mapper: colmap.MapperConfig = field(default_factory=colmap.MapperConfig)
-    guided: guided.GuidedConfig | None = field(default_factory=guided.GuidedConfig)
+    guided: guided.GuidedConfig | None = None
     contrast_schedule: tuple[float, ...] = CONTRAST_SCHEDULE
 
     def __post_init__(self):
@@ -269,7 +270,7 @@ def _read_run_json(path: Path) -> Any:
     if isinstance(previous, dict) and isinstance(previous.get("matching"), dict):
         previous["matching"].setdefault("tta", "none")  # before test-time augmentation existed
         previous["matching"].setdefault("activation_bits", None)  # ... or int8 activation variants
-        previous["matching"].setdefault("guided", dataclasses.asdict(guided.GuidedConfig()))  # ... or guided matching
+        previous["matching"].setdefault("guided", None)  # ... or guided matching
     return previous
 
 

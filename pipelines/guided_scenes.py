@@ -1,9 +1,9 @@
 """Geometry-guided matching and adaptive detection, with and without, per ground-truth scene: one table.
 
 For each scene, ``run_sfm`` (shipped weights, the command line's defaults, ``--ground-truth``) runs
-in ``OUT/SCENE/VARIANT`` for each variant: ``guided`` (the defaults), ``no-guided``
-(``SfmConfig.guided = None``) and, for ``--fixed-threshold`` scenes, ``fixed-threshold`` (one SIFT
-contrast threshold, :data:`patchmatch.features.CONTRAST_SCHEDULE`'s first). A variant whose
+in ``OUT/SCENE/VARIANT`` for each variant: ``no-guided`` (the defaults), ``guided``
+(``SfmConfig.guided = GuidedConfig()``) and, for ``--fixed-threshold`` scenes, ``fixed-threshold``
+(the defaults with one SIFT contrast threshold, :data:`patchmatch.features.CONTRAST_SCHEDULE`'s first). A variant whose
 ``report.json`` is complete is read back, not run again. Columns: verified inlier matches that
 are correct (pairs of views with distinct centres) against the ground-truth epipolar geometry (within
 :data:`patchmatch.evaluation.epipolar.CORRECT_PX` in both images) and all verified inliers,
@@ -76,8 +76,10 @@ def run_variant(images: Path, out: Path, cameras_json: Path, variant: str, threa
     report = json.loads(path.read_text()) if path.is_file() else {}
     if report.get("status") != "complete":
         config = SfmConfig(threads=threads)
-        if variant == "no-guided":
-            config = dataclasses.replace(config, guided=None)
+        if variant == "guided":
+            from patchmatch.stages.guided import GuidedConfig
+
+            config = dataclasses.replace(config, guided=GuidedConfig())
         elif variant == "fixed-threshold":
             config = dataclasses.replace(config, contrast_schedule=CONTRAST_SCHEDULE[:1])
         report = run_sfm(images, out, config, overwrite=True, ground_truth=cameras_json)
