@@ -13,6 +13,7 @@ Usage::
 
     python pipelines/guided_scenes.py OUT [--scenes temple-ring entry-P10 ...] [--every lego=6]
         [--fixed-threshold temple-ring lego] [--data ../shared/data] [--threads 2]
+    python pipelines/guided_scenes.py OUT --scenes temple-ring --margins 8   # decision margins
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+import numpy as np
 
 
 SCENES = ("temple-ring", "entry-P10", "Herz-Jesus-P8", "castle-P19", "lego")
@@ -87,6 +90,59 @@ def run_variant(images: Path, out: Path, cameras_json: Path, variant: str, threa
     return report
 
 
+MARGINS = (None, 0.5, 1.0, 2.0)
+
+
+def margin_precision(out: Path, images: Path, cameras_json: Path, num_pairs: int) -> list[str]:
+    """Share of correct guided matches (2 px, GT) per decision margin on the first ``num_pairs``
+    verified pairs of a finished run ``out`` (its verified inliers as the reference), scored once."""
+    from patchmatch import colmap, storage
+    from patchmatch.evaluation.epipolar import correct_matches, ground_truth_fundamental
+    from patchmatch.evaluation.pose import load_cameras_json
+    from patchmatch.matching import MatchConfig, decide_matches
+    from patchmatch.scoring import PatchScorer
+    from patchmatch.stages import guided, select_pairs
+    from patchmatch.stages.match import patch_loader
+
+    cameras, db, scorer, config = load_cameras_json(cameras_json), out / "database.db", PatchScorer.load(), guided.GuidedConfig()
+    ids = colmap.read_image_ids(db)
+    feats = {n: storage.read_features(out / "features.h5", n) for n in ids}
+    load = patch_loader(images, feats, 3200, False, scorer.magnification)
+    counts, inliers, done = {m: [0, 0] for m in MARGINS}, [0, 0], 0
+    for a, b in select_pairs.read(out / "pairs.json"):
+        g = colmap.read_pair_geometry(db, ids[a], ids[b])
+        if g is None or len(g.inliers) < config.min_inliers or done == num_pairs:
+            continue
+        try:
+            F = ground_truth_fundamental(cameras[a], cameras[b])
+        except ValueError:
+            continue
+        done += 1
+        ok = correct_matches(F, feats[a].xy, feats[b].xy, g.inliers)
+        inliers = [inliers[0] + int(ok.sum()), inliers[1] + len(ok)]
+        scores = {}
+        cand, _, _ = guided.guided_matches(feats[a], feats[b], g, lambda: (load(a), load(b)), _Keep(scorer, scores), config)
+        for m in MARGINS:
+            mm, _ = decide_matches(scores["pairs"], scores["scores"], len(feats[a]), len(feats[b]),
+                                   MatchConfig(min_margin=m)) if "pairs" in scores else (np.zeros((0, 2), int), None)
+            ok = correct_matches(F, feats[a].xy, feats[b].xy, mm)
+            counts[m] = [counts[m][0] + int(ok.sum()), counts[m][1] + len(ok)]
+    lines = [f"verified inliers of the {done} pairs: {inliers[0]}/{inliers[1]} correct"]
+    lines += [f"margin {m}: {c}/{t} guided matches correct ({c / max(t, 1):.3f})" for m, (c, t) in counts.items()]
+    return lines
+
+
+class _Keep:
+    """A scorer that keeps the last candidates and scores it computed."""
+
+    def __init__(self, scorer, into: dict):
+        self.scorer, self.into = scorer, into
+
+    def score_pairs(self, p0, p1, pairs):
+        self.into["pairs"], self.into["scores"] = pairs, self.scorer.score_pairs(p0, p1, pairs)
+        return self.into["scores"]
+
+
 def row(scene: str, variant: str, r: dict) -> str:
     g = r.get("guided") or {}
     guided = f"{g['pairs_guided']} / {g['candidates_scored']} / {g['matches_added']}" if g else "–"
@@ -104,7 +160,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fixed-threshold", nargs="*", default=["temple-ring", "lego"])
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--margins", type=int, metavar="PAIRS", help="instead: precision per guided decision margin "
+                    "on the first PAIRS verified pairs of OUT/SCENE/no-guided (run first)")
     args = ap.parse_args(argv)
+    if args.margins:
+        for scene in args.scenes:
+            scene_dir = args.data / "scenes" / scene
+            print(scene, *margin_precision(args.out / scene / "no-guided", scene_dir / "images",
+                                           scene_dir / "cameras.json", args.margins), sep="\n")
+        return 0
     every = {k: int(v) for k, v in (item.split("=") for item in args.every)}
     from pipelines.compare_scenes import machine
 
