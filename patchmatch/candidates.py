@@ -276,7 +276,9 @@ def _line_distances(lines: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     return (lines @ points.T).abs() / norm
 
 
-def _geometric_mask(h0: torch.Tensor, h1: torch.Tensor, F: np.ndarray | None, H: np.ndarray | None, max_distance: float) -> torch.Tensor:
+def _geometric_mask(
+    h0: torch.Tensor, h1: torch.Tensor, F: np.ndarray | None, H: np.ndarray | None, max_distance: float
+) -> torch.Tensor:
     """(R, C) bool: image-1 point within ``max_distance`` px of the epipolar line of the image-0
     point and vice versa (``F``, ``x1ᵀ F x0 = 0``), or of its transfer ``H x0`` (``H``)."""
     if F is not None:

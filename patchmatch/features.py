@@ -104,7 +104,9 @@ def detect(
 CONTRAST_SCHEDULE = (0.02, 0.01, 0.005)
 
 
-def detect_to_budget(image: np.ndarray, max_keypoints: int = 4096, schedule: tuple[float, ...] = CONTRAST_SCHEDULE) -> Features:
+def detect_to_budget(
+    image: np.ndarray, max_keypoints: int = 4096, schedule: tuple[float, ...] = CONTRAST_SCHEDULE
+) -> Features:
     """:func:`detect` at the thresholds of ``schedule`` in turn, stopping at the first that yields
     ``max_keypoints``: where texture is poor (weak contrast, dark or blank backgrounds) an image
     still gets its budget, the strongest keypoints by response; a well-textured image costs one

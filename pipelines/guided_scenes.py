@@ -104,7 +104,8 @@ def margin_precision(out: Path, images: Path, cameras_json: Path, num_pairs: int
     from patchmatch.stages import guided, select_pairs
     from patchmatch.stages.match import patch_loader
 
-    cameras, db, scorer, config = load_cameras_json(cameras_json), out / "database.db", PatchScorer.load(), guided.GuidedConfig()
+    cameras, db = load_cameras_json(cameras_json), out / "database.db"
+    scorer, config = PatchScorer.load(), guided.GuidedConfig()
     ids = colmap.read_image_ids(db)
     feats = {n: storage.read_features(out / "features.h5", n) for n in ids}
     load = patch_loader(images, feats, 3200, False, scorer.magnification)

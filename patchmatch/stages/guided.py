@@ -142,7 +142,9 @@ def guided_matches(
     return matches, kept, len(pairs)
 
 
-def merge_matches(old: np.ndarray, old_scores: np.ndarray, new: np.ndarray, new_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def merge_matches(
+    old: np.ndarray, old_scores: np.ndarray, new: np.ndarray, new_scores: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """A pair's stored matches with the new ones: old matches sharing a keypoint with a new one
     are dropped (one match per keypoint), the rest kept; sorted by ``[i0, i1]``."""
     clash = np.isin(old[:, 0], new[:, 0]) | np.isin(old[:, 1], new[:, 1])
