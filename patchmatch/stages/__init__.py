@@ -10,6 +10,6 @@ config, returns the path it wrote and skips what that file already holds::
     sparse   = reconstruct.run(database, image_dir, out / "sparse", mapper)
 
 :func:`patchmatch.sfm.run_sfm` is this chain; ``patchmatch match`` runs the match and verify
-(and, opt-in, guided) stages on a user's COLMAP database (:mod:`patchmatch.database_matching`). A stage given a
-``report`` dict adds its counts to it (the keys of ``report.json``).
+(and, opt-in, guided) stages on a user's COLMAP database (:mod:`patchmatch.database_matching`).
+A stage given a ``report`` dict adds its counts to it (the keys of ``report.json``).
 """
