@@ -256,3 +256,139 @@ def knn_candidates(
     """
     res = candidate_search(descriptors0, descriptors1, k, max_ratio, overlap_ratio)
     return (res.pairs, res.overlap) if return_overlap else res.pairs
+
+
+# --------------------------------------------------------------------------
+# Geometry-guided candidates: keypoints near the epipolar line (or the transferred point)
+# --------------------------------------------------------------------------
+#: Query rows per block of :func:`band_candidates` (1024 × 8192 float32 = 32 MiB per matrix).
+BAND_ROWS = 1024
+
+
+def _homogeneous(xy: np.ndarray) -> torch.Tensor:
+    xy = torch.as_tensor(np.asarray(xy, np.float64))
+    return torch.cat([xy, torch.ones(len(xy), 1, dtype=torch.float64)], 1)
+
+
+def _line_distances(lines: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """(R, C) distances in pixels of C homogeneous points from R lines ``(a, b, c)``."""
+    norm = lines[:, :2].norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return (lines @ points.T).abs() / norm
+
+
+def _geometric_mask(
+    h0: torch.Tensor, h1: torch.Tensor, F: np.ndarray | None, H: np.ndarray | None, max_distance: float
+) -> torch.Tensor:
+    """(R, C) bool: image-1 point within ``max_distance`` px of the epipolar line of the image-0
+    point and vice versa (``F``, ``x1ᵀ F x0 = 0``), or of its transfer ``H x0`` (``H``)."""
+    if F is not None:
+        Fm = torch.as_tensor(np.asarray(F, np.float64))
+        return (_line_distances(h0 @ Fm.T, h1) <= max_distance) & (_line_distances(h1 @ Fm, h0).T <= max_distance)
+    Hm = torch.as_tensor(np.asarray(H, np.float64))
+    t = h0 @ Hm.T
+    ok = t[:, 2].abs() > 1e-12
+    xy = t[:, :2] / torch.where(ok, t[:, 2], torch.ones_like(t[:, 2]))[:, None]
+    return (torch.cdist(xy, h1[:, :2]) <= max_distance) & ok[:, None]
+
+
+def _rank_within(groups: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """(M,) rank of each entry by increasing ``cost`` within its group (0 = lowest)."""
+    order = np.lexsort((cost, groups))
+    g = groups[order]
+    starts = np.r_[0, np.nonzero(g[1:] != g[:-1])[0] + 1]
+    first = np.repeat(starts, np.diff(np.r_[starts, len(g)]))
+    rank = np.empty(len(g), np.int64)
+    rank[order] = np.arange(len(g)) - first
+    return rank
+
+
+def band_candidates(
+    keypoints0: np.ndarray,
+    keypoints1: np.ndarray,
+    F: np.ndarray | None = None,
+    H: np.ndarray | None = None,
+    max_distance: float = 3.0,
+    max_scale_ratio: float | None = 2.0,
+    max_angle: float | None = 30.0,
+    scale_offset: float = 1.0,
+    angle_offset: float = 0.0,
+    free0: np.ndarray | None = None,
+    free1: np.ndarray | None = None,
+    descriptors0: np.ndarray | None = None,
+    descriptors1: np.ndarray | None = None,
+    per_keypoint: int = 4,
+    per_pair: int | None = None,
+) -> np.ndarray:
+    """Candidate pairs of an image pair with a known two-view geometry, never all N0 × N1 at once.
+
+    A pair ``(i, j)`` is a candidate when keypoint ``j`` of image 1 lies within ``max_distance``
+    pixels of the epipolar line ``F x_i`` and ``i`` within as much of ``Fᵀ x_j`` (with ``F``), or
+    ``j`` within ``max_distance`` of ``H x_i`` (with ``H``, planar scenes and pure rotations);
+    their sizes agree up to ``max_scale_ratio`` after dividing by ``scale_offset`` (the pair's
+    typical ``size1 / size0``), and their orientations up to ``max_angle`` degrees after
+    subtracting ``angle_offset`` (the pair's typical ``angle1 - angle0``). Each keypoint keeps
+    its ``per_keypoint`` candidates of smallest RootSIFT distance (the first ones in index
+    order when no descriptors are given), in each direction; ``per_pair`` bounds the
+    total the same way.
+
+    Args:
+        keypoints0: (N0, 4) float ``[x, y, size, angle°]``, pixels (the convention of ``F``/``H``).
+        keypoints1: (N1, 4) float, same layout.
+        F: (3, 3) fundamental matrix, ``x1ᵀ F x0 = 0``; or None when ``H`` is given.
+        H: (3, 3) homography ``x1 ~ H x0``, used when ``F`` is None.
+        max_distance: band half-width, pixels.
+        max_scale_ratio: bound on ``max(r, 1/r)``, ``r = size1 / (size0 · scale_offset)``; None: no bound.
+        max_angle: bound on the orientation difference in degrees; None: no bound (upright patches).
+        scale_offset: see above (> 0). angle_offset: see above, degrees.
+        free0: (N0,) bool keypoints of image 0 to find candidates for (None: all).
+        free1: (N1,) bool keypoints of image 1 that may be candidates (None: all).
+        descriptors0: (N0, 128) SIFT descriptors ranking the candidates, or None.
+        descriptors1: (N1, 128) SIFT descriptors, or None.
+        per_keypoint: candidates kept per keypoint and direction (≥ 1).
+        per_pair: candidates kept in all, or None.
+
+    Returns:
+        (M, 2) int64 unique pairs ``[i0, i1]``, sorted.
+
+    Raises:
+        ValueError: neither ``F`` nor ``H`` given, per_keypoint < 1 or scale_offset <= 0.
+    """
+    if F is None and H is None:
+        raise ValueError("band_candidates needs F or H")
+    if per_keypoint < 1 or scale_offset <= 0:
+        raise ValueError(f"per_keypoint must be >= 1 and scale_offset > 0, got {per_keypoint}, {scale_offset}")
+    k0, k1 = np.asarray(keypoints0, np.float64), np.asarray(keypoints1, np.float64)
+    rows = np.nonzero(free0)[0] if free0 is not None else np.arange(len(k0))
+    cols = np.nonzero(free1)[0] if free1 is not None else np.arange(len(k1))
+    empty = np.zeros((0, 2), np.int64)
+    if len(rows) == 0 or len(cols) == 0:
+        return empty
+    h1 = _homogeneous(k1[cols, :2])
+    log_s1 = torch.as_tensor(np.log(np.maximum(k1[cols, 2], 1e-6)) - np.log(scale_offset))
+    a1 = torch.as_tensor(k1[cols, 3] - angle_offset)
+    found = []
+    for s in range(0, len(rows), BAND_ROWS):
+        r = rows[s : s + BAND_ROWS]
+        mask = _geometric_mask(_homogeneous(k0[r, :2]), h1, F, H, max_distance)
+        if max_scale_ratio is not None:
+            log_s0 = torch.as_tensor(np.log(np.maximum(k0[r, 2], 1e-6)))
+            mask &= (log_s1[None] - log_s0[:, None]).abs() <= float(np.log(max_scale_ratio))
+        if max_angle is not None:
+            diff = (a1[None] - torch.as_tensor(k0[r, 3])[:, None] + 180.0).remainder(360.0) - 180.0
+            mask &= diff.abs() <= max_angle
+        i, j = torch.nonzero(mask, as_tuple=True)
+        found.append(np.stack([r[i.numpy()], cols[j.numpy()]], 1))
+    pairs = np.concatenate(found) if found else empty
+    if len(pairs) == 0:
+        return empty
+    if descriptors0 is not None and descriptors1 is not None:
+        d0, d1 = root_sift(descriptors0[pairs[:, 0]]), root_sift(descriptors1[pairs[:, 1]])
+        cost = (2.0 - 2.0 * (d0 * d1).sum(1)).numpy()
+    else:
+        cost = np.zeros(len(pairs))
+    keep = (_rank_within(pairs[:, 0], cost) < per_keypoint) | (_rank_within(pairs[:, 1], cost) < per_keypoint)
+    pairs, cost = pairs[keep], cost[keep]
+    if per_pair is not None and len(pairs) > per_pair:
+        best = np.argsort(cost, kind="stable")[:per_pair]
+        pairs = pairs[best]
+    return np.unique(pairs.astype(np.int64), axis=0)

@@ -8,7 +8,9 @@ verified geometrically, so that ``colmap mapper`` (or pycolmap) continues from i
 
 Pairs that already hold matches or a two-view geometry are left alone unless ``overwrite``;
 each pair's matches are written in their own transaction, so an interrupted run resumes by
-running the same command again.
+running the same command again. With ``DatabaseMatchConfig.guided``, the pairs matched and
+verified in a run are matched again guided by their geometry (:mod:`patchmatch.stages.guided`)
+and verified once more.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .matching import MatchConfig
 from .pairs import Pair, make_pairs
 from .patches import extract_patches_colmap
 from .scoring import PatchScorer, describe_scorer
-from .stages import match, verify
+from .stages import guided, match, verify
 
 logger = logging.getLogger(__name__)
 
@@ -44,12 +46,15 @@ class DatabaseMatchConfig:
         threads: worker threads of the candidate search; None: PyTorch's thread count.
         match: candidate search and match decision (policy, for experiments).
         verification: RANSAC settings of the geometric verification (policy).
+        guided: geometry-guided matching of the pairs verified in this run
+            (:class:`~patchmatch.stages.guided.GuidedConfig`); None (default): none.
     """
 
     pairs: str = "exhaustive"
     threads: int | None = None
     match: MatchConfig = field(default_factory=MatchConfig)
     verification: colmap.VerificationConfig = field(default_factory=colmap.VerificationConfig)
+    guided: guided.GuidedConfig | None = None
 
 
 def database_features(image: colmap.DatabaseImage) -> Features:
@@ -189,7 +194,8 @@ def match_database(
         ``bad_images`` (``[name, reason]``), ``database_after`` (its counts after
         verification), ``network``, ``precision``, ``backend``, ``tta`` (what scored this run's
         matches; a rerun keeps the pairs an earlier run matched, whatever its settings),
-        ``seconds`` per stage.
+        ``guided`` (``pairs_guided``, ``candidates_scored``, ``matches_added``: the
+        geometry-guided matching), ``seconds`` per stage.
 
     Raises:
         FileNotFoundError: the database or the image folder does not exist.
@@ -216,6 +222,9 @@ def match_database(
     t0 = time.perf_counter()
     verify.run(database, config.verification, pairs=written + states.unverified)
     seconds["verify"] = round(time.perf_counter() - t0, 3)
+    t0 = time.perf_counter()
+    guided_counts = _guide(database, image_dir, images, written, scorer, config, progress)
+    seconds["guided"] = round(time.perf_counter() - t0, 3)
     return {
         "database": str(database), "images": len(images), "pairs": len(pairs), "matched_pairs": len(written),
         "verified_existing_pairs": len(states.unverified), "descriptor_only_pairs": count["descriptor_only"],
@@ -223,8 +232,38 @@ def match_database(
         "database_after": vars(colmap.database_summary(database)),
         "network": describe_scorer(scorer),  # this run's pairs (earlier runs' matches are kept as they are)
         "precision": getattr(scorer, "precision", None), "backend": getattr(scorer, "backend", None),
-        "tta": getattr(scorer, "tta", "none"), "seconds": seconds,
+        "tta": getattr(scorer, "tta", "none"), "guided": guided_counts, "seconds": seconds,
     }  # fmt: skip
+
+
+def _patch_loader(image_dir: Path, images: dict[str, colmap.DatabaseImage], scorer: PatchScorer):
+    """Image name → (N, 64, 64) uint8 patches of its database keypoints."""
+
+    def load_patches(name: str) -> np.ndarray:
+        im = images[name]
+        pixels = _read_matching_frame(image_dir / name, im.width, im.height)
+        return extract_patches_colmap(pixels, im.keypoints, magnification=scorer.magnification)
+
+    return load_patches
+
+
+def _guide(database, image_dir, images, written, scorer, config, progress) -> dict:
+    """Geometry-guided matching of the pairs ``written`` (and verified) in this run: their new
+    matches join the stored ones and the pairs are verified again. Returns the report's counts."""
+    if config.guided is None or not written:
+        return {"pairs_guided": 0, "candidates_scored": 0, "matches_added": 0}
+    features = {n: database_features(images[n]) for p in written for n in p}
+    changed: dict[Pair, np.ndarray] = {}
+
+    def write(a: str, b: str, new: np.ndarray, scores: np.ndarray, scored: int) -> None:
+        if len(new):
+            old = colmap.read_matches(database, images[a].image_id, images[b].image_id)
+            changed[(a, b)] = guided.merge_matches(old, np.zeros(len(old), np.float32), new, scores)[0]
+
+    summary = guided.guide_pairs(database, written, features, _patch_loader(image_dir, images, scorer), scorer,
+                                 config.guided, write, progress)  # fmt: skip
+    guided.update_database(database, changed, config.verification)
+    return {"pairs_guided": len(summary.pairs), "candidates_scored": summary.candidates, "matches_added": summary.added}
 
 
 def _match(database, image_dir, images, pairs, states, bad, scorer, config, progress) -> tuple[list[Pair], dict]:
@@ -239,10 +278,7 @@ def _match(database, image_dir, images, pairs, states, bad, scorer, config, prog
     written: list[Pair] = []
     count = {"matches": 0, "descriptor_only": 0}
 
-    def load_patches(name: str) -> np.ndarray:
-        im = images[name]
-        pixels = _read_matching_frame(image_dir / name, im.width, im.height)
-        return extract_patches_colmap(pixels, im.keypoints, magnification=scorer.magnification)
+    load_patches = _patch_loader(image_dir, images, scorer)
 
     def write(a: str, b: str, matches: np.ndarray, scores: np.ndarray) -> None:
         if not len(matches):

@@ -4,7 +4,8 @@
 (interrupted) run already stored::
 
     images/ ─extract─▶ features.h5 ─select_pairs─▶ pairs.json ─match─▶ matches.h5
-      ─to_database─▶ database.db ─verify─▶ two-view geometries ─reconstruct─▶ sparse/0
+      ─to_database─▶ database.db ─verify─▶ two-view geometries (─guided─▶ more verified matches, opt-in)
+      ─reconstruct─▶ sparse/0
 
 Output folder ``OUT``:
 
@@ -13,6 +14,7 @@ Output folder ``OUT``:
   to mix its results with these unless ``overwrite=True``.
 * ``features.h5``, ``matches.h5``: hloc's layout (:mod:`patchmatch.storage`); keypoints in
   pixels of the original images. ``pairs.json``: the image pairs.
+* ``guided.json``: the pairs geometry-guided matching has done (:mod:`patchmatch.stages.guided`).
 * ``database.db``: rebuilt from the h5 files on every run (cheap), then verified;
   ``sparse/0``: the largest model, COLMAP binary format.
 * ``viz/*.png``: matches of the pairs with most verified inliers; ``viz/cameras.png``: a top
@@ -45,20 +47,22 @@ import numpy as np
 import torch
 
 from . import colmap, storage
+from .features import CONTRAST_SCHEDULE
 from .images import (ImageReadError, check_one_size, duplicate_files, exclude_output_dir, list_images,
                      pair_key_collisions, read_gray)  # fmt: skip
 from .matching import MatchConfig
 from .pairs import parse_strategy, read_pairs_strategy_file
 from .report import plain, write_json
 from .scoring import PRECISIONS, TTA, PatchScorer, describe_scorer
-from .stages import extract, match, reconstruct, select_pairs, to_database, verify
+from .stages import extract, guided, match, reconstruct, select_pairs, to_database, verify
 
 logger = logging.getLogger(__name__)
 
 #: Version of the OUT folder layout, stored in run.json.
 RUN_FORMAT = 1
 #: Files and folders a run writes in OUT (the ones ``overwrite=True`` removes).
-OUTPUTS = ("run.json", "features.h5", "pairs.json", "matches.h5", "database.db", "sparse", "viz", "report.json")
+OUTPUTS = ("run.json", "features.h5", "pairs.json", "matches.h5", "guided.json", "database.db", "sparse", "viz",
+           "report.json")
 #: Held in OUT while a run works there: ``"PID HOST"`` of its process.
 LOCK_FILE = "run.lock"
 #: Pictures of the pairs with most verified inliers drawn into OUT/viz: one look tells whether
@@ -92,6 +96,11 @@ class SfmConfig:
         match: candidate search and match decision (:class:`~patchmatch.matching.MatchConfig`).
         verification: RANSAC of the geometric verification.
         mapper: COLMAP incremental mapper settings and fallbacks.
+        contrast_schedule: SIFT contrast thresholds tried until an image has ``max_keypoints``
+            (:data:`~patchmatch.features.CONTRAST_SCHEDULE`).
+        guided: geometry-guided matching of the verified pairs
+            (:class:`~patchmatch.stages.guided.GuidedConfig`); None (default): none, since with
+            its mutual-best decision a good share of its matches are wrong (docs/benchmarks.md).
     """
 
     max_keypoints: int = 8192
@@ -105,6 +114,8 @@ class SfmConfig:
     match: MatchConfig = field(default_factory=MatchConfig)
     verification: colmap.VerificationConfig = field(default_factory=colmap.VerificationConfig)
     mapper: colmap.MapperConfig = field(default_factory=colmap.MapperConfig)
+    guided: guided.GuidedConfig | None = None
+    contrast_schedule: tuple[float, ...] = CONTRAST_SCHEDULE
 
     def __post_init__(self):
         try:
@@ -122,7 +133,7 @@ class SfmConfig:
     @property
     def extract(self) -> extract.ExtractConfig:
         """The detection settings (:class:`patchmatch.stages.extract.ExtractConfig`)."""
-        return extract.ExtractConfig(self.max_keypoints, self.max_image_size)
+        return extract.ExtractConfig(self.max_keypoints, self.max_image_size, tuple(self.contrast_schedule))
 
     @property
     def workers(self) -> int:
@@ -155,10 +166,11 @@ def run_identity(image_dir: Path, config: SfmConfig, scorer: PatchScorer) -> dic
         "format": RUN_FORMAT,
         "image_dir": str(image_dir.resolve()),
         "features": {"detector": "opencv-sift", "max_keypoints": config.max_keypoints,
-                     "max_image_size": config.max_image_size},
+                     "max_image_size": config.max_image_size, "contrast_schedule": list(config.contrast_schedule)},
         "matching": {"match": dataclasses.asdict(config.match), "weights_sha256": weights_fingerprint(scorer),
                      "precision": scorer.precision, "activation_bits": getattr(scorer, "activation_bits", None),
-                     "tta": getattr(scorer, "tta", "none")},
+                     "tta": getattr(scorer, "tta", "none"),
+                     "guided": None if config.guided is None else dataclasses.asdict(config.guided)},
     }  # fmt: skip
 
 
@@ -253,9 +265,12 @@ def _read_run_json(path: Path) -> Any:
         previous = json.loads(path.read_text())
     except json.JSONDecodeError:
         return None
+    if isinstance(previous, dict) and isinstance(previous.get("features"), dict):
+        previous["features"].setdefault("contrast_schedule", [CONTRAST_SCHEDULE[0]])  # one threshold before
     if isinstance(previous, dict) and isinstance(previous.get("matching"), dict):
         previous["matching"].setdefault("tta", "none")  # before test-time augmentation existed
         previous["matching"].setdefault("activation_bits", None)  # ... or int8 activation variants
+        previous["matching"].setdefault("guided", None)  # ... or guided matching
     return previous
 
 
@@ -415,6 +430,11 @@ def run_sfm(
                                        config.single_camera, report)  # fmt: skip
         with _stage("verification", seconds):
             verify.run(database, verification, report=report)
+        if config.guided is not None:
+            with _stage("guided", seconds):
+                guided.run(image_dir, features, pairs, matches, database, out_dir / "guided.json", scorer,
+                           dataclasses.replace(config.guided, upright=config.match.upright), verification,
+                           config.max_image_size, progress, report)  # fmt: skip
         with _stage("mapping", seconds):
             model = reconstruct.run(database, image_dir, out_dir / "sparse", config.mapper, report)
         reconstruction = colmap.read_reconstruction(model) if model.is_dir() else None

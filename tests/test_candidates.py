@@ -105,3 +105,64 @@ def test_shared_matrix_search_equals_one_search_per_direction(n0, n1):
             assert torch.equal(index, idx[:, 0])
             torch.testing.assert_close(best, val[:, 0], rtol=0, atol=1e-5)
             torch.testing.assert_close(second, val[:, 1], rtol=0, atol=1e-5)
+
+
+# --------------------------------------------------------------------------
+# band_candidates: the epipolar band search of guided matching
+# --------------------------------------------------------------------------
+#: Rectified stereo (translation along x): the epipolar line of (x, y) is the row y1 = y.
+F_RECTIFIED = np.array([[0.0, 0, 0], [0, 0, -1], [0, 1, 0]])
+
+
+def _band(k0, k1, **kwargs):
+    from patchmatch.candidates import band_candidates
+
+    return {tuple(p) for p in band_candidates(np.array(k0, float), np.array(k1, float), **kwargs).tolist()}
+
+
+def test_band_keeps_points_near_the_epipolar_line_of_similar_scale_and_orientation():
+    k0 = [[10, 20, 4, 0]]
+    k1 = [[50, 20, 4, 0],  # on the line
+          [50, 22.5, 4, 0],  # 2.5 px off
+          [60, 30, 4, 0],  # 10 px off
+          [70, 20, 20, 0],  # on the line, 5x larger
+          [80, 20, 4, 90]]  # on the line, turned by 90°  # fmt: skip
+    assert _band(k0, k1, F=F_RECTIFIED, max_distance=3) == {(0, 0), (0, 1)}
+    assert _band(k0, k1, F=F_RECTIFIED, max_distance=2) == {(0, 0)}
+    assert _band(k0, k1, F=F_RECTIFIED, max_distance=3, max_scale_ratio=None) == {(0, 0), (0, 1), (0, 3)}
+    assert _band(k0, k1, F=F_RECTIFIED, max_distance=3, max_angle=None) == {(0, 0), (0, 1), (0, 4)}
+    # the pair's typical scale and rotation shift the bounds
+    assert _band(k0, k1, F=F_RECTIFIED, scale_offset=5.0) == {(0, 3)}
+    assert _band(k0, k1, F=F_RECTIFIED, angle_offset=-270.0) == {(0, 4)}  # -270° = +90°
+    # only free keypoints take part
+    assert _band(k0, k1, F=F_RECTIFIED, free1=np.array([False, True, True, True, True])) == {(0, 1)}
+    assert _band(k0, k1, F=F_RECTIFIED, free0=np.array([False])) == set()
+
+
+def test_band_distance_is_checked_in_both_images():
+    # F of a translation along x and y: lines in image 0 and 1 differ, a point must be near both
+    F = np.array([[0.0, 0, 1], [0, 0, -1], [-1, 1, 0]])  # skew([1, 1, 0]), identity cameras
+    k0 = [[0, 0, 4, 0]]  # its line in image 1: -x + y = 0 ... points (t, t)
+    k1 = [[5, 5, 4, 0], [5, 7, 4, 0]]  # on it; 2/√2 = 1.41 px off
+    assert _band(k0, k1, F=F, max_distance=1.0) == {(0, 0)}
+    assert _band(k0, k1, F=F, max_distance=1.5) == {(0, 0), (0, 1)}
+
+
+def test_band_with_a_homography_keeps_points_near_the_transferred_point():
+    H = np.array([[1.0, 0, 5], [0, 1, 0], [0, 0, 1]])  # x1 = x0 + 5
+    k0 = [[10, 20, 4, 0]]
+    k1 = [[15, 20, 4, 0], [15, 22, 4, 0], [15, 24, 4, 0], [40, 20, 4, 0]]
+    assert _band(k0, k1, H=H, max_distance=3) == {(0, 0), (0, 1)}
+
+
+def test_band_bounds_candidates_per_keypoint_and_pair_by_descriptor_distance():
+    rng = np.random.default_rng(4)
+    d = rng.random((3, 128)).astype(np.float32)
+    k0 = [[10, 20, 4, 0], [30, 20, 4, 0], [50, 20, 4, 0]]  # all on one row: every pair is geometric
+    k1 = [[12, 20, 4, 0], [32, 20, 4, 0], [52, 20, 4, 0]]
+    assert len(_band(k0, k1, F=F_RECTIFIED)) == 9
+    kept = _band(k0, k1, F=F_RECTIFIED, descriptors0=d, descriptors1=d + 0.01, per_keypoint=1)
+    assert kept == {(0, 0), (1, 1), (2, 2)}
+    assert len(_band(k0, k1, F=F_RECTIFIED, descriptors0=d, descriptors1=d, per_keypoint=3, per_pair=4)) == 4
+    with pytest.raises(ValueError, match="F or H"):
+        _band(k0, k1)

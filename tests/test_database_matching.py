@@ -182,3 +182,20 @@ def test_patches_are_cut_at_the_scorers_magnification(project, monkeypatch):
     db, images = project
     report = match_database(db, images, CONFIG, NCCScorer(magnification=9.0))
     assert report["matched_pairs"] >= 2 and used and set(used) == {9.0}
+
+
+def test_guided_matching_adds_verified_matches_to_the_database(project):
+    import dataclasses
+
+    from patchmatch.stages.guided import GuidedConfig
+
+    db, images = project
+    plain = match_database(db, images, CONFIG, NCCScorer())
+    before = colmap.database_summary(db)
+    assert plain["guided"] == {"pairs_guided": 0, "candidates_scored": 0, "matches_added": 0}
+    guided_config = dataclasses.replace(CONFIG, guided=GuidedConfig(min_score=0.6))
+    report = match_database(db, images, guided_config, NCCScorer(), overwrite=True)
+    after = colmap.database_summary(db)
+    assert report["guided"]["pairs_guided"] >= 2 and report["guided"]["matches_added"] > 0
+    assert report["guided"]["candidates_scored"] <= report["guided"]["pairs_guided"] * GuidedConfig().per_pair
+    assert after.verified_pairs == before.verified_pairs and after.inlier_matches > before.inlier_matches

@@ -32,3 +32,24 @@ def test_keypoints_to_array():
     assert keypoints_to_array([]).shape == (0, 4)
     with pytest.raises(ValueError, match=r"\(N, 4\)"):
         keypoints_to_array(np.zeros((3, 2)))
+
+
+def test_a_texture_poor_image_reaches_more_keypoints_than_the_fixed_threshold(temple_dir):
+    """A weakly textured object on a black background (temple-ring): the fixed threshold leaves it
+    short of its budget, the schedule lowers the threshold until the budget or its floor."""
+    from patchmatch.features import CONTRAST_SCHEDULE, detect_to_budget
+
+    img, _ = read_gray(temple_dir / "images" / "templeSR0002.png")
+    fixed = detect(img, max_keypoints=4096, contrast_threshold=CONTRAST_SCHEDULE[0])
+    adaptive = detect_to_budget(img, max_keypoints=4096)
+    assert len(fixed) < 4096 and len(adaptive) > 1.5 * len(fixed)
+    assert np.all(np.diff(adaptive.scores) <= 0)
+
+
+def test_a_textured_image_costs_one_detection_as_before(entry_images):
+    from patchmatch.features import detect_to_budget
+
+    img, _ = read_gray(entry_images[0], 640)
+    np.testing.assert_array_equal(detect_to_budget(img, 300).keypoints, detect(img, 300).keypoints)
+    with pytest.raises(ValueError, match="schedule"):
+        detect_to_budget(img, 300, schedule=())

@@ -627,3 +627,75 @@ def pairs_with_matches(database: str | os.PathLike) -> tuple[set[tuple[int, int]
     """Image-id pairs (smaller id first) that hold a matches entry (even an empty one: COLMAP's
     matchers record pairs they tried), and those that hold a two-view geometry."""
     return set(table_pairs(database, "matches")), set(table_pairs(database, "two_view_geometries"))
+
+
+@dataclass(frozen=True)
+class PairGeometry:
+    """A verified image pair's two-view geometry, in **OpenCV** pixels (centres at integers).
+
+    Attributes:
+        config: COLMAP's configuration name (``"CALIBRATED"``, ``"UNCALIBRATED"``, ``"PLANAR"``, ...).
+        F: (3, 3) float64 fundamental matrix ``x1ᵀ F x0 = 0``, or None (planar, panoramic).
+        H: (3, 3) float64 homography ``x1 ~ H x0``, or None.
+        inliers: (K, 2) int64 inlier matches ``[i0, i1]``, ordered as asked.
+    """
+
+    config: str
+    F: np.ndarray | None
+    H: np.ndarray | None
+    inliers: np.ndarray
+
+
+#: COLMAP configurations whose geometry is a homography (no epipolar line to search along).
+HOMOGRAPHY_CONFIGS = ("PLANAR", "PANORAMIC", "PLANAR_OR_PANORAMIC")
+#: COLMAP configurations with a fundamental (or essential) matrix.
+EPIPOLAR_CONFIGS = ("CALIBRATED", "UNCALIBRATED")
+
+
+def _to_opencv_pixels(M: np.ndarray, left: bool) -> np.ndarray:
+    """``M`` acting on COLMAP pixels (+0.5) → the same map on OpenCV pixels: ``x_colmap = S x_cv``."""
+    S = np.array([[1.0, 0, 0.5], [0, 1.0, 0.5], [0, 0, 1.0]])
+    return (np.linalg.inv(S) @ M @ S) if left else (S.T @ M @ S)
+
+
+def _config_name(geometry) -> str:
+    """COLMAP's configuration name of a two-view geometry (pycolmap gives an enum or an int)."""
+    config = geometry.config
+    return config.name if hasattr(config, "name") else pycolmap.TwoViewGeometryConfiguration(int(config)).name
+
+
+def _geometry_matrices(db: pycolmap.Database, id0: int, id1: int, geometry) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(F, H) of a two-view geometry in COLMAP pixels; F from E and the cameras when F is unset."""
+    name = _config_name(geometry)
+    if name in HOMOGRAPHY_CONFIGS and geometry.H is not None:
+        return None, np.asarray(geometry.H, np.float64)
+    if name not in EPIPOLAR_CONFIGS:
+        return None, None
+    F = None if geometry.F is None else np.asarray(geometry.F, np.float64)
+    if F is None or not np.abs(F).sum():
+        if geometry.E is None:
+            return None, None
+        K0, K1 = (np.asarray(db.read_camera(db.read_image(i).camera_id).calibration_matrix()) for i in (id0, id1))
+        F = np.linalg.inv(K1).T @ np.asarray(geometry.E, np.float64) @ np.linalg.inv(K0)
+    return F, None
+
+
+def read_pair_geometry(database: str | os.PathLike, id0: int, id1: int) -> PairGeometry | None:
+    """The two-view geometry of a verified image pair (ordered as asked), or None when the pair
+    has none or it has no usable matrix (degenerate, watermark, ...).
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+    """
+    with open_database(database) as db:
+        if not db.exists_two_view_geometry(int(id0), int(id1)):
+            return None
+        geometry = db.read_two_view_geometry(int(id0), int(id1))
+        inliers = np.asarray(geometry.inlier_matches, dtype=np.int64).reshape(-1, 2)
+        if not len(inliers):
+            return None
+        F, H = _geometry_matrices(db, int(id0), int(id1), geometry)
+    if F is None and H is None:
+        return None
+    return PairGeometry(_config_name(geometry), None if F is None else _to_opencv_pixels(F, False),
+                        None if H is None else _to_opencv_pixels(H, True), inliers)  # fmt: skip

@@ -6,9 +6,10 @@ config, returns the path it wrote and skips what that file already holds::
     matches  = match.run(image_dir, features, pairs, out / "matches.h5", scorer, config)
     database = to_database.run(image_dir, features, pairs, matches, out / "database.db")
     verify.run(database, verification)
+    guided.run(image_dir, features, pairs, matches, database, out / "guided.json", scorer)  # opt-in
     sparse   = reconstruct.run(database, image_dir, out / "sparse", mapper)
 
 :func:`patchmatch.sfm.run_sfm` is this chain; ``patchmatch match`` runs the match and verify
-stages on a user's COLMAP database (:mod:`patchmatch.database_matching`). A stage given a
-``report`` dict adds its counts to it (the keys of ``report.json``).
+(and, opt-in, guided) stages on a user's COLMAP database (:mod:`patchmatch.database_matching`).
+A stage given a ``report`` dict adds its counts to it (the keys of ``report.json``).
 """

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import storage
-from ..features import Features, axis_scales, detect, to_original
+from ..features import CONTRAST_SCHEDULE, Features, axis_scales, detect_to_budget, to_original
 from ..images import ImageReadError, file_fingerprint, image_size, read_gray
 from .common import progress_bar, set_aside_if_unreadable
 
@@ -37,16 +37,21 @@ class ExtractConfig:
         max_keypoints: SIFT keypoints per image, the strongest by response (COLMAP's 8192).
         max_image_size: longest image side for detection (and patches), pixels; None = original
             size. COLMAP's 3200 by default: SIFT detection needs ~240 bytes per pixel.
+        contrast_schedule: SIFT contrast thresholds tried in turn until an image has
+            ``max_keypoints`` (:func:`~patchmatch.features.detect_to_budget`).
     """
 
     max_keypoints: int = 8192
     max_image_size: int | None = 3200
+    contrast_schedule: tuple[float, ...] = CONTRAST_SCHEDULE
 
     def __post_init__(self):
         if self.max_keypoints < 1:
             raise ValueError(f"max_keypoints must be >= 1, got {self.max_keypoints}")
         if self.max_image_size is not None and self.max_image_size < 32:
             raise ValueError(f"max_image_size must be >= 32 or None, got {self.max_image_size}")
+        if not self.contrast_schedule or min(self.contrast_schedule) <= 0:
+            raise ValueError(f"contrast_schedule needs thresholds > 0, got {self.contrast_schedule}")
 
 
 def detect_image(image_dir: Path, name: str, config: ExtractConfig) -> tuple[Features, str] | ImageReadError:
@@ -58,7 +63,7 @@ def detect_image(image_dir: Path, name: str, config: ExtractConfig) -> tuple[Fea
         original = np.array(image_size(image_dir / name) if scale != 1.0 else image.shape[::-1])
     except ImageReadError as error:
         return error
-    feats = detect(image, max_keypoints=config.max_keypoints)
+    feats = detect_to_budget(image, config.max_keypoints, config.contrast_schedule)
     return to_original(feats, axis_scales(image.shape, original), original), file_fingerprint(image_dir / name)
 
 
