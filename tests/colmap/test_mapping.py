@@ -90,14 +90,14 @@ def test_mapping_falls_back_to_fixed_intrinsics(sift_database, entry_dir, tmp_pa
     calls = []
 
     def first_one_runs_away(database, image_dir, output_dir, config, input_model=None):
-        rec = real_map_once(database, image_dir, output_dir, config, input_model)
+        models = real_map_once(database, image_dir, output_dir, config, input_model)
         calls.append(config)
         if config.refine_focal_length:  # what lund does: focal length negative, huge distortion
-            cam = next(iter(rec.cameras.values()))
+            cam = next(iter(models[0].cameras.values()))
             p = cam.params.copy()
             p[0], p[3] = -p[0], 4.8
             cam.params = p
-        return rec
+        return models
 
     monkeypatch.setattr(mapping, "map_once", first_one_runs_away)
     attempts = []
@@ -125,7 +125,8 @@ def test_mapping_falls_back_to_fixed_intrinsics(sift_database, entry_dir, tmp_pa
         calls.clear()
 
         def second_one_smaller(database, image_dir, output_dir, config, input_model=None):
-            rec = real_map_once(database, image_dir, output_dir, config, input_model)
+            models = real_map_once(database, image_dir, output_dir, config, input_model)
+            rec = models[0]
             calls.append(config)
             if len(calls) == 1:
                 cam = rec.cameras[rec.images[min(rec.reg_image_ids())].camera_id]
@@ -135,7 +136,7 @@ def test_mapping_falls_back_to_fixed_intrinsics(sift_database, entry_dir, tmp_pa
             else:
                 for frame_id in list(rec.reg_frame_ids())[:drop]:
                     rec.deregister_frame(frame_id)
-            return rec
+            return models
 
         monkeypatch.setattr(mapping, "map_once", second_one_smaller)
         attempts = []
@@ -181,11 +182,11 @@ def test_incomplete_mapping_is_retried_with_other_seeds(sift_database, entry_dir
     seeds = []
 
     def incomplete_unless_seed_2(database, image_dir, output_dir, config, input_model=None):
-        rec = real_map_once(database, image_dir, output_dir, config, input_model)
+        models = real_map_once(database, image_dir, output_dir, config, input_model)
         seeds.append(config.random_seed)
         if config.random_seed != 2:
-            rec.deregister_frame(next(iter(rec.reg_frame_ids())))
-        return rec
+            models[0].deregister_frame(next(iter(models[0].reg_frame_ids())))
+        return models
 
     monkeypatch.setattr(mapping, "map_once", incomplete_unless_seed_2)
     attempts = []
@@ -202,12 +203,12 @@ def test_incomplete_mapping_is_retried_with_other_seeds(sift_database, entry_dir
     seeds.clear()
 
     def incomplete_unless_forward_seed_2(database, image_dir, output_dir, config, input_model=None):
-        rec = real_map_once(database, image_dir, output_dir, config, input_model)
+        models = real_map_once(database, image_dir, output_dir, config, input_model)
         seeds.append((config.random_seed, config.init_max_forward_motion))
         drop = 2 if config.init_max_forward_motion < 1 else 0 if config.random_seed == 2 else 1
-        for frame_id in list(rec.reg_frame_ids())[:drop]:
-            rec.deregister_frame(frame_id)
-        return rec
+        for frame_id in list(models[0].reg_frame_ids())[:drop]:
+            models[0].deregister_frame(frame_id)
+        return models
 
     monkeypatch.setattr(mapping, "map_once", incomplete_unless_forward_seed_2)
     attempts = []
@@ -225,10 +226,10 @@ def test_incomplete_model_is_extended_first(sift_database, entry_dir, tmp_path, 
 
     def configured_leaves_one_out(database, image_dir, output_dir, config, input_model=None):
         calls.append((config.abs_pose_min_num_inliers, None if input_model is None else input_model.num_reg_images()))
-        rec = real_map_once(database, image_dir, output_dir, config, input_model=input_model)
+        models = real_map_once(database, image_dir, output_dir, config, input_model=input_model)
         if len(calls) == 1:
-            rec.deregister_frame(max(rec.reg_frame_ids()))
-        return rec
+            models[0].deregister_frame(max(models[0].reg_frame_ids()))
+        return models
 
     monkeypatch.setattr(mapping, "map_once", configured_leaves_one_out)
     attempts = []
@@ -282,7 +283,43 @@ def test_fixed_intrinsics_stay_at_their_priors_without_exif(sift_database, entry
         priors = {c.camera_id: np.array(c.params) for c in database.read_all_cameras()}
         assert not any(c.has_prior_focal_length for c in database.read_all_cameras())  # no EXIF focal length
     fixed = colmap.MapperConfig(num_threads=1, refine_focal_length=False, refine_extra_params=False)
-    rec = mapping.map_once(db, entry_dir, tmp_path / "sparse", fixed)
+    rec = mapping.map_once(db, entry_dir, tmp_path / "sparse", fixed)[0]
     assert rec.num_reg_images() == 4
     for cam_id, cam in rec.cameras.items():
         np.testing.assert_allclose(cam.params, priors[cam_id], rtol=1e-9)
+
+
+def test_separate_scenes_are_separate_models_all_written(sift_database, entry_dir, tmp_path):
+    """Two places in one folder: COLMAP's models of them together hold every reachable image, so they
+    are the answer (no other mapper run), each written, largest first."""
+    temple = entry_dir.parents[1] / "temple-ring" / "images"
+    if not temple.is_dir():
+        pytest.skip(f"real data not found at {temple} (see shared/data/README.md)")
+    both = tmp_path / "both"
+    for sub, source, names in [("entry", entry_dir, ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"]),
+                               ("temple", temple, ["templeSR0001.png", "templeSR0002.png", "templeSR0003.png"])]:  # fmt: skip
+        (both / sub).mkdir(parents=True)
+        for name in names:
+            (both / sub / name).symlink_to(source / name)
+    names = sorted(str(p.relative_to(both)) for p in both.rglob("*.*"))
+    db = sift_database(both, names)
+    attempts = []
+    models = colmap.map_database(db, both, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+    assert [a.name for a in attempts] == ["configured"] and attempts[0].kept and attempts[0].models == [4, 3]
+    assert sorted(p.name for p in (tmp_path / "sparse").iterdir()) == ["0", "1"]
+    for index, prefix in enumerate(["entry/", "temple/"]):
+        written = colmap.read_reconstruction(tmp_path / "sparse" / str(index))
+        names_in = {written.images[i].name for i in written.reg_image_ids()}
+        assert all(n.startswith(prefix) for n in names_in) and len(names_in) == models[index].num_reg_images()
+
+
+def test_global_mapper_registers_the_scene(sift_database, entry_dir, tmp_path):
+    db = sift_database(entry_dir, ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"])
+    attempts = []
+    models = colmap.map_database(db, entry_dir, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, method="global"),
+                                 attempts)  # fmt: skip
+    assert [a.name for a in attempts] == ["global"] and attempts[0].kept and attempts[0].rejected == []
+    assert len(models) == 1 and models[0].num_reg_images() == 4
+    assert colmap.read_reconstruction(tmp_path / "sparse" / "0").num_reg_images() == 4
+    with pytest.raises(ValueError, match="method"):
+        colmap.MapperConfig(method="hierarchical")
