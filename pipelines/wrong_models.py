@@ -152,6 +152,16 @@ HEADER = ("| scene | runs | images per run | images (all runs) | registered, che
           "| rejected by the checks | registered, unchecked | wrongly registered, unchecked |")  # fmt: skip
 
 
+def machine() -> str:
+    """The machine line of ``compare_scenes.py`` (CPU, cores, library versions)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_scenes", Path(__file__).with_name("compare_scenes.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.machine()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
@@ -185,8 +195,6 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(scene_row(scene, results))
         (args.out / "wrong_models.json").write_text(json.dumps(summary, indent=1, default=str))
     print("\n".join(lines))
-    from compare_scenes import machine  # the same machine line as the compare table
-
     print(f"\nmachine: {machine()}")
     return 0
 

@@ -108,3 +108,13 @@ def test_wrong_models_subsets_and_table_row():
     row = wrong_models.scene_row("temple-ring", {"x": run, "y": {**run, "images": 5}})
     assert row == "| temple-ring | 2 | 4–5 | 9 | 6 | 0 | 2 | 8 | 2 |"
     assert row.count(" | ") == wrong_models.HEADER.count(" | ")
+
+
+def test_mapper_compare_rows():
+    mapper_compare = _script("mapper_compare")
+    report = {"registered": 16, "images_used": 16, "models": [{"registered": 16}], "pose": {"rotation_error_median_deg": 1.1351},
+              "seconds": {"mapping": 12.34}, "rejected": []}
+    lines = mapper_compare.rows("temple-ring", {"incremental": report, "global": {**report, "pose": None}})
+    assert lines == ["| temple-ring | incremental | 16/16 | 1 | 1.135 | 12.3 | 0 |",
+                     "| temple-ring | global | 16/16 | 1 | – | 12.3 | 0 |"]
+    assert lines[0].count(" | ") == mapper_compare.HEADER.count(" | ")

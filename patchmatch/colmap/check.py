@@ -217,11 +217,11 @@ def check_model(
         result.rejected[rec.images[i].name] = why
         rec.deregister_frame(rec.images[i].frame_id)
     if reasons:
-        _drop_short_tracks(rec)
+        drop_short_tracks(rec)
     return result
 
 
-def _drop_short_tracks(rec: pycolmap.Reconstruction) -> None:
+def drop_short_tracks(rec: pycolmap.Reconstruction) -> None:
     """Deletes the 3D points that fewer than two registered images observe (after a deregistration)."""
     registered = set(rec.reg_image_ids())
     for point_id, point in list(rec.points3D.items()):

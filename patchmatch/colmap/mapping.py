@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 
-from .check import check_model
+from .check import check_model, drop_short_tracks
 from .database import open_database, require_database, table_pairs
 from .model import write_reconstruction
 
@@ -351,20 +351,21 @@ def degenerate_cameras(
 
 def _refine_intrinsics(
     reconstruction: pycolmap.Reconstruction, config: MapperConfig, priors: Mapping[int, float]
-) -> tuple[pycolmap.Reconstruction, list[str]]:
-    """A copy refined by one global bundle adjustment with the intrinsics free, and ``[]``; or the
-    input itself and the degenerate cameras of the refined copy when they run away."""
+) -> tuple[pycolmap.Reconstruction, dict[int, str]]:
+    """A copy refined by one global bundle adjustment with the intrinsics free, and ``{}``; or the
+    input itself and the degenerate cameras of the refined copy (camera id → why) when they run away."""
     refined = pycolmap.Reconstruction(reconstruction)
     options = pycolmap.BundleAdjustmentOptions()
     options.print_summary = False
     options.refine_focal_length = bool(config.refine_focal_length)
     options.refine_extra_params = bool(config.refine_extra_params)
     global_bundle_adjustment(refined, options)
-    bad = degenerate_cameras(refined, priors)
+    bad = _degenerate_by_camera(refined, priors)
     if bad:
-        logger.warning("refined intrinsics ran away (%s); keeping the prior intrinsics", "; ".join(bad[:3]))
+        logger.warning("refined intrinsics ran away (%s); keeping the prior intrinsics",
+                       "; ".join(f"camera {c}: {why}" for c, why in list(bad.items())[:3]))  # fmt: skip
         return reconstruction, bad
-    return refined, []
+    return refined, {}
 
 
 # --------------------------------------------------------------------------
@@ -496,7 +497,7 @@ class _Search:
     def record(self, run: _Run, models: list[pycolmap.Reconstruction], seconds: float) -> None:
         if run.extends and models:  # the configured run's other models, without the images now in the continued one
             models = models[:1] + _without(self.models[1:], _reg_ids(models[0]))
-        attempt, models = _checked(run.name, models, self.scene, self.config.check, seconds)
+        attempt, models = _checked(run.name, models, self.scene, self.config, seconds)
         self.attempts.append(attempt)
         # most usable images; then fewest degenerate cameras; then fewest models; then the earlier run
         if models and (not self.models or (attempt.usable, -len(attempt.degenerate), -len(models))
@@ -535,18 +536,19 @@ def _without(models: list[pycolmap.Reconstruction], image_ids: set[int]) -> list
     return out
 
 
-def _checked(name: str, models: list[pycolmap.Reconstruction], scene: _Scene, check: bool,
+def _checked(name: str, models: list[pycolmap.Reconstruction], scene: _Scene, config: MapperConfig,
              seconds: float) -> tuple[MappingAttempt, list[pycolmap.Reconstruction]]:  # fmt: skip
     """The attempt record of one run and its models after the checks (:func:`check_model`), largest
-    first; models left with fewer than 2 images are dropped."""
+    first; models left with fewer than ``config.min_model_size`` images are dropped (two images are
+    only their own two-view geometry: nothing checks it)."""
     degenerate, rejected, registered, usable, kept = [], {}, set(), set(), []
     for model in models:
         bad = _degenerate_by_camera(model, scene.priors)
         degenerate += [f"camera {c}: {why}" for c, why in bad.items() if f"camera {c}: {why}" not in degenerate]
         registered |= {model.images[i].name for i in model.reg_image_ids()}
-        if check:
+        if config.check:
             rejected.update(check_model(model, scene.database, bad).rejected)
-        if model.num_reg_images() >= 2:
+        if model.num_reg_images() >= max(2, config.min_model_size):
             kept.append(model)
             usable |= {model.images[i].name for i in model.reg_image_ids() if model.images[i].camera_id not in bad}
     kept.sort(key=lambda m: -m.num_reg_images())
@@ -583,7 +585,9 @@ def _search(image_dir: Path, output_dir: Path, search: _Search, runs: list[_Run]
 
 def _settle_intrinsics(search: _Search) -> list[pycolmap.Reconstruction]:
     """Labels the kept run's intrinsics; a fixed-intrinsics run's models get them refined in one
-    global bundle adjustment each (kept if they stay sane)."""
+    global bundle adjustment each (kept if they stay sane). With the checks on, the images of a
+    camera whose refinement runs away are rejected: their images disagree with the prior intrinsics
+    (e.g. a narrow field of view far from the default focal length), so their poses are wrong too."""
     attempt, config = search.attempt, search.config
     refined = search.run.config.refine_focal_length or search.run.config.refine_extra_params
     attempt.intrinsics = "refined" if refined else "fixed at priors"
@@ -601,12 +605,30 @@ def _settle_intrinsics(search: _Search) -> list[pycolmap.Reconstruction]:
             model, bad = _refine_intrinsics(model, config, search.scene.priors)
             if bad:
                 ran_away = True
-                notes.append("refinement in one bundle adjustment ran away: " + "; ".join(bad[:3]))
-        models.append(model)
+                notes.append("refinement in one bundle adjustment ran away: "
+                             + "; ".join(f"camera {c}: {why}" for c, why in list(bad.items())[:3]))  # fmt: skip
+                if config.check:
+                    _reject_cameras(model, bad, attempt)
+        if model.num_reg_images() >= max(2, config.min_model_size):
+            models.append(model)
     if (config.refine_focal_length or config.refine_extra_params) and not ran_away:
         attempt.intrinsics = "fixed at priors, refined after"
     attempt.intrinsics_note = "; ".join(notes)
-    return models
+    attempt.models = [m.num_reg_images() for m in models]
+    attempt.usable = len({m.images[i].name for m in models for i in m.reg_image_ids()})
+    return sorted(models, key=lambda m: -m.num_reg_images())
+
+
+def _reject_cameras(model: pycolmap.Reconstruction, bad: Mapping[int, str], attempt: MappingAttempt) -> None:
+    """Deregisters, in place, the images of the cameras ``bad`` (id → why) and names them in ``attempt``."""
+    for image_id in sorted(model.reg_image_ids()):
+        image = model.images[image_id]
+        if image.camera_id in bad:
+            why = f"intrinsics at their prior disagree with the images (refined, they run away: {bad[image.camera_id]})"
+            attempt.rejected.append({"name": image.name, "reason": why})
+            model.deregister_frame(image.frame_id)
+    attempt.rejected.sort(key=lambda item: item["name"])
+    drop_short_tracks(model)
 
 
 def map_database(
@@ -666,9 +688,11 @@ def map_database(
     if len(search.attempts) > 1:
         logger.info("kept the %s mapping: %d of %d reachable images registered in %d model(s)",
                     search.attempt.name, search.attempt.usable, scene.reachable, len(search.models))  # fmt: skip
+    models = _settle_intrinsics(search)
     for item in search.attempt.rejected:
         logger.warning("%s: not registered, %s", item["name"], item["reason"])
-    models = _settle_intrinsics(search)
+    if not models:
+        logger.warning("every image of the kept mapping was rejected: no model from %s", database)
     _remove_numbered_models(output_dir)
     for index, model in enumerate(models):
         write_reconstruction(model, output_dir / str(index))

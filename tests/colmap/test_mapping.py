@@ -115,12 +115,16 @@ def test_mapping_falls_back_to_fixed_intrinsics(sift_database, entry_dir, tmp_pa
     calls.clear()
     attempts = []
     rec = colmap.incremental_mapping(
-        db, entry_dir, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, fixed_intrinsics_fallback=False), attempts
-    )
-    assert len(calls) == 3 and colmap.degenerate_cameras(rec), attempts  # seeds only
+        db, entry_dir, tmp_path / "sparse",
+        colmap.MapperConfig(num_threads=2, fixed_intrinsics_fallback=False, min_model_size=2), attempts
+    )  # fmt: skip
+    # the runaway camera's image is rejected by the checks: the seeds, then the forward-motion runs
+    # (all run away here), and the configured model kept without that image
+    assert len(calls) == 7 and colmap.degenerate_cameras(rec) and rec.num_reg_images() == 2, attempts
+    assert attempts[0].kept and attempts[0].rejected[0]["reason"].startswith("implausible intrinsics (focal -")
     # the model with most usable images (registered, camera sane) is kept: a complete model with one
     # runaway camera (2 usable) loses to a sane one registering 2 (the next run, seed 1), and beats
-    # sane ones registering 1
+    # sane ones registering 1 (no model: fewer than 2 images)
     for drop, kept_first in [(1, False), (2, True)]:
         calls.clear()
 
@@ -140,10 +144,11 @@ def test_mapping_falls_back_to_fixed_intrinsics(sift_database, entry_dir, tmp_pa
 
         monkeypatch.setattr(mapping, "map_once", second_one_smaller)
         attempts = []
-        rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+        two = colmap.MapperConfig(num_threads=2, min_model_size=2)  # models of 2 images kept after the checks
+        rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", two, attempts)
         assert [a.name for a in attempts[:4]] == ["configured", "configured, seed 1", "configured, seed 2", "fixed intrinsics"]
         assert [a.kept for a in attempts] == [kept_first, not kept_first] + [False] * (len(attempts) - 2)
-        assert rec.num_reg_images() == (3 if kept_first else 3 - drop)
+        assert rec.num_reg_images() == 2  # the runaway camera's image rejected by the checks
         assert attempts[0].registered == 3 and attempts[0].usable == 2 and len(attempts[0].degenerate) == 1
 
 
@@ -190,7 +195,8 @@ def test_incomplete_mapping_is_retried_with_other_seeds(sift_database, entry_dir
 
     monkeypatch.setattr(mapping, "map_once", incomplete_unless_seed_2)
     attempts = []
-    no_extension = colmap.MapperConfig(num_threads=2, extend_fallback=False)
+    # models of 2 of the 3 images count (kept after the checks)
+    no_extension = colmap.MapperConfig(num_threads=2, extend_fallback=False, min_model_size=2)
     rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", no_extension, attempts)
     assert rec.num_reg_images() == 3 and seeds[:3] == [0, 1, 2]  # the configured settings with seeds 1, 2 first
     assert attempts[2].kept and attempts[2].name == "configured, seed 2" and len(attempts) == 3
@@ -233,13 +239,14 @@ def test_incomplete_model_is_extended_first(sift_database, entry_dir, tmp_path, 
 
     monkeypatch.setattr(mapping, "map_once", configured_leaves_one_out)
     attempts = []
-    rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+    two = colmap.MapperConfig(num_threads=2, min_model_size=2)  # a model of 2 of the 3 images counts
+    rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", two, attempts)
     assert calls == [(30, None), (15, 2)]  # the 2-image model continued, no other run needed
     assert [a.name for a in attempts] == ["configured", "configured, extended (registration from 15 inliers)"]
     assert attempts[1].kept and rec.num_reg_images() == 3 and not attempts[1].degenerate
     # switched off, or with the configured threshold at 15 already: the other fallbacks as before
-    for config in (colmap.MapperConfig(num_threads=2, extend_fallback=False),
-                   colmap.MapperConfig(num_threads=2, abs_pose_min_num_inliers=15)):  # fmt: skip
+    for config in (colmap.MapperConfig(num_threads=2, extend_fallback=False, min_model_size=2),
+                   colmap.MapperConfig(num_threads=2, abs_pose_min_num_inliers=15, min_model_size=2)):  # fmt: skip
         calls.clear()
         attempts = []
         colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", config, attempts)
@@ -297,7 +304,7 @@ def test_separate_scenes_are_separate_models_all_written(sift_database, entry_di
         pytest.skip(f"real data not found at {temple} (see shared/data/README.md)")
     both = tmp_path / "both"
     for sub, source, names in [("entry", entry_dir, ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"]),
-                               ("temple", temple, ["templeSR0001.png", "templeSR0002.png", "templeSR0003.png"])]:  # fmt: skip
+                               ("temple", temple, ["templeSR0003.png", "templeSR0004.png", "templeSR0005.png"])]:  # fmt: skip
         (both / sub).mkdir(parents=True)
         for name in names:
             (both / sub / name).symlink_to(source / name)
@@ -305,7 +312,7 @@ def test_separate_scenes_are_separate_models_all_written(sift_database, entry_di
     db = sift_database(both, names)
     attempts = []
     models = colmap.map_database(db, both, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
-    assert [a.name for a in attempts] == ["configured"] and attempts[0].kept and attempts[0].models == [4, 3]
+    assert [a.name for a in attempts] == ["configured"] and attempts[0].kept and attempts[0].models == [4, 3], attempts
     assert sorted(p.name for p in (tmp_path / "sparse").iterdir()) == ["0", "1"]
     for index, prefix in enumerate(["entry/", "temple/"]):
         written = colmap.read_reconstruction(tmp_path / "sparse" / str(index))
