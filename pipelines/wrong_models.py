@@ -152,6 +152,16 @@ HEADER = ("| scene | runs | images per run | images (all runs) | registered, che
           "| rejected by the checks | registered, unchecked | wrongly registered, unchecked |")  # fmt: skip
 
 
+def table_of_finished(out: Path, scenes: list[str]) -> list[str]:
+    """The table's lines from the subsets of ``scenes`` already mapped in ``out`` (scenes without any left out)."""
+    lines = [HEADER, "|---" * HEADER.count(" | ") + "|---|"]
+    for scene in scenes:
+        results = {p.parent.name: json.loads(p.read_text()) for p in sorted((out / scene).glob("*/result.json"))}
+        if results:
+            lines.append(scene_row(scene, results))
+    return lines
+
+
 def machine() -> str:
     """The machine line of ``compare_scenes.py`` (CPU, cores, library versions)."""
     import importlib.util
@@ -171,7 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-keypoints", type=int, default=2048)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--table-only", action="store_true", help="print the table of the subsets already mapped")
     args = ap.parse_args(argv)
+    if args.table_only:
+        print("\n".join(table_of_finished(args.out, args.scenes)))
+        return 0
     import torch
 
     torch.set_num_threads(args.threads)
