@@ -1,14 +1,17 @@
 """Side by side: COLMAP's own SIFT pipeline and patchmatch on the same images.
 
-Two reconstructions of the same images, written into one output folder:
+Three reconstructions of the same images, written into one output folder:
 
 * ``OUT/colmap-sift``: pycolmap's SIFT extraction (the same keypoint budget and image size),
   exhaustive matching with the ratio test and cross-check, geometric verification, incremental
   mapping (``sift.json`` holds its numbers once it has finished);
 * ``OUT/patchmatch``: :func:`patchmatch.sfm.run_sfm` (exhaustive pairs unless configured
-  otherwise), with the same verification and mapper settings.
+  otherwise), with the same verification and mapper settings;
+* ``OUT/patchmatch-without-network``: the same pipeline with the network never asked
+  (``MatchConfig(network=False)``: SIFT's ratio-test matches through the same stages and mapper),
+  so that the table says what the learned comparison gave on these images.
 
-With ground-truth cameras (a ``cameras.json`` as in ``shared/data``) both get the relative
+With ground-truth cameras (a ``cameras.json`` as in ``shared/data``) all get the relative
 rotation error of every image pair (median, AUC at 0.5°, 1°, 2°; an unregistered image makes
 all its pairs failures). A rerun resumes: a finished SIFT run is reused and patchmatch resumes
 from its own files.
@@ -38,6 +41,7 @@ __all__ = ["run_colmap_sift", "compare", "format_table", "find_ground_truth"]
 
 SIFT_DIR = "colmap-sift"
 PATCHMATCH_DIR = "patchmatch"
+WITHOUT_NETWORK_DIR = "patchmatch-without-network"
 
 
 def find_ground_truth(images: str | os.PathLike) -> Path | None:
@@ -95,8 +99,10 @@ def run_colmap_sift(
     # pycolmap's own mapper, as `colmap mapper` runs it: COLMAP's 4 px reprojection filter and no
     # fallbacks (continuing the model, fixed intrinsics, forward-motion initialisation), whatever
     # patchmatch's own mapper settings are
+    # and none of its checks (pycolmap's result as it is)
     plain = dataclasses.replace(config.mapper, extend_fallback=False, fixed_intrinsics_fallback=False,
-                                forward_motion_fallback=False, retry_seeds=0, max_reproj_error=4.0)
+                                forward_motion_fallback=False, retry_seeds=0, max_reproj_error=4.0,
+                                method="incremental", check=False)
     reconstruction = colmap.incremental_mapping(database, images, out / "sparse", plain)
     stages["mapping"] = time.perf_counter() - t
     stats = colmap.reconstruction_stats(reconstruction)
@@ -129,7 +135,7 @@ def _sift_settings(images: Path, names: list[str], config: SfmConfig) -> dict:
             "verification": dataclasses.asdict(config.verification),
             "mapper": {k: v for k, v in dataclasses.asdict(config.mapper).items()
                        if k not in ("extend_fallback", "fixed_intrinsics_fallback", "forward_motion_fallback", "retry_seeds",
-                                    "max_reproj_error")}}  # fmt: skip
+                                    "max_reproj_error", "method", "check")}}  # fmt: skip
 
 
 def _with_pose(result: dict, out: Path, names: list[str], ground_truth) -> dict:
@@ -163,7 +169,7 @@ def _check_foreign_output(out: Path, overwrite: bool) -> None:
     try:
         data = json.loads(result.read_text())
         ours = (isinstance(data, dict) and "images_dir" in data and isinstance(data.get("methods"), dict)
-                and set(data["methods"]) <= {SIFT_DIR, PATCHMATCH_DIR})  # fmt: skip
+                and set(data["methods"]) <= {SIFT_DIR, PATCHMATCH_DIR, WITHOUT_NETWORK_DIR})  # fmt: skip
     except (OSError, UnicodeDecodeError, ValueError):
         ours = False
     if not ours:
@@ -180,20 +186,22 @@ def compare(
     overwrite: bool = False,
     progress: bool = False,
 ) -> dict:
-    """Runs both pipelines on the images of ``images`` and returns their numbers.
+    """Runs the three pipelines on the images of ``images`` and returns their numbers.
 
     Args:
         images: image folder (searched recursively, as ``patchmatch sfm`` does).
-        out: output folder (``colmap-sift/``, ``patchmatch/``, ``compare.json``).
+        out: output folder (``colmap-sift/``, ``patchmatch/``, ``patchmatch-without-network/``,
+            ``compare.json``).
         config: patchmatch's settings; keypoints, image size, camera, verification and mapper
             settings are shared with the SIFT run.
         weights: network checkpoint (None: shipped weights).
         ground_truth: ``cameras.json`` (None: looked for with :func:`find_ground_truth`).
-        overwrite: redo both runs.
+        overwrite: redo all runs.
         progress: progress bars.
 
     Returns:
-        ``{"images": N, "ground_truth": path|None, "methods": {"colmap-sift": {...}, "patchmatch": {...}}}``.
+        ``{"images": N, "ground_truth": path|None, "methods": {"colmap-sift": {...}, "patchmatch": {...},
+        "patchmatch-without-network": {...}}}``.
 
     Raises:
         FileNotFoundError: no image folder; ValueError: fewer than two images;
@@ -214,16 +222,22 @@ def compare(
     report = run_sfm(images, out / PATCHMATCH_DIR, config, scorer=scorer, overwrite=overwrite, progress=progress,
                      ground_truth=ground_truth)  # fmt: skip
     pm = _patchmatch_row(report, round(time.perf_counter() - t + load_seconds, 2))  # loading the network included
+    logger.info("the same pipeline without the network")
+    t = time.perf_counter()
+    plain = dataclasses.replace(config, match=dataclasses.replace(config.match, network=False))
+    report = run_sfm(images, out / WITHOUT_NETWORK_DIR, plain, scorer=scorer, overwrite=overwrite, progress=progress,
+                     ground_truth=ground_truth)  # fmt: skip
+    without = _patchmatch_row(report, round(time.perf_counter() - t, 2))
     result = {"images_dir": str(images), "images": len(names), "ground_truth": str(ground_truth) if ground_truth else None,
               "max_keypoints": config.max_keypoints, "max_image_size": config.max_image_size,
-              "skipped": skipped, "methods": {"colmap-sift": sift, "patchmatch": pm}}  # fmt: skip
+              "skipped": skipped, "methods": {"colmap-sift": sift, "patchmatch": pm, WITHOUT_NETWORK_DIR: without}}  # fmt: skip
     (out / "compare.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
 
 
 def _check_inputs(images: Path, out: Path, config: SfmConfig, weights, ground_truth: Path | None,
                   overwrite: bool) -> tuple[list[str], list[dict[str, str]]]:  # fmt: skip
-    """Every input checked before either pipeline runs; returns the images both get and the skipped ones.
+    """Every input checked before either pipeline runs; returns the images all get and the skipped ones.
 
     Raises:
         FileNotFoundError, NotADirectoryError, FileExistsError, ValueError: see :func:`compare`.
@@ -256,17 +270,20 @@ def _patchmatch_row(report: dict, seconds: float) -> dict:
     pm["seconds_per_stage"] = report["seconds"]
     pm["resumed"] = bool(report.get("resumed"))
     pm["network"] = report["weights"]  # path, precision, backend, tta: what scored the pairs
+    pm["candidates_scored"] = report.get("candidates_scored", 0)  # 0: the network was never asked
+    pm["models"] = [m["registered"] for m in report.get("models", [])]
+    pm["rejected"] = report.get("rejected", [])
     if "pose" in report:
         pm["pose"] = {k: v for k, v in report["pose"].items() if k != "pair_errors"}
     return pm
 
 
 def _usable_images(images: Path, names: list[str], prefer: set[str] = frozenset()) -> tuple[list[str], list[dict[str, str]]]:
-    """The images both pipelines get: readable, one per file content (``prefer``'s name kept, e.g. the
+    """The images every pipeline gets: readable, one per file content (``prefer``'s name kept, e.g. the
     ground truth's), no hloc pair-name collision.
 
     Returns ``(names, skipped)``, ``skipped`` as in ``report.json`` (``name``, ``reason``), so
-    that "registered N/M" counts the same M images for both methods.
+    that "registered N/M" counts the same M images for every method.
     """
     usable, skipped = [], []
     for n in names:

@@ -71,6 +71,10 @@ class MatchConfig:
         strong_pair_accepted: a strong image pair, one with at least this many accepted
             matches (``accept_ratio``), keeps them alone, without a network pass
             (:data:`STRONG_PAIR_ACCEPTED`); None scores every selected pair.
+        network: ask the network at all. False: every image pair gets SIFT's own matches
+            (mutual descriptor nearest neighbours passing the ratio test at ``accept_ratio``) and
+            nothing else, through the same stages and mapper: the pipeline without the network,
+            what ``patchmatch compare`` measures the network against.
     """
 
     k: int = K
@@ -85,6 +89,7 @@ class MatchConfig:
     min_partners: int = MIN_PARTNERS
     unselected: str = "none"
     strong_pair_accepted: int | None = STRONG_PAIR_ACCEPTED
+    network: bool = True
 
     def __post_init__(self):
         if self.k < 1:
@@ -97,6 +102,8 @@ class MatchConfig:
             raise ValueError("MatchConfig.min_overlap, strong_overlap and min_partners must be >= 0.")
         if self.strong_pair_accepted is not None and self.strong_pair_accepted < 1:
             raise ValueError(f"MatchConfig.strong_pair_accepted must be >= 1 or None, got {self.strong_pair_accepted}.")
+        if not self.network and self.accept_ratio is None:
+            raise ValueError("MatchConfig.network=False needs accept_ratio (SIFT's own matches are all there is).")
         if self.unselected not in ("descriptor", "none"):
             raise ValueError(f"MatchConfig.unselected must be 'descriptor' or 'none', got {self.unselected!r}.")
 
@@ -197,8 +204,10 @@ def select_pairs(overlaps: dict[tuple[str, str], int], config: MatchConfig = Mat
         config: the thresholds.
 
     Returns:
-        The selected pairs (keys of ``overlaps``).
+        The selected pairs (keys of ``overlaps``); none without the network (``config.network``).
     """
+    if not config.network:
+        return set()
     eligible = {p: o for p, o in overlaps.items() if o >= config.min_overlap}
     selected = {p for p, o in eligible.items() if o >= config.strong_overlap}
     by_image: dict[str, list[tuple[int, tuple[str, str]]]] = {}
@@ -287,7 +296,7 @@ def plan_pairs(
             searches[(a, b)] = found
     selected = select_pairs(overlaps, config)
     descriptor = {}
-    if config.unselected == "descriptor":
+    if config.unselected == "descriptor" or not config.network:
         descriptor = {p: f.accepted for p, f in searches.items() if p not in selected and len(f.accepted)}
     return PairPlan(overlaps, selected, {p: f for p, f in searches.items() if p in selected}, descriptor)
 
@@ -295,8 +304,9 @@ def plan_pairs(
 def needs_network(candidates: CandidateSet, config: MatchConfig = MatchConfig()) -> bool:
     """Whether :func:`match_features` scores an image pair with the network: its descriptor
     overlap reaches ``config.min_overlap`` and it has fewer accepted matches than
-    ``config.strong_pair_accepted``. Callers skip cropping patches for the other pairs."""
-    if candidates.overlap < config.min_overlap:
+    ``config.strong_pair_accepted`` (never without the network, ``config.network``). Callers skip
+    cropping patches for the other pairs."""
+    if not config.network or candidates.overlap < config.min_overlap:
         return False
     return config.strong_pair_accepted is None or len(candidates.accepted) < config.strong_pair_accepted
 
@@ -334,7 +344,7 @@ def match_features(
     pairs, overlap, accepted = found.pairs, found.overlap, found.accepted
     if not needs_network(found, config):  # SIFT's own matches (strong pair, or MatchConfig.unselected) or none
         strong = overlap >= config.min_overlap
-        kept = accepted if strong or config.unselected == "descriptor" else np.zeros((0, 2), np.int64)
+        kept = accepted if strong or config.unselected == "descriptor" or not config.network else np.zeros((0, 2), np.int64)
         return MatchResult(features0.xy.copy(), features1.xy.copy(), kept, np.full(len(kept), np.nan, np.float32), 0, overlap)
     if patches0 is None or patches1 is None or len(patches0) != len(features0) or len(patches1) != len(features1):
         raise ValueError("each image needs one patch per keypoint.")

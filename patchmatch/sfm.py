@@ -16,7 +16,7 @@ Output folder ``OUT``:
   pixels of the original images. ``pairs.json``: the image pairs.
 * ``guided.json``: the pairs geometry-guided matching has done (:mod:`patchmatch.stages.guided`).
 * ``database.db``: rebuilt from the h5 files on every run (cheap), then verified;
-  ``sparse/0``: the largest model, COLMAP binary format.
+  ``sparse/0``, ``sparse/1``, …: every model, largest first, COLMAP binary format.
 * ``viz/*.png``: matches of the pairs with most verified inliers; ``viz/cameras.png``: a top
   view of the registered cameras and the 3D points.
 * ``report.json``: counts, model statistics, seconds per stage, skipped images with reasons
@@ -271,6 +271,8 @@ def _read_run_json(path: Path) -> Any:
         previous["matching"].setdefault("tta", "none")  # before test-time augmentation existed
         previous["matching"].setdefault("activation_bits", None)  # ... or int8 activation variants
         previous["matching"].setdefault("guided", None)  # ... or guided matching
+        if isinstance(previous["matching"].get("match"), dict):
+            previous["matching"]["match"].setdefault("network", True)  # ... or the switch to leave the network out
     return previous
 
 
@@ -394,8 +396,11 @@ def run_sfm(
         The report, also written to ``out_dir/report.json`` (NaN and infinity, e.g. the
         reprojection error of no model, written as null): ``images``, ``registered``,
         ``points``, ``mean_track_length``, ``mean_reprojection_error`` (px), ``pairs``,
-        ``seconds`` (per stage), ``skipped`` (``[{"name", "reason"}]``), ``unregistered``,
-        counts of work done and reused, and ``pose`` with ``ground_truth``.
+        ``seconds`` (per stage), ``skipped`` (``[{"name", "reason"}]``), ``unregistered`` (in no
+        model), ``models`` (every model written: ``path``, ``registered``, ``points``, ``names``),
+        ``rejected`` (``[{"name", "reason"}]``: registered by the mapper, left out by the checks),
+        counts of work done and reused, and ``pose`` with ``ground_truth``. The model statistics
+        and ``pose`` are those of ``sparse/0``, the largest model.
 
     Raises:
         FileNotFoundError: ``image_dir`` missing, or no weights shipped and none given.
@@ -445,7 +450,7 @@ def run_sfm(
         stats = colmap.reconstruction_stats(reconstruction)
         registered = stats.pop("registered_names")
         report.update(status="complete", images=len(names), images_used=len(good), **stats,
-                      unregistered=sorted(set(good) - set(registered)), seconds=seconds,
+                      unregistered=sorted(set(good) - {n for m in report['models'] for n in m['names']}), seconds=seconds,
                       seconds_total=round(sum(seconds.values()), 3), config=dataclasses.asdict(config),
                       weights={"sha256": identity["matching"]["weights_sha256"], **_scorer_meta(scorer)})  # fmt: skip
         if ground_truth is not None:

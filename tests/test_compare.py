@@ -49,7 +49,7 @@ def test_compare_runs_both_pipelines_and_resumes(scene, tmp_path, capsys, monkey
     # temple-ring continuing the model registers 16 instead of 13 of SIFT's 16 images)
     sift_mapper = mapper_configs[0]
     assert not (sift_mapper.extend_fallback or sift_mapper.fixed_intrinsics_fallback or sift_mapper.forward_motion_fallback
-                or sift_mapper.retry_seeds) and sift_mapper.max_reproj_error == 4.0
+                or sift_mapper.retry_seeds or sift_mapper.check) and sift_mapper.max_reproj_error == 4.0
     result = json.loads((out / "compare.json").read_text())
     assert result["ground_truth"] == str(tmp_path / "s" / "cameras.json")
     # the copy is skipped, not 0003.jpg that cameras.json knows
@@ -58,7 +58,14 @@ def test_compare_runs_both_pipelines_and_resumes(scene, tmp_path, capsys, monkey
     assert sift["registered"] == 3 and set(sift["seconds_per_stage"]) == {"extraction", "matching", "mapping"}
     assert pm["registered"] == 3 and pm["points"] > 100
     assert pm["network"]["tta"] == "none" and pm["network"]["precision"] in ("fp32", "bf16", "int8")
-    for row in (sift, pm):  # three views of a facade, one camera: both recover the rotations
+    # the third row: the same pipeline, the network never asked (SIFT's ratio-test matches)
+    without = result["methods"]["patchmatch-without-network"]
+    assert set(without) == set(pm) and without["candidates_scored"] == 0 and without["registered"] == 3
+    assert pm["rejected"] == [] and pm["models"] == [3] and pm["pose"]["wrongly_registered_count"] == 0
+    assert "| patchmatch-without-network | 3/3 |" in table
+    run = json.loads((out / "patchmatch-without-network" / "run.json").read_text())
+    assert run["matching"]["match"]["network"] is False
+    for row in (sift, pm, without):  # three views of a facade, one camera: both recover the rotations
         assert row["pose"]["rotation_error_median_deg"] < 1.0, row["pose"]
     first = sift["seconds"]
     assert main(args) == 0  # rerun: the finished SIFT run is reused, patchmatch resumes

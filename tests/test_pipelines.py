@@ -75,7 +75,8 @@ def test_compare_scenes_prints_one_table_of_finished_scenes(tmp_path, capsys):
     compare_scenes = _script("compare_scenes")
     method = {"registered": 9, "points": 1234, "mean_track_length": 3.456, "mean_reprojection_error": 0.5,
               "seconds": 12.34, "pose": {"rotation_error_median_deg": 0.19312, "rotation_auc": {"0.5": 0.5, "1": 0.75, "2": 0.9}}}
-    result = {"images": 10, "methods": {"colmap-sift": {**method, "pose": None}, "patchmatch": method}}
+    result = {"images": 10, "methods": {"colmap-sift": {**method, "pose": None}, "patchmatch": method,
+                                        "patchmatch-without-network": {**method, "registered": 8}}}
     (tmp_path / "out" / "entry-P10").mkdir(parents=True)
     (tmp_path / "out" / "entry-P10" / "compare.json").write_text(json.dumps(result))
     scenes = tmp_path / "data" / "scenes"
@@ -88,6 +89,32 @@ def test_compare_scenes_prints_one_table_of_finished_scenes(tmp_path, capsys):
     assert lines[1].count("|---") == lines[0].count(" | ") + 1
     assert lines[2] == "| entry-P10 | pycolmap SIFT | 9/10 | 1234 | 3.46 | 0.50 | 12.3 | – | – |"
     assert lines[3] == "| entry-P10 | patchmatch | 9/10 | 1234 | 3.46 | 0.50 | 12.3 | 0.1931 | 0.50 / 0.75 / 0.90 |"
-    assert lines[4] == "" and lines[5].startswith("machine: ") and len(lines) == 6
+    assert lines[4] == "| entry-P10 | patchmatch without the network | 8/10 | 1234 | 3.46 | 0.50 | 12.3 | 0.1931 | 0.50 / 0.75 / 0.90 |"
+    assert lines[5] == "" and lines[6].startswith("machine: ") and len(lines) == 7
     assert compare_scenes.main([str(tmp_path / "out"), "--scenes", "lund", "--data", str(tmp_path / "data")]) == 2
     assert "lund" in capsys.readouterr().err
+
+
+def test_wrong_models_subsets_and_table_row():
+    wrong_models = _script("wrong_models")
+    names = [f"{i:02d}.png" for i in range(9)]
+    subsets = wrong_models.subsets(names, 3)
+    assert list(subsets) == ["all", "every-third", "half-seed0", "half-seed1", "half-seed2"]
+    assert subsets["every-third"] == ["00.png", "03.png", "06.png"]
+    assert all(len(subsets[f"half-seed{k}"]) == 4 and set(subsets[f"half-seed{k}"]) <= set(names) for k in range(3))
+    assert subsets == wrong_models.subsets(names, 3)  # the same halves on every run
+    run = {"images": 4, "checked": {"registered": 3, "wrong": [], "rejected": [{"name": "a", "reason": "r"}]},
+           "unchecked": {"registered": 4, "wrong": ["a"]}}
+    row = wrong_models.scene_row("temple-ring", {"x": run, "y": {**run, "images": 5}})
+    assert row == "| temple-ring | 2 | 4–5 | 9 | 6 | 0 | 2 | 8 | 2 |"
+    assert row.count(" | ") == wrong_models.HEADER.count(" | ")
+
+
+def test_mapper_compare_rows():
+    mapper_compare = _script("mapper_compare")
+    report = {"registered": 16, "images_used": 16, "models": [{"registered": 16}], "pose": {"rotation_error_median_deg": 1.1351},
+              "seconds": {"mapping": 12.34}, "rejected": []}
+    lines = mapper_compare.rows("temple-ring", {"incremental": report, "global": {**report, "pose": None}})
+    assert lines == ["| temple-ring | incremental | 16/16 | 1 | 1.135 | 12.3 | 0 |",
+                     "| temple-ring | global | 16/16 | 1 | – | 12.3 | 0 |"]
+    assert lines[0].count(" | ") == mapper_compare.HEADER.count(" | ")

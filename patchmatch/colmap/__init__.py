@@ -13,8 +13,10 @@ API between versions is absorbed in one place:
   errors a file or a full disk cause;
 * :mod:`~patchmatch.colmap.verify`: geometric verification (:func:`verify_matches`,
   :func:`verify_pairs`);
-* :mod:`~patchmatch.colmap.mapping`: incremental mapping with its checked fallbacks
-  (:func:`incremental_mapping`, :class:`MapperConfig`);
+* :mod:`~patchmatch.colmap.mapping`: mapping (incremental or global) with its checked fallbacks
+  (:func:`map_database`, :func:`incremental_mapping`, :class:`MapperConfig`);
+* :mod:`~patchmatch.colmap.check`: is a model right (:func:`check_model`: poses against the
+  verified two-view geometries, triangulation angles, intrinsics);
 * :mod:`~patchmatch.colmap.model`: a sparse model (:func:`read_reconstruction`,
   :func:`reconstruction_stats`, :func:`reconstruction_poses`, undistortion);
 * :mod:`~patchmatch.colmap.baseline`: COLMAP's own SIFT pipeline, the baseline of
@@ -22,6 +24,7 @@ API between versions is absorbed in one place:
 """
 
 from .baseline import SiftBaselineConfig, sift_extract, sift_features_and_matches, sift_match_exhaustive
+from .check import ModelCheck, check_model
 from .convention import colmap_to_opencv, opencv_to_colmap
 from .database import (
     DEFAULT_FOCAL_FACTOR,
@@ -54,6 +57,7 @@ from .mapping import (
     degenerate_cameras,
     global_bundle_adjustment,
     incremental_mapping,
+    map_database,
     mapping_attempts,
 )
 from .model import (
@@ -76,12 +80,14 @@ __all__ = [
     "DatabaseSummary",
     "MapperConfig",
     "MappingAttempt",
+    "ModelCheck",
     "NotADatabaseError",
     "PairGeometry",
     "RELAXED_ABS_POSE_INLIERS",
     "SiftBaselineConfig",
     "VerificationConfig",
     "add_images",
+    "check_model",
     "colmap_to_opencv",
     "create_database",
     "database_summary",
@@ -90,6 +96,7 @@ __all__ = [
     "exif_focal",
     "global_bundle_adjustment",
     "incremental_mapping",
+    "map_database",
     "mapping_attempts",
     "open_database",
     "opencv_to_colmap",

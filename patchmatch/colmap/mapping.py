@@ -1,10 +1,12 @@
-"""Incremental mapping (COLMAP's IncrementalPipeline) with checked fallbacks.
+"""Mapping (COLMAP's incremental mapper, or GLOMAP's global one) with checked fallbacks.
 
 COLMAP's incremental mapper can leave images unregistered, let a camera's intrinsics run away
-in bundle adjustment, or find no initial pair at all (a walk straight at a building).
-:func:`incremental_mapping` runs it once with the configured settings and, when the model is
-incomplete or degenerate, again along a fixed cascade of relaxations (:func:`mapping_attempts`),
-keeping the model with most registered images whose cameras are sane.
+in bundle adjustment, find no initial pair at all (a walk straight at a building), or register
+an image at a wrong pose. :func:`map_database` runs it once with the configured settings, checks
+every model (:mod:`~patchmatch.colmap.check`: wrong images deregistered and named) and, when the
+models leave reachable images out or are degenerate, maps again along a fixed cascade of
+relaxations (:func:`mapping_attempts`), keeping the run with most usable images. Every model of
+the kept run is written (``sparse/0``, ``sparse/1``, … largest first, as COLMAP does).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 
+from .check import check_model, drop_short_tracks
 from .database import open_database, require_database, table_pairs
 from .model import write_reconstruction
 
@@ -47,6 +50,8 @@ FORWARD_MOTION_ANGLES = (8.0, 4.0)
 MAX_FOCAL_CHANGE = 4.0
 #: A distortion coefficient beyond ±this (normalised image coordinates) is degenerate.
 MAX_RADIAL = 1.0
+#: The mappers of :attr:`MapperConfig.method`.
+MAPPER_METHODS = ("incremental", "global")
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,13 @@ class MapperConfig:
         num_threads: mapper threads; 1 gives the same model on every run of the same database,
             -1 = all cores (faster bundle adjustment on large scenes, not reproducible).
         random_seed: seed of the mapper (-1 = non-deterministic).
+        method: ``"incremental"`` (COLMAP's incremental mapper and the fallbacks above) or
+            ``"global"`` (GLOMAP, ``pycolmap.global_mapping``: rotation averaging and global
+            positioning, one run; faster on large sets).
+        check: check every mapper run's models before one is kept
+            (:func:`~patchmatch.colmap.check.check_model`): images whose poses disagree with
+            their verified two-view geometries, that see too few well-triangulated points, or
+            whose camera is degenerate are deregistered and named.
     """
 
     min_num_matches: int = 15
@@ -111,12 +123,14 @@ class MapperConfig:
     init_max_forward_motion: float = 0.95
     num_threads: int = MAPPER_THREADS
     random_seed: int = 0
+    method: str = "incremental"
+    check: bool = True
 
     def __post_init__(self):
         # checked here: some invalid COLMAP options abort the process instead of raising
         for field in dataclasses.fields(self):
             type_name = field.type if isinstance(field.type, str) else field.type.__name__
-            value, kind = getattr(self, field.name), {"int": int, "bool": bool, "float": (int, float)}[type_name]
+            value, kind = getattr(self, field.name), {"int": int, "bool": bool, "float": (int, float), "str": str}[type_name]
             if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
                 what = "a number" if type_name == "float" else type_name
                 raise ValueError(f"MapperConfig: {field.name} must be {what}, got {value!r}")
@@ -130,6 +144,7 @@ class MapperConfig:
             "init_max_forward_motion": (0 <= self.init_max_forward_motion <= 1, "in [0, 1]"),
             "num_threads": (self.num_threads >= 1 or self.num_threads == -1, ">= 1, or -1 for all cores"),
             "random_seed": (-1 <= self.random_seed < 2**31 - 16, "in [-1, 2**31 - 17] (seed + retries must fit in int32)"),
+            "method": (self.method in MAPPER_METHODS, f"one of {MAPPER_METHODS}"),
         }  # fmt: skip
         bad = [f"{name}={getattr(self, name)!r} (must be {rule})" for name, (ok, rule) in checks.items() if not ok]
         if bad:
@@ -143,9 +158,10 @@ class MappingAttempt:
     Attributes:
         name: what differed from the configured settings (``"configured"``,
             ``"fixed intrinsics"``, ``"forward motion, init 8°"``, ...).
-        registered: images in the largest model (0 when none was built).
-        usable: registered images whose camera is not degenerate (their poses mean something).
-        degenerate: :func:`degenerate_cameras` of that model.
+        registered: images registered in its models (0 when none was built).
+        usable: of those, the images that passed the checks (:attr:`MapperConfig.check`; without
+            them: the registered images whose camera is not degenerate).
+        degenerate: :func:`degenerate_cameras` of its models.
         seconds: wall time of the run.
         kept: whether its model is the one returned.
         intrinsics: for the kept run, what its cameras' intrinsics are: ``"refined"`` (by the
@@ -153,6 +169,9 @@ class MappingAttempt:
             fixed-intrinsics model) or ``"fixed at priors"`` (that refinement ran away and was
             dropped); ``intrinsics_note`` says what went wrong, including a camera that COLMAP
             moved away from its prior during a fixed-intrinsics run.
+        models: registered images of each model after the checks, largest first.
+        rejected: ``[{"name", "reason"}]`` of the images the checks deregistered (and that no
+            other model of the run holds).
     """
 
     name: str
@@ -163,6 +182,8 @@ class MappingAttempt:
     kept: bool = False
     intrinsics: str = ""
     intrinsics_note: str = ""
+    models: list[int] = dataclasses.field(default_factory=list)
+    rejected: list[dict[str, str]] = dataclasses.field(default_factory=list)
 
 
 # --------------------------------------------------------------------------
@@ -197,14 +218,19 @@ def _remove_numbered_models(output_dir: Path) -> None:
             shutil.rmtree(child)
 
 
+def _largest_first(models: Mapping[int, pycolmap.Reconstruction] | None) -> list[pycolmap.Reconstruction]:
+    return sorted((models or {}).values(), key=lambda rec: -rec.num_reg_images())
+
+
 def map_once(
     database: Path, image_dir: Path, output_dir: Path, config: MapperConfig,
     input_model: pycolmap.Reconstruction | None = None,
-) -> pycolmap.Reconstruction | None:  # fmt: skip
-    """One mapper run, returning its largest model (``None`` when COLMAP built none).
+) -> list[pycolmap.Reconstruction]:  # fmt: skip
+    """One incremental mapper run, returning all its models, largest first (empty when COLMAP
+    built none).
 
     With ``input_model`` it continues that model (registers further images). COLMAP writes its
-    models into ``output_dir``; they are removed again (the caller writes the one it keeps).
+    models into ``output_dir``; they are removed again (the caller writes the ones it keeps).
     """
     if output_dir.exists():
         _remove_numbered_models(output_dir)
@@ -219,11 +245,38 @@ def map_once(
             input_path=start if input_model is not None else "",
         )  # fmt: skip
     _remove_numbered_models(output_dir)
-    if not models:
-        return None
-    best = max(models.values(), key=lambda rec: rec.num_reg_images())
-    logger.info("COLMAP built %d model(s); the largest registers %d images", len(models), best.num_reg_images())
-    return best
+    models = _largest_first(models)
+    if models:
+        logger.info("COLMAP built %d model(s) of %s images", len(models), ", ".join(str(m.num_reg_images()) for m in models))
+    return models
+
+
+def global_options(config: MapperConfig) -> pycolmap.GlobalPipelineOptions:
+    """pycolmap's options of the global mapper (GLOMAP) for a :class:`MapperConfig`."""
+    options = pycolmap.GlobalPipelineOptions()
+    options.min_num_matches = int(config.min_num_matches)
+    options.min_model_size = int(config.min_model_size)
+    options.multiple_models = bool(config.multiple_models)
+    options.num_threads = int(config.num_threads)
+    options.random_seed = int(config.random_seed)
+    options.mapper.num_threads = int(config.num_threads)
+    options.mapper.random_seed = int(config.random_seed)
+    return options
+
+
+def global_map_once(database: Path, image_dir: Path, output_dir: Path, config: MapperConfig) -> list[pycolmap.Reconstruction]:
+    """One run of the global mapper (GLOMAP), all its models, largest first (empty when none)."""
+    if output_dir.exists():
+        _remove_numbered_models(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if config.random_seed >= 0:
+        pycolmap.set_random_seed(int(config.random_seed))
+    models = pycolmap.global_mapping(str(database), str(image_dir), str(output_dir), options=global_options(config))
+    _remove_numbered_models(output_dir)
+    models = _largest_first(models)
+    if models:
+        logger.info("GLOMAP built %d model(s) of %s images", len(models), ", ".join(str(m.num_reg_images()) for m in models))
+    return models
 
 
 def global_bundle_adjustment(
@@ -298,20 +351,21 @@ def degenerate_cameras(
 
 def _refine_intrinsics(
     reconstruction: pycolmap.Reconstruction, config: MapperConfig, priors: Mapping[int, float]
-) -> tuple[pycolmap.Reconstruction, list[str]]:
-    """A copy refined by one global bundle adjustment with the intrinsics free, and ``[]``; or the
-    input itself and the degenerate cameras of the refined copy when they run away."""
+) -> tuple[pycolmap.Reconstruction, dict[int, str]]:
+    """A copy refined by one global bundle adjustment with the intrinsics free, and ``{}``; or the
+    input itself and the degenerate cameras of the refined copy (camera id → why) when they run away."""
     refined = pycolmap.Reconstruction(reconstruction)
     options = pycolmap.BundleAdjustmentOptions()
     options.print_summary = False
     options.refine_focal_length = bool(config.refine_focal_length)
     options.refine_extra_params = bool(config.refine_extra_params)
     global_bundle_adjustment(refined, options)
-    bad = degenerate_cameras(refined, priors)
+    bad = _degenerate_by_camera(refined, priors)
     if bad:
-        logger.warning("refined intrinsics ran away (%s); keeping the prior intrinsics", "; ".join(bad[:3]))
+        logger.warning("refined intrinsics ran away (%s); keeping the prior intrinsics",
+                       "; ".join(f"camera {c}: {why}" for c, why in list(bad.items())[:3]))  # fmt: skip
         return reconstruction, bad
-    return refined, []
+    return refined, {}
 
 
 # --------------------------------------------------------------------------
@@ -355,10 +409,12 @@ def mapping_attempts(config: MapperConfig) -> list[tuple[str, MapperConfig]]:
 class _Scene:
     """What the database says about the mapping problem."""
 
+    database: Path
     reachable: int  # images in a two-view geometry with enough inliers (all images if none is verified)
     verified: bool  # the database holds verified pairs (no fallback can help otherwise)
     priors: dict[int, float]  # camera id -> focal-length prior (pixels)
     params: dict[int, np.ndarray]  # camera id -> the database's intrinsics
+    links: frozenset[tuple[int, int]] = frozenset()  # image-id pairs with enough verified inliers
 
 
 def _read_scene(database: Path, config: MapperConfig) -> _Scene:
@@ -366,18 +422,20 @@ def _read_scene(database: Path, config: MapperConfig) -> _Scene:
         num_verified = db.num_verified_image_pairs()
         cameras = db.read_all_cameras()
         reachable = db.num_images()
+    links: frozenset[tuple[int, int]] = frozenset()
     if num_verified > 0:  # an image without a verified pair (e.g. no keypoints) never registers
         geometries = table_pairs(database, "two_view_geometries")
-        reachable = len({i for pair, inliers in geometries.items() if inliers >= config.min_num_matches for i in pair})
-    return _Scene(reachable, num_verified > 0, {c.camera_id: float(c.mean_focal_length()) for c in cameras},
-                  {c.camera_id: np.array(c.params, dtype=np.float64) for c in cameras})  # fmt: skip
+        links = frozenset(pair for pair, inliers in geometries.items() if inliers >= config.min_num_matches)
+        reachable = len({i for pair in links for i in pair})
+    return _Scene(database, reachable, num_verified > 0, {c.camera_id: float(c.mean_focal_length()) for c in cameras},
+                  {c.camera_id: np.array(c.params, dtype=np.float64) for c in cameras}, links)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class _Run:
     name: str
     config: MapperConfig
-    extends: bool = False  # continues the configured run's model instead of starting a new one
+    extends: bool = False  # continues the configured run's largest model instead of starting anew
 
 
 def _planned_runs(config: MapperConfig, scene: _Scene) -> list[_Run]:
@@ -385,30 +443,48 @@ def _planned_runs(config: MapperConfig, scene: _Scene) -> list[_Run]:
     relaxed = min(RELAXED_ABS_POSE_INLIERS, config.abs_pose_min_num_inliers)
     if config.extend_fallback and scene.verified and relaxed < config.abs_pose_min_num_inliers:
         runs.append(_Run(f"configured, extended (registration from {relaxed} inliers)",
-                         dataclasses.replace(config, abs_pose_min_num_inliers=relaxed), extends=True))  # fmt: skip
+                         dataclasses.replace(config, abs_pose_min_num_inliers=relaxed, multiple_models=False),
+                         extends=True))  # fmt: skip
     return runs + ([_Run(name, c) for name, c in mapping_attempts(config)] if scene.verified else [])
+
+
+def _reg_ids(model: pycolmap.Reconstruction) -> set[int]:
+    return set(model.reg_image_ids())
+
+
+def _models_linked(models: list[pycolmap.Reconstruction], scene: _Scene) -> bool:
+    """Whether a verified pair links the largest model's images to another model's (one scene split)."""
+    if len(models) < 2:
+        return False
+    first = _reg_ids(models[0])
+    others = set().union(*(_reg_ids(m) for m in models[1:])) - first
+    return any((a in first and b in others) or (b in first and a in others) for a, b in scene.links)
 
 
 @dataclass
 class _Search:
-    """The best model so far among the runs of :func:`incremental_mapping`."""
+    """The best models so far among the runs of :func:`incremental_mapping`."""
 
     config: MapperConfig  # the configured settings
     scene: _Scene
     attempts: list[MappingAttempt]
-    model: pycolmap.Reconstruction | None = None
-    run: _Run | None = None  # the run that built the model
+    models: list[pycolmap.Reconstruction] = dataclasses.field(default_factory=list)  # checked, largest first
+    run: _Run | None = None  # the run that built the models
     attempt: MappingAttempt | None = None  # that run's (or the first failed run's, while none built one)
     retries: int = 0  # seed retries left for the best fallback's settings
 
+    def usable(self) -> int:
+        return len(set().union(*(_reg_ids(m) for m in self.models))) if self.models else 0
+
     def complete(self) -> bool:
-        return self.model is not None and self.model.num_reg_images() == self.scene.reachable
+        """Every reachable image is in one of the models (separate scenes may be separate models)."""
+        return bool(self.models) and self.usable() == self.scene.reachable
 
     def decide(self, run: _Run) -> str:
         """``"run"``, ``"skip"`` or ``"stop"`` for the next run of the cascade."""
-        if run.extends and (self.model is None or self.attempt.name != "configured" or self.attempt.degenerate
-                            or self.complete()):  # fmt: skip
-            return "skip"  # only an incomplete but sane configured model is continued
+        if run.extends:  # only a sane configured run is continued: when incomplete, or one scene split in models
+            sane = self.models and self.attempt.name == "configured" and not self.attempt.degenerate
+            return "run" if sane and (not self.complete() or _models_linked(self.models, self.scene)) else "skip"
         if self.complete():
             if not self.attempt.degenerate:
                 return "stop"
@@ -418,25 +494,23 @@ class _Search:
                 return "skip"  # complete but degenerate: other seeds or fixed intrinsics can help, another start not
         return "run"
 
-    def record(self, run: _Run, model: pycolmap.Reconstruction | None, seconds: float) -> None:
-        bad = _degenerate_by_camera(model, self.scene.priors) if model is not None else {}
-        usable = 0 if model is None else sum(model.images[i].camera_id not in bad for i in model.reg_image_ids())
-        attempt = MappingAttempt(run.name, 0 if model is None else model.num_reg_images(), usable,
-                                 [f"camera {c}: {why}" for c, why in bad.items()], round(seconds, 2))  # fmt: skip
+    def record(self, run: _Run, models: list[pycolmap.Reconstruction], seconds: float) -> None:
+        if run.extends and models:  # the configured run's other models, without the images now in the continued one
+            models = models[:1] + _without(self.models[1:], _reg_ids(models[0]))
+        attempt, models = _checked(run.name, models, self.scene, self.config, seconds)
         self.attempts.append(attempt)
-        # most images with sane cameras; then fewest degenerate cameras; then the earlier run
-        if model is not None and (self.model is None or (attempt.usable, -len(attempt.degenerate))
-                                  > (self.attempt.usable, -len(self.attempt.degenerate))):  # fmt: skip
-            self.model, self.run, self.attempt = model, run, attempt
+        # most usable images; then fewest degenerate cameras; then fewest models; then the earlier run
+        if models and (not self.models or (attempt.usable, -len(attempt.degenerate), -len(models))
+                       > (self.attempt.usable, -len(self.attempt.degenerate), -len(self.models))):  # fmt: skip
+            self.models, self.run, self.attempt = models, run, attempt
         elif self.attempt is None:
             self.attempt = attempt
 
     def seed_retry(self) -> _Run | None:
         """The best fallback's settings with the next seed, when every run left images out (the
         configured settings had their other seeds first)."""
-        if (self.retries <= 0 or self.model is None or self.model.num_reg_images() >= self.scene.reachable
-                or self.run.config == self.config or self.run.config.random_seed != self.config.random_seed
-                or self.run.extends):  # fmt: skip
+        if (self.retries <= 0 or not self.models or self.complete() or self.run.config == self.config
+                or self.run.config.random_seed != self.config.random_seed or self.run.extends):  # fmt: skip
             return None
         seed = self.config.random_seed + self.config.retry_seeds - self.retries + 1
         self.retries -= 1
@@ -445,11 +519,53 @@ class _Search:
     def why_again(self) -> str:
         if self.attempt.degenerate:
             return "; ".join(self.attempt.degenerate[:3])
-        return f"{self.attempt.registered} of {self.scene.reachable} reachable images registered"
+        if self.complete():
+            return f"{len(self.models)} models of one scene"
+        return f"{self.attempt.usable} of {self.scene.reachable} reachable images registered and checked"
 
 
-def _search(database: Path, image_dir: Path, output_dir: Path, search: _Search, runs: list[_Run]) -> None:
-    """Runs the cascade until a complete model with sane cameras (appending seed retries at its end)."""
+def _without(models: list[pycolmap.Reconstruction], image_ids: set[int]) -> list[pycolmap.Reconstruction]:
+    """Copies of ``models`` with ``image_ids`` deregistered; models left with fewer than 2 images dropped."""
+    out = []
+    for model in models:
+        model = pycolmap.Reconstruction(model)
+        for image_id in _reg_ids(model) & image_ids:
+            model.deregister_frame(model.images[image_id].frame_id)
+        if model.num_reg_images() >= 2:
+            out.append(model)
+    return out
+
+
+def _checked(name: str, models: list[pycolmap.Reconstruction], scene: _Scene, config: MapperConfig,
+             seconds: float) -> tuple[MappingAttempt, list[pycolmap.Reconstruction]]:  # fmt: skip
+    """The attempt record of one run and its models after the checks (:func:`check_model`), largest
+    first; models left with fewer than ``config.min_model_size`` images are dropped (two images are
+    only their own two-view geometry: nothing checks it)."""
+    degenerate, rejected, registered, usable, kept = [], {}, set(), set(), []
+    for model in models:
+        bad = _degenerate_by_camera(model, scene.priors)
+        degenerate += [f"camera {c}: {why}" for c, why in bad.items() if f"camera {c}: {why}" not in degenerate]
+        registered |= {model.images[i].name for i in model.reg_image_ids()}
+        if config.check:
+            rejected.update(check_model(model, scene.database, bad).rejected)
+        if model.num_reg_images() >= max(2, config.min_model_size):
+            kept.append(model)
+            usable |= {model.images[i].name for i in model.reg_image_ids() if model.images[i].camera_id not in bad}
+    kept.sort(key=lambda m: -m.num_reg_images())
+    rejected = {n: why for n, why in rejected.items() if n not in usable}
+    if rejected:
+        logger.info("%s mapping: the checks rejected %d image(s): %s", name, len(rejected),
+                    "; ".join(f"{n} ({why})" for n, why in list(rejected.items())[:5]))  # fmt: skip
+    attempt = MappingAttempt(name, len(registered), len(usable), degenerate, round(seconds, 2),
+                             models=[m.num_reg_images() for m in kept],
+                             rejected=[{"name": n, "reason": why} for n, why in sorted(rejected.items())])  # fmt: skip
+    return attempt, kept
+
+
+def _search(image_dir: Path, output_dir: Path, search: _Search, runs: list[_Run]) -> None:
+    """Runs the cascade until the models hold every reachable image with sane cameras (appending
+    seed retries at its end)."""
+    database = search.scene.database
     for index, run in enumerate(runs):  # a list grown while iterating: the loop reaches the retries
         decision = search.decide(run)
         if decision == "stop":
@@ -459,24 +575,28 @@ def _search(database: Path, image_dir: Path, output_dir: Path, search: _Search, 
         if index > 0:
             logger.info("%s; mapping again (%s)", search.why_again(), run.name)
         t0 = time.perf_counter()
-        start = search.model if run.extends else None
-        model = map_once(database, image_dir, output_dir, run.config, input_model=start)
-        search.record(run, model, time.perf_counter() - t0)
+        start = search.models[0] if run.extends else None
+        models = map_once(database, image_dir, output_dir, run.config, input_model=start)
+        search.record(run, models, time.perf_counter() - t0)
         retry = search.seed_retry() if index == len(runs) - 1 else None
         if retry is not None:
             runs.append(retry)
 
 
-def _settle_intrinsics(search: _Search) -> pycolmap.Reconstruction:
-    """Labels the kept run's intrinsics; a fixed-intrinsics model gets them refined in one global
-    bundle adjustment (kept if they stay sane)."""
-    model, attempt, config = search.model, search.attempt, search.config
+def _settle_intrinsics(search: _Search) -> list[pycolmap.Reconstruction]:
+    """Labels the kept run's intrinsics; a fixed-intrinsics run's models get them refined in one
+    global bundle adjustment each (kept if they stay sane). With the checks on, the images of a
+    camera whose refinement runs away are rejected: their images disagree with the prior intrinsics
+    (e.g. a narrow field of view far from the default focal length), so their poses are wrong too."""
+    attempt, config = search.attempt, search.config
     refined = search.run.config.refine_focal_length or search.run.config.refine_extra_params
     attempt.intrinsics = "refined" if refined else "fixed at priors"
-    notes = []
-    if not refined:
+    if refined:
+        return search.models
+    notes, models, ran_away = [], [], False
+    params = search.scene.params
+    for model in search.models:
         # COLMAP can still move a camera without a focal-length prior in a fixed-intrinsics run
-        params = search.scene.params
         moved = [cid for cid, cam in model.cameras.items()
                  if cid in params and not np.allclose(np.array(cam.params), params[cid])]  # fmt: skip
         if moved:
@@ -484,28 +604,53 @@ def _settle_intrinsics(search: _Search) -> pycolmap.Reconstruction:
         if config.refine_focal_length or config.refine_extra_params:
             model, bad = _refine_intrinsics(model, config, search.scene.priors)
             if bad:
-                notes.append("refinement in one bundle adjustment ran away: " + "; ".join(bad[:3]))
-            else:
-                attempt.intrinsics = "fixed at priors, refined after"
+                ran_away = True
+                notes.append("refinement in one bundle adjustment ran away: "
+                             + "; ".join(f"camera {c}: {why}" for c, why in list(bad.items())[:3]))  # fmt: skip
+                if config.check:
+                    _reject_cameras(model, bad, attempt)
+        if model.num_reg_images() >= max(2, config.min_model_size):
+            models.append(model)
+    if (config.refine_focal_length or config.refine_extra_params) and not ran_away:
+        attempt.intrinsics = "fixed at priors, refined after"
     attempt.intrinsics_note = "; ".join(notes)
-    return model
+    attempt.models = [m.num_reg_images() for m in models]
+    attempt.usable = len({m.images[i].name for m in models for i in m.reg_image_ids()})
+    return sorted(models, key=lambda m: -m.num_reg_images())
 
 
-def incremental_mapping(
+def _reject_cameras(model: pycolmap.Reconstruction, bad: Mapping[int, str], attempt: MappingAttempt) -> None:
+    """Deregisters, in place, the images of the cameras ``bad`` (id → why) and names them in ``attempt``."""
+    for image_id in sorted(model.reg_image_ids()):
+        image = model.images[image_id]
+        if image.camera_id in bad:
+            why = f"intrinsics at their prior disagree with the images (refined, they run away: {bad[image.camera_id]})"
+            attempt.rejected.append({"name": image.name, "reason": why})
+            model.deregister_frame(image.frame_id)
+    attempt.rejected.sort(key=lambda item: item["name"])
+    drop_short_tracks(model)
+
+
+def map_database(
     database: str | os.PathLike,
     image_dir: str | os.PathLike,
     output_dir: str | os.PathLike,
     config: MapperConfig = MapperConfig(),
     attempts: list[MappingAttempt] | None = None,
-) -> pycolmap.Reconstruction | None:
-    """Run COLMAP's incremental mapper and keep the largest model, in ``output_dir/0`` (binary).
+) -> list[pycolmap.Reconstruction]:
+    """Maps a verified database and writes every model: ``output_dir/0``, ``1``, … largest first.
 
-    When the model leaves images unregistered or has a degenerate camera, the fallbacks of
-    ``config`` (:class:`MapperConfig`: the model continued, other seeds, fixed intrinsics,
-    forward-motion initialisation) map again until one registers every reachable image (one in
-    a two-view geometry with ``min_num_matches`` inliers) with sane cameras. The model with most
-    registered images whose cameras did not run away is kept (on a tie, the one with fewer
-    degenerate cameras, then the earlier).
+    With ``config.method == "incremental"``, COLMAP's incremental mapper; when its models leave
+    reachable images out (an image in a two-view geometry with ``min_num_matches`` inliers), or
+    the checks reject some, or a camera is degenerate, the fallbacks of ``config``
+    (:class:`MapperConfig`: the largest model continued, other seeds, fixed intrinsics,
+    forward-motion initialisation) map again until the models hold every reachable image with
+    sane cameras. Separate scenes are separate models: when the models of one run hold every
+    reachable image, no other run is made (one scene split in models, linked by verified pairs,
+    is first continued once). The run with most usable images is kept (on a tie, the one with
+    fewer degenerate cameras, then the earlier). With ``"global"``, one run of GLOMAP.
+    Every run's models are checked first (:attr:`MapperConfig.check`): images that fail are
+    deregistered and named in their :class:`MappingAttempt`.
 
     Args:
         database: the database with verified two-view geometries.
@@ -515,11 +660,11 @@ def incremental_mapping(
         attempts: if given, a :class:`MappingAttempt` is appended for every mapper run.
 
     Returns:
-        The largest reconstruction, or ``None`` when COLMAP built none.
+        The models written, largest first (empty when none was built).
 
     Raises:
         FileNotFoundError: the database or the image folder does not exist.
-        OSError: ``ENOSPC``, too little free space for the model.
+        OSError: ``ENOSPC``, too little free space for the models.
     """
     database = require_database(database)
     image_dir, output_dir = Path(image_dir), Path(output_dir)
@@ -530,14 +675,37 @@ def incremental_mapping(
         config = dataclasses.replace(config, min_model_size=scene.reachable)
     search = _Search(config, scene, [] if attempts is None else attempts,
                      retries=config.retry_seeds if scene.verified else 0)  # fmt: skip
-    _search(database, image_dir, output_dir, search, _planned_runs(config, scene))
-    if search.model is None:
+    if config.method == "global":
+        t0 = time.perf_counter()
+        run = _Run("global", config)
+        search.record(run, global_map_once(database, image_dir, output_dir, config), time.perf_counter() - t0)
+    else:
+        _search(image_dir, output_dir, search, _planned_runs(config, scene))
+    if not search.models:
         logger.warning("COLMAP built no model from %s", database)
-        return None
+        return []
     search.attempt.kept = True
     if len(search.attempts) > 1:
-        logger.info("kept the %s mapping: %d of %d reachable images registered",
-                    search.attempt.name, search.attempt.registered, scene.reachable)  # fmt: skip
-    model = _settle_intrinsics(search)
-    write_reconstruction(model, output_dir / "0")
-    return model
+        logger.info("kept the %s mapping: %d of %d reachable images registered in %d model(s)",
+                    search.attempt.name, search.attempt.usable, scene.reachable, len(search.models))  # fmt: skip
+    models = _settle_intrinsics(search)
+    for item in search.attempt.rejected:
+        logger.warning("%s: not registered, %s", item["name"], item["reason"])
+    if not models:
+        logger.warning("every image of the kept mapping was rejected: no model from %s", database)
+    _remove_numbered_models(output_dir)
+    for index, model in enumerate(models):
+        write_reconstruction(model, output_dir / str(index))
+    return models
+
+
+def incremental_mapping(
+    database: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    config: MapperConfig = MapperConfig(),
+    attempts: list[MappingAttempt] | None = None,
+) -> pycolmap.Reconstruction | None:
+    """:func:`map_database` (every model written), returning the largest model or ``None``."""
+    models = map_database(database, image_dir, output_dir, config, attempts)
+    return models[0] if models else None

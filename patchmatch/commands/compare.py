@@ -1,5 +1,6 @@
 """``patchmatch compare IMAGES OUT``: pycolmap's own SIFT pipeline (extraction, exhaustive matching,
-mapping) and patchmatch on the same images, one table: registered images, points, track length,
+mapping), patchmatch, and patchmatch without the network (SIFT's ratio-test matches through the same
+stages and mapper) on the same images, one table: registered images, points, track length,
 reprojection error, time per stage and, with a cameras.json (IMAGES/cameras.json,
 IMAGES/../cameras.json or --ground-truth), relative rotation errors of all image pairs (median,
 AUC at 0.5°, 1°, 2°; unregistered images count as failures). Rerunning resumes.
@@ -14,17 +15,17 @@ from .options import add_scorer_arguments, max_image_size, pairs_spec, set_threa
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compare", help="pycolmap's SIFT pipeline vs. patchmatch on the same images, one table",
+    p = sub.add_parser("compare", help="pycolmap's SIFT pipeline vs. patchmatch (with and without the network), one table",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("images", type=Path, help="image folder (e.g. SCENE/images)")
-    p.add_argument("out", type=Path, help="output folder: colmap-sift/, patchmatch/, compare.json")
-    p.add_argument("--max-keypoints", type=int, default=8192, metavar="N", help="keypoints per image, both methods (default 8192, COLMAP's)")
-    p.add_argument("--max-image-size", type=int, default=3200, metavar="PX", help="longest image side, both methods (default 3200; 0 = original)")
+    p.add_argument("out", type=Path, help="output folder: colmap-sift/, patchmatch/, patchmatch-without-network/, compare.json")
+    p.add_argument("--max-keypoints", type=int, default=8192, metavar="N", help="keypoints per image, all methods (default 8192, COLMAP's)")
+    p.add_argument("--max-image-size", type=int, default=3200, metavar="PX", help="longest image side, all methods (default 3200; 0 = original)")
     p.add_argument("--pairs", default="exhaustive", metavar="SPEC", help="patchmatch's image pairs (SIFT: always exhaustive)")
     add_scorer_arguments(p)
-    p.add_argument("--single-camera", action="store_true", help="one shared camera, both methods")
+    p.add_argument("--single-camera", action="store_true", help="one shared camera, all methods")
     p.add_argument("--ground-truth", type=Path, default=None, metavar="JSON", help="cameras.json (default: looked for next to IMAGES)")
-    p.add_argument("--overwrite", action="store_true", help="redo both runs")
+    p.add_argument("--overwrite", action="store_true", help="redo all runs")
     p.set_defaults(func=run)
 
 

@@ -21,13 +21,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="exhaustive|sequential:N|retrieval:N|PATH of pairs")
     add_scorer_arguments(p)
     p.add_argument("--single-camera", action="store_true", help="all images share one camera (same size and zoom)")
+    p.add_argument("--mapper", choices=("incremental", "global"), default="incremental", metavar="M",
+                   help="incremental (default) or global (GLOMAP)")
     p.add_argument("--ground-truth", type=Path, default=None, metavar="JSON", help="cameras.json: add pose errors to the report")
     p.add_argument("--overwrite", action="store_true", help="replace another run's outputs in OUT")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..colmap import set_verbosity
+    from ..colmap import MapperConfig, set_verbosity
     from ..report import finite
     from ..sfm import SfmConfig, run_sfm
 
@@ -35,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     config = SfmConfig(max_keypoints=args.max_keypoints, max_image_size=max_image_size(args.max_image_size),
                        device=args.device, precision=args.precision, tta=args.tta, pairs=pairs_spec(args.pairs),
-                       single_camera=args.single_camera, threads=args.threads)  # fmt: skip
+                       single_camera=args.single_camera, threads=args.threads,
+                       mapper=MapperConfig(method=args.mapper))  # fmt: skip
     report = run_sfm(args.images, args.out, config, weights=args.weights, overwrite=args.overwrite,
                      progress=not args.quiet, ground_truth=args.ground_truth)  # fmt: skip
     print(json.dumps(finite(summary(report)), indent=2, allow_nan=False))  # strict JSON: undefined values are null
@@ -57,6 +60,10 @@ def summary(report: dict) -> dict:
     if len(attempts) > 1 and kept:
         note = f" ({kept[0]['intrinsics_note']})" if kept[0]["intrinsics_note"] else ""
         out["mapping"] = f"{kept[0]['name']} (after {len(attempts)} mapper runs); intrinsics {kept[0]['intrinsics']}{note}"
+    if len(report.get("models", [])) > 1:
+        out["models"] = {m["path"]: m["registered"] for m in report["models"]}
+    if report.get("rejected"):
+        out["rejected"] = {r["name"]: r["reason"] for r in report["rejected"]}
     if report["skipped"]:
         out["skipped"] = [s["name"] for s in report["skipped"]]
     return out

@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 #: AUC thresholds in degrees.
 DEFAULT_THRESHOLDS = (0.5, 1.0, 2.0)
+#: A registered image is wrong when its relative rotations to most other registered images are off
+#: by more than this (degrees): ten times the median error of a good model of the test scenes.
+WRONG_ROTATION_DEG = 5.0
 
 Pose = tuple[np.ndarray, np.ndarray]  # R (3, 3), t (3,): x_cam = R @ X_world + t
 
@@ -170,6 +173,30 @@ def pose_auc(errors: Sequence[float], thresholds: Sequence[float] = DEFAULT_THRE
     return aucs
 
 
+def wrongly_registered(
+    errors: Mapping[tuple[str, str], tuple[float, float]], max_error_deg: float = WRONG_ROTATION_DEG
+) -> list[str]:
+    """The registered images whose relative rotations to most other registered images are wrong.
+
+    Args:
+        errors: :func:`relative_pose_errors` (pairs with an unregistered image, error infinity,
+            are ignored).
+        max_error_deg: a pair's rotation error above this (degrees) is wrong.
+
+    Returns:
+        Sorted names of the images wrong in more than half of their pairs with other registered images.
+    """
+    wrong: dict[str, int] = {}
+    pairs: dict[str, int] = {}
+    for (a, b), (rotation, _) in errors.items():
+        if not np.isfinite(rotation):
+            continue
+        for name in (a, b):
+            pairs[name] = pairs.get(name, 0) + 1
+            wrong[name] = wrong.get(name, 0) + int(rotation > max_error_deg)
+    return sorted(name for name, count in pairs.items() if 2 * wrong[name] > count)
+
+
 def evaluate_poses(
     estimate: Mapping[str, Pose],
     cameras_json: str | os.PathLike,
@@ -189,8 +216,9 @@ def evaluate_poses(
     Returns:
         ``{"images": int, "registered": int, "pairs": int,
         "rotation_error_median_deg": float, "translation_error_median_deg": float,
-        "rotation_auc": {"0.5": float, ...}, "pair_errors": {"a|b": [rot, trans]}}``
-        (medians include failures as infinity).
+        "rotation_auc": {"0.5": float, ...}, "wrongly_registered": [names],
+        "wrongly_registered_count": int, "pair_errors": {"a|b": [rot, trans]}}``
+        (medians include failures as infinity; :func:`wrongly_registered` for the wrong images).
 
     Raises:
         FileNotFoundError, ValueError: see :func:`load_cameras_json`.
@@ -202,6 +230,7 @@ def evaluate_poses(
     errors = relative_pose_errors(gt, estimate, names)
     rot = [e[0] for e in errors.values()]
     trans = [e[1] for e in errors.values()]
+    wrong = wrongly_registered(errors)
     return {
         "images": len(names),
         "registered": sum(1 for n in names if n in estimate),
@@ -209,5 +238,7 @@ def evaluate_poses(
         "rotation_error_median_deg": float(np.median(rot)) if rot else float("nan"),
         "translation_error_median_deg": float(np.nanmedian(trans)) if trans else float("nan"),
         "rotation_auc": {f"{t:g}": auc for t, auc in zip(thresholds, pose_auc(rot, thresholds))},
+        "wrongly_registered": wrong,
+        "wrongly_registered_count": len(wrong),
         "pair_errors": {f"{a}|{b}": [r, t] for (a, b), (r, t) in errors.items()},
     }

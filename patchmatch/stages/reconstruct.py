@@ -1,4 +1,4 @@
-"""Stage 6: incremental mapping of the verified database → ``sparse/0`` (COLMAP binary model)."""
+"""Stage 6: mapping of the verified database → ``sparse/0``, ``sparse/1``, … (COLMAP binary models)."""
 
 from __future__ import annotations
 
@@ -20,26 +20,36 @@ def run(
     config: colmap.MapperConfig = colmap.MapperConfig(),
     report: dict | None = None,
 ) -> Path:
-    """Maps the database with COLMAP's incremental mapper and its checked fallbacks
-    (:func:`patchmatch.colmap.incremental_mapping`), keeping the largest model.
+    """Maps the database (:func:`patchmatch.colmap.map_database`: the incremental mapper and its
+    checked fallbacks, or GLOMAP) and writes every model, largest first.
 
-    ``sparse_dir`` is emptied first (an earlier run's model is never left behind); a database
+    ``sparse_dir`` is emptied first (an earlier run's models are never left behind); a database
     without a verified pair gives no model.
 
     Args:
         database: a verified database. image_dir: the image folder (COLMAP reads colours).
-        sparse_dir: the output folder; the model goes to ``sparse_dir/0``.
+        sparse_dir: the output folder; the models go to ``sparse_dir/0``, ``1``, ….
         config: mapper settings and fallbacks.
-        report: gets ``mapping_attempts`` (:class:`~patchmatch.colmap.MappingAttempt` as dicts).
+        report: gets ``mapping_attempts`` (:class:`~patchmatch.colmap.MappingAttempt` as dicts),
+            ``models`` (``[{"path", "registered", "points", "names"}]``, largest first) and
+            ``rejected`` (``[{"name", "reason"}]``: images the checks left out of the kept run).
 
     Returns:
-        ``sparse_dir / "0"`` (absent when no model was built).
+        ``sparse_dir / "0"``, the largest model (absent when no model was built).
     """
     sparse_dir = Path(sparse_dir)
     shutil.rmtree(sparse_dir, ignore_errors=True)
     attempts: list[colmap.MappingAttempt] = []
+    models = []
     if colmap.database_summary(database).verified_pairs:
-        colmap.incremental_mapping(database, image_dir, sparse_dir, config, attempts)
+        models = colmap.map_database(database, image_dir, sparse_dir, config, attempts)
     if report is not None:
         report["mapping_attempts"] = [dataclasses.asdict(a) for a in attempts]
+        kept = [a for a in attempts if a.kept]
+        report["rejected"] = kept[0].rejected if kept else []
+        report["models"] = []
+        for index, model in enumerate(models):
+            stats = colmap.reconstruction_stats(model)
+            report["models"].append({"path": f"{sparse_dir.name}/{index}", "registered": stats["registered"],
+                                     "points": stats["points"], "names": stats["registered_names"]})  # fmt: skip
     return sparse_dir / "0"

@@ -90,14 +90,14 @@ def test_mapping_falls_back_to_fixed_intrinsics(sift_database, entry_dir, tmp_pa
     calls = []
 
     def first_one_runs_away(database, image_dir, output_dir, config, input_model=None):
-        rec = real_map_once(database, image_dir, output_dir, config, input_model)
+        models = real_map_once(database, image_dir, output_dir, config, input_model)
         calls.append(config)
         if config.refine_focal_length:  # what lund does: focal length negative, huge distortion
-            cam = next(iter(rec.cameras.values()))
+            cam = next(iter(models[0].cameras.values()))
             p = cam.params.copy()
             p[0], p[3] = -p[0], 4.8
             cam.params = p
-        return rec
+        return models
 
     monkeypatch.setattr(mapping, "map_once", first_one_runs_away)
     attempts = []
@@ -115,17 +115,22 @@ def test_mapping_falls_back_to_fixed_intrinsics(sift_database, entry_dir, tmp_pa
     calls.clear()
     attempts = []
     rec = colmap.incremental_mapping(
-        db, entry_dir, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, fixed_intrinsics_fallback=False), attempts
-    )
-    assert len(calls) == 3 and colmap.degenerate_cameras(rec), attempts  # seeds only
+        db, entry_dir, tmp_path / "sparse",
+        colmap.MapperConfig(num_threads=2, fixed_intrinsics_fallback=False, min_model_size=2), attempts
+    )  # fmt: skip
+    # the runaway camera's image is rejected by the checks: the seeds, then the forward-motion runs
+    # (all run away here), and the configured model kept without that image
+    assert len(calls) == 7 and colmap.degenerate_cameras(rec) and rec.num_reg_images() == 2, attempts
+    assert attempts[0].kept and attempts[0].rejected[0]["reason"].startswith("implausible intrinsics (focal -")
     # the model with most usable images (registered, camera sane) is kept: a complete model with one
     # runaway camera (2 usable) loses to a sane one registering 2 (the next run, seed 1), and beats
-    # sane ones registering 1
+    # sane ones registering 1 (no model: fewer than 2 images)
     for drop, kept_first in [(1, False), (2, True)]:
         calls.clear()
 
         def second_one_smaller(database, image_dir, output_dir, config, input_model=None):
-            rec = real_map_once(database, image_dir, output_dir, config, input_model)
+            models = real_map_once(database, image_dir, output_dir, config, input_model)
+            rec = models[0]
             calls.append(config)
             if len(calls) == 1:
                 cam = rec.cameras[rec.images[min(rec.reg_image_ids())].camera_id]
@@ -135,14 +140,15 @@ def test_mapping_falls_back_to_fixed_intrinsics(sift_database, entry_dir, tmp_pa
             else:
                 for frame_id in list(rec.reg_frame_ids())[:drop]:
                     rec.deregister_frame(frame_id)
-            return rec
+            return models
 
         monkeypatch.setattr(mapping, "map_once", second_one_smaller)
         attempts = []
-        rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+        two = colmap.MapperConfig(num_threads=2, min_model_size=2)  # models of 2 images kept after the checks
+        rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", two, attempts)
         assert [a.name for a in attempts[:4]] == ["configured", "configured, seed 1", "configured, seed 2", "fixed intrinsics"]
         assert [a.kept for a in attempts] == [kept_first, not kept_first] + [False] * (len(attempts) - 2)
-        assert rec.num_reg_images() == (3 if kept_first else 3 - drop)
+        assert rec.num_reg_images() == 2  # the runaway camera's image rejected by the checks
         assert attempts[0].registered == 3 and attempts[0].usable == 2 and len(attempts[0].degenerate) == 1
 
 
@@ -181,15 +187,16 @@ def test_incomplete_mapping_is_retried_with_other_seeds(sift_database, entry_dir
     seeds = []
 
     def incomplete_unless_seed_2(database, image_dir, output_dir, config, input_model=None):
-        rec = real_map_once(database, image_dir, output_dir, config, input_model)
+        models = real_map_once(database, image_dir, output_dir, config, input_model)
         seeds.append(config.random_seed)
         if config.random_seed != 2:
-            rec.deregister_frame(next(iter(rec.reg_frame_ids())))
-        return rec
+            models[0].deregister_frame(next(iter(models[0].reg_frame_ids())))
+        return models
 
     monkeypatch.setattr(mapping, "map_once", incomplete_unless_seed_2)
     attempts = []
-    no_extension = colmap.MapperConfig(num_threads=2, extend_fallback=False)
+    # models of 2 of the 3 images count (kept after the checks)
+    no_extension = colmap.MapperConfig(num_threads=2, extend_fallback=False, min_model_size=2)
     rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", no_extension, attempts)
     assert rec.num_reg_images() == 3 and seeds[:3] == [0, 1, 2]  # the configured settings with seeds 1, 2 first
     assert attempts[2].kept and attempts[2].name == "configured, seed 2" and len(attempts) == 3
@@ -202,12 +209,12 @@ def test_incomplete_mapping_is_retried_with_other_seeds(sift_database, entry_dir
     seeds.clear()
 
     def incomplete_unless_forward_seed_2(database, image_dir, output_dir, config, input_model=None):
-        rec = real_map_once(database, image_dir, output_dir, config, input_model)
+        models = real_map_once(database, image_dir, output_dir, config, input_model)
         seeds.append((config.random_seed, config.init_max_forward_motion))
         drop = 2 if config.init_max_forward_motion < 1 else 0 if config.random_seed == 2 else 1
-        for frame_id in list(rec.reg_frame_ids())[:drop]:
-            rec.deregister_frame(frame_id)
-        return rec
+        for frame_id in list(models[0].reg_frame_ids())[:drop]:
+            models[0].deregister_frame(frame_id)
+        return models
 
     monkeypatch.setattr(mapping, "map_once", incomplete_unless_forward_seed_2)
     attempts = []
@@ -225,20 +232,21 @@ def test_incomplete_model_is_extended_first(sift_database, entry_dir, tmp_path, 
 
     def configured_leaves_one_out(database, image_dir, output_dir, config, input_model=None):
         calls.append((config.abs_pose_min_num_inliers, None if input_model is None else input_model.num_reg_images()))
-        rec = real_map_once(database, image_dir, output_dir, config, input_model=input_model)
+        models = real_map_once(database, image_dir, output_dir, config, input_model=input_model)
         if len(calls) == 1:
-            rec.deregister_frame(max(rec.reg_frame_ids()))
-        return rec
+            models[0].deregister_frame(max(models[0].reg_frame_ids()))
+        return models
 
     monkeypatch.setattr(mapping, "map_once", configured_leaves_one_out)
     attempts = []
-    rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+    two = colmap.MapperConfig(num_threads=2, min_model_size=2)  # a model of 2 of the 3 images counts
+    rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", two, attempts)
     assert calls == [(30, None), (15, 2)]  # the 2-image model continued, no other run needed
     assert [a.name for a in attempts] == ["configured", "configured, extended (registration from 15 inliers)"]
     assert attempts[1].kept and rec.num_reg_images() == 3 and not attempts[1].degenerate
     # switched off, or with the configured threshold at 15 already: the other fallbacks as before
-    for config in (colmap.MapperConfig(num_threads=2, extend_fallback=False),
-                   colmap.MapperConfig(num_threads=2, abs_pose_min_num_inliers=15)):  # fmt: skip
+    for config in (colmap.MapperConfig(num_threads=2, extend_fallback=False, min_model_size=2),
+                   colmap.MapperConfig(num_threads=2, abs_pose_min_num_inliers=15, min_model_size=2)):  # fmt: skip
         calls.clear()
         attempts = []
         colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", config, attempts)
@@ -282,7 +290,43 @@ def test_fixed_intrinsics_stay_at_their_priors_without_exif(sift_database, entry
         priors = {c.camera_id: np.array(c.params) for c in database.read_all_cameras()}
         assert not any(c.has_prior_focal_length for c in database.read_all_cameras())  # no EXIF focal length
     fixed = colmap.MapperConfig(num_threads=1, refine_focal_length=False, refine_extra_params=False)
-    rec = mapping.map_once(db, entry_dir, tmp_path / "sparse", fixed)
+    rec = mapping.map_once(db, entry_dir, tmp_path / "sparse", fixed)[0]
     assert rec.num_reg_images() == 4
     for cam_id, cam in rec.cameras.items():
         np.testing.assert_allclose(cam.params, priors[cam_id], rtol=1e-9)
+
+
+def test_separate_scenes_are_separate_models_all_written(sift_database, entry_dir, tmp_path):
+    """Two places in one folder: COLMAP's models of them together hold every reachable image, so they
+    are the answer (no other mapper run), each written, largest first."""
+    temple = entry_dir.parents[1] / "temple-ring" / "images"
+    if not temple.is_dir():
+        pytest.skip(f"real data not found at {temple} (see shared/data/README.md)")
+    both = tmp_path / "both"
+    for sub, source, names in [("entry", entry_dir, ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"]),
+                               ("temple", temple, ["templeSR0003.png", "templeSR0004.png", "templeSR0005.png"])]:  # fmt: skip
+        (both / sub).mkdir(parents=True)
+        for name in names:
+            (both / sub / name).symlink_to(source / name)
+    names = sorted(str(p.relative_to(both)) for p in both.rglob("*.*"))
+    db = sift_database(both, names)
+    attempts = []
+    models = colmap.map_database(db, both, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+    assert [a.name for a in attempts] == ["configured"] and attempts[0].kept and attempts[0].models == [4, 3], attempts
+    assert sorted(p.name for p in (tmp_path / "sparse").iterdir()) == ["0", "1"]
+    for index, prefix in enumerate(["entry/", "temple/"]):
+        written = colmap.read_reconstruction(tmp_path / "sparse" / str(index))
+        names_in = {written.images[i].name for i in written.reg_image_ids()}
+        assert all(n.startswith(prefix) for n in names_in) and len(names_in) == models[index].num_reg_images()
+
+
+def test_global_mapper_registers_the_scene(sift_database, entry_dir, tmp_path):
+    db = sift_database(entry_dir, ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"])
+    attempts = []
+    models = colmap.map_database(db, entry_dir, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, method="global"),
+                                 attempts)  # fmt: skip
+    assert [a.name for a in attempts] == ["global"] and attempts[0].kept and attempts[0].rejected == []
+    assert len(models) == 1 and models[0].num_reg_images() == 4
+    assert colmap.read_reconstruction(tmp_path / "sparse" / "0").num_reg_images() == 4
+    with pytest.raises(ValueError, match="method"):
+        colmap.MapperConfig(method="hierarchical")

@@ -15,6 +15,7 @@ from patchmatch.evaluation.pose import (
     pose_auc,
     relative_pose_errors,
     rotation_angle_deg,
+    wrongly_registered,
 )
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -58,6 +59,36 @@ def test_errors_are_gauge_free_and_count_failures():
         relative_pose_errors(gt, est, ["0.jpg", "9.jpg"])
 
 
+def test_an_image_turned_6_degrees_is_wrongly_registered():
+    path = DATA / "scenes" / "entry-P10" / "cameras.json"
+    if not path.is_file():
+        pytest.skip(f"real data not found at {path} (see shared/data/README.md)")
+    est = {n: (c.R, c.t) for n, c in load_cameras_json(path).items()}
+    R, t = est["0004.jpg"]
+    est["0004.jpg"] = (_rot([0, 1, 0], 6.0) @ R, t)  # turned 6 degrees about its centre
+    report = evaluate_poses(est, path)
+    assert report["wrongly_registered"] == ["0004.jpg"] and report["wrongly_registered_count"] == 1
+
+
+def test_wrongly_registered_images_are_those_wrong_against_most_others():
+    rng = np.random.default_rng(1)
+    gt = {f"{i}.jpg": (_rot(rng.normal(size=3), rng.uniform(5, 60)), rng.normal(size=3)) for i in range(5)}
+    est = dict(gt)
+    assert wrongly_registered(relative_pose_errors(gt, est)) == []
+    R, t = est["1.jpg"]
+    est["1.jpg"] = (_rot([1, 0, 0], 5.5) @ R, t)
+    assert wrongly_registered(relative_pose_errors(gt, est)) == ["1.jpg"]
+    est["1.jpg"] = (_rot([1, 0, 0], 4.5) @ R, t)  # within 5 degrees: not wrong
+    assert wrongly_registered(relative_pose_errors(gt, est)) == []
+    # two wrong of five: each wrong against 4 of 4 others, the right ones against 2 of 4 (not most)
+    est["1.jpg"] = (_rot([1, 0, 0], 30) @ R, t)
+    R3, t3 = est["3.jpg"]
+    est["3.jpg"] = (_rot([0, 0, 1], 30) @ R3, t3)
+    del est["4.jpg"]  # unregistered: ignored; the right ones now wrong against 2 of 3 others
+    assert wrongly_registered(relative_pose_errors(gt, est)) == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
+    assert wrongly_registered(relative_pose_errors(gt, est), max_error_deg=90) == []
+
+
 def test_auc_hand_computed():
     # errors 0.25 and inf: recall 0.5 reached at 0.25 deg
     # AUC@0.5 = (area of triangle 0..0.25 up to 0.5 = 0.0625 + rectangle 0.25*0.5 = 0.125) / 0.5
@@ -78,6 +109,7 @@ def test_evaluate_against_real_cameras_json(tmp_path):
     report = evaluate_poses(est, path)
     assert report["images"] == 10 and report["registered"] == 9 and report["pairs"] == 45
     assert report["rotation_error_median_deg"] < 1e-6
+    assert report["wrongly_registered"] == [] and report["wrongly_registered_count"] == 0
     # 9 of 45 pairs involve the missing image: AUC = 36/45 at every threshold
     for auc in report["rotation_auc"].values():
         assert auc == pytest.approx(36 / 45)

@@ -14,10 +14,11 @@ def test_the_model_registers_every_image_and_replaces_an_earlier_one(verified, c
     model = reconstruct.run(db, chain["images"], sparse, colmap.MapperConfig(num_threads=2), report)
     assert model == sparse / "0" and not (sparse / "1").exists()
     assert colmap.read_reconstruction(model).num_reg_images() == 4 and report["mapping_attempts"][0]["kept"]
+    assert report["rejected"] == [] and [(m["path"], m["registered"]) for m in report["models"]] == [("sparse/0", 4)]
 
 
 def test_no_verified_pair_gives_no_model(tmp_path):
     db = colmap.create_database(tmp_path / "empty.db")
     report: dict = {}
     model = reconstruct.run(db, tmp_path, tmp_path / "sparse", report=report)
-    assert not model.exists() and report["mapping_attempts"] == []
+    assert not model.exists() and report["mapping_attempts"] == [] and report["models"] == []
