@@ -1,4 +1,5 @@
-# Two-command quick start: `make demo` and `make test` (each creates .venv when missing).
+# Two-command quick start: `make demo` and `make test` (each creates .venv when missing; the test
+# set-up installs the test, ONNX and Ray extras).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -17,7 +18,7 @@ $(STAMP): pyproject.toml
 	else \
 		echo "No CUDA: installing the CPU build torch==2.13.0"; $(PIP) install -q torch==2.13.0; \
 	fi
-	$(PIP) install -q -e ".[test,onnx]"
+	$(PIP) install -q -e ".[test,onnx,ray]"
 	touch $(STAMP)
 
 demo: $(STAMP)
