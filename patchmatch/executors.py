@@ -172,9 +172,18 @@ class RayExecutor:
             self._ray.kill(actor)
         self._matchers, self._spec = [], None
 
+    def put(self, value: Any) -> Any:
+        """A handle of ``value`` in the cluster's object store (for :func:`fetch` on a worker)."""
+        return self._ray.put(value)
+
     def parallelism(self) -> int:
         """CPUs of the cluster: the actors that run side by side, for sizing the blocks."""
         return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+
+
+def fetch(handle: Any) -> Any:
+    """The value of a :meth:`RayExecutor.put` handle, on a worker."""
+    return _import_ray().get(handle)
 
 
 def _extract_task(image_dir: str, name: str, config, shard: str) -> str | None:

@@ -61,27 +61,66 @@ def _assert_same(out_a, out_b, pairs):
         np.testing.assert_array_equal(sa, sb)
 
 
-def test_ray_matches_equal_local_and_resume_from_shards(tmp_path):
+@pytest.fixture(scope="module")
+def ray_executor():
+    """A Ray instance started on this machine for the module's tests."""
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'patchmatch[ray]')")
+    with make_executor("ray") as executor:
+        yield executor
+
+
+def test_ray_matches_equal_local_and_resume_from_shards(tmp_path, ray_executor):
     from patchmatch.scoring import PatchScorer
 
     image_dir = shared_path("scenes", "temple-ring", "images")
     scorer = PatchScorer.load(device="cpu")
     pairs, local_report = _stages(image_dir, tmp_path / "local", scorer, LocalExecutor())
-    with make_executor("ray") as executor:
-        _, ray_report = _stages(image_dir, tmp_path / "ray", scorer, executor)
-        _assert_same(tmp_path / "local", tmp_path / "ray", pairs)
-        for key in ("pairs", "pairs_matched", "candidates_scored", "pairs_selected", "pairs_low_overlap"):
-            assert ray_report[key] == local_report[key], key
-        assert local_report["candidates_scored"] > 0  # the network ran
-        shards = sorted((tmp_path / "ray" / "shards").iterdir())
-        assert len([s for s in shards if s.name.startswith("features-")]) == len(NAMES)
-        assert len([s for s in shards if s.name.startswith("matches-")]) >= 2
-        # the driver died before merging: a rerun merges the shards without computing them again
-        (tmp_path / "ray" / "features.h5").unlink()
-        (tmp_path / "ray" / "matches.h5").unlink()
-        stamps = {s: s.stat().st_mtime_ns for s in shards}
-        _, again = _stages(image_dir, tmp_path / "ray", scorer, executor)
+    executor = ray_executor
+    _, ray_report = _stages(image_dir, tmp_path / "ray", scorer, executor)
+    _assert_same(tmp_path / "local", tmp_path / "ray", pairs)
+    for key in ("pairs", "pairs_matched", "candidates_scored", "pairs_selected", "pairs_low_overlap"):
+        assert ray_report[key] == local_report[key], key
+    assert local_report["candidates_scored"] > 0  # the network ran
+    shards = sorted((tmp_path / "ray" / "shards").iterdir())
+    assert len([s for s in shards if s.name.startswith("features-")]) == len(NAMES)
+    assert len([s for s in shards if s.name.startswith("matches-")]) >= 2
+    # the driver died before merging: a rerun merges the shards without computing them again
+    (tmp_path / "ray" / "features.h5").unlink()
+    (tmp_path / "ray" / "matches.h5").unlink()
+    stamps = {s: s.stat().st_mtime_ns for s in shards}
+    _, again = _stages(image_dir, tmp_path / "ray", scorer, executor)
     assert {s: s.stat().st_mtime_ns for s in sorted((tmp_path / "ray" / "shards").iterdir())} == stamps
     assert again["pairs_matched"] == len(pairs)
     _assert_same(tmp_path / "local", tmp_path / "ray", pairs)
+
+
+def test_match_command_on_ray_equals_local(tmp_path, ray_executor):
+    """``patchmatch match`` into a COLMAP database: the same matches through Ray."""
+    import shutil
+
+    from patchmatch import colmap
+    from patchmatch.database_matching import DatabaseMatchConfig, match_database
+    from patchmatch.matching import MatchConfig
+    from tests.helpers import NCCScorer
+
+    temple = shared_path("scenes", "temple-ring", "images")
+    config = DatabaseMatchConfig(match=MatchConfig(k=2, min_score=0.6, min_overlap=0))
+    colmap.set_verbosity(False)
+    dbs = {}
+    for kind in ("local", "ray"):
+        images = tmp_path / kind / "images"
+        images.mkdir(parents=True)
+        for n in NAMES[:3]:
+            shutil.copy(temple / n, images / n)
+        db = colmap.create_database(tmp_path / kind / "database.db")
+        colmap.sift_extract(db, images, NAMES[:3], colmap.SiftBaselineConfig(max_num_features=1000), affine_shape=True)
+        report = match_database(db, images, config, NCCScorer(), executor=ray_executor if kind == "ray" else None)
+        assert report["matched_pairs"] >= 2
+        dbs[kind] = db
+    ids = colmap.read_image_ids(dbs["local"])
+    assert ids == colmap.read_image_ids(dbs["ray"])
+    for i, a in enumerate(NAMES[:3]):
+        for b in NAMES[i + 1 : 3]:
+            np.testing.assert_array_equal(colmap.read_matches(dbs["local"], ids[a], ids[b]),
+                                          colmap.read_matches(dbs["ray"], ids[a], ids[b]))  # fmt: skip
+    assert list((tmp_path / "ray").glob("database.db.shards/matches-*.npz"))

@@ -164,6 +164,10 @@ class H5Source:
     def key(self) -> tuple:
         return (self.image_dir, self.features_path, self.max_image_size, self.upright)
 
+    def settings(self) -> tuple:
+        """What the matches depend on besides the pairs, the network and the match config."""
+        return (self.max_image_size,)
+
     def open(self, magnification: float) -> tuple[Mapping[str, Features], Callable[[str], np.ndarray]]:
         """``(features by name, streamed; patch loader)``."""
         path = Path(self.features_path)
@@ -243,16 +247,19 @@ def run(
     names = sorted({n for p in pairs for n in p})
     note = set_aside_if_unreadable(matches_path, lambda p: storage.missing_pairs(p, []))
     todo = storage.missing_pairs(matches_path, pairs)
+    features = stream_features(features_path, names)
+
+    def write(a: str, b: str, matches: np.ndarray, scores: np.ndarray) -> None:
+        storage.write_matches(matches_path, a, b, matches, scores, len(features[a]))
+
     if executor is not None and executor.distributed:
+        from ..shards import SHARDS_DIR
+
         source = H5Source(str(image_dir.resolve()), str(features_path.resolve()), max_image_size, config.upright)
-        summary = run_distributed(executor, source, pairs, todo, matches_path, scorer, config)
+        summary = run_distributed(executor, source, pairs, todo, write, scorer, config, matches_path.parent / SHARDS_DIR,
+                                  lambda ps: set(storage.missing_pairs(matches_path, ps)))  # fmt: skip
     else:
-        features = stream_features(features_path, names)
         load = patch_loader(image_dir, features, max_image_size, config.upright, scorer.magnification)
-
-        def write(a: str, b: str, matches: np.ndarray, scores: np.ndarray) -> None:
-            storage.write_matches(matches_path, a, b, matches, scores, len(features[a]))
-
         summary = match_pairs(pairs, todo, features, load, scorer, config, write, workers, progress)
     if report is not None:
         _report(report, summary, config, pairs, todo, note)
@@ -291,13 +298,20 @@ def _blocks(pairs: list[Pair], parallelism: int) -> list[list[Pair]]:
     return [pairs[i : i + size] for i in range(0, len(pairs), size)]
 
 
-def run_distributed(executor, source: H5Source, pairs: list[Pair], todo: list[Pair], matches_path: Path,
-                    scorer: PatchScorer, config: MatchConfig) -> MatchSummary:  # fmt: skip
-    """The match stage on a distributed executor: the descriptor overlaps of every pair, the
+def run_distributed(executor, source, pairs: list[Pair], todo: list[Pair], write: Writer, scorer: PatchScorer,
+                    config: MatchConfig, shard_dir: Path, missing: Callable[[list[Pair]], set[Pair]] | None = None,
+                    ) -> MatchSummary:  # fmt: skip
+    """The match loop on a distributed executor: the descriptor overlaps of every pair, the
     scene-wide selection (:func:`~patchmatch.matching.select_pairs`), then each block holding
-    pairs to match → a shard named by its pairs, the network and the settings; the driver merges
-    each shard's pairs that ``matches_path`` lacks (a pair is never written twice)."""
-    from ..shards import SHARDS_DIR, read_shard, shard_name, unpack_matches
+    pairs of ``todo`` → a shard in ``shard_dir`` named by its pairs, the network and the settings
+    (``source.settings()``); the driver hands each shard's pairs to ``write``, those that
+    ``missing`` (default: all) says are not written yet (a pair is never written twice).
+
+    Args:
+        source: where workers find features and patches (:class:`H5Source`, or any picklable
+            object with ``key()``, ``settings()`` and ``open(magnification)``).
+    """
+    from ..shards import read_shard, shard_name, unpack_matches
 
     spec = scorer_spec(scorer)
     blocks = _blocks(pairs, executor.parallelism())
@@ -306,25 +320,22 @@ def run_distributed(executor, source: H5Source, pairs: list[Pair], todo: list[Pa
         overlaps.update(part)
     selected = select_by_overlap(overlaps, config)
     summary = MatchSummary(PairPlan(overlaps, selected, {}))
-    todo_set, shard_dir = set(todo), matches_path.parent / SHARDS_DIR
+    todo_set = set(todo)
     settings = (spec["fingerprint"], spec["precision"], spec["activation_bits"], spec["tta"], dataclasses.asdict(config),
-                source.max_image_size)  # fmt: skip
+                source.settings())  # fmt: skip
     calls = []
     for block in blocks:
         mine = [p for p in block if p in todo_set]
         if mine:
             name = shard_name("matches", block, mine, sorted(p for p in block if p in selected), settings)
             calls.append((source, mine, [p for p in mine if p in selected], config, str(shard_dir / name)))
-    sizes: dict[str, int] = {}
     for shard in executor.run_blocks(spec, "match", calls):
         results, failed = unpack_matches(read_shard(shard))
         summary.failed.update(failed)
-        missing = set(storage.missing_pairs(matches_path, list(results)))
+        new = missing(list(results)) if missing is not None else set(results)
         for (a, b), (matches, scores, candidates) in results.items():
-            if (a, b) in missing:
-                if a not in sizes:
-                    sizes[a] = len(storage.read_features(source.features_path, a))
-                storage.write_matches(matches_path, a, b, matches, scores, sizes[a])
+            if (a, b) in new:
+                write(a, b, matches, scores)
                 summary.written.append((a, b))
                 summary.candidates += candidates
     executor.release()
