@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -46,9 +47,17 @@ def _matcher_pids() -> list[int]:
     return found
 
 
+def _count_nodes(port: str, env: dict) -> int:
+    code = f"import ray; ray.init(address='127.0.0.1:{port}'); print(len([n for n in ray.nodes() if n['Alive']]))"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return int(done.stdout.strip().splitlines()[-1])
+
+
 def main(images: str, out: str, port: str, *options: str) -> None:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
+    # a token for this cluster alone (ray 2.60's nodes refuse to join without one)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(16)}  # fmt: skip
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
     result: dict = {"killed": None}
     try:
@@ -56,6 +65,7 @@ def main(images: str, out: str, port: str, *options: str) -> None:
         subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", *common], env=env,
                        check=True, capture_output=True)  # fmt: skip
         subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", *common], env=env, check=True, capture_output=True)
+        result["nodes"] = _count_nodes(port, env)
         result["cluster_seconds"] = round(time.perf_counter() - t0, 1)
         cmd = [sys.executable, "-m", "patchmatch.cli", "-q", "sfm", images, out, "--executor", f"ray:127.0.0.1:{port}", *options]
         t0 = time.perf_counter()

@@ -101,10 +101,11 @@ def test_match_command_on_ray_equals_local(tmp_path, ray_executor):
     from patchmatch import colmap
     from patchmatch.database_matching import DatabaseMatchConfig, match_database
     from patchmatch.matching import MatchConfig
-    from tests.helpers import NCCScorer
+    from patchmatch.scoring import PatchScorer
 
     temple = shared_path("scenes", "temple-ring", "images")
-    config = DatabaseMatchConfig(match=MatchConfig(k=2, min_score=0.6, min_overlap=0))
+    config = DatabaseMatchConfig(match=MatchConfig(min_overlap=0))
+    scorer = PatchScorer.load(device="cpu")
     colmap.set_verbosity(False)
     dbs = {}
     for kind in ("local", "ray"):
@@ -114,7 +115,7 @@ def test_match_command_on_ray_equals_local(tmp_path, ray_executor):
             shutil.copy(temple / n, images / n)
         db = colmap.create_database(tmp_path / kind / "database.db")
         colmap.sift_extract(db, images, NAMES[:3], colmap.SiftBaselineConfig(max_num_features=1000), affine_shape=True)
-        report = match_database(db, images, config, NCCScorer(), executor=ray_executor if kind == "ray" else None)
+        report = match_database(db, images, config, scorer, executor=ray_executor if kind == "ray" else None)
         assert report["matched_pairs"] >= 2
         dbs[kind] = db
     ids = colmap.read_image_ids(dbs["local"])
