@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-cluster clean
 
 setup: $(STAMP)
 
@@ -25,7 +25,11 @@ demo: $(STAMP)
 	$(VENV)/bin/patchmatch demo outputs/demo --overwrite
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not cluster" tests
+
+# The Ray tests: a local Ray instance and a two-node cluster in a network namespace (about 3 minutes)
+test-cluster: $(STAMP)
+	$(PY) -m pytest -q -m cluster tests
 
 clean:
 	rm -rf $(VENV) outputs

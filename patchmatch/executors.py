@@ -105,6 +105,7 @@ class RayExecutor:
         if self._owned:
             package_root = str(Path(__file__).resolve().parent.parent)  # workers import this code, not another copy
             path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+            address = address or os.environ.get("RAY_ADDRESS") or "local"  # never a stale cluster of /tmp/ray
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
                      runtime_env={"env_vars": {"PYTHONPATH": path}})  # fmt: skip
         self._matchers, self._spec = [], None

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,10 +61,11 @@ def main(images: str, out: str, port: str, *options: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": secrets.token_hex(16)}  # fmt: skip
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    temp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short (socket paths) and this cluster's alone
     result: dict = {"killed": None}
     try:
         t0 = time.perf_counter()
-        subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", *common], env=env,
+        subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}", *common], env=env,
                        check=True, capture_output=True)  # fmt: skip
         subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", *common], env=env, check=True, capture_output=True)
         result["nodes"] = _count_nodes(port, env)
@@ -86,6 +89,7 @@ def main(images: str, out: str, port: str, *options: str) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        shutil.rmtree(temp, ignore_errors=True)
     print(json.dumps(result))
 
 

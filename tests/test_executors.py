@@ -1,5 +1,6 @@
 """The executors: a Ray run's features and matches equal the local run's, and a rerun resumes from
-its shards. Ray is started on this machine (skipped where it is not installed)."""
+its shards. Ray is started on this machine (skipped where it is not installed); the Ray tests are
+marked ``cluster`` (``make test`` leaves them to ``.ci/run``'s second step, for time)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ def ray_executor():
         yield executor
 
 
+@pytest.mark.cluster
 def test_ray_matches_equal_local_and_resume_from_shards(tmp_path, ray_executor):
     from patchmatch.scoring import PatchScorer
 
@@ -94,6 +96,7 @@ def test_ray_matches_equal_local_and_resume_from_shards(tmp_path, ray_executor):
     _assert_same(tmp_path / "local", tmp_path / "ray", pairs)
 
 
+@pytest.mark.cluster
 def test_match_command_on_ray_equals_local(tmp_path, ray_executor):
     """``patchmatch match`` into a COLMAP database: the same matches through Ray."""
     import shutil
