@@ -65,8 +65,8 @@ def main(images: str, out: str, port: str, *options: str) -> None:
     result: dict = {"killed": None}
     try:
         t0 = time.perf_counter()
-        subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}", *common], env=env,
-                       check=True, capture_output=True)  # fmt: skip
+        head = [RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp}", *common]
+        subprocess.run(head, env=env, check=True, capture_output=True)
         subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", *common], env=env, check=True, capture_output=True)
         result["nodes"] = _count_nodes(port, env)
         result["cluster_seconds"] = round(time.perf_counter() - t0, 1)
