@@ -20,6 +20,8 @@ Output folder ``OUT``:
 * ``report.json``: counts, model statistics, seconds per stage, skipped images with reasons
   (and pose errors when ground truth is given).
 * ``run.lock``: while a run works in OUT, its process id; a second run there is refused.
+* ``shards/``: with a Ray executor, each image's features and each block of pairs' matches as
+  a worker wrote them (:mod:`patchmatch.executors`); a rerun merges them instead of recomputing.
 
 Resume: features of an image and matches of a pair are written once complete, so a rerun of
 the same command after a crash or kill computes only what is missing; pairs, database,
