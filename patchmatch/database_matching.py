@@ -174,6 +174,7 @@ def match_database(
     scorer: PatchScorer | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    executor=None,
 ) -> dict:
     """Matches the images of an existing COLMAP database with the patch network.
 
@@ -187,6 +188,8 @@ def match_database(
             Without it such pairs are left alone, except that pairs holding matches but no
             two-view geometry (an interrupted run: verification comes last) are verified.
         progress: show progress bars.
+        executor: a distributed executor (:class:`~patchmatch.executors.RayExecutor`) runs the
+            searches and the network on its workers (shards in ``DATABASE.shards/``); None: here.
 
     Returns:
         A report: ``images``, ``pairs``, ``matched_pairs``, ``verified_existing_pairs``,
@@ -217,7 +220,7 @@ def match_database(
     scorer = scorer or PatchScorer.load()
     logger.info("network: %s", describe_scorer(scorer))
     t0 = time.perf_counter()
-    written, count = _match(database, image_dir, images, pairs, states, bad, scorer, config, progress)
+    written, count = _match(database, image_dir, images, pairs, states, bad, scorer, config, progress, executor)
     seconds["match"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     verify.run(database, config.verification, pairs=written + states.unverified)
@@ -266,7 +269,59 @@ def _guide(database, image_dir, images, written, scorer, config, progress) -> di
     return {"pairs_guided": len(summary.pairs), "candidates_scored": summary.candidates, "matches_added": summary.added}
 
 
-def _match(database, image_dir, images, pairs, states, bad, scorer, config, progress) -> tuple[list[Pair], dict]:
+@dataclass(frozen=True)
+class DatabaseSource:
+    """Where a Ray worker finds a database image's features and patches: the database's
+    keypoints and descriptors in the cluster's object store (``handles``, name →
+    :meth:`~patchmatch.executors.RayExecutor.put` of a :class:`colmap.DatabaseImage`) and the
+    image folder on a shared file system; ``digest`` names the keypoints (shards of other
+    keypoints are never read)."""
+
+    image_dir: str
+    handles: dict
+    digest: str
+
+    def key(self) -> str:
+        return self.digest
+
+    def settings(self) -> tuple:
+        return (self.digest,)
+
+    def open(self, magnification: float):
+        """``(features by name, streamed; patch loader)``."""
+        from .cache import LruMapping
+        from .executors import fetch
+        from .stages.match import FEATURE_CACHE_MB
+
+        images = LruMapping(self.handles, lambda n: fetch(self.handles[n]), FEATURE_CACHE_MB * 2**20,
+                            lambda im: im.keypoints.nbytes + im.descriptors.nbytes)  # fmt: skip
+        features = LruMapping(self.handles, lambda n: database_features(images[n]), FEATURE_CACHE_MB * 2**20,
+                              lambda f: f.keypoints.nbytes + f.descriptors.nbytes)  # fmt: skip
+
+        def load_patches(name: str) -> np.ndarray:
+            im = images[name]
+            pixels = _read_matching_frame(Path(self.image_dir) / name, im.width, im.height)
+            return extract_patches_colmap(pixels, im.keypoints, magnification=magnification)
+
+        return features, load_patches
+
+
+def _distributed(executor, database: Path, image_dir: Path, images, pairs, states, bad, scorer, config, write):
+    """The match loop on a distributed executor (:func:`patchmatch.stages.match.run_distributed`);
+    shards go to ``DATABASE.shards/``."""
+    import hashlib
+
+    usable = sorted(n for n in images if n not in bad)
+    digest = hashlib.sha256()
+    for n in usable:
+        digest.update(n.encode() + images[n].keypoints.tobytes())
+    source = DatabaseSource(str(image_dir.resolve()), {n: executor.put(images[n]) for n in usable}, digest.hexdigest()[:24])
+    ok = set(usable)
+    return match.run_distributed(executor, source, [p for p in pairs if p[0] in ok and p[1] in ok], states.todo,
+                                 write, scorer, config.match, database.with_name(database.name + ".shards"))  # fmt: skip
+
+
+def _match(database, image_dir, images, pairs, states, bad, scorer, config, progress, executor=None) -> tuple[list[Pair], dict]:
     """Runs the match stage's loop on the database's keypoints, writing each pair's new matches
     (replacing what it held under ``overwrite``); adds the pairs left without new matches to
     ``states.skipped`` and unreadable images to ``bad``.
@@ -290,8 +345,11 @@ def _match(database, image_dir, images, pairs, states, bad, scorer, config, prog
         count["matches"] += len(matches)
 
     workers = config.threads or torch.get_num_threads()
-    summary = match.match_pairs(pairs, states.todo, features, load_patches, scorer, config.match, write, workers,
-                                progress, bad)  # fmt: skip
+    if executor is not None and executor.distributed:
+        summary = _distributed(executor, database, image_dir, images, pairs, states, bad, scorer, config, write)
+    else:
+        summary = match.match_pairs(pairs, states.todo, features, load_patches, scorer, config.match, write, workers,
+                                    progress, bad)  # fmt: skip
     states.skipped += _unmatched(states, images, summary, set(written))
     count["descriptor_only"] = sum(p not in summary.plan.selected for p in written)
     return written, count

@@ -33,7 +33,8 @@ class ImageReadError(ValueError):
 
 
 def list_images(root: str | os.PathLike) -> list[str]:
-    """Lists the images below ``root``, recursively, named as COLMAP names them.
+    """Lists the images below ``root``, recursively, named as COLMAP names them; symbolic links
+    are followed (see :func:`scan_images` for the links left out and why).
 
     Args:
         root: folder to search.
@@ -44,15 +45,60 @@ def list_images(root: str | os.PathLike) -> list[str]:
     Raises:
         FileNotFoundError: ``root`` is not a directory.
     """
+    return scan_images(root)[0]
+
+
+def scan_images(root: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
+    """The images below ``root`` (as :func:`list_images`), following symbolic links to files and
+    folders, and the links left out: a dangling link, and a link to a folder already being
+    searched (a loop) or already searched through another path.
+
+    Returns:
+        ``(sorted names, skipped)``, ``skipped`` as ``[{"name", "reason"}]`` (sorted by name).
+
+    Raises:
+        FileNotFoundError: ``root`` is not a directory.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"Image folder {root} does not exist or is not a directory.")
-    names = [
-        p.relative_to(root).as_posix()
-        for p in root.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    ]
-    return sorted(names)
+    names: list[str] = []
+    skipped: list[dict[str, str]] = []
+    seen = {}  # folder (device, inode) → the name it is searched under: the real folders of the tree first
+    for folder, _, _ in os.walk(root):  # not following links
+        rel = Path(folder).relative_to(root).as_posix()
+        seen.setdefault(_dir_key(Path(folder)), "" if rel == "." else rel)
+    stack = [(root, "")]
+    while stack:
+        folder, rel = stack.pop()
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            name = f"{rel}{entry.name}"
+            if entry.is_symlink() and not os.path.exists(entry.path):
+                if Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS or not Path(entry.name).suffix:
+                    skipped.append({"name": name, "reason": f"{root / name}: dangling symbolic link "
+                                                            f"(to {os.readlink(entry.path)}); skipped"})  # fmt: skip
+                continue
+            if entry.is_dir():  # follows links
+                key = _dir_key(Path(entry.path))
+                if seen.setdefault(key, name) != name:
+                    what = "a loop back to" if _is_ancestor(seen[key], rel) else "the same folder as"
+                    skipped.append({"name": name, "reason": f"{root / name}: symbolic link to {what} "
+                                                            f"{root / seen[key] if seen[key] else root}; skipped"})  # fmt: skip
+                    continue
+                stack.append((Path(entry.path), name + "/"))
+            elif entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
+                names.append(name)
+    return sorted(names), sorted(skipped, key=lambda s: s["name"])
+
+
+def _dir_key(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
+def _is_ancestor(folder: str, rel: str) -> bool:
+    """Whether ``folder`` (relative, "" = the root) contains the folder ``rel`` ("a/b/")."""
+    return folder == "" or (rel + "/").startswith(folder.rstrip("/") + "/")
 
 
 def _to_uint8_gray(image: np.ndarray, path: Path) -> np.ndarray:

@@ -12,7 +12,9 @@ The pipeline names a strategy with one string (``SfmConfig.pairs``):
 * ``"file:PATH"``: the pairs listed in ``PATH``;
 * ``"retrieval:N"``: each image with its ``N`` most similar images by a global descriptor
   (VLAD of the images' own SIFT descriptors, see :func:`retrieval_pairs`), for collections
-  too large to match exhaustively.
+  too large to match exhaustively;
+* ``"auto"``: exhaustive up to :data:`AUTO_MAX_EXHAUSTIVE` images, else
+  ``retrieval:``:data:`AUTO_NEIGHBORS` (logged): the cost then grows linearly with the images.
 
 Pairs are always returned as sorted, deduplicated tuples ``(name0, name1)``
 with ``name0 < name1``, so that a pair has one canonical key everywhere.
@@ -30,6 +32,16 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 Pair = tuple[str, str]
+
+#: Images up to which ``auto`` matches every pair: 200 images are 19,900 pairs (hours on a
+#: laptop); beyond, exhaustive pairs grow quadratically while retrieval's grow linearly.
+AUTO_MAX_EXHAUSTIVE = 200
+#: Neighbours per image of ``auto``'s retrieval (hloc's SfM examples use 20 to 50): enough
+#: overlapping partners per image for the incremental mapper, ~15 pairs an image after deduplication.
+AUTO_NEIGHBORS = 20
+#: Rows of the image-similarity matrix computed at once by :func:`retrieval_pairs` (the N × N
+#: matrix is never held whole).
+SIMILARITY_ROWS = 1024
 
 
 def _canonical(pairs: Iterable[tuple[str, str]]) -> list[Pair]:
@@ -151,8 +163,8 @@ def parse_strategy(spec: str) -> tuple[str, int | str | None]:
         ValueError: an unknown strategy or a malformed argument.
     """
     kind, _, arg = spec.partition(":")
-    if kind == "exhaustive" and not arg:
-        return "exhaustive", None
+    if kind in ("exhaustive", "auto") and not arg:
+        return kind, None
     if kind in ("sequential", "retrieval"):
         try:
             num = int(arg)
@@ -164,8 +176,21 @@ def parse_strategy(spec: str) -> tuple[str, int | str | None]:
     if kind == "file" and arg:
         return "file", arg
     raise ValueError(
-        f"unknown pairs strategy {spec!r}; expected 'exhaustive', 'sequential:N', 'retrieval:N' or 'file:PATH'"
+        f"unknown pairs strategy {spec!r}; expected 'auto', 'exhaustive', 'sequential:N', 'retrieval:N' or 'file:PATH'"
     )
+
+
+def resolve_strategy(spec: str, num_images: int) -> str:
+    """``spec`` itself, or for ``"auto"`` the strategy it stands for with ``num_images`` images
+    (exhaustive up to :data:`AUTO_MAX_EXHAUSTIVE`, else retrieval), said in the log."""
+    if parse_strategy(spec)[0] != "auto":
+        return spec
+    if num_images <= AUTO_MAX_EXHAUSTIVE:
+        return "exhaustive"
+    logger.info("%d images (more than %d): pairs by retrieval of the %d most similar images (retrieval:%d) instead "
+                "of all pairs; pass --pairs exhaustive to match every pair", num_images, AUTO_MAX_EXHAUSTIVE,
+                AUTO_NEIGHBORS, AUTO_NEIGHBORS)  # fmt: skip
+    return f"retrieval:{AUTO_NEIGHBORS}"
 
 
 def read_pairs_strategy_file(spec: str, names: Sequence[str]) -> list[Pair] | None:
@@ -184,10 +209,10 @@ def make_pairs(spec: str, names: Sequence[str], descriptors: Mapping[str, np.nda
     """Pairs of ``names`` following a strategy string (see the module doc).
 
     Args:
-        spec: ``"exhaustive"``, ``"sequential:N"``, ``"retrieval:N"`` or ``"file:PATH"``.
+        spec: ``"auto"``, ``"exhaustive"``, ``"sequential:N"``, ``"retrieval:N"`` or ``"file:PATH"``.
         names: unique image names.
-        descriptors: name -> (N_i, 128) SIFT descriptors of every image; needed by
-            ``retrieval:N`` only.
+        descriptors: name -> (N_i, 128) SIFT descriptors of every image (any mapping: one read
+            on demand keeps a large collection out of memory); needed by retrieval only.
 
     Returns:
         Canonical pairs, sorted.
@@ -197,7 +222,7 @@ def make_pairs(spec: str, names: Sequence[str], descriptors: Mapping[str, np.nda
             ``retrieval:N`` without descriptors.
         FileNotFoundError: the pairs file does not exist.
     """
-    kind, arg = parse_strategy(spec)
+    kind, arg = parse_strategy(resolve_strategy(spec, len(names)))
     if kind == "exhaustive":
         return exhaustive_pairs(names)
     if kind == "sequential":
@@ -227,7 +252,8 @@ def vlad(
     Arandjelović & Zisserman, CVPR 2013).
 
     Args:
-        descriptors: name -> (N_i, D) float or uint8 descriptors (N_i may be 0).
+        descriptors: name -> (N_i, D) float or uint8 descriptors (N_i may be 0); any mapping
+            (each image's are read a few times, one image at a time, never all held).
         num_words: vocabulary size K (fewer when there are fewer descriptors).
         max_training: descriptors used to fit the vocabulary.
         seed: sampling and k-means seed.
@@ -240,26 +266,20 @@ def vlad(
     """
     import cv2
 
-    def root(d: np.ndarray) -> np.ndarray:
-        d = np.asarray(d, np.float32)
-        d = d / np.maximum(np.abs(d).sum(1, keepdims=True), 1e-12)
-        return np.sqrt(np.abs(d))
-
-    local = {n: root(d) if len(d) else np.zeros((0, np.asarray(d).shape[-1] if np.asarray(d).ndim == 2 else 128), np.float32)
-             for n, d in descriptors.items()}  # fmt: skip
-    pool = np.concatenate([d for d in local.values() if len(d)] or [np.zeros((0, 128), np.float32)])
-    if len(pool) == 0:
+    names = list(descriptors)
+    counts = np.array([len(descriptors[n]) for n in names], np.int64)  # one image in memory at a time
+    if counts.sum() == 0:
         raise ValueError("no descriptors to build global image descriptors from")
-    rng = np.random.default_rng(seed)
-    train = pool[rng.choice(len(pool), min(len(pool), max_training), replace=False)]
+    train = _training_sample(descriptors, names, counts, max_training, seed)
     k = int(min(num_words, len(train)))
     cv2.setRNGSeed(seed)
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 30, 1e-4)
     _, _, centers = cv2.kmeans(train, k, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
     out = {}
-    for name, d in local.items():
-        v = np.zeros((k, pool.shape[1]), np.float32)
-        if len(d):
+    for name, count in zip(names, counts):
+        v = np.zeros((k, train.shape[1]), np.float32)
+        if count:
+            d = _root_sift(descriptors[name])
             dist = (d**2).sum(1, keepdims=True) - 2 * d @ centers.T + (centers**2).sum(1)
             word = dist.argmin(1)
             np.add.at(v, word, d - centers[word])
@@ -268,6 +288,31 @@ def vlad(
             v /= max(float(np.linalg.norm(v)), 1e-12)
         out[name] = v.ravel()
     return out
+
+
+def _root_sift(d: np.ndarray) -> np.ndarray:
+    d = np.asarray(d, np.float32)
+    d = d / np.maximum(np.abs(d).sum(1, keepdims=True), 1e-12)
+    return np.sqrt(np.abs(d))
+
+
+def _training_sample(descriptors: Mapping[str, np.ndarray], names: list[str], counts: np.ndarray, size: int,
+                     seed: int) -> np.ndarray:  # fmt: skip
+    """(min(size, total), D) RootSIFT descriptors drawn without replacement from all images, in
+    the drawn order, gathered one image at a time (never all descriptors at once)."""
+    rng = np.random.default_rng(seed)
+    total = int(counts.sum())
+    drawn = rng.choice(total, min(total, size), replace=False)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    owner = np.searchsorted(starts, drawn, side="right") - 1
+    train = None
+    for i in np.unique(owner):
+        rows = np.nonzero(owner == i)[0]
+        d = _root_sift(descriptors[names[i]])
+        if train is None:
+            train = np.empty((len(drawn), d.shape[1]), np.float32)
+        train[rows] = d[drawn[rows] - starts[i]]
+    return train
 
 
 def retrieval_pairs(names: Sequence[str], descriptors: Mapping[str, np.ndarray], num_neighbors: int) -> list[Pair]:
@@ -292,20 +337,38 @@ def retrieval_pairs(names: Sequence[str], descriptors: Mapping[str, np.ndarray],
     missing = [n for n in names if n not in descriptors]
     if missing:
         raise ValueError(f"no descriptors for images {missing[:5]}")
-    empty = np.array([len(descriptors[n]) == 0 for n in names])
+    empty = np.array([len(descriptors[n]) == 0 for n in names])  # one image in memory at a time
     if empty.all():
         logger.warning("no image has descriptors: retrieval falls back to exhaustive pairs")
         return exhaustive_pairs(names)
-    g = vlad({n: descriptors[n] for n in names})
+    g = vlad(_Subset(descriptors, names))
     mat = np.stack([g[n] for n in names])
-    sim = mat @ mat.T
-    sim[:, empty] = -np.inf  # an image without keypoints is nobody's neighbour ...
-    np.fill_diagonal(sim, -np.inf)
     pairs = []
-    for i, a in enumerate(names):
-        if empty[i]:  # ... and has none of its own (it cannot match anything)
-            continue
-        order = np.argsort(-sim[i], kind="stable")
-        for j in order[: min(num_neighbors, int(np.isfinite(sim[i]).sum()))]:
-            pairs.append((a, names[int(j)]))
+    for start in range(0, len(names), SIMILARITY_ROWS):
+        sim = mat[start : start + SIMILARITY_ROWS] @ mat.T
+        sim[:, empty] = -np.inf  # an image without keypoints is nobody's neighbour ...
+        sim[np.arange(len(sim)), start + np.arange(len(sim))] = -np.inf
+        for r, row in enumerate(sim):
+            i = start + r
+            if empty[i]:  # ... and has none of its own (it cannot match anything)
+                continue
+            order = np.argsort(-row, kind="stable")
+            for j in order[: min(num_neighbors, int(np.isfinite(row).sum()))]:
+                pairs.append((names[i], names[int(j)]))
     return _canonical(pairs)
+
+
+class _Subset(Mapping):
+    """The entries of ``names`` of a mapping, in that order, read through (no copy)."""
+
+    def __init__(self, mapping: Mapping, names: list[str]):
+        self._mapping, self._names = mapping, names
+
+    def __getitem__(self, key):
+        return self._mapping[key]
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self):
+        return len(self._names)

@@ -22,6 +22,8 @@ Output folder ``OUT``:
 * ``report.json``: counts, model statistics, seconds per stage, skipped images with reasons
   (and pose errors when ground truth is given).
 * ``run.lock``: while a run works in OUT, its process id; a second run there is refused.
+* ``shards/``: with a Ray executor, each image's features and each block of pairs' matches as
+  a worker wrote them (:mod:`patchmatch.executors`); a rerun merges them instead of recomputing.
 
 Resume: features of an image and matches of a pair are written once complete, so a rerun of
 the same command after a crash or kill computes only what is missing; pairs, database,
@@ -48,10 +50,11 @@ import torch
 
 from . import colmap, storage
 from .features import CONTRAST_SCHEDULE
-from .images import (ImageReadError, check_one_size, duplicate_files, exclude_output_dir, list_images,
-                     pair_key_collisions, read_gray)  # fmt: skip
+from .images import (ImageReadError, check_one_size, duplicate_files, exclude_output_dir, pair_key_collisions,
+                     read_gray, scan_images)  # fmt: skip
 from .matching import MatchConfig
 from .pairs import parse_strategy, read_pairs_strategy_file
+from .executors import make_executor, parse_executor
 from .report import plain, write_json
 from .scoring import PRECISIONS, TTA, PatchScorer, describe_scorer
 from .stages import extract, guided, match, reconstruct, select_pairs, to_database, verify
@@ -62,7 +65,7 @@ logger = logging.getLogger(__name__)
 RUN_FORMAT = 1
 #: Files and folders a run writes in OUT (the ones ``overwrite=True`` removes).
 OUTPUTS = ("run.json", "features.h5", "pairs.json", "matches.h5", "guided.json", "database.db", "sparse", "viz",
-           "report.json")
+           "report.json", "shards")
 #: Held in OUT while a run works there: ``"PID HOST"`` of its process.
 LOCK_FILE = "run.lock"
 #: Pictures of the pairs with most verified inliers drawn into OUT/viz: one look tells whether
@@ -85,10 +88,14 @@ class SfmConfig:
             (see :meth:`patchmatch.scoring.PatchScorer.load`).
         tta: test-time augmentation of the network's scores, ``"none"``, ``"swap"``, ``"rot90"``
             or ``"dihedral"`` (multiplies the network time by 1, 2, 4, 8).
-        pairs: image pairs to match: ``"exhaustive"``, ``"sequential:N"``, ``"retrieval:N"``
-            or ``"file:PATH"`` (see :mod:`patchmatch.pairs`).
+        pairs: image pairs to match: ``"auto"`` (exhaustive up to 200 images, then retrieval),
+            ``"exhaustive"``, ``"sequential:N"``, ``"retrieval:N"`` or ``"file:PATH"`` (see
+            :mod:`patchmatch.pairs`).
         single_camera: all images share one camera (one size, one zoom); the default gives
             each image its own SIMPLE_RADIAL camera.
+        executor: where extraction and matching run: ``"local"`` (this process), ``"ray"`` or
+            ``"ray:ADDRESS"`` (a Ray cluster sharing the file system, :mod:`patchmatch.executors`);
+            the matches are the same.
         threads: worker threads of the candidate search, of detection (at most
             :data:`~patchmatch.stages.extract.MAX_WORKERS`) and of verification; None: PyTorch's
             thread count (verification: ``verification.num_threads``). The command line's
@@ -108,8 +115,9 @@ class SfmConfig:
     device: str | None = None
     precision: str = "auto"
     tta: str = "none"
-    pairs: str = "exhaustive"
+    pairs: str = "auto"
     single_camera: bool = False
+    executor: str = "local"
     threads: int | None = None
     match: MatchConfig = field(default_factory=MatchConfig)
     verification: colmap.VerificationConfig = field(default_factory=colmap.VerificationConfig)
@@ -129,6 +137,7 @@ class SfmConfig:
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"SfmConfig.threads must be >= 1 or None, got {self.threads}")
         parse_strategy(self.pairs)
+        parse_executor(self.executor)
 
     @property
     def extract(self) -> extract.ExtractConfig:
@@ -317,10 +326,12 @@ def _vet_images(image_dir: Path, out_dir: Path, config: SfmConfig, ground_truth)
     """
     if out_dir.resolve() == image_dir.resolve():
         raise ValueError(f"{out_dir}: the output folder cannot be the image folder (use a subfolder or another folder)")
-    names = exclude_output_dir(list_images(image_dir), image_dir, out_dir)
+    listed, links = scan_images(image_dir)
+    names = exclude_output_dir(listed, image_dir, out_dir)
     if not names:
         raise ValueError(f"no images found under {image_dir}")
     names, skipped = pair_key_collisions(names)
+    skipped = links + skipped
     known: set[str] = set()
     if ground_truth is not None:
         from .evaluation.pose import load_cameras_json
@@ -412,7 +423,7 @@ def run_sfm(
     names, skipped = _vet_images(image_dir, out_dir, config, ground_truth)
     scorer, config = _load_scorer(config, scorer, weights)
     identity = run_identity(image_dir, config, scorer)
-    with run_lock(out_dir):
+    with run_lock(out_dir), make_executor(config.executor) as executor:
         resumed = prepare_output(out_dir, identity, overwrite)
         report: dict[str, Any] = {"status": "running", "resumed": resumed, "image_dir": str(image_dir),
                                   "out_dir": str(out_dir), "skipped": skipped, "notes": []}  # fmt: skip
@@ -423,13 +434,13 @@ def run_sfm(
             verification = dataclasses.replace(verification, num_threads=config.threads)
         with _stage("features", seconds):
             features = extract.run(image_dir, names, out_dir / "features.h5", config.extract, config.workers,
-                                   progress, report)  # fmt: skip
+                                   progress, report, executor)  # fmt: skip
         good = _usable(image_dir, out_dir, names, features, report)
         unreadable = [s["name"] for s in report["skipped"]]
         pairs = select_pairs.run(features, good, out_dir / "pairs.json", config.pairs, unreadable)
         with _stage("matching", seconds):
             matches = match.run(image_dir, features, pairs, out_dir / "matches.h5", scorer, config.match,
-                                config.max_image_size, config.workers, progress, report)  # fmt: skip
+                                config.max_image_size, config.workers, progress, report, executor)  # fmt: skip
         with _stage("database", seconds):
             database = to_database.run(image_dir, features, pairs, matches, out_dir / "database.db", good,
                                        config.single_camera, report)  # fmt: skip

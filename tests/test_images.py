@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from patchmatch.images import ImageReadError, list_images, read_gray
+from patchmatch.images import ImageReadError, list_images, read_gray, scan_images
 
 
 def test_list_images_recursive_relative(tmp_path):
@@ -151,3 +151,33 @@ def test_check_one_size_names_two_files(tmp_path):
     check_one_size(tmp_path, ["a.png", "b.jpg", "bad.png"])  # the unreadable file is left to the reader
     with pytest.raises(ValueError, match="a.png is 20×10 px, c.png is 10×20 px"):
         check_one_size(tmp_path, ["a.png", "b.jpg", "bad.png", "c.png"])
+
+
+def test_symbolic_links_followed_loops_and_dangling_links_reported(tmp_path):
+    """A linked folder of images is searched, a link back to a folder being searched (a loop)
+    and a dangling link are left out with a reason, and sfm's report lists them as skipped."""
+    from patchmatch import sfm
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cv2.imwrite(str(elsewhere / "far.png"), np.zeros((8, 8), np.uint8))
+    root = tmp_path / "images"
+    (root / "sub").mkdir(parents=True)
+    cv2.imwrite(str(root / "a.png"), np.zeros((8, 8), np.uint8))
+    cv2.imwrite(str(root / "sub" / "b.png"), np.zeros((8, 8), np.uint8))
+    (root / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (root / "photo.png").symlink_to(root / "a.png")
+    (root / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    (root / "sub" / "loop").symlink_to(root, target_is_directory=True)
+    (root / "again").symlink_to(root / "sub", target_is_directory=True)
+    names, skipped = scan_images(root)
+    assert names == ["a.png", "linked/far.png", "photo.png", "sub/b.png"]
+    assert list_images(root) == names
+    reasons = {s["name"]: s["reason"] for s in skipped}
+    assert sorted(reasons) == ["again", "gone.jpg", "sub/loop"]
+    assert "dangling symbolic link" in reasons["gone.jpg"] and "missing.jpg" in reasons["gone.jpg"]
+    assert "a loop back to" in reasons["sub/loop"]
+    assert "the same folder as" in reasons["again"]
+    kept, vetted = sfm._vet_images(root, tmp_path / "out", sfm.SfmConfig(), None)
+    assert {"again", "gone.jpg", "sub/loop"} <= {s["name"] for s in vetted}
+    assert "photo.png" not in kept  # a link to a.png: the same bytes, skipped as a copy

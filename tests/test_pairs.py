@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from patchmatch.pairs import (
     exhaustive_pairs,
+    retrieval_pairs,
     make_pairs,
     parse_strategy,
     read_pairs_file,
@@ -129,3 +131,43 @@ def test_retrieval_on_a_real_sequence(entry_images):
     pairs = retrieval_pairs(sorted(desc), desc, 2)
     gaps = [abs(int(a[:4]) - int(b[:4])) for a, b in pairs]
     assert len(pairs) >= 10 and sum(g <= 2 for g in gaps) >= 0.8 * len(gaps), sorted(zip(gaps, pairs))
+
+
+def test_auto_is_exhaustive_up_to_a_size_then_retrieval(caplog):
+    import logging
+
+    from patchmatch import pairs as pairs_module
+
+    assert parse_strategy("auto") == ("auto", None)
+    limit = pairs_module.AUTO_MAX_EXHAUSTIVE
+    assert pairs_module.resolve_strategy("auto", limit) == "exhaustive"
+    assert pairs_module.resolve_strategy("sequential:3", 10 * limit) == "sequential:3"
+    with caplog.at_level(logging.INFO, logger="patchmatch.pairs"):
+        assert pairs_module.resolve_strategy("auto", limit + 1) == f"retrieval:{pairs_module.AUTO_NEIGHBORS}"
+    assert f"{limit + 1} images" in caplog.text and "retrieval" in caplog.text
+    assert make_pairs("auto", NAMES) == make_pairs("exhaustive", NAMES)
+
+
+def test_retrieval_reads_each_image_on_demand():
+    """Retrieval takes any mapping and asks it for one image at a time: a collection's
+    descriptors streamed from disk give the pairs a dict gives."""
+    from collections.abc import Mapping
+
+    rng = np.random.default_rng(3)
+    descriptors = {f"{i}.png": rng.random((50 + 10 * i, 128)).astype(np.float32) for i in range(12)}
+
+    class Counted(Mapping):
+        reads = 0
+
+        def __getitem__(self, key):
+            Counted.reads += 1
+            return descriptors[key].copy()
+
+        def __iter__(self):
+            return iter(descriptors)
+
+        def __len__(self):
+            return len(descriptors)
+
+    assert retrieval_pairs(sorted(descriptors), Counted(), 3) == retrieval_pairs(sorted(descriptors), descriptors, 3)
+    assert Counted.reads >= len(descriptors)

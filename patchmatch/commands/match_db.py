@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .options import add_scorer_arguments, pairs_spec, set_threads
+from .options import add_executor_argument, add_scorer_arguments, pairs_spec, set_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", default="exhaustive", metavar="SPEC",
                    help="exhaustive|sequential:N|retrieval:N|PATH of pairs")
     add_scorer_arguments(p)
+    add_executor_argument(p)
     p.add_argument("--overwrite", action="store_true", help="replace matches of pairs that already hold some (where new matches are found)")
     p.add_argument("--report", type=Path, default=None, metavar="JSON", help="write the report as JSON here")
     p.set_defaults(func=run)
@@ -30,6 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..colmap import set_verbosity
     from ..database_matching import DatabaseMatchConfig, match_database
+    from ..executors import make_executor
     from ..scoring import PatchScorer
 
     set_verbosity(bool(getattr(args, "verbose", False)))  # COLMAP's own log lines only with -v
@@ -38,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--report {args.report}: folder {args.report.parent} does not exist")
     config = DatabaseMatchConfig(pairs=pairs_spec(args.pairs), threads=args.threads)
     scorer = PatchScorer.load(args.weights, device=args.device, precision=args.precision, tta=args.tta)
-    report = match_database(args.database, args.images, config, scorer, overwrite=args.overwrite, progress=not args.quiet)
+    with make_executor(args.executor) as executor:
+        report = match_database(args.database, args.images, config, scorer, overwrite=args.overwrite,
+                                progress=not args.quiet, executor=executor)  # fmt: skip
     after = report["database_after"]
     print(f"{report['matched_pairs']} of {report['pairs']} pairs matched ({report['matches']} matches), "
           f"{report['verified_existing_pairs']} with earlier matches verified, {len(report['skipped_pairs'])} skipped; "

@@ -31,6 +31,12 @@ def add_scorer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all cores)")
 
 
+def add_executor_argument(p: argparse.ArgumentParser) -> None:
+    """Adds ``--executor`` (see :mod:`patchmatch.executors`)."""
+    p.add_argument("--executor", default="local", metavar="E",
+                   help="local (default) | ray | ray:ADDRESS: extract and match on a Ray cluster")
+
+
 def set_threads(threads: int | None) -> None:
     """The process's thread counts (PyTorch's and OpenCV's) from ``--threads``: the command line is
     the one place that sets them; library code takes a worker count instead.
@@ -62,6 +68,6 @@ def max_image_size(value: int) -> int | None:
 
 def pairs_spec(value: str) -> str:
     """A ``--pairs`` value as :func:`patchmatch.pairs.make_pairs` takes it: a bare path is a pairs file."""
-    if value == "exhaustive" or value.startswith(("sequential:", "retrieval:", "file:")):
+    if value in ("auto", "exhaustive") or value.startswith(("sequential:", "retrieval:", "file:")):
         return value
     return f"file:{value}"

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .options import add_scorer_arguments, max_image_size, pairs_spec, set_threads
+from .options import add_executor_argument, add_scorer_arguments, max_image_size, pairs_spec, set_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,9 +17,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-keypoints", type=int, default=8192, metavar="N", help="SIFT keypoints per image (default 8192, COLMAP's)")
     p.add_argument("--max-image-size", type=int, default=3200, metavar="PX",
                    help="longest image side used (default 3200; 0 = original)")
-    p.add_argument("--pairs", default="exhaustive", metavar="SPEC",
-                   help="exhaustive|sequential:N|retrieval:N|PATH of pairs")
+    p.add_argument("--pairs", default="auto", metavar="SPEC",
+                   help="auto|exhaustive|sequential:N|retrieval:N|PATH of pairs (auto: retrieval above 200 images)")
     add_scorer_arguments(p)
+    add_executor_argument(p)
     p.add_argument("--single-camera", action="store_true", help="all images share one camera (same size and zoom)")
     p.add_argument("--mapper", choices=("incremental", "global"), default="incremental", metavar="M",
                    help="incremental (default) or global (GLOMAP)")
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     config = SfmConfig(max_keypoints=args.max_keypoints, max_image_size=max_image_size(args.max_image_size),
                        device=args.device, precision=args.precision, tta=args.tta, pairs=pairs_spec(args.pairs),
-                       single_camera=args.single_camera, threads=args.threads,
+                       single_camera=args.single_camera, executor=args.executor, threads=args.threads,
                        mapper=MapperConfig(method=args.mapper))  # fmt: skip
     report = run_sfm(args.images, args.out, config, weights=args.weights, overwrite=args.overwrite,
                      progress=not args.quiet, ground_truth=args.ground_truth)  # fmt: skip

@@ -105,6 +105,7 @@ def run(
     workers: int = 1,
     progress: bool = False,
     report: dict | None = None,
+    executor=None,
 ) -> Path:
     """Detects the images of ``names`` that ``features_path`` does not hold yet.
 
@@ -130,7 +131,12 @@ def run(
     todo = storage.missing_features(features_path, names)
     check_unchanged(features_path, image_dir, sorted(set(names) - set(todo)))
     computed, skipped = 0, []
-    results = detect_images(image_dir, todo, config, min(workers, MAX_WORKERS))
+    if executor is not None and executor.distributed:
+        from ..shards import SHARDS_DIR
+
+        results = executor.extract(image_dir, todo, config, features_path.parent / SHARDS_DIR)
+    else:
+        results = detect_images(image_dir, todo, config, min(workers, MAX_WORKERS))
     for name, result in progress_bar(results, progress, "features", total=len(todo)):
         if isinstance(result, ImageReadError):
             logger.warning("skipping image: %s", result)

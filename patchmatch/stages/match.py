@@ -10,19 +10,21 @@ into the database instead.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .. import storage
-from ..cache import LruArrayCache
+from ..cache import LruArrayCache, LruMapping
 from ..features import Features, axis_scales, to_working
 from ..images import ImageReadError, read_gray
-from ..matching import MatchConfig, PairPlan, match_features, needs_network, plan_pairs
+from ..matching import MatchConfig, PairPlan, match_features, needs_network, plan_pairs, search_pair
+from ..matching import select_pairs as select_by_overlap
 from ..pairs import Pair
 from ..patches import extract_patches
 from ..scoring import PatchScorer
@@ -34,6 +36,9 @@ logger = logging.getLogger(__name__)
 #: Memory for patches kept between pairs (MiB): 8192 patches of 64×64 bytes are 32 MiB an image,
 #: so 2 GiB keeps ~60 images; an evicted image is re-read and re-cropped when needed again.
 PATCH_CACHE_MB = 2048
+#: Memory for features kept between pairs (MiB): 8192 SIFT keypoints are ~4.4 MiB, so 1 GiB holds
+#: ~230 images; beyond that an image's features are read again from features.h5 (~10 ms).
+FEATURE_CACHE_MB = 1024
 
 #: ``write(name0, name1, matches (K, 2) int64, scores (K,) float32)``: where a pair's matches go.
 Writer = Callable[[str, str, np.ndarray, np.ndarray], None]
@@ -75,7 +80,7 @@ def _patches(cache: LruArrayCache, pair: Pair, bad: dict[str, str]) -> tuple[np.
 def match_pairs(
     pairs: list[Pair],
     todo: list[Pair],
-    features: dict[str, Features],
+    features: Mapping[str, Features],
     load_patches: Callable[[str], np.ndarray],
     scorer: PatchScorer,
     config: MatchConfig,
@@ -125,7 +130,7 @@ def match_pairs(
 
 
 def patch_loader(
-    image_dir: Path, features: dict[str, Features], max_image_size: int | None, upright: bool, magnification: float
+    image_dir: Path, features: Mapping[str, Features], max_image_size: int | None, upright: bool, magnification: float
 ) -> Callable[[str], np.ndarray]:
     """Image name → patches of its stored keypoints: the image re-read at the working size its
     keypoints were detected at, cropped at the network's magnification."""
@@ -139,6 +144,70 @@ def patch_loader(
     return load
 
 
+def stream_features(features_path: Path, names: list[str]) -> LruMapping:
+    """Name → :class:`Features` read from ``features_path`` on demand, at most
+    :data:`FEATURE_CACHE_MB` of them held (the collection's features are never all in memory)."""
+    return LruMapping(names, lambda n: storage.read_features(features_path, n), FEATURE_CACHE_MB * 2**20,
+                      lambda f: f.keypoints.nbytes + f.descriptors.nbytes + f.scores.nbytes)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class H5Source:
+    """Where a worker finds an image's features and patches: ``features.h5`` and the image
+    folder, at the paths of a shared file system (picklable, sent to Ray workers)."""
+
+    image_dir: str
+    features_path: str
+    max_image_size: int | None
+    upright: bool
+
+    def key(self) -> tuple:
+        return (self.image_dir, self.features_path, self.max_image_size, self.upright)
+
+    def settings(self) -> tuple:
+        """What the matches depend on besides the pairs, the network and the match config."""
+        return (self.max_image_size,)
+
+    def open(self, magnification: float) -> tuple[Mapping[str, Features], Callable[[str], np.ndarray]]:
+        """``(features by name, streamed; patch loader)``."""
+        path = Path(self.features_path)
+        features = stream_features(path, storage.list_features(path))
+        return features, patch_loader(Path(self.image_dir), features, self.max_image_size, self.upright, magnification)
+
+
+def match_block(
+    pairs: list[Pair],
+    selected: set[Pair],
+    features: Mapping[str, Features],
+    load_patches: Callable[[str], np.ndarray],
+    scorer: PatchScorer,
+    config: MatchConfig,
+) -> tuple[dict[Pair, tuple[np.ndarray, np.ndarray, int]], dict[Pair, str]]:
+    """The matches of a block of pairs, as :func:`match_pairs` makes them, the scene-wide
+    selection given (``selected``: the pairs the network scores).
+
+    Returns:
+        ``({pair: (matches (K, 2) int64, scores (K,) float32, candidates scored)}, {failed pair: reason})``.
+    """
+    results, failed, bad = {}, {}, {}
+    cache = LruArrayCache(load_patches, PATCH_CACHE_MB * 2**20)
+    for a, b in pairs:
+        found = search_pair(features[a], features[b], config)
+        if (a, b) not in selected:
+            kept = found.accepted if config.unselected == "descriptor" else np.zeros((0, 2), np.int64)
+            results[(a, b)] = (kept, np.full(len(kept), np.nan, np.float32), 0)
+            continue
+        patches = (None, None)
+        if needs_network(found, config):
+            patches = _patches(cache, (a, b), bad)
+            if isinstance(patches, str):
+                failed[(a, b)] = patches
+                continue
+        result = match_features(features[a], patches[0], features[b], patches[1], scorer, config, found)
+        results[(a, b)] = (result.matches, result.scores, result.num_candidates)
+    return results, failed
+
+
 def run(
     image_dir: str | os.PathLike,
     features_path: str | os.PathLike,
@@ -150,12 +219,13 @@ def run(
     workers: int = 1,
     progress: bool = False,
     report: dict | None = None,
+    executor=None,
 ) -> Path:
     """Matches the pairs of ``pairs_path`` that ``matches_path`` does not hold yet.
 
     Args:
         image_dir: the image folder (patches are cut from it).
-        features_path: features of every image of the pairs.
+        features_path: features of every image of the pairs (streamed, see :func:`stream_features`).
         pairs_path: the pairs (:func:`select_pairs.run`). matches_path: the file to complete.
         scorer: the network. config: candidate search and decision.
         max_image_size: the working size the features were detected at (patches are cut there).
@@ -165,6 +235,9 @@ def run(
             ``pairs_selected`` (scored by the network), ``pairs_not_selected``,
             ``pairs_descriptor_only`` (of this call's pairs); images unreadable here are added
             to its ``notes`` (their pairs stay unmatched: a rerun tries them again).
+        executor: a distributed executor (:class:`~patchmatch.executors.RayExecutor`) runs the
+            searches and the network in blocks of pairs on its workers, each block a shard
+            under ``matches_path``'s folder (:func:`run_distributed`); None or a local one: here.
 
     Returns:
         ``matches_path``.
@@ -172,23 +245,99 @@ def run(
     image_dir, features_path, matches_path = Path(image_dir), Path(features_path), Path(matches_path)
     pairs = select_pairs.read(pairs_path)
     names = sorted({n for p in pairs for n in p})
-    features = {n: storage.read_features(features_path, n) for n in names}
     note = set_aside_if_unreadable(matches_path, lambda p: storage.missing_pairs(p, []))
     todo = storage.missing_pairs(matches_path, pairs)
-    load = patch_loader(image_dir, features, max_image_size, config.upright, scorer.magnification)
+    features = stream_features(features_path, names)
 
     def write(a: str, b: str, matches: np.ndarray, scores: np.ndarray) -> None:
         storage.write_matches(matches_path, a, b, matches, scores, len(features[a]))
 
-    summary = match_pairs(pairs, todo, features, load, scorer, config, write, workers, progress)
+    if executor is not None and executor.distributed:
+        from ..shards import SHARDS_DIR
+
+        source = H5Source(str(image_dir.resolve()), str(features_path.resolve()), max_image_size, config.upright)
+        summary = run_distributed(executor, source, pairs, todo, write, scorer, config, matches_path.parent / SHARDS_DIR,
+                                  lambda ps: set(storage.missing_pairs(matches_path, ps)))  # fmt: skip
+    else:
+        load = patch_loader(image_dir, features, max_image_size, config.upright, scorer.magnification)
+        summary = match_pairs(pairs, todo, features, load, scorer, config, write, workers, progress)
     if report is not None:
-        report.setdefault("notes", []).extend([note] if note else [])
-        plan = summary.plan
-        low = sum(o < config.min_overlap for o in plan.overlaps.values())
-        report.update(pairs=len(pairs), pairs_matched=len(summary.written), pairs_reused=len(pairs) - len(todo),
-                      candidates_scored=summary.candidates, pairs_low_overlap=low, pairs_selected=len(plan.selected),
-                      pairs_not_selected=len(plan.overlaps) - low - len(plan.selected),
-                      pairs_descriptor_only=len(plan.descriptor_matches))  # fmt: skip
-        for name, reason in summary.bad_images.items():
-            report.setdefault("notes", []).append(f"{name} unreadable at matching ({reason}): its pairs left unmatched")
+        _report(report, summary, config, pairs, todo, note)
     return matches_path
+
+
+def _report(report: dict, summary: MatchSummary, config: MatchConfig, pairs: list[Pair], todo: list[Pair], note) -> None:
+    report.setdefault("notes", []).extend([note] if note else [])
+    plan = summary.plan
+    low = sum(o < config.min_overlap for o in plan.overlaps.values())
+    report.update(pairs=len(pairs), pairs_matched=len(summary.written), pairs_reused=len(pairs) - len(todo),
+                  candidates_scored=summary.candidates, pairs_low_overlap=low, pairs_selected=len(plan.selected),
+                  pairs_not_selected=len(plan.overlaps) - low - len(plan.selected),
+                  pairs_descriptor_only=len(plan.descriptor_matches))  # fmt: skip
+    for name, reason in summary.bad_images.items():
+        report.setdefault("notes", []).append(f"{name} unreadable at matching ({reason}): its pairs left unmatched")
+
+
+def scorer_spec(scorer: PatchScorer) -> dict:
+    """What a worker needs to load the same network: the checkpoint path and its settings (the
+    scorer object itself when it has no checkpoint path), and its fingerprint to check against."""
+    from ..sfm import weights_fingerprint
+
+    path = (getattr(scorer, "meta", None) or {}).get("path")
+    return {"weights": path, "scorer": None if path else scorer, "device": str(scorer.device),
+            "precision": scorer.precision, "tta": getattr(scorer, "tta", "none"),
+            "activation_bits": getattr(scorer, "activation_bits", None), "fingerprint": weights_fingerprint(scorer)}  # fmt: skip
+
+
+def _blocks(pairs: list[Pair], parallelism: int) -> list[list[Pair]]:
+    """``pairs`` cut in order into blocks of at most :data:`PAIRS_PER_BLOCK`, at least
+    :data:`BLOCKS_PER_ACTOR` per actor (the same cut for the same pairs: shards are found again)."""
+    from ..executors import BLOCKS_PER_ACTOR, PAIRS_PER_BLOCK
+
+    size = max(1, min(PAIRS_PER_BLOCK, -(-len(pairs) // (BLOCKS_PER_ACTOR * parallelism))))
+    return [pairs[i : i + size] for i in range(0, len(pairs), size)]
+
+
+def run_distributed(executor, source, pairs: list[Pair], todo: list[Pair], write: Writer, scorer: PatchScorer,
+                    config: MatchConfig, shard_dir: Path, missing: Callable[[list[Pair]], set[Pair]] | None = None,
+                    ) -> MatchSummary:  # fmt: skip
+    """The match loop on a distributed executor: the descriptor overlaps of every pair, the
+    scene-wide selection (:func:`~patchmatch.matching.select_pairs`), then each block holding
+    pairs of ``todo`` → a shard in ``shard_dir`` named by its pairs, the network and the settings
+    (``source.settings()``); the driver hands each shard's pairs to ``write``, those that
+    ``missing`` (default: all) says are not written yet (a pair is never written twice).
+
+    Args:
+        source: where workers find features and patches (:class:`H5Source`, or any picklable
+            object with ``key()``, ``settings()`` and ``open(magnification)``).
+    """
+    from ..shards import read_shard, shard_name, unpack_matches
+
+    spec = scorer_spec(scorer)
+    blocks = _blocks(pairs, executor.parallelism())
+    overlaps: dict[Pair, int] = {}
+    for part in executor.run_blocks(spec, "search", [(source, block, config) for block in blocks]):
+        overlaps.update(part)
+    selected = select_by_overlap(overlaps, config)
+    summary = MatchSummary(PairPlan(overlaps, selected, {}))
+    todo_set = set(todo)
+    settings = (spec["fingerprint"], spec["precision"], spec["activation_bits"], spec["tta"], dataclasses.asdict(config),
+                source.settings())  # fmt: skip
+    calls = []
+    for block in blocks:
+        mine = [p for p in block if p in todo_set]
+        if mine:
+            name = shard_name("matches", block, mine, sorted(p for p in block if p in selected), settings)
+            calls.append((source, mine, [p for p in mine if p in selected], config, str(shard_dir / name)))
+    for shard in executor.run_blocks(spec, "match", calls):
+        results, failed = unpack_matches(read_shard(shard))
+        summary.failed.update(failed)
+        new = missing(list(results)) if missing is not None else set(results)
+        for (a, b), (matches, scores, candidates) in results.items():
+            if (a, b) in new:
+                write(a, b, matches, scores)
+                summary.written.append((a, b))
+                summary.candidates += candidates
+    executor.release()
+    summary.written.sort()
+    return summary

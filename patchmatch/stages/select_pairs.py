@@ -14,10 +14,15 @@ import os
 from pathlib import Path
 
 from .. import storage
-from ..pairs import Pair, make_pairs, parse_strategy, read_pairs_strategy_file
+from ..cache import LruMapping
+from ..pairs import Pair, make_pairs, parse_strategy, read_pairs_strategy_file, resolve_strategy
 from ..report import write_json
 
 logger = logging.getLogger(__name__)
+
+#: Memory for descriptors kept while ranking images by retrieval (MiB); beyond it they are read
+#: again from features.h5 (8192 descriptors are 4 MiB an image).
+FEATURE_CACHE_MB = 1024
 
 
 def read(pairs_path: str | os.PathLike) -> list[Pair]:
@@ -38,7 +43,7 @@ def run(
         features_path: the features of ``names`` (``retrieval:N`` reads their descriptors).
         names: the images to pair (those with features).
         pairs_path: the file to write.
-        strategy: see :mod:`patchmatch.pairs`.
+        strategy: see :mod:`patchmatch.pairs` (``auto``: exhaustive or retrieval by the number of images).
         left_out: images of the folder that are not in ``names`` (unreadable, duplicates): a
             pairs file may name them; such pairs are dropped with a warning.
 
@@ -50,9 +55,11 @@ def run(
     """
     listed = read_pairs_strategy_file(strategy, list(names) + list(left_out))
     if listed is None:
+        strategy = resolve_strategy(strategy, len(names))
         descriptors = None
-        if parse_strategy(strategy)[0] == "retrieval":
-            descriptors = {n: storage.read_features(features_path, n).descriptors for n in names}
+        if parse_strategy(strategy)[0] == "retrieval":  # streamed from the file, not all held
+            descriptors = LruMapping(names, lambda n: storage.read_features(features_path, n).descriptors,
+                                     FEATURE_CACHE_MB * 2**20, lambda d: d.nbytes)  # fmt: skip
         pairs = make_pairs(strategy, names, descriptors)
     else:
         usable = set(names)

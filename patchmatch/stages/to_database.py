@@ -15,6 +15,11 @@ from . import select_pairs
 
 logger = logging.getLogger(__name__)
 
+#: Images whose keypoints go into the database in one transaction, and pairs whose matches do:
+#: memory stays bounded (64 images of 8192 keypoints are 4 MiB) and a transaction is still large.
+IMAGES_PER_WRITE = 64
+PAIRS_PER_WRITE = 1024
+
 
 def run(
     image_dir: str | os.PathLike,
@@ -46,21 +51,23 @@ def run(
     image_dir = Path(image_dir)
     pairs = select_pairs.read(pairs_path)
     database = colmap.create_database(database_path, overwrite=True)
-    infos, keypoints = [], {}
+    infos = []
     for n in names:
-        features = storage.read_features(features_path, n)
-        w, h = (int(v) for v in features.image_size)
+        w, h = (int(v) for v in storage.read_features(features_path, n).image_size)
         infos.append(colmap.CameraInfo(n, w, h, colmap.exif_focal(image_dir / n)))
-        keypoints[n] = features.xy
     ids = colmap.add_images(database, infos, single_camera=single_camera)
-    colmap.write_keypoints(database, {ids[n]: xy for n, xy in keypoints.items()})
-    putative, count = {}, 0
-    for a, b in pairs:
-        m, _ = storage.read_matches(matches_path, a, b)
-        count += len(m)
-        if len(m):
-            putative[(ids[a], ids[b])] = m
-    colmap.write_matches(database, putative)
+    for start in range(0, len(names), IMAGES_PER_WRITE):  # a bounded part of the collection in memory
+        chunk = names[start : start + IMAGES_PER_WRITE]
+        colmap.write_keypoints(database, {ids[n]: storage.read_features(features_path, n).xy for n in chunk})
+    count = 0
+    for start in range(0, len(pairs), PAIRS_PER_WRITE):
+        putative = {}
+        for a, b in pairs[start : start + PAIRS_PER_WRITE]:
+            m, _ = storage.read_matches(matches_path, a, b)
+            count += len(m)
+            if len(m):
+                putative[(ids[a], ids[b])] = m
+        colmap.write_matches(database, putative)
     if report is not None:
         report["putative_matches"] = count
     return Path(database_path)

@@ -61,3 +61,23 @@ def test_run_matches_resumes_and_reports(chain, tmp_path):
     m1, _ = storage.read_matches(h5, "0001.jpg", "0002.jpg")
     np.testing.assert_array_equal(m0, m1)  # the same decision as in the first run
     assert len(select_pairs.read(chain["pairs"])) == 6
+
+
+def test_features_are_streamed_not_all_held(chain, tmp_path, monkeypatch):
+    """With room for no image's features beyond the current pair's, the stage reads them again
+    from features.h5 as needed and makes the same matches."""
+    held = []
+    stream = match.stream_features
+
+    def tiny(path, names):
+        cache = stream(path, names)
+        cache.budget = 0  # keeps only the two most recent images
+        held.append(cache)
+        return cache
+
+    monkeypatch.setattr(match, "stream_features", tiny)
+    h5 = tmp_path / "matches.h5"
+    match.run(chain["images"], chain["features"], chain["pairs"], h5, NCCScorer(), MATCH, EXTRACT.max_image_size)
+    assert len(held) == 1 and len(held[0].items) <= 2 and held[0].loaded > 4  # re-read, never all 4 at once
+    for a, b in select_pairs.read(chain["pairs"]):
+        np.testing.assert_array_equal(storage.read_matches(h5, a, b)[0], storage.read_matches(chain["matches"], a, b)[0])

@@ -1,0 +1,177 @@
+"""How ``patchmatch sfm`` scales with the collection: time per stage, peak memory and pose
+accuracy against the number of images N, for collections of N rendered views of the demo world
+(exact cameras), exhaustive against retrieval pairs, on the local or a Ray executor.
+
+A collection of N views is N / 50 rings of up to 50 cameras around the same world (same seed:
+the same surfaces), each ring at its own distance and height, in ``ringR/`` subfolders. Each run
+is a fresh process (its peak resident memory is the run's). Results accumulate in
+``OUT/scaling.json`` (a run already there is not repeated); the table is printed (Markdown, as in
+``docs/scaling.md``); ``--docs`` also writes ``docs/scaling.json`` and the plot ``docs/scaling.png``.
+
+    python pipelines/scale_bench.py OUT --sizes 50 100 200 400 --pairs retrieval:10 exhaustive \
+        [--executor ray:ADDRESS] [--max-keypoints 2048] [--docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Cameras per ring of a rendered collection: the demo world's arc of 70° holds 50 views ~1.4° apart.
+RING = 50
+#: Image pairs beyond which an exhaustive run is not attempted: quadratic, 100 images are 4,950
+#: pairs (about an hour of network time on 2 shared cores).
+MAX_EXHAUSTIVE_PAIRS = 2000
+
+
+def render_collection(root: Path, n: int, seed: int = 0) -> Path:
+    """``root/images/ringR/*.png`` and ``root/cameras.json``: n views of one world in rings of :data:`RING`."""
+    from patchmatch.synthetic import SceneConfig, render_scene
+
+    if (root / "cameras.json").is_file():
+        return root
+    cameras = {"images": {}}
+    for r, start in enumerate(range(0, n, RING)):
+        count = min(RING, n - start)
+        config = SceneConfig(num_images=max(count, 2), radius=8.0 + 1.2 * r, camera_height=2.4 + 0.4 * (r % 3))
+        ring = render_scene(root / "render" / f"ring{r}", seed=seed, num_images=max(count, 2), config=config,
+                            overwrite=True)  # fmt: skip
+        gt = json.loads((ring / "cameras.json").read_text())
+        cameras["convention"] = gt["convention"]
+        (root / "images" / f"ring{r}").mkdir(parents=True, exist_ok=True)
+        for name in sorted(gt["images"])[:count]:
+            (ring / "images" / name).rename(root / "images" / f"ring{r}" / name)
+            cameras["images"][f"ring{r}/{name}"] = gt["images"][name]
+    (root / "cameras.json").write_text(json.dumps(cameras))
+    return root
+
+
+def run_child(spec: dict) -> dict:
+    """One ``run_sfm`` in this process (the child): the report's times, counts and pose errors,
+    and this process's peak resident memory."""
+    from patchmatch.colmap import set_verbosity
+    from patchmatch.sfm import SfmConfig, run_sfm
+
+    set_verbosity(False)
+    config = SfmConfig(max_keypoints=spec["max_keypoints"], pairs=spec["pairs"], executor=spec["executor"],
+                       device="cpu")  # fmt: skip
+    t0 = time.perf_counter()
+    report = run_sfm(spec["images"], spec["out"], config, overwrite=True, ground_truth=spec["ground_truth"])
+    pose = report.get("pose", {})
+    return {
+        "wall_s": round(time.perf_counter() - t0, 1), "seconds": report["seconds"], "images": report["images"],
+        "registered": report["registered"], "pairs": report["pairs"], "pairs_selected": report.get("pairs_selected"),
+        "models": len(report.get("models", [])) or (1 if report["registered"] else 0),
+        "rotation_error_median_deg": pose.get("rotation_error_median_deg"), "rotation_auc": pose.get("rotation_auc"),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }  # fmt: skip
+
+
+def _run(out: Path, n: int, pairs: str, executor: str, max_keypoints: int) -> dict:
+    scene = render_collection(out / "collections" / str(n), n)
+    spec = {"images": str(scene / "images"), "out": str(out / "runs" / f"{n}-{pairs.replace(':', '')}-{executor.split(':')[0]}"),
+            "ground_truth": str(scene / "cameras.json"), "pairs": pairs, "executor": executor,
+            "max_keypoints": max_keypoints}  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], cwd=ROOT, capture_output=True,
+                          text=True, env=env)  # fmt: skip
+    if done.returncode:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def table(results: dict) -> str:
+    """The Markdown table of ``results`` (``"N|pairs|executor"`` → row)."""
+    lines = ["| images N | pairs | executor | image pairs | registered | time (s) | s per image | features (s) | "
+             "matching (s) | verification (s) | mapping (s) | peak memory (MiB) | rotation error median (°) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for key in sorted(results, key=lambda k: (k.split("|")[1], k.split("|")[2], int(k.split("|")[0]))):
+        n, pairs, executor = key.split("|")
+        r = results[key]
+        if "error" in r:
+            lines.append(f"| {n} | {pairs} | {executor} | – | – | – | – | – | – | – | – | – | {r['error']} |")
+            continue
+        s = r["seconds"]
+        lines.append(f"| {n} | {pairs} | {executor} | {r['pairs']} | {r['registered']}/{r['images']} | {r['wall_s']} | "
+                     f"{r['wall_s'] / int(n):.2f} | {s.get('features', 0):.1f} | {s.get('matching', 0):.1f} | "
+                     f"{s.get('verification', 0):.1f} | {s.get('mapping', 0):.1f} | {r['peak_rss_mib']:.0f} | "
+                     f"{r['rotation_error_median_deg']:.3f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> Path:
+    """Seconds per image and peak memory against N, one line per pairs strategy (OpenCV drawing)."""
+    import cv2
+
+    size, margin = 480, 50
+    canvas = np.full((size, 2 * size, 3), 255, np.uint8)
+    series: dict[str, list[tuple[int, dict]]] = {}
+    for key, r in results.items():
+        if "error" not in r:
+            n, pairs, executor = key.split("|")
+            series.setdefault(f"{pairs} {executor}", []).append((int(n), r))
+    colours = [(200, 80, 0), (0, 120, 220), (0, 160, 0), (160, 0, 160)]
+    for panel, (title, value) in enumerate([("s per image", lambda n, r: r["wall_s"] / n),
+                                            ("peak memory MiB", lambda n, r: r["peak_rss_mib"])]):  # fmt: skip
+        x0 = panel * size
+        points = [(n, value(n, r)) for rows in series.values() for n, r in rows] or [(1, 1.0)]
+        nmax, vmax = max(p[0] for p in points), max(p[1] for p in points) * 1.1
+        cv2.rectangle(canvas, (x0 + margin, margin), (x0 + size - 20, size - margin), (0, 0, 0), 1)
+        cv2.putText(canvas, f"{title} (max {vmax / 1.1:.1f}) vs images (max {nmax})", (x0 + margin, 30),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)  # fmt: skip
+        for (label, rows), colour in zip(sorted(series.items()), colours):
+            pts = [(x0 + margin + int(n / nmax * (size - margin - 20)), size - margin - int(value(n, r) / vmax * (size - 2 * margin)))
+                   for n, r in sorted(rows, key=lambda t: t[0])]  # fmt: skip
+            for a, b in zip(pts, pts[1:]):
+                cv2.line(canvas, a, b, colour, 2)
+            for p in pts:
+                cv2.circle(canvas, p, 4, colour, -1)
+            if panel == 0:
+                cv2.putText(canvas, label, (x0 + margin + 10, size - margin - 10 - 18 * colours.index(colour)),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1)  # fmt: skip
+    cv2.imwrite(str(path), canvas)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", type=Path, nargs="?")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 400])
+    parser.add_argument("--pairs", nargs="+", default=["retrieval:10", "exhaustive"])
+    parser.add_argument("--executor", default="local")
+    parser.add_argument("--max-keypoints", type=int, default=2048)
+    parser.add_argument("--docs", action="store_true", help="write docs/scaling.{md,json,png}")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_child(json.loads(args.child))))
+        return
+    path = args.out / "scaling.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    for n in args.sizes:
+        for pairs in args.pairs:
+            key = f"{n}|{pairs}|{args.executor}"
+            if key in results or (pairs == "exhaustive" and n * (n - 1) // 2 > MAX_EXHAUSTIVE_PAIRS):
+                continue
+            results[key] = {**_run(args.out, n, pairs, args.executor, args.max_keypoints),
+                            "max_keypoints": args.max_keypoints, "machine": f"{platform.processor() or platform.machine()}"}  # fmt: skip
+            path.write_text(json.dumps(results, indent=1))
+            print(key, json.dumps(results[key]), flush=True)
+    print(table(results))
+    if args.docs:
+        (ROOT / "docs" / "scaling.json").write_text(json.dumps(results, indent=1))
+        plot(results, ROOT / "docs" / "scaling.png")
+
+
+if __name__ == "__main__":
+    main()
