@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for module in COMMANDS:
         importlib.import_module(module).add_parser(sub)
+    for command in sub.choices.values():  # module docstrings mark code with reST double backticks
+        command.description = (command.description or "").replace("``", "")
     return parser
 
 

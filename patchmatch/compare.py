@@ -322,6 +322,6 @@ def format_table(result: dict) -> str:
         if gt:
             pose = row.get("pose", {})
             auc = pose.get("rotation_auc", {})
-            cells += [_fmt(pose.get("rotation_error_median_deg")), *(_fmt(auc.get(t)) for t in ("0.5", "1", "2"))]
+            cells += [_fmt(pose.get("rotation_error_median_deg"), 3), *(_fmt(auc.get(t)) for t in ("0.5", "1", "2"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -321,7 +321,7 @@ def format_summary(summary: dict) -> str:
         ("rotation AUC", "  ".join(f"@{k} deg {_num(v, '.3f')}" for k, v in auc.items()) or "n/a"),
         ("translation dir. error, median", f"{_num(summary['translation_error_median_deg'], '.3f')} deg"),
         ("3D points", f"{summary['points']} (reprojection error {_num(summary['mean_reprojection_error'], '.2f')} px)"),
-        ("putative matches", f"{summary['putative_matches']} from {summary['candidates_scored']} scored candidates, "
+        ("putative matches", f"{summary['putative_matches']} ({summary['candidates_scored']} candidates scored by the network), "
                              f"{_num(summary['match_precision'], '.1f', 100)}% correct vs ground truth"),
         ("verified pairs", f"{summary['verified_pairs']} / {summary['pairs']}"),
         ("time", f"{summary['seconds']['total']:.1f} s (render {summary['seconds']['render']:.1f}, "

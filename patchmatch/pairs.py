@@ -112,7 +112,8 @@ def read_pairs_file(path: str | os.PathLike, names: Sequence[str] | None = None)
     if path.is_dir():
         raise IsADirectoryError(f"pairs file {path} is a folder; expected a text file of 'name0 name1' lines")
     if not path.is_file():
-        raise FileNotFoundError(f"pairs file {path} does not exist")
+        raise FileNotFoundError(f"pairs file {path} does not exist (a pairs spec is auto, exhaustive, sequential:N, "
+                                "retrieval:N or the path of a file of 'name0 name1' lines)")
     known = set(names) if names is not None else None
     raw: list[tuple[str, str]] = []
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):

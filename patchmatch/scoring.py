@@ -184,6 +184,12 @@ class PatchScorer:
         """The engine that computes the scores: ``"onnxruntime"`` (fp32 on the CPU, when installed) or ``"torch"``."""
         return "onnxruntime" if self._onnx is not None else "torch"
 
+    def use_pytorch(self) -> "PatchScorer":
+        """Scores with PyTorch from now on, also where ONNX Runtime would (fp32 on the CPU): for timing
+        or checking the two against each other. Returns the scorer itself."""
+        self._onnx = None
+        return self
+
     def _onnx_session(self):
         """ONNX Runtime session of the model where it applies (fp32 on the CPU, installed, a float 2-channel
         model), else None (PyTorch; with a warning when ONNX Runtime is installed but fails)."""

@@ -70,8 +70,11 @@ def test_network_options_refuse_bad_values_before_any_work(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["sfm", str(images), str(out), "--precision", "fp16"]) == 2  # no GPU needed to refuse it on the CPU
     assert not out.exists()
-    assert main(["sfm", str(images), str(out), "--threads", "0"]) == 2
-    assert "--threads must be >= 1" in capsys.readouterr().err and not out.exists()
+    for option in ("--threads", "--max-keypoints"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["sfm", str(images), str(out), option, "0"])
+        assert exit_.value.code == 2
+        assert f"{option}: must be >= 1, got 0" in capsys.readouterr().err and not out.exists()
     assert main(["sfm", str(images), str(out), "--max-image-size", "8"]) == 2
     assert "--max-image-size must be >= 32" in capsys.readouterr().err and not out.exists()
 

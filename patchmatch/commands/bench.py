@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import platform
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -85,7 +88,7 @@ def _scorer(base, source: str, device, batch_size: int, kwargs: dict):
         return PatchScorer.load(source, device=device, batch_size=batch_size, **kwargs)
     scorer = PatchScorer(base.model, device=device, batch_size=batch_size, **kwargs)
     if torch_only:
-        scorer._onnx = None  # time PyTorch eager even where ONNX Runtime is installed
+        scorer.use_pytorch()  # time PyTorch eager even where ONNX Runtime is installed
     return scorer
 
 
@@ -140,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
             rows.append({"path": label, "precision": sc.precision, "backend": sc.backend, "activation_bits": sc.activation_bits,
                          "batch_size": bs, "pairs_per_s": pps, "gemm_flops": gemm, "ratio_to_fp32_gemm": pps * flop / gemm,
                          "max_abs_score_diff": float(abs(scores - ref).max())})  # fmt: skip
+            logger.info("%s, batch %d: %.0f pairs/s", label, bs, pps)
     gemm = _print_table(rows, device, source, flop, notes)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"device": str(device), "machine": platform.processor() or platform.machine(),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_scorer_arguments, max_image_size, pairs_spec, set_threads
+from .options import add_scorer_arguments, max_image_size, pairs_spec, positive_int, set_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("images", type=Path, help="image folder (e.g. SCENE/images)")
     p.add_argument("out", type=Path, help="output folder: colmap-sift/, patchmatch/, patchmatch-without-network/, compare.json")
-    p.add_argument("--max-keypoints", type=int, default=8192, metavar="N", help="keypoints per image, all methods (default 8192, COLMAP's)")
+    p.add_argument("--max-keypoints", type=positive_int, default=8192, metavar="N", help="keypoints per image, all methods (default 8192, COLMAP's)")
     p.add_argument("--max-image-size", type=int, default=3200, metavar="PX", help="longest image side, all methods (default 3200; 0 = original)")
     p.add_argument("--pairs", default="exhaustive", metavar="SPEC", help="patchmatch's image pairs (SIFT: always exhaustive)")
     add_scorer_arguments(p)

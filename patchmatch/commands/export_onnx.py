@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..models import load_checkpoint, trained_magnification
-    from ..models.onnx import _import_onnxruntime, check_against_pytorch, export_onnx, write_atomic
+    from ..models.onnx import import_onnxruntime, check_against_pytorch, export_onnx, write_atomic
     from ..scoring import shipped_weights_path
 
     if args.out.is_dir():
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--out {args.out}: folder {args.out.parent} does not exist")
     weights = args.weights or shipped_weights_path()
     model, meta = load_checkpoint(weights, map_location="cpu")
-    ort = _import_onnxruntime("export-onnx (it checks the written file with ONNX Runtime)")
+    ort = import_onnxruntime("export-onnx (it checks the written file with ONNX Runtime)")
     data = export_onnx(model, io.BytesIO(), trained_magnification(meta, weights)).getvalue()  # checked as the bytes the file will hold
     session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
     try:

@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     for a, b, why in report["skipped_pairs"][:10]:
         print(f"  skipped {a} {b}: {why}")
     if len(report["skipped_pairs"]) > 10:
-        print(f"  ... {len(report['skipped_pairs']) - 10} more (see the report)")
+        more = f"in {args.report}" if args.report else "with --report JSON"
+        print(f"  ... {len(report['skipped_pairs']) - 10} more (all of them {more})")
     if args.report:
         args.report.write_text(json.dumps(report, indent=2))
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .options import add_scorer_arguments, max_image_size, set_threads
+from .options import add_scorer_arguments, max_image_size, positive_int, set_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("image0", type=Path)
     p.add_argument("image1", type=Path)
     p.add_argument("--out", type=Path, metavar="NPZ", help="write matches (.npz: keypoints0, keypoints1, matches, scores)")
-    p.add_argument("--max-keypoints", type=int, default=2048, metavar="N", help="SIFT keypoints per image (default 2048)")
+    p.add_argument("--max-keypoints", type=positive_int, default=2048, metavar="N", help="SIFT keypoints per image (default 2048)")
     p.add_argument("--max-image-size", type=int, default=3200, metavar="PX",
                    help="downscale images whose longer side exceeds this for detection and patches; keypoints are"
                         " written in original pixels (default 3200, COLMAP's; 0 = never)")

@@ -28,13 +28,24 @@ def add_scorer_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"{'|'.join(PRECISIONS)} (auto: int8 CPU, fp16 GPU)")
     p.add_argument("--tta", default="none", choices=list(TTA), metavar="T",
                    help=f"{'|'.join(TTA)} (1, 2, 4, 8 passes)")
-    p.add_argument("--threads", type=int, default=None, metavar="N", help="CPU threads (default: all cores)")
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N", help="CPU threads (default: all cores)")
 
 
 def add_executor_argument(p: argparse.ArgumentParser) -> None:
     """Adds ``--executor`` (see :mod:`patchmatch.executors`)."""
     p.add_argument("--executor", default="local", metavar="E",
                    help="local (default) | ray | ray:ADDRESS: extract and match on a Ray cluster")
+
+
+def positive_int(value: str) -> int:
+    """argparse type of a count that must be >= 1 (keypoints, threads): the error names the option."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
+    return number
 
 
 def set_threads(threads: int | None) -> None:

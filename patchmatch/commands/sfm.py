@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .options import add_executor_argument, add_scorer_arguments, max_image_size, pairs_spec, set_threads
+from .options import add_executor_argument, add_scorer_arguments, max_image_size, pairs_spec, positive_int, set_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__ + " Rerunning the same command resumes an interrupted run.")  # fmt: skip
     p.add_argument("images", type=Path, help="image folder (searched recursively)")
     p.add_argument("out", type=Path, help="output folder: features.h5, matches.h5, database.db, sparse/0, report.json")
-    p.add_argument("--max-keypoints", type=int, default=8192, metavar="N", help="SIFT keypoints per image (default 8192, COLMAP's)")
+    p.add_argument("--max-keypoints", type=positive_int, default=8192, metavar="N", help="SIFT keypoints per image (default 8192, COLMAP's)")
     p.add_argument("--max-image-size", type=int, default=3200, metavar="PX",
                    help="longest image side used (default 3200; 0 = original)")
     p.add_argument("--pairs", default="auto", metavar="SPEC",

@@ -71,7 +71,7 @@ def exportable(model: nn.Module) -> bool:
     return True
 
 
-def _import_onnxruntime(purpose: str = "the ONNX Runtime backend"):
+def import_onnxruntime(purpose: str = "the ONNX Runtime backend"):
     try:
         import onnxruntime
     except ImportError as e:
@@ -196,7 +196,7 @@ class OnnxRuntimeScorer:
     CHUNK = 32
 
     def __init__(self, model: nn.Module, threads: int | None = None):
-        ort = _import_onnxruntime()
+        ort = import_onnxruntime()
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
