@@ -76,6 +76,9 @@ class SceneConfig:
         illumination: Largest relative change of the global gain between views (0 = none);
             also scales a mild left-right illumination gradient and offset.
         shading: Whether surfaces are shaded by their orientation to a fixed light.
+        light: (3,) world direction towards the light of that shading (normalised; None: the
+            demo's fixed light).
+        background: Gray levels of the background (no surface hit) at the top and bottom rows.
     """
 
     num_images: int = 10
@@ -91,8 +94,12 @@ class SceneConfig:
     noise_sigma: float = 2.0
     illumination: float = 0.12
     shading: bool = True
+    light: tuple[float, float, float] | None = None
+    background: tuple[float, float] = _SKY
 
     def __post_init__(self) -> None:
+        if self.light is not None and not np.linalg.norm(self.light) > 0:
+            raise ValueError(f"SceneConfig.light must be a non-zero direction, got {self.light}")
         if not 2 <= self.num_images <= 64:
             raise ValueError(f"SceneConfig.num_images must be in [2, 64], got {self.num_images}")
         if self.width < 16 or self.height < 16:
@@ -497,7 +504,7 @@ def _visible_maps(scene: SyntheticScene, cam: Camera, K: np.ndarray, width: int,
         label[y0:y1, x0:x1][win] = idx
         if with_color:
             color[y0:y1, x0:x1][win] = _sample_texture(surface, st, inside, bh, bw, K[0, 0])[win] * _shade(
-                surface, cam, scene.config.shading
+                surface, cam, scene.config.shading, scene.config.light
             )
     return depth, label, color
 
@@ -523,11 +530,13 @@ def _sample_texture(surface: Surface, st: np.ndarray, inside: np.ndarray, bh: in
     return cv2.remap(tex, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _shade(surface: Surface, cam: Camera, shading: bool) -> float:
-    """Brightness factor of a surface (Lambertian in a fixed light direction, 0.62..1; 1 without ``shading``)."""
+def _shade(surface: Surface, cam: Camera, shading: bool, light=None) -> float:
+    """Brightness factor of a surface (Lambertian in the direction ``light``, default the fixed
+    one, 0.62..1; 1 without ``shading``)."""
     if not shading:
         return 1.0
-    return 0.62 + 0.38 * abs(float(surface.normal @ _LIGHT))
+    direction = _LIGHT if light is None else np.asarray(light, dtype=np.float64) / np.linalg.norm(light)
+    return 0.62 + 0.38 * abs(float(surface.normal @ direction))
 
 
 def render_view(scene: SyntheticScene, index: int, *, image: bool = True) -> RenderedView:
@@ -556,7 +565,7 @@ def render_view(scene: SyntheticScene, index: int, *, image: bool = True) -> Ren
     A = np.array([[S, 0.0, (S - 1) / 2.0], [0.0, S, (S - 1) / 2.0], [0.0, 0.0, 1.0]])
     Wss, Hss = cfg.width * S, cfg.height * S
     _, label_ss, color_ss = _visible_maps(scene, cam, A @ cam.K, Wss, Hss, with_color=True)
-    sky = np.linspace(_SKY[0], _SKY[1], Hss, dtype=np.float32)[:, None]
+    sky = np.linspace(cfg.background[0], cfg.background[1], Hss, dtype=np.float32)[:, None]
     color_ss = np.where(label_ss >= 0, color_ss, sky)
     img = cv2.resize(color_ss, (cfg.width, cfg.height), interpolation=cv2.INTER_AREA) if S > 1 else color_ss
 

@@ -3,7 +3,7 @@ and test sets; see :mod:`patchmatch.datasets.split`).
 
 Usage::
 
-    python pipelines/build_pairs.py [--data ../shared/data] [--out SETS] [--overwrite]
+    python pipelines/build_pairs.py [--data ../shared/data] [--out SETS] [--roles train val test detected] [--overwrite]
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from patchmatch.datasets.scenes import SceneError
-from patchmatch.datasets.split import build_split
-from patchmatch.datasets.tracks import PairSetConfig
+from patchmatch.datasets.split import ROLES, build_split
+from patchmatch.datasets.tracks import PairSetConfig, TrackConfig
 from patchmatch.patches import MAGNIFICATION
 
 
@@ -25,9 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=root.parent / "shared" / "data", help="shared data folder")
     ap.add_argument("--out", type=Path, default=root / "outputs" / "pairs")
-    ap.add_argument("--roles", nargs="+", default=["train", "val", "test"], choices=["train", "val", "test"])
+    ap.add_argument("--roles", nargs="+", default=list(ROLES), choices=ROLES,
+                    help="detected = the test scenes with each view's own detection (the benchmark's as-detected protocol)")
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--detected-share", type=float, default=TrackConfig.detected_share,
+                    help="training sets: share of tracks kept as detected (0: the shipped weights' sets)")
     ap.add_argument("--magnification", type=float, default=MAGNIFICATION, help="patch side / keypoint size")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
@@ -36,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {scenes} not found (see shared/data/README.md)", file=sys.stderr)
         return 2
     try:
-        sets = build_split(scenes, args.out, tuple(args.roles), PairSetConfig(seed=args.seed), overwrite=args.overwrite,
+        sets = build_split(scenes, args.out, tuple(args.roles), PairSetConfig(tracks=TrackConfig(detected_share=args.detected_share), seed=args.seed), overwrite=args.overwrite,
                            magnification=args.magnification)
     except (SceneError, FileExistsError) as e:
-        hint = " (only the training scenes at hand? --roles train val)" if "test" in args.roles else ""
+        hint = " (only the training scenes at hand? --roles train val)" if {"test", "detected"} & set(args.roles) else ""
         print(f"error: {e}{hint}", file=sys.stderr)
         return 2
     print(f"| set | images | tracks | observations | mean track length | patches | random pairs | hard pairs | build s |")

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=root / "outputs" / "sift_scenes", help="database and model")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--magnification", type=float, help="patch side / keypoint size (default: make-patches')")
+    ap.add_argument("--detected-share", type=float, help="share of tracks kept as detected (default: make-patches')")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
     images = args.data / "scenes" / args.scene / "images"
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{args.scene}: SIFT model registers {rec.num_reg_images()} of {len(names)} images")
     mag = [] if args.magnification is None else ["--magnification", str(args.magnification)]
+    mag += [] if args.detected_share is None else ["--detected-share", str(args.detected_share)]
     return cli_main(["make-patches", str(model), str(args.out), "--image-dir", str(images), *mag])
 
 

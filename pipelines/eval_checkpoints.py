@@ -1,5 +1,5 @@
 """FPR95 of checkpoints on the validation sets (oriented; random and hard negatives), the graf homography set
-(another domain, oriented) and the test sets (oriented and upright) of the benchmark split, scored in bfloat16
+(another domain, oriented) and the test sets (oriented and upright; consistent and "as detected") of the benchmark split, scored in bfloat16
 on every pair: the numbers by which the shipped weights were chosen (validation and graf decide; the test
 scenes are reported, never used to choose). ``--tta`` scores with test-time augmentation
 (:class:`patchmatch.scoring.PatchScorer`'s ``tta``). Prints one Markdown table (FPR95 in %), one row per
@@ -29,7 +29,9 @@ from patchmatch.scoring import TTA, PatchScorer
 from patchmatch.training.data import load_eval_pairs
 
 SETS = {"val": ["castle-P30-val", "Herz-Jesus-P25-val"], "graf": ["graf-val"], "entry": ["entry-P10-test"],
-        "temple": ["temple-ring-test"]}
+        "temple": ["temple-ring-test"], "dtu": ["dtu-scan65-test"],
+        # the test scenes "as detected": each view's own detection, no orientation choice
+        "entry-det": ["entry-P10-detected"], "temple-det": ["temple-ring-detected"], "dtu-det": ["dtu-scan65-detected"]}
 
 
 def evaluate_checkpoint(weights: Path, sets_root: Path, tta: str) -> dict[str, float]:

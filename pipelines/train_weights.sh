@@ -12,7 +12,9 @@
 # 4. copy the float16 checkpoint into the package (NO_INSTALL=1 skips this and what follows), make its
 #    int8 file (patchmatch quantize) and print the patch benchmark (pipelines/patch_benchmark.py).
 # Usage: pipelines/train_weights.sh [MINUTES] [OUT]   (environment: PAIRS, JITTER, FINETUNE_MINUTES,
-#   WARPS_PER_IMAGE, WARP_KEYPOINTS, PYTHON). Re-running resumes (the training states are kept in OUT).
+#   WARPS_PER_IMAGE, WARP_KEYPOINTS, DETECTED_SHARE, PYTHON). Re-running resumes (the training states are kept in OUT).
+# DETECTED_SHARE (default 0, the shipped weights' sets): share of the training tracks whose views keep their
+# own detection (orientation unchosen); applies to sets built by this run (existing ones in PAIRS are kept).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -23,8 +25,10 @@ JITTER=${JITTER:-none}
 FINETUNE_MINUTES=${FINETUNE_MINUTES:-25}
 WARPS_PER_IMAGE=${WARPS_PER_IMAGE:-1}
 WARP_KEYPOINTS=${WARP_KEYPOINTS:-1024}
-"$PY" pipelines/build_pairs.py --out "$PAIRS"
-[ -d "$PAIRS/sacre-coeur-train" ] || "$PY" pipelines/build_sift_scene_set.py sacre-coeur "$PAIRS/sacre-coeur-train"
+DETECTED_SHARE=${DETECTED_SHARE:-0}
+"$PY" pipelines/build_pairs.py --out "$PAIRS" --detected-share "$DETECTED_SHARE"
+[ -d "$PAIRS/sacre-coeur-train" ] || "$PY" pipelines/build_sift_scene_set.py sacre-coeur "$PAIRS/sacre-coeur-train" \
+  --detected-share "$DETECTED_SHARE"
 RESUME=()
 [ -f "$OUT/2ch2stream.state.pt" ] && RESUME=(--resume)
 OMP_NUM_THREADS=1 "$PY" -m patchmatch.cli train \

@@ -40,5 +40,5 @@ def pairset(tmp_path_factory) -> Path:
 
     scene = shared_path("scenes", "entry-P10")
     out = tmp_path_factory.mktemp("pairs") / "entry3"
-    write_patch_set(scene, out, ["0003.jpg", "0004.jpg", "0005.jpg"], PairSetConfig(tracks=TrackConfig(max_keypoints=800)))
+    write_patch_set(scene, out, ["0003.jpg", "0004.jpg", "0005.jpg"], PairSetConfig(tracks=TrackConfig(max_keypoints=800, detected_share=0.0)))
     return out

@@ -19,6 +19,14 @@ same ones resumes, other ones need ``--overwrite``) and the set is built from th
 pairs — training data from your own images. Its ``upright/`` variant holds in-plane rotations of up
 to ±30° (the warps'), so only ``oriented/`` is a meaningful benchmark of such a set.
 
+With ``--worlds N``, SCENE is a folder of photographs used as textures (training photographs only:
+a test scene's are refused): N multi-view worlds are rendered with exact cameras and depth
+(:mod:`patchmatch.datasets.worlds`: planes, boxes, cylinders, terrain; wide baselines, occlusion,
+lighting, blur, noise, JPEG) into ``OUT.worlds/`` and their labelled pairs merged into OUT.
+With ``--reconstruct``, SCENE is a photo collection without cameras: it is reconstructed
+(``OUT.sfm/``) and fresh detections in every registered view are labelled by the model's cameras
+(:mod:`patchmatch.datasets.photo_collections`, Brown's recipe).
+
 Patches cover ``--magnification`` × the keypoint size (default 6, SIFT's descriptor support); a
 network is trained and used at one magnification (its checkpoint records it). SCENE may also be a
 patch set written by this command: with ``--magnification M`` its keypoints and pairs are cut again
@@ -50,8 +58,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-track-length", type=int,
                    help="views a track keeps after the geometric checks (the orientation step may leave 2; default 3)")
     p.add_argument("--positives-per-track", type=int, help="at most this many positive pairs per track (default 6)")
+    p.add_argument("--detected-share", type=float,
+                   help="share of tracks whose views keep their own detection, orientation unchosen (default 0.25; 0: all consistent)")
     p.add_argument("--warps", type=int, metavar="N",
                    help="SCENE is a folder of photographs: N random homography warps per image (training data)")
+    p.add_argument("--worlds", type=int, metavar="N",
+                   help="SCENE is a folder of training photographs: render N textured worlds with exact cameras (training data)")
+    p.add_argument("--reconstruct", action="store_true",
+                   help="SCENE is a photo collection without cameras: reconstruct it, label detections by the model's cameras")
     p.add_argument("--magnification", type=float, default=None,
                    help="patch side / keypoint size (default: patchmatch.patches.MAGNIFICATION, 6, SIFT's descriptor support); "
                         "a network is trained and used at one magnification (its checkpoint records it)")
@@ -100,7 +114,8 @@ def _refuse_scene_options(args: argparse.Namespace, context: str, subset: bool) 
     ``subset``, ``--images`` / ``--exclude``)."""
     scene_only = {"--image-dir": args.image_dir, "--epipolar-px": args.epipolar_px is not None,
                   "--min-track-length": args.min_track_length is not None,
-                  "--positives-per-track": args.positives_per_track is not None}  # fmt: skip
+                  "--positives-per-track": args.positives_per_track is not None,
+                  "--detected-share": args.detected_share is not None}  # fmt: skip
     if subset:
         scene_only = {"--images": args.images, "--exclude": args.exclude, **scene_only}
     given = [k for k, v in scene_only.items() if v]
@@ -166,9 +181,14 @@ def run(args: argparse.Namespace) -> int:
                          "(re-cut it with --magnification alone)")  # fmt: skip
     # checked before any work (write_patch_set checks again against the scene it is given)
     check_output(args.out, args.overwrite, [args.scene] + ([args.image_dir] if args.image_dir else []))
+    if sum(x for x in (args.warps is not None, args.worlds is not None, args.reconstruct)) > 1:
+        raise ValueError("--warps, --worlds and --reconstruct are different sources: give one")
     if args.warps is not None:
         _fill_defaults(args)
         return _run_warps(args)
+    if args.worlds is not None or args.reconstruct:
+        _fill_defaults(args)
+        return _run_engine_source(args)
     if not args.scene.is_dir():
         raise FileNotFoundError(f"{args.scene}: not a directory (a scene folder or a COLMAP sparse model)")
     if is_patch_set(args.scene):
@@ -184,6 +204,28 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.scene}: patch bitmaps but not a set written by make-patches (its summary.json); only such "
                          "sets can be re-cut (their keypoints and images are recorded)")  # fmt: skip
     raise FileNotFoundError(f"{args.scene}: neither cameras.json nor a COLMAP model (cameras.bin/.txt) found")
+
+
+def _run_engine_source(args: argparse.Namespace) -> int:
+    """``--worlds N`` (rendered worlds textured with SCENE's photographs) or ``--reconstruct`` (SCENE a collection)."""
+    from ..datasets.photo_collections import write_collection_set
+    from ..datasets.worlds import write_world_set
+    from ..images import list_images
+
+    if not args.scene.is_dir():
+        raise FileNotFoundError(f"{args.scene}: not a directory of photographs")
+    if args.image_dir or args.epipolar_px is not None:
+        raise ValueError(f"{args.scene}: --image-dir and --epipolar-px do not apply to --worlds / --reconstruct")
+    config = _pair_config(args)
+    if args.reconstruct:
+        summary = write_collection_set(args.scene, args.out, args.images, config, args.magnification,
+                                       overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip
+    else:
+        names = [n for n in (args.images or list_images(args.scene)) if n not in set(args.exclude)]
+        summary = write_world_set([args.scene / n for n in names], args.out, args.worlds, args.seed, pair_config=config,
+                                  magnification=args.magnification, overwrite=args.overwrite)  # fmt: skip
+    _print_summary(args.out, summary)
+    return 0
 
 
 def _run_recut(args: argparse.Namespace, magnification_given: float | None) -> int:
@@ -225,24 +267,29 @@ def _run_colmap(args: argparse.Namespace) -> int:
 def _run_scene(args: argparse.Namespace, scene, source: Path | None) -> int:
     """Builds the set of a scene with cameras (its ``--images`` less ``--exclude``; ``source``: the COLMAP model, if any)."""
     from ..datasets.patchset import write_patch_set
-    from ..datasets.tracks import PairSetConfig, TrackConfig
 
     names = list(args.images) if args.images else scene.names
     unknown = [n for n in list(names) + list(args.exclude) if n not in scene.cameras]
     if unknown:
         raise ValueError(f"{scene.root / 'cameras.json'} has no image(s) {unknown}")
     names = [n for n in names if n not in set(args.exclude)]
-    config = PairSetConfig(
-        tracks=TrackConfig(
-            max_keypoints=args.max_keypoints,
-            epipolar_px=1.0 if args.epipolar_px is None else args.epipolar_px,
-            reprojection_px=args.reprojection_px,
-            size_ratio=args.size_ratio,
-            min_track_length=3 if args.min_track_length is None else args.min_track_length,
-        ),
-        max_positives_per_track=6 if args.positives_per_track is None else args.positives_per_track,
-        seed=args.seed,
-    )
+    config = _pair_config(args)
     _print_summary(args.out, write_patch_set(scene, args.out, names, config, overwrite=args.overwrite,
                                              progress=not args.quiet, source=source, magnification=args.magnification))  # fmt: skip
     return 0
+
+
+def _pair_config(args: argparse.Namespace):
+    """The :class:`~patchmatch.datasets.tracks.PairSetConfig` of the command line (a share of as-detected positives included)."""
+    from ..datasets.tracks import PairSetConfig, TrackConfig
+
+    tracks = TrackConfig(
+        max_keypoints=args.max_keypoints,
+        epipolar_px=1.0 if args.epipolar_px is None else args.epipolar_px,
+        reprojection_px=args.reprojection_px,
+        size_ratio=args.size_ratio,
+        min_track_length=3 if args.min_track_length is None else args.min_track_length,
+        **({} if args.detected_share is None else {"detected_share": args.detected_share}),
+    )
+    per_track = 6 if args.positives_per_track is None else args.positives_per_track
+    return PairSetConfig(tracks=tracks, max_positives_per_track=per_track, seed=args.seed)

@@ -22,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a patch-comparison network on Brown-format patch sets", description=__doc__)
     p.add_argument("--data", type=Path, nargs="+", required=True, help="training sets: make-patches output folders or Brown folders (liberty, ...); sets of one patch "
                         "magnification, recorded in the checkpoint (sfm and match then cut patches at it)")
+    p.add_argument("--data-weights", type=float, nargs="+", metavar="W",
+                   help="one share per --data set: batches draw from the sets in these proportions (default: by size)")
     p.add_argument("--val", type=Path, nargs="+", help="validation set(s), same formats: FPR95 each epoch, best epoch kept")
     p.add_argument("--out", type=Path, required=True, help="final checkpoint (.pt)")
     p.add_argument("--model", default=d.model, help="2ch2stream, 2ch, 2chdeep, siam, pseudo-siam, siam-2stream")
@@ -108,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         ema_decay=args.ema,
         distill=args.distill,
         distill_weight=args.distill_weight,
+        source_weights=None if args.data_weights is None else tuple(args.data_weights),
     )
     meta = {"command": "patchmatch " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "threads": torch.get_num_threads()}
     res = train(config, args.data, args.out, val=args.val, resume=args.resume, half=args.fp16,

@@ -46,7 +46,7 @@ from .tracks import PairSet, PairSetConfig, Tracks, build_pair_set, build_tracks
 logger = logging.getLogger(__name__)
 
 __all__ = ["VARIANTS", "PROTOCOLS", "write_patch_set", "pair_file", "variant_root", "find_pair_files", "SIFT_FILE", "is_patch_set",
-           "check_output", "set_magnification", "mismatched_magnification", "recut_patch_set"]
+           "check_output", "set_magnification", "mismatched_magnification", "recut_patch_set", "merge_patch_sets"]
 
 #: Patch variants: normalised by the detected orientation, or at orientation 0.
 VARIANTS = ("oriented", "upright")
@@ -369,3 +369,71 @@ def _recut_variants(src: Path, tmp: Path, summary: dict, folder: Path, magnifica
                 keypoints = np.c_[interest[sel, 1:3], interest[sel, 4], interest[sel, 3]]  # x, y, size, angle
                 patches[sel] = extract_patches(image, keypoints, magnification=magnification)
         write_bitmaps(tmp / variant, patches)
+
+
+def merge_patch_sets(sets: Sequence[str | os.PathLike], out: str | os.PathLike, info: dict, overwrite: bool = False,
+                     image_prefixes: Sequence[str] | None = None) -> dict:  # fmt: skip
+    """Several sets of :func:`write_patch_set` written as one (e.g. the views of many rendered worlds).
+
+    Patches, keypoints and pairs are concatenated; point ids are offset so that no two sets share
+    one (a pair across sets is never a match) and image indices so that each names its own image.
+
+    Args:
+        sets: the sets, all cut at one magnification.
+        out: the merged set (written to ``out.partial`` and renamed).
+        info: summary fields describing the source (``scene``, ``source``, ``scene_folder``...).
+        overwrite: replace an existing ``out`` that is a patch set.
+        image_prefixes: per set, a prefix of its image names in the merged summary (so that
+            ``scene_folder / name`` is the image); default none.
+
+    Returns:
+        The merged summary (also written to ``out/summary.json``).
+
+    Raises:
+        ValueError: no sets, one that is not such a set, or sets cut at different magnifications.
+        FileExistsError: as :func:`check_output`.
+    """
+    from .brown import BrownDataset
+
+    t0 = time.perf_counter()
+    sets = [Path(s) for s in sets]
+    bad = [str(s) for s in sets if not is_patch_set(s)]
+    if not sets or bad:
+        raise ValueError(f"nothing to merge: not patch sets: {bad}" if bad else "nothing to merge: no sets given")
+    summaries = [json.loads((s / SUMMARY).read_text()) for s in sets]
+    mags = {float(s.get("magnification", MAGNIFICATION)) for s in summaries}
+    if len(mags) > 1:
+        raise ValueError(f"{', '.join(map(str, sets))}: cut at different magnifications {sorted(mags)}; re-cut them first")
+    out = check_output(out, overwrite, sets)
+    prefixes = list(image_prefixes) if image_prefixes is not None else [""] * len(sets)
+    with partial_folder(out) as tmp:
+        for v in VARIANTS:
+            data = [BrownDataset(s / v) for s in sets]
+            files = [find_pair_files(s / v) for s in sets]
+            patch_off = np.cumsum([0] + [len(d) for d in data])
+            point_off = np.cumsum([0] + [int(d.point_ids.max()) + 1 if len(d) else 0 for d in data])
+            image_off = np.cumsum([0] + [len(s["images"]) for s in summaries])
+            interest = np.concatenate([d.interest + np.r_[image_off[k], 0, 0, 0, 0] for k, d in enumerate(data)])
+            pairs = {k: np.concatenate([d.pairs(f[k][0]).index + patch_off[i] for i, (d, f) in enumerate(zip(data, files))])
+                     for k in PROTOCOLS}  # fmt: skip
+            names = {k: pair_file(k, len(p)) for k, p in pairs.items()}
+            write_brown(tmp / v, np.concatenate([np.asarray(d.patches) for d in data]),
+                        np.concatenate([d.point_ids + point_off[k] for k, d in enumerate(data)]), interest,
+                        {names[k]: pairs[k] for k in PROTOCOLS})  # fmt: skip
+        np.save(tmp / "oriented" / SIFT_FILE, np.concatenate([np.load(s / "oriented" / SIFT_FILE) for s in sets]))
+        summary = {"format": FORMAT, "version": FORMAT_VERSION, **info,
+                   "images": [p + n for p, s in zip(prefixes, summaries) for n in s["images"]],
+                   "merged_from": [str(s.resolve()) for s in sets],
+                   "num_tracks": sum(s["num_tracks"] for s in summaries),
+                   "num_observations": sum(s["num_observations"] for s in summaries),
+                   "mean_track_length": sum(s["num_observations"] for s in summaries) / max(1, sum(s["num_tracks"] for s in summaries)),
+                   "magnification": mags.pop(), "num_patches": int(patch_off[-1]),
+                   "num_patches_outside_tracks": sum(s.get("num_patches_outside_tracks", 0) for s in summaries),
+                   "variants": list(VARIANTS),
+                   "protocols": {k: {"file": names[k], "pairs": int(len(pairs[k])),
+                                     "positives": sum(s["protocols"][k]["positives"] for s in summaries)} for k in PROTOCOLS},
+                   "interest_columns": summaries[0].get("interest_columns"), "interest_units": summaries[0].get("interest_units"),
+                   "seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
+        (tmp / SUMMARY).write_text(json.dumps(summary, indent=1))
+    logger.info("%d sets merged: %d patches -> %s", len(sets), summary["num_patches"], out)
+    return summary

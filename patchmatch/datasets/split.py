@@ -1,15 +1,21 @@
 """The fixed benchmark split of the ground-truth scenes in ``../shared/data/scenes``.
 
 Train on castle-P30 and Herz-Jesus-P25 (their last images held out, image-disjoint, for
-validation); test on entry-P10 and temple-ring. castle-P19 and Herz-Jesus-P8 show the same
-places as the training scenes and are never used to test (nor, being twins, to train).
+validation); test on entry-P10, temple-ring and dtu-scan65. castle-P19 and Herz-Jesus-P8 show
+the same places as the training scenes and are never used to test (nor, being twins, to train).
+
+Roles: ``train`` and ``val`` (training scenes), ``test`` (orientation-consistent positives, as
+Brown's sets) and ``detected`` (the test scenes "as detected": every observation keeps its own
+view's detection, the location's strongest orientation, no choice among orientations that agree).
+Only the training sets keep a share of as-detected positives (``TrackConfig.detected_share``);
+validation and test sets have none, so their protocols stay comparable across builds.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..patches import MAGNIFICATION
@@ -19,11 +25,12 @@ from .tracks import PairSetConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["SplitSet", "TRAIN_SCENES", "TEST_SCENES", "TWIN_SCENES", "split_sets", "build_split"]
+__all__ = ["SplitSet", "TRAIN_SCENES", "TEST_SCENES", "TWIN_SCENES", "ROLES", "split_sets", "build_split", "role_config"]
 
 #: training scene → number of trailing images held out for validation.
 TRAIN_SCENES = {"castle-P30": 6, "Herz-Jesus-P25": 5}
-TEST_SCENES = ("entry-P10", "temple-ring")
+TEST_SCENES = ("entry-P10", "temple-ring", "dtu-scan65")
+ROLES = ("train", "val", "test", "detected")
 #: twins of the training scenes: never test on them.
 TWIN_SCENES = ("castle-P19", "Herz-Jesus-P8")
 
@@ -33,7 +40,7 @@ class SplitSet:
     """One patch set of the split: ``<scene>-<role>`` built from ``images`` of ``scene``."""
 
     scene: str
-    role: str  # "train", "val" or "test"
+    role: str  # one of ROLES
     images: tuple[str, ...]
 
     @property
@@ -56,9 +63,21 @@ def split_sets(scenes_root: str | os.PathLike, roles: tuple[str, ...] = ("train"
             out.append(SplitSet(scene, "train", tuple(names[: len(names) - n_val])))
         if "val" in roles:
             out.append(SplitSet(scene, "val", tuple(names[len(names) - n_val :])))
-    if "test" in roles:
-        out += [SplitSet(s, "test", tuple(load_scene(root / s).names)) for s in TEST_SCENES]
+    for role in ("test", "detected"):
+        if role in roles:
+            out += [SplitSet(s, role, tuple(load_scene(root / s).names)) for s in TEST_SCENES]
     return out
+
+
+def role_config(config: PairSetConfig, role: str) -> PairSetConfig:
+    """The pair-set configuration of a role: ``config`` for training; no as-detected share for
+    validation and test; every observation as detected (``orientation_tol_deg = 0``) for ``detected``."""
+    if role == "train":
+        return config
+    tracks = replace(config.tracks, detected_share=0.0)
+    if role == "detected":
+        tracks = replace(tracks, orientation_tol_deg=0.0)
+    return replace(config, tracks=tracks)
 
 
 def build_split(
@@ -89,7 +108,7 @@ def build_split(
                 raise FileExistsError(f"{path}: cut at magnification {kept:g}, not {magnification:g}; pass --overwrite to rebuild it")
             logger.info("%s exists, kept", path)
         else:
-            write_patch_set(root / s.scene, path, list(s.images), config, overwrite=True, progress=progress,
+            write_patch_set(root / s.scene, path, list(s.images), role_config(config, s.role), overwrite=True, progress=progress,
                             magnification=magnification)
         result[s.name] = path
     return result

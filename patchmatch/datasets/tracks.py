@@ -20,7 +20,11 @@ are tied into tracks without ever looking at a descriptor:
 5. **Orientations**: SIFT gives a location one keypoint per dominant orientation; each
    observation takes the orientation that agrees with the other views (transferred through
    the 3D point, ``orientation_tol_deg``), so that the oriented patches of a positive pair
-   show the same content the same way up, as the matcher sees them.
+   show the same content the same way up. A share of the tracks (``detected_share``) skips
+   this step: their observations keep each view's own detection (position, scale and the
+   location's strongest orientation, as SIFT found them in that view), so that positives also
+   show the disagreement between views that the matcher meets. ``orientation_tol_deg = 0``
+   does so for every track (the "as detected" protocol of the benchmark).
 
 From the tracks a *pair set* is drawn (:func:`build_pair_set`; written by
 :func:`patchmatch.datasets.patchset.write_patch_set`): positives are two views of one
@@ -81,6 +85,10 @@ class TrackConfig:
             the 3D point) with the other views; views without one are removed and tracks
             left with fewer than 2 views dropped. 0 keeps the first orientation of each
             location (positives may then show rotated content).
+        detected_share: fraction in [0, 1] of the tracks (drawn at random, seeded) that skip
+            the orientation choice and keep each view's first (strongest) orientation as
+            detected; the rest are oriented consistently. 0 = every track consistent (the
+            benchmark's val/test sets).
     """
 
     max_keypoints: int = 4096
@@ -93,8 +101,11 @@ class TrackConfig:
     max_neighbours: int = 8
     min_triangulation_deg: float = 1.0
     orientation_tol_deg: float = 30.0
+    detected_share: float = 0.25  # new sets: a quarter of the positives show the views' own disagreement
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.detected_share <= 1.0:
+            raise ValueError(f"detected_share must be in [0, 1], got {self.detected_share}")
         if self.max_keypoints <= 0:
             raise ValueError(f"max_keypoints must be > 0, got {self.max_keypoints}")
         if self.epipolar_px <= 0 or self.reprojection_px <= 0:
@@ -635,6 +646,32 @@ def _oriented_tracks(
     return img_k[ok], raw[ok], remap[tid_k[ok]], points[kept]
 
 
+#: seed of the draw of the tracks that keep their detections as they are (``detected_share``)
+DETECTED_SEED = 0
+
+
+def _share_oriented(
+    scene: Scene, cams: Sequence[Camera], full: Sequence[ImageFeatures], img_k: np.ndarray, raw: np.ndarray,
+    tid_k: np.ndarray, points: np.ndarray, config: TrackConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Orients all tracks but a ``detected_share`` of them, which keep each view's first orientation.
+
+    Args and returns: as :func:`_oriented_tracks`; the oriented tracks come first, renumbered
+    0..K-1, the as-detected ones follow (grouped, in their order).
+    """
+    as_detected = np.random.default_rng(DETECTED_SEED).random(len(points)) < config.detected_share
+    if not as_detected.any():
+        return _oriented_tracks(scene, cams, full, img_k, raw, tid_k, points, config)
+    sel = ~as_detected[tid_k]
+    remap = np.cumsum(~as_detected) - 1
+    img_o, raw_o, tid_o, pts_o = _oriented_tracks(scene, cams, full, img_k[sel], raw[sel], remap[tid_k[sel]],
+                                                  points[~as_detected], config)  # fmt: skip
+    remap_d = np.cumsum(as_detected) - 1 + len(pts_o)
+    logger.info("%s: %d of %d tracks keep their detections as they are", scene.name, int(as_detected.sum()), len(points))
+    return (np.concatenate([img_o, img_k[~sel]]), np.concatenate([raw_o, raw[~sel]]),
+            np.concatenate([tid_o, remap_d[tid_k[~sel]]]), np.concatenate([pts_o, points[as_detected]]))  # fmt: skip
+
+
 def build_tracks(
     scene: Scene,
     feats: dict[str, ImageFeatures],
@@ -673,7 +710,7 @@ def build_tracks(
         return Tracks(z, z.copy(), z.copy(), np.zeros((0, 3)), list(names))
     img_k, raw, tid_k, points = _cleaned_tracks(scene, cams, full, fl, edges, offsets, config)
     if config.orientation_tol_deg > 0 and len(raw):
-        img_k, raw, tid_k, points = _oriented_tracks(scene, cams, full, img_k, raw, tid_k, points, config)
+        img_k, raw, tid_k, points = _share_oriented(scene, cams, full, img_k, raw, tid_k, points, config)
     return Tracks(
         image_index=img_k.astype(np.int32),
         keypoint_index=raw.astype(np.int32),

@@ -94,6 +94,9 @@ class TrainConfig:
             difference to that score is added to the loss. Needs ``init``. ``"none"`` (default): off. Beyond the
             paper (its effect: see the model card).
         distill_weight: weight of the distillation term.
+        source_weights: one share per training set (normalised): each batch draws its positives
+            and negatives from the sets in these proportions (:func:`~patchmatch.training.data.load_pair_data`);
+            None (default): in proportion to the sets' sizes.
     """
 
     model: str = "2ch2stream"
@@ -120,6 +123,7 @@ class TrainConfig:
     ema_decay: float = 0.0
     distill: str = "none"
     distill_weight: float = 1.0
+    source_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -711,7 +715,7 @@ def train(
     out = Path(out)
     spath = state_path(out)
     _check_state_file(spath, resume)
-    pair_data = data if isinstance(data, PairData) else load_pair_data(list(data), upright=config.upright)
+    pair_data = data if isinstance(data, PairData) else load_pair_data(list(data), upright=config.upright, weights=config.source_weights)
     val_paths = _as_paths(val)
     val_sets = _val_sets(val_paths, config) if val_paths else {}
     magnification = _common_magnification(list(pair_data.sources) + val_paths)

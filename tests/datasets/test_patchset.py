@@ -208,10 +208,11 @@ def test_build_split_keeps_a_set_only_at_the_asked_magnification(tmp_path):
     from patchmatch.datasets.split import build_split
 
     scenes = shared_path("scenes")
-    for name in ("entry-P10-test", "temple-ring-test"):  # two "built" sets, cut at the default
+    names = {"entry-P10-test", "temple-ring-test", "dtu-scan65-test"}
+    for name in names:  # "built" sets, cut at the default
         (tmp_path / name).mkdir()
         (tmp_path / name / "summary.json").write_text(json.dumps({"format": FORMAT, "magnification": 6.0}))
-    assert set(build_split(scenes, tmp_path, ("test",))) == {"entry-P10-test", "temple-ring-test"}
+    assert set(build_split(scenes, tmp_path, ("test",))) == names
     with pytest.raises(FileExistsError, match="entry-P10-test: cut at magnification 6, not 8; pass --overwrite"):
         build_split(scenes, tmp_path, ("test",), magnification=8.0)
 
@@ -262,3 +263,15 @@ def test_recut_refuses_what_it_cannot_redo(built, tmp_path, capsys):
     assert not (tmp_path / "w").exists() and not (tmp_path / "w.partial").exists()
     summary = json.loads((built / "summary.json").read_text())
     assert Path(summary["scene_folder"]).is_absolute() and Path(summary["source"]).is_absolute()
+
+
+def test_split_roles_keep_benchmarks_consistent_and_build_as_detected_sets():
+    from patchmatch.datasets.split import TEST_SCENES, role_config, split_sets
+    from patchmatch.datasets.tracks import PairSetConfig, TrackConfig
+
+    sets = split_sets(shared_path("scenes"), ("detected",))
+    assert [s.name for s in sets] == [f"{s}-detected" for s in TEST_SCENES] and "dtu-scan65" in TEST_SCENES
+    base = PairSetConfig(tracks=TrackConfig(detected_share=0.25))
+    assert role_config(base, "train") == base
+    assert role_config(base, "test").tracks.detected_share == 0 and role_config(base, "test").tracks.orientation_tol_deg == 30
+    assert role_config(base, "detected").tracks.orientation_tol_deg == 0  # each view's own detection

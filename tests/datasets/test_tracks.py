@@ -20,7 +20,7 @@ from patchmatch.evaluation.fpr95 import fpr95
 from tests.conftest import shared_path
 
 NAMES = ["0000.jpg", "0001.jpg", "0002.jpg"]
-CONFIG = TrackConfig(max_keypoints=2048)
+CONFIG = TrackConfig(max_keypoints=2048, detected_share=0.0)  # every track oriented consistently
 
 
 @pytest.fixture(scope="module")
@@ -166,3 +166,32 @@ def test_views_with_one_camera_centre_are_not_paired(caplog):
     i, j = names.index("templeSR0001.png"), names.index("templeSR0011.png")
     assert (i, j) not in pairs and len(pairs) > 10
     assert "share their camera centre" in caplog.text
+
+
+def test_a_share_of_tracks_keeps_each_views_own_detection(built):
+    """detected_share: those tracks keep every view's strongest orientation (no choice, no view
+    removed for disagreeing); the others are as before; 1.0 is the benchmark's "as detected"."""
+    from dataclasses import replace
+
+    scene, feats, consistent, _ = built
+    share = build_tracks(scene, feats, NAMES, replace(CONFIG, detected_share=0.5))
+    every = build_tracks(scene, feats, NAMES, replace(CONFIG, orientation_tol_deg=0.0))
+
+    def first_orientation(tr):  # is each observation its location's first (strongest) keypoint?
+        return np.array([feats[tr.names[i]].unique[feats[tr.names[i]].location[k]] == k
+                         for i, k in zip(tr.image_index, tr.keypoint_index)])  # fmt: skip
+
+    assert first_orientation(every).all() and every.num_tracks >= consistent.num_tracks
+    # as many tracks, more or less, as the two builds it mixes; every track still geometric
+    assert consistent.num_tracks <= share.num_tracks <= every.num_tracks
+    assert (np.diff(share.track_id) >= 0).all() and np.bincount(share.track_id).min() >= 2
+    # orientations disagree within tracks kept as detected: wider spread than the consistent build
+    def spread(tr):
+        ang = np.array([feats[tr.names[i]].keypoints[k, 3] for i, k in zip(tr.image_index, tr.keypoint_index)])
+        first = np.r_[True, tr.track_id[1:] != tr.track_id[:-1]]
+        ref = ang[np.flatnonzero(first)][tr.track_id]
+        return np.abs((ang - ref + 180) % 360 - 180)
+
+    assert np.percentile(spread(share), 99) > np.percentile(spread(consistent), 99)
+    with pytest.raises(ValueError, match="detected_share"):
+        TrackConfig(detected_share=1.5)
