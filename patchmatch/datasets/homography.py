@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..patches import MAGNIFICATION, check_magnification
-from .tracks import ImageFeatures, PairSetConfig, TrackConfig, Tracks, _angle_diff, build_pair_set, detect_features
+from .tracks import ImageFeatures, PairSetConfig, TrackConfig, Tracks, angle_diff, build_pair_set, detect_features
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def homography_matches(
     for loc_a, loc_b in zip(la, ab[la]):
         ia = np.flatnonzero(a.location == loc_a)
         jb = np.flatnonzero(b.location == loc_b)
-        diff = _angle_diff(carried[ia][:, None], b.keypoints[jb, 3][None, :])
+        diff = angle_diff(carried[ia][:, None], b.keypoints[jb, 3][None, :])
         u, v = np.unravel_index(diff.argmin(), diff.shape)
         if diff[u, v] <= config.orientation_tol_deg:
             out.append((ia[u], jb[v]))

@@ -720,7 +720,7 @@ def build_tracks(
     )
 
 
-def _angle_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def angle_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Absolute difference of angles in degrees, in [0, 180]."""
     return np.abs((np.asarray(a) - np.asarray(b) + 180.0) % 360.0 - 180.0)
 
@@ -785,7 +785,7 @@ def _agreeing_members(
         p1, _ = cam.project(X + D)
         w = p1 - p0
         pred[:, b] = np.degrees(np.arctan2(w[:, 1], w[:, 0]))
-    diff = _angle_diff(pred, kps[:, 3][None, :])
+    diff = angle_diff(pred, kps[:, 3][None, :])
     agree = (diff <= tol_deg) & (diff.T <= tol_deg) & (obs_of[:, None] != obs_of[None, :])
     # Seed: the candidate agreeing with candidates in the most other observations.
     support = np.array([len(np.unique(obs_of[agree[a]])) for a in range(n)])
