@@ -6,7 +6,10 @@ hardware's dense-compute bound (1.0 = as fast as a large fp32 GEMM).
 
 from __future__ import annotations
 
+import os
+import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -77,3 +80,16 @@ def time_scorer(scorer: PatchScorer, num_pairs: int = 2048, seconds: float = 2.0
         scorer.score_pairs(patches, patches, pairs)
         done += num_pairs
     return done / (time.perf_counter() - t0), scores
+
+
+def machine() -> str:
+    """The machine a benchmark ran on, for the line under its table: CPU model, core count, torch and
+    pycolmap versions."""
+    import pycolmap
+
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return f"{cpu}, {os.cpu_count()} cores; torch {torch.__version__}, pycolmap {pycolmap.__version__}"

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -31,15 +29,9 @@ HEADER = ("| scene | method | registered images | points | mean track length (vi
 
 def machine() -> str:
     """CPU model, core count and library versions, for the line under the table."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    import pycolmap
-    import torch
+    from patchmatch.benchmark import machine as describe
 
-    return f"{cpu}, {os.cpu_count()} cores; torch {torch.__version__}, pycolmap {pycolmap.__version__}"
+    return describe()
 
 
 def table_rows(scene: str, result: dict) -> list[str]:

@@ -163,13 +163,10 @@ def table_of_finished(out: Path, scenes: list[str]) -> list[str]:
 
 
 def machine() -> str:
-    """The machine line of ``compare_scenes.py`` (CPU, cores, library versions)."""
-    import importlib.util
+    """CPU model, core count and library versions, for the line under the table."""
+    from patchmatch.benchmark import machine as describe
 
-    spec = importlib.util.spec_from_file_location("compare_scenes", Path(__file__).with_name("compare_scenes.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.machine()
+    return describe()
 
 
 def main(argv: list[str] | None = None) -> int:
