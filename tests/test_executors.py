@@ -110,14 +110,18 @@ def test_match_command_on_ray_equals_local(tmp_path, ray_executor):
     config = DatabaseMatchConfig(match=MatchConfig(min_overlap=0))
     scorer = PatchScorer.load(device="cpu")
     colmap.set_verbosity(False)
+    # one extraction copied for both runs: pycolmap's threaded SIFT may number the images differently
+    images = tmp_path / "images"
+    images.mkdir()
+    for n in NAMES[:3]:
+        shutil.copy(temple / n, images / n)
+    extracted = colmap.create_database(tmp_path / "extracted.db")
+    colmap.sift_extract(extracted, images, NAMES[:3], colmap.SiftBaselineConfig(max_num_features=1000), affine_shape=True)
     dbs = {}
     for kind in ("local", "ray"):
-        images = tmp_path / kind / "images"
-        images.mkdir(parents=True)
-        for n in NAMES[:3]:
-            shutil.copy(temple / n, images / n)
-        db = colmap.create_database(tmp_path / kind / "database.db")
-        colmap.sift_extract(db, images, NAMES[:3], colmap.SiftBaselineConfig(max_num_features=1000), affine_shape=True)
+        (tmp_path / kind).mkdir()
+        db = tmp_path / kind / "database.db"
+        shutil.copy(extracted, db)
         report = match_database(db, images, config, scorer, executor=ray_executor if kind == "ray" else None)
         assert report["matched_pairs"] >= 2
         dbs[kind] = db
