@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from patchmatch.benchmark import machine
+
 #: the ground-truth scenes (test scenes, then the training scenes' twins, then the training scenes) and lund
 SCENES = ("castle-P19", "entry-P10", "temple-ring", "Herz-Jesus-P8", "lund", "Herz-Jesus-P25", "castle-P30")
 METHODS = {"colmap-sift": "pycolmap SIFT", "patchmatch": "patchmatch",
@@ -26,12 +28,6 @@ METHODS = {"colmap-sift": "pycolmap SIFT", "patchmatch": "patchmatch",
 HEADER = ("| scene | method | registered images | points | mean track length (views) | mean reprojection error (px) "
           "| time (s) | rotation error median (°) | rotation AUC @0.5° / 1° / 2° |")  # fmt: skip
 
-
-def machine() -> str:
-    """CPU model, core count and library versions, for the line under the table."""
-    from patchmatch.benchmark import machine as describe
-
-    return describe()
 
 
 def table_rows(scene: str, result: dict) -> list[str]:

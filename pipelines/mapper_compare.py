@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from patchmatch.benchmark import machine
+
 SCENES = ("temple-ring", "entry-P10")
 MAPPERS = ("incremental", "global")
 HEADER = ("| scene | mapper | registered images | models | rotation error median (°) | mapping time (s) "
@@ -52,12 +54,6 @@ def rows(scene: str, reports: dict[str, dict]) -> list[str]:
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
-
-def machine() -> str:
-    """CPU model, core count and library versions, for the line under the table."""
-    from patchmatch.benchmark import machine as describe
-
-    return describe()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from patchmatch import colmap
+from patchmatch.benchmark import machine
 from patchmatch.evaluation.pose import evaluate_poses, load_cameras_json, relative_pose_errors, wrongly_registered
 from patchmatch.scoring import PatchScorer
 from patchmatch.sfm import SfmConfig, run_sfm
@@ -161,12 +162,6 @@ def table_of_finished(out: Path, scenes: list[str]) -> list[str]:
             lines.append(scene_row(scene, results))
     return lines
 
-
-def machine() -> str:
-    """CPU model, core count and library versions, for the line under the table."""
-    from patchmatch.benchmark import machine as describe
-
-    return describe()
 
 
 def main(argv: list[str] | None = None) -> int:

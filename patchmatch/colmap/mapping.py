@@ -189,14 +189,21 @@ class MappingAttempt:
 # --------------------------------------------------------------------------
 # COLMAP's options, one mapper run, one bundle adjustment
 # --------------------------------------------------------------------------
-def mapper_options(config: MapperConfig) -> pycolmap.IncrementalPipelineOptions:
-    """pycolmap's options for a :class:`MapperConfig`."""
-    options = pycolmap.IncrementalPipelineOptions()
+def _set_common_options(options, config: MapperConfig):
+    """The settings the incremental and the global pipeline options share, set from ``config``."""
     options.min_num_matches = int(config.min_num_matches)
     options.min_model_size = int(config.min_model_size)
     options.multiple_models = bool(config.multiple_models)
     options.num_threads = int(config.num_threads)
     options.random_seed = int(config.random_seed)
+    options.mapper.num_threads = int(config.num_threads)
+    options.mapper.random_seed = int(config.random_seed)
+    return options
+
+
+def mapper_options(config: MapperConfig) -> pycolmap.IncrementalPipelineOptions:
+    """pycolmap's options for a :class:`MapperConfig`."""
+    options = _set_common_options(pycolmap.IncrementalPipelineOptions(), config)
     options.ba_refine_focal_length = bool(config.refine_focal_length)
     options.ba_refine_extra_params = bool(config.refine_extra_params)
     options.mapper.init_min_num_inliers = int(config.init_min_num_inliers)
@@ -206,8 +213,6 @@ def mapper_options(config: MapperConfig) -> pycolmap.IncrementalPipelineOptions:
     options.mapper.filter_max_reproj_error = float(config.max_reproj_error)
     options.triangulation.complete_max_reproj_error = float(config.max_reproj_error)
     options.triangulation.merge_max_reproj_error = float(config.max_reproj_error)
-    options.mapper.num_threads = int(config.num_threads)
-    options.mapper.random_seed = int(config.random_seed)
     options.triangulation.random_seed = int(config.random_seed)
     return options
 
@@ -222,6 +227,22 @@ def _largest_first(models: Mapping[int, pycolmap.Reconstruction] | None) -> list
     return sorted((models or {}).values(), key=lambda rec: -rec.num_reg_images())
 
 
+def _run_mapper(name: str, output_dir: Path, config: MapperConfig, run) -> list[pycolmap.Reconstruction]:
+    """Calls ``run()`` (a pycolmap mapper writing numbered models into ``output_dir``) seeded from
+    ``config``, removes what it wrote, and returns its models, largest first."""
+    if output_dir.exists():
+        _remove_numbered_models(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if config.random_seed >= 0:
+        pycolmap.set_random_seed(int(config.random_seed))
+    models = run()
+    _remove_numbered_models(output_dir)
+    models = _largest_first(models)
+    if models:
+        logger.info("%s built %d model(s) of %s images", name, len(models), ", ".join(str(m.num_reg_images()) for m in models))
+    return models
+
+
 def map_once(
     database: Path, image_dir: Path, output_dir: Path, config: MapperConfig,
     input_model: pycolmap.Reconstruction | None = None,
@@ -232,51 +253,23 @@ def map_once(
     With ``input_model`` it continues that model (registers further images). COLMAP writes its
     models into ``output_dir``; they are removed again (the caller writes the ones it keeps).
     """
-    if output_dir.exists():
-        _remove_numbered_models(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if config.random_seed >= 0:
-        pycolmap.set_random_seed(int(config.random_seed))
     with tempfile.TemporaryDirectory() as start:
         if input_model is not None:
             input_model.write(start)
-        models = pycolmap.incremental_mapping(
+        return _run_mapper("COLMAP", output_dir, config, lambda: pycolmap.incremental_mapping(
             str(database), str(image_dir), str(output_dir), options=mapper_options(config),
-            input_path=start if input_model is not None else "",
-        )  # fmt: skip
-    _remove_numbered_models(output_dir)
-    models = _largest_first(models)
-    if models:
-        logger.info("COLMAP built %d model(s) of %s images", len(models), ", ".join(str(m.num_reg_images()) for m in models))
-    return models
+            input_path=start if input_model is not None else ""))  # fmt: skip
 
 
 def global_options(config: MapperConfig) -> pycolmap.GlobalPipelineOptions:
     """pycolmap's options of the global mapper (GLOMAP) for a :class:`MapperConfig`."""
-    options = pycolmap.GlobalPipelineOptions()
-    options.min_num_matches = int(config.min_num_matches)
-    options.min_model_size = int(config.min_model_size)
-    options.multiple_models = bool(config.multiple_models)
-    options.num_threads = int(config.num_threads)
-    options.random_seed = int(config.random_seed)
-    options.mapper.num_threads = int(config.num_threads)
-    options.mapper.random_seed = int(config.random_seed)
-    return options
+    return _set_common_options(pycolmap.GlobalPipelineOptions(), config)
 
 
 def global_map_once(database: Path, image_dir: Path, output_dir: Path, config: MapperConfig) -> list[pycolmap.Reconstruction]:
     """One run of the global mapper (GLOMAP), all its models, largest first (empty when none)."""
-    if output_dir.exists():
-        _remove_numbered_models(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if config.random_seed >= 0:
-        pycolmap.set_random_seed(int(config.random_seed))
-    models = pycolmap.global_mapping(str(database), str(image_dir), str(output_dir), options=global_options(config))
-    _remove_numbered_models(output_dir)
-    models = _largest_first(models)
-    if models:
-        logger.info("GLOMAP built %d model(s) of %s images", len(models), ", ".join(str(m.num_reg_images()) for m in models))
-    return models
+    return _run_mapper("GLOMAP", output_dir, config, lambda: pycolmap.global_mapping(
+        str(database), str(image_dir), str(output_dir), options=global_options(config)))
 
 
 def global_bundle_adjustment(
