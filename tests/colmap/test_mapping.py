@@ -311,7 +311,7 @@ def test_separate_scenes_are_separate_models_all_written(sift_database, entry_di
     names = sorted(str(p.relative_to(both)) for p in both.rglob("*.*"))
     db = sift_database(both, names)
     attempts = []
-    models = colmap.map_database(db, both, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+    models = colmap.map_database(db, both, tmp_path / "sparse", colmap.MapperConfig(), attempts)
     assert [a.name for a in attempts] == ["configured"] and attempts[0].kept and attempts[0].models == [4, 3], attempts
     assert sorted(p.name for p in (tmp_path / "sparse").iterdir()) == ["0", "1"]
     for index, prefix in enumerate(["entry/", "temple/"]):
