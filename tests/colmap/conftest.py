@@ -39,9 +39,9 @@ def sift_database(tmp_path):
 
     def build(image_dir: Path, names: list[str]) -> Path:
         db = colmap.create_database(tmp_path / "database.db")
-        sift = colmap.SiftBaselineConfig(max_num_features=1500, max_image_size=768, num_threads=2)
+        sift = colmap.SiftBaselineConfig(max_num_features=1500, max_image_size=768, num_threads=1)
         colmap.sift_extract(db, image_dir, names, sift)
-        colmap.sift_match_exhaustive(db, colmap.SiftBaselineConfig(num_threads=2), colmap.VerificationConfig(num_threads=2))
+        colmap.sift_match_exhaustive(db, colmap.SiftBaselineConfig(num_threads=1), colmap.VerificationConfig(num_threads=1))
         return db
 
     return build

@@ -156,10 +156,10 @@ def test_mapping_falls_back_to_forward_motion_initialisation(sift_database, lund
     """lund's first images walk straight at the cathedral: every image pair has |t_z| > 0.95, so COLMAP
     finds no initial pair; allowing forward motion at a lower initial triangulation angle maps them."""
     db = sift_database(lund_dir, ["01.jpg", "02.jpg", "03.jpg", "04.jpg"])
-    off = colmap.MapperConfig(num_threads=2, fixed_intrinsics_fallback=False, forward_motion_fallback=False)
+    off = colmap.MapperConfig(fixed_intrinsics_fallback=False, forward_motion_fallback=False)
     assert colmap.incremental_mapping(db, lund_dir, tmp_path / "off", off) is None
     attempts = []
-    rec = colmap.incremental_mapping(db, lund_dir, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
+    rec = colmap.incremental_mapping(db, lund_dir, tmp_path / "sparse", colmap.MapperConfig(), attempts)
     assert rec is not None and rec.num_reg_images() >= 3
     assert attempts[0].name == "configured" and attempts[0].registered == 0
     kept = [a for a in attempts if a.kept]
