@@ -3,7 +3,8 @@ second node on 127.0.0.1 (``ray start``, joined by address), runs ``patchmatch s
 them, kills one matching worker process as soon as the first block of matches is written, and
 stops every process of the namespace at the end (by pid: only this namespace's processes).
 
-Usage: python tests/ray_cluster.py IMAGES OUT PORT [sfm options...]; prints one JSON line.
+Usage: python tests/ray_cluster.py IMAGES OUT PORT GPUS [sfm options...] (GPUS: the GPUs each node
+declares, ``ray start --num-gpus``, whether or not it has them); prints one JSON line.
 """
 
 from __future__ import annotations
@@ -55,12 +56,12 @@ def _count_nodes(port: str, env: dict) -> int:
     return int(done.stdout.strip().splitlines()[-1])
 
 
-def main(images: str, out: str, port: str, *options: str) -> None:
+def main(images: str, out: str, port: str, gpus: str, *options: str) -> None:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     # a token for this cluster alone (ray 2.60's nodes refuse to join without one)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
            "RAY_AUTH_TOKEN": secrets.token_hex(16)}  # fmt: skip
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--disable-usage-stats"]
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", f"--num-gpus={gpus}", "--disable-usage-stats"]
     temp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short (socket paths) and this cluster's alone
     result: dict = {"killed": None}
     try:
