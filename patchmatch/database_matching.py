@@ -175,6 +175,7 @@ def match_database(
     overwrite: bool = False,
     progress: bool = False,
     executor=None,
+    spec: dict | None = None,
 ) -> dict:
     """Matches the images of an existing COLMAP database with the patch network.
 
@@ -190,13 +191,16 @@ def match_database(
         progress: show progress bars.
         executor: a distributed executor (:class:`~patchmatch.executors.RayExecutor`) runs the
             searches and the network on its workers (shards in ``DATABASE.shards/``); None: here.
+        spec: the network the executor's workers load
+            (:func:`patchmatch.stages.match.load_scorer`); None: ``scorer``'s own.
 
     Returns:
         A report: ``images``, ``pairs``, ``matched_pairs``, ``verified_existing_pairs``,
         ``descriptor_only_pairs``, ``matches``, ``skipped_pairs`` (``[name0, name1, reason]``),
         ``bad_images`` (``[name, reason]``), ``database_after`` (its counts after
-        verification), ``network``, ``precision``, ``backend``, ``tta`` (what scored this run's
-        matches; a rerun keeps the pairs an earlier run matched, whatever its settings),
+        verification), ``network``, ``precision``, ``backend``, ``tta``, ``scoring`` (what scored
+        this run's matches, and where: :func:`patchmatch.stages.match.scoring_report`; a rerun
+        keeps the pairs an earlier run matched, whatever its settings),
         ``guided`` (``pairs_guided``, ``candidates_scored``, ``matches_added``: the
         geometry-guided matching), ``seconds`` per stage.
 
@@ -218,9 +222,10 @@ def match_database(
     logger.info("%s: %d images, %d pairs to match, %d skipped", database, len(images), len(states.todo), len(states.skipped))
     seconds["read"] = round(time.perf_counter() - t0, 3)
     scorer = scorer or PatchScorer.load()
+    spec = spec or match.scorer_spec(scorer)
     logger.info("network: %s", describe_scorer(scorer))
     t0 = time.perf_counter()
-    written, count = _match(database, image_dir, images, pairs, states, bad, scorer, config, progress, executor)
+    written, count = _match(database, image_dir, images, pairs, states, bad, scorer, spec, config, progress, executor)
     seconds["match"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     verify.run(database, config.verification, pairs=written + states.unverified)
@@ -228,14 +233,15 @@ def match_database(
     t0 = time.perf_counter()
     guided_counts = _guide(database, image_dir, images, written, scorer, config, progress)
     seconds["guided"] = round(time.perf_counter() - t0, 3)
+    backend = getattr(scorer, "backend", None) if spec["device"] == str(scorer.device) else "torch"  # else GPU actors
     return {
         "database": str(database), "images": len(images), "pairs": len(pairs), "matched_pairs": len(written),
         "verified_existing_pairs": len(states.unverified), "descriptor_only_pairs": count["descriptor_only"],
         "matches": count["matches"], "skipped_pairs": states.skipped, "bad_images": sorted([n, r] for n, r in bad.items()),
         "database_after": vars(colmap.database_summary(database)),
         "network": describe_scorer(scorer),  # this run's pairs (earlier runs' matches are kept as they are)
-        "precision": getattr(scorer, "precision", None), "backend": getattr(scorer, "backend", None),
-        "tta": getattr(scorer, "tta", "none"), "guided": guided_counts, "seconds": seconds,
+        "precision": spec["precision"], "backend": backend, "tta": spec["tta"], "scoring": count["scoring"],
+        "guided": guided_counts, "seconds": seconds,
     }  # fmt: skip
 
 
@@ -306,7 +312,7 @@ class DatabaseSource:
         return features, load_patches
 
 
-def _distributed(executor, database: Path, image_dir: Path, images, pairs, states, bad, scorer, config, write):
+def _distributed(executor, database: Path, image_dir: Path, images, pairs, states, bad, scorer, spec, config, write):
     """The match loop on a distributed executor (:func:`patchmatch.stages.match.run_distributed`);
     shards go to ``DATABASE.shards/``."""
     import hashlib
@@ -317,17 +323,20 @@ def _distributed(executor, database: Path, image_dir: Path, images, pairs, state
         digest.update(n.encode() + images[n].keypoints.tobytes())
     source = DatabaseSource(str(image_dir.resolve()), {n: executor.put(images[n]) for n in usable}, digest.hexdigest()[:24])
     ok = set(usable)
+    shard_dir = database.with_name(database.name + ".shards")
     return match.run_distributed(executor, source, [p for p in pairs if p[0] in ok and p[1] in ok], states.todo,
-                                 write, scorer, config.match, database.with_name(database.name + ".shards"))  # fmt: skip
+                                 write, scorer, config.match, shard_dir, spec=spec)  # fmt: skip
 
 
-def _match(database, image_dir, images, pairs, states, bad, scorer, config, progress, executor=None) -> tuple[list[Pair], dict]:
+def _match(database, image_dir, images, pairs, states, bad, scorer, spec, config, progress,
+           executor=None) -> tuple[list[Pair], dict]:  # fmt: skip
     """Runs the match stage's loop on the database's keypoints, writing each pair's new matches
     (replacing what it held under ``overwrite``); adds the pairs left without new matches to
     ``states.skipped`` and unreadable images to ``bad``.
 
     Returns:
-        ``(pairs written, {"matches": total, "descriptor_only": pairs kept with SIFT's matches})``.
+        ``(pairs written, {"matches": total, "descriptor_only": pairs kept with SIFT's matches,
+        "scoring": where the network scored})``.
     """
     features = {n: database_features(images[n]) for n in images if n not in bad}
     written: list[Pair] = []
@@ -346,10 +355,12 @@ def _match(database, image_dir, images, pairs, states, bad, scorer, config, prog
 
     workers = config.threads or torch.get_num_threads()
     if executor is not None and executor.distributed:
-        summary = _distributed(executor, database, image_dir, images, pairs, states, bad, scorer, config, write)
+        summary = _distributed(executor, database, image_dir, images, pairs, states, bad, scorer, spec, config, write)
     else:
         summary = match.match_pairs(pairs, states.todo, features, load_patches, scorer, config.match, write, workers,
                                     progress, bad)  # fmt: skip
+        summary.scoring = match.scoring_report(spec)
     states.skipped += _unmatched(states, images, summary, set(written))
     count["descriptor_only"] = sum(p not in summary.plan.selected for p in written)
+    count["scoring"] = summary.scoring
     return written, count

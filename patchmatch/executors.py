@@ -3,11 +3,14 @@ needed) or a Ray cluster (:class:`RayExecutor`, ``pip install 'patchmatch[ray]'`
 
 On Ray, each image's feature extraction is a task and the image pairs are cut into blocks,
 each block's descriptor search and network scoring a call on an actor that loads the network
-once (one actor per CPU of the cluster, or per GPU when the run's device is CUDA). Every
-result is a shard under ``OUT/shards`` (:mod:`patchmatch.shards`) written by the worker;
+once: one actor per GPU of the cluster when the network scores on CUDA (:func:`actor_device`:
+the default where the cluster has GPUs, whether or not this machine has one), else one per CPU.
+Every result is a shard under ``OUT/shards`` (:mod:`patchmatch.shards`) written by the worker;
 the driver alone writes ``features.h5``, ``matches.h5`` and the COLMAP database (SQLite takes
 one writer). A task of a lost worker is run again (:data:`RETRIES`), a lost actor restarted;
-a rerun merges the shards already written instead of computing them again.
+a rerun merges the shards already written instead of computing them again. An actor that cannot
+load the network on its node (CUDA not usable there, other weights) stops the run with a
+:class:`WorkerSetupError` naming the node.
 
 The nodes must share the file system: workers read the images and ``features.h5`` and write
 the shards at the paths the driver gives them.
@@ -40,6 +43,11 @@ PAIRS_PER_BLOCK = 32
 BLOCKS_PER_ACTOR = 4
 
 
+class WorkerSetupError(OSError):
+    """A worker cannot score as the driver asked (CUDA not usable on its node, another network
+    there); the message is one line naming the node."""
+
+
 class LocalExecutor:
     """Runs every stage in this process (the stages' own loops)."""
 
@@ -70,14 +78,39 @@ def parse_executor(spec: str) -> tuple[str, str | None]:
     raise ValueError(f"unknown executor {spec!r}; expected 'local', 'ray' or 'ray:ADDRESS'")
 
 
-def make_executor(spec: str = "local"):
+def make_executor(spec: str = "local", **ray_options):
     """The executor of a specification (see the module doc); use it as a context manager.
+    ``ray_options``: see :class:`RayExecutor`.
 
     Raises:
         ValueError: a bad specification. ImportError: Ray asked for and not installed.
     """
     kind, address = parse_executor(spec)
-    return LocalExecutor() if kind == "local" else RayExecutor(address)
+    return LocalExecutor() if kind == "local" else RayExecutor(address, **ray_options)
+
+
+def actor_device(device: str | None, precision: str, gpus: int) -> str:
+    """Where Ray's matching actors score, ``"cuda"`` or ``"cpu"``, for the run's device and
+    precision and the cluster's GPUs (not the driver's: it may have none).
+
+    ``device`` None or ``"auto"``: the GPUs where the cluster has some, unless the precision is
+    int8 (CPU only). ``"cuda"`` (``"cuda:N"`` alike: Ray gives each actor its GPU): the cluster's
+    GPUs. ``"cpu"``: the CPUs.
+
+    Raises:
+        ValueError: CUDA asked for with int8, or on a cluster without GPUs; an unknown device.
+    """
+    kind = "auto" if device in (None, "auto") else str(device).partition(":")[0]
+    if kind not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"unknown device {device!r} for Ray actors; expected cpu, cuda or auto")
+    if kind == "cpu" or (kind == "auto" and (precision == "int8" or not gpus)):
+        return "cpu"
+    if precision == "int8":
+        raise ValueError("int8 scoring runs on CPUs: with --device cuda choose --precision fp16, bf16 or fp32")
+    if not gpus:
+        raise ValueError("--device cuda with Ray scores on the cluster's GPUs, and this Ray cluster has none "
+                         "(start its GPU nodes with `ray start ... --num-gpus N`, or use --device cpu)")  # fmt: skip
+    return "cuda"
 
 
 def _import_ray():
@@ -93,12 +126,17 @@ class RayExecutor:
 
     Args:
         address: the cluster's address; None starts Ray on this machine (or joins ``RAY_ADDRESS``).
+        ray_options: more ``ray.init`` arguments for a Ray instance started here (``num_cpus``,
+            ``num_gpus``: the resources it declares).
+
+    Attributes:
+        actors: what each matching actor reported when it last started (:meth:`BlockMatcher.ready`).
     """
 
     name = "ray"
     distributed = True
 
-    def __init__(self, address: str | None = None):
+    def __init__(self, address: str | None = None, **ray_options):
         ray = _import_ray()
         self._ray = ray
         self._owned = not ray.is_initialized()
@@ -107,8 +145,8 @@ class RayExecutor:
             path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
             address = address or os.environ.get("RAY_ADDRESS") or "local"  # never a stale cluster of /tmp/ray
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": path}})  # fmt: skip
-        self._matchers, self._spec = [], None
+                     runtime_env={"env_vars": {"PYTHONPATH": path}}, **ray_options)  # fmt: skip
+        self._matchers, self._spec, self.actors = [], None, []
         logger.info("Ray cluster: %d node(s), %s", len([n for n in ray.nodes() if n["Alive"]]), ray.cluster_resources())
 
     def close(self) -> None:
@@ -154,18 +192,48 @@ class RayExecutor:
     def run_blocks(self, scorer_spec: dict, method: str, calls: list[tuple]) -> Iterator[Any]:
         """The results of ``BlockMatcher.<method>(*args)`` for each ``args`` of ``calls``, as they
         finish, on actors holding the network of ``scorer_spec`` (started on the first call, kept
-        until :meth:`release`)."""
+        until :meth:`release`).
+
+        Raises:
+            WorkerSetupError: an actor could not load the network (one line naming its node).
+        """
         from ray.util import ActorPool
 
         if self._spec != scorer_spec:
-            self.release()
-            gpu = scorer_spec["device"].startswith("cuda")
-            total = int(self._ray.cluster_resources().get("GPU" if gpu else "CPU", 1))
-            actor = self._ray.remote(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0, max_restarts=RETRIES,
-                                     max_task_retries=RETRIES)(BlockMatcher)  # fmt: skip
-            self._matchers, self._spec = [actor.remote(scorer_spec) for _ in range(max(1, total))], scorer_spec
+            self._start_matchers(scorer_spec)
         pool = ActorPool(self._matchers)
         yield from pool.map_unordered(lambda a, args: getattr(a, method).remote(*args), calls)
+
+    def _start_matchers(self, scorer_spec: dict) -> None:
+        """One actor per GPU of the cluster (a CUDA spec) or per CPU, each holding the network
+        when this returns; :attr:`actors` gets what each reported.
+
+        Raises:
+            WorkerSetupError: an actor could not load the network (one line naming its node).
+        """
+        self.release()
+        gpu = scorer_spec["device"].startswith("cuda")
+        total = int(self._ray.cluster_resources().get("GPU" if gpu else "CPU", 1))
+        actor = self._ray.remote(num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0, max_restarts=RETRIES,
+                                 max_task_retries=RETRIES)(BlockMatcher)  # fmt: skip
+        self._matchers, self._spec = [actor.remote(scorer_spec) for _ in range(max(1, total))], scorer_spec
+        self.actors = []
+        for matcher in self._matchers:
+            try:
+                self.actors.append(self._ray.get(matcher.ready.remote()))
+            except self._ray.exceptions.RayTaskError as error:  # its text is a traceback: keep the cause's line
+                if not isinstance(error.cause, WorkerSetupError):
+                    raise
+                self.actors.append({"error": str(error.cause)})
+        failed = [a["error"] for a in self.actors if "error" in a]
+        if failed:
+            self.release()
+            more = f" ({len(failed) - 1} more of the {len(failed)} actors failed too)" if len(failed) > 1 else ""
+            raise WorkerSetupError(failed[0] + more)
+
+    def gpus(self) -> int:
+        """GPUs of the cluster (declared by its nodes)."""
+        return int(self._ray.cluster_resources().get("GPU", 0))
 
     def release(self) -> None:
         """Stops the matching actors (their CPUs and GPUs go back to the cluster)."""
@@ -208,25 +276,28 @@ class BlockMatcher:
     """A Ray actor's state: the network, loaded once, and the features and patches of recent
     images (the driver's :class:`~patchmatch.stages.match.H5Source` decides where they come from).
 
-    Raises:
-        ValueError: the network loaded here is not the driver's (other weights on this node).
+    An actor that cannot load the network (:func:`_load_network`) raises its
+    :class:`WorkerSetupError` from every call, :meth:`ready` first: Ray hands the driver a
+    constructor's error as text only, a method's as the exception.
     """
 
     def __init__(self, scorer_spec: dict):
-        from .scoring import PatchScorer
-        from .sfm import weights_fingerprint
+        self._source_key, self._problem = None, None
+        try:
+            self.scorer = _load_network(scorer_spec)
+        except WorkerSetupError as error:
+            self.scorer, self._problem = None, error
 
-        if scorer_spec.get("scorer") is not None:
-            self.scorer = scorer_spec["scorer"]
-        else:
-            self.scorer = PatchScorer.load(scorer_spec["weights"], device=scorer_spec["device"],
-                                           precision=scorer_spec["precision"], tta=scorer_spec["tta"],
-                                           activation_bits=scorer_spec["activation_bits"])  # fmt: skip
-        if weights_fingerprint(self.scorer) != scorer_spec["fingerprint"]:
-            raise ValueError(f"the network loaded on this node ({scorer_spec['weights']}) is not the driver's")
-        self._source_key = None
+    def ready(self) -> dict:
+        """Where this actor scores: ``node``, ``device``, ``precision``, ``gpus`` (Ray's GPU ids)."""
+        if self._problem is not None:
+            raise self._problem
+        return {"node": _node_name(), "device": str(self.scorer.device), "precision": self.scorer.precision,
+                "gpus": [str(g) for g in _import_ray().get_gpu_ids()]}  # fmt: skip
 
     def _open(self, source) -> None:
+        if self._problem is not None:
+            raise self._problem
         if self._source_key != source.key():
             self.features, self.load_patches = source.open(self.scorer.magnification)
             self._source_key = source.key()
@@ -249,3 +320,54 @@ class BlockMatcher:
                                           self.load_patches, self.scorer, config)  # fmt: skip
             write_shard(shard, **pack_matches(results, failed))
         return shard
+
+
+def _node_name() -> str:
+    """This worker's node: host name and the address Ray knows it by."""
+    import socket
+
+    return f"{socket.gethostname()} ({_import_ray().util.get_node_ip_address()})"
+
+
+def _cuda_problem() -> str | None:
+    """Why PyTorch cannot compute on CUDA in this process, or None when it can."""
+    import torch
+
+    if not torch.backends.cuda.is_built():
+        return f"PyTorch {torch.__version__} there is a CPU-only build"
+    if not torch.cuda.is_available():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        return f"PyTorch {torch.__version__} finds no usable CUDA device (CUDA_VISIBLE_DEVICES={visible}; no driver?)"
+    try:
+        torch.zeros(1, device="cuda")
+    except (RuntimeError, AssertionError) as error:
+        return str(error).strip().splitlines()[0]
+    return None
+
+
+def _load_network(scorer_spec: dict):
+    """The network of ``scorer_spec`` on this worker, checked against the driver's fingerprint.
+
+    Raises:
+        WorkerSetupError: CUDA asked for and not usable here; the checkpoint unreadable here,
+            or not the driver's network (other weights on this node).
+    """
+    from .scoring import PatchScorer
+    from .sfm import weights_fingerprint
+
+    device = scorer_spec["device"]
+    if device.startswith("cuda") and (problem := _cuda_problem()) is not None:
+        gpus = ", ".join(str(g) for g in _import_ray().get_gpu_ids()) or "none"
+        raise WorkerSetupError(f"node {_node_name()}: cannot score on {device} (Ray's GPU {gpus}): {problem}")
+    if scorer_spec.get("scorer") is not None:
+        scorer = scorer_spec["scorer"]
+    else:
+        try:
+            scorer = PatchScorer.load(scorer_spec["weights"], device=device, precision=scorer_spec["precision"],
+                                      tta=scorer_spec["tta"], activation_bits=scorer_spec["activation_bits"])  # fmt: skip
+        except (OSError, ValueError) as error:  # a missing or other checkpoint file on this node
+            raise WorkerSetupError(f"node {_node_name()}: cannot load {scorer_spec['weights']}: {error}") from error
+    if weights_fingerprint(scorer) != scorer_spec["fingerprint"]:
+        raise WorkerSetupError(f"node {_node_name()}: the network loaded here ({scorer_spec['weights']}) is not the "
+                               "driver's (other weights on this node?)")  # fmt: skip
+    return scorer

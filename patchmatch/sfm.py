@@ -83,7 +83,10 @@ class SfmConfig:
         max_image_size: longest image side for detection and patches, pixels; None = original
             size. Stored keypoints are always in pixels of the original image. Default 3200,
             COLMAP's: SIFT detection needs ~240 bytes per pixel.
-        device: torch device of the network (None = CUDA if available).
+        device: torch device of the network (None = CUDA if available). With a Ray executor,
+            where its actors score: None on the cluster's GPUs when it has some (one actor per
+            GPU), else its CPUs; ``"cuda"`` on its GPUs (this machine needs none); ``"cpu"``
+            on its CPUs (:func:`patchmatch.executors.actor_device`).
         precision: network precision, one of :data:`patchmatch.scoring.PRECISIONS`
             (see :meth:`patchmatch.scoring.PatchScorer.load`).
         tta: test-time augmentation of the network's scores, ``"none"``, ``"swap"``, ``"rot90"``
@@ -167,18 +170,19 @@ def weights_fingerprint(scorer: PatchScorer) -> str:
     return digest.hexdigest()[:16]
 
 
-def run_identity(image_dir: Path, config: SfmConfig, scorer: PatchScorer) -> dict:
+def run_identity(image_dir: Path, config: SfmConfig, spec: dict) -> dict:
     """What stored features and matches depend on (run.json): the image folder, the detection
-    settings, the match decision and the network (weights hash, precision, int8 activation
-    variant, test-time augmentation)."""
+    settings, the match decision and the network that scores (``spec``,
+    :func:`patchmatch.stages.match.load_scorer`: weights hash, device kind, precision, int8
+    activation variant, test-time augmentation)."""
     return {
         "format": RUN_FORMAT,
         "image_dir": str(image_dir.resolve()),
         "features": {"detector": "opencv-sift", "max_keypoints": config.max_keypoints,
                      "max_image_size": config.max_image_size, "contrast_schedule": list(config.contrast_schedule)},
-        "matching": {"match": dataclasses.asdict(config.match), "weights_sha256": weights_fingerprint(scorer),
-                     "precision": scorer.precision, "activation_bits": getattr(scorer, "activation_bits", None),
-                     "tta": getattr(scorer, "tta", "none"),
+        "matching": {"match": dataclasses.asdict(config.match), "weights_sha256": spec["fingerprint"],
+                     "device": spec["device"].partition(":")[0], "precision": spec["precision"],
+                     "activation_bits": spec["activation_bits"], "tta": spec["tta"],
                      "guided": None if config.guided is None else dataclasses.asdict(config.guided)},
     }  # fmt: skip
 
@@ -280,6 +284,8 @@ def _read_run_json(path: Path) -> Any:
         previous["matching"].setdefault("tta", "none")  # before test-time augmentation existed
         previous["matching"].setdefault("activation_bits", None)  # ... or int8 activation variants
         previous["matching"].setdefault("guided", None)  # ... or guided matching
+        gpu = previous["matching"].get("precision") == "fp16"  # ... or the device kind: fp16 ran on GPUs only
+        previous["matching"].setdefault("device", "cuda" if gpu else "cpu")
         if isinstance(previous["matching"].get("match"), dict):
             previous["matching"]["match"].setdefault("network", True)  # ... or the switch to leave the network out
     return previous
@@ -348,17 +354,23 @@ def _vet_images(image_dir: Path, out_dir: Path, config: SfmConfig, ground_truth)
     return names, skipped + duplicates
 
 
-def _load_scorer(config: SfmConfig, scorer: PatchScorer | None, weights) -> tuple[PatchScorer, SfmConfig]:
-    """The network of the run, and the config with the precision and tta it runs at (a scorer
-    passed in decides; settings it overrides are named in a warning)."""
-    if scorer is None:
-        scorer = PatchScorer.load(weights, device=config.device, precision=config.precision, tta=config.tta)
-        return scorer, config
-    ran = {"precision": scorer.precision, "tta": getattr(scorer, "tta", "none")}
-    ignored = {k: v for k, v in ran.items() if getattr(config, k) not in (v, "auto", "none")}
-    if ignored:
-        logger.warning("SfmConfig %s ignored: the scorer passed in runs %s", {k: getattr(config, k) for k in ignored}, ignored)
-    return scorer, dataclasses.replace(config, **ran)
+@contextmanager
+def _network(config: SfmConfig, scorer: PatchScorer | None, weights):
+    """``(executor, scorer, spec, config)``: the run's executor (entered); its network, the scorer
+    this process holds and the spec of the one that scores
+    (:func:`patchmatch.stages.match.load_scorer`: here, or on the executor's GPUs or CPUs); the
+    config with the precision and tta a scorer passed in runs at (it decides; settings it
+    overrides are named in a warning)."""
+    with make_executor(config.executor) as executor:
+        if scorer is None:
+            scorer, spec = match.load_scorer(weights, config.device, config.precision, config.tta, executor)
+            yield executor, scorer, spec, config
+            return
+        ran = {"precision": scorer.precision, "tta": getattr(scorer, "tta", "none")}
+        ignored = {k: v for k, v in ran.items() if getattr(config, k) not in (v, "auto", "none")}
+        if ignored:
+            logger.warning("SfmConfig %s ignored: the scorer passed in runs %s", {k: getattr(config, k) for k in ignored}, ignored)
+        yield executor, scorer, match.scorer_spec(scorer), dataclasses.replace(config, **ran)
 
 
 @contextmanager
@@ -410,24 +422,30 @@ def run_sfm(
         ``seconds`` (per stage), ``skipped`` (``[{"name", "reason"}]``), ``unregistered`` (in no
         model), ``models`` (every model written: ``path``, ``registered``, ``points``, ``names``),
         ``rejected`` (``[{"name", "reason"}]``: registered by the mapper, left out by the checks),
-        counts of work done and reused, and ``pose`` with ``ground_truth``. The model statistics
-        and ``pose`` are those of ``sparse/0``, the largest model.
+        ``scoring`` (where the network scored the pairs: ``executor``, ``device``,
+        ``precision``; on Ray ``actors`` and ``nodes``), counts of work done and reused, and
+        ``pose`` with ``ground_truth``. The model statistics and ``pose`` are those of
+        ``sparse/0``, the largest model.
 
     Raises:
         FileNotFoundError: ``image_dir`` missing, or no weights shipped and none given.
         FileExistsError: ``out_dir`` holds another run or unrelated files (and ``overwrite``
             is false), or an image changed since its stored features.
-        ValueError: fewer than 2 readable images, or a bad pairs strategy.
+        ValueError: fewer than 2 readable images, or a bad pairs strategy; CUDA asked for on a
+            Ray cluster without GPUs.
+        patchmatch.executors.WorkerSetupError: a Ray actor could not load the network (CUDA
+            not usable on its node, other weights there).
     """
     image_dir, out_dir = Path(image_dir), Path(out_dir)
     names, skipped = _vet_images(image_dir, out_dir, config, ground_truth)
-    scorer, config = _load_scorer(config, scorer, weights)
-    identity = run_identity(image_dir, config, scorer)
-    with run_lock(out_dir), make_executor(config.executor) as executor:
+    with _network(config, scorer, weights) as (executor, scorer, spec, config), run_lock(out_dir):
+        identity = run_identity(image_dir, config, spec)
         resumed = prepare_output(out_dir, identity, overwrite)
         report: dict[str, Any] = {"status": "running", "resumed": resumed, "image_dir": str(image_dir),
                                   "out_dir": str(out_dir), "skipped": skipped, "notes": []}  # fmt: skip
         logger.info("network: %s", describe_scorer(scorer))
+        if spec["device"] != str(scorer.device):
+            logger.info("the pairs are scored on the Ray cluster's GPUs, at %s", spec["precision"])
         seconds: dict[str, float] = {}
         verification = config.verification
         if config.threads:
@@ -440,7 +458,7 @@ def run_sfm(
         pairs = select_pairs.run(features, good, out_dir / "pairs.json", config.pairs, unreadable)
         with _stage("matching", seconds):
             matches = match.run(image_dir, features, pairs, out_dir / "matches.h5", scorer, config.match,
-                                config.max_image_size, config.workers, progress, report, executor)  # fmt: skip
+                                config.max_image_size, config.workers, progress, report, executor, spec)  # fmt: skip
         with _stage("database", seconds):
             database = to_database.run(image_dir, features, pairs, matches, out_dir / "database.db", good,
                                        config.single_camera, report)  # fmt: skip
@@ -463,7 +481,7 @@ def run_sfm(
         report.update(status="complete", images=len(names), images_used=len(good), **stats,
                       unregistered=sorted(set(good) - {n for m in report['models'] for n in m['names']}), seconds=seconds,
                       seconds_total=round(sum(seconds.values()), 3), config=dataclasses.asdict(config),
-                      weights={"sha256": identity["matching"]["weights_sha256"], **_scorer_meta(scorer)})  # fmt: skip
+                      weights={"sha256": identity["matching"]["weights_sha256"], **_scorer_meta(scorer, spec)})  # fmt: skip
         if ground_truth is not None:
             report["pose"] = _pose_report(reconstruction, ground_truth, good)
         write_json(out_dir / "report.json", report)
@@ -492,13 +510,15 @@ def _usable(image_dir: Path, out_dir: Path, names: list[str], features_path: Pat
     return good
 
 
-def _scorer_meta(scorer: PatchScorer) -> dict:
-    """The network as the report names it: checkpoint path and model, precision, backend, device."""
+def _scorer_meta(scorer: PatchScorer, spec: dict) -> dict:
+    """The network as the report names it: checkpoint path and model, and the precision, backend
+    and device it scored the pairs with (``spec``: here, or on Ray's actors)."""
     meta = getattr(scorer, "meta", {}) or {}
-    used = {"precision": scorer.precision, "backend": scorer.backend, "device": str(scorer.device),
-            "tta": getattr(scorer, "tta", "none")}  # fmt: skip
-    if getattr(scorer, "activation_bits", None):
-        used["activation_bits"] = scorer.activation_bits
+    here = spec["device"] == str(scorer.device)  # else GPU actors: PyTorch
+    used = {"precision": spec["precision"], "backend": scorer.backend if here else "torch", "device": spec["device"],
+            "tta": spec["tta"]}  # fmt: skip
+    if spec["activation_bits"]:
+        used["activation_bits"] = spec["activation_bits"]
     return {**{k: meta[k] for k in ("path", "model") if k in meta}, **used}
 
 

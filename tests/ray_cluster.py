@@ -3,7 +3,8 @@ second node on 127.0.0.1 (``ray start``, joined by address), runs ``patchmatch s
 them, kills one matching worker process as soon as the first block of matches is written, and
 stops every process of the namespace at the end (by pid: only this namespace's processes).
 
-Usage: python tests/ray_cluster.py IMAGES OUT PORT [sfm options...]; prints one JSON line.
+Usage: python tests/ray_cluster.py IMAGES OUT PORT GPUS [sfm options...] (GPUS: the GPUs each node
+declares, ``ray start --num-gpus``, whether or not it has them); prints one JSON line.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ def _matcher_pids() -> list[int]:
     return found
 
 
-def main(images: str, out: str, port: str, *options: str) -> None:
+def main(images: str, out: str, port: str, gpus: str, *options: str) -> None:
     result: dict = {"killed": None}
     t0 = time.perf_counter()
-    with local_cluster(nodes=2, cpus_per_node=1, port=int(port)) as (address, env):
+    with local_cluster(nodes=2, cpus_per_node=1, port=int(port), gpus_per_node=int(gpus)) as (address, env):
         result["nodes"] = count_nodes(address, env)
         result["cluster_seconds"] = round(time.perf_counter() - t0, 1)
         cmd = [sys.executable, "-m", "patchmatch.cli", "-q", "sfm", images, out, "--executor", f"ray:{address}", *options]

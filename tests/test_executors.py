@@ -1,14 +1,20 @@
 """The executors: a Ray run's features and matches equal the local run's, and a rerun resumes from
-its shards. Ray is started on this machine (skipped where it is not installed); the Ray tests are
-marked ``cluster`` (``make test`` leaves them to ``.ci/run``'s second step, for time)."""
+its shards; where the network scores on a cluster with GPUs. Ray is started on this machine
+(skipped where it is not installed) declaring GPUs it may not have; the Ray tests are marked
+``cluster`` (``make test`` leaves them to ``.ci/run``'s second step, for time)."""
 
 from __future__ import annotations
 
+import re
+import socket
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
+import torch
 
 from patchmatch import storage
-from patchmatch.executors import LocalExecutor, make_executor, parse_executor
+from patchmatch.executors import LocalExecutor, WorkerSetupError, actor_device, make_executor, parse_executor
 from patchmatch.shards import pack_matches, read_shard, unpack_matches, write_shard
 from patchmatch.stages import extract, match, select_pairs
 from tests.conftest import shared_path
@@ -25,6 +31,55 @@ def test_parse_executor():
         with pytest.raises(ValueError, match="unknown executor"):
             parse_executor(bad)
     assert isinstance(make_executor("local"), LocalExecutor) and not LocalExecutor.distributed
+
+
+def test_actor_device_follows_the_cluster_gpus_not_the_driver():
+    assert actor_device(None, "auto", gpus=0) == "cpu"  # no GPU in the cluster: CPU actors, as before
+    assert actor_device("auto", "auto", gpus=2) == actor_device(None, "fp32", gpus=1) == "cuda"
+    assert actor_device("cuda", "auto", gpus=1) == actor_device("cuda:1", "bf16", gpus=4) == "cuda"
+    assert actor_device("cpu", "auto", gpus=2) == actor_device(None, "int8", gpus=2) == "cpu"  # int8 runs on CPUs
+    with pytest.raises(ValueError, match="this Ray cluster has none"):
+        actor_device("cuda", "auto", gpus=0)
+    with pytest.raises(ValueError, match="int8 scoring runs on CPUs"):
+        actor_device("cuda", "int8", gpus=1)
+    with pytest.raises(ValueError, match="unknown device 'mps'"):
+        actor_device("mps", "auto", gpus=1)
+
+
+def _cluster(gpus: int) -> SimpleNamespace:
+    """What :func:`match.load_scorer` asks of a Ray executor: a cluster with ``gpus`` GPUs."""
+    return SimpleNamespace(distributed=True, gpus=lambda: gpus)
+
+
+def test_gpu_actors_check_the_float_checkpoint_and_the_run_records_the_device(tmp_path):
+    """GPU actors load the float checkpoint: the driver (no CUDA needed) holds it on its CPU and
+    sends its fingerprint; run.json names the device and precision, so a run scored on CPUs is
+    never resumed on GPUs."""
+    from patchmatch.scoring import PatchScorer
+    from patchmatch.sfm import SfmConfig, prepare_output, run_identity, weights_fingerprint
+
+    float32 = PatchScorer.load(device="cpu", precision="fp32")
+    driver, spec = match.load_scorer(executor=_cluster(gpus=1))
+    assert (driver.device.type, driver.precision) == ("cpu", "fp32")
+    assert spec["device"] == "cuda" and spec["precision"] == "fp16" and spec["activation_bits"] is None
+    assert spec["weights"] == float32.meta["path"] and spec["scorer"] is None
+    assert spec["fingerprint"] == weights_fingerprint(float32)
+    assert weights_fingerprint(PatchScorer.load(device="cpu", precision="bf16")) == spec["fingerprint"]  # autocast
+    assert match.load_scorer(device="cuda", precision="bf16", executor=_cluster(gpus=2))[1]["precision"] == "bf16"
+    with pytest.raises(ValueError, match="this Ray cluster has none"):
+        match.load_scorer(device="cuda", executor=_cluster(gpus=0))
+    cpu_driver, cpu_spec = match.load_scorer(executor=_cluster(gpus=0))  # no GPU: the driver's network, on CPUs
+    assert cpu_spec == match.scorer_spec(cpu_driver) and cpu_spec["device"] == "cpu"
+    assert cpu_spec["precision"] == PatchScorer.load(device="cpu").precision
+    if cpu_spec["precision"] == "int8":  # the int8 network's own fingerprint: another network than the GPUs'
+        assert cpu_spec["fingerprint"] != spec["fingerprint"]
+    config = SfmConfig()
+    prepare_output(tmp_path / "out", run_identity(tmp_path, config, cpu_spec), overwrite=False)
+    gpu_identity = run_identity(tmp_path, config, spec)
+    assert gpu_identity["matching"]["device"] == "cuda" and gpu_identity["matching"]["precision"] == "fp16"
+    with pytest.raises(FileExistsError, match=r"matching\.device: 'cpu' -> 'cuda'.*matching\.precision"):
+        prepare_output(tmp_path / "out", gpu_identity, overwrite=False)
+    assert prepare_output(tmp_path / "out", run_identity(tmp_path, config, cpu_spec), overwrite=False)  # resumes
 
 
 def test_matches_shard_round_trip(tmp_path):
@@ -62,12 +117,41 @@ def _assert_same(out_a, out_b, pairs):
         np.testing.assert_array_equal(sa, sb)
 
 
+#: CPUs and GPUs the test's Ray instance declares, whatever the machine has (GPUs ≠ CPUs: actors per GPU, not per CPU)
+DECLARED_CPUS, DECLARED_GPUS = 2, 3
+
+
 @pytest.fixture(scope="module")
 def ray_executor():
-    """A Ray instance started on this machine for the module's tests."""
+    """A Ray instance started on this machine for the module's tests, declaring
+    :data:`DECLARED_GPUS` GPUs that this machine need not have."""
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'patchmatch[ray]')")
-    with make_executor("ray") as executor:
+    with make_executor("ray", num_cpus=DECLARED_CPUS, num_gpus=DECLARED_GPUS) as executor:
         yield executor
+
+
+@pytest.mark.cluster
+def test_gpu_cluster_scores_on_one_cuda_actor_per_gpu(ray_executor):
+    """``--device auto`` on a cluster declaring GPUs: one actor per GPU, each given its own GPU and
+    told to score on CUDA; on nodes without a usable CUDA (this machine) they fail with one line
+    naming the node and the problem."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the failure needs nodes that only declare GPUs")
+    assert ray_executor.gpus() == DECLARED_GPUS and ray_executor.parallelism() == DECLARED_CPUS
+    driver, spec = match.load_scorer(executor=ray_executor)  # this driver has no CUDA
+    assert driver.device.type == "cpu" and (spec["device"], spec["precision"]) == ("cuda", "fp16")
+    with pytest.raises(WorkerSetupError) as caught:
+        list(ray_executor.run_blocks(spec, "search", []))
+    message = str(caught.value)
+    assert "\n" not in message and "Traceback" not in message, message
+    assert message.startswith(f"node {socket.gethostname()} (") and "cannot score on cuda" in message, message
+    assert f"{DECLARED_GPUS - 1} more of the {DECLARED_GPUS} actors failed too" in message, message
+    assert "PyTorch" in message and ("CPU-only build" in message or "no usable CUDA" in message), message
+    errors = [a["error"] for a in ray_executor.actors]
+    assert len(errors) == DECLARED_GPUS  # one actor per GPU, each with a GPU of its own
+    assert sorted(re.search(r"Ray's GPU (\d+)\)", e).group(1) for e in errors) == [str(i) for i in range(DECLARED_GPUS)]
+    cpu_driver, cpu_spec = match.load_scorer(device="cpu", executor=ray_executor)  # the CPUs, asked for
+    assert cpu_spec == match.scorer_spec(cpu_driver) and cpu_spec["device"] == "cpu"
 
 
 @pytest.mark.cluster
@@ -83,6 +167,10 @@ def test_ray_matches_equal_local_and_resume_from_shards(tmp_path, ray_executor):
     for key in ("pairs", "pairs_matched", "candidates_scored", "pairs_selected", "pairs_low_overlap"):
         assert ray_report[key] == local_report[key], key
     assert local_report["candidates_scored"] > 0  # the network ran
+    assert local_report["scoring"] == {"executor": "local", "device": "cpu", "precision": scorer.precision}
+    # the scorer passed in decides (a CPU network), GPUs declared or not: one CPU actor per CPU
+    assert ray_report["scoring"] == {"executor": "ray", "device": "cpu", "precision": scorer.precision,
+                                     "actors": executor.parallelism(), "nodes": [executor.actors[0]["node"]]}  # fmt: skip
     shards = sorted((tmp_path / "ray" / "shards").iterdir())
     assert len([s for s in shards if s.name.startswith("features-")]) == len(NAMES)
     assert len([s for s in shards if s.name.startswith("matches-")]) >= 2

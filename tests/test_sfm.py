@@ -183,10 +183,13 @@ def test_refuses_to_overwrite_another_run(tmp_path, no_viz):
             run_sfm(images, out, small, scorer=PatchScorer.load(precision="int8", activation_bits=7))
     run = json.loads((out / "run.json").read_text())
     assert run["matching"]["tta"] == "none" and run["matching"]["activation_bits"] is None
+    assert run["matching"]["device"] == "cpu" and run["matching"]["precision"] == "fp32"
     del run["matching"]["tta"], run["matching"]["activation_bits"]  # a run made before these existed resumes
+    del run["matching"]["device"]  # ... or before the device was recorded (fp32: the CPU)
     (out / "run.json").write_text(json.dumps(run))
     again = run_sfm(images, out, dataclasses.replace(small, tta="dihedral"), scorer=_scorer())  # the scorer decides
     assert again["resumed"] is True and again["pairs_matched"] == 0
+    assert again["scoring"] == {"executor": "local", "device": "cpu", "precision": "fp32"}
     assert again["config"]["tta"] == "none" and again["weights"]["tta"] == "none"
     assert again["config"]["precision"] == again["weights"]["precision"] and "viz" not in again
     replaced = run_sfm(images, out, other, scorer=_scorer(), overwrite=True)

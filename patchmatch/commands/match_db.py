@@ -32,17 +32,17 @@ def run(args: argparse.Namespace) -> int:
     from ..colmap import set_verbosity
     from ..database_matching import DatabaseMatchConfig, match_database
     from ..executors import make_executor
-    from ..scoring import PatchScorer
+    from ..stages.match import load_scorer
 
     set_verbosity(bool(getattr(args, "verbose", False)))  # COLMAP's own log lines only with -v
     set_threads(args.threads)
     if args.report is not None and not args.report.resolve().parent.is_dir():
         raise ValueError(f"--report {args.report}: folder {args.report.parent} does not exist")
     config = DatabaseMatchConfig(pairs=pairs_spec(args.pairs), threads=args.threads)
-    scorer = PatchScorer.load(args.weights, device=args.device, precision=args.precision, tta=args.tta)
-    with make_executor(args.executor) as executor:
+    with make_executor(args.executor) as executor:  # the executor decides where the network scores
+        scorer, spec = load_scorer(args.weights, args.device, args.precision, args.tta, executor)
         report = match_database(args.database, args.images, config, scorer, overwrite=args.overwrite,
-                                progress=not args.quiet, executor=executor)  # fmt: skip
+                                progress=not args.quiet, executor=executor, spec=spec)  # fmt: skip
     after = report["database_after"]
     print(f"{report['matched_pairs']} of {report['pairs']} pairs matched ({report['matches']} matches), "
           f"{report['verified_existing_pairs']} with earlier matches verified, {len(report['skipped_pairs'])} skipped; "

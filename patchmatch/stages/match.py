@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .. import storage
 from ..cache import LruArrayCache, LruMapping
@@ -54,6 +55,7 @@ class MatchSummary:
         candidates: candidate keypoint pairs scored by the network.
         failed: pair → reason, for pairs not matched because an image could not be read.
         bad_images: image → reason, the images found unreadable (each read once).
+        scoring: where the network scored (:func:`scoring_report`).
     """
 
     plan: PairPlan
@@ -61,6 +63,7 @@ class MatchSummary:
     candidates: int = 0
     failed: dict[Pair, str] = field(default_factory=dict)
     bad_images: dict[str, str] = field(default_factory=dict)
+    scoring: dict = field(default_factory=dict)
 
 
 def _patches(cache: LruArrayCache, pair: Pair, bad: dict[str, str]) -> tuple[np.ndarray, np.ndarray] | str:
@@ -220,6 +223,7 @@ def run(
     progress: bool = False,
     report: dict | None = None,
     executor=None,
+    spec: dict | None = None,
 ) -> Path:
     """Matches the pairs of ``pairs_path`` that ``matches_path`` does not hold yet.
 
@@ -238,6 +242,8 @@ def run(
         executor: a distributed executor (:class:`~patchmatch.executors.RayExecutor`) runs the
             searches and the network in blocks of pairs on its workers, each block a shard
             under ``matches_path``'s folder (:func:`run_distributed`); None or a local one: here.
+        spec: the network the executor's workers load (:func:`load_scorer`); None:
+            ``scorer_spec(scorer)``, the driver's own.
 
     Returns:
         ``matches_path``.
@@ -257,10 +263,11 @@ def run(
 
         source = H5Source(str(image_dir.resolve()), str(features_path.resolve()), max_image_size, config.upright)
         summary = run_distributed(executor, source, pairs, todo, write, scorer, config, matches_path.parent / SHARDS_DIR,
-                                  lambda ps: set(storage.missing_pairs(matches_path, ps)))  # fmt: skip
+                                  lambda ps: set(storage.missing_pairs(matches_path, ps)), spec)  # fmt: skip
     else:
         load = patch_loader(image_dir, features, max_image_size, config.upright, scorer.magnification)
         summary = match_pairs(pairs, todo, features, load, scorer, config, write, workers, progress)
+        summary.scoring = scoring_report(spec or scorer_spec(scorer))
     if report is not None:
         _report(report, summary, config, pairs, todo, note)
     return matches_path
@@ -268,6 +275,7 @@ def run(
 
 def _report(report: dict, summary: MatchSummary, config: MatchConfig, pairs: list[Pair], todo: list[Pair], note) -> None:
     report.setdefault("notes", []).extend([note] if note else [])
+    report["scoring"] = summary.scoring
     plan = summary.plan
     low = sum(o < config.min_overlap for o in plan.overlaps.values())
     report.update(pairs=len(pairs), pairs_matched=len(summary.written), pairs_reused=len(pairs) - len(todo),
@@ -278,15 +286,67 @@ def _report(report: dict, summary: MatchSummary, config: MatchConfig, pairs: lis
         report.setdefault("notes", []).append(f"{name} unreadable at matching ({reason}): its pairs left unmatched")
 
 
-def scorer_spec(scorer: PatchScorer) -> dict:
+def scorer_spec(scorer: PatchScorer, device: str | None = None, precision: str | None = None) -> dict:
     """What a worker needs to load the same network: the checkpoint path and its settings (the
-    scorer object itself when it has no checkpoint path), and its fingerprint to check against."""
+    scorer object itself when it has no checkpoint path), and its fingerprint to check against.
+
+    ``device`` and ``precision``: where and how the workers score, when not as ``scorer`` does
+    (GPU actors of a driver holding the float network on its CPU, :func:`load_scorer`); the
+    fingerprint is then ``scorer``'s, the float checkpoint's, which a float network has on
+    every device.
+
+    Raises:
+        ValueError: another device asked for and ``scorer`` has no checkpoint file.
+    """
     from ..sfm import weights_fingerprint
 
     path = (getattr(scorer, "meta", None) or {}).get("path")
-    return {"weights": path, "scorer": None if path else scorer, "device": str(scorer.device),
-            "precision": scorer.precision, "tta": getattr(scorer, "tta", "none"),
-            "activation_bits": getattr(scorer, "activation_bits", None), "fingerprint": weights_fingerprint(scorer)}  # fmt: skip
+    if device is not None and not path:
+        raise ValueError("scoring on another device than the driver's loads the network from its checkpoint file, "
+                         "and this scorer has none")  # fmt: skip
+    return {"weights": path, "scorer": None if path else scorer, "device": device or str(scorer.device),
+            "precision": precision or scorer.precision, "tta": getattr(scorer, "tta", "none"),
+            "activation_bits": None if device else getattr(scorer, "activation_bits", None),
+            "fingerprint": weights_fingerprint(scorer)}  # fmt: skip
+
+
+def load_scorer(weights: str | os.PathLike | None = None, device: str | None = None, precision: str = "auto",
+                tta: str = "none", executor=None) -> tuple[PatchScorer, dict]:  # fmt: skip
+    """The network of a run: the scorer this process holds, and the spec of the one that
+    scores the pairs (:func:`scorer_spec`), here or on the executor's workers.
+
+    Local (``executor`` None or local): :meth:`PatchScorer.load` on ``device`` at ``precision``.
+    Ray: the actors score where :func:`~patchmatch.executors.actor_device` says, on the
+    cluster's GPUs by default when it has some (this machine needs no CUDA). On GPUs at
+    ``precision`` (``"auto"``: fp16), with this process holding the float32 network on its CPU
+    (the fingerprint the actors check; guided matching scores with it); else on CPUs at
+    ``precision`` (``"auto"``: int8 on x86-64), this process holding that same network.
+
+    Raises:
+        ValueError: see :func:`~patchmatch.executors.actor_device` and :meth:`PatchScorer.load`.
+    """
+    from ..device import auto_precision
+    from ..executors import actor_device
+
+    if executor is None or not executor.distributed:
+        scorer = PatchScorer.load(weights, device=device, precision=precision, tta=tta)
+        return scorer, scorer_spec(scorer)
+    if actor_device(device, precision, executor.gpus()) == "cpu":
+        scorer = PatchScorer.load(weights, device="cpu", precision=precision, tta=tta)
+        return scorer, scorer_spec(scorer)
+    scorer = PatchScorer.load(weights, device="cpu", precision="fp32", tta=tta)
+    gpu = torch.device("cuda")
+    return scorer, scorer_spec(scorer, str(gpu), auto_precision(gpu) if precision == "auto" else precision)
+
+
+def scoring_report(spec: dict, executor=None) -> dict:
+    """Where the network scored, for the reports: ``executor``, ``device``, ``precision``, and on
+    Ray ``actors`` (their number) and ``nodes``."""
+    report = {"executor": getattr(executor, "name", "local"), "device": spec["device"], "precision": spec["precision"]}
+    if executor is not None and executor.distributed:
+        started = [a for a in executor.actors if "node" in a]
+        report.update(actors=len(started), nodes=sorted({a["node"] for a in started}))
+    return report
 
 
 def _blocks(pairs: list[Pair], parallelism: int) -> list[list[Pair]]:
@@ -300,7 +360,7 @@ def _blocks(pairs: list[Pair], parallelism: int) -> list[list[Pair]]:
 
 def run_distributed(executor, source, pairs: list[Pair], todo: list[Pair], write: Writer, scorer: PatchScorer,
                     config: MatchConfig, shard_dir: Path, missing: Callable[[list[Pair]], set[Pair]] | None = None,
-                    ) -> MatchSummary:  # fmt: skip
+                    spec: dict | None = None) -> MatchSummary:  # fmt: skip
     """The match loop on a distributed executor: the descriptor overlaps of every pair, the
     scene-wide selection (:func:`~patchmatch.matching.select_pairs`), then each block holding
     pairs of ``todo`` → a shard in ``shard_dir`` named by its pairs, the network and the settings
@@ -310,10 +370,11 @@ def run_distributed(executor, source, pairs: list[Pair], todo: list[Pair], write
     Args:
         source: where workers find features and patches (:class:`H5Source`, or any picklable
             object with ``key()``, ``settings()`` and ``open(magnification)``).
+        spec: the network the workers load (:func:`load_scorer`); None: ``scorer_spec(scorer)``.
     """
     from ..shards import read_shard, shard_name, unpack_matches
 
-    spec = scorer_spec(scorer)
+    spec = spec or scorer_spec(scorer)
     blocks = _blocks(pairs, executor.parallelism())
     overlaps: dict[Pair, int] = {}
     for part in executor.run_blocks(spec, "search", [(source, block, config) for block in blocks]):
@@ -322,7 +383,7 @@ def run_distributed(executor, source, pairs: list[Pair], todo: list[Pair], write
     summary = MatchSummary(PairPlan(overlaps, selected, {}))
     todo_set = set(todo)
     settings = (spec["fingerprint"], spec["precision"], spec["activation_bits"], spec["tta"], dataclasses.asdict(config),
-                source.settings())  # fmt: skip
+                source.settings(), spec["device"].partition(":")[0])  # fmt: skip
     calls = []
     for block in blocks:
         mine = [p for p in block if p in todo_set]
@@ -338,6 +399,7 @@ def run_distributed(executor, source, pairs: list[Pair], todo: list[Pair], write
                 write(a, b, matches, scores)
                 summary.written.append((a, b))
                 summary.candidates += candidates
+    summary.scoring = scoring_report(spec, executor)
     executor.release()
     summary.written.sort()
     return summary
