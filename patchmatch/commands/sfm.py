@@ -22,8 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_scorer_arguments(p)
     add_executor_argument(p)
     p.add_argument("--single-camera", action="store_true", help="all images share one camera (same size and zoom)")
-    p.add_argument("--mapper", choices=("incremental", "global"), default="incremental", metavar="M",
-                   help="incremental (default) or global (GLOMAP)")
+    p.add_argument("--mapper", choices=("auto", "incremental", "global"), default="auto", metavar="M",
+                   help="auto (incremental up to 200 images, else global), incremental or global (GLOMAP)")
     p.add_argument("--ground-truth", type=Path, default=None, metavar="JSON", help="cameras.json: add pose errors to the report")
     p.add_argument("--overwrite", action="store_true", help="replace another run's outputs in OUT")
     p.set_defaults(func=run)

@@ -330,3 +330,15 @@ def test_global_mapper_registers_the_scene(sift_database, entry_dir, tmp_path):
     assert colmap.read_reconstruction(tmp_path / "sparse" / "0").num_reg_images() == 4
     with pytest.raises(ValueError, match="method"):
         colmap.MapperConfig(method="hierarchical")
+
+
+def test_auto_mapper_is_global_above_its_image_count(sift_database, entry_dir, tmp_path, monkeypatch):
+    db = sift_database(entry_dir, ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"])
+    assert colmap.MapperConfig().method == "auto"
+    attempts = []
+    colmap.map_database(db, entry_dir, tmp_path / "a", colmap.MapperConfig(), attempts)
+    assert attempts[0].name == "configured"  # 4 images: incremental
+    monkeypatch.setattr("patchmatch.colmap.mapping.AUTO_MAX_INCREMENTAL", 3)
+    attempts = []
+    models = colmap.map_database(db, entry_dir, tmp_path / "b", colmap.MapperConfig(), attempts)
+    assert [a.name for a in attempts] == ["global"] and models[0].num_reg_images() == 4
