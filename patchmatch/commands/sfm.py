@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_executor_argument(p)
     p.add_argument("--single-camera", action="store_true", help="all images share one camera (same size and zoom)")
     p.add_argument("--mapper", choices=("auto", "incremental", "global"), default="auto", metavar="M",
-                   help="auto|incremental|global (GLOMAP; auto: global above 200 images)")
+                   help="auto|incremental|global (auto: GLOMAP above 200 images)")
     p.add_argument("--ground-truth", type=Path, default=None, metavar="JSON", help="cameras.json: add pose errors to the report")
     p.add_argument("--overwrite", action="store_true", help="replace another run's outputs in OUT")
     p.set_defaults(func=run)
