@@ -302,22 +302,27 @@ class BlockMatcher:
             self.features, self.load_patches = source.open(self.scorer.magnification)
             self._source_key = source.key()
 
-    def search(self, source, pairs: list, config) -> dict:
-        """``{pair: descriptor overlap}`` of a block (no network)."""
+    def search(self, source, pairs: list, config, keep: list = ()) -> tuple[dict, dict]:
+        """The descriptor search of a block's pairs (no network): ``({pair: overlap},
+        {pair: CandidateSet})``, the candidate sets of the pairs in ``keep`` only (those still to
+        match: they are handed back to :meth:`match`, so no pair is searched twice)."""
         from .matching import search_pair
 
         self._open(source)
-        return {(a, b): search_pair(self.features[a], self.features[b], config).overlap for a, b in pairs}
+        keep = {tuple(p) for p in keep}
+        found = {(a, b): search_pair(self.features[a], self.features[b], config) for a, b in pairs}
+        return {p: f.overlap for p, f in found.items()}, {p: f for p, f in found.items() if p in keep}
 
-    def match(self, source, pairs: list, selected: list, config, shard: str) -> str:
-        """The matches of a block's pairs (``selected``: those the network scores) → ``shard``."""
+    def match(self, source, pairs: list, selected: list, config, shard: str, searches: dict | None = None) -> str:
+        """The matches of a block's pairs (``selected``: those the network scores; ``searches``:
+        their candidate sets from :meth:`search`, searched again where absent) → ``shard``."""
         from .shards import pack_matches, write_shard
         from .stages.match import match_block
 
         if not os.path.isfile(shard):
             self._open(source)
             results, failed = match_block([tuple(p) for p in pairs], {tuple(p) for p in selected}, self.features,
-                                          self.load_patches, self.scorer, config)  # fmt: skip
+                                          self.load_patches, self.scorer, config, searches)  # fmt: skip
             write_shard(shard, **pack_matches(results, failed))
         return shard
 

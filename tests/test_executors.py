@@ -96,6 +96,32 @@ def test_matches_shard_round_trip(tmp_path):
         assert back[pair][2] == c
 
 
+
+def test_a_block_is_searched_once_from_selection_to_matches(tmp_path, monkeypatch):
+    """A Ray actor's search hands the candidate sets of the pairs still to match on to their
+    match call: the matches are the same as searching again, and no pair is searched twice."""
+    from patchmatch.executors import BlockMatcher
+
+    image_dir = shared_path("scenes", "temple-ring", "images")
+    extract.run(image_dir, NAMES[:3], tmp_path / "features.h5", EXTRACT)
+    worker = BlockMatcher(match.load_scorer(device="cpu")[1])
+    source = match.H5Source(str(image_dir), str(tmp_path / "features.h5"), None, False)
+    pairs = [(NAMES[0], NAMES[1]), (NAMES[0], NAMES[2]), (NAMES[1], NAMES[2])]
+    config = match.MatchConfig()
+    overlaps, kept = worker.search(source, pairs, config, keep=pairs[:2])
+    assert set(overlaps) == set(pairs) and set(kept) == set(pairs[:2]) and all(o > 0 for o in overlaps.values())
+    again = worker.match(source, pairs, pairs, config, str(tmp_path / "a.npz"))
+    calls = []
+    original = match.search_pair
+    monkeypatch.setattr(match, "search_pair", lambda *a: calls.append(a) or original(*a))
+    once = worker.match(source, pairs, pairs, config, str(tmp_path / "b.npz"), kept)
+    assert len(calls) == 1  # only the pair without a candidate set
+    first, second = unpack_matches(read_shard(again))[0], unpack_matches(read_shard(once))[0]
+    assert list(first) == list(second) == pairs and sum(c for _, _, c in first.values()) > 0  # the network ran
+    for pair in pairs:
+        for a, b in zip(first[pair], second[pair]):
+            np.testing.assert_array_equal(a, b)
+
 def _stages(image_dir, out, scorer, executor):
     features = extract.run(image_dir, NAMES, out / "features.h5", EXTRACT, executor=executor)
     pairs = select_pairs.run(features, NAMES, out / "pairs.json", "exhaustive")

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .. import storage
+from ..candidates import CandidateSet
 from ..cache import LruArrayCache, LruMapping
 from ..features import Features, axis_scales, to_working
 from ..images import ImageReadError, read_gray
@@ -185,17 +186,20 @@ def match_block(
     load_patches: Callable[[str], np.ndarray],
     scorer: PatchScorer,
     config: MatchConfig,
+    searches: Mapping[Pair, CandidateSet] | None = None,
 ) -> tuple[dict[Pair, tuple[np.ndarray, np.ndarray, int]], dict[Pair, str]]:
     """The matches of a block of pairs, as :func:`match_pairs` makes them, the scene-wide
-    selection given (``selected``: the pairs the network scores).
+    selection given (``selected``: the pairs the network scores; ``searches``: candidate sets
+    already searched, by pair; the other pairs are searched here).
 
     Returns:
         ``({pair: (matches (K, 2) int64, scores (K,) float32, candidates scored)}, {failed pair: reason})``.
     """
     results, failed, bad = {}, {}, {}
     cache = LruArrayCache(load_patches, PATCH_CACHE_MB * 2**20)
+    searches = searches or {}
     for a, b in pairs:
-        found = search_pair(features[a], features[b], config)
+        found = searches.get((a, b)) or search_pair(features[a], features[b], config)
         if (a, b) not in selected:
             kept = found.accepted if config.unselected == "descriptor" else np.zeros((0, 2), np.int64)
             results[(a, b)] = (kept, np.full(len(kept), np.nan, np.float32), 0)
@@ -376,12 +380,15 @@ def run_distributed(executor, source, pairs: list[Pair], todo: list[Pair], write
 
     spec = spec or scorer_spec(scorer)
     blocks = _blocks(pairs, executor.parallelism())
+    todo_set = set(todo)
     overlaps: dict[Pair, int] = {}
-    for part in executor.run_blocks(spec, "search", [(source, block, config) for block in blocks]):
+    searches: dict[Pair, CandidateSet] = {}
+    search_calls = [(source, block, config, [p for p in block if p in todo_set]) for block in blocks]
+    for part, found in executor.run_blocks(spec, "search", search_calls):
         overlaps.update(part)
+        searches.update(found)
     selected = select_by_overlap(overlaps, config)
     summary = MatchSummary(PairPlan(overlaps, selected, {}))
-    todo_set = set(todo)
     settings = (spec["fingerprint"], spec["precision"], spec["activation_bits"], spec["tta"], dataclasses.asdict(config),
                 source.settings(), spec["device"].partition(":")[0])  # fmt: skip
     calls = []
@@ -389,7 +396,8 @@ def run_distributed(executor, source, pairs: list[Pair], todo: list[Pair], write
         mine = [p for p in block if p in todo_set]
         if mine:
             name = shard_name("matches", block, mine, sorted(p for p in block if p in selected), settings)
-            calls.append((source, mine, [p for p in mine if p in selected], config, str(shard_dir / name)))
+            calls.append((source, mine, [p for p in mine if p in selected], config, str(shard_dir / name),
+                          {p: searches.pop(p) for p in mine if p in searches}))  # fmt: skip
     for shard in executor.run_blocks(spec, "match", calls):
         results, failed = unpack_matches(read_shard(shard))
         summary.failed.update(failed)
