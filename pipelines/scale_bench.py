@@ -240,7 +240,7 @@ def main() -> None:
     parser.add_argument("--pairs", nargs="+", default=["retrieval:10", "exhaustive"])
     parser.add_argument("--executor", default="local")
     parser.add_argument("--label", help="the executor column's name in the results (default: --executor)")
-    parser.add_argument("--mapper", nargs="+", default=["incremental"], choices=["incremental", "global"])
+    parser.add_argument("--mapper", nargs="+", default=["incremental"], choices=["auto", "incremental", "global"])
     parser.add_argument("--max-keypoints", type=int, default=2048)
     parser.add_argument("--docs", action="store_true", help="write docs/scaling.{md,json,png}")
     parser.add_argument("--merged", type=Path, metavar="DATA",
