@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=20, help="random halves per scene")
     ap.add_argument("--max-image-size", type=int, default=640)
     ap.add_argument("--max-keypoints", type=int, default=2048)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="threads of the full runs' extraction and matching")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--table-only", action="store_true", help="print the table of the subsets already mapped")
     args = ap.parse_args(argv)
@@ -182,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     colmap.set_verbosity(False)
-    config = SfmConfig(max_keypoints=args.max_keypoints, max_image_size=args.max_image_size, threads=args.threads,
-                       mapper=colmap.MapperConfig(num_threads=args.threads))  # fmt: skip
+    # the mapper and the subsets' verification on one thread (MapperConfig's default): on more,
+    # COLMAP gives different models from the same database, and the checked and unchecked runs differ by chance
+    config = SfmConfig(max_keypoints=args.max_keypoints, max_image_size=args.max_image_size, threads=args.threads)
     scorer = PatchScorer.load(device="cpu")
     summary: dict = {"settings": vars(args) | {"out": str(args.out), "data": str(args.data)}, "scenes": {}}
     lines = [HEADER, "|---" * HEADER.count(" | ") + "|---|"]
