@@ -9,8 +9,8 @@ API between versions is absorbed in one place:
 * :mod:`~patchmatch.colmap.database`: a database file: :func:`create_database`,
   :func:`add_images` (one SIMPLE_RADIAL camera, rig and frame per image), :func:`write_keypoints`,
   :func:`write_matches` (transactional), reading it back, a user's existing database
-  (:func:`read_database_images`, :func:`pairs_with_matches`, :func:`delete_pairs`), and the
-  errors a file or a full disk cause;
+  (:func:`read_database_images`, :func:`pairs_with_matches`, :func:`delete_pairs`), a copy whose
+  images share cameras (:func:`copy_with_shared_cameras`), and the errors a file or a full disk cause;
 * :mod:`~patchmatch.colmap.verify`: geometric verification (:func:`verify_matches`,
   :func:`verify_pairs`);
 * :mod:`~patchmatch.colmap.mapping`: mapping (incremental or global) with its checked fallbacks
@@ -34,6 +34,7 @@ from .database import (
     NotADatabaseError,
     PairGeometry,
     add_images,
+    copy_with_shared_cameras,
     create_database,
     database_summary,
     delete_pairs,
@@ -89,6 +90,7 @@ __all__ = [
     "add_images",
     "check_model",
     "colmap_to_opencv",
+    "copy_with_shared_cameras",
     "create_database",
     "database_summary",
     "degenerate_cameras",

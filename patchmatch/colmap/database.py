@@ -472,6 +472,57 @@ def delete_pairs(database: str | os.PathLike, pairs: Sequence[tuple[int, int]]) 
                 db.delete_two_view_geometry(int(a), int(b))
 
 
+def copy_with_shared_cameras(database: str | os.PathLike, out: str | os.PathLike, shared: Mapping[int, int]) -> Path:
+    """A copy of a database in which images share cameras (COLMAP's ``single_camera`` per group).
+
+    Args:
+        database: the database; not changed.
+        out: the copy; replaced if present.
+        shared: camera id → the camera id its images use in the copy (the cameras left unused
+            are deleted); cameras not named keep their images. Every rig must hold one camera
+            and every frame one image (as :func:`add_images` writes them): the copy gets one
+            trivial rig per camera it keeps.
+
+    Returns:
+        ``out``. Image ids, keypoints, matches and two-view geometries are the database's.
+
+    Raises:
+        FileNotFoundError: the database does not exist.
+        ValueError: a rig with several sensors, or a frame with several images.
+        OSError: ``ENOSPC``, the disk is full.
+    """
+    database, out = require_database(database), Path(out)
+    ensure_free_space(out.parent, database.stat().st_size)
+    out.unlink(missing_ok=True)
+    with contextlib.closing(sqlite3.connect(database)) as source, contextlib.closing(sqlite3.connect(out)) as copy:
+        source.backup(copy)
+    with open_database(out) as db:
+        cameras = {int(c.camera_id): c for c in db.read_all_cameras()}
+        frames = db.read_all_frames()
+        if any(r.num_sensors() > 1 for r in db.read_all_rigs()) or any(f.num_data_ids() > 1 for f in frames):
+            raise ValueError(f"{database}: cameras can be shared only where every rig holds one camera and every frame one image")
+        frame_of = {int(d.id): int(f.frame_id) for f in frames for d in f.data_ids}
+        kept = sorted({int(shared.get(c, c)) for c in cameras})
+        with pycolmap.DatabaseTransaction(db):
+            db.clear_frames()
+            db.clear_rigs()
+            rig_of = {}
+            for camera_id in kept:
+                rig = pycolmap.Rig()
+                rig.add_ref_sensor(cameras[camera_id].sensor_id)
+                rig_of[camera_id] = db.write_rig(rig)
+            for image in db.read_all_images():
+                image.camera_id = int(shared.get(int(image.camera_id), image.camera_id))
+                frame = pycolmap.Frame()  # written before the image, which must be in its frame
+                frame.frame_id, frame.rig_id = frame_of[int(image.image_id)], rig_of[int(image.camera_id)]
+                frame.add_data_id(image.data_id)
+                db.write_frame(frame, use_frame_id=True)
+                db.update_image(image)
+    with contextlib.closing(sqlite3.connect(out)) as copy, copy:  # pycolmap deletes no camera
+        copy.execute(f"DELETE FROM cameras WHERE camera_id NOT IN ({','.join('?' * len(kept))})", kept)
+    return out
+
+
 # --------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------

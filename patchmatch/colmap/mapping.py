@@ -7,6 +7,21 @@ every model (:mod:`~patchmatch.colmap.check`: wrong images deregistered and name
 models leave reachable images out or are degenerate, maps again along a fixed cascade of
 relaxations (:func:`mapping_attempts`), keeping the run with most usable images. Every model of
 the kept run is written (``sparse/0``, ``sparse/1``, … largest first, as COLMAP does).
+
+Intrinsics are judged per camera (:func:`degenerate_cameras`: a focal length far from its prior,
+a distortion beyond bounds) and per group of cameras that share a prior (same model, image size
+and prior intrinsics: one physical camera, as far as the database can tell). With one camera per
+image, COLMAP refines each image's focal length and distortion alone, and on a few images it can
+trade them against the poses: the focal lengths run apart, every two-view geometry still agrees
+with the model, and relative rotations are wrong by several degrees. Cameras of one prior whose
+focal lengths end up more than :data:`MAX_PRIOR_GROUP_FOCAL_RATIO` apart are therefore implausible
+too: their images are rejected like those of a degenerate camera, and the cascade maps again with
+one camera shared by each group (:attr:`MapperConfig.shared_cameras_fallback`, COLMAP's
+``single_camera`` per group, on a copy of the database), which constrains one focal length by all
+of the group's images. The same rule judges the one bundle adjustment that refines a
+fixed-intrinsics run's intrinsics at the end: when a group runs apart there, the priors are kept,
+and the group's images are rejected where its prior focal length is a guess (no EXIF; a guessed
+focal length held fixed leaves poses wrong).
 """
 
 from __future__ import annotations
@@ -25,7 +40,7 @@ import numpy as np
 import pycolmap
 
 from .check import check_model, drop_short_tracks
-from .database import open_database, require_database, table_pairs
+from .database import copy_with_shared_cameras, open_database, require_database, table_pairs
 from .model import write_reconstruction
 
 logger = logging.getLogger(__name__)
@@ -50,6 +65,10 @@ FORWARD_MOTION_ANGLES = (8.0, 4.0)
 MAX_FOCAL_CHANGE = 4.0
 #: A distortion coefficient beyond ±this (normalised image coordinates) is degenerate.
 MAX_RADIAL = 1.0
+#: Cameras of one prior (same model, size and prior intrinsics) whose refined focal lengths are more than this
+#: factor apart ran apart: the wrong models seen spread by 1.16-1.58x (entry-P10 halves); a right model caught by
+#: it is mapped again with shared cameras, which gave right models on every such half of entry-P10 and temple-ring.
+MAX_PRIOR_GROUP_FOCAL_RATIO = 1.15
 #: The mappers of :attr:`MapperConfig.method`.
 MAPPER_METHODS = ("auto", "incremental", "global")
 #: Reachable images up to which ``method="auto"`` maps incrementally; above, globally. On rendered
@@ -93,6 +112,12 @@ class MapperConfig:
             free, then fixed, then registering from ``RELAXED_ABS_POSE_INLIERS`` inliers.
             COLMAP rejects initial pairs with forward motion above 0.95, and finds none in a
             walk towards a building.
+        shared_cameras_fallback: when the configured run's model is incomplete or has implausible
+            intrinsics (degenerate cameras, or cameras of one prior whose focal lengths ran apart:
+            ``MAX_PRIOR_GROUP_FOCAL_RATIO``), map again with the configured settings on a copy of
+            the database in which each group of cameras with the same prior (model, image size,
+            prior intrinsics) is one camera (:func:`~patchmatch.colmap.database.copy_with_shared_cameras`):
+            one focal length and distortion constrained by all of the group's images.
         retry_seeds: other random seeds tried with the configured settings first (when the first
             model is incomplete or degenerate), and with the best fallback's settings last
             (when every run leaves images unregistered).
@@ -124,6 +149,7 @@ class MapperConfig:
     extend_fallback: bool = True
     fixed_intrinsics_fallback: bool = True
     forward_motion_fallback: bool = True
+    shared_cameras_fallback: bool = True
     retry_seeds: int = RETRY_SEEDS
     init_min_tri_angle: float = 16.0
     init_max_forward_motion: float = 0.95
@@ -162,19 +188,21 @@ class MappingAttempt:
     """One run of COLMAP's incremental mapper inside :func:`incremental_mapping`.
 
     Attributes:
-        name: what differed from the configured settings (``"configured"``,
+        name: what differed from the configured settings (``"configured"``, ``"shared cameras"``,
             ``"fixed intrinsics"``, ``"forward motion, init 8°"``, ...).
         registered: images registered in its models (0 when none was built).
         usable: of those, the images that passed the checks (:attr:`MapperConfig.check`; without
             them: the registered images whose camera is not degenerate).
-        degenerate: :func:`degenerate_cameras` of its models.
+        degenerate: :func:`degenerate_cameras` of its models, and the cameras of one prior whose
+            focal lengths ran apart (``MAX_PRIOR_GROUP_FOCAL_RATIO``).
         seconds: wall time of the run.
         kept: whether its model is the one returned.
         intrinsics: for the kept run, what its cameras' intrinsics are: ``"refined"`` (by the
             mapper), ``"fixed at priors, refined after"`` (one global bundle adjustment on the
             fixed-intrinsics model) or ``"fixed at priors"`` (that refinement ran away and was
             dropped); ``intrinsics_note`` says what went wrong, including a camera that COLMAP
-            moved away from its prior during a fixed-intrinsics run.
+            moved away from its prior during a fixed-intrinsics run, and which cameras a
+            ``"shared cameras"`` run shared.
         models: registered images of each model after the checks, largest first.
         rejected: ``[{"name", "reason"}]`` of the images the checks deregistered (and that no
             other model of the run holds).
@@ -348,23 +376,66 @@ def degenerate_cameras(
     return [f"camera {cam_id}: {why}" for cam_id, why in bad.items()]
 
 
+def prior_group_apart(
+    reconstruction: pycolmap.Reconstruction, groups: Mapping[int, int], max_ratio: float = MAX_PRIOR_GROUP_FOCAL_RATIO
+) -> dict[int, str]:
+    """Cameras of one prior whose focal lengths ran apart in bundle adjustment.
+
+    Args:
+        reconstruction: the model; only the cameras of its registered images count.
+        groups: camera id → the id naming its group, for the cameras that share a prior (same
+            model, image size and prior intrinsics; :func:`prior_groups`).
+        max_ratio: a group whose largest focal length is more than this factor above its smallest
+            ran apart: every camera of it is named.
+
+    Returns:
+        camera id → why (``"focal 1828.0 px; the 5 cameras of its prior ran apart to 1222.2-1828.0 px
+        (more than x1.15)"``); empty when every group agrees.
+    """
+    members: dict[int, list[int]] = {}
+    for cam_id in sorted({reconstruction.images[i].camera_id for i in reconstruction.reg_image_ids()}):
+        if cam_id in groups:
+            members.setdefault(groups[cam_id], []).append(cam_id)
+    bad = {}
+    for cams in members.values():
+        focal = {c: float(reconstruction.cameras[c].mean_focal_length()) for c in cams}
+        low, high = min(focal.values()), max(focal.values())
+        if len(cams) > 1 and 0 < low and high > max_ratio * low:  # a non-positive focal is degenerate anyway
+            for c in cams:
+                bad[c] = (f"focal {focal[c]:.1f} px; the {len(cams)} cameras of its prior ran apart to "
+                          f"{low:.1f}-{high:.1f} px (more than x{max_ratio:g})")  # fmt: skip
+    return bad
+
+
+def _implausible(reconstruction: pycolmap.Reconstruction, scene: _Scene) -> dict[int, str]:
+    """Camera id → why, for the degenerate cameras and those of a prior group that ran apart."""
+    bad = prior_group_apart(reconstruction, scene.groups)
+    bad.update(_degenerate_by_camera(reconstruction, scene.priors))
+    return bad
+
+
 def _refine_intrinsics(
-    reconstruction: pycolmap.Reconstruction, config: MapperConfig, priors: Mapping[int, float]
-) -> tuple[pycolmap.Reconstruction, dict[int, str]]:
-    """A copy refined by one global bundle adjustment with the intrinsics free, and ``{}``; or the
-    input itself and the degenerate cameras of the refined copy (camera id → why) when they run away."""
+    reconstruction: pycolmap.Reconstruction, config: MapperConfig, scene: _Scene
+) -> tuple[pycolmap.Reconstruction, dict[int, str], set[int]]:
+    """A copy refined by one global bundle adjustment with the intrinsics free, ``{}`` and ``set()``;
+    or, when they run away, the input itself, the implausible cameras of the refined copy (camera
+    id → why: degenerate, or its prior group ran apart) and, of those, the cameras whose prior is
+    no measurement either: degenerate ones, and those of a group that ran apart whose prior focal
+    length is a guess (no EXIF). A guessed prior held fixed leaves poses wrong (entry-P10's halves:
+    1843 px for the true 1380 px, 2-4 of 5 images wrongly registered); a measured one is kept."""
     refined = pycolmap.Reconstruction(reconstruction)
     options = pycolmap.BundleAdjustmentOptions()
     options.print_summary = False
     options.refine_focal_length = bool(config.refine_focal_length)
     options.refine_extra_params = bool(config.refine_extra_params)
     global_bundle_adjustment(refined, options)
-    bad = _degenerate_by_camera(refined, priors)
+    bad = _implausible(refined, scene)
     if bad:
         logger.warning("refined intrinsics ran away (%s); keeping the prior intrinsics",
                        "; ".join(f"camera {c}: {why}" for c, why in list(bad.items())[:3]))  # fmt: skip
-        return reconstruction, bad
-    return refined, {}
+        degenerate = _degenerate_by_camera(refined, scene.priors)
+        return reconstruction, bad, {c for c in bad if c in degenerate or c not in scene.measured}
+    return refined, {}, set()
 
 
 # --------------------------------------------------------------------------
@@ -414,6 +485,23 @@ class _Scene:
     priors: dict[int, float]  # camera id -> focal-length prior (pixels)
     params: dict[int, np.ndarray]  # camera id -> the database's intrinsics
     links: frozenset[tuple[int, int]] = frozenset()  # image-id pairs with enough verified inliers
+    groups: dict[int, int] = dataclasses.field(default_factory=dict)  # camera id -> its prior group (prior_groups)
+    measured: frozenset[int] = frozenset()  # cameras whose focal-length prior is measured (EXIF), not guessed
+
+
+def prior_groups(db: pycolmap.Database) -> dict[int, int]:
+    """Camera id → the smallest camera id of its group, for the cameras of an open database that
+    share a prior (same model, image size and intrinsics, and the same prior-focal flag) with at
+    least one other; empty where a rig holds several cameras or a frame several images (cameras
+    are not shared there)."""
+    if any(r.num_sensors() > 1 for r in db.read_all_rigs()) or any(f.num_data_ids() > 1 for f in db.read_all_frames()):
+        return {}
+    by_prior: dict[tuple, list[int]] = {}
+    for camera in db.read_all_cameras():
+        key = (camera.model.name, camera.width, camera.height, tuple(np.round(np.array(camera.params, dtype=np.float64), 9)),
+               bool(camera.has_prior_focal_length))  # fmt: skip
+        by_prior.setdefault(key, []).append(int(camera.camera_id))
+    return {c: min(ids) for ids in by_prior.values() if len(ids) > 1 for c in ids}
 
 
 def _read_scene(database: Path, config: MapperConfig) -> _Scene:
@@ -421,13 +509,15 @@ def _read_scene(database: Path, config: MapperConfig) -> _Scene:
         num_verified = db.num_verified_image_pairs()
         cameras = db.read_all_cameras()
         reachable = db.num_images()
+        groups = prior_groups(db)
     links: frozenset[tuple[int, int]] = frozenset()
     if num_verified > 0:  # an image without a verified pair (e.g. no keypoints) never registers
         geometries = table_pairs(database, "two_view_geometries")
         links = frozenset(pair for pair, inliers in geometries.items() if inliers >= config.min_num_matches)
         reachable = len({i for pair in links for i in pair})
     return _Scene(database, reachable, num_verified > 0, {c.camera_id: float(c.mean_focal_length()) for c in cameras},
-                  {c.camera_id: np.array(c.params, dtype=np.float64) for c in cameras}, links)  # fmt: skip
+                  {c.camera_id: np.array(c.params, dtype=np.float64) for c in cameras}, links, groups,
+                  frozenset(c.camera_id for c in cameras if c.has_prior_focal_length))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -435,6 +525,7 @@ class _Run:
     name: str
     config: MapperConfig
     extends: bool = False  # continues the configured run's largest model instead of starting anew
+    shared: bool = False  # maps the copy of the database whose cameras of one prior are one camera
 
 
 def _planned_runs(config: MapperConfig, scene: _Scene) -> list[_Run]:
@@ -444,6 +535,8 @@ def _planned_runs(config: MapperConfig, scene: _Scene) -> list[_Run]:
         runs.append(_Run(f"configured, extended (registration from {relaxed} inliers)",
                          dataclasses.replace(config, abs_pose_min_num_inliers=relaxed, multiple_models=False),
                          extends=True))  # fmt: skip
+    if config.shared_cameras_fallback and scene.verified and scene.groups:
+        runs.append(_Run("shared cameras", config, shared=True))
     return runs + ([_Run(name, c) for name, c in mapping_attempts(config)] if scene.verified else [])
 
 
@@ -471,6 +564,16 @@ class _Search:
     run: _Run | None = None  # the run that built the models
     attempt: MappingAttempt | None = None  # that run's (or the first failed run's, while none built one)
     retries: int = 0  # seed retries left for the best fallback's settings
+    workdir: Path | None = None  # where the shared-camera copy of the database goes
+
+    def database(self, run: _Run) -> Path:
+        """The database ``run`` maps: the scene's, or its copy with shared cameras (made once)."""
+        if not run.shared:
+            return self.scene.database
+        path = self.workdir / "shared-cameras.db"
+        if not path.exists():
+            copy_with_shared_cameras(self.scene.database, path, self.scene.groups)
+        return path
 
     def usable(self) -> int:
         return len(set().union(*(_reg_ids(m) for m in self.models))) if self.models else 0
@@ -513,7 +616,8 @@ class _Search:
             return None
         seed = self.config.random_seed + self.config.retry_seeds - self.retries + 1
         self.retries -= 1
-        return _Run(f"{self.attempt.name}, seed {seed}", dataclasses.replace(self.run.config, random_seed=seed))
+        return _Run(f"{self.attempt.name}, seed {seed}", dataclasses.replace(self.run.config, random_seed=seed),
+                    shared=self.run.shared)  # fmt: skip
 
     def why_again(self) -> str:
         if self.attempt.degenerate:
@@ -542,7 +646,7 @@ def _checked(name: str, models: list[pycolmap.Reconstruction], scene: _Scene, co
     only their own two-view geometry: nothing checks it)."""
     degenerate, rejected, registered, usable, kept = [], {}, set(), set(), []
     for model in models:
-        bad = _degenerate_by_camera(model, scene.priors)
+        bad = _implausible(model, scene)
         degenerate += [f"camera {c}: {why}" for c, why in bad.items() if f"camera {c}: {why}" not in degenerate]
         registered |= {model.images[i].name for i in model.reg_image_ids()}
         if config.check:
@@ -564,7 +668,6 @@ def _checked(name: str, models: list[pycolmap.Reconstruction], scene: _Scene, co
 def _search(image_dir: Path, output_dir: Path, search: _Search, runs: list[_Run]) -> None:
     """Runs the cascade until the models hold every reachable image with sane cameras (appending
     seed retries at its end)."""
-    database = search.scene.database
     for index, run in enumerate(runs):  # a list grown while iterating: the loop reaches the retries
         decision = search.decide(run)
         if decision == "stop":
@@ -575,7 +678,7 @@ def _search(image_dir: Path, output_dir: Path, search: _Search, runs: list[_Run]
             logger.info("%s; mapping again (%s)", search.why_again(), run.name)
         t0 = time.perf_counter()
         start = search.models[0] if run.extends else None
-        models = map_once(database, image_dir, output_dir, run.config, input_model=start)
+        models = map_once(search.database(run), image_dir, output_dir, run.config, input_model=start)
         search.record(run, models, time.perf_counter() - t0)
         retry = search.seed_retry() if index == len(runs) - 1 else None
         if retry is not None:
@@ -585,11 +688,14 @@ def _search(image_dir: Path, output_dir: Path, search: _Search, runs: list[_Run]
 def _settle_intrinsics(search: _Search) -> list[pycolmap.Reconstruction]:
     """Labels the kept run's intrinsics; a fixed-intrinsics run's models get them refined in one
     global bundle adjustment each (kept if they stay sane). With the checks on, the images of a
-    camera whose refinement runs away are rejected: their images disagree with the prior intrinsics
+    camera whose refinement runs away are rejected (of a camera whose prior group ran apart, only
+    where its prior focal length is a guess): their images disagree with the prior intrinsics
     (e.g. a narrow field of view far from the default focal length), so their poses are wrong too."""
     attempt, config = search.attempt, search.config
     refined = search.run.config.refine_focal_length or search.run.config.refine_extra_params
     attempt.intrinsics = "refined" if refined else "fixed at priors"
+    if search.run.shared:
+        attempt.intrinsics_note = _shared_note(search.scene.groups)
     if refined:
         return search.models
     notes, models, ran_away = [], [], False
@@ -601,21 +707,30 @@ def _settle_intrinsics(search: _Search) -> list[pycolmap.Reconstruction]:
         if moved:
             notes.append(f"COLMAP changed the intrinsics of camera(s) {moved[:5]} during mapping")
         if config.refine_focal_length or config.refine_extra_params:
-            model, bad = _refine_intrinsics(model, config, search.scene.priors)
+            model, bad, wrong = _refine_intrinsics(model, config, search.scene)
             if bad:
                 ran_away = True
                 notes.append("refinement in one bundle adjustment ran away: "
                              + "; ".join(f"camera {c}: {why}" for c, why in list(bad.items())[:3]))  # fmt: skip
-                if config.check:
-                    _reject_cameras(model, bad, attempt)
+                if config.check and wrong:
+                    _reject_cameras(model, {c: bad[c] for c in wrong}, attempt)
         if model.num_reg_images() >= max(2, config.min_model_size):
             models.append(model)
     if (config.refine_focal_length or config.refine_extra_params) and not ran_away:
         attempt.intrinsics = "fixed at priors, refined after"
-    attempt.intrinsics_note = "; ".join(notes)
+    attempt.intrinsics_note = "; ".join(([attempt.intrinsics_note] if attempt.intrinsics_note else []) + notes)
     attempt.models = [m.num_reg_images() for m in models]
     attempt.usable = len({m.images[i].name for m in models for i in m.reg_image_ids()})
     return sorted(models, key=lambda m: -m.num_reg_images())
+
+
+def _shared_note(groups: Mapping[int, int]) -> str:
+    """What a shared-camera run shared: ``"the 5 cameras of one prior (1, 2, 3, 4, 5) as camera 1"``."""
+    members: dict[int, list[int]] = {}
+    for cam_id, head in sorted(groups.items()):
+        members.setdefault(head, []).append(cam_id)
+    return "; ".join(f"the {len(ids)} cameras of one prior ({', '.join(map(str, ids[:8]))}{', …' if len(ids) > 8 else ''}) "
+                     f"as camera {head}" for head, ids in members.items())  # fmt: skip
 
 
 def _reject_cameras(model: pycolmap.Reconstruction, bad: Mapping[int, str], attempt: MappingAttempt) -> None:
@@ -685,8 +800,11 @@ def map_database(
         t0 = time.perf_counter()
         run = _Run("global", config)
         search.record(run, global_map_once(database, image_dir, output_dir, config), time.perf_counter() - t0)
-    else:
-        _search(image_dir, output_dir, search, _planned_runs(config, scene))
+    else:  # the shared-camera copy of the database (if one is made) next to the models, on their disk
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".mapping-", dir=output_dir) as work:
+            search.workdir = Path(work)
+            _search(image_dir, output_dir, search, _planned_runs(config, scene))
     if not search.models:
         logger.warning("COLMAP built no model from %s", database)
         return []

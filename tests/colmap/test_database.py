@@ -47,6 +47,45 @@ def test_database_written_and_read_back(small_database):
     assert colmap.pairs_with_matches(db) == (set(), set()) and len(colmap.read_matches(db, 1, 2)) == 0
 
 
+def test_copy_with_shared_cameras(tmp_path):
+    """Cameras of one prior become one camera in a copy (its rig and frames rewritten); the database
+    itself, its other cameras, keypoints and matches are unchanged; rigs of several cameras are refused."""
+    from patchmatch.colmap.mapping import prior_groups
+
+    db = colmap.create_database(tmp_path / "database.db")
+    infos = [colmap.CameraInfo(f"img{i}.jpg", 640, 480) for i in range(3)] + [colmap.CameraInfo("big.jpg", 800, 600)]
+    ids = colmap.add_images(db, infos + [colmap.CameraInfo("exif.jpg", 640, 480, focal=500.0)])
+    colmap.write_keypoints(db, {i: np.array([[1.0, 2.0], [3.0, 4.0]], np.float32) for i in ids.values()})
+    colmap.write_matches(db, {(1, 2): np.array([[0, 1], [1, 0]])})
+    with colmap.open_database(db) as raw:
+        groups = prior_groups(raw)
+    assert groups == {1: 1, 2: 1, 3: 1}  # same model, size and prior; not the 800x600 one, not the EXIF one
+    copy = colmap.copy_with_shared_cameras(db, tmp_path / "shared.db", groups)
+    with colmap.open_database(copy) as raw:
+        assert sorted(c.camera_id for c in raw.read_all_cameras()) == [1, 4, 5]
+        images = {im.name: im for im in raw.read_all_images()}
+        assert {n: im.camera_id for n, im in images.items()} == {"img0.jpg": 1, "img1.jpg": 1, "img2.jpg": 1,
+                                                                  "big.jpg": 4, "exif.jpg": 5}  # fmt: skip
+        rigs = {r.rig_id: r for r in raw.read_all_rigs()}
+        assert len(rigs) == 3 and all(r.num_sensors() == 1 for r in rigs.values())
+        for frame in raw.read_all_frames():  # each image in its own frame, in the rig of its camera
+            (data,) = frame.data_ids
+            assert rigs[frame.rig_id].ref_sensor_id.id == images[next(n for n, im in images.items()
+                                                                       if im.image_id == data.id)].camera_id  # fmt: skip
+        assert raw.num_frames() == 5 and raw.num_inlier_matches() == 0 and raw.num_matches() == 2
+        assert prior_groups(raw) == {}
+    with colmap.open_database(db) as raw:  # the original untouched
+        assert raw.num_cameras() == 5 and {im.camera_id for im in raw.read_all_images()} == {1, 2, 3, 4, 5}
+    np.testing.assert_allclose(colmap.read_keypoints(copy, 2), colmap.read_keypoints(db, 2))
+    with pycolmap.Database.open(str(db)) as raw:  # a rig of two cameras: nothing to share safely
+        rig = raw.read_rig(1)
+        rig.add_sensor(raw.read_camera(2).sensor_id, pycolmap.Rigid3d())
+        raw.update_rig(rig)
+        assert prior_groups(raw) == {}
+    with pytest.raises(ValueError, match="rig"):
+        colmap.copy_with_shared_cameras(db, tmp_path / "again.db", groups)
+
+
 def test_refuses_to_overwrite(small_database):
     db, _ = small_database
     with pytest.raises(FileExistsError, match="database.db already exists"):

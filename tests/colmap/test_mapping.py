@@ -9,6 +9,7 @@ import pytest
 
 from patchmatch import colmap
 from patchmatch.colmap import mapping
+from tests.conftest import shared_path
 
 
 def test_verify_and_map_real_images(entry_database, entry_dir, tmp_path):
@@ -104,11 +105,13 @@ def test_mapping_falls_back_to_fixed_intrinsics(sift_database, entry_dir, tmp_pa
     rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", colmap.MapperConfig(num_threads=2), attempts)
     kept = [a for a in attempts if a.kept]
     assert [a.name for a in kept] == ["fixed intrinsics"] and kept[0].intrinsics.startswith("fixed at priors")
-    # the configured settings with two other seeds first (all run away here), then fixed intrinsics
-    assert len(calls) == 4 and all(c.refine_focal_length for c in calls[:3]) and not calls[3].refine_focal_length
-    assert [c.random_seed for c in calls] == [0, 1, 2, 0]
-    assert not calls[3].refine_extra_params and rec.num_reg_images() == 3
-    assert calls[0].max_reproj_error == 2.0 and calls[3].max_reproj_error == 4.0
+    # the configured settings with shared cameras (the 3 cameras share a prior), then with two other
+    # seeds (all run away here), then fixed intrinsics
+    assert [a.name for a in attempts[:2]] == ["configured", "shared cameras"]
+    assert len(calls) == 5 and all(c.refine_focal_length for c in calls[:4]) and not calls[4].refine_focal_length
+    assert [c.random_seed for c in calls] == [0, 0, 1, 2, 0]
+    assert not calls[4].refine_extra_params and rec.num_reg_images() == 3
+    assert calls[0].max_reproj_error == 2.0 and calls[4].max_reproj_error == 4.0
     assert colmap.degenerate_cameras(rec) == []
     assert colmap.read_reconstruction(tmp_path / "sparse" / "0").num_reg_images() == 3
     # switched off, the first model is kept as it is
@@ -118,9 +121,9 @@ def test_mapping_falls_back_to_fixed_intrinsics(sift_database, entry_dir, tmp_pa
         db, entry_dir, tmp_path / "sparse",
         colmap.MapperConfig(num_threads=2, fixed_intrinsics_fallback=False, min_model_size=2), attempts
     )  # fmt: skip
-    # the runaway camera's image is rejected by the checks: the seeds, then the forward-motion runs
-    # (all run away here), and the configured model kept without that image
-    assert len(calls) == 7 and colmap.degenerate_cameras(rec) and rec.num_reg_images() == 2, attempts
+    # the runaway camera's image is rejected by the checks: shared cameras, the seeds, then the
+    # forward-motion runs (all run away here), and the configured model kept without that image
+    assert len(calls) == 8 and colmap.degenerate_cameras(rec) and rec.num_reg_images() == 2, attempts
     assert attempts[0].kept and attempts[0].rejected[0]["reason"].startswith("implausible intrinsics (focal -")
     # the model with most usable images (registered, camera sane) is kept: a complete model with one
     # runaway camera (2 usable) loses to a sane one registering 2 (the next run, seed 1), and beats
@@ -146,7 +149,7 @@ def test_mapping_falls_back_to_fixed_intrinsics(sift_database, entry_dir, tmp_pa
         attempts = []
         two = colmap.MapperConfig(num_threads=2, min_model_size=2)  # models of 2 images kept after the checks
         rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", two, attempts)
-        assert [a.name for a in attempts[:4]] == ["configured", "configured, seed 1", "configured, seed 2", "fixed intrinsics"]
+        assert [a.name for a in attempts[:4]] == ["configured", "shared cameras", "configured, seed 1", "configured, seed 2"]
         assert [a.kept for a in attempts] == [kept_first, not kept_first] + [False] * (len(attempts) - 2)
         assert rec.num_reg_images() == 2  # the runaway camera's image rejected by the checks
         assert attempts[0].registered == 3 and attempts[0].usable == 2 and len(attempts[0].degenerate) == 1
@@ -195,14 +198,15 @@ def test_incomplete_mapping_is_retried_with_other_seeds(sift_database, entry_dir
 
     monkeypatch.setattr(mapping, "map_once", incomplete_unless_seed_2)
     attempts = []
-    # models of 2 of the 3 images count (kept after the checks)
-    no_extension = colmap.MapperConfig(num_threads=2, extend_fallback=False, min_model_size=2)
+    # models of 2 of the 3 images count (kept after the checks); no shared-camera run (seed 0 again)
+    no_extension = colmap.MapperConfig(num_threads=2, extend_fallback=False, shared_cameras_fallback=False, min_model_size=2)
     rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", no_extension, attempts)
     assert rec.num_reg_images() == 3 and seeds[:3] == [0, 1, 2]  # the configured settings with seeds 1, 2 first
     assert attempts[2].kept and attempts[2].name == "configured, seed 2" and len(attempts) == 3
     seeds.clear()
     colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse",
-                               colmap.MapperConfig(num_threads=2, retry_seeds=0, extend_fallback=False))  # fmt: skip
+                               colmap.MapperConfig(num_threads=2, retry_seeds=0, extend_fallback=False,
+                                                   shared_cameras_fallback=False))  # fmt: skip
     assert 2 not in seeds and 1 not in seeds
     # seeds after the fallbacks: forward-motion runs register 2 images, all others 1; the best of them
     # (forward motion at 8°) registers all 3 with seed 2, which only the end retries reach
@@ -250,7 +254,7 @@ def test_incomplete_model_is_extended_first(sift_database, entry_dir, tmp_path, 
         calls.clear()
         attempts = []
         colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", config, attempts)
-        assert all(start is None for _, start in calls) and attempts[1].name == "configured, seed 1"
+        assert all(start is None for _, start in calls) and attempts[1].name == "shared cameras"
 
 
 def test_mapper_config_rejects_values_colmap_would_abort_on():
@@ -342,3 +346,75 @@ def test_auto_mapper_is_global_above_its_image_count(sift_database, entry_dir, t
     attempts = []
     models = colmap.map_database(db, entry_dir, tmp_path / "b", colmap.MapperConfig(), attempts)
     assert [a.name for a in attempts] == ["global"] and models[0].num_reg_images() == 4
+
+
+def test_cameras_of_one_prior_that_ran_apart_are_implausible(sift_database, entry_dir, tmp_path):
+    """The 3 cameras of 3 entry-P10 views share a prior (one size, no EXIF): focal lengths spread by
+    more than MAX_PRIOR_GROUP_FOCAL_RATIO name all three; a smaller spread, or other priors, none."""
+    db = sift_database(entry_dir, ["0000.jpg", "0001.jpg", "0002.jpg"])
+    with colmap.open_database(db) as raw:
+        groups = mapping.prior_groups(raw)
+    assert groups == {1: 1, 2: 1, 3: 1}
+    rec = mapping.map_once(db, entry_dir, tmp_path / "sparse", colmap.MapperConfig())[0]
+    assert mapping.prior_group_apart(rec, groups) == {}
+    for factor, flagged in [(1.1, set()), (1.2, {1, 2, 3})]:
+        spread = pycolmap.Reconstruction(rec)
+        camera = spread.cameras[2]
+        camera.params = np.r_[camera.params[0] * factor, camera.params[1:]]
+        bad = mapping.prior_group_apart(spread, groups)
+        assert set(bad) == flagged and all("cameras of its prior ran apart" in why for why in bad.values())
+        assert mapping.prior_group_apart(spread, {1: 1, 3: 1}) == {}  # camera 2 of another prior
+
+
+@pytest.fixture(scope="module")
+def entry_half(tmp_path_factory):
+    """A random half of entry-P10 (the views of numpy seed 2 out of 10), matched by the network at
+    640 px like the scene's wrong-model benchmark: ``(database, image folder, cameras.json)``."""
+    from patchmatch.scoring import PatchScorer
+    from patchmatch.sfm import SfmConfig, run_sfm
+
+    scene = shared_path("scenes", "entry-P10")  # skips where the data is absent
+    root = tmp_path_factory.mktemp("entry-half")
+    (root / "images").mkdir()
+    for name in ["0000.jpg", "0001.jpg", "0002.jpg", "0004.jpg", "0005.jpg"]:
+        (root / "images" / name).symlink_to(scene / "images" / name)
+    config = SfmConfig(max_keypoints=2048, max_image_size=640, threads=1, device="cpu",
+                       mapper=colmap.MapperConfig(fixed_intrinsics_fallback=False, shared_cameras_fallback=False,
+                                                  forward_motion_fallback=False, retry_seeds=0, check=False))  # fmt: skip
+    run_sfm(root / "images", root / "out", config, scorer=PatchScorer.load(device="cpu"))
+    return root / "out" / "database.db", root / "images", scene / "cameras.json"
+
+
+def _wrong(models, cameras_json) -> list[str]:
+    from patchmatch.evaluation.pose import load_cameras_json, relative_pose_errors, wrongly_registered
+
+    truth = {n: (c.R, c.t) for n, c in load_cameras_json(cameras_json).items()}
+    return [n for m in models for n in wrongly_registered(relative_pose_errors(truth, colmap.reconstruction_poses(m)))]
+
+
+def test_focal_lengths_run_apart_are_mapped_again_with_shared_cameras(entry_half, tmp_path):
+    """On this half, one camera per image lets the focal lengths run apart (1222-1828 px around the
+    true 1380 px) in every run with the intrinsics refined, and the fixed-intrinsics run refined at the
+    end gives 4 of 5 images wrong poses that every two-view geometry agrees with. The cameras of one
+    prior that ran apart are implausible: the run with shared cameras maps all 5 right; without it,
+    no wrong image is kept either."""
+    database, images, cameras_json = entry_half
+    attempts = []
+    models = colmap.map_database(database, images, tmp_path / "sparse", colmap.MapperConfig(), attempts)
+    kept = next(a for a in attempts if a.kept)
+    assert kept.name == "shared cameras" and kept.intrinsics_note == "the 5 cameras of one prior (1, 2, 3, 4, 5) as camera 1"
+    assert any("ran apart" in line for line in attempts[0].degenerate), attempts[0]
+    assert [m.num_reg_images() for m in models] == [5] and list(models[0].cameras) == [1]
+    assert _wrong(models, cameras_json) == []
+    assert abs(models[0].cameras[1].mean_focal_length() / 1380.0 - 1) < 0.05  # the true focal length
+    written = colmap.read_reconstruction(tmp_path / "sparse" / "0")
+    assert written.num_reg_images() == 5 and not any(p.name.startswith(".") for p in (tmp_path / "sparse").iterdir())
+    # without the shared cameras: the fixed-intrinsics model's refinement runs apart, its guessed
+    # priors (1843 px) leave the poses wrong, so its images are rejected, not reported
+    attempts = []
+    off = colmap.MapperConfig(shared_cameras_fallback=False, forward_motion_fallback=False)
+    models = colmap.map_database(database, images, tmp_path / "off", off, attempts)
+    kept = next(a for a in attempts if a.kept)
+    assert kept.name == "fixed intrinsics" and "ran apart" in kept.intrinsics_note, kept
+    assert _wrong(models, cameras_json) == [] and sum(m.num_reg_images() for m in models) < 5
+    assert any("ran apart" in item["reason"] for item in kept.rejected)
