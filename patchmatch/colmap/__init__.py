@@ -60,6 +60,7 @@ from .mapping import (
     incremental_mapping,
     map_database,
     mapping_attempts,
+    prior_group_apart,
 )
 from .model import (
     read_reconstruction,
@@ -103,6 +104,7 @@ __all__ = [
     "open_database",
     "opencv_to_colmap",
     "pairs_with_matches",
+    "prior_group_apart",
     "read_database_images",
     "read_image_ids",
     "read_keypoints",

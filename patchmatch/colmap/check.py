@@ -4,7 +4,10 @@ COLMAP's incremental mapper, and its fallbacks with relaxed settings more so, ca
 at wrong poses on texture-poor or repetitive scenes; a smaller right model is worth more than a
 larger wrong one. :func:`check_model` deregisters, in place, every image that
 
-* belongs to a camera whose intrinsics ran away (:func:`~patchmatch.colmap.mapping.degenerate_cameras`);
+* belongs to a camera whose intrinsics ran away, alone (:func:`~patchmatch.colmap.mapping.degenerate_cameras`)
+  or apart from the other cameras of its prior (:func:`~patchmatch.colmap.mapping.prior_group_apart`:
+  per-image focal lengths traded against the poses, which every two-view geometry then agrees with);
+  the mapping passes these cameras in;
 * is not linked to the largest group of registered images by pairs that agree with the model:
   for each verified image pair with both images registered, the model's relative pose and cameras
   give an essential matrix; a two-view inlier *agrees* when its Sampson distance to it is below
@@ -188,8 +191,8 @@ def check_model(
         rec: the mapped model; changed in place (rejected images deregistered, points seen by
             fewer than two registered images deleted).
         database: the COLMAP database it was mapped from (two-view geometries and keypoints).
-        degenerate_cameras: camera id → why its intrinsics are implausible; every image of such a
-            camera is rejected.
+        degenerate_cameras: camera id → why its intrinsics are implausible (degenerate, or its
+            prior group ran apart); every image of such a camera is rejected.
 
     Returns:
         A :class:`ModelCheck` naming each rejected image with its reason.

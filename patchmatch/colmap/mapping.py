@@ -66,8 +66,9 @@ MAX_FOCAL_CHANGE = 4.0
 #: A distortion coefficient beyond ±this (normalised image coordinates) is degenerate.
 MAX_RADIAL = 1.0
 #: Cameras of one prior (same model, size and prior intrinsics) whose refined focal lengths are more than this
-#: factor apart ran apart: the wrong models seen spread by 1.16-1.58x (entry-P10 halves); a right model caught by
-#: it is mapped again with shared cameras, which gave right models on every such half of entry-P10 and temple-ring.
+#: factor apart ran apart. No factor separates right from wrong models (entry-P10's wrong ones spread x1.16-1.58,
+#: right ones of temple-ring up to x1.42): this one catches every wrong one seen, and a right model caught by it is
+#: mapped again with shared cameras (docs/benchmarks.md, "Wrongly registered images").
 MAX_PRIOR_GROUP_FOCAL_RATIO = 1.15
 #: The mappers of :attr:`MapperConfig.method`.
 MAPPER_METHODS = ("auto", "incremental", "global")
@@ -95,8 +96,8 @@ class MapperConfig:
             are dropped after bundle adjustment, and triangulation completes and merges tracks
             only within it (COLMAP's ``filter_max_reproj_error``, ``complete_max_reproj_error``,
             ``merge_max_reproj_error``).
-        extend_fallback: when the configured run's model leaves reachable images unregistered
-            (and its cameras are sane), first continue that model (as ``colmap mapper
+        extend_fallback: when the configured run's model (or the shared-camera run's) leaves reachable
+            images unregistered (and its cameras are sane), first continue that model (as ``colmap mapper
             --input_path``) registering further images from ``RELAXED_ABS_POSE_INLIERS`` 2D-3D
             inliers: the images already registered keep their poses.
         fixed_intrinsics_fallback: when the model is incomplete or has a degenerate camera
@@ -117,7 +118,8 @@ class MapperConfig:
             ``MAX_PRIOR_GROUP_FOCAL_RATIO``), map again with the configured settings on a copy of
             the database in which each group of cameras with the same prior (model, image size,
             prior intrinsics) is one camera (:func:`~patchmatch.colmap.database.copy_with_shared_cameras`):
-            one focal length and distortion constrained by all of the group's images.
+            one focal length and distortion constrained by all of the group's images (continued
+            like the configured run, ``extend_fallback``).
         retry_seeds: other random seeds tried with the configured settings first (when the first
             model is incomplete or degenerate), and with the best fallback's settings last
             (when every run leaves images unregistered).
@@ -529,14 +531,18 @@ class _Run:
 
 
 def _planned_runs(config: MapperConfig, scene: _Scene) -> list[_Run]:
-    runs = [_Run("configured", config)]
+    """The configured run, the shared-camera run, each followed by its extension; then the fallbacks."""
     relaxed = min(RELAXED_ABS_POSE_INLIERS, config.abs_pose_min_num_inliers)
-    if config.extend_fallback and scene.verified and relaxed < config.abs_pose_min_num_inliers:
-        runs.append(_Run(f"configured, extended (registration from {relaxed} inliers)",
-                         dataclasses.replace(config, abs_pose_min_num_inliers=relaxed, multiple_models=False),
-                         extends=True))  # fmt: skip
-    if config.shared_cameras_fallback and scene.verified and scene.groups:
-        runs.append(_Run("shared cameras", config, shared=True))
+    extend = config.extend_fallback and scene.verified and relaxed < config.abs_pose_min_num_inliers
+    runs = []
+    for name, shared in [("configured", False), ("shared cameras", True)]:
+        if shared and not (config.shared_cameras_fallback and scene.verified and scene.groups):
+            continue
+        runs.append(_Run(name, config, shared=shared))
+        if extend:
+            runs.append(_Run(f"{name}, extended (registration from {relaxed} inliers)",
+                             dataclasses.replace(config, abs_pose_min_num_inliers=relaxed, multiple_models=False),
+                             extends=True, shared=shared))  # fmt: skip
     return runs + ([_Run(name, c) for name, c in mapping_attempts(config)] if scene.verified else [])
 
 
@@ -565,6 +571,13 @@ class _Search:
     attempt: MappingAttempt | None = None  # that run's (or the first failed run's, while none built one)
     retries: int = 0  # seed retries left for the best fallback's settings
     workdir: Path | None = None  # where the shared-camera copy of the database goes
+    shared_run: tuple[list[pycolmap.Reconstruction], MappingAttempt] | None = None  # the shared-camera run's, checked
+
+    def base(self, run: _Run) -> tuple[list[pycolmap.Reconstruction], MappingAttempt | None]:
+        """The models an extending ``run`` continues, and their attempt: the shared-camera run's, or the best."""
+        if run.shared:
+            return self.shared_run or ([], None)
+        return self.models, self.attempt
 
     def database(self, run: _Run) -> Path:
         """The database ``run`` maps: the scene's, or its copy with shared cameras (made once)."""
@@ -584,9 +597,10 @@ class _Search:
 
     def decide(self, run: _Run) -> str:
         """``"run"``, ``"skip"`` or ``"stop"`` for the next run of the cascade."""
-        if run.extends:  # only a sane configured run is continued: when incomplete, or one scene split in models
-            sane = self.models and self.attempt.name == "configured" and not self.attempt.degenerate
-            return "run" if sane and (not self.complete() or _models_linked(self.models, self.scene)) else "skip"
+        if run.extends:  # only a sane configured (or shared-camera) run is continued: when incomplete, or one scene split
+            models, attempt = self.base(run)
+            sane = models and attempt.name == ("shared cameras" if run.shared else "configured") and not attempt.degenerate
+            return "run" if sane and (not self.complete() or _models_linked(models, self.scene)) else "skip"
         if self.complete():
             if not self.attempt.degenerate:
                 return "stop"
@@ -597,10 +611,12 @@ class _Search:
         return "run"
 
     def record(self, run: _Run, models: list[pycolmap.Reconstruction], seconds: float) -> None:
-        if run.extends and models:  # the configured run's other models, without the images now in the continued one
-            models = models[:1] + _without(self.models[1:], _reg_ids(models[0]))
+        if run.extends and models:  # the continued run's other models, without the images now in the continued one
+            models = models[:1] + _without(self.base(run)[0][1:], _reg_ids(models[0]))
         attempt, models = _checked(run.name, models, self.scene, self.config, seconds)
         self.attempts.append(attempt)
+        if run.shared and not run.extends:
+            self.shared_run = (models, attempt)
         # most usable images; then fewest degenerate cameras; then fewest models; then the earlier run
         if models and (not self.models or (attempt.usable, -len(attempt.degenerate), -len(models))
                        > (self.attempt.usable, -len(self.attempt.degenerate), -len(self.models))):  # fmt: skip
@@ -677,7 +693,7 @@ def _search(image_dir: Path, output_dir: Path, search: _Search, runs: list[_Run]
         if index > 0:
             logger.info("%s; mapping again (%s)", search.why_again(), run.name)
         t0 = time.perf_counter()
-        start = search.models[0] if run.extends else None
+        start = search.base(run)[0][0] if run.extends else None
         models = map_once(search.database(run), image_dir, output_dir, run.config, input_model=start)
         search.record(run, models, time.perf_counter() - t0)
         retry = search.seed_retry() if index == len(runs) - 1 else None
