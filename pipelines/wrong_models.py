@@ -3,7 +3,8 @@
 For each scene, ``patchmatch sfm`` runs once on all its images (small images, few keypoints: this is
 about the mapper, not the matches); then every subset (all images; every third image; random
 halves, one per seed) gets a database of the full run's features and matches restricted to its images, is verified,
-and is mapped twice, on one thread (COLMAP's mapper on more gives different models from the same database): with the checks of ``patchmatch.colmap.check`` (the default) and without them
+and is mapped twice, on one thread (COLMAP's mapper on more gives different models from the same
+database): with the checks of ``patchmatch.colmap.check`` (the default) and without them
 (``MapperConfig(check=False)``, the same fallback cascade). Each model is compared with the ground
 truth: an image is wrongly registered when its relative rotations to most other registered images
 of its model are off by more than 5° (:func:`patchmatch.evaluation.pose.wrongly_registered`).
