@@ -7,9 +7,19 @@ the same surfaces), each ring at its own distance and height, in ``ringR/`` subf
 is a fresh process (its peak resident memory is the run's). Results accumulate in
 ``OUT/scaling.json`` (a run already there is not repeated); the table is printed (Markdown, as in
 ``docs/scaling.md``); ``--docs`` also writes ``docs/scaling.json`` and the plot ``docs/scaling.png``.
+Each row holds the run's wall time per stage, its CPU seconds (this process and its children: on
+a Ray executor the workers' are not counted) and its peak memory.
+
+``--merged DATA`` instead runs ``sfm`` once on the shared scenes of ``DATA/scenes`` linked into one
+folder (one subfolder each, :data:`MERGED`), and prints which scenes each model holds and, per
+scene with cameras, the model holding most of it, its registered images, rotation error median and
+wrongly registered images (``OUT/merged.json``).
 
     python pipelines/scale_bench.py OUT --sizes 50 100 200 400 --pairs retrieval:10 exhaustive \
-        [--executor ray:ADDRESS] [--max-keypoints 2048] [--docs]
+        [--mapper incremental global auto] [--executor ray:ADDRESS --label NAME] [--max-keypoints 2048] [--docs]
+    python pipelines/scale_bench.py OUT --merged ../shared/data --pairs retrieval:10 --mapper auto
+    unshare -n python pipelines/ray_local_cluster.py --nodes 2 --cpus-per-node 1 -- \
+        python pipelines/scale_bench.py OUT --sizes 50 100 --executor "ray:{address}" --label "ray, 2 nodes"
 """
 
 from __future__ import annotations
@@ -183,18 +193,18 @@ def merged_table(result: dict) -> str:
 def table(results: dict) -> str:
     """The Markdown table of ``results`` (``"N|pairs|executor|mapper"`` → row)."""
     lines = ["| images N | pairs | executor | mapper | image pairs | registered | time (s) | s per image | features (s) | "
-             "matching (s) | verification (s) | mapping (s) | peak memory (MiB) | rotation error median (°) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "matching (s) | verification (s) | mapping (s) | CPU (s) | peak memory (MiB) | rotation error median (°) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for key in sorted(results, key=lambda k: (*k.split("|")[1:], int(k.split("|")[0]))):
         n, pairs, executor, mapper = key.split("|")
         r = results[key]
         if "error" in r:
-            lines.append(f"| {n} | {pairs} | {executor} | {mapper} | – | – | – | – | – | – | – | – | – | {r['error']} |")
+            lines.append(f"| {n} | {pairs} | {executor} | {mapper} | – | – | – | – | – | – | – | – | – | – | {r['error']} |")
             continue
         s = r["seconds"]
         lines.append(f"| {n} | {pairs} | {executor} | {mapper} | {r['pairs']} | {r['registered']}/{r['images']} | {r['wall_s']} | "
                      f"{r['wall_s'] / int(n):.2f} | {s.get('features', 0):.1f} | {s.get('matching', 0):.1f} | "
-                     f"{s.get('verification', 0):.1f} | {s.get('mapping', 0):.1f} | {r['peak_rss_mib']:.0f} | "
+                     f"{s.get('verification', 0):.1f} | {s.get('mapping', 0):.1f} | {r.get('cpu_s', '–')} | {r['peak_rss_mib']:.0f} | "
                      f"{r['rotation_error_median_deg']:.3f} |")  # fmt: skip
     return "\n".join(lines)
 

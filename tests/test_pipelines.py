@@ -118,3 +118,24 @@ def test_mapper_compare_rows():
     assert lines == ["| temple-ring | incremental | 16/16 | 1 | 1.135 | 12.3 | 0 |",
                      "| temple-ring | global | 16/16 | 1 | – | 12.3 | 0 |"]
     assert lines[0].count(" | ") == mapper_compare.HEADER.count(" | ")
+
+
+def test_scale_bench_merged_collection_links_each_scene_and_its_table_has_every_column(tmp_path):
+    scale_bench = _script("scale_bench")
+    data = tmp_path / "data"
+    for scene in scale_bench.MERGED:
+        (data / "scenes" / scene / "images").mkdir(parents=True)
+    root = scale_bench.merged_collection(tmp_path / "merged", data)
+    assert sorted(p.name for p in (root / "images").iterdir()) == sorted(scale_bench.MERGED)
+    assert all((root / "images" / s).resolve() == (data / "scenes" / s / "images").resolve() for s in scale_bench.MERGED)
+    (data / "scenes" / "lund" / "images").rmdir()
+    try:
+        scale_bench.merged_collection(tmp_path / "other", data)
+        raise AssertionError("a missing scene was not named")
+    except FileNotFoundError as error:
+        assert "lund" in str(error)
+    row = {"wall_s": 20.0, "seconds": {"features": 1.0, "matching": 2.0, "verification": 0.5, "mapping": 9.0},
+           "images": 50, "registered": 50, "pairs": 277, "peak_rss_mib": 800.0, "rotation_error_median_deg": 0.01}
+    text = scale_bench.table({"50|retrieval:10|local|global": row, "100|retrieval:10|local|global": {"error": "boom"}})
+    lines = text.splitlines()
+    assert len({line.count("|") for line in lines}) == 1 and "| 0.40 |" in lines[2] and "boom" in lines[3]
