@@ -131,7 +131,7 @@ def map_subset(full: Path, images: Path, cameras: Path, names: list[str], out: P
                                      attempts)  # fmt: skip
         kept = [a for a in attempts if a.kept]
         result[label] = {**evaluate_models(models, cameras, names), "seconds": round(time.perf_counter() - t0, 2),
-                         "mapper_runs": len(attempts), "rejected": kept[0].rejected if kept else []}  # fmt: skip
+                         "mapper_runs": len(attempts), "rejected": [item for a in kept for item in a.rejected]}  # fmt: skip
     result_path.write_text(json.dumps(result, indent=1))
     return result
 

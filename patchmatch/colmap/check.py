@@ -143,9 +143,9 @@ def agreeing_pairs(rec: pycolmap.Reconstruction, db: pycolmap.Database) -> tuple
     return agreeing, checked
 
 
-def largest_linked_group(nodes: set[int], edges: list[tuple[int, int]]) -> set[int]:
-    """The largest connected component of ``nodes`` under ``edges`` (on a tie, the one holding the
-    smallest id; empty for no nodes)."""
+def linked_groups(nodes: set[int], edges: list[tuple[int, int]]) -> list[set[int]]:
+    """The connected components of ``nodes`` under ``edges`` (edges to other nodes ignored),
+    largest first (on a tie, the one holding the smallest id first)."""
     parent = {n: n for n in nodes}
 
     def root(n: int) -> int:
@@ -160,7 +160,14 @@ def largest_linked_group(nodes: set[int], edges: list[tuple[int, int]]) -> set[i
     groups: dict[int, set[int]] = {}
     for n in sorted(nodes):
         groups.setdefault(root(n), set()).add(n)
-    return max(groups.values(), key=len, default=set())
+    return sorted(groups.values(), key=lambda g: (-len(g), min(g)))
+
+
+def largest_linked_group(nodes: set[int], edges: list[tuple[int, int]]) -> set[int]:
+    """The largest connected component of ``nodes`` under ``edges`` (on a tie, the one holding the
+    smallest id; empty for no nodes)."""
+    groups = linked_groups(nodes, edges)
+    return groups[0] if groups else set()
 
 
 def well_triangulated_counts(rec: pycolmap.Reconstruction) -> dict[int, int]:

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 
-from .check import check_model, drop_short_tracks
+from .check import check_model, drop_short_tracks, linked_groups
 from .database import copy_with_shared_cameras, open_database, require_database, table_pairs
 from .model import write_reconstruction
 
@@ -134,6 +134,9 @@ class MapperConfig:
             ``"global"`` (GLOMAP, ``pycolmap.global_mapping``: rotation averaging and global
             positioning, one run; faster on large sets) or ``"auto"``: incremental up to
             :data:`AUTO_MAX_INCREMENTAL` reachable images, global above (logged).
+        image_names: map only these images (COLMAP's ``image_names``; empty: all). A scene
+            graph of separate parts (images linked by verified pairs of ``min_num_matches``
+            inliers) is mapped one part at a time this way by :func:`map_database`.
         check: check every mapper run's models before one is kept
             (:func:`~patchmatch.colmap.check.check_model`): images whose poses disagree with
             their verified two-view geometries, that see too few well-triangulated points, or
@@ -158,13 +161,15 @@ class MapperConfig:
     num_threads: int = MAPPER_THREADS
     random_seed: int = 0
     method: str = "auto"
+    image_names: tuple[str, ...] = ()
     check: bool = True
 
     def __post_init__(self):
         # checked here: some invalid COLMAP options abort the process instead of raising
         for field in dataclasses.fields(self):
             type_name = field.type if isinstance(field.type, str) else field.type.__name__
-            value, kind = getattr(self, field.name), {"int": int, "bool": bool, "float": (int, float), "str": str}[type_name]
+            value, kind = getattr(self, field.name), {"int": int, "bool": bool, "float": (int, float), "str": str,
+                                                     "tuple[str, ...]": tuple}[type_name]  # fmt: skip
             if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
                 what = "a number" if type_name == "float" else type_name
                 raise ValueError(f"MapperConfig: {field.name} must be {what}, got {value!r}")
@@ -208,6 +213,8 @@ class MappingAttempt:
         models: registered images of each model after the checks, largest first.
         rejected: ``[{"name", "reason"}]`` of the images the checks deregistered (and that no
             other model of the run holds).
+        images: reachable images of the part of the scene graph the run mapped (all of them,
+            unless the scene graph has separate parts: each is mapped with its own cascade).
     """
 
     name: str
@@ -220,6 +227,7 @@ class MappingAttempt:
     intrinsics_note: str = ""
     models: list[int] = dataclasses.field(default_factory=list)
     rejected: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    images: int = 0
 
 
 # --------------------------------------------------------------------------
@@ -229,6 +237,7 @@ def _set_common_options(options, config: MapperConfig):
     """The settings the incremental and the global pipeline options share, set from ``config``."""
     options.min_num_matches = int(config.min_num_matches)
     options.min_model_size = int(config.min_model_size)
+    options.image_names = list(config.image_names)
     options.multiple_models = bool(config.multiple_models)
     options.num_threads = int(config.num_threads)
     options.random_seed = int(config.random_seed)
@@ -778,7 +787,10 @@ def map_database(
     forward-motion initialisation) map again until the models hold every reachable image with
     sane cameras. Separate scenes are separate models: when the models of one run hold every
     reachable image, no other run is made (one scene split in models, linked by verified pairs,
-    is first continued once). The run with most usable images is kept (on a tie, the one with
+    is first continued once). A scene graph of separate parts (no verified pair between them: two
+    places photographed into one folder) is mapped one part at a time, each with its own cascade
+    and mapper (``"auto"`` decides by the part's size), so one part's fallbacks neither re-map nor
+    change another's models; parts smaller than ``min_model_size`` are left unregistered. The run with most usable images is kept (on a tie, the one with
     fewer degenerate cameras, then the earlier). With ``"global"``, one run of GLOMAP.
     Every run's models are checked first (:attr:`MapperConfig.check`): images that fail are
     deregistered and named in their :class:`MappingAttempt`.
@@ -802,10 +814,41 @@ def map_database(
     if not image_dir.is_dir():
         raise FileNotFoundError(f"image folder {image_dir} does not exist")
     scene = _read_scene(database, config)
+    models: list[pycolmap.Reconstruction] = []
+    for part, part_config in _scene_parts(database, scene, config):
+        models += _map_part(image_dir, output_dir, part, part_config, [] if attempts is None else attempts)
+    models.sort(key=lambda m: -m.num_reg_images())
+    if not models:
+        logger.warning("COLMAP built no model from %s", database)
+    _remove_numbered_models(output_dir)
+    for index, model in enumerate(models):
+        write_reconstruction(model, output_dir / str(index))
+    return models
+
+
+def _scene_parts(database: Path, scene: _Scene, config: MapperConfig) -> list[tuple[_Scene, MapperConfig]]:
+    """The parts of the scene graph to map one at a time: each connected part of
+    ``config.min_model_size`` images at least (its images named in its config), or the whole
+    scene when it is one part."""
+    parts = [p for p in linked_groups({i for pair in scene.links for i in pair}, sorted(scene.links))
+             if len(p) >= config.min_model_size]  # fmt: skip
+    if config.image_names or len(parts) < 2:
+        return [(scene, config)]
+    with open_database(database) as db:
+        names = {image.image_id: image.name for image in db.read_all_images()}
+    logger.info("the scene graph has %d separate parts (%s images): each is mapped on its own", len(parts),
+                ", ".join(str(len(p)) for p in parts))  # fmt: skip
+    return [(dataclasses.replace(scene, reachable=len(p), links=frozenset(pair for pair in scene.links if pair[0] in p)),
+             dataclasses.replace(config, image_names=tuple(sorted(names[i] for i in p)))) for p in parts]  # fmt: skip
+
+
+def _map_part(image_dir: Path, output_dir: Path, scene: _Scene, config: MapperConfig,
+              attempts: list[MappingAttempt]) -> list[pycolmap.Reconstruction]:  # fmt: skip
+    """The models of one part of the scene (the kept run of its cascade, or GLOMAP's), checked
+    and settled (:func:`map_database`); its runs appended to ``attempts``."""
     if 2 <= scene.reachable < config.min_model_size:  # a two-image project still gets its model
         config = dataclasses.replace(config, min_model_size=scene.reachable)
-    search = _Search(config, scene, [] if attempts is None else attempts,
-                     retries=config.retry_seeds if scene.verified else 0)  # fmt: skip
+    search = _Search(config, scene, [], retries=config.retry_seeds if scene.verified else 0)
     method = config.method
     if method == "auto":
         method = "incremental" if scene.reachable <= AUTO_MAX_INCREMENTAL else "global"
@@ -815,14 +858,16 @@ def map_database(
     if method == "global":
         t0 = time.perf_counter()
         run = _Run("global", config)
-        search.record(run, global_map_once(database, image_dir, output_dir, config), time.perf_counter() - t0)
+        search.record(run, global_map_once(scene.database, image_dir, output_dir, config), time.perf_counter() - t0)
     else:  # the shared-camera copy of the database (if one is made) next to the models, on their disk
         output_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".mapping-", dir=output_dir) as work:
             search.workdir = Path(work)
             _search(image_dir, output_dir, search, _planned_runs(config, scene))
+    for attempt in search.attempts:
+        attempt.images = scene.reachable
+    attempts.extend(search.attempts)
     if not search.models:
-        logger.warning("COLMAP built no model from %s", database)
         return []
     search.attempt.kept = True
     if len(search.attempts) > 1:
@@ -832,10 +877,7 @@ def map_database(
     for item in search.attempt.rejected:
         logger.warning("%s: not registered, %s", item["name"], item["reason"])
     if not models:
-        logger.warning("every image of the kept mapping was rejected: no model from %s", database)
-    _remove_numbered_models(output_dir)
-    for index, model in enumerate(models):
-        write_reconstruction(model, output_dir / str(index))
+        logger.warning("every image of the kept mapping was rejected: no model of these %d images", scene.reachable)
     return models
 
 

@@ -58,9 +58,10 @@ def summary(report: dict) -> dict:
         out["rotation_auc"] = report["pose"]["rotation_auc"]
     attempts = report.get("mapping_attempts", [])
     kept = [a for a in attempts if a["kept"]]
-    if len(attempts) > 1 and kept:
-        note = f" ({kept[0]['intrinsics_note']})" if kept[0]["intrinsics_note"] else ""
-        out["mapping"] = f"{kept[0]['name']} (after {len(attempts)} mapper runs); intrinsics {kept[0]['intrinsics']}{note}"
+    if len(attempts) > len(kept) and kept:  # a fallback ran: say which run was kept (per part of the scene)
+        out["mapping"] = "; ".join(f"{a['name']} ({a['images']} images); intrinsics {a['intrinsics']}"
+                                   + (f" ({a['intrinsics_note']})" if a["intrinsics_note"] else "") for a in kept)
+        out["mapping"] += f" (after {len(attempts)} mapper runs)"
     if len(report.get("models", [])) > 1:
         out["models"] = {m["path"]: m["registered"] for m in report["models"]}
     if report.get("rejected"):

@@ -32,7 +32,7 @@ def run(
         config: mapper settings and fallbacks.
         report: gets ``mapping_attempts`` (:class:`~patchmatch.colmap.MappingAttempt` as dicts),
             ``models`` (``[{"path", "registered", "points", "names"}]``, largest first) and
-            ``rejected`` (``[{"name", "reason"}]``: images the checks left out of the kept run).
+            ``rejected`` (``[{"name", "reason"}]``: images the checks left out of the kept runs: one per part of the scene graph).
 
     Returns:
         ``sparse_dir / "0"``, the largest model (absent when no model was built).
@@ -46,7 +46,7 @@ def run(
     if report is not None:
         report["mapping_attempts"] = [dataclasses.asdict(a) for a in attempts]
         kept = [a for a in attempts if a.kept]
-        report["rejected"] = kept[0].rejected if kept else []
+        report["rejected"] = sorted((item for a in kept for item in a.rejected), key=lambda item: item["name"])
         report["models"] = []
         for index, model in enumerate(models):
             stats = colmap.reconstruction_stats(model)
