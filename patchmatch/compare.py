@@ -227,7 +227,7 @@ def compare(
     plain = dataclasses.replace(config, match=dataclasses.replace(config.match, network=False))
     report = run_sfm(images, out / WITHOUT_NETWORK_DIR, plain, scorer=scorer, overwrite=overwrite, progress=progress,
                      ground_truth=ground_truth)  # fmt: skip
-    without = _patchmatch_row(report, round(time.perf_counter() - t, 2))
+    without = {**_patchmatch_row(report, round(time.perf_counter() - t, 2)), "network": None}  # never asked
     result = {"images_dir": str(images), "images": len(names), "ground_truth": str(ground_truth) if ground_truth else None,
               "max_keypoints": config.max_keypoints, "max_image_size": config.max_image_size,
               "skipped": skipped, "methods": {"colmap-sift": sift, "patchmatch": pm, WITHOUT_NETWORK_DIR: without}}  # fmt: skip

@@ -61,6 +61,7 @@ def test_compare_runs_both_pipelines_and_resumes(scene, tmp_path, capsys, monkey
     # the third row: the same pipeline, the network never asked (SIFT's ratio-test matches)
     without = result["methods"]["patchmatch-without-network"]
     assert set(without) == set(pm) and without["candidates_scored"] == 0 and without["registered"] == 3
+    assert without["network"] is None  # no network scored its pairs
     assert pm["rejected"] == [] and pm["models"] == [3] and pm["pose"]["wrongly_registered_count"] == 0
     assert "| patchmatch-without-network | 3/3 |" in table
     run = json.loads((out / "patchmatch-without-network" / "run.json").read_text())

@@ -206,8 +206,8 @@ class MappingAttempt:
         kept: whether its model is the one returned.
         intrinsics: for the kept run, what its cameras' intrinsics are: ``"refined"`` (by the
             mapper), ``"fixed at priors, refined after"`` (one global bundle adjustment on the
-            fixed-intrinsics model) or ``"fixed at priors"`` (that refinement ran away and was
-            dropped); ``intrinsics_note`` says what went wrong, including a camera that COLMAP
+            fixed-intrinsics model; ``"... where it stayed sane"`` when it ran away in some of the
+            models) or ``"fixed at priors"`` (it ran away and was dropped); ``intrinsics_note`` says what went wrong, including a camera that COLMAP
             moved away from its prior during a fixed-intrinsics run, and which cameras a
             ``"shared cameras"`` run shared.
         models: registered images of each model after the checks, largest first.
@@ -723,7 +723,7 @@ def _settle_intrinsics(search: _Search) -> list[pycolmap.Reconstruction]:
         attempt.intrinsics_note = _shared_note(search.scene.groups)
     if refined:
         return search.models
-    notes, models, ran_away = [], [], False
+    notes, models, ran_away, sane = [], [], False, False
     params = search.scene.params
     for model in search.models:
         # COLMAP can still move a camera without a focal-length prior in a fixed-intrinsics run
@@ -739,10 +739,15 @@ def _settle_intrinsics(search: _Search) -> list[pycolmap.Reconstruction]:
                              + "; ".join(f"camera {c}: {why}" for c, why in list(bad.items())[:3]))  # fmt: skip
                 if config.check and wrong:
                     _reject_cameras(model, {c: bad[c] for c in wrong}, attempt)
+            else:
+                sane = True
         if model.num_reg_images() >= max(2, config.min_model_size):
             models.append(model)
-    if (config.refine_focal_length or config.refine_extra_params) and not ran_away:
-        attempt.intrinsics = "fixed at priors, refined after"
+    if sane:  # refined in every model, or in those where the refinement stayed sane
+        attempt.intrinsics = "fixed at priors, refined after" + (" where it stayed sane" if ran_away else "")
+    # an image rejected in one model but registered in another (COLMAP's models may overlap) is registered
+    registered = {m.images[i].name for m in models for i in m.reg_image_ids()}
+    attempt.rejected = [item for item in attempt.rejected if item["name"] not in registered]
     attempt.intrinsics_note = "; ".join(([attempt.intrinsics_note] if attempt.intrinsics_note else []) + notes)
     attempt.models = [m.num_reg_images() for m in models]
     attempt.usable = len({m.images[i].name for m in models for i in m.reg_image_ids()})

@@ -43,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
     report = run_sfm(args.images, args.out, config, weights=args.weights, overwrite=args.overwrite,
                      progress=not args.quiet, ground_truth=args.ground_truth)  # fmt: skip
     print(json.dumps(finite(summary(report)), indent=2, allow_nan=False))  # strict JSON: undefined values are null
+    count = len(report.get("models", []))
     model = f"model: {args.out / 'sparse' / '0'}" if report["registered"] else "no model"
+    if count > 1:
+        model = f"{count} models: {args.out / 'sparse'}/0 … {count - 1} (largest first)"
     print(f"{model}  report: {args.out / 'report.json'}")
     return 0 if report["registered"] else 1
 
@@ -56,6 +59,7 @@ def summary(report: dict) -> dict:
     if "pose" in report:
         out["rotation_error_median_deg"] = report["pose"]["rotation_error_median_deg"]
         out["rotation_auc"] = report["pose"]["rotation_auc"]
+        out["wrongly_registered"] = report["pose"].get("wrongly_registered", [])  # > 5° off to most others
     attempts = report.get("mapping_attempts", [])
     kept = [a for a in attempts if a["kept"]]
     if len(attempts) > len(kept) and kept:  # a fallback ran: say which run was kept (per part of the scene)

@@ -69,13 +69,16 @@ def load_cameras_json(path: str | os.PathLike) -> dict[str, GroundTruthCamera]:
         raise ValueError(f"{path}: expected an object with an 'images' mapping")
     cameras = {}
     for name, entry in data["images"].items():
+        missing = [key for key in ("K", "R", "t", "width", "height") if not isinstance(entry, dict) or key not in entry]
+        if missing:
+            raise ValueError(f"{path}: image {name!r} lacks {', '.join(repr(k) for k in missing)}")
         try:
             K = np.asarray(entry["K"], np.float64)
             R = np.asarray(entry["R"], np.float64)
             t = np.asarray(entry["t"], np.float64).reshape(-1)
             width, height = int(entry["width"]), int(entry["height"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{path}: image {name!r} is malformed ({error!r})") from error
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: image {name!r} is malformed ({error})") from error
         if K.shape != (3, 3) or R.shape != (3, 3) or t.shape != (3,):
             raise ValueError(f"{path}: image {name!r} has K {K.shape}, R {R.shape}, t {t.shape}")
         if not np.allclose(R @ R.T, np.eye(3), atol=1e-4):

@@ -125,5 +125,8 @@ def test_cameras_json_errors(tmp_path):
     bad.write_text(json.dumps({"images": {"a.jpg": {"K": np.eye(3).tolist(), "R": [[1, 0], [0, 1]], "t": [0, 0, 0], "width": 1, "height": 1}}}))
     with pytest.raises(ValueError, match="'a.jpg' has K"):
         load_cameras_json(bad)
+    bad.write_text(json.dumps({"images": {"a.jpg": {"R": np.eye(3).tolist(), "t": [0, 0, 0], "width": 1}}}))
+    with pytest.raises(ValueError, match="image 'a.jpg' lacks 'K', 'height'$"):
+        load_cameras_json(bad)
     with pytest.raises(FileNotFoundError):
         load_cameras_json(tmp_path / "none.json")
