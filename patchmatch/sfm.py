@@ -419,8 +419,8 @@ def run_sfm(
         The report, also written to ``out_dir/report.json`` (NaN and infinity, e.g. the
         reprojection error of no model, written as null): ``images``, ``registered``,
         ``points``, ``mean_track_length``, ``mean_reprojection_error`` (px), ``pairs``,
-        ``seconds`` (per stage), ``skipped`` (``[{"name", "reason"}]``), ``unregistered`` (in no
-        model), ``models`` (every model written: ``path``, ``registered``, ``points``, ``names``),
+        ``seconds`` (per stage), ``skipped`` (``[{"name", "reason"}]``), ``unregistered`` (``[{"name", "reason"}]``:
+        in no model, and why), ``models`` (every model written: ``path``, ``registered``, ``points``, ``names``),
         ``rejected`` (``[{"name", "reason"}]``: registered by the mapper, left out by the checks),
         ``scoring`` (where the network scored the pairs: ``executor``, ``device``,
         ``precision``; on Ray ``actors`` and ``nodes``), counts of work done and reused, and
@@ -479,7 +479,7 @@ def run_sfm(
         stats = colmap.reconstruction_stats(reconstruction)
         registered = stats.pop("registered_names")
         report.update(status="complete", images=len(names), images_used=len(good), **stats,
-                      unregistered=sorted(set(good) - {n for m in report['models'] for n in m['names']}), seconds=seconds,
+                      seconds=seconds,
                       seconds_total=round(sum(seconds.values()), 3), config=dataclasses.asdict(config),
                       weights={"sha256": identity["matching"]["weights_sha256"], **_scorer_meta(scorer, spec)})  # fmt: skip
         if ground_truth is not None:

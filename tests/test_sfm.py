@@ -257,7 +257,8 @@ def test_featureless_images_give_an_empty_report(tmp_path, caplog, no_viz):
     report = run_sfm(images, tmp_path / "out", small, scorer=_scorer())
     assert report["images_used"] == 3 and report["skipped"] == []
     assert report["putative_matches"] == 0 and report["verified_pairs"] == 0
-    assert report["registered"] == 0 and report["unregistered"] == ["flat0.png", "flat1.png", "flat2.png"]
+    assert report["registered"] == 0 and [u["name"] for u in report["unregistered"]] == ["flat0.png", "flat1.png", "flat2.png"]
+    assert all(u["reason"].startswith("no verified image pair with 15 or more inliers") for u in report["unregistered"])
     assert report["no_keypoints"] == ["flat0.png", "flat1.png", "flat2.png"]
     assert not (tmp_path / "out" / "sparse" / "0").exists()
     strict = json.loads((tmp_path / "out" / "report.json").read_text(), parse_constant=pytest.fail)

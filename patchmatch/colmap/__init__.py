@@ -61,6 +61,7 @@ from .mapping import (
     map_database,
     mapping_attempts,
     prior_group_apart,
+    unregistered_reasons,
 )
 from .model import (
     read_reconstruction,
@@ -105,6 +106,7 @@ __all__ = [
     "opencv_to_colmap",
     "pairs_with_matches",
     "prior_group_apart",
+    "unregistered_reasons",
     "read_database_images",
     "read_image_ids",
     "read_keypoints",

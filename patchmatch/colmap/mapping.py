@@ -795,7 +795,9 @@ def map_database(
     is first continued once). A scene graph of separate parts (no verified pair between them: two
     places photographed into one folder) is mapped one part at a time, each with its own cascade
     and mapper (``"auto"`` decides by the part's size), so one part's fallbacks neither re-map nor
-    change another's models; parts smaller than ``min_model_size`` are left unregistered. The run with most usable images is kept (on a tie, the one with
+    change another's models; parts smaller than ``min_model_size`` are left unregistered
+    (:func:`unregistered_reasons` says why an image is in no model). The run with most usable
+    images is kept (on a tie, the one with
     fewer degenerate cameras, then the earlier). With ``"global"``, one run of GLOMAP.
     Every run's models are checked first (:attr:`MapperConfig.check`): images that fail are
     deregistered and named in their :class:`MappingAttempt`.
@@ -829,6 +831,35 @@ def map_database(
     for index, model in enumerate(models):
         write_reconstruction(model, output_dir / str(index))
     return models
+
+
+def unregistered_reasons(
+    database: str | os.PathLike, models: list[pycolmap.Reconstruction], config: MapperConfig = MapperConfig()
+) -> dict[str, str]:
+    """Why each image of the database is in none of ``models``: no verified pair with
+    ``config.min_num_matches`` inliers, a part of the scene graph smaller than
+    ``config.min_model_size`` images, or not registered by the mapper.
+
+    Returns:
+        ``{image name: reason}`` of the database's images that no model holds.
+    """
+    scene = _read_scene(Path(database), config)
+    registered = {m.images[i].name for m in models for i in m.reg_image_ids()}
+    linked = {i for pair in scene.links for i in pair}
+    small = {i for part in linked_groups(linked, sorted(scene.links)) if len(part) < config.min_model_size for i in part}
+    with open_database(database) as db:
+        names = {image.image_id: image.name for image in db.read_all_images()}
+    reasons = {}
+    for image_id, name in sorted(names.items(), key=lambda item: item[1]):
+        if name in registered:
+            continue
+        if image_id not in linked:
+            reasons[name] = f"no verified image pair with {config.min_num_matches} or more inliers"
+        elif image_id in small:
+            reasons[name] = f"its images linked by verified pairs are fewer than {config.min_model_size}"
+        else:
+            reasons[name] = "the mapper did not register it (or the checks left it out)"
+    return reasons
 
 
 def _scene_parts(database: Path, scene: _Scene, config: MapperConfig) -> list[tuple[_Scene, MapperConfig]]:

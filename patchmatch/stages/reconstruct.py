@@ -32,7 +32,8 @@ def run(
         config: mapper settings and fallbacks.
         report: gets ``mapping_attempts`` (:class:`~patchmatch.colmap.MappingAttempt` as dicts),
             ``models`` (``[{"path", "registered", "points", "names"}]``, largest first) and
-            ``rejected`` (``[{"name", "reason"}]``: images the checks left out of the kept runs: one per part of the scene graph).
+            ``rejected`` (``[{"name", "reason"}]``: images the checks left out of the kept runs: one per part of the scene graph)
+            and ``unregistered`` (``[{"name", "reason"}]``: every image of the database in no model, and why).
 
     Returns:
         ``sparse_dir / "0"``, the largest model (absent when no model was built).
@@ -47,6 +48,10 @@ def run(
         report["mapping_attempts"] = [dataclasses.asdict(a) for a in attempts]
         kept = [a for a in attempts if a.kept]
         report["rejected"] = sorted((item for a in kept for item in a.rejected), key=lambda item: item["name"])
+        rejected = {item["name"]: item["reason"] for item in report["rejected"]}
+        why = colmap.unregistered_reasons(database, models, config) if colmap.database_summary(database).images else {}
+        report["unregistered"] = [{"name": name, "reason": f"rejected by the checks: {rejected[name]}" if name in rejected
+                                   else reason} for name, reason in why.items()]  # fmt: skip
         report["models"] = []
         for index, model in enumerate(models):
             stats = colmap.reconstruction_stats(model)
