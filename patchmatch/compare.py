@@ -101,7 +101,7 @@ def run_colmap_sift(
     # patchmatch's own mapper settings are
     # and none of its checks (pycolmap's result as it is)
     plain = dataclasses.replace(config.mapper, extend_fallback=False, fixed_intrinsics_fallback=False,
-                                forward_motion_fallback=False, retry_seeds=0, max_reproj_error=4.0,
+                                forward_motion_fallback=False, shared_cameras_fallback=False, retry_seeds=0, max_reproj_error=4.0,
                                 method="incremental", check=False)
     reconstruction = colmap.incremental_mapping(database, images, out / "sparse", plain)
     stages["mapping"] = time.perf_counter() - t
@@ -129,13 +129,16 @@ def _finished_run(done: Path, settings: dict) -> dict:
 
 
 def _sift_settings(images: Path, names: list[str], config: SfmConfig) -> dict:
-    """What a finished SIFT run must share with the current call to be reused."""
-    return {"images": str(images.resolve()), "names": list(names), "max_keypoints": config.max_keypoints,
+    """What a finished SIFT run must share with the current call to be reused, as ``sift.json``
+    stores it (JSON: tuples are lists)."""
+    settings = {"images": str(images.resolve()), "names": list(names), "max_keypoints": config.max_keypoints,
             "max_image_size": config.max_image_size, "single_camera": config.single_camera,
             "verification": dataclasses.asdict(config.verification),
             "mapper": {k: v for k, v in dataclasses.asdict(config.mapper).items()
-                       if k not in ("extend_fallback", "fixed_intrinsics_fallback", "forward_motion_fallback", "retry_seeds",
-                                    "max_reproj_error", "method", "check")}}  # fmt: skip
+                       if k not in ("extend_fallback", "fixed_intrinsics_fallback", "forward_motion_fallback",
+                                    "shared_cameras_fallback", "retry_seeds", "max_reproj_error", "method",
+                                    "check")}}  # fmt: skip
+    return json.loads(json.dumps(settings))
 
 
 def _with_pose(result: dict, out: Path, names: list[str], ground_truth) -> dict:
