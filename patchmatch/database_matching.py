@@ -134,12 +134,17 @@ def _read_images(database: Path, image_dir: Path) -> dict[str, colmap.DatabaseIm
 
     Raises:
         FileNotFoundError: the database or the folder is missing, or holds none of the images.
+        IsADirectoryError, NotADirectoryError: the database is a folder, or the image folder a file.
         ValueError: the database holds no images.
     """
+    if database.is_dir():
+        raise IsADirectoryError(f"{database}: a folder, not a COLMAP database file (arguments: DATABASE IMAGES)")
     if not database.is_file():
-        raise FileNotFoundError(f"COLMAP database {database} does not exist.")
+        raise FileNotFoundError(f"COLMAP database {database} does not exist")
+    if image_dir.exists() and not image_dir.is_dir():
+        raise NotADirectoryError(f"{image_dir}: a file, not an image folder (arguments: DATABASE IMAGES)")
     if not image_dir.is_dir():
-        raise FileNotFoundError(f"Image folder {image_dir} does not exist.")
+        raise FileNotFoundError(f"image folder {image_dir} does not exist")
     images = colmap.read_database_images(database)
     if not images:
         raise ValueError(f"{database} holds no images: run COLMAP's feature extraction first")

@@ -98,6 +98,8 @@ def test_match_command(project, tmp_path, capsys):
     assert main(["match", str(db), str(images), "--weights", str(ckpt), "--pairs", str(pairs)]) == 2
     assert "nope.png" in capsys.readouterr().err
     assert main(["match", str(tmp_path / "none.db"), str(images)]) == 2
+    assert main(["match", str(images), str(images)]) == 2  # the image folder given as the database
+    assert "a folder, not a COLMAP database file" in capsys.readouterr().err
 
 
 def test_interrupted_run_is_verified_on_rerun_and_overwrite_keeps_unmatched_pairs(project):

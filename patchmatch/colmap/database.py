@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,10 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 class NotADatabaseError(ValueError):
     """The file is not a COLMAP database, or a truncated or corrupt one."""
+
+
+class DatabaseInUseError(OSError):
+    """Another process holds the database's write lock (SQLite: "database is locked")."""
 
 
 @dataclass(frozen=True)
@@ -121,20 +126,55 @@ def _sqlite_problem(path: Path) -> str | None:
     return None
 
 
+#: Tables every COLMAP database has (COLMAP creates them when it opens a new file).
+COLMAP_TABLES = ("cameras", "images", "keypoints", "descriptors", "matches", "two_view_geometries")
+
+
+def _missing_tables(path: Path) -> list[str] | None:
+    """COLMAP tables ``path`` lacks, read without writing to it; ``None`` when SQLite cannot
+    read it now (locked, or damaged: opening it says which)."""
+    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=0.5)) as con:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.Error:
+        return None
+    return [t for t in COLMAP_TABLES if t not in tables]
+
+
 def require_database(path: str | os.PathLike) -> Path:
-    """``path`` as a :class:`~pathlib.Path` after checking that it is an intact SQLite file.
+    """``path`` as a :class:`~pathlib.Path` after checking, without writing to it, that it is
+    an intact SQLite file holding COLMAP's tables.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        NotADatabaseError: the file has no SQLite header or is shorter than its header says.
+        NotADatabaseError: the file is empty, has no SQLite header, is shorter than its header
+            says, or is an SQLite database without COLMAP's tables (it is left as it is).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"COLMAP database {path} does not exist (create_database first)")
+    if path.stat().st_size == 0:
+        raise NotADatabaseError(f"{path}: not a COLMAP database (an empty file)")
     problem = _sqlite_problem(path)
     if problem:
         raise NotADatabaseError(f"{path}: not a COLMAP database or truncated ({problem})")
+    missing = _missing_tables(path)
+    if missing:
+        raise NotADatabaseError(f"{path}: an SQLite database but not COLMAP's (no table {', '.join(missing)}); "
+                                "it was left as it is")  # fmt: skip
     return path
+
+
+def _locked(path: Path) -> bool:
+    """Whether another connection holds ``path``'s write lock (tried for 0.5 s, nothing written)."""
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=0.5, isolation_level=None)) as con:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("ROLLBACK")
+    except sqlite3.OperationalError as error:
+        return "locked" in str(error) or "busy" in str(error)
+    return False
 
 
 def _free_bytes(path: Path) -> int:
@@ -199,6 +239,7 @@ def open_database(path: str | os.PathLike) -> Iterator[pycolmap.Database]:
     Raises:
         FileNotFoundError: the file does not exist.
         NotADatabaseError: COLMAP cannot open the file as a database (not one, or truncated).
+        DatabaseInUseError: another process holds the database's write lock.
         OSError: ``ENOSPC``, the disk is full (opening writes the schema and the WAL index).
     """
     path = require_database(path)
@@ -207,6 +248,9 @@ def open_database(path: str | os.PathLike) -> Iterator[pycolmap.Database]:
     except RuntimeError as error:  # "No registered database factory succeeded.": the cause is only logged
         if "database or disk is full" in str(error) or _free_bytes(path) < FREE_SPACE_MARGIN:
             raise disk_full_error(path) from None
+        if "locked" in str(error) or _locked(path):
+            raise DatabaseInUseError(f"{path}: in use by another process (SQLite: database is locked); "
+                                     "wait for it to finish, or close the program holding it") from None  # fmt: skip
         raise NotADatabaseError(f"{path}: not a COLMAP database or truncated (SQLite cannot read it)") from None
     with db, colmap_errors(path):
         yield db

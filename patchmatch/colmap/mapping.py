@@ -262,10 +262,18 @@ def mapper_options(config: MapperConfig) -> pycolmap.IncrementalPipelineOptions:
     return options
 
 
+#: The files of one COLMAP model: a mapper continuing a model (``input_path``) writes them into
+#: its output folder itself, not into a numbered subfolder.
+_MODEL_FILES = tuple(f"{n}.{ext}" for n in ("cameras", "images", "points3D", "rigs", "frames") for ext in ("bin", "txt"))
+
+
 def _remove_numbered_models(output_dir: Path) -> None:
+    """Removes the mapper's models from ``output_dir``: numbered subfolders and model files."""
     for child in output_dir.iterdir():
         if child.is_dir() and child.name.isdigit():
             shutil.rmtree(child)
+        elif child.is_file() and child.name in _MODEL_FILES:
+            child.unlink()
 
 
 def _largest_first(models: Mapping[int, pycolmap.Reconstruction] | None) -> list[pycolmap.Reconstruction]:

@@ -3,9 +3,12 @@ and the errors of a damaged file or a full disk."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -175,6 +178,40 @@ def test_text_file_is_not_a_database(tmp_path):
         with pytest.raises(ValueError, match=r"database\.db: not a COLMAP database or truncated \(no SQLite header\)"):
             read()
     assert db.read_text().startswith("image_name")  # left as it was
+
+
+def test_foreign_sqlite_and_empty_files_are_refused_unchanged(tmp_path):
+    """An SQLite file of another program, or an empty file, is not given COLMAP's tables."""
+    foreign = tmp_path / "other.db"
+    with contextlib.closing(sqlite3.connect(foreign)) as con, con:
+        con.execute("CREATE TABLE notes (text)")
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    before = foreign.read_bytes()
+    for db, words in ((foreign, "not COLMAP's (no table cameras"), (empty, "an empty file")):
+        for name, read in _readers(db, tmp_path).items():
+            with pytest.raises(colmap.NotADatabaseError, match=re.escape(words)):
+                read()
+    assert foreign.read_bytes() == before and empty.stat().st_size == 0
+
+
+def test_database_locked_by_another_process_is_said_so(small_database):
+    """A database another process is writing is "in use", not "not a COLMAP database"."""
+    small_database, _ = small_database
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sqlite3, sys, time\n"
+        f"con = sqlite3.connect({str(small_database)!r}, isolation_level=None)\n"
+        "con.execute('BEGIN EXCLUSIVE'); con.execute('DELETE FROM matches')\n"
+        "print('locked', flush=True); time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(colmap.DatabaseInUseError, match="in use by another process") as error:
+            colmap.database_summary(small_database)
+        assert str(small_database) in str(error.value) and isinstance(error.value, OSError)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert colmap.database_summary(small_database).images > 0  # free again: it reads
 
 
 def test_low_free_space_is_refused_before_writing(small_database, monkeypatch):

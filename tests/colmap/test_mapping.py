@@ -249,6 +249,8 @@ def test_incomplete_model_is_extended_first(sift_database, entry_dir, tmp_path, 
     assert calls == [(30, None), (15, 2)]  # the 2-image model continued, no other run needed
     assert [a.name for a in attempts] == ["configured", "configured, extended (registration from 15 inliers)"]
     assert attempts[1].kept and rec.num_reg_images() == 3 and not attempts[1].degenerate
+    # COLMAP wrote the continued model into sparse/ itself: removed with the runs' other models
+    assert not [p.name for p in (tmp_path / "sparse").iterdir() if p.is_file()]
     # switched off, or with the configured threshold at 15 already: the other fallbacks as before
     for config in (colmap.MapperConfig(num_threads=2, extend_fallback=False, min_model_size=2),
                    colmap.MapperConfig(num_threads=2, abs_pose_min_num_inliers=15, min_model_size=2)):  # fmt: skip
