@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,30 @@ def _import_ray():
     return ray
 
 
+#: Seconds a cluster's address has to accept a connection before ``ray.init`` is tried.
+ADDRESS_TIMEOUT = 5.0
+
+
+def check_ray_address(address: str) -> None:
+    """Checks that a Ray cluster's head answers at ``address`` (``HOST:PORT`` or
+    ``ray://HOST:PORT``; ``"local"`` and ``"auto"`` are Ray's to resolve) before ``ray.init``,
+    which waits for minutes on an address nothing listens at.
+
+    Raises:
+        ValueError: the address has no port. ConnectionError: nothing accepts a connection there.
+    """
+    if address in ("local", "auto"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"--executor ray:{address}: a Ray address is HOST:PORT (as `ray start --head` prints it)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=ADDRESS_TIMEOUT).close()
+    except OSError as error:
+        raise ConnectionError(f"--executor ray:{address}: no Ray cluster answers there ({error.strerror or error}); "
+                              "start one with `ray start --head` and pass the address it prints") from None  # fmt: skip
+
+
 class RayExecutor:
     """Runs extraction and matching on a Ray cluster (see the module doc).
 
@@ -131,6 +156,9 @@ class RayExecutor:
 
     Attributes:
         actors: what each matching actor reported when it last started (:meth:`BlockMatcher.ready`).
+
+    Raises:
+        ImportError: Ray is not installed. ValueError, ConnectionError: see :func:`check_ray_address`.
     """
 
     name = "ray"
@@ -144,6 +172,7 @@ class RayExecutor:
             package_root = str(Path(__file__).resolve().parent.parent)  # workers import this code, not another copy
             path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
             address = address or os.environ.get("RAY_ADDRESS") or "local"  # never a stale cluster of /tmp/ray
+            check_ray_address(address)
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
                      runtime_env={"env_vars": {"PYTHONPATH": path}}, **ray_options)  # fmt: skip
         self._matchers, self._spec, self.actors = [], None, []
@@ -329,7 +358,6 @@ class BlockMatcher:
 
 def _node_name() -> str:
     """This worker's node: host name and the address Ray knows it by."""
-    import socket
 
     return f"{socket.gethostname()} ({_import_ray().util.get_node_ip_address()})"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import socket
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -31,6 +32,20 @@ def test_parse_executor():
         with pytest.raises(ValueError, match="unknown executor"):
             parse_executor(bad)
     assert isinstance(make_executor("local"), LocalExecutor) and not LocalExecutor.distributed
+
+
+def test_an_address_nothing_answers_at_fails_at_once_in_one_line():
+    """``ray.init`` waits for minutes on a wrong address; the executor says so in seconds."""
+    pytest.importorskip("ray", reason="Ray is not installed (the ray extra)")
+    with socket.socket() as unused:  # a port this machine does not listen on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    t = time.perf_counter()
+    with pytest.raises(ConnectionError, match=rf"ray:127\.0\.0\.1:{port}: no Ray cluster answers there") as error:
+        make_executor(f"ray:127.0.0.1:{port}")
+    assert time.perf_counter() - t < 10 and "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="a Ray address is HOST:PORT"):
+        make_executor("ray:headnode")
 
 
 def test_actor_device_follows_the_cluster_gpus_not_the_driver():
