@@ -35,7 +35,8 @@ def set_aside_if_unreadable(path: str | os.PathLike, probe: Callable[[Path], obj
     except storage.StorageError as error:
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         os.replace(path, aside)
-        message = f"{path.name} was unreadable ({error}); moved to {aside.name} and recomputed"
+        cause = error.__cause__ or error  # HDF5's words, without the error's advice to move the file
+        message = f"{path.name} was unreadable ({cause}); moved to {aside.name} and recomputed"
         logger.warning(message)
         return message
     return None

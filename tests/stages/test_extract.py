@@ -67,6 +67,7 @@ def test_changed_image_is_refused_and_corrupt_file_set_aside(tmp_path):
     report: dict = {}
     extract.run(tmp_path, names, h5, CONFIG, report=report)
     assert report["features_computed"] == 2 and "features.h5 was unreadable" in report["notes"][0]
+    assert "delete or move" not in report["notes"][0]  # it was moved: no advice to do so
     assert len(list(tmp_path.glob("features.h5.corrupt-*"))) == 1
 
 
