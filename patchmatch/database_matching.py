@@ -121,7 +121,7 @@ def _sort_pairs(database: Path, images: dict[str, colmap.DatabaseImage], pairs: 
             states.unverified.append((a, b))
         else:
             what = "matches" if key in matched else "a two-view geometry"
-            states.skipped.append([a, b, f"already holds {what} (pass --overwrite / overwrite=True to replace)"])
+            states.skipped.append([a, b, f"already holds {what} (pass --overwrite (Python: overwrite=True) to replace)"])
     return states
 
 

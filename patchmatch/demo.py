@@ -90,7 +90,7 @@ def _clear_outputs(out_dir: Path, overwrite: bool) -> None:
     present = [out_dir / name for name in OUTPUTS if (out_dir / name).exists()]
     if present and not overwrite:
         raise FileExistsError(
-            f"{present[0]} already exists; pass --overwrite (overwrite=True) to replace the demo outputs"
+            f"{present[0]} already exists; pass --overwrite (Python: overwrite=True) to replace the demo outputs"
         )
     for path in present:
         if path.is_dir():

@@ -205,7 +205,7 @@ def prepare_output(out_dir: Path, identity: dict, overwrite: bool) -> bool:
     elif out_dir.exists() and any(p.name != LOCK_FILE for p in out_dir.iterdir()):
         if not run_json.is_file():
             raise FileExistsError(f"output folder {out_dir} is not empty and holds no patchmatch run (no run.json); "
-                                  "choose another folder or pass overwrite=True (--overwrite)")  # fmt: skip
+                                  "choose another folder or pass --overwrite (Python: overwrite=True)")  # fmt: skip
         _check_same_run(out_dir, _read_run_json(run_json), identity)
         return True
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -299,7 +299,7 @@ def _check_same_run(out_dir: Path, previous: Any, identity: dict) -> None:
     if "max_image_size: None ->" in diff:  # runs made before the 3200 px default
         hint = "; it was made without a size limit: pass --max-image-size 0 to resume it"
     raise FileExistsError(f"output folder {out_dir} holds a run with other settings ({diff}); "
-                          f"choose another folder or pass overwrite=True (--overwrite) to replace it{hint}")  # fmt: skip
+                          f"choose another folder or pass --overwrite (Python: overwrite=True) to replace it{hint}")  # fmt: skip
 
 
 def _diff(previous: Any, current: dict, prefix: str = "") -> str:

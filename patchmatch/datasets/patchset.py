@@ -148,7 +148,7 @@ def check_output(out: str | os.PathLike, overwrite: bool, protect: Sequence[str 
             raise ValueError(f"{out}: the output would hold the input {p}; choose another output folder.")
     if out.exists():
         if not overwrite:
-            raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it.")
+            raise FileExistsError(f"{out} exists; pass --overwrite (Python: overwrite=True) to replace it.")
         if not out.is_dir():
             raise FileExistsError(f"{out} is a file, not a patch set; refusing to replace it.")
         if any(out.iterdir()) and not is_patch_set(out):
