@@ -455,7 +455,7 @@ def run_sfm(
                                    progress, report, executor)  # fmt: skip
         good = _usable(image_dir, out_dir, names, features, report)
         unreadable = [s["name"] for s in report["skipped"]]
-        pairs = select_pairs.run(features, good, out_dir / "pairs.json", config.pairs, unreadable)
+        pairs = select_pairs.run(features, good, out_dir / "pairs.json", config.pairs, unreadable, report)
         with _stage("matching", seconds):
             matches = match.run(image_dir, features, pairs, out_dir / "matches.h5", scorer, config.match,
                                 config.max_image_size, config.workers, progress, report, executor, spec)  # fmt: skip

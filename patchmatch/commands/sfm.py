@@ -66,7 +66,9 @@ def summary(report: dict) -> dict:
         out["mapping"] = "; ".join(f"{a['name']} ({a['images']} images); intrinsics {a['intrinsics']}"
                                    + (f" ({a['intrinsics_note']})" if a["intrinsics_note"] else "") for a in kept)
         out["mapping"] += f" (after {len(attempts)} mapper runs)"
+    out["pairs_strategy"], out["mapper"] = report.get("pairs_strategy"), report.get("mapper")  # what auto chose
     if len(report.get("models", [])) > 1:
+        out["registered_in_models"] = report["registered_in_models"]
         out["models"] = {m["path"]: m["registered"] for m in report["models"]}
     if report.get("rejected"):
         out["rejected"] = {r["name"]: r["reason"] for r in report["rejected"]}

@@ -31,7 +31,9 @@ def run(
         sparse_dir: the output folder; the models go to ``sparse_dir/0``, ``1``, ….
         config: mapper settings and fallbacks.
         report: gets ``mapping_attempts`` (:class:`~patchmatch.colmap.MappingAttempt` as dicts),
-            ``models`` (``[{"path", "registered", "points", "names"}]``, largest first) and
+            ``models`` (``[{"path", "registered", "points", "names"}]``, largest first),
+            ``registered_in_models`` (the images registered in any of them), ``mapper`` (the
+            mapper of the kept runs: ``"incremental"``, ``"global"`` or both, one per part) and
             ``rejected`` (``[{"name", "reason"}]``: images the checks left out of the kept runs: one per part of the scene graph)
             and ``unregistered`` (``[{"name", "reason"}]``: every image of the database in no model, and why).
 
@@ -52,9 +54,11 @@ def run(
         why = colmap.unregistered_reasons(database, models, config) if colmap.database_summary(database).images else {}
         report["unregistered"] = [{"name": name, "reason": f"rejected by the checks: {rejected[name]}" if name in rejected
                                    else reason} for name, reason in why.items()]  # fmt: skip
+        report["mapper"] = ", ".join(sorted({"global" if a.name == "global" else "incremental" for a in kept}))
         report["models"] = []
         for index, model in enumerate(models):
             stats = colmap.reconstruction_stats(model)
             report["models"].append({"path": f"{sparse_dir.name}/{index}", "registered": stats["registered"],
                                      "points": stats["points"], "names": stats["registered_names"]})  # fmt: skip
+        report["registered_in_models"] = len({name for m in report["models"] for name in m["names"]})
     return sparse_dir / "0"

@@ -36,6 +36,7 @@ def run(
     pairs_path: str | os.PathLike,
     strategy: str = "exhaustive",
     left_out: list[str] = (),
+    report: dict | None = None,
 ) -> Path:
     """Writes the pairs of ``names`` chosen by ``strategy``.
 
@@ -46,6 +47,7 @@ def run(
         strategy: see :mod:`patchmatch.pairs` (``auto``: exhaustive or retrieval by the number of images).
         left_out: images of the folder that are not in ``names`` (unreadable, duplicates): a
             pairs file may name them; such pairs are dropped with a warning.
+        report: gets ``pairs_strategy``, the strategy used (what ``auto`` chose, or the file).
 
     Returns:
         ``pairs_path``.
@@ -61,10 +63,14 @@ def run(
             descriptors = LruMapping(names, lambda n: storage.read_features(features_path, n).descriptors,
                                      FEATURE_CACHE_MB * 2**20, lambda d: d.nbytes)  # fmt: skip
         pairs = make_pairs(strategy, names, descriptors)
+        if report is not None:
+            report["pairs_strategy"] = strategy
     else:
         usable = set(names)
         pairs = [p for p in listed if p[0] in usable and p[1] in usable]
         if len(pairs) < len(listed):
             logger.warning("%d of the %d pairs of %s name a skipped image: left out",
                            len(listed) - len(pairs), len(listed), strategy)  # fmt: skip
+        if report is not None:
+            report["pairs_strategy"] = str(strategy)
     return write_json(pairs_path, [list(p) for p in pairs])

@@ -15,6 +15,7 @@ def test_the_model_registers_every_image_and_replaces_an_earlier_one(verified, c
     assert model == sparse / "0" and not (sparse / "1").exists()
     assert colmap.read_reconstruction(model).num_reg_images() == 4 and report["mapping_attempts"][0]["kept"]
     assert report["rejected"] == [] and [(m["path"], m["registered"]) for m in report["models"]] == [("sparse/0", 4)]
+    assert report["registered_in_models"] == 4 and report["mapper"] == "incremental"  # what auto chose
 
 
 def test_no_verified_pair_gives_no_model(tmp_path):

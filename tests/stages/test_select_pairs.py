@@ -14,8 +14,11 @@ def test_exhaustive_and_sequential_pairs_round_trip(tmp_path):
     path = select_pairs.run(tmp_path / "f.h5", names, tmp_path / "pairs.json")
     assert path == tmp_path / "pairs.json"
     assert select_pairs.read(path) == [("a b.jpg", "c.jpg"), ("a b.jpg", "d.jpg"), ("c.jpg", "d.jpg")]
-    select_pairs.run(tmp_path / "f.h5", names, path, "sequential:1")  # rewritten on every run
+    report: dict = {}
+    select_pairs.run(tmp_path / "f.h5", names, path, "sequential:1", report=report)  # rewritten on every run
     assert select_pairs.read(path) == [("a b.jpg", "c.jpg"), ("c.jpg", "d.jpg")]
+    select_pairs.run(tmp_path / "f.h5", names, path, "auto", report=report)
+    assert report["pairs_strategy"] == "exhaustive" and len(select_pairs.read(path)) == 3  # what auto chose
 
 
 def test_pairs_file_drops_left_out_images_and_refuses_unknown_ones(tmp_path, caplog):
