@@ -193,18 +193,20 @@ def merged_table(result: dict) -> str:
 def table(results: dict) -> str:
     """The Markdown table of ``results`` (``"N|pairs|executor|mapper"`` → row)."""
     lines = ["| images N | pairs | executor | mapper | image pairs | registered | time (s) | s per image | features (s) | "
-             "matching (s) | verification (s) | mapping (s) | CPU (s) | peak memory (MiB) | rotation error median (°) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+             "matching (s) | verification (s) | mapping (s) | CPU (s) | CPU s per image | peak memory (MiB) | "
+             "rotation error median (°) |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for key in sorted(results, key=lambda k: (*k.split("|")[1:], int(k.split("|")[0]))):
         n, pairs, executor, mapper = key.split("|")
         r = results[key]
         if "error" in r:
-            lines.append(f"| {n} | {pairs} | {executor} | {mapper} | – | – | – | – | – | – | – | – | – | – | {r['error']} |")
+            lines.append(f"| {n} | {pairs} | {executor} | {mapper} | – | – | – | – | – | – | – | – | – | – | – | {r['error']} |")
             continue
         s = r["seconds"]
+        cpu_per_image = f"{r['cpu_s'] / int(n):.2f}" if "cpu_s" in r else "–"
         lines.append(f"| {n} | {pairs} | {executor} | {mapper} | {r['pairs']} | {r['registered']}/{r['images']} | {r['wall_s']} | "
                      f"{r['wall_s'] / int(n):.2f} | {s.get('features', 0):.1f} | {s.get('matching', 0):.1f} | "
-                     f"{s.get('verification', 0):.1f} | {s.get('mapping', 0):.1f} | {r.get('cpu_s', '–')} | {r['peak_rss_mib']:.0f} | "
+                     f"{s.get('verification', 0):.1f} | {s.get('mapping', 0):.1f} | {r.get('cpu_s', '–')} | "
+                     f"{cpu_per_image} | {r['peak_rss_mib']:.0f} | "
                      f"{r['rotation_error_median_deg']:.3f} |")  # fmt: skip
     return "\n".join(lines)
 
@@ -252,7 +254,7 @@ def main() -> None:
     parser.add_argument("--label", help="the executor column's name in the results (default: --executor)")
     parser.add_argument("--mapper", nargs="+", default=["incremental"], choices=["auto", "incremental", "global"])
     parser.add_argument("--max-keypoints", type=int, default=2048)
-    parser.add_argument("--docs", action="store_true", help="write docs/scaling.{md,json,png}")
+    parser.add_argument("--docs", action="store_true", help="also write docs/scaling.json and docs/scaling.png")
     parser.add_argument("--merged", type=Path, metavar="DATA",
                         help="instead: sfm on the shared scenes of DATA/scenes merged into one folder")
     parser.add_argument("--child", help=argparse.SUPPRESS)

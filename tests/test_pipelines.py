@@ -135,7 +135,9 @@ def test_scale_bench_merged_collection_links_each_scene_and_its_table_has_every_
     except FileNotFoundError as error:
         assert "lund" in str(error)
     row = {"wall_s": 20.0, "seconds": {"features": 1.0, "matching": 2.0, "verification": 0.5, "mapping": 9.0},
-           "images": 50, "registered": 50, "pairs": 277, "peak_rss_mib": 800.0, "rotation_error_median_deg": 0.01}
+           "images": 50, "registered": 50, "pairs": 277, "peak_rss_mib": 800.0, "rotation_error_median_deg": 0.01,
+           "cpu_s": 30.0}
     text = scale_bench.table({"50|retrieval:10|local|global": row, "100|retrieval:10|local|global": {"error": "boom"}})
     lines = text.splitlines()
-    assert len({line.count("|") for line in lines}) == 1 and "| 0.40 |" in lines[2] and "boom" in lines[3]
+    assert len({line.count("|") for line in lines}) == 1 and "| 0.40 |" in lines[2] and "| 0.60 |" in lines[2]
+    assert "boom" in lines[3]

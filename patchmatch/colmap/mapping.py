@@ -77,6 +77,11 @@ MAPPER_METHODS = ("auto", "incremental", "global")
 #: incremental mapper took 484 s and GLOMAP 184 s, at the same accuracy (0.03° median relative
 #: rotation error). Below, the incremental mapper's checked fallbacks are worth its time.
 AUTO_MAX_INCREMENTAL = 200
+#: Tracks per image the global mapper (GLOMAP) positions and bundle-adjusts before retriangulating
+#: all of them (pycolmap: every track). Where every image sees the same world its bundle
+#: adjustments otherwise grow faster than the images; 150 tracks per image gave the same rotation
+#: errors on rendered collections of 100 and 200 views (docs/scaling.md).
+GLOBAL_TRACKS_PER_IMAGE = 150
 
 
 @dataclass(frozen=True)
@@ -315,8 +320,16 @@ def map_once(
 
 
 def global_options(config: MapperConfig) -> pycolmap.GlobalPipelineOptions:
-    """pycolmap's options of the global mapper (GLOMAP) for a :class:`MapperConfig`."""
-    return _set_common_options(pycolmap.GlobalPipelineOptions(), config)
+    """pycolmap's options of the global mapper (GLOMAP) for a :class:`MapperConfig`:
+    :data:`GLOBAL_TRACKS_PER_IMAGE`, and bundle adjustment by Ceres' iterative Schur solver
+    (Schur-Jacobi preconditioned), whose cost per iteration grows with the observations, not with
+    the cube of the images as the sparse direct solver's does where images share many points."""
+    options = _set_common_options(pycolmap.GlobalPipelineOptions(), config)
+    options.mapper.track_required_tracks_per_view = GLOBAL_TRACKS_PER_IMAGE
+    solver = options.mapper.bundle_adjustment.ceres.solver_options
+    solver.linear_solver_type = type(solver.linear_solver_type).ITERATIVE_SCHUR
+    solver.preconditioner_type = type(solver.preconditioner_type).SCHUR_JACOBI
+    return options
 
 
 def global_map_once(database: Path, image_dir: Path, output_dir: Path, config: MapperConfig) -> list[pycolmap.Reconstruction]:
