@@ -819,7 +819,10 @@ def map_database(
     change another's models; parts smaller than ``min_model_size`` are left unregistered
     (:func:`unregistered_reasons` says why an image is in no model). The run with most usable
     images is kept (on a tie, the one with
-    fewer degenerate cameras, then the earlier). With ``"global"``, one run of GLOMAP.
+    fewer degenerate cameras, then the earlier). With ``"global"``, one run of GLOMAP; when the
+    checks reject images of its model or a camera is degenerate (signs of a wrong model, seen on
+    temple-ring's ring of 16 views), or it builds none, the incremental cascade maps the part too,
+    and the run with most usable images is kept.
     Every run's models are checked first (:attr:`MapperConfig.check`): images that fail are
     deregistered and named in their :class:`MappingAttempt`.
 
@@ -916,7 +919,12 @@ def _map_part(image_dir: Path, output_dir: Path, scene: _Scene, config: MapperCo
         t0 = time.perf_counter()
         run = _Run("global", config)
         search.record(run, global_map_once(scene.database, image_dir, output_dir, config), time.perf_counter() - t0)
-    else:  # the shared-camera copy of the database (if one is made) next to the models, on their disk
+        # no model, or signs of a wrong one (not mere gaps: a large set would be mapped twice for them)
+        if config.check and (not search.models or search.attempt.rejected or search.attempt.degenerate):
+            logger.info("the global mapper's model: %s; mapping with the incremental mapper's cascade",
+                        search.why_again() if search.models else "none built")  # fmt: skip
+            method = "incremental"
+    if method != "global":  # the shared-camera copy of the database (if one is made) next to the models, on their disk
         output_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".mapping-", dir=output_dir) as work:
             search.workdir = Path(work)

@@ -341,6 +341,31 @@ def test_global_mapper_registers_the_scene(sift_database, entry_dir, tmp_path):
         colmap.MapperConfig(method="hierarchical")
 
 
+def test_a_suspect_global_model_is_mapped_again_by_the_incremental_cascade(sift_database, entry_dir, tmp_path, monkeypatch):
+    """GLOMAP has no fallbacks of its own: when the checks find a degenerate camera in its model (or
+    reject images, or it builds none) the incremental cascade maps the scene too, and the run with
+    most usable images is kept."""
+    db = sift_database(entry_dir, ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"])
+    real = mapping.global_map_once
+
+    def distortion_ran_away(*args):
+        models = real(*args)
+        camera = models[0].cameras[min(models[0].cameras)]
+        camera.params = [*camera.params[:-1], 3.0]  # SIMPLE_RADIAL's k1 far beyond MAX_RADIAL
+        return models
+
+    monkeypatch.setattr(mapping, "global_map_once", distortion_ran_away)
+    attempts = []
+    models = colmap.map_database(db, entry_dir, tmp_path / "sparse", colmap.MapperConfig(num_threads=2, method="global"),
+                                 attempts)  # fmt: skip
+    assert [a.name for a in attempts][:2] == ["global", "configured"] and attempts[0].degenerate
+    assert not attempts[0].kept and attempts[1].kept and models[0].num_reg_images() == 4
+    attempts = []  # without the checks, GLOMAP's model is kept as it is
+    colmap.map_database(db, entry_dir, tmp_path / "unchecked", colmap.MapperConfig(num_threads=2, method="global", check=False),
+                        attempts)  # fmt: skip
+    assert [a.name for a in attempts] == ["global"]
+
+
 def test_auto_mapper_is_global_above_its_image_count(sift_database, entry_dir, tmp_path, monkeypatch):
     db = sift_database(entry_dir, ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"])
     assert colmap.MapperConfig().method == "auto"
