@@ -222,7 +222,7 @@ def plot(results: dict, path: Path) -> Path:
         if "error" not in r:
             n, pairs, executor, mapper = key.split("|")
             series.setdefault(f"{pairs} {executor} {mapper}", []).append((int(n), r))
-    colours = [(200, 80, 0), (0, 120, 220), (0, 160, 0), (160, 0, 160)]
+    colours = [(200, 80, 0), (0, 120, 220), (0, 160, 0), (160, 0, 160), (0, 0, 200), (120, 120, 0)]
     for panel, (title, value) in enumerate([("s per image", lambda n, r: r["wall_s"] / n),
                                             ("peak memory MiB", lambda n, r: r["peak_rss_mib"])]):  # fmt: skip
         x0 = panel * size
@@ -239,7 +239,7 @@ def plot(results: dict, path: Path) -> Path:
             for p in pts:
                 cv2.circle(canvas, p, 4, colour, -1)
             if panel == 0:
-                cv2.putText(canvas, label, (x0 + margin + 10, size - margin - 10 - 18 * colours.index(colour)),
+                cv2.putText(canvas, label, (x0 + margin + 10, margin + 20 + 18 * colours.index(colour)),
                             cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1)  # fmt: skip
     cv2.imwrite(str(path), canvas)
     return path
