@@ -121,7 +121,7 @@ def _sort_pairs(database: Path, images: dict[str, colmap.DatabaseImage], pairs: 
             states.unverified.append((a, b))
         else:
             what = "matches" if key in matched else "a two-view geometry"
-            states.skipped.append([a, b, f"already holds {what} (pass --overwrite (Python: overwrite=True) to replace)"])
+            states.skipped.append([a, b, f"already holds {what} (--overwrite replaces them)"])
     return states
 
 
@@ -145,12 +145,15 @@ def _read_images(database: Path, image_dir: Path) -> dict[str, colmap.DatabaseIm
         raise NotADirectoryError(f"{image_dir}: a file, not an image folder (arguments: DATABASE IMAGES)")
     if not image_dir.is_dir():
         raise FileNotFoundError(f"image folder {image_dir} does not exist")
-    images = colmap.read_database_images(database)
-    if not images:
+    columns = colmap.peek_keypoint_columns(database)  # checked before pycolmap opens (and writes) the file
+    if not columns:
         raise ValueError(f"{database} holds no images: run COLMAP's feature extraction first")
-    if not any((image_dir / n).is_file() for n in images):
-        raise FileNotFoundError(f"none of the {len(images)} images of {database} is in {image_dir}: wrong image folder?")
-    return images
+    if not any((image_dir / n).is_file() for n in columns):
+        raise FileNotFoundError(f"none of the {len(columns)} images of {database} is in {image_dir}: wrong image folder?")
+    positions_only = sorted(n for n, cols in columns.items() if cols == 2)
+    if positions_only:
+        raise ValueError(colmap.positions_only_message(database, positions_only[0]))
+    return colmap.read_database_images(database)
 
 
 def _unmatched(states: _PairStates, images: dict[str, colmap.DatabaseImage], summary: match.MatchSummary,

@@ -61,7 +61,7 @@ def scan_images(root: str | os.PathLike) -> tuple[list[str], list[dict[str, str]
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"Image folder {root} does not exist or is not a directory.")
+        raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
     names: list[str] = []
     skipped: list[dict[str, str]] = []
     seen = {}  # folder (device, inode) → the name it is searched under: the real folders of the tree first

@@ -485,9 +485,11 @@ def run_sfm(
         if ground_truth is not None:
             report["pose"] = _pose_report(reconstruction, ground_truth, good)
         write_json(out_dir / "report.json", report)
-        logger.info("registered %d/%d images, %d points, track length %.2f, reprojection error %.2f px",
-                    report["registered"], len(good), report["points"], report["mean_track_length"],
-                    report["mean_reprojection_error"])  # fmt: skip
+        models = len(report.get("models", []))
+        where = f" in {models} models (largest {report['registered']})" if models > 1 else ""
+        logger.info("registered %d/%d images%s, %d points, track length %.2f, reprojection error %.2f px",
+                    report.get("registered_in_models", report["registered"]), len(good), where, report["points"],
+                    report["mean_track_length"], report["mean_reprojection_error"])  # fmt: skip
     return report
 
 

@@ -149,6 +149,12 @@ def test_four_column_keypoints_become_similarity_shapes_and_two_columns_are_refu
         else:
             with pytest.raises(ValueError, match=f"{NAMES[0]} are positions only"):
                 colmap.read_database_images(path)
+            before = path.read_bytes()  # refused before pycolmap opens (and writes to) the file
+            with pytest.raises(ValueError, match=f"{NAMES[0]} are positions only"):
+                match_database(path, images, CONFIG, NCCScorer())
+            with pytest.raises(FileNotFoundError, match="wrong image folder"):
+                match_database(path, tmp_path, CONFIG, NCCScorer())
+            assert path.read_bytes() == before
 
 
 def test_empty_rows_count_as_existing_pairs(project):

@@ -130,16 +130,37 @@ def _sqlite_problem(path: Path) -> str | None:
 COLMAP_TABLES = ("cameras", "images", "keypoints", "descriptors", "matches", "two_view_geometries")
 
 
+def _read_only(path: Path) -> sqlite3.Connection:
+    """An SQLite connection that cannot write to ``path`` (pycolmap's open writes its schema)."""
+    return sqlite3.connect(f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro", uri=True, timeout=0.5)
+
+
 def _missing_tables(path: Path) -> list[str] | None:
     """COLMAP tables ``path`` lacks, read without writing to it; ``None`` when SQLite cannot
     read it now (locked, or damaged: opening it says which)."""
-    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
     try:
-        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=0.5)) as con:
+        with contextlib.closing(_read_only(path)) as con:
             tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     except sqlite3.Error:
         return None
     return [t for t in COLMAP_TABLES if t not in tables]
+
+
+def peek_keypoint_columns(database: str | os.PathLike) -> dict[str, int]:
+    """``{image name: columns of its keypoints}`` (0 when it has none), read without writing to
+    the database: what a command checks before it opens the file with pycolmap.
+
+    Raises:
+        FileNotFoundError, NotADatabaseError: see :func:`require_database`.
+    """
+    database = require_database(database)
+    try:
+        with contextlib.closing(_read_only(database)) as con:
+            rows = con.execute("SELECT images.name, COALESCE(keypoints.cols, 0) FROM images "
+                               "LEFT JOIN keypoints ON keypoints.image_id = images.image_id").fetchall()  # fmt: skip
+    except sqlite3.Error as error:
+        raise NotADatabaseError(f"{database}: not a COLMAP database or truncated (SQLite: {error})") from None
+    return {str(name): int(cols) for name, cols in rows}
 
 
 def require_database(path: str | os.PathLike) -> Path:
@@ -637,6 +658,12 @@ def read_verified_matches(database: str | os.PathLike, id0: int, id1: int) -> np
         return np.asarray(geometry.inlier_matches, dtype=np.int64).reshape(-1, 2)
 
 
+def positions_only_message(database: str | os.PathLike, name: str) -> str:
+    """The error of an image whose keypoints are positions only."""
+    return (f"{database}: the keypoints of {name} are positions only (2 columns, no scale or orientation): "
+            "patches cannot be cropped from them; extract features with COLMAP's SIFT")
+
+
 def _affine_keypoints(raw: np.ndarray, database: Path, name: str) -> np.ndarray:
     """COLMAP keypoint rows → (N, 6) float32 ``[x, y, a11, a12, a21, a22]``."""
     raw = raw.reshape(len(raw), -1) if raw.ndim != 2 else raw
@@ -648,8 +675,7 @@ def _affine_keypoints(raw: np.ndarray, database: Path, name: str) -> np.ndarray:
         c, s = scale * np.cos(angle), scale * np.sin(angle)
         return np.stack([x, y, c, -s, s, c], 1).astype(np.float32)
     if cols == 2:
-        raise ValueError(f"{database}: the keypoints of {name} are positions only (2 columns, no scale or orientation): "
-                         "patches cannot be cropped from them; extract features with COLMAP's SIFT")  # fmt: skip
+        raise ValueError(positions_only_message(database, name))
     raise ValueError(f"{database}: the keypoints of {name} have {cols} columns (COLMAP stores 2, 4 or 6)")
 
 

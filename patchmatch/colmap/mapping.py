@@ -704,8 +704,9 @@ def _checked(name: str, models: list[pycolmap.Reconstruction], scene: _Scene, co
     kept.sort(key=lambda m: -m.num_reg_images())
     rejected = {n: why for n, why in rejected.items() if n not in usable}
     if rejected:
-        logger.info("%s mapping: the checks rejected %d image(s): %s", name, len(rejected),
-                    "; ".join(f"{n} ({why})" for n, why in list(rejected.items())[:5]))  # fmt: skip
+        more = f"; and {len(rejected) - 5} more (report.json: mapping_attempts)" if len(rejected) > 5 else ""
+        logger.info("%s mapping: the checks rejected %d image(s): %s%s", name, len(rejected),
+                    "; ".join(f"{n} ({why})" for n, why in list(rejected.items())[:5]), more)  # fmt: skip
     attempt = MappingAttempt(name, len(registered), len(usable), degenerate, round(seconds, 2),
                              models=[m.num_reg_images() for m in kept],
                              rejected=[{"name": n, "reason": why} for n, why in sorted(rejected.items())])  # fmt: skip
@@ -922,8 +923,9 @@ def _map_part(image_dir: Path, output_dir: Path, scene: _Scene, config: MapperCo
         search.record(run, global_map_once(scene.database, image_dir, output_dir, config), time.perf_counter() - t0)
         # no model, or signs of a wrong one (not mere gaps: a large set would be mapped twice for them)
         if config.check and (not search.models or search.attempt.rejected or search.attempt.degenerate):
-            logger.info("the global mapper's model: %s; mapping with the incremental mapper's cascade",
-                        search.why_again() if search.models else "none built")  # fmt: skip
+            why = search.why_again() if search.models else (
+                f"the checks rejected all {search.attempt.registered} of its images" if search.attempt.registered else "none built")
+            logger.info("the global mapper's model: %s; mapping with the incremental mapper's cascade", why)
             method = "incremental"
     if method != "global":  # the shared-camera copy of the database (if one is made) next to the models, on their disk
         output_dir.mkdir(parents=True, exist_ok=True)

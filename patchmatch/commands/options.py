@@ -34,7 +34,7 @@ def add_scorer_arguments(p: argparse.ArgumentParser) -> None:
 def add_executor_argument(p: argparse.ArgumentParser) -> None:
     """Adds ``--executor`` (see :mod:`patchmatch.executors`)."""
     p.add_argument("--executor", default="local", metavar="E",
-                   help="local (default) | ray | ray:ADDRESS: extract and match on a Ray cluster")
+                   help="local (default) | ray | ray:ADDRESS: run the work on a Ray cluster")
 
 
 def positive_int(value: str) -> int:

@@ -55,6 +55,11 @@ def run(
         report["unregistered"] = [{"name": name, "reason": f"rejected by the checks: {rejected[name]}" if name in rejected
                                    else reason} for name, reason in why.items()]  # fmt: skip
         report["mapper"] = ", ".join(sorted({"global" if a.name == "global" else "incremental" for a in kept}))
+        unkept = [a for a in attempts if a.name == "global" and not a.kept]
+        if unkept:  # asked for, or chosen by auto, and mapped again
+            report.setdefault("notes", []).append(
+                f"the global mapper's model of {unkept[0].images} images was not kept ({unkept[0].usable} usable after "
+                f"the checks, degenerate cameras: {len(unkept[0].degenerate)}); the incremental mapper's was (mapping_attempts)")
         report["models"] = []
         for index, model in enumerate(models):
             stats = colmap.reconstruction_stats(model)

@@ -9,6 +9,7 @@ import pytest
 
 from patchmatch import colmap
 from patchmatch.colmap import mapping
+from patchmatch.stages import reconstruct
 from tests.conftest import shared_path
 
 
@@ -360,6 +361,9 @@ def test_a_suspect_global_model_is_mapped_again_by_the_incremental_cascade(sift_
                                  attempts)  # fmt: skip
     assert [a.name for a in attempts][:2] == ["global", "configured"] and attempts[0].degenerate
     assert not attempts[0].kept and attempts[1].kept and models[0].num_reg_images() == 4
+    report: dict = {}  # the report says so
+    reconstruct.run(db, entry_dir, tmp_path / "reported", colmap.MapperConfig(num_threads=2, method="global"), report)
+    assert report["mapper"] == "incremental" and "the global mapper's model of 4 images was not kept" in report["notes"][0]
     attempts = []  # without the checks, GLOMAP's model is kept as it is
     colmap.map_database(db, entry_dir, tmp_path / "unchecked", colmap.MapperConfig(num_threads=2, method="global", check=False),
                         attempts)  # fmt: skip
