@@ -116,7 +116,8 @@ class MatchResult:
         keypoints0: (N0, 2) float32 keypoint positions of image 0, pixels (OpenCV convention).
         keypoints1: (N1, 2) float32 keypoint positions of image 1.
         matches: (K, 2) int64 indices ``[i0, i1]``.
-        scores: (K,) float32 network scores of the matches.
+        scores: (K,) float32 network scores of the matches (higher = more similar); NaN for SIFT's
+            ratio-test matches kept without the network (a strong pair, or ``unselected="descriptor"``).
         num_candidates: number of candidate pairs scored by the network.
         overlap: mutual descriptor nearest neighbours passing the ratio test (see
             :attr:`MatchConfig.min_overlap`).

@@ -48,6 +48,11 @@ def test_match_pair_command(entry_images, tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     assert main(["match-pair", str(tmp_path / "missing.jpg"), str(entry_images[1]), "--weights", str(ckpt)]) == 2
     assert "missing.jpg" in capsys.readouterr().err
+    # a strong pair (SIFT's ratio test accepts 300 matches or more): kept without the network, and said so
+    assert main(["match-pair", str(entry_images[0]), str(entry_images[1]), "--weights", str(ckpt), "--precision", "fp32",
+                 "--threads", "1", "--out", str(out), "--overwrite"]) == 0
+    assert "a strong pair: SIFT's ratio test accepted" in capsys.readouterr().out
+    assert len(np.load(out)["scores"]) >= 300 and np.isnan(np.load(out)["scores"]).all()
 
 
 def test_pairs_option_takes_a_bare_path_as_a_pairs_file():
