@@ -731,6 +731,30 @@ def _search(image_dir: Path, output_dir: Path, search: _Search, runs: list[_Run]
         retry = search.seed_retry() if index == len(runs) - 1 else None
         if retry is not None:
             runs.append(retry)
+    last = _extension_of_best(search)
+    if last is not None:
+        logger.info("%s; mapping again (%s)", search.why_again(), last.name)
+        t0 = time.perf_counter()
+        models = map_once(search.database(last), image_dir, output_dir, last.config, input_model=search.models[0])
+        search.record(last, models, time.perf_counter() - t0)
+
+
+def _extension_of_best(search: _Search) -> _Run | None:
+    """The kept fallback run continued once (its largest model, registration from
+    ``RELAXED_ABS_POSE_INLIERS`` inliers, as ``extend_fallback`` continues the configured run),
+    when its models leave reachable images out or split one scene: a walk mapped with
+    forward-motion initialisation can end in two models that this joins (lund: 15 + 6 images,
+    then 21 in one). None when the cascade's own extensions apply or nothing would change."""
+    if not (search.models and search.config.extend_fallback and search.scene.verified) or search.run.extends:
+        return None
+    if search.attempt.degenerate or search.attempt.name in ("configured", "shared cameras"):
+        return None
+    if search.complete() and not _models_linked(search.models, search.scene):
+        return None
+    relaxed = min(RELAXED_ABS_POSE_INLIERS, search.run.config.abs_pose_min_num_inliers)
+    config = dataclasses.replace(search.run.config, abs_pose_min_num_inliers=relaxed, multiple_models=False)
+    return _Run(f"{search.attempt.name}, extended (registration from {relaxed} inliers)", config, extends=True,
+                shared=search.run.shared)  # fmt: skip
 
 
 def _settle_intrinsics(search: _Search) -> list[pycolmap.Reconstruction]:

@@ -157,6 +157,31 @@ def test_mapping_falls_back_to_fixed_intrinsics(sift_database, entry_dir, tmp_pa
         assert attempts[0].registered == 3 and attempts[0].usable == 2 and len(attempts[0].degenerate) == 1
 
 
+def test_an_incomplete_fallback_model_is_continued_once(sift_database, entry_dir, tmp_path, monkeypatch):
+    """The kept fallback's model, when it leaves reachable images out, is continued once with the
+    relaxed registration threshold (lund's walk: 15 + 6 images, then 21 in one model)."""
+    db = sift_database(entry_dir, ["0000.jpg", "0001.jpg", "0002.jpg"])
+    real_map_once = mapping.map_once
+    starts = []
+
+    def fixed_runs_leave_one_out(database, image_dir, output_dir, config, input_model=None):
+        models = real_map_once(database, image_dir, output_dir, config, input_model)
+        starts.append(None if input_model is None else input_model.num_reg_images())
+        if config.refine_focal_length and input_model is None:  # every run with free intrinsics runs away
+            cam = next(iter(models[0].cameras.values()))
+            cam.params = [-cam.params[0], *cam.params[1:3], 4.8]
+        elif input_model is None:  # fixed intrinsics: one image left out
+            models[0].deregister_frame(max(models[0].reg_frame_ids()))
+        return models
+
+    monkeypatch.setattr(mapping, "map_once", fixed_runs_leave_one_out)
+    attempts = []
+    rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", colmap.MapperConfig(min_model_size=2), attempts)
+    assert attempts[-1].name == "fixed intrinsics, extended (registration from 15 inliers)" and attempts[-1].kept
+    assert starts[-1] == 2 and rec.num_reg_images() == 3 and colmap.degenerate_cameras(rec) == []
+    assert [a.name for a in attempts].count("fixed intrinsics, extended (registration from 15 inliers)") == 1
+
+
 def test_mapping_falls_back_to_forward_motion_initialisation(sift_database, lund_dir, tmp_path):
     """lund's first images walk straight at the cathedral: every image pair has |t_z| > 0.95, so COLMAP
     finds no initial pair; allowing forward motion at a lower initial triangulation angle maps them."""
