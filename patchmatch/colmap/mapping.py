@@ -105,7 +105,9 @@ class MapperConfig:
         extend_fallback: when the configured run's model (or the shared-camera run's) leaves reachable
             images unregistered (and its cameras are sane), first continue that model (as ``colmap mapper
             --input_path``) registering further images from ``RELAXED_ABS_POSE_INLIERS`` 2D-3D
-            inliers: the images already registered keep their poses.
+            inliers: the images already registered keep their poses. A kept fallback run whose
+            models leave reachable images out, or split one scene, is continued the same way once
+            at the end of the cascade.
         fixed_intrinsics_fallback: when the model is incomplete or has a degenerate camera
             (:func:`degenerate_cameras`), map again with focal length and distortion held at
             their priors (EXIF or the default guess) and the reprojection filter at
