@@ -9,7 +9,11 @@ import sys
 
 #: Modules that each expose ``add_parser(subparsers)`` registering one subcommand
 #: (with ``set_defaults(func=callable(args) -> int | None)``).
-COMMANDS: list[str] = [
+COMMANDS: list[str] = [  # in the order --help lists them: reconstruction first, then the network's tools
+    "patchmatch.commands.sfm",
+    "patchmatch.commands.match_db",
+    "patchmatch.commands.compare",
+    "patchmatch.demo",
     "patchmatch.commands.match_pair",
     "patchmatch.commands.make_patches",
     "patchmatch.commands.train",
@@ -17,10 +21,6 @@ COMMANDS: list[str] = [
     "patchmatch.commands.bench",
     "patchmatch.commands.quantize",
     "patchmatch.commands.export_onnx",
-    "patchmatch.commands.sfm",
-    "patchmatch.commands.match_db",
-    "patchmatch.commands.compare",
-    "patchmatch.demo",
 ]
 
 

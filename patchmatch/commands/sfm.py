@@ -13,7 +13,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sfm", help="structure-from-motion of an image folder with the patch network",
                        description=__doc__ + " Rerunning the same command resumes an interrupted run.")  # fmt: skip
     p.add_argument("images", type=Path, help="image folder (searched recursively)")
-    p.add_argument("out", type=Path, help="output folder: features.h5, pairs.json, matches.h5, database.db, sparse/0 (1, ...), report.json, run.json, viz/")
+    p.add_argument("out", type=Path, help="output folder: features.h5, pairs.json, matches.h5, database.db, sparse/N, report.json, run.json, viz/")
     p.add_argument("--max-keypoints", type=positive_int, default=8192, metavar="N", help="SIFT keypoints per image (default 8192, COLMAP's)")
     p.add_argument("--max-image-size", type=int, default=3200, metavar="PX",
                    help="longest image side used (default 3200; 0 = original)")
