@@ -81,9 +81,10 @@ def scan_images(root: str | os.PathLike) -> tuple[list[str], list[dict[str, str]
             if entry.is_dir():  # follows links
                 key = _dir_key(Path(entry.path))
                 if seen.setdefault(key, name) != name:
-                    what = "a loop back to" if _is_ancestor(seen[key], rel) else "the same folder as"
-                    skipped.append({"name": name, "reason": f"{root / name}: symbolic link to {what} "
-                                                            f"{root / seen[key] if seen[key] else root}; skipped"})  # fmt: skip
+                    target = root / seen[key] if seen[key] else root
+                    what = (f"symbolic link to {target}, a folder that holds it (a loop)" if _is_ancestor(seen[key], rel)
+                            else f"symbolic link to {target}, searched already")  # fmt: skip
+                    skipped.append({"name": name, "reason": f"{root / name}: {what}; skipped"})
                     continue
                 stack.append((Path(entry.path), name + "/"))
             elif entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS:
