@@ -485,12 +485,17 @@ def run_sfm(
         if ground_truth is not None:
             report["pose"] = _pose_report(reconstruction, ground_truth, good)
         write_json(out_dir / "report.json", report)
-        models = len(report.get("models", []))
-        where = f" in {models} models (largest {report['registered']})" if models > 1 else ""
-        logger.info("registered %d/%d images%s, %d points, track length %.2f, reprojection error %.2f px",
-                    report.get("registered_in_models", report["registered"]), len(good), where, report["points"],
-                    report["mean_track_length"], report["mean_reprojection_error"])  # fmt: skip
+        _log_result(report, len(good))
     return report
+
+
+def _log_result(report: dict, usable: int) -> None:
+    """One line: the images registered in every model, points, track length, reprojection error."""
+    models = len(report.get("models", []))
+    where = f" in {models} models (largest {report['registered']})" if models > 1 else ""
+    logger.info("registered %d/%d images%s, %d points, track length %.2f, reprojection error %.2f px",
+                report.get("registered_in_models", report["registered"]), usable, where, report["points"],
+                report["mean_track_length"], report["mean_reprojection_error"])  # fmt: skip
 
 
 def _usable(image_dir: Path, out_dir: Path, names: list[str], features_path: Path, report: dict) -> list[str]:
