@@ -44,6 +44,19 @@ def namespace_pids() -> list[int]:
     return pids
 
 
+def require_own_namespace() -> None:
+    """Refuses to run outside a network namespace of its own: on exit every process of the
+    namespace is killed, which outside ``unshare -n`` would be every process of the machine.
+
+    Raises:
+        RuntimeError: this namespace has an interface other than ``lo`` (the machine's own).
+    """
+    interfaces = [line.split(":")[0].strip() for line in Path("/proc/self/net/dev").read_text().splitlines()[2:]]
+    if any(name != "lo" for name in interfaces):
+        raise RuntimeError("ray_local_cluster.py runs inside a network namespace of its own (`unshare -n python "
+                           f"pipelines/ray_local_cluster.py ...`); this one has {', '.join(interfaces)}")  # fmt: skip
+
+
 def count_nodes(address: str, env: dict) -> int:
     """Alive nodes of the cluster at ``address``."""
     code = f"import ray; ray.init(address='{address}'); print(len([n for n in ray.nodes() if n['Alive']]))"
@@ -59,8 +72,10 @@ def local_cluster(nodes: int = 2, cpus_per_node: int = 1, port: int = 6390, gpus
     process of the namespace on exit.
 
     Raises:
+        RuntimeError: not inside a network namespace of its own (:func:`require_own_namespace`).
         subprocess.CalledProcessError: ``ip`` or ``ray start`` failed.
     """
+    require_own_namespace()
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     # a token for this cluster alone (ray 2.60's nodes refuse to join without one)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
@@ -95,6 +110,11 @@ def main() -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command given")
+    try:
+        require_own_namespace()
+    except RuntimeError as error:
+        print(f"ray_local_cluster.py: error: {error}", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     with local_cluster(args.nodes, args.cpus_per_node, args.port, args.gpus_per_node) as (address, env):
         alive = count_nodes(address, env)

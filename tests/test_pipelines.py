@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -141,3 +143,14 @@ def test_scale_bench_merged_collection_links_each_scene_and_its_table_has_every_
     lines = text.splitlines()
     assert len({line.count("|") for line in lines}) == 1 and "| 0.40 |" in lines[2] and "| 0.60 |" in lines[2]
     assert "boom" in lines[3]
+
+
+def test_ray_local_cluster_refuses_the_machines_own_network_namespace():
+    """On exit it kills every process of its namespace: outside ``unshare -n`` it must not start."""
+    ray_local_cluster = _script("ray_local_cluster")
+    interfaces = [line.split(":")[0].strip() for line in Path("/proc/self/net/dev").read_text().splitlines()[2:]]
+    if interfaces == ["lo"]:
+        pytest.skip("this process is in a namespace with loopback alone: nothing to refuse")
+    with pytest.raises(RuntimeError, match="network namespace of its own"):
+        with ray_local_cluster.local_cluster(nodes=1):
+            raise AssertionError("a cluster was started outside a namespace of its own")
