@@ -492,10 +492,14 @@ def run_sfm(
 def _log_result(report: dict, usable: int) -> None:
     """One line: the images registered in every model, points, track length, reprojection error."""
     models = len(report.get("models", []))
-    where = f" in {models} models (largest {report['registered']})" if models > 1 else ""
-    logger.info("registered %d/%d images%s, %d points, track length %.2f, reprojection error %.2f px",
-                report.get("registered_in_models", report["registered"]), usable, where, report["points"],
-                report["mean_track_length"], report["mean_reprojection_error"])  # fmt: skip
+    stats = (report["points"], report["mean_track_length"], report["mean_reprojection_error"])
+    if models > 1:
+        logger.info("registered %d/%d images in %d models; the largest (sparse/0): %d images, %d points, track length "
+                    "%.2f, reprojection error %.2f px", report["registered_in_models"], usable, models,
+                    report["registered"], *stats)  # fmt: skip
+    else:
+        logger.info("registered %d/%d images, %d points, track length %.2f, reprojection error %.2f px",
+                    report["registered"], usable, *stats)  # fmt: skip
 
 
 def _usable(image_dir: Path, out_dir: Path, names: list[str], features_path: Path, report: dict) -> list[str]:
