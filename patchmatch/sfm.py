@@ -40,6 +40,7 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -438,11 +439,13 @@ def run_sfm(
     """
     image_dir, out_dir = Path(image_dir), Path(out_dir)
     names, skipped = _vet_images(image_dir, out_dir, config, ground_truth)
-    with _network(config, scorer, weights) as (executor, scorer, spec, config), run_lock(out_dir):
+    with _network(config, scorer, weights) as (executor, scorer, spec, config), run_lock(out_dir), \
+            _failures_reported(out_dir / "report.json") as report:  # fmt: skip
         identity = run_identity(image_dir, config, spec)
-        resumed = prepare_output(out_dir, identity, overwrite)
-        report: dict[str, Any] = {"status": "running", "resumed": resumed, "image_dir": str(image_dir),
-                                  "out_dir": str(out_dir), "skipped": skipped, "notes": []}  # fmt: skip
+        resumed = prepare_output(out_dir, identity, overwrite)  # from here on OUT is this run's
+        report.update({"status": "running", "resumed": resumed, "image_dir": str(image_dir),
+                       "out_dir": str(out_dir), "skipped": skipped, "notes": []})  # fmt: skip
+        write_json(out_dir / "report.json", report)
         logger.info("network: %s", describe_scorer(scorer))
         if spec["device"] != str(scorer.device):
             logger.info("the pairs are scored on the Ray cluster's GPUs, at %s", spec["precision"])
@@ -489,6 +492,21 @@ def run_sfm(
     return report
 
 
+@contextmanager
+def _failures_reported(path: Path) -> Iterator[dict]:
+    """Yields the run's report; if the run raises once it has written ``path`` as "running", the
+    file says ``"status": "failed"`` (``"interrupted"`` on Ctrl-C) and why, so an earlier run's
+    "complete" report never outlives a failed rerun."""
+    report: dict[str, Any] = {}
+    try:
+        yield report
+    except BaseException as error:
+        if report.get("status") == "running":
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+            write_json(path, {**report, "status": status, "reason": f"{type(error).__name__}: {error}"})
+        raise
+
+
 def _log_result(report: dict, usable: int) -> None:
     """One line: the images registered in every model, points, track length, reprojection error."""
     models = len(report.get("models", []))
@@ -515,8 +533,8 @@ def _usable(image_dir: Path, out_dir: Path, names: list[str], features_path: Pat
         logger.warning("%s: no keypoints (a blank, uniform or tiny image): it cannot be registered", image_dir / name)
     if len(good) < 2:
         reason = f"{image_dir}: fewer than 2 readable images ({len(good)} of {len(names)})"
-        write_json(out_dir / "report.json", {**report, "status": "failed", "reason": reason, "images": len(names),
-                                             "images_used": len(good), "registered": 0})  # fmt: skip
+        report.update(status="failed", reason=reason, images=len(names), images_used=len(good), registered=0)
+        write_json(out_dir / "report.json", report)
         raise ValueError(reason)
     return good
 

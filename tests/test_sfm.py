@@ -301,6 +301,8 @@ def test_changed_image_is_not_silently_reused(tmp_path):
     (images / NAMES[1]).symlink_to(SCENE / "images" / "0009.jpg")  # another photo, same name
     with pytest.raises(FileExistsError, match="0001.jpg changed since its features"):
         run_sfm(images, out, CONFIG, scorer=_scorer())
+    failed = json.loads((out / "report.json").read_text())  # the first run's "complete" report is not left
+    assert failed["status"] == "failed" and "0001.jpg changed since its features" in failed["reason"]
     report = run_sfm(images, out, CONFIG, scorer=_scorer(), overwrite=True)
     assert report["features_computed"] == 3
     assert report["weights"]["precision"] == "fp32" and report["weights"]["backend"] in ("torch", "onnxruntime")
