@@ -11,6 +11,7 @@ Vetting a folder before any work (:func:`exclude_output_dir`, :func:`pair_key_co
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -48,6 +49,15 @@ def list_images(root: str | os.PathLike) -> list[str]:
     return scan_images(root)[0]
 
 
+def _link_loop(path: Path) -> bool:
+    """Whether resolving the symbolic link ``path`` runs in a circle (not merely to a missing file)."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        return error.errno == errno.ELOOP
+    return False
+
+
 def scan_images(root: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
     """The images below ``root`` (as :func:`list_images`), following symbolic links to files and
     folders, and the links left out: a dangling link, and a link to a folder already being
@@ -75,7 +85,8 @@ def scan_images(root: str | os.PathLike) -> tuple[list[str], list[dict[str, str]
             name = f"{rel}{entry.name}"
             if entry.is_symlink() and not os.path.exists(entry.path):
                 if Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS or not Path(entry.name).suffix:
-                    skipped.append({"name": name, "reason": f"{root / name}: dangling symbolic link "
+                    what = "symbolic link in a loop" if _link_loop(Path(entry.path)) else "dangling symbolic link"
+                    skipped.append({"name": name, "reason": f"{root / name}: {what} "
                                                             f"(to {os.readlink(entry.path)}); skipped"})  # fmt: skip
                 continue
             if entry.is_dir():  # follows links
@@ -314,7 +325,7 @@ def pair_key_collisions(names: list[str]) -> tuple[list[str], list[dict[str, str
         key = n.replace("/", "-")
         if key in seen:
             skipped.append({"name": n, "reason": f"{n}: its hloc pair name {key!r} is the same as that of {seen[key]} "
-                                                 "(a '/' and '-' clash); rename one of them"})  # fmt: skip
+                                                 "(a '/' and '-' clash); rename one of them; skipped"})  # fmt: skip
         else:
             seen[key] = n
             kept.append(n)

@@ -351,7 +351,7 @@ def _vet_images(image_dir: Path, out_dir: Path, config: SfmConfig, ground_truth)
     if ground_truth is not None and not known & set(names):
         raise ValueError(f"{ground_truth} describes none of the images under {image_dir} (wrong scene?)")
     for item in skipped + duplicates:
-        logger.warning("skipping image: %s", item["reason"])
+        logger.warning("%s", item["reason"])  # each reason ends with "skipped"
     return names, skipped + duplicates
 
 

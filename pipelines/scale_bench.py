@@ -245,10 +245,18 @@ def plot(results: dict, path: Path) -> Path:
     return path
 
 
+def _count(text: str) -> int:
+    """A collection size: 2 images at least."""
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{value}: a collection holds 2 images at least")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path, nargs="?")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 200, 400])
+    parser.add_argument("--sizes", type=_count, nargs="+", default=[50, 100, 200, 400])
     parser.add_argument("--pairs", nargs="+", default=["retrieval:10", "exhaustive"])
     parser.add_argument("--executor", default="local")
     parser.add_argument("--label", help="the executor column's name in the results (default: --executor)")
@@ -272,6 +280,9 @@ def main() -> None:
     for n in args.sizes:
         for pairs, mapper in [(p, m) for p in args.pairs for m in args.mapper]:
             key = f"{n}|{pairs}|{args.label or args.executor}|{mapper}"
+            if key in results and results[key].get("max_keypoints", args.max_keypoints) != args.max_keypoints:
+                parser.error(f"{path} holds the row {key} at --max-keypoints {results[key]['max_keypoints']}; "
+                             "choose another OUT for other settings")  # fmt: skip
             if key in results or (pairs == "exhaustive" and n * (n - 1) // 2 > MAX_EXHAUSTIVE_PAIRS):
                 continue
             results[key] = {**_run(args.out, n, pairs, args.executor, mapper, args.max_keypoints, args.label),

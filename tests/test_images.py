@@ -169,12 +169,15 @@ def test_symbolic_links_followed_loops_and_dangling_links_reported(tmp_path):
     (root / "photo.png").symlink_to(root / "a.png")
     (root / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
     (root / "sub" / "loop").symlink_to(root, target_is_directory=True)
+    (root / "a.jpg").symlink_to(root / "b.jpg")  # two file links pointing at each other
+    (root / "b.jpg").symlink_to(root / "a.jpg")
     (root / "again").symlink_to(root / "sub", target_is_directory=True)
     names, skipped = scan_images(root)
     assert names == ["a.png", "linked/far.png", "photo.png", "sub/b.png"]
     assert list_images(root) == names
     reasons = {s["name"]: s["reason"] for s in skipped}
-    assert sorted(reasons) == ["again", "gone.jpg", "sub/loop"]
+    assert sorted(reasons) == ["a.jpg", "again", "b.jpg", "gone.jpg", "sub/loop"]
+    assert "symbolic link in a loop" in reasons["a.jpg"] and "dangling" not in reasons["b.jpg"]
     assert "dangling symbolic link" in reasons["gone.jpg"] and "missing.jpg" in reasons["gone.jpg"]
     assert "a folder that holds it" in reasons["sub/loop"] and "(a loop)" in reasons["sub/loop"]
     assert "searched already" in reasons["again"]
