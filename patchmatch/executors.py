@@ -357,9 +357,10 @@ class BlockMatcher:
 
 
 def _node_name() -> str:
-    """This worker's node: host name and the address Ray knows it by."""
-
-    return f"{socket.gethostname()} ({_import_ray().util.get_node_ip_address()})"
+    """This worker's node: host name, the address Ray knows it by and the start of its node id
+    (nodes on one machine share the first two)."""
+    ray = _import_ray()
+    return f"{socket.gethostname()} ({ray.util.get_node_ip_address()}, node {ray.get_runtime_context().get_node_id()[:8]})"
 
 
 def _cuda_problem() -> str | None:

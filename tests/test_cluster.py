@@ -92,6 +92,7 @@ def test_two_node_cluster_with_a_killed_worker_gives_the_local_matches(tmp_path)
     assert report["scoring"]["device"] == local_report["scoring"]["device"] == "cpu"
     assert report["scoring"]["precision"] == local_report["scoring"]["precision"] == local_report["weights"]["precision"]
     assert report["scoring"]["actors"] == 2 and report["scoring"]["executor"] == "ray"  # one per CPU of the nodes
+    assert len(set(report["scoring"]["nodes"])) == 2, report["scoring"]  # two nodes of one machine told apart
 
 
 @pytest.mark.cluster
@@ -106,6 +107,6 @@ def test_nodes_declaring_a_gpu_without_cuda_fail_in_one_line(tmp_path):
     assert result["returncode"] == 2, result["output"]
     assert "Traceback" not in result["output"], result["output"]
     last = result["output"].strip().splitlines()[-1]
-    assert re.fullmatch(r"patchmatch sfm: error: node .+ \(127\.0\.0\.1\): cannot score on cuda \(Ray's GPU \d+\): "
+    assert re.fullmatch(r"patchmatch sfm: error: node .+ \(127\.0\.0\.1, node [0-9a-f]{8}\): cannot score on cuda \(Ray's GPU \d+\): "
                         r"PyTorch .+ \(1 more of the 2 actors failed too\)", last), result["output"]  # fmt: skip
     assert not (tmp_path / "ray" / "matches.h5").exists()
