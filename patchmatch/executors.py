@@ -176,6 +176,7 @@ class RayExecutor:
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
                      runtime_env={"env_vars": {"PYTHONPATH": path}}, **ray_options)  # fmt: skip
         self._matchers, self._spec, self.actors = [], None, []
+        self.shards_reused = 0  # features read from shards of an earlier run by the last extract()
         logger.info("Ray cluster: %d node(s), %s", len([n for n in ray.nodes() if n["Alive"]]), ray.cluster_resources())
 
     def close(self) -> None:
@@ -201,17 +202,22 @@ class RayExecutor:
 
     def extract(self, image_dir: Path, names: list[str], config, shard_dir: Path) -> Iterator[tuple[str, Any]]:
         """``(name, (Features, fingerprint) or ImageReadError)`` per image, as the tasks finish;
-        a shard already written (an interrupted run) is read instead of computed."""
+        a shard already written (an interrupted run) is read instead of computed, and counted
+        in :attr:`shards_reused`."""
         from .features import Features
         from .images import ImageReadError, file_fingerprint
         from .shards import read_shard, shard_name
 
         task = self._ray.remote(num_cpus=1, max_retries=RETRIES)(_extract_task)
-        refs = {}
+        refs, stored = {}, []
         for n in names:
             shard = shard_dir / shard_name("features", n, file_fingerprint(image_dir / n), config)
-            refs[task.remote(str(image_dir.resolve()), n, config, str(shard))] = (n, shard)
-        for (name, shard), error in self._wait_all(refs):
+            if shard.is_file():  # written whole (atomically) by an earlier run's task
+                stored.append(((n, shard), None))
+            else:
+                refs[task.remote(str(image_dir.resolve()), n, config, str(shard))] = (n, shard)
+        self.shards_reused = len(stored)
+        for (name, shard), error in [*stored, *self._wait_all(refs)]:
             if error is not None:
                 yield name, ImageReadError(error)
                 continue

@@ -138,9 +138,9 @@ def test_a_block_is_searched_once_from_selection_to_matches(tmp_path, monkeypatc
             np.testing.assert_array_equal(a, b)
 
 def _stages(image_dir, out, scorer, executor):
-    features = extract.run(image_dir, NAMES, out / "features.h5", EXTRACT, executor=executor)
-    pairs = select_pairs.run(features, NAMES, out / "pairs.json", "exhaustive")
     report = {}
+    features = extract.run(image_dir, NAMES, out / "features.h5", EXTRACT, report=report, executor=executor)
+    pairs = select_pairs.run(features, NAMES, out / "pairs.json", "exhaustive")
     match.run(image_dir, features, pairs, out / "matches.h5", scorer, max_image_size=None, report=report,
               executor=executor)  # fmt: skip
     return select_pairs.read(pairs), report
@@ -220,6 +220,7 @@ def test_ray_matches_equal_local_and_resume_from_shards(tmp_path, ray_executor):
     (tmp_path / "ray" / "matches.h5").unlink()
     stamps = {s: s.stat().st_mtime_ns for s in shards}
     _, again = _stages(image_dir, tmp_path / "ray", scorer, executor)
+    assert again["features_computed"] == 0 and again["features_reused"] == len(NAMES)  # read from the shards
     assert {s: s.stat().st_mtime_ns for s in sorted((tmp_path / "ray" / "shards").iterdir())} == stamps
     assert again["pairs_matched"] == len(pairs)
     _assert_same(tmp_path / "local", tmp_path / "ray", pairs)

@@ -115,7 +115,8 @@ def run(
         config: detection settings (those of the stored features: the caller checks that).
         workers: images detected side by side, at most :data:`MAX_WORKERS`.
         progress: draw a progress bar.
-        report: gets ``features_computed`` (this call) and ``features_reused``; unreadable
+        report: gets ``features_computed`` (this call) and ``features_reused`` (stored in the
+            file, or in the shards of an earlier run on Ray); unreadable
             images (not stored) are added to its ``skipped`` list as ``{"name", "reason"}``, an
             unreadable features file set aside (and recomputed) to its ``notes``.
 
@@ -144,8 +145,9 @@ def run(
             continue
         storage.write_features(features_path, name, *result)
         computed += 1
+    from_shards = getattr(executor, "shards_reused", 0) if executor is not None else 0
     if report is not None:
-        report.update(features_computed=computed, features_reused=len(names) - len(todo))
+        report.update(features_computed=computed - from_shards, features_reused=len(names) - len(todo) + from_shards)
         report.setdefault("skipped", []).extend(skipped)
         report.setdefault("notes", []).extend([note] if note else [])
     return features_path
