@@ -849,8 +849,9 @@ def map_database(
     images is kept (on a tie, the one with
     fewer degenerate cameras, then the earlier). With ``"global"``, one run of GLOMAP; when the
     checks reject images of its model or a camera is degenerate (signs of a wrong model, seen on
-    temple-ring's ring of 16 views), or it builds none, the incremental cascade maps the part too,
-    and the run with most usable images is kept.
+    temple-ring's ring of 16 views), or it builds none, the incremental cascade maps the part too
+    (up to :data:`AUTO_MAX_INCREMENTAL` images: above, GLOMAP's checked model is kept, with a
+    warning), and the run with most usable images is kept.
     Every run's models are checked first (:attr:`MapperConfig.check`): images that fail are
     deregistered and named in their :class:`MappingAttempt`.
 
@@ -951,8 +952,12 @@ def _map_part(image_dir: Path, output_dir: Path, scene: _Scene, config: MapperCo
         if config.check and (not search.models or search.attempt.rejected or search.attempt.degenerate):
             why = search.why_again() if search.models else (
                 f"the checks rejected all {search.attempt.registered} of its images" if search.attempt.registered else "none built")
-            logger.info("the global mapper's model: %s; mapping with the incremental mapper's cascade", why)
-            method = "incremental"
+            if scene.reachable <= AUTO_MAX_INCREMENTAL:
+                logger.info("the global mapper's model: %s; mapping with the incremental mapper's cascade", why)
+                method = "incremental"
+            else:  # the cascade would cost many times GLOMAP's run: its checked model is kept
+                logger.warning("the global mapper's model: %s; kept without the rejected images (the incremental "
+                               "cascade maps at most %d images; --mapper incremental for it)", why, AUTO_MAX_INCREMENTAL)
     if method != "global":  # the shared-camera copy of the database (if one is made) next to the models, on their disk
         output_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=".mapping-", dir=output_dir) as work:

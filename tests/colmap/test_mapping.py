@@ -389,6 +389,12 @@ def test_a_suspect_global_model_is_mapped_again_by_the_incremental_cascade(sift_
     report: dict = {}  # the report says so
     reconstruct.run(db, entry_dir, tmp_path / "reported", colmap.MapperConfig(num_threads=2, method="global"), report)
     assert report["mapper"] == "incremental" and "the global mapper's model of 4 images was not kept" in report["notes"][0]
+    monkeypatch.setattr(mapping, "AUTO_MAX_INCREMENTAL", 3)  # a part too large for the cascade: GLOMAP's checked model
+    attempts = []
+    models = colmap.map_database(db, entry_dir, tmp_path / "large", colmap.MapperConfig(num_threads=2, method="global"),
+                                 attempts)  # fmt: skip
+    assert [a.name for a in attempts] == ["global"] and attempts[0].kept and models[0].num_reg_images() == 3
+    monkeypatch.setattr(mapping, "AUTO_MAX_INCREMENTAL", 200)
     attempts = []  # without the checks, GLOMAP's model is kept as it is
     colmap.map_database(db, entry_dir, tmp_path / "unchecked", colmap.MapperConfig(num_threads=2, method="global", check=False),
                         attempts)  # fmt: skip
