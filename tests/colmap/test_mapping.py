@@ -142,7 +142,7 @@ def test_mapping_falls_back_to_fixed_intrinsics(sift_database, entry_dir, tmp_pa
                 p[3] = 1.5
                 cam.params = p
             else:
-                for frame_id in list(rec.reg_frame_ids())[:drop]:
+                for frame_id in sorted(rec.reg_frame_ids())[:drop]:
                     rec.deregister_frame(frame_id)
             return models
 
@@ -152,7 +152,11 @@ def test_mapping_falls_back_to_fixed_intrinsics(sift_database, entry_dir, tmp_pa
         rec = colmap.incremental_mapping(db, entry_dir, tmp_path / "sparse", two, attempts)
         names = [a.name for a in attempts if a.name != "shared cameras, extended (registration from 15 inliers)"]
         assert names[:4] == ["configured", "shared cameras", "configured, seed 1", "configured, seed 2"]
-        assert [a.kept for a in attempts] == [kept_first, not kept_first] + [False] * (len(attempts) - 2), [(a.name, a.registered, a.usable, a.degenerate, a.kept) for a in attempts]
+        runs = [(a.name, a.registered, a.usable, a.degenerate, a.kept) for a in attempts]
+        # the earliest run with most usable images and fewest degenerate cameras (which later run
+        # passes the checks with 2 images varies with COLMAP's models: the shared-camera run's mostly)
+        best = max(attempts, key=lambda a: (a.usable, -len(a.degenerate)))
+        assert [a.kept for a in attempts] == [a is best for a in attempts] and attempts[0].kept == kept_first, runs
         assert rec.num_reg_images() == 2  # the runaway camera's image rejected by the checks
         assert attempts[0].registered == 3 and attempts[0].usable == 2 and len(attempts[0].degenerate) == 1
 
