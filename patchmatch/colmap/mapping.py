@@ -463,6 +463,7 @@ def _refine_intrinsics(
     options.print_summary = False
     options.refine_focal_length = bool(config.refine_focal_length)
     options.refine_extra_params = bool(config.refine_extra_params)
+    options.ceres.solver_options.num_threads = int(config.num_threads)  # 1: the same result on every run
     global_bundle_adjustment(refined, options)
     bad = _implausible(refined, scene)
     if bad:
