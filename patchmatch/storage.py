@@ -29,8 +29,9 @@ Crash safety: a group is written in full, then flagged with the attribute
 replace it. A process killed mid-write therefore leaves at worst one group to
 redo. HDF5 itself is not journaled: if the kill hits the file's own metadata,
 opening fails with :class:`StorageError` naming the file, and the caller
-(:mod:`patchmatch.stages`) moves it aside and recomputes. A file locked by another process
-raises :class:`StorageLockedError` instead: it is busy, not damaged, and is never moved.
+(:mod:`patchmatch.stages`) moves it aside and recomputes. A file another process holds (HDF5's
+file lock, or, with locking turned off, open in that process) raises :class:`StorageLockedError`
+instead: it is busy, not damaged, and is never moved.
 """
 
 from __future__ import annotations
@@ -83,10 +84,28 @@ def _open(path: Path, mode: str) -> h5py.File:
     try:
         return h5py.File(str(path), mode, libver="latest")
     except OSError as error:
-        if "unable to lock file" in str(error).lower() or _locked_elsewhere(path):
-            raise StorageLockedError(f"{path}: in use by another process (HDF5 file lock: {error}); "
+        words = str(error).lower()
+        if "unable to lock file" in words or _locked_elsewhere(path) or ("already open for write" in words
+                                                                        and _open_elsewhere(path)):  # fmt: skip
+            raise StorageLockedError(f"{path}: in use by another process ({error}); "
                                      "is another run writing to this folder?") from error  # fmt: skip
         raise StorageError(f"{path}: cannot open as HDF5 ({error}); delete or move the file to recompute it") from error
+
+
+def _open_elsewhere(path: Path) -> bool:
+    """Whether another process of this machine has ``path`` open (``/proc/*/fd``): a writer that
+    turned HDF5's file locking off leaves no lock, only the file's "open for write" mark, which a
+    writer killed mid-write leaves too."""
+    target, mine = os.path.realpath(path), str(os.getpid())
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        if fd_dir.parent.name == mine:
+            continue
+        try:
+            if any(os.path.realpath(fd) == target for fd in fd_dir.iterdir()):
+                return True
+        except OSError:  # gone, or another user's
+            continue
+    return False
 
 
 def _locked_elsewhere(path: Path) -> bool:

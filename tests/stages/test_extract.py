@@ -96,3 +96,14 @@ def test_file_locked_by_another_process_is_an_error_not_corruption(tmp_path):
     finally:
         holder.communicate("close\n", timeout=60)  # the other process finishes its work and closes the file
     assert list(tmp_path.glob("features.h5.corrupt-*")) == [] and storage.list_features(h5) == ["0.png", "1.png"]
+    # a writer with HDF5's file locking off (common on network file systems) leaves no lock, only the
+    # file's "open for write" mark: still in use, not corrupt
+    holder = subprocess.Popen([sys.executable, "-c", code.replace("'a')", "'a', locking=False)")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(storage.StorageLockedError, match="in use by another process"):
+            extract.run(tmp_path, names, h5, CONFIG)
+    finally:
+        holder.communicate("close\n", timeout=60)
+    assert list(tmp_path.glob("features.h5.corrupt-*")) == [] and storage.list_features(h5) == ["0.png", "1.png"]
