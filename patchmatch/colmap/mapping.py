@@ -275,7 +275,7 @@ def mapper_options(config: MapperConfig) -> pycolmap.IncrementalPipelineOptions:
 _MODEL_FILES = tuple(f"{n}.{ext}" for n in ("cameras", "images", "points3D", "rigs", "frames") for ext in ("bin", "txt"))
 
 
-def _remove_numbered_models(output_dir: Path) -> None:
+def _remove_models(output_dir: Path) -> None:
     """Removes the mapper's models from ``output_dir``: numbered subfolders and model files."""
     for child in output_dir.iterdir():
         if child.is_dir() and child.name.isdigit():
@@ -292,12 +292,12 @@ def _run_mapper(name: str, output_dir: Path, config: MapperConfig, run) -> list[
     """Calls ``run()`` (a pycolmap mapper writing numbered models into ``output_dir``) seeded from
     ``config``, removes what it wrote, and returns its models, largest first."""
     if output_dir.exists():
-        _remove_numbered_models(output_dir)
+        _remove_models(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     if config.random_seed >= 0:
         pycolmap.set_random_seed(int(config.random_seed))
     models = run()
-    _remove_numbered_models(output_dir)
+    _remove_models(output_dir)
     models = _largest_first(models)
     if models:
         logger.info("%s built %d model(s) of %s images", name, len(models), ", ".join(str(m.num_reg_images()) for m in models))
@@ -727,19 +727,22 @@ def _search(image_dir: Path, output_dir: Path, search: _Search, runs: list[_Run]
             continue
         if index > 0:
             logger.info("%s; mapping again (%s)", search.why_again(), run.name)
-        t0 = time.perf_counter()
-        start = search.base(run)[0][0] if run.extends else None
-        models = map_once(search.database(run), image_dir, output_dir, run.config, input_model=start)
-        search.record(run, models, time.perf_counter() - t0)
+        _map_and_record(image_dir, output_dir, search, run, search.base(run)[0][0] if run.extends else None)
         retry = search.seed_retry() if index == len(runs) - 1 else None
         if retry is not None:
             runs.append(retry)
     last = _extension_of_best(search)
     if last is not None:
         logger.info("%s; mapping again (%s)", search.why_again(), last.name)
-        t0 = time.perf_counter()
-        models = map_once(search.database(last), image_dir, output_dir, last.config, input_model=search.models[0])
-        search.record(last, models, time.perf_counter() - t0)
+        _map_and_record(image_dir, output_dir, search, last, search.models[0])
+
+
+def _map_and_record(image_dir: Path, output_dir: Path, search: _Search, run: _Run,
+                    start: pycolmap.Reconstruction | None) -> None:  # fmt: skip
+    """One mapper run of ``run`` (continuing ``start`` if given), recorded in ``search``."""
+    t0 = time.perf_counter()
+    models = map_once(search.database(run), image_dir, output_dir, run.config, input_model=start)
+    search.record(run, models, time.perf_counter() - t0)
 
 
 def _extension_of_best(search: _Search) -> _Run | None:
@@ -881,7 +884,7 @@ def map_database(
     models.sort(key=lambda m: -m.num_reg_images())
     if not models:
         logger.warning("COLMAP built no model from %s", database)
-    _remove_numbered_models(output_dir)
+    _remove_models(output_dir)
     for index, model in enumerate(models):
         write_reconstruction(model, output_dir / str(index))
     return models

@@ -145,7 +145,7 @@ def run(
             continue
         storage.write_features(features_path, name, *result)
         computed += 1
-    from_shards = getattr(executor, "shards_reused", 0) if executor is not None else 0
+    from_shards = getattr(executor, "shards_reused", 0)  # read from an earlier Ray run's shards
     if report is not None:
         report.update(features_computed=computed - from_shards, features_reused=len(names) - len(todo) + from_shards)
         report.setdefault("skipped", []).extend(skipped)

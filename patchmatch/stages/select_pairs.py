@@ -63,14 +63,12 @@ def run(
             descriptors = LruMapping(names, lambda n: storage.read_features(features_path, n).descriptors,
                                      FEATURE_CACHE_MB * 2**20, lambda d: d.nbytes)  # fmt: skip
         pairs = make_pairs(strategy, names, descriptors)
-        if report is not None:
-            report["pairs_strategy"] = strategy
     else:
         usable = set(names)
         pairs = [p for p in listed if p[0] in usable and p[1] in usable]
         if len(pairs) < len(listed):
             logger.warning("%d of the %d pairs of %s name a skipped image: left out",
                            len(listed) - len(pairs), len(listed), strategy)  # fmt: skip
-        if report is not None:
-            report["pairs_strategy"] = str(strategy)
+    if report is not None:
+        report["pairs_strategy"] = str(strategy)
     return write_json(pairs_path, [list(p) for p in pairs])
