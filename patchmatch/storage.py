@@ -27,9 +27,11 @@ above 1024 px and cap at 32767 keypoints).
 Crash safety: a group is written in full, then flagged with the attribute
 ``complete = True``; readers treat an unflagged group as absent and writers
 replace it. A process killed mid-write therefore leaves at worst one group to
-redo. HDF5 itself is not journaled: if the kill hits the file's own metadata,
-opening fails with :class:`StorageError` naming the file, and the caller
-(:mod:`patchmatch.stages`) moves it aside and recomputes. A file another process holds (HDF5's
+redo. A writer killed with the file open leaves HDF5's "open for write" mark in
+the superblock: :func:`clear_open_mark` clears it (as ``h5clear -s`` does) and the
+file's complete groups are reused. HDF5 itself is not journaled: if the kill hits the
+file's own metadata, opening fails with :class:`StorageError` naming the file, and the
+caller (:mod:`patchmatch.stages`) moves it aside and recomputes. A file another process holds (HDF5's
 file lock, or, with locking turned off, open in that process) raises :class:`StorageLockedError`
 instead: it is busy, not damaged, and is never moved.
 """
@@ -125,6 +127,63 @@ def _locked_elsewhere(path: Path) -> bool:
     except OSError:
         return False
     return False
+
+
+#: HDF5's file signature, which starts the superblock
+_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _lookup3(data: bytes) -> int:
+    """Bob Jenkins' lookup3 ``hashlittle`` with initial value 0: HDF5's metadata checksum."""
+    mask = 0xFFFFFFFF
+
+    def rot(x: int, k: int) -> int:
+        return ((x << k) | (x >> (32 - k))) & mask
+
+    v = [(0xDEADBEEF + len(data)) & mask] * 3  # a, b, c
+    tail = len(data) % 12 or (12 if data else 0)
+    body, rest = data[: len(data) - tail], data[len(data) - tail:] + bytes(12 - tail)
+    for i in range(0, len(body), 12):  # mix()
+        v = [(v[j] + int.from_bytes(body[i + 4 * j:i + 4 * j + 4], "little")) & mask for j in range(3)]
+        for step, k in enumerate((4, 6, 8, 16, 19, 4)):
+            x, y, z = step % 3, (step + 1) % 3, (step + 2) % 3
+            v[x] = ((v[x] - v[z]) & mask) ^ rot(v[z], k)
+            v[z] = (v[z] + v[y]) & mask
+    if not data:
+        return v[2]
+    v = [(v[j] + int.from_bytes(rest[4 * j:4 * j + 4], "little")) & mask for j in range(3)]
+    for step, k in enumerate((14, 11, 25, 16, 4, 14, 24)):  # final()
+        x = (2 + step) % 3
+        y = (x + 2) % 3
+        v[x] = ((v[x] ^ v[y]) - rot(v[y], k)) & mask
+    return v[2]
+
+
+def clear_open_mark(path: str | os.PathLike) -> bool:
+    """Clears the "open for write" mark a killed writer leaves in an h5 file's superblock, as
+    ``h5clear -s`` does: the file consistency flags are zeroed and the superblock's checksum
+    rewritten. Only for a file no process has open (the caller checks: :class:`StorageLockedError`
+    from opening it says it is in use).
+
+    Returns:
+        True when a mark was cleared; False when the file has none, has a superblock without flags
+        (version 0 or 1, at offset 0), or its superblock's checksum does not match (left unchanged).
+
+    Raises:
+        OSError: the file cannot be read or written.
+    """
+    with open(path, "r+b") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:8] != _SIGNATURE or head[8] not in (2, 3) or head[11] == 0:
+            return False
+        size = 12 + 4 * head[9]  # signature, versions, sizes, flags, then four addresses
+        block = head + f.read(size + 4 - 12)
+        if len(block) < size + 4 or _lookup3(block[:size]) != int.from_bytes(block[size:], "little"):
+            return False
+        cleared = block[:11] + b"\x00" + block[12:size]
+        f.seek(0)
+        f.write(cleared + _lookup3(cleared).to_bytes(4, "little"))
+    return True
 
 
 def _is_complete(group) -> bool:

@@ -23,16 +23,31 @@ def progress_bar(iterable: Iterable, enabled: bool, desc: str, total: int | None
 
 
 def set_aside_if_unreadable(path: str | os.PathLike, probe: Callable[[Path], object]) -> str | None:
-    """Moves an h5 file that ``probe`` cannot read to ``NAME.corrupt-DATE`` so that it is recomputed
-    (a process killed while HDF5 wrote its metadata leaves such a file).
+    """Makes an h5 file that ``probe`` cannot read usable again: a file left marked "open for
+    write" by a killed writer has the mark cleared (:func:`storage.clear_open_mark`) and is kept
+    when ``probe`` then reads it; any other unreadable file (a process killed while HDF5 wrote its
+    metadata leaves such a file) is moved to ``NAME.corrupt-DATE`` so that it is recomputed.
 
     Returns:
-        A note saying what was moved where, or None when the file is readable or absent.
+        A note saying what was cleared or moved where, or None when the file is readable or absent.
+
+    Raises:
+        StorageLockedError: another process has the file open (from ``probe``; nothing is changed).
     """
     path = Path(path)
     try:
         probe(path)
     except storage.StorageError as error:
+        if storage.clear_open_mark(path):
+            try:
+                probe(path)
+            except storage.StorageError as again:
+                error = again
+            else:
+                message = (f"{path.name} was marked open for writing by a stopped run; the mark was cleared "
+                           "(as h5clear -s does) and its complete entries reused")  # fmt: skip
+                logger.warning(message)
+                return message
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         os.replace(path, aside)
         cause = error.__cause__ or error  # HDF5's words, without the error's advice to move the file

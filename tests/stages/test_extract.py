@@ -71,6 +71,36 @@ def test_changed_image_is_refused_and_corrupt_file_set_aside(tmp_path):
     assert len(list(tmp_path.glob("features.h5.corrupt-*"))) == 1
 
 
+def test_file_left_open_by_a_killed_writer_is_reused(tmp_path):
+    """A writer killed with the file open leaves HDF5's "open for write" mark: the mark is cleared
+    (as h5clear -s does) and every stored image reused, not recomputed."""
+    import subprocess
+    import sys
+
+    names = [n for n in _images(tmp_path, 3) if n != "bad.png"]
+    h5 = tmp_path / "features.h5"
+    extract.run(tmp_path, names[:2], h5, CONFIG)
+    code = f"import h5py, os; f = h5py.File({str(h5)!r}, 'a', libver='latest'); f.create_group('x'); f.flush(); os._exit(0)"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    with pytest.raises(storage.StorageError, match="cannot open"):
+        storage.list_features(h5)
+    report: dict = {}
+    extract.run(tmp_path, names, h5, CONFIG, report=report)
+    assert report["features_reused"] == 2 and report["features_computed"] == 1
+    assert "mark was cleared" in report["notes"][0] and list(tmp_path.glob("features.h5.corrupt-*")) == []
+    assert storage.list_features(h5) == names
+
+
+def test_clear_open_mark_leaves_other_files_unchanged(tmp_path):
+    plain = tmp_path / "plain.h5"
+    plain.write_bytes(b"\x89HDF\r\n\x1a\n\x00" + b"\0" * 64)  # superblock version 0: no mark
+    bad_sum = tmp_path / "bad.h5"
+    bad_sum.write_bytes(b"\x89HDF\r\n\x1a\n\x03\x08\x08\x01" + b"\0" * 40)  # marked, wrong checksum
+    for path in (plain, bad_sum):
+        before = path.read_bytes()
+        assert not storage.clear_open_mark(path) and path.read_bytes() == before
+
+
 def test_config_validation():
     with pytest.raises(ValueError, match="max_keypoints"):
         extract.ExtractConfig(max_keypoints=0)
