@@ -8,7 +8,7 @@
 # shipped weights and of every run on validation, graf and the test scenes (consistent and as
 # detected; pipelines/eval_checkpoints.py). Needs the sets of pipelines/build_engine_sets.py and of
 # pipelines/build_pairs.py --roles val test detected in SETS.
-# Usage: pipelines/engine_ablation.sh [SETS] [OUT]   (environment: STEPS, JOBS, RUNS, PYTHON)
+# Usage: pipelines/engine_ablation.sh [SETS] [OUT]   (environment: STEPS, JOBS, RUNS, EVAL=0 to train only, PYTHON)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -47,6 +47,7 @@ for name in $RUNS; do
   run "$name" &
 done
 wait
+[ "${EVAL:-1}" = 0 ] && exit 0
 ckpts=(patchmatch/weights/2ch2stream.pt)
 for name in $RUNS; do [ -f "$OUT/$name.pt" ] && ckpts+=("$OUT/$name.pt"); done
 "$PY" pipelines/eval_checkpoints.py "${ckpts[@]}" --sets "$SETS" --json "$OUT/eval.json"

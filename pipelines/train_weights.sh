@@ -9,10 +9,15 @@
 # 3. fine-tune it for FINETUNE_MINUTES (default 25; 0 = skip) with the warped set added
 #    (pipelines/build_warped_set.py: homography warps of the training images, lund and sacre-coeur),
 #    learning rate 3e-4 -> 3e-5, the same recipe otherwise;
-# 4. copy the float16 checkpoint into the package (NO_INSTALL=1 skips this and what follows), make its
+# 4. fine-tune that for WORLDS_STEPS training steps (default 3200, 0 = skip) on the data engine's
+#    rendered worlds (pipelines/build_engine_sets.py --sources scenes worlds, in PAIRS/engine: 40
+#    worlds, and castle-P30 / Herz-Jesus-P25 with a quarter of their tracks as detected) drawn
+#    0.5 / 0.25 / 0.25, learning rate 3e-4 -> 3e-5 over the steps, the same recipe otherwise;
+# 5. copy the float16 checkpoint into the package (NO_INSTALL=1 skips this and what follows), make its
 #    int8 file (patchmatch quantize) and print the patch benchmark (pipelines/patch_benchmark.py).
 # Usage: pipelines/train_weights.sh [MINUTES] [OUT]   (environment: PAIRS, JITTER, FINETUNE_MINUTES,
-#   WARPS_PER_IMAGE, WARP_KEYPOINTS, DETECTED_SHARE, PYTHON). Re-running resumes (the training states are kept in OUT).
+#   WORLDS_STEPS, WARPS_PER_IMAGE, WARP_KEYPOINTS, DETECTED_SHARE, PYTHON). Re-running resumes (the training
+#   states are kept in OUT).
 # DETECTED_SHARE (default 0, the shipped weights' sets): share of the training tracks whose views keep their
 # own detection (orientation unchosen); applies to sets built by this run (existing ones in PAIRS are kept).
 set -euo pipefail
@@ -25,6 +30,7 @@ JITTER=${JITTER:-none}
 FINETUNE_MINUTES=${FINETUNE_MINUTES:-25}
 WARPS_PER_IMAGE=${WARPS_PER_IMAGE:-1}
 WARP_KEYPOINTS=${WARP_KEYPOINTS:-1024}
+WORLDS_STEPS=${WORLDS_STEPS:-3200}
 DETECTED_SHARE=${DETECTED_SHARE:-0}
 "$PY" pipelines/build_pairs.py --out "$PAIRS" --detected-share "$DETECTED_SHARE"
 [ -d "$PAIRS/sacre-coeur-train" ] || "$PY" pipelines/build_sift_scene_set.py sacre-coeur "$PAIRS/sacre-coeur-train" \
@@ -50,6 +56,19 @@ if [ "$FINETUNE_MINUTES" != 0 ]; then
     --schedule-minutes "$FINETUNE_MINUTES" --hard-fraction 0.5 --mine-factor 4 --jitter none --val-pairs 2000 --seed 0 \
     --threads 1 --bf16 --fp16 --out "$OUT/2ch2stream-warped.pt" "${RESUME[@]}"
   FINAL="$OUT/2ch2stream-warped.pt"
+fi
+if [ "$WORLDS_STEPS" != 0 ]; then
+  E="$PAIRS/engine"
+  "$PY" pipelines/build_engine_sets.py --out "$E" --sources scenes worlds --worlds 40
+  RESUME=()
+  [ -f "$OUT/2ch2stream-worlds.state.pt" ] && RESUME=(--resume)
+  OMP_NUM_THREADS=1 "$PY" -m patchmatch.cli train \
+    --data "$E/castle-P30-train" "$E/Herz-Jesus-P25-train" "$E/worlds-40-train" --data-weights 0.25 0.25 0.5 \
+    --val "$PAIRS/castle-P30-val" "$PAIRS/Herz-Jesus-P25-val" --init "$FINAL" \
+    --model 2ch2stream --optimizer adam --lr 3e-4 --final-lr-fraction 0.1 --batch 128 --epochs $((WORLDS_STEPS / 200)) \
+    --steps-per-epoch 200 --hard-fraction 0.5 --mine-factor 4 --jitter none --val-pairs 2000 --seed 0 --threads 1 --bf16 --fp16 \
+    --out "$OUT/2ch2stream-worlds.pt" "${RESUME[@]}"
+  FINAL="$OUT/2ch2stream-worlds.pt"
 fi
 [ "${NO_INSTALL:-0}" = 1 ] && exit 0
 cp "$FINAL" patchmatch/weights/2ch2stream.pt
