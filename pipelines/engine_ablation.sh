@@ -19,21 +19,32 @@ JOBS=${JOBS:-2}
 RUNS=${RUNS:-control scenes collections worlds warps all}
 mkdir -p "$OUT"
 [ -f "$SETS/engine.json" ] || { echo "error: $SETS/engine.json not found (pipelines/build_engine_sets.py --out $SETS)" >&2; exit 2; }
-source_sets() {  # the sets of one engine source, without the split's two training scenes
-  "$PY" -c 'import json,sys; e=json.load(open(sys.argv[1])); print(" ".join(p for p in e["sources"].get(sys.argv[2], []) if not p.endswith(("castle-P30-train", "Herz-Jesus-P25-train"))))' "$SETS/engine.json" "$1"
+# one run's sets and their shares, two lines: control = the split's two training scenes; all = engine.json's
+# sets and weights; SOURCE = the two scenes (a quarter each) and that source's other sets (half, split evenly)
+run_data() {
+  "$PY" - "$SETS" "$1" <<'PYEOF'
+import json, sys
+from pathlib import Path
+sets, name = Path(sys.argv[1]), sys.argv[2]
+engine = json.loads((sets / "engine.json").read_text())
+base = [str(sets / "castle-P30-train"), str(sets / "Herz-Jesus-P25-train")]
+if name == "all":
+    data, weights = engine["sets"], engine["weights"]
+else:
+    extra = [] if name == "control" else [p for p in engine["sources"].get(name, []) if Path(p).name not in ("castle-P30-train", "Herz-Jesus-P25-train")]
+    data = base + extra
+    weights = [0.5, 0.5] if not extra else [0.25, 0.25] + [0.5 / len(extra)] * len(extra)
+if name not in ("control", "all") and not extra:
+    sys.exit(f"{name}: no sets in {sets / 'engine.json'}, skipped")
+print(" ".join(data))
+print(" ".join(f"{w:.6g}" for w in weights))
+PYEOF
 }
-base=("$SETS/castle-P30-train" "$SETS/Herz-Jesus-P25-train")
 run() {
-  local name=$1 data weights
-  case $name in
-    control) data=("${base[@]}"); weights=(0.5 0.5) ;;
-    all) read -r -a data <<< "$("$PY" -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["sets"]))' "$SETS/engine.json")"
-         read -r -a weights <<< "$("$PY" -c 'import json,sys; print(" ".join(map(str, json.load(open(sys.argv[1]))["weights"])))' "$SETS/engine.json")" ;;
-    *) read -r -a extra <<< "$(source_sets "$name")"
-       [ ${#extra[@]} -gt 0 ] || { echo "$name: no sets in $SETS/engine.json, skipped" >&2; return 0; }
-       data=("${base[@]}" "${extra[@]}"); weights=(0.25 0.25)
-       for _ in "${extra[@]}"; do weights+=("$("$PY" -c "print(0.5 / ${#extra[@]})")"); done ;;
-  esac
+  local name=$1 lines
+  lines=$(run_data "$name") || return 0
+  read -r -a data <<< "$(sed -n 1p <<< "$lines")"
+  read -r -a weights <<< "$(sed -n 2p <<< "$lines")"
   RESUME=(); [ -f "$OUT/$name.state.pt" ] && RESUME=(--resume)
   OMP_NUM_THREADS=1 "$PY" -m patchmatch.cli train --data "${data[@]}" --data-weights "${weights[@]}" \
     --val "$SETS/castle-P30-val" "$SETS/Herz-Jesus-P25-val" --init patchmatch/weights/2ch2stream.pt \
