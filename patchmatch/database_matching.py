@@ -254,12 +254,13 @@ def match_database(
 
 
 def _patch_loader(image_dir: Path, images: dict[str, colmap.DatabaseImage], scorer: PatchScorer):
-    """Image name → (N, 64, 64) uint8 patches of its database keypoints."""
+    """``(image name, keep)`` → (N, 64, 64) uint8 patches of its database keypoints
+    (:data:`~patchmatch.stages.match.PatchLoader`)."""
 
-    def load_patches(name: str) -> np.ndarray:
+    def load_patches(name: str, keep: np.ndarray | None = None) -> np.ndarray:
         im = images[name]
         pixels = _read_matching_frame(image_dir / name, im.width, im.height)
-        return extract_patches_colmap(pixels, im.keypoints, magnification=scorer.magnification)
+        return extract_patches_colmap(pixels, im.keypoints, magnification=scorer.magnification, keep=keep)
 
     return load_patches
 
@@ -312,10 +313,10 @@ class DatabaseSource:
         features = LruMapping(self.handles, lambda n: database_features(images[n]), FEATURE_CACHE_MB * 2**20,
                               lambda f: f.keypoints.nbytes + f.descriptors.nbytes)  # fmt: skip
 
-        def load_patches(name: str) -> np.ndarray:
+        def load_patches(name: str, keep: np.ndarray | None = None) -> np.ndarray:
             im = images[name]
             pixels = _read_matching_frame(Path(self.image_dir) / name, im.width, im.height)
-            return extract_patches_colmap(pixels, im.keypoints, magnification=magnification)
+            return extract_patches_colmap(pixels, im.keypoints, magnification=magnification, keep=keep)
 
         return features, load_patches
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -312,6 +312,32 @@ def needs_network(candidates: CandidateSet, config: MatchConfig = MatchConfig())
     return config.strong_pair_accepted is None or len(candidates.accepted) < config.strong_pair_accepted
 
 
+def scored_pairs(candidates: CandidateSet, n0: int, n1: int) -> np.ndarray:
+    """The (M, 2) int64 candidate pairs the network scores: those of ``candidates`` whose
+    keypoints (of ``n0`` and ``n1``) are in no accepted descriptor match."""
+    pairs, accepted = candidates.pairs, candidates.accepted
+    if not len(accepted):
+        return pairs
+    taken0, taken1 = np.zeros(n0, bool), np.zeros(n1, bool)
+    taken0[accepted[:, 0]] = taken1[accepted[:, 1]] = True
+    return pairs[~taken0[pairs[:, 0]] & ~taken1[pairs[:, 1]]]
+
+
+def scored_keypoints(searches: Mapping[tuple[str, str], CandidateSet], sizes: Mapping[str, int],
+                     config: MatchConfig = MatchConfig()) -> dict[str, np.ndarray]:  # fmt: skip
+    """Image name → (N,) bool mask of its keypoints that :func:`match_features` would compare with
+    the network in the pairs of ``searches`` (candidate sets by image pair; ``sizes``: keypoints
+    per image): the only patches those pairs need. Images without such a keypoint are absent."""
+    masks: dict[str, np.ndarray] = {}
+    for (a, b), found in searches.items():
+        if not needs_network(found, config):
+            continue
+        pairs = scored_pairs(found, sizes[a], sizes[b])
+        for name, column in ((a, 0), (b, 1)):
+            masks.setdefault(name, np.zeros(sizes[name], bool))[pairs[:, column]] = True
+    return masks
+
+
 def match_features(
     features0: Features,
     patches0: np.ndarray | None,
@@ -325,7 +351,8 @@ def match_features(
 
     Args:
         features0: features of image 0 (N0 keypoints). patches0: (N0, 64, 64) uint8 patches
-            (None is accepted where :func:`needs_network` is False).
+            (None is accepted where :func:`needs_network` is False; only those of
+            :func:`scored_keypoints` are read).
         features1: features of image 1. patches1: (N1, 64, 64) uint8 patches (or None).
         scorer: the patch-comparison network.
         config: candidate and decision settings.
@@ -342,18 +369,14 @@ def match_features(
             patch per keypoint.
     """
     found = candidates or search_pair(features0, features1, config)
-    pairs, overlap, accepted = found.pairs, found.overlap, found.accepted
+    overlap, accepted = found.overlap, found.accepted
     if not needs_network(found, config):  # SIFT's own matches (strong pair, or MatchConfig.unselected) or none
         strong = overlap >= config.min_overlap
         kept = accepted if strong or config.unselected == "descriptor" or not config.network else np.zeros((0, 2), np.int64)
         return MatchResult(features0.xy.copy(), features1.xy.copy(), kept, np.full(len(kept), np.nan, np.float32), 0, overlap)
     if patches0 is None or patches1 is None or len(patches0) != len(features0) or len(patches1) != len(features1):
         raise ValueError("each image needs one patch per keypoint.")
-    if len(accepted):
-        taken0 = np.zeros(len(features0), bool)
-        taken1 = np.zeros(len(features1), bool)
-        taken0[accepted[:, 0]] = taken1[accepted[:, 1]] = True
-        pairs = pairs[~taken0[pairs[:, 0]] & ~taken1[pairs[:, 1]]]
+    pairs = scored_pairs(found, len(features0), len(features1))
     scores = scorer.score_pairs(patches0, patches1, pairs) if len(pairs) else np.zeros(0, np.float32)
     matches, mscores = decide_matches(pairs, scores, len(features0), len(features1), config)
     if len(accepted):

@@ -124,8 +124,21 @@ def _sample(image: np.ndarray, centers: np.ndarray, affine: np.ndarray) -> np.nd
     return out
 
 
+def _sample_kept(image: np.ndarray, centers: np.ndarray, affine: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
+    """:func:`_sample` of the keypoints in ``keep``, an (N,) bool mask (all where None); the other patches are zero."""
+    if keep is None:
+        return _sample(image, centers, affine)
+    keep = np.asarray(keep)
+    if keep.shape != (len(centers),) or keep.dtype != bool:
+        raise ValueError(f"keep must be a ({len(centers)},) bool mask, got {keep.dtype} of shape {keep.shape}.")
+    out = np.zeros((len(centers), PATCH_SIZE, PATCH_SIZE), np.uint8)
+    out[keep] = _sample(image, centers[keep], affine[keep])
+    return out
+
+
 def extract_patches(
-    image: np.ndarray, keypoints, upright: bool = False, magnification: float = MAGNIFICATION
+    image: np.ndarray, keypoints, upright: bool = False, magnification: float = MAGNIFICATION,
+    keep: np.ndarray | None = None,
 ) -> np.ndarray:
     """Crops scale- and orientation-normalised patches around OpenCV keypoints.
 
@@ -136,13 +149,16 @@ def extract_patches(
             it), or a list of ``cv2.KeyPoint``.
         upright: ignore the orientation (patch axes = image axes), as COLMAP's upright SIFT.
         magnification: patch side in units of the keypoint size.
+        keep: (N,) bool: cut only these keypoints' patches, the others are left zero (the
+            patches cut are the same as without it); None: all.
 
     Returns:
         (N, 64, 64) uint8 patches; patch row 0 is on the patch's -y side (the top when upright).
 
     Raises:
-        ValueError: bad image (not 2-D uint8, or empty), keypoint array (wrong shape) or magnification. Degenerate
-            keypoints never raise: a size <= 0 counts as 0.001 px, a non-finite one gives a zero patch.
+        ValueError: bad image (not 2-D uint8, or empty), keypoint array (wrong shape), magnification or
+            ``keep`` mask. Degenerate keypoints never raise: a size <= 0 counts as 0.001 px, a non-finite
+            one gives a zero patch.
     """
     _check_image(image)
     magnification = check_magnification(magnification)
@@ -155,11 +171,11 @@ def extract_patches(
     affine = np.empty((len(kps), 2, 2))
     affine[:, 0, 0], affine[:, 1, 0] = c * half, s * half  # patch x axis
     affine[:, 0, 1], affine[:, 1, 1] = -s * half, c * half  # patch y axis
-    return _sample(image, kps[:, :2].astype(np.float64), affine)
+    return _sample_kept(image, kps[:, :2].astype(np.float64), affine, keep)
 
 
 def extract_patches_colmap(
-    image: np.ndarray, keypoints: np.ndarray, magnification: float = MAGNIFICATION
+    image: np.ndarray, keypoints: np.ndarray, magnification: float = MAGNIFICATION, keep: np.ndarray | None = None
 ) -> np.ndarray:
     """Crops patches around COLMAP keypoints, following their affine shape.
 
@@ -170,12 +186,13 @@ def extract_patches_colmap(
             σ-ellipse (``a11 = σ cos θ, a21 = σ sin θ``). (N, 4) ``[x, y, scale, orientation(rad)]``
             and (N, 2) (scale 1 px... upright) are accepted too, as COLMAP's other formats.
         magnification: patch side in units of 2σ (the OpenCV size), as :func:`extract_patches`.
+        keep: (N,) bool: cut only these keypoints' patches, the others are left zero; None: all.
 
     Returns:
         (N, 64, 64) uint8 patches.
 
     Raises:
-        ValueError: bad image, keypoint array or magnification.
+        ValueError: bad image, keypoint array, magnification or ``keep`` mask.
     """
     _check_image(image)
     magnification = check_magnification(magnification)
@@ -195,4 +212,4 @@ def extract_patches_colmap(
                           np.stack([sc * np.sin(ori), sc * np.cos(ori)], -1)], 1)
     else:
         shape = np.repeat(np.eye(2)[None], len(kps), 0)
-    return _sample(image, centers, shape * magnification)
+    return _sample_kept(image, centers, shape * magnification, keep)

@@ -108,6 +108,28 @@ def test_accept_ratio_keeps_sift_matches_and_scores_only_the_rest():
         MatchConfig(accept_ratio=0.0)
 
 
+def test_match_features_reads_only_the_patches_of_scored_keypoints(entry_images):
+    """Patches outside :func:`scored_keypoints` are never read: zeroing them changes no match."""
+    from patchmatch.matching import scored_keypoints, search_pair
+
+    img, _ = read_gray(entry_images[0], max_size=640)
+    img2, _ = read_gray(entry_images[1], max_size=640)
+    f0, f1 = detect(img, 600), detect(img2, 600)
+    p0, p1 = extract_patches(img, f0.keypoints), extract_patches(img2, f1.keypoints)
+    config = MatchConfig(k=2, min_overlap=0, accept_ratio=0.7)
+    found = search_pair(f0, f1, config)
+    assert len(found.accepted) > 0
+    keep = scored_keypoints({("a", "b"): found}, {"a": len(f0), "b": len(f1)}, config)
+    assert 0 < keep["a"].sum() < len(f0) and 0 < keep["b"].sum() < len(f1)
+    full = match_features(f0, p0, f1, p1, NCCScorer(), config, found)
+    masked = match_features(f0, np.where(keep["a"][:, None, None], p0, 0), f1,
+                            np.where(keep["b"][:, None, None], p1, 0), NCCScorer(), config, found)  # fmt: skip
+    assert full.num_candidates == masked.num_candidates > 0
+    assert np.array_equal(full.matches, masked.matches) and np.array_equal(full.scores, masked.scores, equal_nan=True)
+    strong = MatchConfig(k=2, min_overlap=0, accept_ratio=0.7, strong_pair_accepted=1)
+    assert scored_keypoints({("a", "b"): found}, {"a": len(f0), "b": len(f1)}, strong) == {}
+
+
 def test_strong_pairs_keep_their_accepted_matches_without_the_network():
     """A pair with at least strong_pair_accepted accepted matches is not scored (patches may be
     None) and keeps exactly its accepted matches; below the threshold the network runs."""

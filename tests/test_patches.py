@@ -69,6 +69,21 @@ def test_border_and_degenerate_keypoints():
         extract_patches(img.astype(np.float32), kps)
 
 
+def test_keep_cuts_only_the_masked_patches(entry_images):
+    """A ``keep`` mask cuts the same patches for its keypoints and leaves the others zero; a mask of
+    the wrong shape or type is refused."""
+    img, _ = read_gray(entry_images[0], max_size=640)
+    f = detect(img, 400)
+    keep = np.random.default_rng(0).random(len(f.keypoints)) < 0.4
+    full, part = extract_patches(img, f.keypoints), extract_patches(img, f.keypoints, keep=keep)
+    assert np.array_equal(part[keep], full[keep]) and not part[~keep].any() and full[~keep].any()
+    cm = np.c_[opencv_to_colmap(f.xy.astype(np.float64)), f.keypoints[:, 2] / 2, np.deg2rad(f.keypoints[:, 3])]
+    assert np.array_equal(extract_patches_colmap(img, cm, keep=keep)[keep], extract_patches_colmap(img, cm)[keep])
+    for bad in (keep[:-1], keep.astype(np.uint8)):
+        with pytest.raises(ValueError, match="bool mask"):
+            extract_patches(img, f.keypoints, keep=bad)
+
+
 def test_colmap_keypoints_match_opencv(entry_images):
     """COLMAP affine keypoints (+0.5 origin, σ-scale shape) give the patches of the same OpenCV keypoints."""
     img, _ = read_gray(entry_images[1], max_size=768)

@@ -25,7 +25,7 @@ from ..candidates import CandidateSet
 from ..cache import LruArrayCache, LruMapping
 from ..features import Features, axis_scales, to_working
 from ..images import ImageReadError, read_gray
-from ..matching import MatchConfig, PairPlan, match_features, needs_network, plan_pairs, search_pair
+from ..matching import MatchConfig, PairPlan, match_features, needs_network, plan_pairs, scored_keypoints, search_pair
 from ..matching import select_pairs as select_by_overlap
 from ..pairs import Pair
 from ..patches import extract_patches
@@ -44,6 +44,19 @@ FEATURE_CACHE_MB = 1024
 
 #: ``write(name0, name1, matches (K, 2) int64, scores (K,) float32)``: where a pair's matches go.
 Writer = Callable[[str, str, np.ndarray, np.ndarray], None]
+#: ``load(name, keep)``: an image's (N, 64, 64) uint8 patches, only those of the (N,) bool mask
+#: ``keep`` cut (the others zero; None: all).
+PatchLoader = Callable[[str, "np.ndarray | None"], np.ndarray]
+
+
+def _patch_cache(load_patches: PatchLoader, searches: Mapping[Pair, CandidateSet], features: Mapping[str, Features],
+                 config: MatchConfig) -> LruArrayCache:  # fmt: skip
+    """The patches of the pairs of ``searches``, each image's cut once (only the keypoints the
+    network compares, :func:`~patchmatch.matching.scored_keypoints`) and kept in
+    :data:`PATCH_CACHE_MB`."""
+    names = {n for pair in searches for n in pair}
+    keep = scored_keypoints(searches, {n: len(features[n]) for n in names}, config)
+    return LruArrayCache(lambda name: load_patches(name, keep.get(name)), PATCH_CACHE_MB * 2**20)
 
 
 @dataclass
@@ -85,7 +98,7 @@ def match_pairs(
     pairs: list[Pair],
     todo: list[Pair],
     features: Mapping[str, Features],
-    load_patches: Callable[[str], np.ndarray],
+    load_patches: PatchLoader,
     scorer: PatchScorer,
     config: MatchConfig,
     write: Writer,
@@ -99,8 +112,9 @@ def match_pairs(
         pairs: every pair of the scene (the selection ranks each image's pairs among all).
         todo: the pairs to match now (a subset of ``pairs``), in the order they are matched.
         features: features per image; pairs with an image missing here are not matched.
-        load_patches: image name → (N, 64, 64) uint8 patches of its N keypoints, at the
-            scorer's magnification; may raise :class:`ImageReadError`.
+        load_patches: ``(image name, keep)`` → (N, 64, 64) uint8 patches of its N keypoints, at the
+            scorer's magnification, only those of the (N,) bool mask ``keep`` cut (:data:`PatchLoader`);
+            may raise :class:`ImageReadError`.
         scorer: the network. config: candidate search, selection and decision.
         write: receives every matched pair (an unselected one with its descriptor matches or
             none, see :attr:`MatchConfig.unselected`); not called for failed pairs.
@@ -113,7 +127,7 @@ def match_pairs(
     pairs_bar = progress_bar(pairs, progress, "pair selection")
     summary = MatchSummary(plan_pairs(pairs_bar, features, todo, config, workers))
     summary.bad_images = bad_images if bad_images is not None else {}
-    cache = LruArrayCache(load_patches, PATCH_CACHE_MB * 2**20)
+    cache = _patch_cache(load_patches, summary.plan.searches, features, config)
     for a, b in progress_bar([p for p in todo if p[0] in features and p[1] in features], progress, "matching"):
         if (a, b) not in summary.plan.selected:  # SIFT's own matches or none (MatchConfig.unselected)
             write(a, b, *summary.plan.unselected_matches((a, b)))
@@ -135,15 +149,15 @@ def match_pairs(
 
 def patch_loader(
     image_dir: Path, features: Mapping[str, Features], max_image_size: int | None, upright: bool, magnification: float
-) -> Callable[[str], np.ndarray]:
-    """Image name → patches of its stored keypoints: the image re-read at the working size its
-    keypoints were detected at, cropped at the network's magnification."""
+) -> PatchLoader:
+    """``(image name, keep)`` → patches of its stored keypoints (:data:`PatchLoader`): the image
+    re-read at the working size its keypoints were detected at, cropped at the network's magnification."""
 
-    def load(name: str) -> np.ndarray:
+    def load(name: str, keep: np.ndarray | None = None) -> np.ndarray:
         image, _ = read_gray(image_dir / name, max_image_size)
         feats = features[name]
         working = to_working(feats, axis_scales(image.shape, feats.image_size), image.shape)
-        return extract_patches(image, working.keypoints, upright=upright, magnification=magnification)
+        return extract_patches(image, working.keypoints, upright=upright, magnification=magnification, keep=keep)
 
     return load
 
@@ -172,7 +186,7 @@ class H5Source:
         """What the matches depend on besides the pairs, the network and the match config."""
         return (self.max_image_size,)
 
-    def open(self, magnification: float) -> tuple[Mapping[str, Features], Callable[[str], np.ndarray]]:
+    def open(self, magnification: float) -> tuple[Mapping[str, Features], PatchLoader]:
         """``(features by name, streamed; patch loader)``."""
         path = Path(self.features_path)
         features = stream_features(path, storage.list_features(path))
@@ -183,7 +197,7 @@ def match_block(
     pairs: list[Pair],
     selected: set[Pair],
     features: Mapping[str, Features],
-    load_patches: Callable[[str], np.ndarray],
+    load_patches: PatchLoader,
     scorer: PatchScorer,
     config: MatchConfig,
     searches: Mapping[Pair, CandidateSet] | None = None,
@@ -196,10 +210,11 @@ def match_block(
         ``({pair: (matches (K, 2) int64, scores (K,) float32, candidates scored)}, {failed pair: reason})``.
     """
     results, failed, bad = {}, {}, {}
-    cache = LruArrayCache(load_patches, PATCH_CACHE_MB * 2**20)
     searches = searches or {}
+    found_by_pair = {(a, b): searches.get((a, b)) or search_pair(features[a], features[b], config) for a, b in pairs}
+    cache = _patch_cache(load_patches, {p: f for p, f in found_by_pair.items() if p in selected}, features, config)
     for a, b in pairs:
-        found = searches.get((a, b)) or search_pair(features[a], features[b], config)
+        found = found_by_pair.pop((a, b))
         if (a, b) not in selected:
             kept = found.accepted if config.unselected == "descriptor" else np.zeros((0, 2), np.int64)
             results[(a, b)] = (kept, np.full(len(kept), np.nan, np.float32), 0)
