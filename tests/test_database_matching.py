@@ -182,9 +182,9 @@ def test_patches_are_cut_at_the_scorers_magnification(project, monkeypatch):
 
     used = []
 
-    def recording(pixels, keypoints, magnification):
+    def recording(pixels, keypoints, magnification, keep=None):
         used.append(magnification)
-        return extract(pixels, keypoints, magnification=magnification)
+        return extract(pixels, keypoints, magnification=magnification, keep=keep)
 
     extract = dm.extract_patches_colmap
     monkeypatch.setattr(dm, "extract_patches_colmap", recording)

@@ -23,10 +23,11 @@ _scene = shared_descriptor_scene
 def test_match_pairs_writes_each_pair_once_and_skips_unreadable_images():
     feats, pairs = _scene()
     patches = np.random.default_rng(0).integers(0, 256, (300, 64, 64), dtype=np.uint8)
-    loaded = []
+    loaded, kept = [], {}
 
-    def load(name):
+    def load(name, keep=None):
         loaded.append(name)
+        kept[name] = keep
         if name == "im2":
             raise ImageReadError(f"/x/{name}: truncated JPEG")
         return patches
@@ -43,6 +44,8 @@ def test_match_pairs_writes_each_pair_once_and_skips_unreadable_images():
     unselected = [p for p in pairs if p not in summary.plan.selected]
     assert unselected and all(len(written[p][0]) == 0 for p in unselected)  # MatchConfig.unselected = "none"
     assert summary.candidates > 0 and len(written[("im0", "im1")][0]) > 0
+    # each image's patches are cut for the keypoints the network compares (match_pairs' plan) only
+    assert all(k is not None and k.dtype == bool and k.shape == (len(feats[n]),) and k.any() for n, k in kept.items())
 
 
 def test_run_matches_resumes_and_reports(chain, tmp_path):
