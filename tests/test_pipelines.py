@@ -112,6 +112,21 @@ def test_wrong_models_subsets_and_table_row():
     assert row.count(" | ") == wrong_models.HEADER.count(" | ")
 
 
+def test_network_inliers_rows_bin_pairs_by_their_sift_inliers(tmp_path, capsys):
+    network_inliers = _script("network_inliers")
+    import numpy as np
+
+    rows = np.array([[10, 40, 1, 1], [20, 5, 18, 4], [400, 0, 390, 0]])  # the first pair's geometry is wrong
+    lines = network_inliers.scene_lines("x", rows)
+    assert lines == ["| x | all pairs | 3 | 1 | 430 | 95 % | 45 | 11 % | 40 |",
+                     "| x | SIFT inliers 0–14 | 1 | 1 | 10 | 10 % | 40 | 2 % | 40 |",
+                     "| x | SIFT inliers 15–29 | 1 | 0 | 20 | 90 % | 5 | 80 % | 0 |",
+                     "| x | SIFT inliers ≥ 300 | 1 | 0 | 400 | 98 % | 0 | – | 0 |"]  # fmt: skip
+    assert all(line.count(" | ") == network_inliers.HEADER.count(" | ") for line in lines)
+    assert network_inliers.main([str(tmp_path), "--scenes", "castle-P19", "--data", str(tmp_path)]) == 0
+    assert "castle-P19: no run at" in capsys.readouterr().err
+
+
 def test_mapper_compare_rows():
     mapper_compare = _script("mapper_compare")
     report = {"registered": 16, "images_used": 16, "models": [{"registered": 16}], "pose": {"rotation_error_median_deg": 1.1351},
