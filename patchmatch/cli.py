@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 
 #: Modules that each expose ``add_parser(subparsers)`` registering one subcommand
 #: (with ``set_defaults(func=callable(args) -> int | None)``).
@@ -40,11 +42,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a job scheduler), raised in the main thread as Ctrl-C is:
+    the run stops the same way (its report says "interrupted", its lock is released)."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     """The ``patchmatch`` command: exit code 0 on success, 2 on bad input (one line naming it), 130
-    when interrupted (Ctrl-C, also while the libraries are still importing)."""
+    when interrupted (Ctrl-C, also while the libraries are still importing), 143 when terminated
+    (SIGTERM, once the library call running then returns)."""
     try:
         return _main(argv)
+    except Terminated:
+        print("Terminated; rerun the same command to resume.", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("Interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130
@@ -65,6 +80,10 @@ def _main(argv: list[str] | None) -> int:
     logging.basicConfig(level=level, format="[%(asctime)s %(name)s %(levelname)s] %(message)s", datefmt="%H:%M:%S")
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    import pycolmap  # noqa: F401  (its import installs glog's handler, which dumps a stack trace on SIGTERM)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         with logging_redirect_tqdm():  # log lines above the progress bars, not glued to them
             code = args.func(args)

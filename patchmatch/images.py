@@ -208,11 +208,32 @@ def read_gray(
     return np.ascontiguousarray(image), scale
 
 
+def _content_digest(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def file_fingerprint(path: str | os.PathLike) -> str:
-    """Size and modification time of a file (``"size=N;mtime_ns=T"``): what was computed from it
-    is stale when this changes."""
+    """Size, modification time and content digest of a file (``"size=N;mtime_ns=T;blake2b=H"``):
+    what was computed from it is stale when it no longer matches (:func:`same_file`)."""
     st = Path(path).stat()
-    return f"size={st.st_size};mtime_ns={st.st_mtime_ns}"
+    return f"size={st.st_size};mtime_ns={st.st_mtime_ns};blake2b={_content_digest(Path(path))}"
+
+
+def same_file(fingerprint: str, path: str | os.PathLike) -> bool:
+    """Whether ``path`` still holds the file of ``fingerprint`` (:func:`file_fingerprint`): the same
+    size and modification time, or, where only the time changed (a copy, a ``touch``, a restore),
+    the same content digest. Fingerprints without a digest are compared on size and time alone."""
+    fields = dict(item.split("=", 1) for item in fingerprint.split(";") if "=" in item)
+    st = Path(path).stat()
+    if fields.get("size") != str(st.st_size):
+        return False
+    if fields.get("mtime_ns") == str(st.st_mtime_ns):
+        return True
+    return "blake2b" in fields and fields["blake2b"] == _content_digest(Path(path))
 
 
 def stored_size(path: str | os.PathLike) -> tuple[int, int]:

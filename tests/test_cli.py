@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,6 +111,33 @@ def test_threads_option_sets_the_process_thread_counts(monkeypatch):
     assert calls == []
     set_threads(3)
     assert calls == [("torch", 3), ("cv2", 3)]
+
+
+def test_sigterm_stops_a_run_like_ctrl_c(tmp_path):
+    """SIGTERM (kill, timeout, a job scheduler): exit 143 with one line, the report says
+    "interrupted", the lock is released and no library prints a stack trace."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from patchmatch.synthetic import render_scene
+
+    render_scene(tmp_path / "scene", seed=0, num_images=6)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "patchmatch.cli", "sfm", str(tmp_path / "scene" / "images"), str(out),
+                             "--max-keypoints", "512", "--threads", "1"], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (out / "report.json").is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err[-2000:]
+    assert "Terminated; rerun the same command to resume." in err and "stack trace" not in err
+    assert json.loads((out / "report.json").read_text())["status"] == "interrupted"
+    assert not (out / "run.lock").exists()
 
 
 def test_interrupt_during_imports_is_reported_as_an_interrupt(monkeypatch, capsys):

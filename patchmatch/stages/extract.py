@@ -2,7 +2,8 @@
 
 Keypoints are detected at the working size (``max_image_size``) and stored in pixels of the
 original image (hloc's layout, :mod:`patchmatch.storage`), each image's group with the
-fingerprint of its file (size, modification time) so that a changed image is never reused.
+fingerprint of its file (size, modification time, content digest) so that a changed image is never
+reused, and one only copied or touched is.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from .. import storage
 from ..features import CONTRAST_SCHEDULE, Features, axis_scales, detect_to_budget, to_original
-from ..images import ImageReadError, file_fingerprint, image_size, read_gray
+from ..images import ImageReadError, file_fingerprint, image_size, read_gray, same_file
 from .common import progress_bar, set_aside_if_unreadable
 
 logger = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def check_unchanged(features_path: Path, image_dir: Path, names: list[str]) -> N
     """
     for n in names:
         stored = storage.read_source(features_path, n)
-        if stored is not None and (image_dir / n).is_file() and stored != file_fingerprint(image_dir / n):
+        if stored is not None and (image_dir / n).is_file() and not same_file(stored, image_dir / n):
             raise FileExistsError(
                 f"{image_dir / n} changed since its features in {features_path} were computed "
                 f"({stored} → {file_fingerprint(image_dir / n)}); rerun with --overwrite"

@@ -60,9 +60,17 @@ def test_changed_image_is_refused_and_corrupt_file_set_aside(tmp_path):
     h5 = tmp_path / "features.h5"
     extract.run(tmp_path, names, h5, CONFIG)
     stat = (tmp_path / "1.png").stat()
-    os.utime(tmp_path / "1.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    os.utime(tmp_path / "1.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched: the same content
+    report: dict = {}
+    extract.run(tmp_path, names, h5, CONFIG, report=report)
+    assert report["features_reused"] == 2 and report["features_computed"] == 0
+    data = bytearray((tmp_path / "1.png").read_bytes())
+    data[-20] ^= 0xFF  # the same size and a new time, other bytes
+    (tmp_path / "1.png").write_bytes(bytes(data))
     with pytest.raises(FileExistsError, match=r"1.png changed since its features"):
         extract.run(tmp_path, names, h5, CONFIG)
+    data[-20] ^= 0xFF
+    (tmp_path / "1.png").write_bytes(bytes(data))  # back to the first bytes
     h5.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)  # killed mid-metadata
     report: dict = {}
     extract.run(tmp_path, names, h5, CONFIG, report=report)
