@@ -490,3 +490,27 @@ def test_without_shared_cameras_no_wrong_image_is_kept(entry_half, tmp_path):
     kept = next(a for a in attempts if a.kept)
     assert kept.name == "fixed intrinsics", kept
     assert _wrong(models, cameras_json) == []
+
+
+def test_a_narrow_field_of_view_far_from_the_guessed_prior_is_kept(tmp_path):
+    """vesta (an asteroid seen by the Dawn probe, no EXIF): the lens's focal length, 10,715 px, is
+    8.7 times the guessed prior (1.2 × 1024 px). The shared-camera run finds it and registers 3 of
+    the 4 views right; neither that focal length nor the fixed-intrinsics run (4 images at the
+    guessed prior, all lost once refined) may cost the model."""
+    from patchmatch.evaluation.pose import load_cameras_json
+    from patchmatch.matching import MatchConfig
+    from patchmatch.sfm import SfmConfig, run_sfm
+
+    scene = shared_path("scenes", "vesta")
+    config = SfmConfig(max_image_size=800, max_keypoints=4096, match=MatchConfig(network=False))
+    report = run_sfm(scene / "images", tmp_path / "out", config, ground_truth=scene / "cameras.json")
+    kept = next(a for a in report["mapping_attempts"] if a["kept"])
+    assert report["registered"] == 3 and report["pose"]["wrongly_registered"] == [], report["mapping_attempts"]
+    assert kept["name"].startswith("shared cameras") and kept["intrinsics"] == "refined"
+    model = colmap.read_reconstruction(tmp_path / "out" / "sparse" / "0")
+    true_focal = load_cameras_json(scene / "cameras.json")["00000001.png"].K[0, 0]
+    assert all(abs(c.mean_focal_length() / true_focal - 1) < 0.05 for c in model.cameras.values())  # original pixels
+    errors = [e[0] for e in report["pose"]["pair_errors"].values() if e[0] is not None and np.isfinite(e[0])]
+    assert len(errors) == 3 and max(errors) < 0.5
+    assert colmap.degenerate_cameras(model, {c: 1.2 * 1024 for c in model.cameras}) != []  # a measured prior: ran away
+    assert colmap.degenerate_cameras(model, {c: 1.2 * 1024 for c in model.cameras}, guessed=set(model.cameras)) == []
