@@ -32,7 +32,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,10 +63,6 @@ FIXED_INTRINSICS_MIN_REPROJ_ERROR = 4.0
 FORWARD_MOTION_ANGLES = (8.0, 4.0)
 #: A focal length more than this factor away from its prior is degenerate.
 MAX_FOCAL_CHANGE = 4.0
-#: Above a guessed prior (no EXIF), a focal length up to this many times the longest image side is
-#: still plausible: a 2.9° field of view, a 700 mm lens on a full-frame camera (the Dawn probe's
-#: views of vesta: 10.5 times).
-MAX_GUESSED_FOCAL_PER_SIDE = 20.0
 #: A distortion coefficient beyond ±this (normalised image coordinates) is degenerate.
 MAX_RADIAL = 1.0
 #: Cameras of one prior (same model, size and prior intrinsics) whose refined focal lengths are more than this
@@ -371,7 +367,7 @@ def global_bundle_adjustment(
 # --------------------------------------------------------------------------
 def _degenerate_by_camera(
     reconstruction: pycolmap.Reconstruction, priors: Mapping[int, float] | None,
-    max_focal_change: float = MAX_FOCAL_CHANGE, max_radial: float = MAX_RADIAL, guessed: Collection[int] = (),
+    max_focal_change: float = MAX_FOCAL_CHANGE, max_radial: float = MAX_RADIAL,
 ) -> dict[int, str]:  # fmt: skip
     bad = {}
     priors = priors or {}
@@ -382,12 +378,8 @@ def _degenerate_by_camera(
         why = []
         if not np.isfinite(f) or f <= 0:
             why.append(f"focal {f:.1f} px")
-        elif prior:
-            high = prior * max_focal_change
-            if cam_id in guessed:
-                high = max(high, MAX_GUESSED_FOCAL_PER_SIDE * max(cam.width, cam.height))
-            if not prior / max_focal_change <= f <= high:
-                why.append(f"focal {f:.1f} px (prior {prior:.1f} px{', guessed' if cam_id in guessed else ''})")
+        elif prior and not (prior / max_focal_change <= f <= prior * max_focal_change):
+            why.append(f"focal {f:.1f} px (prior {prior:.1f} px)")
         if any(not np.isfinite(e) or abs(e) > max_radial for e in extra):
             why.append(f"distortion {[round(e, 3) for e in extra]}")
         if why:
@@ -400,7 +392,6 @@ def degenerate_cameras(
     priors: Mapping[int, float] | None = None,
     max_focal_change: float = MAX_FOCAL_CHANGE,
     max_radial: float = MAX_RADIAL,
-    guessed: Collection[int] = (),
 ) -> list[str]:
     """Cameras of a model whose intrinsics ran away in bundle adjustment.
 
@@ -409,9 +400,6 @@ def degenerate_cameras(
         priors: camera id -> focal-length prior in pixels (the database's cameras); without
             one only the sign of the focal length is checked.
         max_focal_change: a focal length more than this factor away from its prior is degenerate.
-        guessed: the cameras whose prior is a guess (no EXIF focal length): above it, a focal
-            length up to :data:`MAX_GUESSED_FOCAL_PER_SIDE` times the longest image side is sane
-            (a narrow field of view the guess cannot know).
         max_radial: a distortion parameter beyond ±this is degenerate (COLMAP's radial models,
             coefficients on normalised image coordinates).
 
@@ -419,7 +407,7 @@ def degenerate_cameras(
         One line per degenerate camera (``"camera 16: focal -1002.2 px (prior 1035.4 px), ..."``);
         empty when all are sane.
     """
-    bad = _degenerate_by_camera(reconstruction, priors, max_focal_change, max_radial, guessed)
+    bad = _degenerate_by_camera(reconstruction, priors, max_focal_change, max_radial)
     return [f"camera {cam_id}: {why}" for cam_id, why in bad.items()]
 
 
@@ -457,7 +445,7 @@ def prior_group_apart(
 def _implausible(reconstruction: pycolmap.Reconstruction, scene: _Scene) -> dict[int, str]:
     """Camera id → why, for the degenerate cameras and those of a prior group that ran apart."""
     bad = prior_group_apart(reconstruction, scene.groups)
-    bad.update(_degenerate_by_camera(reconstruction, scene.priors, guessed=set(scene.priors) - scene.measured))
+    bad.update(_degenerate_by_camera(reconstruction, scene.priors))
     return bad
 
 
@@ -481,7 +469,7 @@ def _refine_intrinsics(
     if bad:
         logger.warning("refined intrinsics ran away (%s); keeping the prior intrinsics",
                        "; ".join(f"camera {c}: {why}" for c, why in list(bad.items())[:3]))  # fmt: skip
-        degenerate = _degenerate_by_camera(refined, scene.priors, guessed=set(scene.priors) - scene.measured)
+        degenerate = _degenerate_by_camera(refined, scene.priors)
         return reconstruction, bad, {c for c in bad if c in degenerate or c not in scene.measured}
     return refined, {}, set()
 
@@ -618,7 +606,6 @@ class _Search:
     retries: int = 0  # seed retries left for the best fallback's settings
     workdir: Path | None = None  # where the shared-camera copy of the database goes
     shared_run: tuple[list[pycolmap.Reconstruction], MappingAttempt] | None = None  # the shared-camera run's, checked
-    refined: tuple[list[pycolmap.Reconstruction], _Run, MappingAttempt] | None = None  # best run refining intrinsics
 
     def base(self, run: _Run) -> tuple[list[pycolmap.Reconstruction], MappingAttempt | None]:
         """The models an extending ``run`` continues, and their attempt: the shared-camera run's, or the best."""
@@ -665,14 +652,11 @@ class _Search:
         if run.shared and not run.extends:
             self.shared_run = (models, attempt)
         # most usable images; then fewest degenerate cameras; then fewest models; then the earlier run
-        rank = lambda a, m: (a.usable, -len(a.degenerate), -len(m))  # noqa: E731
-        if models and (not self.models or rank(attempt, models) > rank(self.attempt, self.models)):
+        if models and (not self.models or (attempt.usable, -len(attempt.degenerate), -len(models))
+                       > (self.attempt.usable, -len(self.attempt.degenerate), -len(self.models))):  # fmt: skip
             self.models, self.run, self.attempt = models, run, attempt
         elif self.attempt is None:
             self.attempt = attempt
-        refines = run.config.refine_focal_length or run.config.refine_extra_params
-        if models and refines and (self.refined is None or rank(attempt, models) > rank(self.refined[2], self.refined[0])):
-            self.refined = (models, run, attempt)
 
     def seed_retry(self) -> _Run | None:
         """The best fallback's settings with the next seed, when every run left images out (the
@@ -867,8 +851,7 @@ def map_database(
     change another's models; parts smaller than ``min_model_size`` are left unregistered
     (:func:`unregistered_reasons` says why an image is in no model). The run with most usable
     images is kept (on a tie, the one with
-    fewer degenerate cameras, then the earlier); a kept fixed-intrinsics run that loses images once
-    its intrinsics are refined gives way to the best run that refined them. With ``"global"``, one run of GLOMAP; when the
+    fewer degenerate cameras, then the earlier). With ``"global"``, one run of GLOMAP; when the
     checks reject images of its model or a camera is degenerate (signs of a wrong model, seen on
     temple-ring's ring of 16 views), or it builds none, the incremental cascade maps the part too
     (up to :data:`AUTO_MAX_INCREMENTAL` images: above, GLOMAP's checked model is kept, with a
@@ -989,18 +972,11 @@ def _map_part(image_dir: Path, output_dir: Path, scene: _Scene, config: MapperCo
     attempts.extend(search.attempts)
     if not search.models:
         return []
-    models = _settle_intrinsics(search)
-    if search.refined is not None and search.attempt.usable < search.refined[2].usable:
-        # the kept run held its intrinsics at the priors, and refining them lost images (the priors
-        # were wrong: a guessed focal length far from the lens's): a run that refined them is kept
-        logger.info("the %s mapping keeps %d images once its intrinsics are refined; the %s mapping keeps %d",
-                    search.attempt.name, search.attempt.usable, search.refined[2].name, search.refined[2].usable)  # fmt: skip
-        search.models, search.run, search.attempt = search.refined
-        models = _settle_intrinsics(search)
     search.attempt.kept = True
     if len(search.attempts) > 1:
         logger.info("kept the %s mapping: %d of %d reachable images registered in %d model(s)",
                     search.attempt.name, search.attempt.usable, scene.reachable, len(search.models))  # fmt: skip
+    models = _settle_intrinsics(search)
     for item in search.attempt.rejected:
         logger.warning("%s: not registered, %s", item["name"], item["reason"])
     if not models:
