@@ -204,7 +204,9 @@ def match_database(
 
     Returns:
         A report: ``images``, ``pairs``, ``matched_pairs``, ``verified_existing_pairs``,
-        ``descriptor_only_pairs``, ``matches``, ``skipped_pairs`` (``[name0, name1, reason]``),
+        ``descriptor_only_pairs``, ``matches``, ``candidates_scored`` (candidate keypoint pairs the
+        network compared: 0 where every pair kept SIFT's own matches, e.g. strong pairs, and the
+        images were not read), ``skipped_pairs`` (``[name0, name1, reason]``),
         ``bad_images`` (``[name, reason]``), ``database_after`` (its counts after
         verification), ``network``, ``precision``, ``backend``, ``tta``, ``scoring`` (what scored
         this run's matches, and where: :func:`patchmatch.stages.match.scoring_report`; a rerun
@@ -245,7 +247,8 @@ def match_database(
     return {
         "database": str(database), "images": len(images), "pairs": len(pairs), "matched_pairs": len(written),
         "verified_existing_pairs": len(states.unverified), "descriptor_only_pairs": count["descriptor_only"],
-        "matches": count["matches"], "skipped_pairs": states.skipped, "bad_images": sorted([n, r] for n, r in bad.items()),
+        "matches": count["matches"], "candidates_scored": count["candidates"], "skipped_pairs": states.skipped,
+        "bad_images": sorted([n, r] for n, r in bad.items()),
         "database_after": vars(colmap.database_summary(database)),
         "network": describe_scorer(scorer),  # this run's pairs (earlier runs' matches are kept as they are)
         "precision": spec["precision"], "backend": backend, "tta": spec["tta"], "scoring": count["scoring"],
@@ -372,4 +375,5 @@ def _match(database, image_dir, images, pairs, states, bad, scorer, spec, config
     states.skipped += _unmatched(states, images, summary, set(written))
     count["descriptor_only"] = sum(p not in summary.plan.selected for p in written)
     count["scoring"] = summary.scoring
+    count["candidates"] = summary.candidates
     return written, count

@@ -42,7 +42,8 @@ def test_match_database_writes_verified_matches(project):
     assert len(m) > 50
     # resume / never touch existing pairs: a second run skips every matched pair
     again = match_database(db, images, CONFIG, NCCScorer())
-    assert again["matched_pairs"] == 0 and len(again["skipped_pairs"]) == 3
+    assert again["matched_pairs"] == 0 and len(again["skipped_pairs"]) == 3 and again["candidates_scored"] == 0
+    assert report["candidates_scored"] > 0
     assert all("already holds" in why for *_, why in again["skipped_pairs"])
     assert colmap.database_summary(db) == summary
     replaced = match_database(db, images, CONFIG, NCCScorer(), overwrite=True)

@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         report = match_database(args.database, args.images, config, scorer, overwrite=args.overwrite,
                                 progress=not args.quiet, executor=executor, spec=spec)  # fmt: skip
     after = report["database_after"]
-    print(f"{report['matched_pairs']} of {report['pairs']} pairs matched ({report['matches']} matches), "
+    print(f"{report['matched_pairs']} of {report['pairs']} pairs matched ({report['matches']} matches, "
+          f"{report['candidates_scored']} candidates compared by the network), "
           f"{report['verified_existing_pairs']} with earlier matches verified, {len(report['skipped_pairs'])} skipped; "
           f"database now: {after['verified_pairs']} two-view geometries, {after['inlier_matches']} inlier matches")
     for a, b, why in report["skipped_pairs"][:10]:
