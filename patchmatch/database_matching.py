@@ -27,7 +27,7 @@ import torch
 from . import colmap
 from .colmap.convention import colmap_to_opencv
 from .features import Features
-from .images import ImageReadError, read_gray
+from .images import ImageReadError, read_gray, stored_size
 from .matching import MatchConfig
 from .pairs import Pair, make_pairs
 from .patches import extract_patches_colmap
@@ -72,6 +72,27 @@ def database_features(image: colmap.DatabaseImage) -> Features:
     keypoints = np.column_stack([xy, size, angle]).astype(np.float32)
     descriptors = image.descriptors.astype(np.float32) ** 2
     return Features(keypoints, descriptors, np.zeros(len(k), np.float32), np.array([image.width, image.height], np.int64))
+
+
+def _check_image_files(image_dir: Path, images: dict[str, colmap.DatabaseImage], names: list[str],
+                       bad: dict[str, str]) -> None:  # fmt: skip
+    """Adds to ``bad`` the images of ``names`` whose file is missing or unreadable, or whose stored
+    size differs from their camera's in the database (a resized file, another folder): checked from
+    the file headers before any pair is matched, whether or not the network will read the image."""
+    for name in names:
+        if name in bad:
+            continue
+        path, im = image_dir / name, images[name]
+        try:
+            width, height = stored_size(path)
+        except ImageReadError as error:
+            bad[name] = str(error)
+        else:
+            if (width, height) != (im.width, im.height):
+                bad[name] = (f"{path}: image is {width}×{height} px but its camera in the database is "
+                             f"{im.width}×{im.height} px (resized or a different file?)")  # fmt: skip
+        if name in bad:
+            logger.warning("%s", bad[name])
 
 
 def _read_matching_frame(path: Path, width: int, height: int) -> np.ndarray:
@@ -225,6 +246,7 @@ def match_database(
     bad = {n: "no keypoints in the database" for n, im in images.items() if len(im.keypoints) == 0}
     names = sorted(images)
     pairs = make_pairs(config.pairs, names, {n: im.descriptors for n, im in images.items()})
+    _check_image_files(image_dir, images, sorted({n for pair in pairs for n in pair}), bad)
     states = _sort_pairs(database, images, pairs, bad, overwrite)
     if states.unverified:
         logger.info("%s: %d pairs hold matches but no two-view geometry (an interrupted run?): verifying them",

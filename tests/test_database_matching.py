@@ -73,6 +73,18 @@ def test_bad_image_is_listed_and_others_processed(project, caplog):
     assert caplog.text.count(f"{NAMES[2]}:") == 1  # read and warned about once, not once per pair
 
 
+def test_missing_image_is_found_even_where_the_network_reads_none(project):
+    """Strong pairs keep SIFT's matches without reading an image; a missing file is still named
+    (checked from the headers first) and its pairs left alone, the others matched."""
+    db, images = project
+    (images / NAMES[2]).unlink()
+    strong = DatabaseMatchConfig(match=MatchConfig(k=2, min_score=0.6, min_overlap=0, strong_pair_accepted=1))
+    report = match_database(db, images, strong, NCCScorer())
+    assert [n for n, _ in report["bad_images"]] == [NAMES[2]] and "cannot read it" in report["bad_images"][0][1]
+    assert report["matched_pairs"] == 1 and report["candidates_scored"] == 0
+    assert sorted(s[:2] for s in report["skipped_pairs"]) == sorted([[NAMES[0], NAMES[2]], [NAMES[1], NAMES[2]]])
+
+
 def test_resized_image_is_a_clear_error(project):
     db, images = project
     import cv2
