@@ -84,26 +84,27 @@ def _check_image_files(image_dir: Path, images: dict[str, colmap.DatabaseImage],
             continue
         path, im = image_dir / name, images[name]
         try:
-            width, height = stored_size(path)
+            size = stored_size(path)
         except ImageReadError as error:
             bad[name] = str(error)
         else:
-            if (width, height) != (im.width, im.height):
-                bad[name] = (f"{path}: image is {width}×{height} px but its camera in the database is "
-                             f"{im.width}×{im.height} px (resized or a different file?)")  # fmt: skip
-        if name in bad:
-            logger.warning("%s", bad[name])
+            if size == (im.width, im.height):
+                continue
+            bad[name] = _size_mismatch(path, *size, im)
+        logger.warning("%s", bad[name])
 
 
-def _read_matching_frame(path: Path, width: int, height: int) -> np.ndarray:
+def _size_mismatch(path: Path, width: int, height: int, image: colmap.DatabaseImage) -> str:
+    return (f"{path}: image is {width}×{height} px but its camera in the database is "
+            f"{image.width}×{image.height} px (resized or a different file?)")  # fmt: skip
+
+
+def _read_matching_frame(path: Path, image: colmap.DatabaseImage) -> np.ndarray:
     """Reads an image in COLMAP's frame and checks it against the database's camera size."""
-    image, _ = read_gray(path)
-    if image.shape != (height, width):
-        raise ImageReadError(
-            f"{path}: image is {image.shape[1]}×{image.shape[0]} px but its camera in the database is "
-            f"{width}×{height} px (resized or a different file?)"
-        )
-    return image
+    pixels, _ = read_gray(path)
+    if pixels.shape != (image.height, image.width):
+        raise ImageReadError(_size_mismatch(path, pixels.shape[1], pixels.shape[0], image))
+    return pixels
 
 
 @dataclass
@@ -284,7 +285,7 @@ def _patch_loader(image_dir: Path, images: dict[str, colmap.DatabaseImage], scor
 
     def load_patches(name: str, keep: np.ndarray | None = None) -> np.ndarray:
         im = images[name]
-        pixels = _read_matching_frame(image_dir / name, im.width, im.height)
+        pixels = _read_matching_frame(image_dir / name, im)
         return extract_patches_colmap(pixels, im.keypoints, magnification=scorer.magnification, keep=keep)
 
     return load_patches
@@ -340,7 +341,7 @@ class DatabaseSource:
 
         def load_patches(name: str, keep: np.ndarray | None = None) -> np.ndarray:
             im = images[name]
-            pixels = _read_matching_frame(Path(self.image_dir) / name, im.width, im.height)
+            pixels = _read_matching_frame(Path(self.image_dir) / name, im)
             return extract_patches_colmap(pixels, im.keypoints, magnification=magnification, keep=keep)
 
         return features, load_patches

@@ -205,13 +205,13 @@ class RayExecutor:
         a shard already written (an interrupted run) is read instead of computed, and counted
         in :attr:`shards_reused`."""
         from .features import Features
-        from .images import ImageReadError, file_fingerprint
+        from .images import ImageReadError, file_stamp
         from .shards import read_shard, shard_name
 
         task = self._ray.remote(num_cpus=1, max_retries=RETRIES)(_extract_task)
         refs, stored = {}, []
         for n in names:
-            shard = shard_dir / shard_name("features", n, file_fingerprint(image_dir / n), config)
+            shard = shard_dir / shard_name("features", n, file_stamp(image_dir / n), config)  # a stat, no read
             if shard.is_file():  # written whole (atomically) by an earlier run's task
                 stored.append(((n, shard), None))
             else:

@@ -216,11 +216,17 @@ def _content_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def file_fingerprint(path: str | os.PathLike) -> str:
-    """Size, modification time and content digest of a file (``"size=N;mtime_ns=T;blake2b=H"``):
-    what was computed from it is stale when it no longer matches (:func:`same_file`)."""
+def file_stamp(path: str | os.PathLike) -> str:
+    """Size and modification time of a file (``"size=N;mtime_ns=T"``), from one ``stat`` (the file
+    is not read): names a version of it where a copy or a ``touch`` may count as another."""
     st = Path(path).stat()
-    return f"size={st.st_size};mtime_ns={st.st_mtime_ns};blake2b={_content_digest(Path(path))}"
+    return f"size={st.st_size};mtime_ns={st.st_mtime_ns}"
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """:func:`file_stamp` and the content digest of a file (``"size=N;mtime_ns=T;blake2b=H"``):
+    what was computed from it is stale when it no longer matches (:func:`same_file`)."""
+    return f"{file_stamp(path)};blake2b={_content_digest(Path(path))}"
 
 
 def same_file(fingerprint: str, path: str | os.PathLike) -> bool:
