@@ -63,6 +63,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--schedule-minutes", type=float, default=None,
                    help="cosine learning rate over this many minutes of training; stop after it (epochs = upper bound)")
+    p.add_argument("--schedule-steps", type=int, default=None, metavar="N",
+                   help="cosine learning rate over N steps instead of epochs x steps-per-epoch (stop early at a chosen epoch)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: auto)")
     p.add_argument("--fp16", action="store_true", help="write the final checkpoint in float16")
@@ -105,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         val_pairs=args.val_pairs,
         seed=args.seed,
         schedule_minutes=args.schedule_minutes,
+        schedule_steps=args.schedule_steps,
         bf16=args.bf16,
         init=None if args.init is None else str(args.init),
         ema_decay=args.ema,

@@ -81,6 +81,10 @@ class TrainConfig:
             training ends at the first epoch boundary past it (``epochs`` is then an upper
             bound). For a fixed CPU budget on a shared machine; the number of steps then
             depends on the machine's speed, so a resumed run is no longer bit-identical.
+        schedule_steps: when set, the cosine runs over this many optimiser steps instead of over
+            ``epochs * steps_per_epoch``: a run that stops at an epoch chosen beforehand (fewer
+            epochs than the schedule) follows the same learning rates as the full schedule up to
+            there. Not with ``schedule_minutes``.
         init: checkpoint (:func:`patchmatch.models.save_checkpoint`) whose weights the model
             starts from instead of He initialisation (fine-tuning); its model must be ``model``.
         ema_decay: when > 0, an exponential moving average of the weights
@@ -118,6 +122,7 @@ class TrainConfig:
     val_pairs: int = 4000
     seed: int = 0
     schedule_minutes: float | None = None
+    schedule_steps: int | None = None
     bf16: bool = False
     init: str | None = None
     ema_decay: float = 0.0
@@ -138,6 +143,8 @@ class TrainConfig:
             raise ValueError("lr must be > 0 and final_lr_fraction in (0, 1]")
         if self.schedule_minutes is not None and self.schedule_minutes <= 0:
             raise ValueError(f"schedule_minutes must be > 0, got {self.schedule_minutes}")
+        if self.schedule_steps is not None and (self.schedule_steps < 1 or self.schedule_minutes is not None):
+            raise ValueError(f"schedule_steps must be >= 1 and not given with schedule_minutes, got {self.schedule_steps}")
         if not 0 <= self.hard_fraction <= 1:
             raise ValueError(f"hard_fraction must be in [0, 1], got {self.hard_fraction}")
         if self.jitter not in JITTERS:
@@ -229,13 +236,13 @@ def lr_factor(cfg: TrainConfig, step: int, train_seconds: float) -> float:
         train_seconds: seconds spent in training steps so far (validation excluded).
 
     Returns:
-        The factor: over ``epochs * steps_per_epoch`` steps, or over ``schedule_minutes`` of
-        training time when that is set.
+        The factor: over ``schedule_steps`` steps, over ``schedule_minutes`` of training time,
+        or else over ``epochs * steps_per_epoch`` steps.
     """
     if cfg.schedule_minutes is not None:
         t = min(1.0, train_seconds / (60.0 * cfg.schedule_minutes))
     else:
-        total = cfg.epochs * cfg.steps_per_epoch
+        total = cfg.schedule_steps or cfg.epochs * cfg.steps_per_epoch
         t = min(step, total) / max(total, 1)
     return cfg.final_lr_fraction + (1 - cfg.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * t))
 

@@ -111,6 +111,13 @@ def test_lr_factor_follows_cosine_over_steps_or_time():
     assert lr_factor(timed, 0, 600.0) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="schedule_minutes"):
         _cfg(schedule_minutes=0.0)
+    # one epoch of a 10-step schedule: the rates of the full schedule's first epoch
+    early = _cfg(epochs=1, steps_per_epoch=5, final_lr_fraction=0.1, schedule_steps=10)
+    assert [lr_factor(early, k, 0.0) for k in range(5)] == pytest.approx([lr_factor(steps, k, 0.0) for k in range(5)])
+    with pytest.raises(ValueError, match="schedule_steps"):
+        _cfg(schedule_steps=10, schedule_minutes=1.0)
+    with pytest.raises(ValueError, match="schedule_steps"):
+        _cfg(schedule_steps=0)
 
 
 def test_mining_keeps_the_negatives_the_model_scores_highest(pairset):
