@@ -379,7 +379,7 @@ def _match(database, image_dir, images, pairs, states, bad, scorer, spec, config
 
     load_patches = _patch_loader(image_dir, images, scorer)
 
-    def write(a: str, b: str, matches: np.ndarray, scores: np.ndarray) -> None:
+    def write(a: str, b: str, matches: np.ndarray, scores: np.ndarray, candidates: int) -> None:
         if not len(matches):
             return
         if _key(images, a, b) in states.replace:

@@ -11,10 +11,15 @@ Vetting a folder before any work (:func:`exclude_output_dir`, :func:`pair_key_co
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
 import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -31,6 +36,43 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".pgm", ".
 
 class ImageReadError(ValueError):
     """An image file could not be read; the message names the file and the problem."""
+
+
+#: libjpeg's warnings that mean pixels are missing or garbled from some point on (OpenCV decodes
+#: such a file anyway, the rest grey or noise): the file is refused. Others (extraneous bytes
+#: before a marker, common in camera files) are logged and the image is used.
+CORRUPT_JPEG_MESSAGES = ("premature end", "bad huffman code", "bad arithmetic code", "huffman table")
+
+_NATIVE_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_stderr() -> Iterator[list[str]]:
+    """Collects what native code (libjpeg inside OpenCV) writes to file descriptor 2 during the
+    block; the lines are in the yielded list once it ends. One block at a time in the process;
+    lines other threads write meanwhile are passed on to the real stderr afterwards."""
+    lines: list[str] = []
+    with _NATIVE_STDERR_LOCK, tempfile.TemporaryFile() as tmp:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr to take over (a closed descriptor): nothing to collect
+            yield lines
+            return
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines.extend(tmp.read().decode(errors="replace").splitlines())
+    others = [ln for ln in lines if "JPEG" not in ln]
+    if others:
+        with contextlib.suppress(OSError):
+            os.write(2, ("\n".join(others) + "\n").encode())
+    lines[:] = [ln for ln in lines if "JPEG" in ln]
 
 
 def list_images(root: str | os.PathLike) -> list[str]:
@@ -157,6 +199,16 @@ def _check_complete(data: np.ndarray, path: Path) -> None:
         raise ImageReadError(f"{path}: truncated PNG (no IEND chunk).")
 
 
+def _check_jpeg_messages(messages: list[str], path: Path) -> None:
+    """Refuses a JPEG whose decoding lost pixels (:data:`CORRUPT_JPEG_MESSAGES`); logs other warnings."""
+    if not messages:
+        return
+    said = "; ".join(dict.fromkeys(m.strip() for m in messages))
+    if any(k in m.lower() for m in messages for k in CORRUPT_JPEG_MESSAGES):
+        raise ImageReadError(f"{path}: corrupt JPEG data, parts of the image would decode grey or garbled (libjpeg: {said}).")
+    logger.warning("%s: decoded with libjpeg warnings: %s", path, said)
+
+
 def read_gray(
     path: str | os.PathLike, max_size: int | None = None, apply_exif: bool = False
 ) -> tuple[np.ndarray, float]:
@@ -175,7 +227,8 @@ def read_gray(
         ``(xy + 0.5) / scale - 0.5`` (OpenCV pixel-centre convention).
 
     Raises:
-        ImageReadError: the file is missing, empty, truncated, not an image, or has no pixels.
+        ImageReadError: the file is missing, empty, truncated, not an image, has no pixels, or
+            is a JPEG whose decoder reports lost data (:data:`CORRUPT_JPEG_MESSAGES`).
     """
     path = Path(path)
     if not path.is_file():
@@ -190,7 +243,12 @@ def read_gray(
     if not apply_exif:
         flags |= cv2.IMREAD_IGNORE_ORIENTATION
     try:
-        image = cv2.imdecode(data, flags)
+        if data[:2].tobytes() == b"\xff\xd8":
+            with _native_stderr() as messages:
+                image = cv2.imdecode(data, flags)
+            _check_jpeg_messages(messages, path)
+        else:
+            image = cv2.imdecode(data, flags)
     except cv2.error as e:  # e.g. above OpenCV's 2^30-pixel decoding limit
         detail = str(e).strip().splitlines()[-1]
         raise ImageReadError(f"{path}: OpenCV cannot decode it ({detail}); very large images need "

@@ -420,7 +420,8 @@ def run_sfm(
         The report, also written to ``out_dir/report.json`` (NaN and infinity, e.g. the
         reprojection error of no model, written as null): ``images``, ``registered``,
         ``points``, ``mean_track_length``, ``mean_reprojection_error`` (px), ``pairs``,
-        ``seconds`` (per stage), ``skipped`` (``[{"name", "reason"}]``), ``unregistered`` (``[{"name", "reason"}]``:
+        ``seconds`` (per stage, this call), ``seconds_total`` (this call), ``seconds_all_calls``
+        (with the earlier calls a resumed run built on), ``skipped`` (``[{"name", "reason"}]``), ``unregistered`` (``[{"name", "reason"}]``:
         in no model, and why), ``models`` (every model written: ``path``, ``registered``, ``points``, ``names``),
         ``rejected`` (``[{"name", "reason"}]``: registered by the mapper, left out by the checks),
         ``scoring`` (where the network scored the pairs: ``executor``, ``device``,
@@ -443,13 +444,14 @@ def run_sfm(
             _failures_reported(out_dir / "report.json") as report:  # fmt: skip
         identity = run_identity(image_dir, config, spec)
         resumed = prepare_output(out_dir, identity, overwrite)  # from here on OUT is this run's
+        seconds: dict[str, float] = {}  # filled stage by stage, so a stopped run's report keeps them
         report.update({"status": "running", "resumed": resumed, "image_dir": str(image_dir),
-                       "out_dir": str(out_dir), "skipped": skipped, "notes": []})  # fmt: skip
+                       "out_dir": str(out_dir), "skipped": skipped, "notes": [], "seconds": seconds,
+                       "seconds_earlier": _earlier_seconds(out_dir / "report.json") if resumed else 0.0})  # fmt: skip
         write_json(out_dir / "report.json", report)
         logger.info("network: %s", describe_scorer(scorer))
         if spec["device"] != str(scorer.device):
             logger.info("the pairs are scored on the Ray cluster's GPUs, at %s", spec["precision"])
-        seconds: dict[str, float] = {}
         verification = config.verification
         if config.threads:
             verification = dataclasses.replace(verification, num_threads=config.threads)
@@ -481,15 +483,24 @@ def run_sfm(
                                       reconstruction, len(good))  # fmt: skip
         stats = colmap.reconstruction_stats(reconstruction)
         registered = stats.pop("registered_names")
-        report.update(status="complete", images=len(names), images_used=len(good), **stats,
-                      seconds=seconds,
-                      seconds_total=round(sum(seconds.values()), 3), config=dataclasses.asdict(config),
+        total = round(sum(seconds.values()), 3)
+        report.update(status="complete", images=len(names), images_used=len(good), **stats, seconds_total=total,
+                      seconds_all_calls=round(report["seconds_earlier"] + total, 3), config=dataclasses.asdict(config),
                       weights={"sha256": identity["matching"]["weights_sha256"], **_scorer_meta(scorer, spec)})  # fmt: skip
         if ground_truth is not None:
             report["pose"] = _pose_report(reconstruction, ground_truth, good)
         write_json(out_dir / "report.json", report)
         _log_result(report, len(good))
     return report
+
+
+def _earlier_seconds(report_path: Path) -> float:
+    """Seconds the earlier calls of a resumed run spent, from the report they left (0 when unreadable)."""
+    try:
+        earlier = json.loads(report_path.read_text())
+        return round(float(earlier.get("seconds_earlier") or 0) + sum(map(float, (earlier.get("seconds") or {}).values())), 3)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0.0
 
 
 @contextmanager

@@ -378,6 +378,7 @@ def write_matches(
     matches: np.ndarray,
     scores: np.ndarray,
     num_keypoints0: int,
+    candidates: int | None = None,
 ) -> None:
     """Write (or replace) the matches of one pair as ``names_to_pair(name0, name1)``.
 
@@ -387,6 +388,8 @@ def write_matches(
         matches: (K, 2) int keypoint indices ``[i0, i1]``.
         scores: (K,) float match scores (higher = more similar).
         num_keypoints0: N0, the number of keypoints of image 0.
+        candidates: candidate keypoint pairs the network compared to decide them, kept as the
+            group's ``candidates`` attribute (:func:`stored_candidates`); None: not recorded.
 
     Raises:
         ValueError: see :func:`matches_to_matches0`; ``name0 == name1``.
@@ -404,6 +407,8 @@ def write_matches(
         grp = _replace_group(fd, names_to_pair(name0, name1))
         grp.create_dataset("matches0", data=matches0)
         grp.create_dataset("matching_scores0", data=scores0)
+        if candidates is not None:
+            grp.attrs["candidates"] = int(candidates)
         fd.flush()
         grp.attrs[COMPLETE] = True
 
@@ -446,6 +451,21 @@ def has_matches(path: str | os.PathLike, name0: str, name1: str) -> bool:
         StorageError: the file exists but cannot be opened.
     """
     return not missing_pairs(path, [(name0, name1)])
+
+
+def stored_candidates(path: str | os.PathLike, pairs: Sequence[tuple[str, str]]) -> int:
+    """Candidate keypoint pairs the network compared for the pairs of ``pairs`` stored in the
+    file (their ``candidates`` attributes, :func:`write_matches`; 0 for pairs without one or absent).
+
+    Raises:
+        StorageError: the file exists but cannot be opened.
+    """
+    path = Path(path)
+    if not path.is_file() or not pairs:
+        return 0
+    with _open(path, "r") as fd:
+        found = (_find_pair(fd, a, b) for a, b in pairs)
+        return sum(int(fd[f[0]].attrs.get("candidates", 0)) for f in found if f is not None)
 
 
 def missing_pairs(path: str | os.PathLike, pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:

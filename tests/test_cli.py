@@ -136,7 +136,9 @@ def test_sigterm_stops_a_run_like_ctrl_c(tmp_path):
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err[-2000:]
     assert "Terminated; rerun the same command to resume." in err and "stack trace" not in err
-    assert json.loads((out / "report.json").read_text())["status"] == "interrupted"
+    report = json.loads((out / "report.json").read_text())
+    assert report["status"] == "interrupted" and report["seconds_earlier"] == 0
+    assert all(s >= 0 for s in report["seconds"].values())  # the stages run so far: a resumed run adds them up
     assert not (out / "run.lock").exists()
 
 

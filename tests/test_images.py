@@ -51,6 +51,23 @@ def test_read_bad_files(tmp_path):
         assert name in str(err.value)
 
 
+def test_a_jpeg_whose_decoder_loses_data_is_refused_and_a_harmless_warning_only_logged(tmp_path, caplog):
+    """OpenCV decodes a JPEG with missing entropy data (a copy cut short and closed with an
+    end-of-image marker) without an error, the rest grey: libjpeg's own warning refuses it. Stray
+    bytes before the end marker (common in camera files) cost no pixels: logged, used."""
+    pixels = np.random.default_rng(0).integers(0, 255, (256, 256), dtype=np.uint8)
+    good = cv2.imencode(".jpg", pixels)[1].tobytes()
+    (tmp_path / "cut.jpg").write_bytes(good[: len(good) // 2] + b"\xff\xd9")
+    with pytest.raises(ImageReadError, match=r"cut\.jpg: corrupt JPEG data.*premature end"):
+        read_gray(tmp_path / "cut.jpg")
+    (tmp_path / "stray.jpg").write_bytes(good[:-2] + b"\x12\x34\x56\x78" * 4 + good[-2:])
+    with caplog.at_level("WARNING", logger="patchmatch.images"):
+        image, _ = read_gray(tmp_path / "stray.jpg")
+    np.testing.assert_array_equal(image, read_gray(tmp_path / "stray.jpg")[0])
+    assert np.abs(image.astype(int) - pixels).mean() < 20  # the picture itself, not grey
+    assert "stray.jpg: decoded with libjpeg warnings: Corrupt JPEG data: 11 extraneous bytes" in caplog.text
+
+
 def test_exif_orientation(tmp_path):
     """A JPEG with EXIF orientation 6: displayed frame on request, COLMAP's frame by default."""
     img = np.zeros((40, 80), np.uint8)

@@ -129,6 +129,11 @@ def test_resume_skips_done_work(run, tmp_path):
     assert again["features_computed"] == 0 and again["features_reused"] == 5
     assert again["pairs_matched"] == 0 and again["pairs_reused"] == 10
     assert again["registered"] == 5
+    # the network's work and the time are counted over every call that built the output
+    assert first["candidates_scored"] > 0 and first["candidates_reused"] == 0
+    assert again["candidates_scored"] == 0 and again["candidates_reused"] == first["candidates_scored"]
+    assert again["seconds_earlier"] == pytest.approx(first["seconds_all_calls"], abs=0.01)
+    assert again["seconds_all_calls"] == pytest.approx(first["seconds_all_calls"] + again["seconds_total"], abs=0.01)
     assert [s["name"] for s in again["skipped"]] == ["sub/broken.jpg"]  # still reported
 
     # an interrupted run: one image's features half-written, one pair never written
@@ -139,6 +144,7 @@ def test_resume_skips_done_work(run, tmp_path):
     resumed = run_sfm(images, out, CONFIG, scorer=_scorer())
     assert resumed["features_computed"] == 1 and resumed["pairs_matched"] == 1
     assert resumed["registered"] == 5
+    assert resumed["candidates_scored"] + resumed["candidates_reused"] == first["candidates_scored"]
     # detection is deterministic: the redone image's features are those of the first run
     np.testing.assert_array_equal(
         storage.read_features(out / "features.h5", "0003.jpg").keypoints,

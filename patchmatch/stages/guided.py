@@ -226,7 +226,7 @@ def run(
         guided_path: ``guided.json``, the pairs already guided; completed.
         scorer: the network. config: :class:`GuidedConfig`. verification: RANSAC settings.
         report: gets ``guided``: ``pairs_guided``, ``pairs_reused``, ``candidates_scored``,
-            ``matches_added`` (this call's), the database's ``verified_pairs`` and
+            ``candidates_reused`` (earlier calls'), ``matches_added`` (this call's), the database's ``verified_pairs`` and
             ``inlier_matches`` after, and ``seconds``.
 
     Returns:
@@ -235,6 +235,7 @@ def run(
     start = time.perf_counter()
     database = Path(database_path)
     done = read_done(guided_path)
+    earlier = sum(int(d.get("candidates", 0)) for d in done.values() if isinstance(d, dict))
     pairs = select_pairs.read(pairs_path)
     todo = [p for p in pairs if storage.names_to_pair(*p) not in done]
     names = sorted({n for p in todo for n in p})
@@ -245,7 +246,8 @@ def run(
     def write(a: str, b: str, new: np.ndarray, scores: np.ndarray, scored: int) -> None:
         if len(new):
             merged, merged_scores = merge_matches(*storage.read_matches(matches_path, a, b), new, scores)
-            storage.write_matches(matches_path, a, b, merged, merged_scores, len(features[a]))
+            scored_before = storage.stored_candidates(matches_path, [(a, b)])  # the matching stage's
+            storage.write_matches(matches_path, a, b, merged, merged_scores, len(features[a]), scored_before)
             changed[(a, b)] = merged
         done[storage.names_to_pair(a, b)] = {"candidates": scored, "added": int(len(new))}
         write_json(guided_path, done)
@@ -256,7 +258,8 @@ def run(
     summary_after = update_database(database, changed, verification)
     if report is not None:
         report["guided"] = {"pairs_guided": len(summary.pairs), "pairs_reused": len(pairs) - len(todo),
-                            "candidates_scored": summary.candidates, "matches_added": summary.added,
+                            "candidates_scored": summary.candidates, "candidates_reused": earlier,
+                            "matches_added": summary.added,
                             "verified_pairs": summary_after.verified_pairs,
                             "inlier_matches": summary_after.inlier_matches,
                             "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip

@@ -42,8 +42,9 @@ PATCH_CACHE_MB = 2048
 #: ~230 images; beyond that an image's features are read again from features.h5 (~10 ms).
 FEATURE_CACHE_MB = 1024
 
-#: ``write(name0, name1, matches (K, 2) int64, scores (K,) float32)``: where a pair's matches go.
-Writer = Callable[[str, str, np.ndarray, np.ndarray], None]
+#: ``write(name0, name1, matches (K, 2) int64, scores (K,) float32, candidates)``: where a pair's
+#: matches go, with the number of candidate keypoint pairs the network compared for them.
+Writer = Callable[[str, str, np.ndarray, np.ndarray, int], None]
 #: ``load(name, keep)``: an image's (N, 64, 64) uint8 patches, only those of the (N,) bool mask
 #: ``keep`` cut (the others zero; None: all).
 PatchLoader = Callable[[str, "np.ndarray | None"], np.ndarray]
@@ -130,7 +131,7 @@ def match_pairs(
     cache = _patch_cache(load_patches, summary.plan.searches, features, config)
     for a, b in progress_bar([p for p in todo if p[0] in features and p[1] in features], progress, "matching"):
         if (a, b) not in summary.plan.selected:  # SIFT's own matches or none (MatchConfig.unselected)
-            write(a, b, *summary.plan.unselected_matches((a, b)))
+            write(a, b, *summary.plan.unselected_matches((a, b)), 0)
             summary.written.append((a, b))
             continue
         found = summary.plan.searches.pop((a, b))
@@ -142,7 +143,7 @@ def match_pairs(
                 continue
         result = match_features(features[a], patches[0], features[b], patches[1], scorer, config, found)
         summary.candidates += result.num_candidates
-        write(a, b, result.matches, result.scores)
+        write(a, b, result.matches, result.scores, result.num_candidates)
         summary.written.append((a, b))
     return summary
 
@@ -254,7 +255,8 @@ def run(
         max_image_size: the working size the features were detected at (patches are cut there).
         workers: candidate searches side by side. progress: progress bars.
         report: gets ``pairs``, ``pairs_matched`` (this call), ``pairs_reused``,
-            ``candidates_scored``, ``pairs_low_overlap`` (below ``min_overlap``),
+            ``candidates_scored`` (by the network, this call), ``candidates_reused`` (those of
+            the reused pairs, scored by earlier calls), ``pairs_low_overlap`` (below ``min_overlap``),
             ``pairs_selected`` (scored by the network), ``pairs_not_selected``,
             ``pairs_descriptor_only`` (of this call's pairs); images unreadable here are added
             to its ``notes`` (their pairs stay unmatched: a rerun tries them again).
@@ -274,8 +276,8 @@ def run(
     todo = storage.missing_pairs(matches_path, pairs)
     features = stream_features(features_path, names)
 
-    def write(a: str, b: str, matches: np.ndarray, scores: np.ndarray) -> None:
-        storage.write_matches(matches_path, a, b, matches, scores, len(features[a]))
+    def write(a: str, b: str, matches: np.ndarray, scores: np.ndarray, candidates: int) -> None:
+        storage.write_matches(matches_path, a, b, matches, scores, len(features[a]), candidates)
 
     if executor is not None and executor.distributed:
         from ..shards import SHARDS_DIR
@@ -288,17 +290,20 @@ def run(
         summary = match_pairs(pairs, todo, features, load, scorer, config, write, workers, progress)
         summary.scoring = scoring_report(spec or scorer_spec(scorer))
     if report is not None:
-        _report(report, summary, config, pairs, todo, note)
+        todo_set = set(todo)
+        reused = storage.stored_candidates(matches_path, [p for p in pairs if p not in todo_set])
+        _report(report, summary, config, pairs, todo, note, reused)
     return matches_path
 
 
-def _report(report: dict, summary: MatchSummary, config: MatchConfig, pairs: list[Pair], todo: list[Pair], note) -> None:
+def _report(report: dict, summary: MatchSummary, config: MatchConfig, pairs: list[Pair], todo: list[Pair], note,
+            candidates_reused: int) -> None:  # fmt: skip
     report.setdefault("notes", []).extend([note] if note else [])
     report["scoring"] = summary.scoring
     plan = summary.plan
     low = sum(o < config.min_overlap for o in plan.overlaps.values())
     report.update(pairs=len(pairs), pairs_matched=len(summary.written), pairs_reused=len(pairs) - len(todo),
-                  candidates_scored=summary.candidates, pairs_low_overlap=low, pairs_selected=len(plan.selected),
+                  candidates_scored=summary.candidates, candidates_reused=candidates_reused, pairs_low_overlap=low, pairs_selected=len(plan.selected),
                   pairs_not_selected=len(plan.overlaps) - low - len(plan.selected),
                   pairs_descriptor_only=len(plan.descriptor_matches))  # fmt: skip
     for name, reason in summary.bad_images.items():
@@ -419,7 +424,7 @@ def run_distributed(executor, source, pairs: list[Pair], todo: list[Pair], write
         new = missing(list(results)) if missing is not None else set(results)
         for (a, b), (matches, scores, candidates) in results.items():
             if (a, b) in new:
-                write(a, b, matches, scores)
+                write(a, b, matches, scores, candidates)
                 summary.written.append((a, b))
                 summary.candidates += candidates
     summary.scoring = scoring_report(spec, executor)

@@ -32,10 +32,14 @@ def test_match_pairs_writes_each_pair_once_and_skips_unreadable_images():
             raise ImageReadError(f"/x/{name}: truncated JPEG")
         return patches
 
-    written = {}
+    written, scored = {}, {}
+
+    def write(a, b, matches, scores, candidates):
+        written.setdefault((a, b), (matches, scores))
+        scored[(a, b)] = candidates
+
     config = MatchConfig(min_overlap=20, strong_overlap=50, min_partners=1, accept_ratio=None)
-    summary = match.match_pairs(pairs, pairs, feats, load, NCCScorer(), config,
-                                lambda a, b, m, s: written.setdefault((a, b), (m, s)), workers=2)  # fmt: skip
+    summary = match.match_pairs(pairs, pairs, feats, load, NCCScorer(), config, write, workers=2)
     with_im2 = [p for p in pairs if "im2" in p and p in summary.plan.selected]
     assert sorted(summary.failed) == sorted(with_im2) and len(with_im2) >= 2
     assert loaded.count("im2") == 1 and summary.bad_images == {"im2": "/x/im2: truncated JPEG"}
@@ -44,6 +48,7 @@ def test_match_pairs_writes_each_pair_once_and_skips_unreadable_images():
     unselected = [p for p in pairs if p not in summary.plan.selected]
     assert unselected and all(len(written[p][0]) == 0 for p in unselected)  # MatchConfig.unselected = "none"
     assert summary.candidates > 0 and len(written[("im0", "im1")][0]) > 0
+    assert sum(scored.values()) == summary.candidates and all(scored[p] == 0 for p in unselected)
     # each image's patches are cut for the keypoints the network compares (match_pairs' plan) only
     assert all(k is not None and k.dtype == bool and k.shape == (len(feats[n]),) and k.any() for n, k in kept.items())
 
