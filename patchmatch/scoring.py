@@ -8,6 +8,7 @@ import warnings
 from importlib import resources
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -41,8 +42,15 @@ def tta_forms(tta: str) -> list[tuple[bool, int, bool]]:
     return [(False, k, mirror) for k in turns for mirror in ((False, True) if tta == "dihedral" else (False,))]
 
 
+#: The test-time augmentations that average the network over forms of a pair (:func:`tta_forms`).
+AVERAGED_TTA = ("none", "swap", "rot90", "dihedral")
+#: ``tta="orient"``: the second patch turned by these angles (degrees, counter-clockwise), the highest
+#: score kept. SIFT's orientations of one point seen in two views disagree by up to tens of degrees
+#: (a keypoint's strongest gradient direction moves with viewpoint and lighting); the network,
+#: shown the two patches at the detected angles, takes such a pair for a non-match.
+ORIENT_DEGREES = (-45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0)
 #: Test-time augmentations (``PatchScorer(tta=...)``) and the forward passes each costs per pair.
-TTA = {name: len(tta_forms(name)) for name in ("none", "swap", "rot90", "dihedral")}
+TTA = {**{name: len(tta_forms(name)) for name in AVERAGED_TTA}, "orient": len(ORIENT_DEGREES)}
 #: Default pairs per forward pass: 128 is the fastest on the CPU (``patchmatch bench``); GPUs need large batches.
 CPU_BATCH = 128
 GPU_BATCH = 8192
@@ -92,6 +100,19 @@ def _tta_variants(p0: np.ndarray, p1: np.ndarray, pairs: np.ndarray, tta: str):
         if mirror:
             a, b = a[:, :, ::-1], b[:, :, ::-1]
         yield np.ascontiguousarray(a), np.ascontiguousarray(b), np.ascontiguousarray(ab)
+
+
+def turn_patches(patches: np.ndarray, degrees: float) -> np.ndarray:
+    """(N, 64, 64) uint8 patches turned about their centre by ``degrees`` counter-clockwise
+    (bilinear; the corners filled by reflection, so the surround stream sees texture, not black)."""
+    if degrees == 0:
+        return patches
+    size = patches.shape[-1]
+    turn = cv2.getRotationMatrix2D(((size - 1) / 2, (size - 1) / 2), degrees, 1.0)
+    out = np.empty_like(patches)
+    for k, patch in enumerate(patches):
+        cv2.warpAffine(patch, turn, (size, size), dst=out[k], flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    return out
 
 
 def _check_arguments(batch_size, precision: str, tta: str) -> None:
@@ -145,9 +166,11 @@ class PatchScorer:
             ``"auto"`` (:func:`patchmatch.device.auto_precision`: fp16 on a GPU, fp32 on the CPU;
             :meth:`load` prefers int8 on the CPU). Lower precisions change the scores slightly
             (measured in the model card).
-        tta: test-time augmentation; the score is the mean of the network's scores over
-            transformed copies of each pair (see :func:`tta_forms`): ``"none"`` (default, one
-            pass), ``"swap"`` (2 passes), ``"rot90"`` (4) or ``"dihedral"`` (8).
+        tta: test-time augmentation. ``"none"`` (default, one pass); averaged over transformed
+            copies of each pair (see :func:`tta_forms`): ``"swap"`` (2 passes), ``"rot90"`` (4) or
+            ``"dihedral"`` (8); or ``"orient"`` (7): the highest score over the second patch turned
+            by :data:`ORIENT_DEGREES`, for keypoints whose detected orientations disagree between
+            views (measured in the model card).
 
     Raises:
         ValueError: a bad batch size, precision, test-time augmentation or device/precision combination.
@@ -342,6 +365,12 @@ class PatchScorer:
             used0, pairs0 = np.unique(pairs[:, 0], return_inverse=True)  # transform only the patches scored
             used1, pairs1 = np.unique(pairs[:, 1], return_inverse=True)
             p0, p1, pairs = p0[used0], p1[used1], np.stack([pairs0.ravel(), pairs1.ravel()], 1)
+            if self.tta == "orient":
+                for degrees in ORIENT_DEGREES:
+                    if degrees != 0:
+                        self._score_batches(p0, turn_patches(p1, degrees), pairs, part)
+                        np.maximum(out, part, out=out)
+                return out
             for a, b, ab in _tta_variants(p0, p1, pairs, self.tta):
                 self._score_batches(a, b, ab, part)
                 out += part

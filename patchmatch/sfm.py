@@ -40,7 +40,7 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,8 +90,9 @@ class SfmConfig:
             on its CPUs (:func:`patchmatch.executors.actor_device`).
         precision: network precision, one of :data:`patchmatch.scoring.PRECISIONS`
             (see :meth:`patchmatch.scoring.PatchScorer.load`).
-        tta: test-time augmentation of the network's scores, ``"none"``, ``"swap"``, ``"rot90"``
-            or ``"dihedral"`` (multiplies the network time by 1, 2, 4, 8).
+        tta: test-time augmentation of the network's scores, ``"none"``, ``"swap"``, ``"rot90"``,
+            ``"dihedral"`` or ``"orient"`` (multiplies the network time by 1, 2, 4, 8, 7; see
+            :class:`patchmatch.scoring.PatchScorer`).
         pairs: image pairs to match: ``"auto"`` (exhaustive up to 200 images, then retrieval),
             ``"exhaustive"``, ``"sequential:N"``, ``"retrieval:N"`` or ``"file:PATH"`` (see
             :mod:`patchmatch.pairs`).
@@ -375,8 +376,9 @@ def _network(config: SfmConfig, scorer: PatchScorer | None, weights):
 
 
 @contextmanager
-def _stage(name: str, seconds: dict[str, float]):
-    """Times a stage into ``seconds[name]`` and logs its start and end."""
+def _stage(name: str, seconds: dict[str, float], done: Callable[[], None] | None = None):
+    """Times a stage into ``seconds[name]``, logs its start and end, and calls ``done`` after it
+    finished (the report written: a killed run's report keeps the stages it finished)."""
     start, finished = time.perf_counter(), False
     logger.info("stage %s ...", name)
     try:
@@ -385,6 +387,8 @@ def _stage(name: str, seconds: dict[str, float]):
     finally:
         seconds[name] = round(time.perf_counter() - start, 3)
         logger.info("stage %s %s %.1f s", name, "done in" if finished else "stopped after", seconds[name])
+    if done is not None:
+        done()
 
 
 # --------------------------------------------------------------------------
@@ -452,33 +456,38 @@ def run_sfm(
         logger.info("network: %s", describe_scorer(scorer))
         if spec["device"] != str(scorer.device):
             logger.info("the pairs are scored on the Ray cluster's GPUs, at %s", spec["precision"])
+        if config.threads:  # the report's config says what ran
+            config = dataclasses.replace(config, verification=dataclasses.replace(config.verification,
+                                                                                  num_threads=config.threads))  # fmt: skip
         verification = config.verification
-        if config.threads:
-            verification = dataclasses.replace(verification, num_threads=config.threads)
-        with _stage("features", seconds):
+
+        def stage(name: str):
+            return _stage(name, seconds, lambda: write_json(out_dir / "report.json", report))
+
+        with stage("features"):
             features = extract.run(image_dir, names, out_dir / "features.h5", config.extract, config.workers,
                                    progress, report, executor)  # fmt: skip
         good = _usable(image_dir, out_dir, names, features, report)
         unreadable = [s["name"] for s in report["skipped"]]
         pairs = select_pairs.run(features, good, out_dir / "pairs.json", config.pairs, unreadable, report)
-        with _stage("matching", seconds):
+        with stage("matching"):
             matches = match.run(image_dir, features, pairs, out_dir / "matches.h5", scorer, config.match,
                                 config.max_image_size, config.workers, progress, report, executor, spec)  # fmt: skip
-        with _stage("database", seconds):
+        with stage("database"):
             database = to_database.run(image_dir, features, pairs, matches, out_dir / "database.db", good,
                                        config.single_camera, report)  # fmt: skip
-        with _stage("verification", seconds):
+        with stage("verification"):
             verify.run(database, verification, report=report)
         if config.guided is not None:
-            with _stage("guided", seconds):
+            with stage("guided"):
                 guided.run(image_dir, features, pairs, matches, database, out_dir / "guided.json", scorer,
                            dataclasses.replace(config.guided, upright=config.match.upright), verification,
                            config.max_image_size, progress, report)  # fmt: skip
-        with _stage("mapping", seconds):
+        with stage("mapping"):
             model = reconstruct.run(database, image_dir, out_dir / "sparse", config.mapper, report)
         reconstruction = colmap.read_reconstruction(model) if model.is_dir() else None
         if NUM_VIZ_PAIRS:
-            with _stage("viz", seconds):
+            with stage("viz"):
                 report["viz"] = _draw(database, image_dir, out_dir / "viz", features, pairs, matches,
                                       reconstruction, len(good))  # fmt: skip
         stats = colmap.reconstruction_stats(reconstruction)

@@ -12,7 +12,7 @@ orientations that agree — what the matcher meets).
 Usage::
 
     python pipelines/patch_benchmark.py [--weights A.pt --weights B.pt] [--max-pairs N]
-        [--data ../shared/data] [--sets DIR] [--json results.json]
+        [--tta none orient] [--data ../shared/data] [--sets DIR] [--json results.json]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from patchmatch.evaluation.networks import load_scorers
 from patchmatch.datasets.split import build_split
 from patchmatch.evaluation.patches import evaluate_set
 from patchmatch.patches import MAGNIFICATION
+from patchmatch.scoring import TTA
 
 BASELINES = ("SIFT keypoint", "SIFT", "NCC")
 
@@ -62,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                          "another magnification M)")
     ap.add_argument("--weights", type=Path, action="append", help="checkpoint(s) (repeatable; default: shipped weights)")
     ap.add_argument("--precision", default="fp32", choices=["auto", "fp32", "bf16", "fp16"])
+    ap.add_argument("--tta", nargs="+", default=["none"], choices=list(TTA), metavar="T",
+                    help=f"test-time augmentation(s), each network once per value: {', '.join(TTA)} (default none)")
     ap.add_argument("--max-pairs", type=int, help="random subset of at most this many pairs per protocol")
     ap.add_argument("--device", default=None)
     ap.add_argument("--out", type=Path, default=root / "outputs" / "patch_benchmark", help="ROC curves")
@@ -73,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     if not scenes.is_dir():
         print(f"error: {scenes} not found (see shared/data/README.md)", file=sys.stderr)
         return 2
-    scorers = load_scorers(args.weights, args.device, args.precision)
+    scorers = {name: sc for tta in dict.fromkeys(args.tta)
+               for name, sc in load_scorers(args.weights, args.device, args.precision, tta=tta).items()}  # fmt: skip
     try:
         mags = {sc.magnification for sc in scorers.values()}
     except ValueError as e:

@@ -95,7 +95,7 @@ def test_resized_image_is_a_clear_error(project):
     assert report["bad_images"] and "camera in the database is 640×480" in report["bad_images"][0][1]
 
 
-def test_match_command(project, tmp_path, capsys):
+def test_match_command(project, tmp_path, capsys, monkeypatch):
     db, images = project
     ckpt = save_checkpoint(tmp_path / "net.pt", build_model("2ch2stream"))
     pairs = tmp_path / "pairs.txt"
@@ -104,7 +104,7 @@ def test_match_command(project, tmp_path, capsys):
                "--report", str(tmp_path / "r.json")])
     assert rc == 0
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["pairs"] == 1 and report["precision"] == "fp32"
+    assert report["status"] == "complete" and report["pairs"] == 1 and report["precision"] == "fp32"
     assert report["scoring"] == {"executor": "local", "device": report["scoring"]["device"], "precision": "fp32"}
     assert "pairs matched" in capsys.readouterr().out
     pairs.write_text(f"{NAMES[0]} nope.png\n")
@@ -113,6 +113,24 @@ def test_match_command(project, tmp_path, capsys):
     assert main(["match", str(tmp_path / "none.db"), str(images)]) == 2
     assert main(["match", str(images), str(images)]) == 2  # the image folder given as the database
     assert "a folder, not a COLMAP database file" in capsys.readouterr().err
+    # another folder with the same names, every image of another size: nothing usable is an error
+    import cv2
+
+    small = tmp_path / "small"
+    small.mkdir()
+    for name in NAMES:
+        cv2.imwrite(str(small / name), cv2.resize(cv2.imread(str(images / name)), (320, 240)))
+    assert main(["match", str(db), str(small), "--weights", str(ckpt), "--precision", "fp32"]) == 1
+    assert f"none of the {len(NAMES)} images of {db} could be used in {small}" in capsys.readouterr().err
+    # a stopped run leaves a report that says so, not an earlier run's
+    import patchmatch.database_matching as dm
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dm, "match_database", stopped)
+    assert main(["match", str(db), str(images), "--weights", str(ckpt), "--report", str(tmp_path / "r.json")]) == 130
+    assert json.loads((tmp_path / "r.json").read_text())["status"] == "interrupted"
 
 
 def test_interrupted_run_is_verified_on_rerun_and_overwrite_keeps_unmatched_pairs(project):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from patchmatch.models import build_model, save_checkpoint
-from patchmatch.scoring import PatchScorer
+from patchmatch.scoring import TTA, PatchScorer
 
 
 @pytest.fixture(scope="module")
@@ -163,6 +163,31 @@ def test_test_time_augmentation(scorer):
     for bad in ("mirror", "", None, 8, ["swap"]):
         with pytest.raises(ValueError, match="tta"):
             PatchScorer(model, device="cpu", tta=bad)
+
+
+def test_orient_keeps_the_best_score_over_the_second_patch_turned(scorer):
+    """tta="orient": the highest plain score over the second patch turned by ORIENT_DEGREES; a
+    patch turned by one of those angles scores like the patch itself; turning keeps the centre."""
+    from patchmatch.scoring import ORIENT_DEGREES, turn_patches
+
+    rng = np.random.default_rng(4)
+    p0 = rng.integers(0, 256, (7, 64, 64), dtype=np.uint8)
+    p1 = rng.integers(0, 256, (5, 64, 64), dtype=np.uint8)
+    pairs = np.stack([rng.integers(0, 7, 30), rng.integers(0, 5, 30)], 1)
+    plain = PatchScorer(scorer.model, device="cpu")
+    orient = PatchScorer(scorer.model, device="cpu", batch_size=8, tta="orient")
+    assert TTA["orient"] == len(ORIENT_DEGREES) and 0.0 in ORIENT_DEGREES
+    expected = np.max([plain.score_pairs(p0, turn_patches(p1, a), pairs) for a in ORIENT_DEGREES], 0)
+    np.testing.assert_allclose(orient.score_pairs(p0, p1, pairs), expected, atol=1e-5)
+    assert (orient.score_pairs(p0, p1, pairs) > plain.score_pairs(p0, p1, pairs) + 1e-4).any()
+    few = pairs[[3, 1]]  # only the second patches these use are turned
+    np.testing.assert_allclose(orient.score_pairs(p0, p1, few), expected[[3, 1]], atol=1e-5)
+    # a smooth patch turned by 30 degrees and back is itself away from its corners
+    yy, xx = np.mgrid[:64, :64]
+    smooth = (127 + 60 * np.sin(xx / 5.0) * np.cos(yy / 7.0)).astype(np.uint8)[None]
+    back = turn_patches(turn_patches(smooth, 30.0), -30.0)
+    assert np.abs(back[0, 16:48, 16:48].astype(int) - smooth[0, 16:48, 16:48]).max() <= 3
+    assert turn_patches(smooth, 0.0) is smooth and turn_patches(smooth, 15.0).dtype == np.uint8
 
 
 def test_test_time_augmentation_of_siamese_and_loaded_scorers(tmp_path):

@@ -121,6 +121,27 @@ def test_bad_image_listed_and_others_processed(run):
 
 
 @pytest.mark.slow
+def test_the_report_keeps_each_stage_as_it_finishes(run, tmp_path, monkeypatch):
+    """A run killed mid-way (SIGKILL: no handler runs) leaves a report with the stages it finished,
+    so the next call adds their seconds up."""
+    import patchmatch.sfm as sfm_module
+
+    images, out, _ = run
+    out = _copy(out, tmp_path)
+    seen = {}
+    real = sfm_module.match.run
+
+    def matching(*args, **kwargs):
+        seen.update(json.loads((out / "report.json").read_text()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sfm_module.match, "run", matching)
+    run_sfm(images, out, CONFIG, scorer=_scorer())
+    assert seen["status"] == "running" and list(seen["seconds"]) == ["features"]
+    assert seen["features_reused"] == 5
+
+
+@pytest.mark.slow
 def test_resume_skips_done_work(run, tmp_path):
     images, out, first = run
     out = _copy(out, tmp_path)

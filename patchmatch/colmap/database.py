@@ -70,7 +70,8 @@ class CameraInfo:
 
 @dataclass(frozen=True)
 class DatabaseSummary:
-    """Counts read from a database (see :func:`database_summary`)."""
+    """Counts read from a database (see :func:`database_summary`): ``verified_pairs`` are the pairs
+    whose two-view geometry kept inlier matches (COLMAP also stores the rejected ones, empty)."""
 
     images: int
     keypoints: int
@@ -613,7 +614,7 @@ def database_summary(database: str | os.PathLike) -> DatabaseSummary:
             keypoints=int(db.num_keypoints()),
             matched_pairs=int(db.num_matched_image_pairs()),
             matches=int(db.num_matches()),
-            verified_pairs=int(db.num_verified_image_pairs()),
+            verified_pairs=sum(rows > 0 for rows in table_pairs(database, "two_view_geometries").values()),
             inlier_matches=int(db.num_inlier_matches()),
         )
 

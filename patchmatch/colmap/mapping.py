@@ -275,6 +275,10 @@ def mapper_options(config: MapperConfig) -> pycolmap.IncrementalPipelineOptions:
 _MODEL_FILES = tuple(f"{n}.{ext}" for n in ("cameras", "images", "points3D", "rigs", "frames") for ext in ("bin", "txt"))
 
 
+#: Prefix of the hidden folder in the ``sparse`` folder that holds a mapping's runs until its models are final.
+_SCRATCH_PREFIX = ".mapping-"
+
+
 def _remove_models(output_dir: Path) -> None:
     """Removes the mapper's models from ``output_dir``: numbered subfolders and model files."""
     for child in output_dir.iterdir():
@@ -862,7 +866,9 @@ def map_database(
     Args:
         database: the database with verified two-view geometries.
         image_dir: the image folder (COLMAP reads colours from it).
-        output_dir: the ``sparse`` folder; created, and emptied of earlier numbered models.
+        output_dir: the ``sparse`` folder; created, and emptied of earlier numbered models first
+            (a run stopped part-way leaves none: the mapper's runs go to a hidden folder in it,
+            and each kept model is moved in whole at the end).
         config: mapper settings.
         attempts: if given, a :class:`MappingAttempt` is appended for every mapper run.
 
@@ -878,15 +884,21 @@ def map_database(
     if not image_dir.is_dir():
         raise FileNotFoundError(f"image folder {image_dir} does not exist")
     scene = _read_scene(database, config)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _remove_models(output_dir)  # first: a run stopped before the end leaves no model, never a partial one
+    for stale in output_dir.glob(f"{_SCRATCH_PREFIX}*"):  # of a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     models: list[pycolmap.Reconstruction] = []
-    for part, part_config in _scene_parts(database, scene, config):
-        models += _map_part(image_dir, output_dir, part, part_config, [] if attempts is None else attempts)
-    models.sort(key=lambda m: -m.num_reg_images())
-    if not models:
-        logger.warning("COLMAP built no model from %s", database)
-    _remove_models(output_dir)
-    for index, model in enumerate(models):
-        write_reconstruction(model, output_dir / str(index))
+    # the mapper writes its runs' models as it goes: they stay in a hidden folder beside the result
+    with tempfile.TemporaryDirectory(prefix=_SCRATCH_PREFIX, dir=output_dir) as scratch:
+        runs = Path(scratch) / "runs"
+        for part, part_config in _scene_parts(database, scene, config):
+            models += _map_part(image_dir, runs, part, part_config, [] if attempts is None else attempts)
+        models.sort(key=lambda m: -m.num_reg_images())
+        if not models:
+            logger.warning("COLMAP built no model from %s", database)
+        for index, model in enumerate(models):  # each model whole, then moved in by one rename
+            os.replace(write_reconstruction(model, Path(scratch) / "models" / str(index)), output_dir / str(index))
     return models
 
 

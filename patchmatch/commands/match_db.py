@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from .options import add_executor_argument, add_scorer_arguments, pairs_spec, set_threads
@@ -39,10 +40,18 @@ def run(args: argparse.Namespace) -> int:
     if args.report is not None and not args.report.resolve().parent.is_dir():
         raise ValueError(f"--report {args.report}: folder {args.report.parent} does not exist")
     config = DatabaseMatchConfig(pairs=pairs_spec(args.pairs), threads=args.threads)
-    with make_executor(args.executor) as executor:  # the executor decides where the network scores
-        scorer, spec = load_scorer(args.weights, args.device, args.precision, args.tta, executor)
-        report = match_database(args.database, args.images, config, scorer, overwrite=args.overwrite,
-                                progress=not args.quiet, executor=executor, spec=spec)  # fmt: skip
+    try:
+        with make_executor(args.executor) as executor:  # the executor decides where the network scores
+            scorer, spec = load_scorer(args.weights, args.device, args.precision, args.tta, executor)
+            report = match_database(args.database, args.images, config, scorer, overwrite=args.overwrite,
+                                    progress=not args.quiet, executor=executor, spec=spec)  # fmt: skip
+    except BaseException as error:  # the report says so: an earlier run's report never outlives a stopped one
+        if args.report is not None:
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+            args.report.write_text(json.dumps({"status": status, "database": str(args.database),
+                                               "reason": f"{type(error).__name__}: {error}"}, indent=2))  # fmt: skip
+        raise
+    report = {"status": "complete", **report}
     after = report["database_after"]
     print(f"{report['matched_pairs']} of {report['pairs']} pairs matched ({report['matches']} matches, "
           f"{report['candidates_scored']} candidates compared by the network), "
@@ -55,4 +64,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  ... {len(report['skipped_pairs']) - 10} more (all of them {more})")
     if args.report:
         args.report.write_text(json.dumps(report, indent=2))
+    if report["images"] and len(report["bad_images"]) == report["images"]:
+        name, why = report["bad_images"][0]
+        print(f"error: none of the {report['images']} images of {args.database} could be used in {args.images} "
+              f"(e.g. {name}: {why}); nothing was matched", file=sys.stderr)  # fmt: skip
+        return 1
     return 0

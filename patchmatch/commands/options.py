@@ -16,7 +16,8 @@ def add_network_arguments(p: argparse.ArgumentParser) -> None:
                         "else fp32; fp16 on a GPU)")
     p.add_argument("--tta", default="none", choices=list(TTA),
                    help="test-time augmentation: score each pair as the mean over swap (2 passes), rot90 (4) or dihedral "
-                        "(8: rotations and mirror images) transforms of both patches; costs that many times the network time")
+                        "(8: rotations and mirror images) transforms of both patches, or as the best over the second patch "
+                        "turned by -45..45 degrees (orient, 7); costs that many times the network time")
 
 
 def add_scorer_arguments(p: argparse.ArgumentParser) -> None:
@@ -27,7 +28,7 @@ def add_scorer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=PRECISIONS, metavar="P",
                    help=f"{'|'.join(PRECISIONS)} (auto: int8 CPU, fp16 GPU)")
     p.add_argument("--tta", default="none", choices=list(TTA), metavar="T",
-                   help=f"{'|'.join(TTA)} (1, 2, 4, 8 passes)")
+                   help=f"{'|'.join(TTA)} ({', '.join(str(n) for n in TTA.values())} passes)")
     p.add_argument("--threads", type=positive_int, default=None, metavar="N", help="CPU threads (default: all cores)")
 
 

@@ -153,10 +153,10 @@ class TrainConfig:
             raise ValueError(f"mine_factor (--mine-factor) must be in 1..64, got {self.mine_factor}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay (--ema) must be in [0, 1), got {self.ema_decay}")
-        from ..scoring import TTA
+        from ..scoring import AVERAGED_TTA
 
-        if self.distill not in TTA:
-            raise ValueError(f"distill (--distill) must be one of {tuple(TTA)}, got {self.distill!r}")
+        if self.distill not in AVERAGED_TTA:
+            raise ValueError(f"distill (--distill) must be one of {AVERAGED_TTA}, got {self.distill!r}")
         if not (math.isfinite(self.distill_weight) and self.distill_weight > 0):
             raise ValueError(f"distill_weight (--distill-weight) must be a finite number > 0, got {self.distill_weight}")
         if self.distill != "none" and (self.init is None or self.loss != "hinge"):

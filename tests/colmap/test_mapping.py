@@ -359,6 +359,28 @@ def test_separate_scenes_are_separate_models_all_written(sift_database, entry_di
         assert all(n.startswith(prefix) for n in names_in) and len(names_in) == models[index].num_reg_images()
 
 
+def test_a_mapping_stopped_part_way_leaves_no_model(sift_database, entry_dir, tmp_path, monkeypatch):
+    """Ctrl-C after a mapper run (its models written by COLMAP as it goes): neither they nor the
+    earlier models are left in the sparse folder, whose scratch is removed too."""
+    from patchmatch.colmap import mapping
+
+    db = sift_database(entry_dir, ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"])
+    sparse = tmp_path / "sparse"
+    colmap.map_database(db, entry_dir, sparse, colmap.MapperConfig())
+    assert sorted(p.name for p in sparse.iterdir()) == ["0"]
+    real = mapping.map_once
+
+    def stopped(database, image_dir, output_dir, config, input_model=None):
+        real(database, image_dir, output_dir, config, input_model)
+        (output_dir / "0").mkdir(exist_ok=True)  # what the mapper leaves while it runs
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mapping, "map_once", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        colmap.map_database(db, entry_dir, sparse, colmap.MapperConfig())
+    assert list(sparse.iterdir()) == []
+
+
 def test_global_mapper_registers_the_scene(sift_database, entry_dir, tmp_path):
     db = sift_database(entry_dir, ["0000.jpg", "0001.jpg", "0002.jpg", "0003.jpg"])
     attempts = []

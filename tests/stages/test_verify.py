@@ -29,3 +29,25 @@ def test_a_database_without_matches_is_left_alone(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert verify.run(db, report=report) == db
     assert report == {"verified_pairs": 0, "inlier_matches": 0} and "nothing to verify" in caplog.text
+
+
+def test_a_pair_verification_rejects_is_not_counted_as_verified(chain, tmp_path):
+    """COLMAP stores a rejected pair's two-view geometry too, without inliers: not a verified pair."""
+    import shutil
+
+    import numpy as np
+
+    from patchmatch.colmap.database import table_pairs
+
+    db = shutil.copy(chain["database"], tmp_path / "database.db")
+    ids = colmap.read_image_ids(db)
+    pair = (ids["0000.jpg"], ids["0001.jpg"])
+    colmap.delete_pairs(db, [pair])
+    rng = np.random.default_rng(0)  # 60 random correspondences: no geometry explains them
+    colmap.write_matches(db, {pair: np.stack([rng.permutation(500)[:60], rng.permutation(500)[:60]], 1)})
+    report: dict = {}
+    verify.run(db, colmap.VerificationConfig(num_threads=2), report=report)
+    rows = table_pairs(db, "two_view_geometries")
+    assert rows[pair] == 0  # stored, rejected
+    assert report["verified_pairs"] == colmap.database_summary(db).verified_pairs == sum(r > 0 for r in rows.values())
+    assert report["verified_pairs"] == len(rows) - 1
