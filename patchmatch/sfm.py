@@ -91,7 +91,7 @@ class SfmConfig:
         precision: network precision, one of :data:`patchmatch.scoring.PRECISIONS`
             (see :meth:`patchmatch.scoring.PatchScorer.load`).
         tta: test-time augmentation of the network's scores, ``"none"``, ``"swap"``, ``"rot90"``,
-            ``"dihedral"`` or ``"orient"`` (multiplies the network time by 1, 2, 4, 8, 7; see
+            ``"dihedral"`` or ``"orient"`` (multiplies the network time by 1, 2, 4, 8, 4; see
             :class:`patchmatch.scoring.PatchScorer`).
         pairs: image pairs to match: ``"auto"`` (exhaustive up to 200 images, then retrieval),
             ``"exhaustive"``, ``"sequential:N"``, ``"retrieval:N"`` or ``"file:PATH"`` (see

@@ -166,8 +166,8 @@ def test_test_time_augmentation(scorer):
 
 
 def test_orient_keeps_the_best_score_over_the_second_patch_turned(scorer):
-    """tta="orient": the highest plain score over the second patch turned by ORIENT_DEGREES; a
-    patch turned by one of those angles scores like the patch itself; turning keeps the centre."""
+    """tta="orient": the highest plain score over the second patch turned by ORIENT_DEGREES;
+    quarter turns are exact, other angles keep the patch's centre."""
     from patchmatch.scoring import ORIENT_DEGREES, turn_patches
 
     rng = np.random.default_rng(4)
@@ -188,6 +188,8 @@ def test_orient_keeps_the_best_score_over_the_second_patch_turned(scorer):
     back = turn_patches(turn_patches(smooth, 30.0), -30.0)
     assert np.abs(back[0, 16:48, 16:48].astype(int) - smooth[0, 16:48, 16:48]).max() <= 3
     assert turn_patches(smooth, 0.0) is smooth and turn_patches(smooth, 15.0).dtype == np.uint8
+    np.testing.assert_array_equal(turn_patches(p1, 90.0), np.rot90(p1, 1, axes=(1, 2)))
+    np.testing.assert_array_equal(turn_patches(turn_patches(p1, 270.0), 90.0), p1)
 
 
 def test_test_time_augmentation_of_siamese_and_loaded_scorers(tmp_path):

@@ -1,4 +1,5 @@
-"""``patchmatch match-pair IMAGE0 IMAGE1``: match two images and print/save the matches."""
+"""``patchmatch match-pair IMAGE0 IMAGE1``: match two images; prints a summary (keypoints, matches,
+what the network decided) and writes the matches with ``--out``."""
 
 from __future__ import annotations
 

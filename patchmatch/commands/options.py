@@ -17,7 +17,7 @@ def add_network_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", default="none", choices=list(TTA),
                    help="test-time augmentation: score each pair as the mean over swap (2 passes), rot90 (4) or dihedral "
                         "(8: rotations and mirror images) transforms of both patches, or as the best over the second patch "
-                        "turned by -45..45 degrees (orient, 7); costs that many times the network time")
+                        "turned by quarter turns (orient, 4); costs that many times the network time")
 
 
 def add_scorer_arguments(p: argparse.ArgumentParser) -> None:

@@ -6,7 +6,8 @@ the same places as the training scenes and are never used to test (nor, being tw
 
 Roles: ``train`` and ``val`` (training scenes), ``test`` (orientation-consistent positives, as
 Brown's sets) and ``detected`` (the test scenes "as detected": every observation keeps its own
-view's detection, the location's strongest orientation, no choice among orientations that agree).
+view's detection, the location's strongest orientation, no choice among orientations that agree);
+``val-detected``: the validation images as detected, to choose what acts on that protocol.
 Only the training sets keep a share of as-detected positives (``TrackConfig.detected_share``);
 validation and test sets have none, so their protocols stay comparable across builds.
 """
@@ -30,7 +31,7 @@ __all__ = ["SplitSet", "TRAIN_SCENES", "TEST_SCENES", "TWIN_SCENES", "ROLES", "s
 #: training scene → number of trailing images held out for validation.
 TRAIN_SCENES = {"castle-P30": 6, "Herz-Jesus-P25": 5}
 TEST_SCENES = ("entry-P10", "temple-ring", "dtu-scan65")
-ROLES = ("train", "val", "test", "detected")
+ROLES = ("train", "val", "val-detected", "test", "detected")
 #: twins of the training scenes: never test on them.
 TWIN_SCENES = ("castle-P19", "Herz-Jesus-P8")
 
@@ -57,12 +58,13 @@ def split_sets(scenes_root: str | os.PathLike, roles: tuple[str, ...] = ("train"
     assert not (set(TRAIN_SCENES) & (set(TEST_SCENES) | set(TWIN_SCENES))), "a test scene is listed for training"
     root = Path(scenes_root)
     out = []
-    for scene, n_val in TRAIN_SCENES.items() if {"train", "val"} & set(roles) else ():
+    for scene, n_val in TRAIN_SCENES.items() if {"train", "val", "val-detected"} & set(roles) else ():
         names = load_scene(root / scene).names
         if "train" in roles:
             out.append(SplitSet(scene, "train", tuple(names[: len(names) - n_val])))
-        if "val" in roles:
-            out.append(SplitSet(scene, "val", tuple(names[len(names) - n_val :])))
+        for role in ("val", "val-detected"):
+            if role in roles:
+                out.append(SplitSet(scene, role, tuple(names[len(names) - n_val :])))
     for role in ("test", "detected"):
         if role in roles:
             out += [SplitSet(s, role, tuple(load_scene(root / s).names)) for s in TEST_SCENES]
@@ -71,11 +73,12 @@ def split_sets(scenes_root: str | os.PathLike, roles: tuple[str, ...] = ("train"
 
 def role_config(config: PairSetConfig, role: str) -> PairSetConfig:
     """The pair-set configuration of a role: ``config`` for training; no as-detected share for
-    validation and test; every observation as detected (``orientation_tol_deg = 0``) for ``detected``."""
+    validation and test; every observation as detected (``orientation_tol_deg = 0``) for
+    ``detected`` and ``val-detected``."""
     if role == "train":
         return config
     tracks = replace(config.tracks, detected_share=0.0)
-    if role == "detected":
+    if role in ("detected", "val-detected"):
         tracks = replace(tracks, orientation_tol_deg=0.0)
     return replace(config, tracks=tracks)
 

@@ -275,3 +275,7 @@ def test_split_roles_keep_benchmarks_consistent_and_build_as_detected_sets():
     assert role_config(base, "train") == base
     assert role_config(base, "test").tracks.detected_share == 0 and role_config(base, "test").tracks.orientation_tol_deg == 30
     assert role_config(base, "detected").tracks.orientation_tol_deg == 0  # each view's own detection
+    assert role_config(base, "val-detected") == role_config(base, "detected")
+    val = {s.name: s.images for s in split_sets(shared_path("scenes"), ("val", "val-detected"))}
+    assert sorted(val) == ["Herz-Jesus-P25-val", "Herz-Jesus-P25-val-detected", "castle-P30-val", "castle-P30-val-detected"]
+    assert val["castle-P30-val"] == val["castle-P30-val-detected"] and len(val["castle-P30-val"]) == 6
