@@ -448,17 +448,11 @@ def run_sfm(
             _failures_reported(out_dir / "report.json") as report:  # fmt: skip
         identity = run_identity(image_dir, config, spec)
         resumed = prepare_output(out_dir, identity, overwrite)  # from here on OUT is this run's
-        seconds: dict[str, float] = {}  # filled stage by stage, so a stopped run's report keeps them
-        report.update({"status": "running", "resumed": resumed, "image_dir": str(image_dir),
-                       "out_dir": str(out_dir), "skipped": skipped, "notes": [], "seconds": seconds,
-                       "seconds_earlier": _earlier_seconds(out_dir / "report.json") if resumed else 0.0})  # fmt: skip
-        write_json(out_dir / "report.json", report)
+        seconds = _begin_report(report, image_dir, out_dir, skipped, resumed)
         logger.info("network: %s", describe_scorer(scorer))
         if spec["device"] != str(scorer.device):
             logger.info("the pairs are scored on the Ray cluster's GPUs, at %s", spec["precision"])
-        if config.threads:  # the report's config says what ran
-            config = dataclasses.replace(config, verification=dataclasses.replace(config.verification,
-                                                                                  num_threads=config.threads))  # fmt: skip
+        config = _with_threads(config)
         verification = config.verification
 
         def stage(name: str):
@@ -490,8 +484,7 @@ def run_sfm(
             with stage("viz"):
                 report["viz"] = _draw(database, image_dir, out_dir / "viz", features, pairs, matches,
                                       reconstruction, len(good))  # fmt: skip
-        stats = colmap.reconstruction_stats(reconstruction)
-        registered = stats.pop("registered_names")
+        stats = {k: v for k, v in colmap.reconstruction_stats(reconstruction).items() if k != "registered_names"}
         total = round(sum(seconds.values()), 3)
         report.update(status="complete", images=len(names), images_used=len(good), **stats, seconds_total=total,
                       seconds_all_calls=round(report["seconds_earlier"] + total, 3), config=dataclasses.asdict(config),
@@ -501,6 +494,24 @@ def run_sfm(
         write_json(out_dir / "report.json", report)
         _log_result(report, len(good))
     return report
+
+
+def _begin_report(report: dict, image_dir: Path, out_dir: Path, skipped: list, resumed: bool) -> dict[str, float]:
+    """Writes the "running" report; returns its ``seconds``, filled stage by stage (so a stopped
+    run's report keeps them), with the earlier calls' ``seconds_earlier`` beside them."""
+    seconds: dict[str, float] = {}
+    report.update({"status": "running", "resumed": resumed, "image_dir": str(image_dir),
+                   "out_dir": str(out_dir), "skipped": skipped, "notes": [], "seconds": seconds,
+                   "seconds_earlier": _earlier_seconds(out_dir / "report.json") if resumed else 0.0})  # fmt: skip
+    write_json(out_dir / "report.json", report)
+    return seconds
+
+
+def _with_threads(config: SfmConfig) -> SfmConfig:
+    """``config`` with ``threads`` given to verification too (so the report's config says what ran)."""
+    if not config.threads:
+        return config
+    return dataclasses.replace(config, verification=dataclasses.replace(config.verification, num_threads=config.threads))
 
 
 def _earlier_seconds(report_path: Path) -> float:
