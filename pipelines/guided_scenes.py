@@ -13,7 +13,7 @@ Usage::
 
     python pipelines/guided_scenes.py OUT [--scenes temple-ring entry-P10 ...] [--every lego=6]
         [--fixed-threshold temple-ring lego] [--data ../shared/data] [--threads 2]
-    python pipelines/guided_scenes.py OUT --scenes temple-ring --margins 8   # decision margins
+    python pipelines/guided_scenes.py OUT --scenes temple-ring --margins 8 [--tta orient]   # decision margins
 """
 
 from __future__ import annotations
@@ -93,9 +93,10 @@ def run_variant(images: Path, out: Path, cameras_json: Path, variant: str, threa
 MARGINS = (None, 0.5, 1.0, 2.0)
 
 
-def margin_precision(out: Path, images: Path, cameras_json: Path, num_pairs: int) -> list[str]:
+def margin_precision(out: Path, images: Path, cameras_json: Path, num_pairs: int, tta: str = "none") -> list[str]:
     """Share of correct guided matches (2 px, GT) per decision margin on the first ``num_pairs``
-    verified pairs of a finished run ``out`` (its verified inliers as the reference), scored once."""
+    verified pairs of a finished run ``out`` (its verified inliers as the reference), scored once
+    (test-time augmentation ``tta``)."""
     from patchmatch import colmap, storage
     from patchmatch.evaluation.epipolar import correct_matches, ground_truth_fundamental
     from patchmatch.evaluation.pose import load_cameras_json
@@ -105,7 +106,7 @@ def margin_precision(out: Path, images: Path, cameras_json: Path, num_pairs: int
     from patchmatch.stages.match import patch_loader
 
     cameras, db = load_cameras_json(cameras_json), out / "database.db"
-    scorer, config = PatchScorer.load(), guided.GuidedConfig()
+    scorer, config = PatchScorer.load(tta=tta), guided.GuidedConfig()
     ids = colmap.read_image_ids(db)
     feats = {n: storage.read_features(out / "features.h5", n) for n in ids}
     load = patch_loader(images, feats, 3200, False, scorer.magnification)
@@ -163,12 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--margins", type=int, metavar="PAIRS", help="instead: precision per guided decision margin "
                     "on the first PAIRS verified pairs of OUT/SCENE/no-guided (run first)")
+    ap.add_argument("--tta", default="none", help="with --margins: the network's test-time augmentation (default none)")
     args = ap.parse_args(argv)
     if args.margins:
         for scene in args.scenes:
             scene_dir = args.data / "scenes" / scene
             print(scene, *margin_precision(args.out / scene / "no-guided", scene_dir / "images",
-                                           scene_dir / "cameras.json", args.margins), sep="\n")
+                                           scene_dir / "cameras.json", args.margins, args.tta), sep="\n")
         return 0
     every = {k: int(v) for k, v in (item.split("=") for item in args.every)}
     from pipelines.compare_scenes import machine
