@@ -448,7 +448,7 @@ def run_sfm(
             _failures_reported(out_dir / "report.json") as report:  # fmt: skip
         identity = run_identity(image_dir, config, spec)
         resumed = prepare_output(out_dir, identity, overwrite)  # from here on OUT is this run's
-        seconds = _begin_report(report, image_dir, out_dir, skipped, resumed)
+        seconds = _begin(report, image_dir, out_dir, skipped, resumed)
         logger.info("network: %s", describe_scorer(scorer))
         if spec["device"] != str(scorer.device):
             logger.info("the pairs are scored on the Ray cluster's GPUs, at %s", spec["precision"])
@@ -496,9 +496,11 @@ def run_sfm(
     return report
 
 
-def _begin_report(report: dict, image_dir: Path, out_dir: Path, skipped: list, resumed: bool) -> dict[str, float]:
-    """Writes the "running" report; returns its ``seconds``, filled stage by stage (so a stopped
-    run's report keeps them), with the earlier calls' ``seconds_earlier`` beside them."""
+def _begin(report: dict, image_dir: Path, out_dir: Path, skipped: list, resumed: bool) -> dict[str, float]:
+    """Writes the "running" report and removes an earlier call's ``viz/`` (its pictures show the
+    model this call replaces); returns the report's ``seconds``, filled stage by stage (so a
+    stopped run's report keeps them), with the earlier calls' ``seconds_earlier`` beside them."""
+    shutil.rmtree(out_dir / "viz", ignore_errors=True)
     seconds: dict[str, float] = {}
     report.update({"status": "running", "resumed": resumed, "image_dir": str(image_dir),
                    "out_dir": str(out_dir), "skipped": skipped, "notes": [], "seconds": seconds,

@@ -120,8 +120,10 @@ def test_match_command(project, tmp_path, capsys, monkeypatch):
     small.mkdir()
     for name in NAMES:
         cv2.imwrite(str(small / name), cv2.resize(cv2.imread(str(images / name)), (320, 240)))
-    assert main(["match", str(db), str(small), "--weights", str(ckpt), "--precision", "fp32"]) == 1
+    assert main(["match", str(db), str(small), "--weights", str(ckpt), "--precision", "fp32",
+                 "--report", str(tmp_path / "r.json")]) == 1  # fmt: skip
     assert f"none of the {len(NAMES)} images of {db} could be used in {small}" in capsys.readouterr().err
+    assert json.loads((tmp_path / "r.json").read_text())["status"] == "failed"
     # a stopped run leaves a report that says so, not an earlier run's
     import patchmatch.database_matching as dm
 

@@ -131,13 +131,17 @@ def test_the_report_keeps_each_stage_as_it_finishes(run, tmp_path, monkeypatch):
     seen = {}
     real = sfm_module.match.run
 
+    seen_viz = []
+
     def matching(*args, **kwargs):
         seen.update(json.loads((out / "report.json").read_text()))
+        seen_viz.extend((out / "viz").glob("*"))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(sfm_module.match, "run", matching)
     run_sfm(images, out, CONFIG, scorer=_scorer())
     assert seen["status"] == "running" and list(seen["seconds"]) == ["features"]
+    assert not seen_viz  # the earlier call's pictures went with its model
     assert seen["features_reused"] == 5
 
 

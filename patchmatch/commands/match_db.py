@@ -51,7 +51,12 @@ def run(args: argparse.Namespace) -> int:
             args.report.write_text(json.dumps({"status": status, "database": str(args.database),
                                                "reason": f"{type(error).__name__}: {error}"}, indent=2))  # fmt: skip
         raise
-    report = {"status": "complete", **report}
+    unusable = bool(report["images"]) and len(report["bad_images"]) == report["images"]
+    report = {"status": "failed" if unusable else "complete", **report}
+    if unusable:
+        name, why = report["bad_images"][0]
+        report["reason"] = (f"none of the {report['images']} images of {args.database} could be used in {args.images} "
+                            f"(e.g. {name}: {why}); nothing was matched")  # fmt: skip
     after = report["database_after"]
     print(f"{report['matched_pairs']} of {report['pairs']} pairs matched ({report['matches']} matches, "
           f"{report['candidates_scored']} candidates compared by the network), "
@@ -64,9 +69,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  ... {len(report['skipped_pairs']) - 10} more (all of them {more})")
     if args.report:
         args.report.write_text(json.dumps(report, indent=2))
-    if report["images"] and len(report["bad_images"]) == report["images"]:
-        name, why = report["bad_images"][0]
-        print(f"error: none of the {report['images']} images of {args.database} could be used in {args.images} "
-              f"(e.g. {name}: {why}); nothing was matched", file=sys.stderr)  # fmt: skip
+    if unusable:
+        print(f"error: {report['reason']}", file=sys.stderr)
         return 1
     return 0
