@@ -105,7 +105,8 @@ def test_match_command(project, tmp_path, capsys, monkeypatch):
     assert rc == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["status"] == "complete" and report["pairs"] == 1 and report["precision"] == "fp32"
-    assert report["scoring"] == {"executor": "local", "device": report["scoring"]["device"], "precision": "fp32"}
+    assert report["scoring"] == {"executor": "local", "device": report["scoring"]["device"], "precision": "fp32",
+                                 "tta": "none"}
     assert "pairs matched" in capsys.readouterr().out
     pairs.write_text(f"{NAMES[0]} nope.png\n")
     assert main(["match", str(db), str(images), "--weights", str(ckpt), "--pairs", str(pairs)]) == 2

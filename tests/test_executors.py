@@ -208,9 +208,9 @@ def test_ray_matches_equal_local_and_resume_from_shards(tmp_path, ray_executor):
     for key in ("pairs", "pairs_matched", "candidates_scored", "pairs_selected", "pairs_low_overlap"):
         assert ray_report[key] == local_report[key], key
     assert local_report["candidates_scored"] > 0  # the network ran
-    assert local_report["scoring"] == {"executor": "local", "device": "cpu", "precision": scorer.precision}
+    assert local_report["scoring"] == {"executor": "local", "device": "cpu", "precision": scorer.precision, "tta": "none"}
     # the scorer passed in decides (a CPU network), GPUs declared or not: one CPU actor per CPU
-    assert ray_report["scoring"] == {"executor": "ray", "device": "cpu", "precision": scorer.precision,
+    assert ray_report["scoring"] == {"executor": "ray", "device": "cpu", "precision": scorer.precision, "tta": "none",
                                      "actors": executor.parallelism(), "nodes": [executor.actors[0]["node"]]}  # fmt: skip
     shards = sorted((tmp_path / "ray" / "shards").iterdir())
     assert len([s for s in shards if s.name.startswith("features-")]) == len(NAMES)

@@ -220,7 +220,7 @@ def test_refuses_to_overwrite_another_run(tmp_path, no_viz):
     (out / "run.json").write_text(json.dumps(run))
     again = run_sfm(images, out, dataclasses.replace(small, tta="dihedral"), scorer=_scorer())  # the scorer decides
     assert again["resumed"] is True and again["pairs_matched"] == 0
-    assert again["scoring"] == {"executor": "local", "device": "cpu", "precision": "fp32"}
+    assert again["scoring"] == {"executor": "local", "device": "cpu", "precision": "fp32", "tta": "none"}
     assert again["config"]["tta"] == "none" and again["weights"]["tta"] == "none"
     assert again["config"]["precision"] == again["weights"]["precision"] and "viz" not in again
     replaced = run_sfm(images, out, other, scorer=_scorer(), overwrite=True)

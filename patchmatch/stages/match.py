@@ -364,9 +364,10 @@ def load_scorer(weights: str | os.PathLike | None = None, device: str | None = N
 
 
 def scoring_report(spec: dict, executor=None) -> dict:
-    """Where the network scored, for the reports: ``executor``, ``device``, ``precision``, and on
-    Ray ``actors`` (their number) and ``nodes``."""
-    report = {"executor": getattr(executor, "name", "local"), "device": spec["device"], "precision": spec["precision"]}
+    """Where and how the network scored, for the reports: ``executor``, ``device``, ``precision``,
+    ``tta``, and on Ray ``actors`` (their number) and ``nodes``."""
+    report = {"executor": getattr(executor, "name", "local"), "device": spec["device"], "precision": spec["precision"],
+              "tta": spec.get("tta", "none")}  # fmt: skip
     if executor is not None and executor.distributed:
         started = [a for a in executor.actors if "node" in a]
         report.update(actors=len(started), nodes=sorted({a["node"] for a in started}))
