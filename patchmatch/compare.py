@@ -85,17 +85,15 @@ def run_colmap_sift(
         logger.info("%s: unfinished SIFT run, redone", out)
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    threads = config.threads or -1  # the same CPU threads as patchmatch's runs
-    sift = colmap.SiftBaselineConfig(max_num_features=config.max_keypoints,
-                                     max_image_size=config.max_image_size or -1, num_threads=threads)  # fmt: skip
-    verification = dataclasses.replace(config.verification, num_threads=threads) if config.threads else config.verification
+    sift = colmap.SiftBaselineConfig(max_num_features=config.max_keypoints, max_image_size=config.max_image_size or -1,
+                                     num_threads=config.threads or -1)  # the same CPU threads as patchmatch's runs
     stages: dict[str, float] = {}
     t = time.perf_counter()
     database = colmap.create_database(out / "database.db")
     colmap.sift_extract(database, images, names, sift, config.single_camera)
     stages["extraction"] = time.perf_counter() - t
     t = time.perf_counter()
-    summary = colmap.sift_match_exhaustive(database, sift, verification)
+    summary = colmap.sift_match_exhaustive(database, sift, config.with_threads().verification)
     stages["matching"] = time.perf_counter() - t
     t = time.perf_counter()
     # pycolmap's own mapper, as `colmap mapper` runs it: COLMAP's 4 px reprojection filter and no

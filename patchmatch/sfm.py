@@ -149,6 +149,12 @@ class SfmConfig:
         """The detection settings (:class:`patchmatch.stages.extract.ExtractConfig`)."""
         return extract.ExtractConfig(self.max_keypoints, self.max_image_size, tuple(self.contrast_schedule))
 
+    def with_threads(self) -> SfmConfig:
+        """This config with ``threads`` given to verification too (what runs, and what the report says)."""
+        if not self.threads:
+            return self
+        return dataclasses.replace(self, verification=dataclasses.replace(self.verification, num_threads=self.threads))
+
     @property
     def workers(self) -> int:
         """Worker threads: ``threads``, or PyTorch's thread count."""
@@ -452,7 +458,7 @@ def run_sfm(
         logger.info("network: %s", describe_scorer(scorer))
         if spec["device"] != str(scorer.device):
             logger.info("the pairs are scored on the Ray cluster's GPUs, at %s", spec["precision"])
-        config = _with_threads(config)
+        config = config.with_threads()
         verification = config.verification
 
         def stage(name: str):
@@ -507,13 +513,6 @@ def _begin(report: dict, image_dir: Path, out_dir: Path, skipped: list, resumed:
                    "seconds_earlier": _earlier_seconds(out_dir / "report.json") if resumed else 0.0})  # fmt: skip
     write_json(out_dir / "report.json", report)
     return seconds
-
-
-def _with_threads(config: SfmConfig) -> SfmConfig:
-    """``config`` with ``threads`` given to verification too (so the report's config says what ran)."""
-    if not config.threads:
-        return config
-    return dataclasses.replace(config, verification=dataclasses.replace(config.verification, num_threads=config.threads))
 
 
 def _earlier_seconds(report_path: Path) -> float:

@@ -389,7 +389,8 @@ def write_matches(
         scores: (K,) float match scores (higher = more similar).
         num_keypoints0: N0, the number of keypoints of image 0.
         candidates: candidate keypoint pairs the network compared to decide them, kept as the
-            group's ``candidates`` attribute (:func:`stored_candidates`); None: not recorded.
+            group's ``candidates`` attribute (:func:`stored_candidates`); None: the count stored
+            with the pair's earlier matches is kept (none when there were none).
 
     Raises:
         ValueError: see :func:`matches_to_matches0`; ``name0 == name1``.
@@ -401,6 +402,9 @@ def write_matches(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _open(path, "a") as fd:
+        if candidates is None:  # matches merged into the pair's (guided matching): its count stays
+            found = _find_pair(fd, name0, name1)
+            candidates = None if found is None else fd[found[0]].attrs.get("candidates")
         for key in (names_to_pair(name1, name0), names_to_pair_old(name0, name1), names_to_pair_old(name1, name0)):
             if key in fd:  # a stale copy in another key would shadow or duplicate this one
                 del fd[key]

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             row[n] = 100 * fpr95(scores, labels)
         rows[f"{label} ({len(angles)})"] = row
         print(label, {n: round(v, 2) for n, v in row.items()}, flush=True)
-    one = rows[f"one pass (1)"]
+    one = rows["one pass (1)"]
     head = " | ".join(f"{n} FPR95 %" for n in names)
     print(f"\n| turns of the second patch (passes) | {head} | geometric mean of the ratios to one pass |")
     print("|---" * (len(names) + 2) + "|")

@@ -246,8 +246,7 @@ def run(
     def write(a: str, b: str, new: np.ndarray, scores: np.ndarray, scored: int) -> None:
         if len(new):
             merged, merged_scores = merge_matches(*storage.read_matches(matches_path, a, b), new, scores)
-            scored_before = storage.stored_candidates(matches_path, [(a, b)])  # the matching stage's
-            storage.write_matches(matches_path, a, b, merged, merged_scores, len(features[a]), scored_before)
+            storage.write_matches(matches_path, a, b, merged, merged_scores, len(features[a]))  # count kept
             changed[(a, b)] = merged
         done[storage.names_to_pair(a, b)] = {"candidates": scored, "added": int(len(new))}
         write_json(guided_path, done)

@@ -303,7 +303,8 @@ def _report(report: dict, summary: MatchSummary, config: MatchConfig, pairs: lis
     plan = summary.plan
     low = sum(o < config.min_overlap for o in plan.overlaps.values())
     report.update(pairs=len(pairs), pairs_matched=len(summary.written), pairs_reused=len(pairs) - len(todo),
-                  candidates_scored=summary.candidates, candidates_reused=candidates_reused, pairs_low_overlap=low, pairs_selected=len(plan.selected),
+                  candidates_scored=summary.candidates, candidates_reused=candidates_reused, pairs_low_overlap=low,
+                  pairs_selected=len(plan.selected),
                   pairs_not_selected=len(plan.overlaps) - low - len(plan.selected),
                   pairs_descriptor_only=len(plan.descriptor_matches))  # fmt: skip
     for name, reason in summary.bad_images.items():
