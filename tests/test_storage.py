@@ -178,3 +178,19 @@ def test_matches_empty_and_errors(tmp_path):
     m0, s0 = matches_to_matches0(np.array([[3, 1], [0, 4]]), np.array([1.0, 2.0]), 5)
     np.testing.assert_array_equal(m0, [4, -1, -1, 1, -1])
     np.testing.assert_array_equal(matches0_to_matches(m0, s0)[0], [[0, 4], [3, 1]])
+
+
+def test_a_pairs_candidate_count_is_kept_when_its_matches_are_rewritten_without_one(tmp_path):
+    from patchmatch import storage
+
+    path = tmp_path / "m.h5"
+    m, s = np.array([[0, 1], [2, 3]]), np.array([0.5, 0.7], np.float32)
+    storage.write_matches(path, "a", "b", m, s, 5, candidates=40)
+    storage.write_matches(path, "b", "c", m, s, 5, candidates=7)
+    assert storage.stored_candidates(path, [("a", "b"), ("c", "b"), ("a", "c")]) == 47
+    storage.write_matches(path, "b", "a", m[:, ::-1], s, 5)  # merged matches (guided): the count stays
+    assert storage.stored_candidates(path, [("a", "b")]) == 40
+    storage.write_matches(path, "a", "b", m, s, 5, candidates=3)
+    assert storage.stored_candidates(path, [("a", "b")]) == 3
+    storage.write_matches(path, "a", "d", m, s, 5)
+    assert storage.stored_candidates(path, [("a", "d")]) == 0 and storage.stored_candidates(tmp_path / "no.h5", [("a", "b")]) == 0
