@@ -90,7 +90,7 @@ def run_colmap_sift(
     stages: dict[str, float] = {}
     t = time.perf_counter()
     database = colmap.create_database(out / "database.db")
-    colmap.sift_extract(database, images, names, sift, config.single_camera)
+    colmap.sift_extract(database, images, names, sift, config.single_camera, intrinsics=config.camera)
     stages["extraction"] = time.perf_counter() - t
     t = time.perf_counter()
     summary = colmap.sift_match_exhaustive(database, sift, config.with_threads().verification)
@@ -100,7 +100,7 @@ def run_colmap_sift(
     # fallbacks (continuing the model, fixed intrinsics, forward-motion initialisation), whatever
     # patchmatch's own mapper settings are
     # and none of its checks (pycolmap's result as it is)
-    plain = dataclasses.replace(config.mapper, extend_fallback=False, fixed_intrinsics_fallback=False,
+    plain = dataclasses.replace(config.mapping, extend_fallback=False, fixed_intrinsics_fallback=False,
                                 forward_motion_fallback=False, shared_cameras_fallback=False, retry_seeds=0, max_reproj_error=4.0,
                                 method="incremental", check=False)
     reconstruction = colmap.incremental_mapping(database, images, out / "sparse", plain)
@@ -133,8 +133,9 @@ def _sift_settings(images: Path, names: list[str], config: SfmConfig) -> dict:
     stores it (JSON: tuples are lists)."""
     settings = {"images": str(images.resolve()), "names": list(names), "max_keypoints": config.max_keypoints,
             "max_image_size": config.max_image_size, "single_camera": config.single_camera,
+            "camera": None if config.camera is None else dataclasses.asdict(config.camera),
             "verification": dataclasses.asdict(config.verification),
-            "mapper": {k: v for k, v in dataclasses.asdict(config.mapper).items()
+            "mapper": {k: v for k, v in dataclasses.asdict(config.mapping).items()
                        if k not in ("extend_fallback", "fixed_intrinsics_fallback", "forward_motion_fallback",
                                     "shared_cameras_fallback", "retry_seeds", "max_reproj_error", "method",
                                     "check")}}  # fmt: skip

@@ -363,6 +363,24 @@ def check_one_size(image_dir: Path, names: list[str]) -> None:
                              f"{n} is {w1}×{h1} px")  # fmt: skip
 
 
+def check_principal_point(image_dir: Path, names: list[str], camera) -> None:
+    """Refuses known intrinsics (:class:`patchmatch.colmap.CameraIntrinsics`) whose principal point
+    lies outside one of the images, before any work. Files whose size cannot be read are left to
+    the reader, which names them later.
+
+    Raises:
+        ValueError: naming the file, its size and the camera parameters.
+    """
+    for n in names:
+        try:
+            width, height = stored_size(Path(image_dir) / n)
+        except ImageReadError:
+            continue
+        if not camera.principal_point_inside(width, height):
+            raise ValueError(f"{Path(image_dir) / n} is {width}×{height} px: the principal point of the given camera "
+                             f"({camera.model} {','.join(f'{v:g}' for v in camera.params)}) lies outside it")  # fmt: skip
+
+
 def exclude_output_dir(names: list[str], image_dir: Path, out_dir: Path) -> list[str]:
     """Drops the files of output folders inside the image folder (their PNGs would be read as
     photos): ``out_dir`` and any earlier ``sfm`` / ``compare`` output, i.e. a subfolder holding

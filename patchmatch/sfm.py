@@ -51,8 +51,8 @@ import torch
 
 from . import colmap, storage
 from .features import CONTRAST_SCHEDULE
-from .images import (ImageReadError, check_one_size, duplicate_files, exclude_output_dir, pair_key_collisions,
-                     read_gray, scan_images)  # fmt: skip
+from .images import (ImageReadError, check_one_size, check_principal_point, duplicate_files, exclude_output_dir,
+                     pair_key_collisions, read_gray, scan_images)  # fmt: skip
 from .matching import MatchConfig
 from .pairs import parse_strategy, read_pairs_strategy_file
 from .executors import make_executor, parse_executor
@@ -97,7 +97,11 @@ class SfmConfig:
             ``"exhaustive"``, ``"sequential:N"``, ``"retrieval:N"`` or ``"file:PATH"`` (see
             :mod:`patchmatch.pairs`).
         single_camera: all images share one camera (one size, one zoom); the default gives
-            each image its own SIMPLE_RADIAL camera.
+            each image its own camera.
+        camera: the known intrinsics of every image (:class:`patchmatch.colmap.CameraIntrinsics`:
+            a COLMAP camera model and its parameters, held fixed unless its ``refine``); None
+            (default): SIMPLE_RADIAL cameras whose focal length (EXIF, or 1.2 × the longest side)
+            and distortion are refined.
         executor: where extraction and matching run: ``"local"`` (this process), ``"ray"`` or
             ``"ray:ADDRESS"`` (a Ray cluster sharing the file system, :mod:`patchmatch.executors`);
             the matches are the same.
@@ -122,6 +126,7 @@ class SfmConfig:
     tta: str = "none"
     pairs: str = "auto"
     single_camera: bool = False
+    camera: colmap.CameraIntrinsics | None = None
     executor: str = "local"
     threads: int | None = None
     match: MatchConfig = field(default_factory=MatchConfig)
@@ -154,6 +159,14 @@ class SfmConfig:
         if not self.threads:
             return self
         return dataclasses.replace(self, verification=dataclasses.replace(self.verification, num_threads=self.threads))
+
+    @property
+    def mapping(self) -> colmap.MapperConfig:
+        """The mapper settings that run: ``mapper``, with the intrinsics held fixed where ``camera``
+        gives them and does not ask to refine them."""
+        if self.camera is None or self.camera.refine:
+            return self.mapper
+        return dataclasses.replace(self.mapper, refine_focal_length=False, refine_extra_params=False)
 
     @property
     def workers(self) -> int:
@@ -355,6 +368,8 @@ def _vet_images(image_dir: Path, out_dir: Path, config: SfmConfig, ground_truth)
     read_pairs_strategy_file(config.pairs, names)  # a bad pairs file fails before any work
     if config.single_camera:
         check_one_size(image_dir, names)
+    if config.camera is not None:
+        check_principal_point(image_dir, names, config.camera)
     if ground_truth is not None and not known & set(names):
         raise ValueError(f"{ground_truth} describes none of the images under {image_dir} (wrong scene?)")
     for item in skipped + duplicates:
@@ -475,7 +490,7 @@ def run_sfm(
                                 config.max_image_size, config.workers, progress, report, executor, spec)  # fmt: skip
         with stage("database"):
             database = to_database.run(image_dir, features, pairs, matches, out_dir / "database.db", good,
-                                       config.single_camera, report)  # fmt: skip
+                                       config.single_camera, report, config.camera)  # fmt: skip
         with stage("verification"):
             verify.run(database, verification, report=report)
         if config.guided is not None:
@@ -484,7 +499,7 @@ def run_sfm(
                            dataclasses.replace(config.guided, upright=config.match.upright), verification,
                            config.max_image_size, progress, report)  # fmt: skip
         with stage("mapping"):
-            model = reconstruct.run(database, image_dir, out_dir / "sparse", config.mapper, report)
+            model = reconstruct.run(database, image_dir, out_dir / "sparse", config.mapping, report)
         reconstruction = colmap.read_reconstruction(model) if model.is_dir() else None
         if NUM_VIZ_PAIRS:
             with stage("viz"):
@@ -493,13 +508,18 @@ def run_sfm(
         stats = {k: v for k, v in colmap.reconstruction_stats(reconstruction).items() if k != "registered_names"}
         total = round(sum(seconds.values()), 3)
         report.update(status="complete", images=len(names), images_used=len(good), **stats, seconds_total=total,
-                      seconds_all_calls=round(report["seconds_earlier"] + total, 3), config=dataclasses.asdict(config),
+                      seconds_all_calls=round(report["seconds_earlier"] + total, 3), config=_settings_run(config),
                       weights={"sha256": identity["matching"]["weights_sha256"], **_scorer_meta(scorer, spec)})  # fmt: skip
         if ground_truth is not None:
             report["pose"] = _pose_report(reconstruction, ground_truth, good)
         write_json(out_dir / "report.json", report)
         _log_result(report, len(good))
     return report
+
+
+def _settings_run(config: SfmConfig) -> dict:
+    """The report's ``config``: the settings as they ran (the mapper's as :attr:`SfmConfig.mapping` made them)."""
+    return dataclasses.asdict(dataclasses.replace(config, mapper=config.mapping))
 
 
 def _begin(report: dict, image_dir: Path, out_dir: Path, skipped: list, resumed: bool) -> dict[str, float]:

@@ -83,6 +83,14 @@ def test_network_options_refuse_bad_values_before_any_work(tmp_path, capsys):
         assert f"{option}: must be >= 1, got 0" in capsys.readouterr().err and not out.exists()
     assert main(["sfm", str(images), str(out), "--max-image-size", "8"]) == 2
     assert "--max-image-size must be >= 32" in capsys.readouterr().err and not out.exists()
+    for options, message in [
+        (["--camera-model", "PINHOLE"], "--camera-model and --camera-params go together"),
+        (["--refine-intrinsics"], "--refine-intrinsics refines the intrinsics given by --camera-model"),
+        (["--camera-model", "PINHOLE", "--camera-params", "50,50,32"], "PINHOLE takes 4 parameters"),
+        (["--camera-model", "SIMPLE_PINHOLE", "--camera-params", "50,32,99"], "a.png is 64×64 px: the principal point"),
+    ]:
+        assert main(["sfm", str(images), str(out), *options]) == 2
+        assert message in capsys.readouterr().err and not out.exists()
 
 
 def test_sfm_help_fits_one_screen(capsys):
@@ -90,9 +98,10 @@ def test_sfm_help_fits_one_screen(capsys):
     with pytest.raises(SystemExit):
         main(["sfm", "--help"])
     text = capsys.readouterr().out
-    assert len(text.splitlines()) <= 32
+    assert len(text.splitlines()) <= 38
     for flag in ("--max-keypoints", "--max-image-size", "--pairs", "--device", "--precision", "--weights", "--tta",
-                 "--single-camera", "--ground-truth", "--overwrite", "--threads"):
+                 "--single-camera", "--camera-model", "--camera-params", "--refine-intrinsics", "--ground-truth",
+                 "--overwrite", "--threads"):
         assert flag in text
     for gone in ("--backend", "--activation-bits", "--batch-size", "--min-score", "--max-ratio", "--accept-ratio"):
         assert gone not in text

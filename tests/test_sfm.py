@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 
-from patchmatch import storage
+from patchmatch import colmap, storage
 from patchmatch.colmap import MapperConfig, VerificationConfig, read_reconstruction
 from patchmatch.matching import MatchConfig
 from patchmatch.models import build_model, save_checkpoint
@@ -416,6 +416,28 @@ def test_one_run_at_a_time_per_output_folder(tmp_path, caplog, no_viz):
     report = run_sfm(images, out, config, scorer=_scorer())  # that process is gone: its lock is taken over
     assert report["status"] == "complete" and "taking over the lock" in caplog.text
     assert not (out / sfm.LOCK_FILE).exists()
+
+
+@pytest.mark.slow
+def test_known_intrinsics_are_held_fixed(run, tmp_path):
+    """A calibrated camera (the ground truth's, in COLMAP's convention) is every camera of the model,
+    unchanged by bundle adjustment; the stored features and matches are reused."""
+    images, out, _ = run
+    out = _copy(out, tmp_path)
+    K = json.loads((SCENE / "cameras.json").read_text())["images"]["0000.jpg"]["K"]
+    known = colmap.CameraIntrinsics("PINHOLE", (K[0][0], K[1][1], K[0][2] + 0.5, K[1][2] + 0.5))
+    config = dataclasses.replace(CONFIG, single_camera=False, camera=known)
+    report = run_sfm(images, out, config, scorer=_scorer(), ground_truth=SCENE / "cameras.json")
+    assert report["registered"] == 5 and report["features_computed"] == 0 and report["candidates_scored"] == 0
+    written = json.loads((out / "report.json").read_text())["config"]
+    assert written["camera"] == {"model": "PINHOLE", "params": list(known.params), "refine": False}
+    assert not written["mapper"]["refine_focal_length"] and not written["mapper"]["refine_extra_params"]
+    model = read_reconstruction(out / "sparse" / "0")
+    assert len(model.cameras) == 5
+    for camera in model.cameras.values():
+        assert camera.model.name == "PINHOLE"
+        np.testing.assert_array_equal(camera.params, known.params)
+    assert report["pose"]["rotation_error_median_deg"] < 3.0
 
 
 def test_single_camera_needs_one_image_size(tmp_path):

@@ -29,6 +29,7 @@ from .convention import colmap_to_opencv, opencv_to_colmap
 from .database import (
     DEFAULT_FOCAL_FACTOR,
     CameraInfo,
+    CameraIntrinsics,
     DatabaseImage,
     DatabaseInUseError,
     DatabaseSummary,
@@ -81,6 +82,7 @@ from .verify import VerificationConfig, verify_matches, verify_pairs
 
 __all__ = [
     "CameraInfo",
+    "CameraIntrinsics",
     "DEFAULT_FOCAL_FACTOR",
     "DatabaseImage",
     "DatabaseSummary",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pycolmap
 
 from .database import DEFAULT_FOCAL_FACTOR, DatabaseSummary, colmap_errors, database_summary, ensure_free_space
-from .database import require_database
+from .database import CameraIntrinsics, require_database
 from .verify import VerificationConfig, two_view_options
 
 #: Bytes COLMAP stores per SIFT feature: 6 float32 keypoint columns and a 128-byte descriptor.
@@ -53,6 +53,7 @@ def sift_extract(
     config: SiftBaselineConfig = SiftBaselineConfig(),
     single_camera: bool = False,
     affine_shape: bool = False,
+    intrinsics: CameraIntrinsics | None = None,
 ) -> DatabaseSummary:
     """COLMAP's SIFT extraction only: import images (one SIMPLE_RADIAL camera each, or one
     shared) and write keypoints and descriptors, as ``colmap feature_extractor`` does.
@@ -64,6 +65,8 @@ def sift_extract(
         config: SIFT settings.
         single_camera: one camera shared by all images instead of one each.
         affine_shape: estimate affine keypoint shapes (COLMAP's ``estimate_affine_shape``).
+        intrinsics: the known camera of every image (COLMAP's ``camera_model`` and
+            ``camera_params``); None: SIMPLE_RADIAL, focal length from EXIF or guessed.
 
     Raises:
         FileNotFoundError: the database or an image does not exist.
@@ -80,7 +83,9 @@ def sift_extract(
     features = len(image_names) * max(config.max_num_features, 0)  # an upper bound, written once or twice
     ensure_free_space(database, features * _BYTES_PER_FEATURE, factor=1)
     reader = pycolmap.ImageReaderOptions()
-    reader.camera_model = "SIMPLE_RADIAL"
+    reader.camera_model = "SIMPLE_RADIAL" if intrinsics is None else intrinsics.model
+    if intrinsics is not None:
+        reader.camera_params = ",".join(repr(v) for v in intrinsics.params)
     reader.default_focal_length_factor = DEFAULT_FOCAL_FACTOR
     with colmap_errors(database):
         pycolmap.extract_features(

@@ -69,6 +69,77 @@ class CameraInfo:
 
 
 @dataclass(frozen=True)
+class CameraIntrinsics:
+    """Known intrinsics shared by every image (a calibrated camera), as COLMAP takes them
+    (``colmap feature_extractor --ImageReader.camera_model M --ImageReader.camera_params P``).
+
+    Attributes:
+        model: a COLMAP camera model name: ``"SIMPLE_PINHOLE"`` (f, cx, cy), ``"PINHOLE"``
+            (fx, fy, cx, cy), ``"SIMPLE_RADIAL"`` (f, cx, cy, k), ``"RADIAL"`` (f, cx, cy, k1, k2),
+            ``"OPENCV"`` (fx, fy, cx, cy, k1, k2, p1, p2), or any other of COLMAP's models.
+        params: the model's parameters in COLMAP's order, in pixels of the original images; the
+            principal point is measured from the top-left corner of the top-left pixel (COLMAP's
+            convention: OpenCV's ``cx + 0.5``, ``cy + 0.5``).
+        refine: refine the focal length and distortion in bundle adjustment from these values
+            (as priors); by default they are held fixed. The principal point is never refined.
+
+    Raises:
+        ValueError: an unknown model, the wrong number of parameters for it, a non-finite
+            parameter or a focal length that is not positive.
+    """
+
+    model: str
+    params: tuple[float, ...]
+    refine: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "params", tuple(float(v) for v in self.params))
+        camera = self.camera(100, 100)  # raises on an unknown model or a wrong parameter count
+        if not all(np.isfinite(self.params)):
+            raise ValueError(f"camera parameters must be finite numbers, got {list(self.params)}")
+        focal = [self.params[i] for i in camera.focal_length_idxs()]
+        if any(f <= 0 for f in focal):
+            raise ValueError(f"camera model {self.model}: focal length must be positive, got {focal}")
+
+    @classmethod
+    def parse(cls, model: str, params: str, refine: bool = False) -> CameraIntrinsics:
+        """From the command line's ``--camera-model`` and ``--camera-params "f,cx,cy,k"``.
+
+        Raises:
+            ValueError: ``params`` is not a comma-separated list of numbers, or see the class.
+        """
+        try:
+            values = tuple(float(v) for v in params.replace(" ", "").split(","))
+        except ValueError:
+            raise ValueError(f"camera parameters must be comma-separated numbers, got {params!r}") from None
+        return cls(model.upper(), values, refine)
+
+    def camera(self, width: int, height: int) -> pycolmap.Camera:
+        """A pycolmap camera of this model and these parameters for images of ``width`` × ``height`` px.
+
+        Raises:
+            ValueError: an unknown model, or the wrong number of parameters for it.
+        """
+        models = [m for m in pycolmap.CameraModelId.__members__ if m != "INVALID"]
+        if self.model not in models:
+            raise ValueError(f"unknown camera model {self.model!r}; COLMAP's models: {', '.join(sorted(models))}")
+        camera = pycolmap.Camera.create_from_model_name(0, self.model, 1.0, int(width), int(height))
+        if len(self.params) != camera.params.size:
+            names = camera.params_info
+            raise ValueError(f"camera model {self.model} takes {camera.params.size} parameters ({names}), "
+                             f"got {len(self.params)}")  # fmt: skip
+        camera.params = np.asarray(self.params, dtype=np.float64)
+        camera.has_prior_focal_length = True
+        return camera
+
+    def principal_point_inside(self, width: int, height: int) -> bool:
+        """Whether the principal point lies inside an image of ``width`` × ``height`` px."""
+        camera = self.camera(width, height)
+        cx, cy = (float(camera.params[i]) for i in camera.principal_point_idxs())
+        return 0 < cx < width and 0 < cy < height
+
+
+@dataclass(frozen=True)
 class DatabaseSummary:
     """Counts read from a database (see :func:`database_summary`): ``verified_pairs`` are the pairs
     whose two-view geometry kept inlier matches (COLMAP also stores the rejected ones, empty)."""
@@ -337,7 +408,8 @@ def exif_focal(image_path: str | os.PathLike) -> float | None:
     return float(camera.mean_focal_length())
 
 
-def _check_camera_infos(database: Path, cameras: Sequence[CameraInfo], single_camera: bool) -> None:
+def _check_camera_infos(database: Path, cameras: Sequence[CameraInfo], single_camera: bool,
+                        intrinsics: CameraIntrinsics | None) -> None:  # fmt: skip
     names = [info.name for info in cameras]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate image names given for {database}")
@@ -346,17 +418,24 @@ def _check_camera_infos(database: Path, cameras: Sequence[CameraInfo], single_ca
             raise ValueError(f"image {info.name!r}: invalid size {info.width}x{info.height}")
         if info.focal is not None and not (np.isfinite(info.focal) and info.focal > 0):
             raise ValueError(f"image {info.name!r}: invalid focal length {info.focal}")
+        if intrinsics is not None and not intrinsics.principal_point_inside(info.width, info.height):
+            raise ValueError(f"image {info.name!r} ({info.width}x{info.height} px): the given camera's principal point "
+                             f"lies outside it (camera parameters {list(intrinsics.params)}, pixels of the original image)")  # fmt: skip
     if single_camera and len({(info.width, info.height) for info in cameras}) > 1:
         raise ValueError(f"single_camera needs images of one size; got {sorted({(i.width, i.height) for i in cameras})}")
 
 
-def _write_camera_and_rig(db: pycolmap.Database, info: CameraInfo) -> tuple[int, int]:
-    """One SIMPLE_RADIAL camera (focal ``info.focal`` as a prior, or the default guess) and its
-    trivial rig; returns ``(camera_id, rig_id)``."""
-    prior = info.focal is not None
-    focal = float(info.focal) if prior else DEFAULT_FOCAL_FACTOR * max(info.width, info.height)
-    camera = pycolmap.Camera.create_from_model_name(0, "SIMPLE_RADIAL", focal, int(info.width), int(info.height))
-    camera.has_prior_focal_length = prior
+def _write_camera_and_rig(db: pycolmap.Database, info: CameraInfo,
+                          intrinsics: CameraIntrinsics | None) -> tuple[int, int]:  # fmt: skip
+    """One camera (``intrinsics``, or SIMPLE_RADIAL with focal ``info.focal`` as a prior or the
+    default guess) and its trivial rig; returns ``(camera_id, rig_id)``."""
+    if intrinsics is not None:
+        camera = intrinsics.camera(info.width, info.height)
+    else:
+        prior = info.focal is not None
+        focal = float(info.focal) if prior else DEFAULT_FOCAL_FACTOR * max(info.width, info.height)
+        camera = pycolmap.Camera.create_from_model_name(0, "SIMPLE_RADIAL", focal, int(info.width), int(info.height))
+        camera.has_prior_focal_length = prior
     camera_id = db.write_camera(camera)
     camera.camera_id = camera_id
     rig = pycolmap.Rig()
@@ -376,13 +455,17 @@ def _write_image_and_frame(db: pycolmap.Database, name: str, camera_id: int, rig
 
 
 def add_images(
-    database: str | os.PathLike, cameras: Sequence[CameraInfo], single_camera: bool = False
+    database: str | os.PathLike,
+    cameras: Sequence[CameraInfo],
+    single_camera: bool = False,
+    intrinsics: CameraIntrinsics | None = None,
 ) -> dict[str, int]:
     """Add one SIMPLE_RADIAL camera, trivial rig, frame and image per entry.
 
     The camera's principal point is the image centre, its radial distortion
     0, and its focal length ``info.focal`` or ``1.2 * max(width, height)``;
-    a given focal is flagged as a prior COLMAP may trust.
+    a given focal is flagged as a prior COLMAP may trust. With ``intrinsics``
+    every camera is that model with those parameters instead (a prior).
 
     Args:
         database: an existing database file (see :func:`create_database`).
@@ -391,17 +474,19 @@ def add_images(
         single_camera: all images share one camera (and one rig), built from
             the first entry: for a set taken with one camera and zoom, where
             per-image intrinsics are poorly constrained.
+        intrinsics: the known camera of every image (:class:`CameraIntrinsics`).
 
     Returns:
         ``{name: image_id}`` for the images added.
 
     Raises:
         FileNotFoundError: the database does not exist.
-        ValueError: a duplicate or already-present name, or a non-positive size.
+        ValueError: a duplicate or already-present name, a non-positive size, or a principal
+            point of ``intrinsics`` outside an image.
         OSError: ``ENOSPC``, the disk is full.
     """
     database = require_database(database)
-    _check_camera_infos(database, cameras, single_camera)
+    _check_camera_infos(database, cameras, single_camera, intrinsics)
     ensure_free_space(database)
     ids: dict[str, int] = {}
     with open_database(database) as db:
@@ -412,7 +497,7 @@ def add_images(
             camera_id = rig_id = None
             for info in cameras:
                 if camera_id is None or not single_camera:
-                    camera_id, rig_id = _write_camera_and_rig(db, info)
+                    camera_id, rig_id = _write_camera_and_rig(db, info, intrinsics)
                 ids[info.name] = _write_image_and_frame(db, info.name, camera_id, rig_id)
     return ids
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .options import add_scorer_arguments, max_image_size, pairs_spec, positive_int, set_threads
+from .options import (add_camera_arguments, add_scorer_arguments, camera_intrinsics, max_image_size, pairs_spec,
+                      positive_int, set_threads)  # fmt: skip
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-image-size", type=int, default=3200, metavar="PX", help="longest image side, all methods (default 3200; 0 = original)")
     p.add_argument("--pairs", default="exhaustive", metavar="SPEC", help="patchmatch's image pairs (SIFT: always exhaustive)")
     add_scorer_arguments(p)
-    p.add_argument("--single-camera", action="store_true", help="one shared camera, all methods")
+    add_camera_arguments(p, ", all methods")
     p.add_argument("--ground-truth", type=Path, default=None, metavar="JSON", help="cameras.json (default: looked for next to IMAGES)")
     p.add_argument("--overwrite", action="store_true", help="redo all runs")
     p.set_defaults(func=run)
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.ground_truth}: ground-truth cameras.json not found")
     config = SfmConfig(max_keypoints=args.max_keypoints, max_image_size=max_image_size(args.max_image_size),
                        device=args.device, precision=args.precision, tta=args.tta, pairs=pairs_spec(args.pairs),
-                       single_camera=args.single_camera, threads=args.threads)  # fmt: skip
+                       single_camera=args.single_camera, camera=camera_intrinsics(args), threads=args.threads)  # fmt: skip
     result = compare(args.images, args.out, config, weights=args.weights, ground_truth=args.ground_truth,
                      overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip
     print(f"\n{args.images}: {result['images']} images, {args.max_keypoints} keypoints, "

@@ -38,6 +38,38 @@ def add_executor_argument(p: argparse.ArgumentParser) -> None:
                    help="local (default) | ray | ray:ADDRESS: run the work on a Ray cluster")
 
 
+def add_camera_arguments(p: argparse.ArgumentParser, who: str = "") -> None:
+    """Adds ``--single-camera``, ``--camera-model``, ``--camera-params`` and ``--refine-intrinsics``
+    (see :func:`camera_intrinsics`); ``who`` ends their help (e.g. ``", all methods"``)."""
+    p.add_argument("--single-camera", action="store_true", help=f"all images share one camera (same size and zoom){who}")
+    p.add_argument("--camera-model", default=None, metavar="M", help=f"known intrinsics: COLMAP camera model, e.g. PINHOLE{who}")
+    p.add_argument("--camera-params", default=None, metavar="P",
+                   help="COLMAP's order, pixels (PINHOLE: fx,fy,cx,cy); held fixed")
+    p.add_argument("--refine-intrinsics", action="store_true", help="refine the given focal length and distortion")
+
+
+def camera_intrinsics(args: argparse.Namespace):
+    """The known camera the command line gives (:class:`patchmatch.colmap.CameraIntrinsics`), or None.
+
+    Raises:
+        ValueError: only one of ``--camera-model`` and ``--camera-params``; ``--refine-intrinsics``
+            without them; parameters that do not fit the model.
+    """
+    from ..colmap import CameraIntrinsics
+
+    if (args.camera_model is None) != (args.camera_params is None):
+        raise ValueError("--camera-model and --camera-params go together (e.g. --camera-model PINHOLE "
+                         "--camera-params 1520.4,1525.9,302.8,247.4)")  # fmt: skip
+    if args.camera_model is None:
+        if args.refine_intrinsics:
+            raise ValueError("--refine-intrinsics refines the intrinsics given by --camera-model and --camera-params")
+        return None
+    try:
+        return CameraIntrinsics.parse(args.camera_model, args.camera_params, refine=args.refine_intrinsics)
+    except ValueError as error:
+        raise ValueError(f"--camera-model/--camera-params: {error}") from None
+
+
 def positive_int(value: str) -> int:
     """argparse type of a count that must be >= 1 (keypoints, threads): the error names the option."""
     try:

@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from .options import add_executor_argument, add_scorer_arguments, max_image_size, pairs_spec, positive_int, set_threads
+from .options import (add_camera_arguments, add_executor_argument, add_scorer_arguments, camera_intrinsics,
+                      max_image_size, pairs_spec, positive_int, set_threads)  # fmt: skip
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="auto|exhaustive|sequential:N|retrieval:N|PATH of pairs (auto: retrieval above 200 images)")
     add_scorer_arguments(p)
     add_executor_argument(p)
-    p.add_argument("--single-camera", action="store_true", help="all images share one camera (same size and zoom)")
+    add_camera_arguments(p)
     p.add_argument("--mapper", choices=("auto", "incremental", "global"), default="auto", metavar="M",
                    help="auto|incremental|global (auto: GLOMAP above 200 images)")
     p.add_argument("--ground-truth", type=Path, default=None, metavar="JSON", help="cameras.json: add pose errors to the report")
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     config = SfmConfig(max_keypoints=args.max_keypoints, max_image_size=max_image_size(args.max_image_size),
                        device=args.device, precision=args.precision, tta=args.tta, pairs=pairs_spec(args.pairs),
-                       single_camera=args.single_camera, executor=args.executor, threads=args.threads,
+                       single_camera=args.single_camera, camera=camera_intrinsics(args), executor=args.executor, threads=args.threads,
                        mapper=MapperConfig(method=args.mapper))  # fmt: skip
     report = run_sfm(args.images, args.out, config, weights=args.weights, overwrite=args.overwrite,
                      progress=not args.quiet, ground_truth=args.ground_truth)  # fmt: skip

@@ -30,6 +30,7 @@ def run(
     names: list[str],
     single_camera: bool = False,
     report: dict | None = None,
+    intrinsics: colmap.CameraIntrinsics | None = None,
 ) -> Path:
     """Writes a new database holding the images of the pairs and their matches.
 
@@ -42,8 +43,13 @@ def run(
         database_path: replaced if present.
         names: the images, in the order they get their ids (one without a pair still gets its
             camera, so that the model's counts name every image).
-        single_camera: one camera shared by all images; else one SIMPLE_RADIAL camera each.
+        single_camera: one camera shared by all images; else one camera each.
         report: gets ``putative_matches`` (all pairs).
+        intrinsics: the known camera of every image; None: SIMPLE_RADIAL, focal length from
+            EXIF or guessed (:func:`patchmatch.colmap.add_images`).
+
+    Raises:
+        ValueError: ``intrinsics`` whose principal point lies outside an image (named).
 
     Returns:
         ``database_path``.
@@ -55,7 +61,7 @@ def run(
     for n in names:
         w, h = (int(v) for v in storage.read_features(features_path, n).image_size)
         infos.append(colmap.CameraInfo(n, w, h, colmap.exif_focal(image_dir / n)))
-    ids = colmap.add_images(database, infos, single_camera=single_camera)
+    ids = colmap.add_images(database, infos, single_camera=single_camera, intrinsics=intrinsics)
     for start in range(0, len(names), IMAGES_PER_WRITE):  # a bounded part of the collection in memory
         chunk = names[start : start + IMAGES_PER_WRITE]
         colmap.write_keypoints(database, {ids[n]: storage.read_features(features_path, n).xy for n in chunk})

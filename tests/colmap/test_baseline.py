@@ -28,3 +28,16 @@ def test_sift_extract_checks_its_input(entry_dir, tmp_path):
         colmap.sift_extract(db, entry_dir, ["missing.jpg"])
     with pytest.raises(FileNotFoundError, match="create_database first"):
         colmap.sift_extract(tmp_path / "none.db", entry_dir, ["0000.jpg"])
+
+
+def test_sift_extract_takes_known_intrinsics(entry_dir, tmp_path):
+    db = colmap.create_database(tmp_path / "database.db")
+    known = colmap.CameraIntrinsics("PINHOLE", (1379.74, 1382.08, 760.595, 503.655))
+    config = colmap.SiftBaselineConfig(max_num_features=200, max_image_size=640, num_threads=2)
+    colmap.sift_extract(db, entry_dir, ["0000.jpg", "0001.jpg"], config, intrinsics=known)
+    with colmap.open_database(db) as raw:
+        cameras = raw.read_all_cameras()
+    assert len(cameras) == 2
+    for camera in cameras:
+        assert camera.model.name == "PINHOLE" and camera.has_prior_focal_length
+        assert tuple(camera.params) == known.params

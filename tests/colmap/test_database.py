@@ -274,3 +274,38 @@ def test_full_disk_is_named(small_disk):
     with pytest.raises(OSError, match="disk full") as error:
         colmap.database_summary(db)
     assert error.value.errno == errno.ENOSPC
+
+
+def test_known_intrinsics_are_written_as_given(tmp_path):
+    """Every camera gets the given model and parameters, flagged as a prior; a principal point outside an
+    image is refused before anything is written, naming the image."""
+    known = colmap.CameraIntrinsics.parse("pinhole", "1520.4, 1525.9,302.82,247.37")
+    assert known.model == "PINHOLE" and known.params == (1520.4, 1525.9, 302.82, 247.37) and not known.refine
+    db = colmap.create_database(tmp_path / "database.db")
+    ids = colmap.add_images(db, [colmap.CameraInfo(f"img{i}.png", 640, 480, focal=900.0) for i in range(2)],
+                            intrinsics=known)  # fmt: skip
+    with colmap.open_database(db) as raw:
+        cameras = raw.read_all_cameras()
+        assert len(cameras) == 2 and all(c.model.name == "PINHOLE" and c.has_prior_focal_length for c in cameras)
+        np.testing.assert_array_equal(cameras[0].params, [1520.4, 1525.9, 302.82, 247.37])  # not the EXIF focal
+        assert sorted(im.image_id for im in raw.read_all_images()) == sorted(ids.values())
+    db2 = colmap.create_database(tmp_path / "other.db")
+    with pytest.raises(ValueError, match=r"image 'small.png' \(300x200 px\): the given camera's principal point lies outside"):
+        colmap.add_images(db2, [colmap.CameraInfo("big.png", 640, 480), colmap.CameraInfo("small.png", 300, 200)],
+                          intrinsics=known)  # fmt: skip
+    assert colmap.database_summary(db2).images == 0
+
+
+@pytest.mark.parametrize(
+    "model, params, message",
+    [
+        ("PINHOL", "1,2,3", "unknown camera model 'PINHOL'; COLMAP's models: .*PINHOLE"),
+        ("PINHOLE", "1520,302,247", r"PINHOLE takes 4 parameters \(fx, fy, cx, cy\), got 3"),
+        ("SIMPLE_RADIAL", "-1000,320,240,0", r"focal length must be positive, got \[-1000.0\]"),
+        ("SIMPLE_PINHOLE", "1000,nan,240", "must be finite"),
+        ("SIMPLE_PINHOLE", "1000;320;240", "comma-separated numbers, got '1000;320;240'"),
+    ],
+)
+def test_known_intrinsics_refuse_bad_values(model, params, message):
+    with pytest.raises(ValueError, match=message):
+        colmap.CameraIntrinsics.parse(model, params)
