@@ -31,6 +31,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .commands.options import positive_int, set_threads
 from . import storage, viz
 from .images import read_gray
 from .matching import MatchConfig
@@ -60,6 +61,8 @@ class DemoConfig:
         device: Torch device of the network (None = CUDA if available).
         correct_px: A match is correct when its keypoint in the second image lies within this
             many pixels of the ground-truth transfer of its first keypoint.
+        threads: Worker threads of the pipeline (:attr:`patchmatch.sfm.SfmConfig.threads`;
+            None: PyTorch's thread count).
     """
 
     seed: int = 0
@@ -69,6 +72,7 @@ class DemoConfig:
     k: int = 1
     device: str | None = None
     correct_px: float = 3.0
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if not 3 <= self.num_images <= 64:
@@ -77,6 +81,8 @@ class DemoConfig:
             raise ValueError(f"DemoConfig.max_keypoints must be >= 16, got {self.max_keypoints}")
         if self.correct_px <= 0:
             raise ValueError(f"DemoConfig.correct_px must be positive, got {self.correct_px}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"DemoConfig.threads must be >= 1 or None, got {self.threads}")
         MatchConfig(k=self.k)  # validates k
         parse_strategy(self.pairs)  # validates the pairs strategy
 
@@ -151,6 +157,7 @@ def _reconstruct(scene_dir: Path, out_dir: Path, config: DemoConfig, scorer: Pat
         match=MatchConfig(k=config.k),
         pairs=config.pairs,
         single_camera=True,  # every view is rendered by the same pinhole camera
+        threads=config.threads,
     )
     return run_sfm(scene_dir / "images", out_dir / "sfm", sfm_config, scorer=scorer, progress=progress,
                    ground_truth=scene_dir / "cameras.json")  # fmt: skip
@@ -352,6 +359,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", default=DemoConfig.pairs, help=f"image pairs to match (default: {DemoConfig.pairs})")
     p.add_argument("--weights", type=Path, default=None, help="checkpoint (default: shipped 2ch2stream weights)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N", help="CPU threads (default: all cores)")
     p.set_defaults(func=run)
 
 
@@ -359,8 +367,9 @@ def run(args: argparse.Namespace) -> int:
     from . import colmap
 
     colmap.set_verbosity(bool(getattr(args, "verbose", False)))  # COLMAP's own log lines only with -v
+    set_threads(args.threads)
     config = DemoConfig(seed=args.seed, num_images=args.num_images, max_keypoints=args.max_keypoints,
-                        pairs=args.pairs, device=args.device)  # fmt: skip
+                        pairs=args.pairs, device=args.device, threads=args.threads)  # fmt: skip
     summary = run_demo(args.out, config, weights=args.weights, overwrite=args.overwrite, progress=not args.quiet)
     print(format_summary(summary))
     return 0 if summary["registered"] >= 2 else 1

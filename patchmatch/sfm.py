@@ -51,8 +51,8 @@ import torch
 
 from . import colmap, storage
 from .features import CONTRAST_SCHEDULE
-from .images import (ImageReadError, check_one_size, check_principal_point, duplicate_files, exclude_output_dir,
-                     pair_key_collisions, read_gray, scan_images)  # fmt: skip
+from .images import (IMAGE_EXTENSIONS, ImageReadError, check_one_size, check_principal_point, duplicate_files,
+                     exclude_output_dir, pair_key_collisions, read_gray, scan_images)  # fmt: skip
 from .matching import MatchConfig
 from .pairs import parse_strategy, read_pairs_strategy_file
 from .executors import make_executor, parse_executor
@@ -365,7 +365,8 @@ def _vet_images(image_dir: Path, out_dir: Path, config: SfmConfig, ground_truth)
 
         known = set(load_cameras_json(ground_truth))
     names, duplicates = duplicate_files(image_dir, names, known)  # a copy never hides a ground-truth name
-    read_pairs_strategy_file(config.pairs, names)  # a bad pairs file fails before any work
+    # a bad pairs file fails before any work; its pairs that name a skipped image are left out later
+    read_pairs_strategy_file(config.pairs, names + [item["name"] for item in skipped + duplicates])
     if config.single_camera:
         check_one_size(image_dir, names)
     if config.camera is not None:
@@ -443,7 +444,8 @@ def run_sfm(
 
     Returns:
         The report, also written to ``out_dir/report.json`` (NaN and infinity, e.g. the
-        reprojection error of no model, written as null): ``images``, ``registered``,
+        reprojection error of no model, written as null): ``images`` (image files found, used or
+        skipped), ``images_used``, ``registered``,
         ``points``, ``mean_track_length``, ``mean_reprojection_error`` (px), ``pairs``,
         ``seconds`` (per stage, this call), ``seconds_total`` (this call), ``seconds_all_calls``
         (with the earlier calls a resumed run built on), ``skipped`` (``[{"name", "reason"}]``), ``unregistered`` (``[{"name", "reason"}]``:
@@ -507,7 +509,7 @@ def run_sfm(
                                       reconstruction, len(good))  # fmt: skip
         stats = {k: v for k, v in colmap.reconstruction_stats(reconstruction).items() if k != "registered_names"}
         total = round(sum(seconds.values()), 3)
-        report.update(status="complete", images=len(names), images_used=len(good), **stats, seconds_total=total,
+        report.update(status="complete", images=_found(names, report), images_used=len(good), **stats, seconds_total=total,
                       seconds_all_calls=round(report["seconds_earlier"] + total, 3), config=_settings_run(config),
                       weights={"sha256": identity["matching"]["weights_sha256"], **_scorer_meta(scorer, spec)})  # fmt: skip
         if ground_truth is not None:
@@ -515,6 +517,14 @@ def run_sfm(
         write_json(out_dir / "report.json", report)
         _log_result(report, len(good))
     return report
+
+
+def _found(names: list[str], report: dict) -> int:
+    """The report's ``images``: the image files found, used or skipped (unreadable ones, copies, name
+    clashes, links that lead nowhere); links to folders are not counted."""
+    named = set(names)
+    skipped = {s["name"] for s in report["skipped"]} - named
+    return len(names) + sum(Path(n).suffix.lower() in IMAGE_EXTENSIONS for n in skipped)
 
 
 def _settings_run(config: SfmConfig) -> dict:
@@ -585,7 +595,7 @@ def _usable(image_dir: Path, out_dir: Path, names: list[str], features_path: Pat
         logger.warning("%s: no keypoints (a blank, uniform or tiny image): it cannot be registered", image_dir / name)
     if len(good) < 2:
         reason = f"{image_dir}: fewer than 2 readable images ({len(good)} of {len(names)})"
-        report.update(status="failed", reason=reason, images=len(names), images_used=len(good), registered=0)
+        report.update(status="failed", reason=reason, images=_found(names, report), images_used=len(good), registered=0)
         write_json(out_dir / "report.json", report)
         raise ValueError(reason)
     return good

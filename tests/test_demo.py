@@ -45,7 +45,7 @@ def test_demo_refuses_existing_outputs(tmp_path):
         run_demo(tmp_path, DemoConfig())
 
 
-@pytest.mark.parametrize("kwargs", [{"num_images": 2}, {"pairs": "nearby:3"}, {"k": 0}, {"correct_px": 0.0}])
+@pytest.mark.parametrize("kwargs", [{"num_images": 2}, {"pairs": "nearby:3"}, {"k": 0}, {"correct_px": 0.0}, {"threads": 0}])
 def test_demo_config_is_validated(kwargs):
     with pytest.raises(ValueError):
         DemoConfig(**kwargs)
@@ -59,13 +59,14 @@ def test_demo_end_to_end(tmp_path, capsys):
     except FileNotFoundError as error:
         pytest.skip(f"no shipped weights in this checkout: {error}")
     out = tmp_path / "demo"
-    code = main(["demo", str(out), "--num-images", "6", "--max-keypoints", "512", "--device", "cpu"])
+    code = main(["demo", str(out), "--num-images", "6", "--max-keypoints", "512", "--device", "cpu", "--threads", "2"])
     table = capsys.readouterr().out
     assert code == 0
     summary = json.loads((out / "summary.json").read_text())
     report = json.loads((out / "sfm" / "report.json").read_text())
     assert "registered images" in table and "6 / 6" in table
     assert summary["registered"] == report["registered"] == 6
+    assert report["config"]["threads"] == 2  # --threads reaches the pipeline
     assert summary["rotation_error_median_deg"] == report["pose"]["rotation_error_median_deg"] < 0.5
     assert summary["putative_matches"] == report["putative_matches"] > 300
     assert summary["match_precision"] > 0.8

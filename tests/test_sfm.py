@@ -316,12 +316,19 @@ def test_shipped_weights_default_matching(tmp_path, no_viz):
 
 
 def test_report_counts_with_a_duplicate_image(tmp_path):
-    """A byte-identical copy is skipped before detection: it counts neither as computed nor as reused."""
-    images = _image_dir(tmp_path, NAMES[:2], broken=False)
+    """A byte-identical copy is skipped before detection: it counts neither as computed nor as reused,
+    but as an image found. A pairs file may name it, or a dangling link: those pairs are left out, with
+    a note."""
+    images = _image_dir(tmp_path, NAMES[:3], broken=False)
     (images / "zcopy.jpg").symlink_to(SCENE / "images" / NAMES[0])
-    report = run_sfm(images, tmp_path / "out", CONFIG, scorer=_scorer())
-    assert report["features_computed"] == 2 and report["features_reused"] == 0
-    assert [s["name"] for s in report["skipped"]] == ["zcopy.jpg"]
+    (images / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text(f"{NAMES[0]} {NAMES[1]}\n{NAMES[1]} {NAMES[2]}\n{NAMES[0]} zcopy.jpg\n{NAMES[1]} gone.jpg\n")
+    report = run_sfm(images, tmp_path / "out", dataclasses.replace(CONFIG, pairs=f"file:{pairs}"), scorer=_scorer())
+    assert report["features_computed"] == 3 and report["features_reused"] == 0
+    assert sorted(s["name"] for s in report["skipped"]) == ["gone.jpg", "zcopy.jpg"]
+    assert report["images"] == 5 and report["images_used"] == 3 and report["pairs"] == 2
+    assert any("2 of the 4 pairs" in note and "gone.jpg, zcopy.jpg" in note for note in report["notes"])
 
 
 def test_changed_image_is_not_silently_reused(tmp_path):

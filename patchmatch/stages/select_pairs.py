@@ -47,7 +47,8 @@ def run(
         strategy: see :mod:`patchmatch.pairs` (``auto``: exhaustive or retrieval by the number of images).
         left_out: images of the folder that are not in ``names`` (unreadable, duplicates): a
             pairs file may name them; such pairs are dropped with a warning.
-        report: gets ``pairs_strategy``, the strategy used (what ``auto`` chose, or the file).
+        report: gets ``pairs_strategy``, the strategy used (what ``auto`` chose, or the file), and
+            in ``notes`` the pairs of a pairs file left out.
 
     Returns:
         ``pairs_path``.
@@ -67,8 +68,12 @@ def run(
         usable = set(names)
         pairs = [p for p in listed if p[0] in usable and p[1] in usable]
         if len(pairs) < len(listed):
-            logger.warning("%d of the %d pairs of %s name a skipped image: left out",
-                           len(listed) - len(pairs), len(listed), strategy)  # fmt: skip
+            named = sorted({n for p in listed for n in p} - usable)
+            note = (f"{len(listed) - len(pairs)} of the {len(listed)} pairs of {strategy} name a skipped image "
+                    f"({', '.join(named[:5])}{', …' if len(named) > 5 else ''}): left out")  # fmt: skip
+            logger.warning("%s", note)
+            if report is not None:
+                report.setdefault("notes", []).append(note)
     if report is not None:
         report["pairs_strategy"] = str(strategy)
     return write_json(pairs_path, [list(p) for p in pairs])
