@@ -10,7 +10,14 @@ command line starts without importing PyTorch.
 from __future__ import annotations
 
 import importlib
+import zlib  # noqa: F401  (first: see below)
 from typing import TYPE_CHECKING, Any
+
+# The system zlib is loaded before pycolmap can be: pycolmap's extension links its own copy of
+# zlib and exports it, and a libz.so.1 first loaded as that extension's dependency binds its
+# internal calls (deflateReset) to the copy. OpenCV's PNG writer then corrupts the heap ("double
+# free or corruption" in cv2.imwrite). Loaded here first, libz binds to itself
+# (tests/test_native_libraries.py).
 
 __version__ = "0.1.0"
 #: public name → the submodule that defines it

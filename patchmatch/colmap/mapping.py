@@ -145,6 +145,11 @@ class MapperConfig:
         image_names: map only these images (COLMAP's ``image_names``; empty: all). A scene
             graph of separate parts (images linked by verified pairs of ``min_num_matches``
             inliers) is mapped one part at a time this way by :func:`map_database`.
+        min_focal_length_ratio, max_focal_length_ratio: a camera whose focal length over its longest
+            image side leaves this range has bogus parameters for COLMAP's mapper (its images are
+            not used to register others; COLMAP's 0.1 and 10). :func:`map_database` widens it to
+            admit every camera's prior with a margin of 2: a telephoto lens (10.5 × its longest
+            side) would be bogus from the start and never register.
         check: check every mapper run's models before one is kept
             (:func:`~patchmatch.colmap.check.check_model`): images whose poses disagree with
             their verified two-view geometries, that see too few well-triangulated points, or
@@ -170,6 +175,8 @@ class MapperConfig:
     random_seed: int = 0
     method: str = "auto"
     image_names: tuple[str, ...] = ()
+    min_focal_length_ratio: float = 0.1
+    max_focal_length_ratio: float = 10.0
     check: bool = True
 
     def __post_init__(self):
@@ -192,6 +199,8 @@ class MapperConfig:
             "num_threads": (self.num_threads >= 1 or self.num_threads == -1, ">= 1, or -1 for all cores"),
             "random_seed": (-1 <= self.random_seed < 2**31 - 16, "in [-1, 2**31 - 17] (seed + retries must fit in int32)"),
             "method": (self.method in MAPPER_METHODS, f"one of {MAPPER_METHODS}"),
+            "min_focal_length_ratio": (0 < self.min_focal_length_ratio < self.max_focal_length_ratio < float("inf"),
+                                       "> 0 and below max_focal_length_ratio"),
         }  # fmt: skip
         bad = [f"{name}={getattr(self, name)!r} (must be {rule})" for name, (ok, rule) in checks.items() if not ok]
         if bad:
@@ -263,6 +272,8 @@ def mapper_options(config: MapperConfig) -> pycolmap.IncrementalPipelineOptions:
     options.mapper.init_min_tri_angle = float(config.init_min_tri_angle)
     options.mapper.init_max_forward_motion = float(config.init_max_forward_motion)
     options.mapper.abs_pose_min_num_inliers = int(config.abs_pose_min_num_inliers)
+    options.mapper.min_focal_length_ratio = float(config.min_focal_length_ratio)
+    options.mapper.max_focal_length_ratio = float(config.max_focal_length_ratio)
     options.mapper.filter_max_reproj_error = float(config.max_reproj_error)
     options.triangulation.complete_max_reproj_error = float(config.max_reproj_error)
     options.triangulation.merge_max_reproj_error = float(config.max_reproj_error)
@@ -883,6 +894,7 @@ def map_database(
     image_dir, output_dir = Path(image_dir), Path(output_dir)
     if not image_dir.is_dir():
         raise FileNotFoundError(f"image folder {image_dir} does not exist")
+    config = _admit_priors(database, config)
     scene = _read_scene(database, config)
     output_dir.mkdir(parents=True, exist_ok=True)
     _remove_models(output_dir)  # first: a run stopped before the end leaves no model, never a partial one
@@ -900,6 +912,20 @@ def map_database(
         for index, model in enumerate(models):  # each model whole, then moved in by one rename
             os.replace(write_reconstruction(model, Path(scratch) / "models" / str(index)), output_dir / str(index))
     return models
+
+
+def _admit_priors(database: Path, config: MapperConfig) -> MapperConfig:
+    """``config`` with its focal-length ratio range widened to hold every camera's prior focal length
+    over its longest side with a margin of 2 (:attr:`MapperConfig.max_focal_length_ratio`)."""
+    with open_database(database) as db:
+        ratios = [c.mean_focal_length() / max(c.width, c.height) for c in db.read_all_cameras() if max(c.width, c.height) > 0]
+    if not ratios:
+        return config
+    low, high = min(config.min_focal_length_ratio, min(ratios) / 2), max(config.max_focal_length_ratio, max(ratios) * 2)
+    if (low, high) != (config.min_focal_length_ratio, config.max_focal_length_ratio):
+        logger.info("focal lengths of %.3g-%.3g x the longest image side admitted (priors %.3g-%.3g)", low, high,
+                    min(ratios), max(ratios))  # fmt: skip
+    return dataclasses.replace(config, min_focal_length_ratio=low, max_focal_length_ratio=high)
 
 
 def unregistered_reasons(

@@ -212,6 +212,22 @@ def test_mapper_options_carry_the_reprojection_filter():
     assert mapping.mapper_options(colmap.MapperConfig()).mapper.filter_max_reproj_error == 2.0
 
 
+def test_focal_length_ratio_range_admits_every_prior(tmp_path):
+    """COLMAP's mapper calls a camera bogus outside focal lengths of 0.1-10 x its longest side (its
+    images then never register): a database whose prior (a telephoto lens, given or from EXIF) lies
+    beyond gets a range holding it with a margin of 2; a usual one keeps COLMAP's."""
+    opts = mapping.mapper_options(colmap.MapperConfig(min_focal_length_ratio=0.05, max_focal_length_ratio=30.0))
+    assert opts.mapper.min_focal_length_ratio == 0.05 and opts.mapper.max_focal_length_ratio == 30.0
+    db = colmap.create_database(tmp_path / "database.db")
+    colmap.add_images(db, [colmap.CameraInfo("usual.jpg", 1024, 768, focal=1200.0)])
+    assert mapping._admit_priors(db, colmap.MapperConfig()) == colmap.MapperConfig()
+    colmap.add_images(db, [colmap.CameraInfo("tele.jpg", 1024, 1024, focal=10715.0),
+                           colmap.CameraInfo("fisheye.jpg", 1000, 1000, focal=80.0)])  # fmt: skip
+    admitted = mapping._admit_priors(db, colmap.MapperConfig())
+    assert admitted.max_focal_length_ratio == pytest.approx(2 * 10715.0 / 1024)
+    assert admitted.min_focal_length_ratio == pytest.approx(0.04)
+
+
 def test_incomplete_mapping_is_retried_with_other_seeds(sift_database, entry_dir, tmp_path, monkeypatch):
     """When every fallback leaves images out, the best settings run again with other random seeds;
     a complete model stops the search. (The extension of the configured model is switched off here:
