@@ -33,7 +33,7 @@ from .evaluation.pose import evaluate_poses, load_cameras_json
 from .images import ImageReadError, duplicate_files, exclude_output_dir, list_images, pair_key_collisions, read_gray
 from .pairs import read_pairs_strategy_file
 from .scoring import PatchScorer
-from .sfm import SfmConfig, run_sfm
+from .sfm import SfmConfig, check_camera_settings, run_sfm
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def run_colmap_sift(
     stages: dict[str, float] = {}
     t = time.perf_counter()
     database = colmap.create_database(out / "database.db")
-    colmap.sift_extract(database, images, names, sift, config.single_camera, intrinsics=config.camera)
+    colmap.sift_extract(database, images, names, sift, config.shared_camera, intrinsics=config.camera)
     stages["extraction"] = time.perf_counter() - t
     t = time.perf_counter()
     summary = colmap.sift_match_exhaustive(database, sift, config.with_threads().verification)
@@ -263,6 +263,7 @@ def _check_inputs(images: Path, out: Path, config: SfmConfig, weights, ground_tr
     if ground_truth is not None and not known & set(names):  # about these images
         raise ValueError(f"{ground_truth} describes none of the images under {images} (wrong scene?)")
     read_pairs_strategy_file(config.pairs, listed)  # checked before SIFT's run (patchmatch's would find it only afterwards)
+    check_camera_settings(images, names, config)  # likewise
     return names, skipped
 
 

@@ -342,8 +342,9 @@ def _jpeg_size(head: bytes) -> tuple[int, int] | None:
     return None
 
 
-def check_one_size(image_dir: Path, names: list[str]) -> None:
-    """Refuses images of different sizes for one shared camera (``single_camera``), before any work.
+def check_one_size(image_dir: Path, names: list[str], option: str = "--single-camera") -> None:
+    """Refuses images of different sizes for one shared camera (``single_camera``, or a known camera:
+    ``option`` names what asked for it in the message), before any work.
     Files whose size cannot be read are left to the reader, which names them later.
 
     Raises:
@@ -359,7 +360,7 @@ def check_one_size(image_dir: Path, names: list[str]) -> None:
             first = (n, size)
         elif size != first[1]:
             (a, (w0, h0)), (w1, h1) = first, size
-            raise ValueError(f"one shared camera (--single-camera) needs images of one size: {a} is {w0}×{h0} px, "
+            raise ValueError(f"one shared camera ({option}) needs images of one size: {a} is {w0}×{h0} px, "
                              f"{n} is {w1}×{h1} px")  # fmt: skip
 
 

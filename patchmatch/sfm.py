@@ -99,7 +99,8 @@ class SfmConfig:
         single_camera: all images share one camera (one size, one zoom); the default gives
             each image its own camera.
         camera: the known intrinsics of every image (:class:`patchmatch.colmap.CameraIntrinsics`:
-            a COLMAP camera model and its parameters, held fixed unless its ``refine``); None
+            a COLMAP camera model and its parameters, held fixed unless its ``refine``), one
+            camera shared by all of them (they must be of one size); None
             (default): SIMPLE_RADIAL cameras whose focal length (EXIF, or 1.2 × the longest side)
             and distortion are refined.
         executor: where extraction and matching run: ``"local"`` (this process), ``"ray"`` or
@@ -159,6 +160,11 @@ class SfmConfig:
         if not self.threads:
             return self
         return dataclasses.replace(self, verification=dataclasses.replace(self.verification, num_threads=self.threads))
+
+    @property
+    def shared_camera(self) -> bool:
+        """One camera for all images: ``single_camera``, or a known ``camera`` (one calibration)."""
+        return self.single_camera or self.camera is not None
 
     @property
     def mapping(self) -> colmap.MapperConfig:
@@ -343,6 +349,20 @@ def _diff(previous: Any, current: dict, prefix: str = "") -> str:
 # --------------------------------------------------------------------------
 # Before any work: the images, the network
 # --------------------------------------------------------------------------
+def check_camera_settings(image_dir: Path, names: list[str], config: SfmConfig) -> None:
+    """Refuses, before any work, one camera for images of two sizes (``single_camera``, or a known
+    ``camera``: one calibration is one camera), or a known camera whose principal point lies
+    outside the images. Files whose size cannot be read are left to the reader.
+
+    Raises:
+        ValueError: naming the files and their sizes.
+    """
+    if config.shared_camera:
+        check_one_size(image_dir, names, "--camera-model" if config.camera is not None else "--single-camera")
+    if config.camera is not None:
+        check_principal_point(image_dir, names, config.camera)
+
+
 def _vet_images(image_dir: Path, out_dir: Path, config: SfmConfig, ground_truth) -> tuple[list[str], list[dict]]:
     """The images to use and those skipped (name clashes, byte-identical copies), checked
     against the pairs file, the ground truth and a shared camera before any work.
@@ -367,10 +387,7 @@ def _vet_images(image_dir: Path, out_dir: Path, config: SfmConfig, ground_truth)
     names, duplicates = duplicate_files(image_dir, names, known)  # a copy never hides a ground-truth name
     # a bad pairs file fails before any work; its pairs that name a skipped image are left out later
     read_pairs_strategy_file(config.pairs, names + [item["name"] for item in skipped + duplicates])
-    if config.single_camera:
-        check_one_size(image_dir, names)
-    if config.camera is not None:
-        check_principal_point(image_dir, names, config.camera)
+    check_camera_settings(image_dir, names, config)
     if ground_truth is not None and not known & set(names):
         raise ValueError(f"{ground_truth} describes none of the images under {image_dir} (wrong scene?)")
     for item in skipped + duplicates:
@@ -492,7 +509,7 @@ def run_sfm(
                                 config.max_image_size, config.workers, progress, report, executor, spec)  # fmt: skip
         with stage("database"):
             database = to_database.run(image_dir, features, pairs, matches, out_dir / "database.db", good,
-                                       config.single_camera, report, config.camera)  # fmt: skip
+                                       config.shared_camera, report, config.camera)  # fmt: skip
         with stage("verification"):
             verify.run(database, verification, report=report)
         if config.guided is not None:

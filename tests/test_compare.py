@@ -118,3 +118,7 @@ def test_compare_refuses_changed_settings_and_checks_inputs_first(scene, tmp_pat
         assert code == 2
         assert error in capsys.readouterr().err
         assert not (tmp_path / "o4").exists()
+    # a known camera that does not fit the images fails before SIFT's run too
+    assert main(["-q", "compare", str(scene / "images"), str(tmp_path / "o5"), "--camera-model", "SIMPLE_PINHOLE",
+                 "--camera-params", "1000,5000,300"]) == 2  # fmt: skip
+    assert "the principal point of the given camera" in capsys.readouterr().err and not (tmp_path / "o5").exists()

@@ -440,7 +440,7 @@ def test_known_intrinsics_are_held_fixed(run, tmp_path):
     assert written["camera"] == {"model": "PINHOLE", "params": list(known.params), "refine": False}
     assert not written["mapper"]["refine_focal_length"] and not written["mapper"]["refine_extra_params"]
     model = read_reconstruction(out / "sparse" / "0")
-    assert len(model.cameras) == 5
+    assert len(model.cameras) == 1  # one calibration, one camera
     for camera in model.cameras.values():
         assert camera.model.name == "PINHOLE"
         np.testing.assert_array_equal(camera.params, known.params)
@@ -453,3 +453,7 @@ def test_single_camera_needs_one_image_size(tmp_path):
     with pytest.raises(ValueError, match=r"flat0.png is 160×120 px, flat2.png is 160×100 px"):
         run_sfm(images, tmp_path / "out", config, scorer=_scorer())
     assert not (tmp_path / "out").exists()  # refused before any work
+    known = colmap.CameraIntrinsics("SIMPLE_PINHOLE", (200.0, 80.0, 60.0))  # one calibration is one camera
+    with pytest.raises(ValueError, match=r"one shared camera \(--camera-model\) needs images of one size"):
+        run_sfm(images, tmp_path / "out", SfmConfig(max_keypoints=64, camera=known), scorer=_scorer())
+    assert not (tmp_path / "out").exists()
