@@ -462,8 +462,7 @@ def run_sfm(
     Returns:
         The report, also written to ``out_dir/report.json`` (NaN and infinity, e.g. the
         reprojection error of no model, written as null): ``images`` (image files found, used or
-        skipped), ``images_used``, ``registered``,
-        ``points``, ``mean_track_length``, ``mean_reprojection_error`` (px), ``pairs``,
+        skipped), ``images_used``, ``registered``, ``points``, ``mean_track_length``, ``mean_reprojection_error`` (px), ``pairs``,
         ``seconds`` (per stage, this call), ``seconds_total`` (this call), ``seconds_all_calls``
         (with the earlier calls a resumed run built on), ``skipped`` (``[{"name", "reason"}]``), ``unregistered`` (``[{"name", "reason"}]``:
         in no model, and why), ``models`` (every model written: ``path``, ``registered``, ``points``, ``names``),
