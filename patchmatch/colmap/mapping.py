@@ -621,9 +621,6 @@ class _Search:
     retries: int = 0  # seed retries left for the best fallback's settings
     workdir: Path | None = None  # where the shared-camera copy of the database goes
     shared_run: tuple[list[pycolmap.Reconstruction], MappingAttempt] | None = None  # the shared-camera run's, checked
-    # the best run that refined the intrinsics while mapping: kept instead of a fixed-intrinsics run whose
-    # refinement afterwards runs away and rejects images (_settle_intrinsics), where it has more usable images
-    refined_best: tuple[list[pycolmap.Reconstruction], _Run, MappingAttempt] | None = None
 
     def base(self, run: _Run) -> tuple[list[pycolmap.Reconstruction], MappingAttempt | None]:
         """The models an extending ``run`` continues, and their attempt: the shared-camera run's, or the best."""
@@ -670,14 +667,11 @@ class _Search:
         if run.shared and not run.extends:
             self.shared_run = (models, attempt)
         # most usable images; then fewest degenerate cameras; then fewest models; then the earlier run
-        if models and (not self.models or _rank(attempt, models) > _rank(self.attempt, self.models)):
+        if models and (not self.models or (attempt.usable, -len(attempt.degenerate), -len(models))
+                       > (self.attempt.usable, -len(self.attempt.degenerate), -len(self.models))):  # fmt: skip
             self.models, self.run, self.attempt = models, run, attempt
         elif self.attempt is None:
             self.attempt = attempt
-        refines = run.config.refine_focal_length or run.config.refine_extra_params
-        if models and refines and (self.refined_best is None
-                                   or _rank(attempt, models) > _rank(self.refined_best[2], self.refined_best[0])):  # fmt: skip
-            self.refined_best = (models, run, attempt)
 
     def seed_retry(self) -> _Run | None:
         """The best fallback's settings with the next seed, when every run left images out (the
@@ -696,11 +690,6 @@ class _Search:
         if self.complete():
             return f"{len(self.models)} models of one scene"
         return f"{self.attempt.usable} of {self.scene.reachable} reachable images registered and checked"
-
-
-def _rank(attempt: MappingAttempt, models: list[pycolmap.Reconstruction]) -> tuple[int, int, int]:
-    """How runs compare: most usable images, then fewest degenerate cameras, then fewest models."""
-    return attempt.usable, -len(attempt.degenerate), -len(models)
 
 
 def _without(models: list[pycolmap.Reconstruction], image_ids: set[int]) -> list[pycolmap.Reconstruction]:
@@ -877,9 +866,7 @@ def map_database(
     change another's models; parts smaller than ``min_model_size`` are left unregistered
     (:func:`unregistered_reasons` says why an image is in no model). The run with most usable
     images is kept (on a tie, the one with
-    fewer degenerate cameras, then the earlier); a kept fixed-intrinsics run whose intrinsics, refined
-    afterwards, run away so that the checks reject its images gives way to the best run that refined
-    them while mapping, where that one keeps more usable images. With ``"global"``, one run of GLOMAP; when the
+    fewer degenerate cameras, then the earlier). With ``"global"``, one run of GLOMAP; when the
     checks reject images of its model or a camera is degenerate (signs of a wrong model, seen on
     temple-ring's ring of 16 views), or it builds none, the incremental cascade maps the part too
     (up to :data:`AUTO_MAX_INCREMENTAL` images: above, GLOMAP's checked model is kept, with a
@@ -1027,15 +1014,9 @@ def _map_part(image_dir: Path, output_dir: Path, scene: _Scene, config: MapperCo
     if len(search.attempts) > 1:
         logger.info("kept the %s mapping: %d of %d reachable images registered in %d model(s)",
                     search.attempt.name, search.attempt.usable, scene.reachable, len(search.models))  # fmt: skip
+    # a kept fixed-intrinsics run whose refinement rejects its images is not replaced by a run that refined
+    # while mapping: measured on lego's halves, those runs hold wrongly registered images
     models = _settle_intrinsics(search)
-    fallback = search.refined_best
-    if fallback is not None and fallback[2] is not search.attempt and fallback[2].usable > search.attempt.usable:
-        logger.info("refining the %s mapping's intrinsics left %d usable images; kept the %s mapping (%d)",
-                    search.attempt.name, search.attempt.usable, fallback[2].name, fallback[2].usable)  # fmt: skip
-        search.attempt.kept = False
-        search.models, search.run, search.attempt = fallback
-        search.attempt.kept = True
-        models = _settle_intrinsics(search)
     for item in search.attempt.rejected:
         logger.warning("%s: not registered, %s", item["name"], item["reason"])
     if not models:

@@ -161,37 +161,6 @@ def test_mapping_falls_back_to_fixed_intrinsics(sift_database, entry_dir, tmp_pa
         assert attempts[0].registered == 3 and attempts[0].usable == 2 and len(attempts[0].degenerate) == 1
 
 
-def test_a_fixed_intrinsics_run_whose_refinement_rejects_its_images_gives_way(sift_database, entry_dir, tmp_path,
-                                                                             monkeypatch):  # fmt: skip
-    """The fixed-intrinsics run registers most images, but refined afterwards its cameras run away and
-    the checks reject every image: the best run that refined while mapping is kept instead (seen on
-    temple-ring: 0/16 registered where the shared-camera run had 13 usable)."""
-    db = sift_database(entry_dir, ["0000.jpg", "0001.jpg", "0002.jpg"])
-    real_map_once = mapping.map_once
-
-    def refined_runs_leave_one_out(database, image_dir, output_dir, config, input_model=None):
-        models = real_map_once(database, image_dir, output_dir, config, input_model)
-        if config.refine_focal_length and models:
-            rec = models[0]
-            rec.deregister_frame(rec.images[max(rec.reg_image_ids())].frame_id)
-        return models
-
-    def runs_away(model, config, scene):
-        bad = {cam_id: "focal 1.0 px (prior 1000.0 px)" for cam_id in model.cameras}
-        return model, bad, set(bad)
-
-    monkeypatch.setattr(mapping, "map_once", refined_runs_leave_one_out)
-    monkeypatch.setattr(mapping, "_refine_intrinsics", runs_away)
-    attempts = []
-    config = colmap.MapperConfig(num_threads=1, min_model_size=2, extend_fallback=False, forward_motion_fallback=False)
-    models = colmap.map_database(db, entry_dir, tmp_path / "sparse", config, attempts)
-    kept = [a for a in attempts if a.kept]
-    fixed = next(a for a in attempts if a.name == "fixed intrinsics")
-    assert fixed.usable == 0 and not fixed.kept, attempts  # its images rejected once refined
-    assert len(kept) == 1 and kept[0].name in ("configured", "shared cameras") and kept[0].usable == 2, attempts
-    assert len(models) == 1 and models[0].num_reg_images() == 2
-
-
 def test_an_incomplete_fallback_model_is_continued_once(sift_database, entry_dir, tmp_path, monkeypatch):
     """The kept fallback's model, when it leaves reachable images out, is continued once with the
     relaxed registration threshold (lund's walk: 15 + 6 images, then 21 in one model)."""
