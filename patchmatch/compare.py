@@ -234,7 +234,8 @@ def compare(
     without = {**_patchmatch_row(report, round(time.perf_counter() - t, 2)), "network": None}  # never asked
     result = {"images_dir": str(images), "images": len(names), "ground_truth": str(ground_truth) if ground_truth else None,
               "max_keypoints": config.max_keypoints, "max_image_size": config.max_image_size,
-              "skipped": skipped, "methods": {"colmap-sift": sift, "patchmatch": pm, WITHOUT_NETWORK_DIR: without}}  # fmt: skip
+              "camera": None if config.camera is None else dataclasses.asdict(config.camera), "skipped": skipped,
+              "methods": {"colmap-sift": sift, "patchmatch": pm, WITHOUT_NETWORK_DIR: without}}  # fmt: skip
     (out / "compare.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
 

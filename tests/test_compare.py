@@ -54,6 +54,7 @@ def test_compare_runs_both_pipelines_and_resumes(scene, tmp_path, capsys, monkey
     assert result["ground_truth"] == str(tmp_path / "s" / "cameras.json")
     # the copy is skipped, not 0003.jpg that cameras.json knows
     assert {x["name"] for x in result["skipped"]} == {"notes.jpg", "00.jpg"} and result["images"] == 3
+    assert result["camera"] is None  # no calibration given
     sift, pm = result["methods"]["colmap-sift"], result["methods"]["patchmatch"]
     assert sift["registered"] == 3 and set(sift["seconds_per_stage"]) == {"extraction", "matching", "mapping"}
     assert pm["registered"] == 3 and pm["points"] > 100

@@ -45,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     result = compare(args.images, args.out, config, weights=args.weights, ground_truth=args.ground_truth,
                      overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip
     print(f"\n{args.images}: {result['images']} images, {args.max_keypoints} keypoints, "
-          f"max image size {args.max_image_size or 'original'}, ground truth {result['ground_truth'] or 'none'}\n")  # fmt: skip
+          f"max image size {args.max_image_size or 'original'}, ground truth {result['ground_truth'] or 'none'}"
+          + (f", camera {config.camera.model} {','.join(f'{v:g}' for v in config.camera.params)}"
+             + (" (refined)" if config.camera.refine else " (fixed)") if config.camera else "") + "\n")  # fmt: skip
     print(format_table(result))
     print(f"\nwritten: {args.out / 'compare.json'}")
     return 0
