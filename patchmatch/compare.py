@@ -113,6 +113,11 @@ def run_colmap_sift(
     return _with_pose(result, out, names, ground_truth)
 
 
+def _camera(config: SfmConfig) -> dict | None:
+    """The known calibration as the JSON files record it (None: none given)."""
+    return None if config.camera is None else dataclasses.asdict(config.camera)
+
+
 def _finished_run(done: Path, settings: dict) -> dict:
     """A finished SIFT run's numbers (``sift.json``), if it was made with ``settings``.
 
@@ -133,7 +138,7 @@ def _sift_settings(images: Path, names: list[str], config: SfmConfig) -> dict:
     stores it (JSON: tuples are lists)."""
     settings = {"images": str(images.resolve()), "names": list(names), "max_keypoints": config.max_keypoints,
             "max_image_size": config.max_image_size, "single_camera": config.single_camera,
-            "camera": None if config.camera is None else dataclasses.asdict(config.camera),
+            "camera": _camera(config),
             "verification": dataclasses.asdict(config.verification),
             "mapper": {k: v for k, v in dataclasses.asdict(config.mapping).items()
                        if k not in ("extend_fallback", "fixed_intrinsics_fallback", "forward_motion_fallback",
@@ -234,7 +239,7 @@ def compare(
     without = {**_patchmatch_row(report, round(time.perf_counter() - t, 2)), "network": None}  # never asked
     result = {"images_dir": str(images), "images": len(names), "ground_truth": str(ground_truth) if ground_truth else None,
               "max_keypoints": config.max_keypoints, "max_image_size": config.max_image_size,
-              "camera": None if config.camera is None else dataclasses.asdict(config.camera), "skipped": skipped,
+              "camera": _camera(config), "skipped": skipped,
               "methods": {"colmap-sift": sift, "patchmatch": pm, WITHOUT_NETWORK_DIR: without}}  # fmt: skip
     (out / "compare.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result

@@ -379,7 +379,7 @@ def check_principal_point(image_dir: Path, names: list[str], camera) -> None:
             continue
         if not camera.principal_point_inside(width, height):
             raise ValueError(f"{Path(image_dir) / n} is {width}×{height} px: the principal point of the given camera "
-                             f"({camera.model} {','.join(f'{v:g}' for v in camera.params)}) lies outside it")  # fmt: skip
+                             f"({camera}) lies outside it")  # fmt: skip
 
 
 def exclude_output_dir(names: list[str], image_dir: Path, out_dir: Path) -> list[str]:

@@ -11,6 +11,7 @@ is applied here (:mod:`patchmatch.colmap.convention`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import errno
 import logging
 import os
@@ -132,11 +133,21 @@ class CameraIntrinsics:
         camera.has_prior_focal_length = True
         return camera
 
+    @functools.cached_property
+    def principal_point(self) -> tuple[float, float]:
+        """``(cx, cy)`` in pixels (COLMAP's convention)."""
+        camera = self.camera(1, 1)
+        cx, cy = (float(camera.params[i]) for i in camera.principal_point_idxs())
+        return cx, cy
+
     def principal_point_inside(self, width: int, height: int) -> bool:
         """Whether the principal point lies inside an image of ``width`` × ``height`` px."""
-        camera = self.camera(width, height)
-        cx, cy = (float(camera.params[i]) for i in camera.principal_point_idxs())
+        cx, cy = self.principal_point
         return 0 < cx < width and 0 < cy < height
+
+    def __str__(self) -> str:
+        """As the command line gives it: ``"PINHOLE 1520.4,1525.9,302.82,247.37"``."""
+        return f"{self.model} {','.join(f'{v:g}' for v in self.params)}"
 
 
 @dataclass(frozen=True)
@@ -420,7 +431,7 @@ def _check_camera_infos(database: Path, cameras: Sequence[CameraInfo], single_ca
             raise ValueError(f"image {info.name!r}: invalid focal length {info.focal}")
         if intrinsics is not None and not intrinsics.principal_point_inside(info.width, info.height):
             raise ValueError(f"image {info.name!r} ({info.width}x{info.height} px): the given camera's principal point "
-                             f"lies outside it (camera parameters {list(intrinsics.params)}, pixels of the original image)")  # fmt: skip
+                             f"lies outside it ({intrinsics}, pixels of the original image)")  # fmt: skip
     if single_camera and len({(info.width, info.height) for info in cameras}) > 1:
         raise ValueError(f"single_camera needs images of one size; got {sorted({(i.width, i.height) for i in cameras})}")
 

@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
                      overwrite=args.overwrite, progress=not args.quiet)  # fmt: skip
     print(f"\n{args.images}: {result['images']} images, {args.max_keypoints} keypoints, "
           f"max image size {args.max_image_size or 'original'}, ground truth {result['ground_truth'] or 'none'}"
-          + (f", camera {config.camera.model} {','.join(f'{v:g}' for v in config.camera.params)}"
-             + (" (refined)" if config.camera.refine else " (fixed)") if config.camera else "") + "\n")  # fmt: skip
+          + (f", camera {config.camera} ({'refined' if config.camera.refine else 'fixed'})" if config.camera else "")
+          + "\n")  # fmt: skip
     print(format_table(result))
     print(f"\nwritten: {args.out / 'compare.json'}")
     return 0
