@@ -29,6 +29,7 @@ from patchmatch.models import build_model, save_checkpoint
 from patchmatch.scoring import PatchScorer
 from patchmatch import sfm
 from patchmatch.sfm import SfmConfig, run_sfm, weights_fingerprint
+from tests.conftest import shared_path
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SCENE = DATA / "scenes" / "entry-P10"
@@ -445,6 +446,20 @@ def test_known_intrinsics_are_held_fixed(run, tmp_path):
         assert camera.model.name == "PINHOLE"
         np.testing.assert_array_equal(camera.params, known.params)
     assert report["pose"]["rotation_error_median_deg"] < 3.0
+
+
+@pytest.mark.slow
+def test_a_telephoto_calibration_registers(tmp_path):
+    """vesta's lens (focal length 10.5 x the image side, beyond COLMAP's default bound of 10 for a
+    plausible camera) given as the calibration: every image registers, at the right poses."""
+    scene = shared_path("scenes", "vesta")
+    K = json.loads((scene / "cameras.json").read_text())["images"]["00000000.png"]["K"]
+    known = colmap.CameraIntrinsics("PINHOLE", (K[0][0], K[1][1], K[0][2] + 0.5, K[1][2] + 0.5))
+    config = dataclasses.replace(CONFIG, max_keypoints=1024, max_image_size=512, single_camera=False, camera=known,
+                                 match=MatchConfig(network=False))  # fmt: skip
+    report = run_sfm(scene / "images", tmp_path / "out", config, scorer=_scorer(), ground_truth=scene / "cameras.json")
+    assert report["registered"] == 4
+    assert report["pose"]["rotation_error_median_deg"] < 0.5 and not report["pose"]["wrongly_registered"]
 
 
 def test_single_camera_needs_one_image_size(tmp_path):

@@ -272,8 +272,9 @@ def mapper_options(config: MapperConfig) -> pycolmap.IncrementalPipelineOptions:
     options.mapper.init_min_tri_angle = float(config.init_min_tri_angle)
     options.mapper.init_max_forward_motion = float(config.init_max_forward_motion)
     options.mapper.abs_pose_min_num_inliers = int(config.abs_pose_min_num_inliers)
-    options.mapper.min_focal_length_ratio = float(config.min_focal_length_ratio)
-    options.mapper.max_focal_length_ratio = float(config.max_focal_length_ratio)
+    # The pipeline's own fields: COLMAP copies them over the mapper's (IncrementalPipelineOptions::Mapper()).
+    options.min_focal_length_ratio = options.mapper.min_focal_length_ratio = float(config.min_focal_length_ratio)
+    options.max_focal_length_ratio = options.mapper.max_focal_length_ratio = float(config.max_focal_length_ratio)
     options.mapper.filter_max_reproj_error = float(config.max_reproj_error)
     options.triangulation.complete_max_reproj_error = float(config.max_reproj_error)
     options.triangulation.merge_max_reproj_error = float(config.max_reproj_error)

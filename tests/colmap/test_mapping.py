@@ -217,7 +217,7 @@ def test_focal_length_ratio_range_admits_every_prior(tmp_path):
     images then never register): a database whose prior (a telephoto lens, given or from EXIF) lies
     beyond gets a range holding it with a margin of 2; a usual one keeps COLMAP's."""
     opts = mapping.mapper_options(colmap.MapperConfig(min_focal_length_ratio=0.05, max_focal_length_ratio=30.0))
-    assert opts.mapper.min_focal_length_ratio == 0.05 and opts.mapper.max_focal_length_ratio == 30.0
+    assert opts.min_focal_length_ratio == 0.05 and opts.max_focal_length_ratio == 30.0  # what COLMAP's mapper uses
     db = colmap.create_database(tmp_path / "database.db")
     colmap.add_images(db, [colmap.CameraInfo("usual.jpg", 1024, 768, focal=1200.0)])
     assert mapping._admit_priors(db, colmap.MapperConfig()) == colmap.MapperConfig()
