@@ -6,7 +6,8 @@ shapes (:func:`~patchmatch.patches.extract_patches_colmap`), candidates come fro
 descriptors, the network decides the matches, and they are written into that database and
 verified geometrically, so that ``colmap mapper`` (or pycolmap) continues from it.
 
-Pairs that already hold matches or a two-view geometry are left alone unless ``overwrite``;
+Pairs that already hold matches or a two-view geometry are left alone unless ``overwrite`` (pairs
+whose entries hold no match, as COLMAP's matchers leave the pairs they failed on, are matched);
 each pair's matches are written in their own transaction, so an interrupted run resumes by
 running the same command again. With ``DatabaseMatchConfig.guided``, the pairs matched and
 verified in a run are matched again guided by their geometry (:mod:`patchmatch.stages.guided`)
@@ -113,7 +114,10 @@ class _PairStates:
 
     Attributes:
         todo: pairs to match. skipped: ``[name0, name1, reason]`` of pairs left alone.
-        replace: image-id keys of pairs whose earlier matches new ones replace (``overwrite``).
+        replace: image-id keys of pairs whose earlier entries new matches replace (``overwrite``,
+            or entries without a single match).
+        empty: of those, the pairs whose entries hold no match and no inlier (COLMAP's matchers
+            record the pairs they tried and failed): matched as if new, without ``overwrite``.
         unverified: pairs holding matches but no two-view geometry (an interrupted run),
             verified as they are.
     """
@@ -121,6 +125,7 @@ class _PairStates:
     todo: list[Pair] = field(default_factory=list)
     skipped: list[list[str]] = field(default_factory=list)
     replace: set[tuple[int, int]] = field(default_factory=set)
+    empty: set[tuple[int, int]] = field(default_factory=set)
     unverified: list[Pair] = field(default_factory=list)
 
 
@@ -135,6 +140,10 @@ def _sort_pairs(database: Path, images: dict[str, colmap.DatabaseImage], pairs: 
             culprit = a if a in bad else b
             states.skipped.append([a, b, f"{culprit}: {bad[culprit]}"])
         elif key not in matched and key not in geometries:
+            states.todo.append((a, b))
+        elif matched.get(key, 0) == 0 and geometries.get(key, 0) == 0:  # tried before, nothing found
+            states.empty.add(key)
+            states.replace.add(key)
             states.todo.append((a, b))
         elif overwrite:  # replaced only once new matches are there to write
             states.replace.add(key)
@@ -183,7 +192,8 @@ def _unmatched(states: _PairStates, images: dict[str, colmap.DatabaseImage], sum
     """``[name0, name1, reason]`` of the pairs to match that got no new matches, in order."""
     skipped = []
     for a, b in states.todo:
-        replaced = _key(images, a, b) in states.replace
+        key = _key(images, a, b)
+        replaced = key in states.replace and key not in states.empty
         kept = "; its existing matches and two-view geometry were kept" if replaced else ""
         if (a, b) in summary.failed:
             skipped.append([a, b, summary.failed[(a, b)] + kept])

@@ -191,24 +191,28 @@ def test_four_column_keypoints_become_similarity_shapes_and_two_columns_are_refu
             assert path.read_bytes() == before
 
 
-def test_empty_rows_count_as_existing_pairs(project):
+def test_pairs_colmap_tried_without_a_match_are_matched(project):
     """COLMAP records the pairs it tried with empty matches rows (and rejected pairs with empty
-    two-view geometries): they are existing pairs, skipped without --overwrite, replaced with it."""
+    two-view geometries): the very pairs the network is for, so they are matched without
+    --overwrite, their empty entries replaced; a pair holding matches is still left alone."""
     import pycolmap
 
     db, images = project
     ids = colmap.read_image_ids(db)
     a, b = sorted((ids[NAMES[0]], ids[NAMES[1]]))
-    with pycolmap.Database.open(str(db)) as d:
-        d.write_matches(a, b, np.zeros((0, 2), np.uint32))
+    c, d = sorted((ids[NAMES[1]], ids[NAMES[2]]))
+    with pycolmap.Database.open(str(db)) as handle:
+        handle.write_matches(a, b, np.zeros((0, 2), np.uint32))
+        handle.write_two_view_geometry(a, b, pycolmap.TwoViewGeometry())
+        handle.write_matches(c, d, np.stack([np.arange(100), np.arange(100)], 1).astype(np.uint32))
     matched, geometries = colmap.pairs_with_matches(db)
-    assert (a, b) in matched and not geometries
+    assert matched[(a, b)] == 0 and geometries[(a, b)] == 0 and matched[(c, d)] == 100
     every = DatabaseMatchConfig(match=MatchConfig(k=2, min_score=0.6, min_overlap=0, strong_overlap=0))
     report = match_database(db, images, every, NCCScorer())
-    assert [NAMES[0], NAMES[1]] in [s[:2] for s in report["skipped_pairs"]] or report["verified_existing_pairs"] == 1
-    replaced = match_database(db, images, every, NCCScorer(), overwrite=True)
-    assert replaced["matched_pairs"] == 3
+    assert report["matched_pairs"] == 2 and report["verified_existing_pairs"] == 1  # (c, d): as it is
     assert len(colmap.read_verified_matches(db, a, b)) > 50
+    assert [NAMES[0], NAMES[1]] not in [s[:2] for s in report["skipped_pairs"]]
+    assert len(colmap.read_matches(db, c, d)) == 100
 
 
 def test_patches_are_cut_at_the_scorers_magnification(project, monkeypatch):

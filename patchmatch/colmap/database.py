@@ -841,10 +841,11 @@ def table_pairs(database: str | os.PathLike, table: str) -> dict[tuple[int, int]
     return out
 
 
-def pairs_with_matches(database: str | os.PathLike) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
-    """Image-id pairs (smaller id first) that hold a matches entry (even an empty one: COLMAP's
-    matchers record pairs they tried), and those that hold a two-view geometry."""
-    return set(table_pairs(database, "matches")), set(table_pairs(database, "two_view_geometries"))
+def pairs_with_matches(database: str | os.PathLike) -> tuple[dict[tuple[int, int], int], dict[tuple[int, int], int]]:
+    """Image-id pairs (smaller id first) that hold a matches entry → its number of matches (0 for
+    an empty one: COLMAP's matchers record the pairs they tried), and those that hold a two-view
+    geometry → its number of inlier matches (:func:`table_pairs`)."""
+    return table_pairs(database, "matches"), table_pairs(database, "two_view_geometries")
 
 
 @dataclass(frozen=True)

@@ -45,9 +45,9 @@ def test_database_written_and_read_back(small_database):
     np.testing.assert_array_equal(colmap.read_matches(db, 2, 1), [[1, 0], [0, 2]])
     summary = colmap.database_summary(db)
     assert (summary.images, summary.keypoints, summary.matched_pairs, summary.matches) == (2, 5, 1, 2)
-    assert colmap.pairs_with_matches(db) == ({(1, 2)}, set())
+    assert colmap.pairs_with_matches(db) == ({(1, 2): 2}, {})
     colmap.delete_pairs(db, [(2, 1)])
-    assert colmap.pairs_with_matches(db) == (set(), set()) and len(colmap.read_matches(db, 1, 2)) == 0
+    assert colmap.pairs_with_matches(db) == ({}, {}) and len(colmap.read_matches(db, 1, 2)) == 0
 
 
 def test_copy_with_shared_cameras(tmp_path):
