@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import numpy as np
 
 from patchmatch.models import build_model
@@ -38,3 +42,25 @@ def shared_descriptor_scene():
         feats[f"im{i}"] = Features(kp.copy(), d, np.zeros(300, np.float32), np.array([100, 100]))
     names = sorted(feats)
     return feats, [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+
+
+def make_unwritable(path: Path) -> bool:
+    """Makes ``path`` unwritable for this process (chmod; as root, where chmod binds nobody, the
+    immutable attribute); False when neither works here."""
+    path.chmod(0o555 if path.is_dir() else 0o444)
+    if not os.access(path, os.W_OK):
+        return True
+    path.chmod(0o755 if path.is_dir() else 0o644)
+    try:
+        return subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+    except FileNotFoundError:  # no chattr
+        return False
+
+
+def make_writable(path: Path) -> None:
+    """Undoes :func:`make_unwritable`."""
+    try:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+    except FileNotFoundError:
+        pass
+    path.chmod(0o755 if path.is_dir() else 0o644)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from patchmatch.cli import build_parser, main
+from tests.helpers import make_unwritable, make_writable
 
 SUBCOMMANDS = ["match-pair", "make-patches", "train", "evaluate-patches", "brown-eval", "bench", "quantize", "export-onnx", "sfm", "match",
                "compare", "demo"]
@@ -193,3 +194,38 @@ def test_commands_parse_without_pycolmap():
             "build_parser().parse_args(['bench', '--precision', 'fp32'])\n")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_output_files_are_checked_before_any_work(tmp_path):
+    from patchmatch.commands.options import check_output_file, is_report
+
+    database = tmp_path / "database.db"
+    database.write_bytes(b"SQLite format 3\x00")
+    link = tmp_path / "r.json"
+    link.symlink_to(database)
+    for path in (database, link):  # the input itself, or a link to it
+        with pytest.raises(ValueError, match="that is the input"):
+            check_output_file(path, "--report", inputs=[database])
+    with pytest.raises(NotADirectoryError, match=r"database.db is a file, not a folder"):
+        check_output_file(database / "r.json", "--report")
+    with pytest.raises(FileNotFoundError, match="folder .*nowhere does not exist"):
+        check_output_file(tmp_path / "nowhere" / "r.json", "--report")
+    with pytest.raises(IsADirectoryError, match="a folder"):
+        check_output_file(tmp_path, "--out")
+    script = tmp_path / "notes.py"
+    script.write_text("print('mine')\n")
+    with pytest.raises(FileExistsError, match="exists and is not a patchmatch report"):
+        check_output_file(script, "--report", replaceable=is_report, what="a patchmatch report")
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text('{"status": "complete"}')
+    check_output_file(earlier, "--report", replaceable=is_report)  # an earlier report is replaced
+    check_output_file(tmp_path / "new.json", "--report")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if not make_unwritable(locked):
+        pytest.skip("no way to make a folder unwritable for this process here")
+    try:
+        with pytest.raises(PermissionError, match=r"cannot write in .*locked"):
+            check_output_file(locked / "r.json", "--report")
+    finally:
+        make_writable(locked)

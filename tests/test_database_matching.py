@@ -112,6 +112,9 @@ def test_match_command(project, tmp_path, capsys, monkeypatch):
     assert main(["match", str(db), str(images), "--weights", str(ckpt), "--pairs", str(pairs)]) == 2
     assert "nope.png" in capsys.readouterr().err
     assert main(["match", str(tmp_path / "none.db"), str(images)]) == 2
+    before = db.read_bytes()
+    assert main(["match", str(db), str(images), "--report", str(db)]) == 2  # the report would replace the database
+    assert "that is the input" in capsys.readouterr().err and db.read_bytes() == before
     assert main(["match", str(images), str(images)]) == 2  # the image folder given as the database
     assert "a folder, not a COLMAP database file" in capsys.readouterr().err
     # another folder with the same names, every image of another size: nothing usable is an error

@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import sqlite3
+import tempfile
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -254,6 +255,7 @@ def require_database(path: str | os.PathLike) -> Path:
         FileNotFoundError: the file does not exist.
         NotADatabaseError: the file is empty, has no SQLite header, is shorter than its header
             says, or is an SQLite database without COLMAP's tables (it is left as it is).
+        PermissionError: SQLite cannot open it because the file or its folder cannot be written.
     """
     path = Path(path)
     if not path.is_file():
@@ -262,12 +264,30 @@ def require_database(path: str | os.PathLike) -> Path:
         raise NotADatabaseError(f"{path}: not a COLMAP database (an empty file)")
     problem = _sqlite_problem(path)
     if problem:
+        _raise_if_unwritable(path)  # SQLite cannot read a database in WAL mode in a folder it cannot write
         raise NotADatabaseError(f"{path}: not a COLMAP database or truncated ({problem})")
     missing = _missing_tables(path)
     if missing:
         raise NotADatabaseError(f"{path}: an SQLite database but not COLMAP's (no table {', '.join(missing)}); "
                                 "it was left as it is")  # fmt: skip
     return path
+
+
+def _raise_if_unwritable(path: Path) -> None:
+    """Raises ``PermissionError`` naming ``path`` when the database file or its folder (where SQLite
+    writes its journal) cannot be written."""
+    try:
+        with open(path, "r+b"):
+            pass
+    except OSError as error:
+        raise PermissionError(f"{path}: cannot be written ({error.strerror}): a COLMAP database is "
+                              "opened for writing; make it writable or work on a copy") from None  # fmt: skip
+    try:
+        with tempfile.TemporaryFile(dir=path.resolve().parent):
+            pass
+    except OSError as error:
+        raise PermissionError(f"{path}: its folder {path.parent} cannot be written ({error.strerror}), where SQLite "
+                              "keeps its journal; make it writable or work on a copy") from None  # fmt: skip
 
 
 def _locked(path: Path) -> bool:
@@ -344,6 +364,7 @@ def open_database(path: str | os.PathLike) -> Iterator[pycolmap.Database]:
         FileNotFoundError: the file does not exist.
         NotADatabaseError: COLMAP cannot open the file as a database (not one, or truncated).
         DatabaseInUseError: another process holds the database's write lock.
+        PermissionError: the file or its folder cannot be written.
         OSError: ``ENOSPC``, the disk is full (opening writes the schema and the WAL index).
     """
     path = require_database(path)
@@ -355,6 +376,7 @@ def open_database(path: str | os.PathLike) -> Iterator[pycolmap.Database]:
         if "locked" in str(error) or _locked(path):
             raise DatabaseInUseError(f"{path}: in use by another process (SQLite: database is locked); "
                                      "wait for it to finish, or close the program holding it") from None  # fmt: skip
+        _raise_if_unwritable(path)
         raise NotADatabaseError(f"{path}: not a COLMAP database or truncated (SQLite cannot read it)") from None
     with db, colmap_errors(path):
         yield db

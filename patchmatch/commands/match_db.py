@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from .options import add_executor_argument, add_scorer_arguments, pairs_spec, set_threads
+from .options import add_executor_argument, add_scorer_arguments, check_output_file, is_report, pairs_spec, set_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,8 +37,9 @@ def run(args: argparse.Namespace) -> int:
 
     set_verbosity(bool(getattr(args, "verbose", False)))  # COLMAP's own log lines only with -v
     set_threads(args.threads)
-    if args.report is not None and not args.report.resolve().parent.is_dir():
-        raise ValueError(f"--report {args.report}: folder {args.report.parent} does not exist")
+    if args.report is not None:
+        check_output_file(args.report, "--report", inputs=(args.database, args.images), replaceable=is_report,
+                          what="a patchmatch report")  # fmt: skip
     config = DatabaseMatchConfig(pairs=pairs_spec(args.pairs), threads=args.threads)
     try:
         with make_executor(args.executor) as executor:  # the executor decides where the network scores

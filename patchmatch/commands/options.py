@@ -1,9 +1,12 @@
 """Command-line options shared by the commands that match images (``sfm``, ``compare``, ``match``, ``match-pair``)
-and score patches (``evaluate-patches``)."""
+and score patches (``evaluate-patches``), and the checks of output files that commands make before any work."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..scoring import PRECISIONS, TTA
@@ -115,3 +118,52 @@ def pairs_spec(value: str) -> str:
     if value in ("auto", "exhaustive") or value.startswith(("sequential:", "retrieval:", "file:")):
         return value
     return f"file:{value}"
+
+
+def check_output_file(path: Path, option: str, inputs: Sequence[Path] = (),
+                      replaceable: Callable[[Path], bool] | None = None, what: str = "") -> None:  # fmt: skip
+    """Refuses, before any work, an output file that the run could not write or must not replace.
+
+    Args:
+        path: the file to be written.
+        option: the option that named it, for the messages (``"--report"``).
+        inputs: the run's input files and folders: ``path`` must be none of them (nor a link to one).
+        replaceable: whether an existing file at ``path`` may be replaced (this command's own
+            earlier output); None: any existing file may.
+        what: what ``replaceable`` accepts, for the message (``"a patchmatch report"``).
+
+    Raises:
+        ValueError: ``path`` is one of ``inputs``.
+        IsADirectoryError: ``path`` is a folder.
+        FileExistsError: ``path`` exists and is not ``replaceable``.
+        FileNotFoundError, NotADirectoryError: its folder does not exist, or is a file.
+        PermissionError: its folder cannot be written (read-only, or not ours).
+    """
+    label = f"{option} {path}"
+    target = path.resolve()
+    for given in inputs:
+        if given.exists() and target == Path(given).resolve():
+            raise ValueError(f"{label}: that is the input {given}; write the output elsewhere")
+    if path.is_dir():
+        raise IsADirectoryError(f"{label}: a folder; give the path of a file")
+    if path.exists() and replaceable is not None and not replaceable(path):
+        raise FileExistsError(f"{label} exists and is not {what or 'an earlier output'}; remove it or choose another path")
+    folder = target.parent
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{label}: {path.parent} is a file, not a folder")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{label}: folder {path.parent} does not exist")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise PermissionError(f"{label}: cannot write in {path.parent} ({error.strerror})") from None
+
+
+def is_report(path: Path) -> bool:
+    """Whether ``path`` holds a JSON report of a patchmatch command (an object with its ``status``)."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(report, dict) and "status" in report

@@ -14,6 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from .options import check_output_file
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from ..training.loop import JITTERS, LOSSES, OPTIMIZERS, TrainConfig
@@ -82,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from ..models.registry import MODELS
+
+    if args.model not in MODELS:
+        raise ValueError(f"--model {args.model!r}: unknown; available: {', '.join(MODELS)}")
+    check_output_file(args.out, "--out", inputs=[*args.data, *(args.val or []), *([args.init] if args.init else [])])
     if args.out.exists() and not args.resume:
         raise FileExistsError(f"{args.out} exists; remove it or pass --resume.")
     both = sorted({str(v) for v in args.val or [] if any(v.resolve() == d.resolve() for d in args.data)})
@@ -116,9 +123,19 @@ def run(args: argparse.Namespace) -> int:
         source_weights=None if args.data_weights is None else tuple(args.data_weights),
     )
     meta = {"command": "patchmatch " + " ".join(shlex.quote(a) for a in sys.argv[1:]), "threads": torch.get_num_threads()}
-    res = train(config, args.data, args.out, val=args.val, resume=args.resume, half=args.fp16,
-                device=args.device, progress=not args.quiet, meta=meta, stop_after=args.stop_after,
-                time_budget_s=None if args.max_minutes is None else 60.0 * args.max_minutes)
+    try:
+        res = train(config, args.data, args.out, val=args.val, resume=args.resume, half=args.fp16,
+                    device=args.device, progress=not args.quiet, meta=meta, stop_after=args.stop_after,
+                    time_budget_s=None if args.max_minutes is None else 60.0 * args.max_minutes)
+    except KeyboardInterrupt:
+        from ..training.loop import state_path
+
+        state = state_path(args.out)
+        again = "the same command" if args.resume else "the same command with --resume"
+        hint = (f"rerun {again} to continue from {state}'s last epoch" if state.is_file()
+                else "no epoch had finished: rerun the same command to start again")  # fmt: skip
+        print(f"Interrupted; {hint}.", file=sys.stderr)
+        return 130
     last = res.history[-1] if res.history else {}
     print(f"wrote {res.checkpoint} (epoch {res.best_epoch}); last epoch: "
           + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float)))

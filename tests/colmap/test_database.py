@@ -309,3 +309,20 @@ def test_known_intrinsics_are_written_as_given(tmp_path):
 def test_known_intrinsics_refuse_bad_values(model, params, message):
     with pytest.raises(ValueError, match=message):
         colmap.CameraIntrinsics.parse(model, params)
+
+
+def test_a_database_that_cannot_be_written_is_named_as_such(tmp_path):
+    """A database file that cannot be written is reported as such, not as a damaged database."""
+    from tests.helpers import make_unwritable, make_writable
+
+    db = colmap.create_database(tmp_path / "database.db")
+    if not make_unwritable(db):
+        pytest.skip("no way to make a file unwritable for this process here")
+    try:
+        with pytest.raises(PermissionError, match=r"database.db: cannot be written"):
+            with colmap.open_database(db):
+                pass
+    finally:
+        make_writable(db)
+    with colmap.open_database(db):  # writable again: opens
+        pass

@@ -92,10 +92,38 @@ def test_train_cli_runs_and_resumes(pairset, tmp_path):
             "--epochs", "2", "--steps-per-epoch", "1", "--batch", "8", "--val-pairs", "32", "--threads", "2"]
     assert main(args + ["--stop-after", "1"]) == 0
     assert main(args) == 2  # output exists without --resume
+    assert main([*args[:7], str(tmp_path), *args[8:]]) == 2  # a folder as --out
+    assert main([*args[:9], "resnet", *args[10:]]) == 2  # an unknown model: one line, no traceback
+    assert main([*args[:7], str(out / "x.pt"), *args[8:]]) == 2  # its folder is a file
     assert main(args + ["--resume", "--fp16"]) == 0
     model, meta = load_checkpoint(out)
     assert len(meta["history"]) == 2 and meta["command"].startswith("patchmatch ")
     assert next(iter(torch.load(out, weights_only=True)["state_dict"].values())).dtype == torch.float16
+
+
+def test_interrupted_training_says_how_to_resume(pairset, tmp_path, monkeypatch, capsys):
+    """Ctrl-C: the command exits 130 and names --resume (the state file of the last finished
+    epoch), or says that no epoch had finished."""
+    import patchmatch.training.loop as loop
+    from patchmatch.cli import main
+
+    out = tmp_path / "stop.pt"
+    args = ["-q", "train", "--data", str(pairset), "--out", str(out), "--model", "2ch", "--epochs", "3",
+            "--steps-per-epoch", "1", "--batch", "8", "--threads", "2"]  # fmt: skip
+    real = loop.train
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "train", stopped)
+    assert main(args) == 130
+    assert "no epoch had finished: rerun the same command" in capsys.readouterr().err
+    monkeypatch.setattr(loop, "train", real)
+    assert main(args + ["--stop-after", "1"]) == 0
+    out.unlink()
+    monkeypatch.setattr(loop, "train", stopped)
+    assert main(args) == 130
+    assert f"rerun the same command with --resume to continue from {loop.state_path(out)}" in capsys.readouterr().err
 
 
 def test_lr_factor_follows_cosine_over_steps_or_time():
