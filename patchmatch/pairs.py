@@ -105,8 +105,8 @@ def read_pairs_file(path: str | os.PathLike, names: Sequence[str] | None = None)
 
     Raises:
         FileNotFoundError: ``path`` does not exist; IsADirectoryError: it is a folder.
-        ValueError: a malformed line, an unknown image name (the line is named), or no pair
-            of two distinct images in the file.
+        ValueError: a malformed line, an unknown image name (the line is named), no pair of two
+            distinct images in the file, or a file that is not UTF-8 text.
     """
     path = Path(path)
     if path.is_dir():
@@ -116,7 +116,11 @@ def read_pairs_file(path: str | os.PathLike, names: Sequence[str] | None = None)
                                 "retrieval:N or the path of a file of 'name0 name1' lines)")
     known = set(names) if names is not None else None
     raw: list[tuple[str, str]] = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"pairs file {path}: not UTF-8 text (byte {error.start}); expected 'name0 name1' lines") from None
+    for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue

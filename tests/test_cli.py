@@ -229,3 +229,11 @@ def test_output_files_are_checked_before_any_work(tmp_path):
             check_output_file(locked / "r.json", "--report")
     finally:
         make_writable(locked)
+
+
+def test_an_unknown_option_is_named_with_its_commands_usage(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["match", "db.db", "images", "--bogus"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: patchmatch match" in err and "patchmatch match: error: unrecognized arguments: --bogus" in err

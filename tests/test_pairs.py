@@ -73,6 +73,9 @@ def test_pairs_file_errors(tmp_path):
     path.write_text("# only self pairs\na.jpg a.jpg\n\n")
     with pytest.raises(ValueError, match="no pair of distinct images"):
         read_pairs_file(path, NAMES)
+    path.write_bytes(bytes(range(128, 256)))
+    with pytest.raises(ValueError, match=r"pairs file .*pairs.txt: not UTF-8 text"):
+        read_pairs_file(path, NAMES)
     with pytest.raises(ValueError, match="whitespace"):
         write_pairs_file(tmp_path / "w.txt", [("a b.jpg", "c.jpg")])
 
