@@ -168,8 +168,8 @@ def test_interrupt_during_imports_is_reported_as_an_interrupt(monkeypatch, capsy
     parser = argparse.ArgumentParser()
     parser.set_defaults(func=half_imported, command="sfm", quiet=False, verbose=False)
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
-    parsed = parser.parse_known_args([])[0]
-    monkeypatch.setattr(parser, "parse_known_args", lambda argv=None: (parsed, []))
+    parse = parser.parse_known_args
+    monkeypatch.setattr(parser, "parse_known_args", lambda argv=None: (parse([])[0], []))
     assert cli.main(["sfm"]) == 130
     assert "Interrupted" in capsys.readouterr().err
 
