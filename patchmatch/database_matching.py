@@ -394,7 +394,12 @@ def _match(database, image_dir, images, pairs, states, bad, scorer, spec, config
             return
         if _key(images, a, b) in states.replace:
             colmap.delete_pairs(database, [_key(images, a, b)])
-        colmap.write_matches(database, {(images[a].image_id, images[b].image_id): matches})
+        try:
+            colmap.write_matches(database, {(images[a].image_id, images[b].image_id): matches})
+        except colmap.MatchesExistError:  # the pair had none when this run began
+            raise colmap.DatabaseInUseError(
+                f"{database}: matches of {a} and {b} appeared while this run was matching them: another process is "
+                "matching this database; let it finish, then rerun this command to continue") from None  # fmt: skip
         written.append((a, b))
         count["matches"] += len(matches)
 

@@ -218,6 +218,26 @@ def test_pairs_colmap_tried_without_a_match_are_matched(project):
     assert len(colmap.read_matches(db, c, d)) == 100
 
 
+def test_another_process_matching_the_same_database_is_named(project, monkeypatch):
+    """Two runs started together on one database: the one that finds a pair's matches already
+    written by the other stops with a message that says so (the pair named by its images)."""
+    import patchmatch.database_matching as dm
+
+    db, images = project
+    sort = dm._sort_pairs
+
+    def other_process_writes_first(database, imgs, pairs, bad, overwrite):
+        states = sort(database, imgs, pairs, bad, overwrite)
+        a, b = states.todo[0]
+        colmap.write_matches(database, {(imgs[a].image_id, imgs[b].image_id): np.array([[0, 0]])})
+        return states
+
+    monkeypatch.setattr(dm, "_sort_pairs", other_process_writes_first)
+    every = DatabaseMatchConfig(match=MatchConfig(k=2, min_score=0.6, min_overlap=0, strong_overlap=0))
+    with pytest.raises(colmap.DatabaseInUseError, match=r"templeSR000\d.png and templeSR000\d.png appeared .* another process"):
+        match_database(db, images, every, NCCScorer())
+
+
 def test_patches_are_cut_at_the_scorers_magnification(project, monkeypatch):
     import patchmatch.database_matching as dm
 

@@ -48,6 +48,10 @@ class NotADatabaseError(ValueError):
     """The file is not a COLMAP database, or a truncated or corrupt one."""
 
 
+class MatchesExistError(ValueError):
+    """A pair's matches are already in the database (COLMAP keeps one entry per pair)."""
+
+
 class DatabaseInUseError(OSError):
     """Another process holds the database's write lock (SQLite: "database is locked")."""
 
@@ -605,7 +609,7 @@ def _check_matches_fit(db: pycolmap.Database, database: Path, id0: int, id1: int
             raise ValueError(f"pair ({id0}, {id1}): index {int(m[:, column].max())} out of range "
                              f"for image {image_id} with {n} keypoints in {database}")  # fmt: skip
     if db.exists_matches(id0, id1):
-        raise ValueError(f"matches of pair ({id0}, {id1}) are already in {database}")
+        raise MatchesExistError(f"matches of pair ({id0}, {id1}) are already in {database}")
 
 
 def write_matches(database: str | os.PathLike, matches: Mapping[tuple[int, int], np.ndarray]) -> int:
@@ -622,9 +626,9 @@ def write_matches(database: str | os.PathLike, matches: Mapping[tuple[int, int],
 
     Raises:
         FileNotFoundError: the database does not exist.
-        ValueError: a self pair, a pair given twice (in either order) or
-            already in the database, unknown image ids, or indices outside
-            the image's keypoints.
+        ValueError: a self pair, a pair given twice (in either order), unknown image ids, or
+            indices outside the image's keypoints; :class:`MatchesExistError` (a ValueError):
+            a pair already in the database.
         OSError: ``ENOSPC``, the disk is full.
     """
     database = require_database(database)
