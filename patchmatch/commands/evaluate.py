@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         p.add_argument("root", type=Path, help="patch set or Brown-format folder" if name == "evaluate-patches" else "folder holding liberty/, notredame/, yosemite/")
         if name == "brown-eval":
             p.add_argument("--name", required=True, help="set name, e.g. liberty, notredame, yosemite")
-        p.add_argument("--pairs", action="append", help="m50 pair file (repeatable); default: every m50_*.txt" if name == "evaluate-patches" else "m50 pair file (default m50_100000_100000_0.txt)")
+        p.add_argument("--pairs", action="append", help="m50 pair file: a name in the set folder or a path (repeatable); default: every m50_*.txt" if name == "evaluate-patches" else "m50 pair file (default m50_100000_100000_0.txt)")
         p.add_argument("--weights", type=Path, action="append", help="checkpoint(s) to evaluate (repeatable; default: shipped weights)")
         p.add_argument("--no-baselines", action="store_true", help="skip SIFT and NCC")
         p.add_argument("--max-pairs", type=int, help="evaluate a random subset of at most this many pairs per file")
@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     if args.max_pairs is not None and args.max_pairs < 2:
         raise ValueError(f"--max-pairs must be >= 2, got {args.max_pairs}")
     files = args.pairs or ([DEFAULT_PAIRS] if args.command == "brown-eval" else None)
+    # a pair file is a name in the set's folder (Brown's m50_*.txt), or a path from here
+    files = files and [str(Path(f).resolve()) if Path(f).is_file() else f for f in files]
     check_set_folder(root)  # before the networks load
     scorers = load_scorers(args.weights, args.device, args.precision, args.batch_size, args.tta)
     for name, sc in scorers.items():

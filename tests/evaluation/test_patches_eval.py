@@ -44,7 +44,7 @@ def test_sift_and_ncc_known_values():
     assert d.shape == (3, 128) and np.linalg.norm(d[0]) > 0
 
 
-def test_evaluate_patches_command(tmp_path, capsys):
+def test_evaluate_patches_command(tmp_path, capsys, monkeypatch):
     patches, pairs, labels = _pairs_from_real_patches()
     ids = np.arange(len(patches))
     ids[600:] = np.arange(300)  # copies share the point id of their source
@@ -60,6 +60,11 @@ def test_evaluate_patches_command(tmp_path, capsys):
     assert main(["evaluate-patches", str(tmp_path / "mini"), "--weights", str(ckpt), "--out", str(tmp_path / "ev2"),
                  "--no-baselines", "--tta", "swap", "--precision", "fp32"]) == 0  # fmt: skip
     assert "net tta=swap" in capsys.readouterr().out
+    own = tmp_path / "mine.txt"  # a pair file of one's own, given by its path from here
+    own.write_text((tmp_path / "mini" / "m50_600_600_0.txt").read_text())
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate-patches", "mini", "--weights", str(ckpt), "--out", "ev4", "--pairs", "mine.txt"]) == 0
+    assert "mine.txt" in capsys.readouterr().out
     summary = json.loads((tmp_path / "ev2" / "summary.json").read_text())
     assert set(summary["mini/m50_600_600_0.txt"]["methods"]) == {"net tta=swap"}
     networks = json.loads((tmp_path / "ev2" / "networks.json").read_text())
