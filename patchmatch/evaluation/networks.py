@@ -38,12 +38,14 @@ def describe_networks(scorers: dict[str, PatchScorer]) -> dict[str, dict]:
 
 
 def check_set_folder(root: Path) -> None:
-    """Raises FileNotFoundError unless ``root`` is a patch set of ours or a Brown folder."""
-    from ..datasets.patchset import is_patch_set
+    """Raises FileNotFoundError unless ``root`` is a patch set of ours (its ``summary.json``, or
+    only its ``oriented/`` or ``upright/`` Brown folders, as training takes it) or a Brown folder."""
+    from ..datasets.patchset import VARIANTS, is_patch_set
 
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder (a patch set from make-patches or a Brown folder)")
-    if not (is_patch_set(root) or (root / "info.txt").is_file()):
+    brown = [root, *(root / v for v in VARIANTS)]
+    if not (is_patch_set(root) or any((folder / "info.txt").is_file() for folder in brown)):
         hint = f" (did you mean {root.with_suffix('')}?)" if root.suffix == ".pairs" else ""
         raise FileNotFoundError(f"{root}: neither a patch set from make-patches (summary.json) nor a Brown folder "
                                 f"(info.txt){hint}")  # fmt: skip

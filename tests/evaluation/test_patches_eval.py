@@ -65,6 +65,9 @@ def test_evaluate_patches_command(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["evaluate-patches", "mini", "--weights", str(ckpt), "--out", "ev4", "--pairs", "mine.txt"]) == 0
     assert "mine.txt" in capsys.readouterr().out
+    write_brown(tmp_path / "only" / "oriented", patches, ids, pairs={"m50_600_600_0.txt": pairs})  # no summary.json
+    assert main(["evaluate-patches", "only", "--weights", str(ckpt), "--out", "ev5", "--no-baselines"]) == 0
+    assert "only/oriented/" in capsys.readouterr().out
     summary = json.loads((tmp_path / "ev2" / "summary.json").read_text())
     assert set(summary["mini/m50_600_600_0.txt"]["methods"]) == {"net tta=swap"}
     networks = json.loads((tmp_path / "ev2" / "networks.json").read_text())
