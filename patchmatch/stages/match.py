@@ -91,7 +91,7 @@ def _patches(cache: LruArrayCache, pair: Pair, bad: dict[str, str]) -> tuple[np.
         except ImageReadError as error:
             bad[name] = str(error)
             logger.warning("%s", error)
-            return str(error)
+            return f"{name}: {bad[name]}"  # as for the pairs of an image found unreadable before
     return cache.get(pair[0]), cache.get(pair[1])
 
 
