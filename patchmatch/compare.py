@@ -33,7 +33,7 @@ from .evaluation.pose import evaluate_poses, load_cameras_json
 from .images import ImageReadError, duplicate_files, exclude_output_dir, list_images, pair_key_collisions, read_gray
 from .pairs import read_pairs_strategy_file
 from .scoring import PatchScorer
-from .sfm import SfmConfig, check_camera_settings, run_sfm
+from .sfm import SfmConfig, check_camera_settings, check_run_folder, run_sfm
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ __all__ = ["run_colmap_sift", "compare", "format_table", "find_ground_truth"]
 SIFT_DIR = "colmap-sift"
 PATCHMATCH_DIR = "patchmatch"
 WITHOUT_NETWORK_DIR = "patchmatch-without-network"
+#: Written first into a SIFT run's folder: the folder is a run's (finished when ``sift.json`` is there too).
+SIFT_STARTED = "sift.started"
 
 
 def find_ground_truth(images: str | os.PathLike) -> Path | None:
@@ -81,10 +83,12 @@ def run_colmap_sift(
     settings = _sift_settings(images, names, config)
     if done.is_file():
         return _with_pose(_finished_run(done, settings), out, names, ground_truth)
+    _check_sift_folder(out)
     if out.exists():
         logger.info("%s: unfinished SIFT run, redone", out)
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    (out / SIFT_STARTED).write_text(json.dumps(settings, indent=2))  # this folder is a run's, finished or not
     sift = colmap.SiftBaselineConfig(max_num_features=config.max_keypoints, max_image_size=config.max_image_size or -1,
                                      num_threads=config.threads or -1)  # the same CPU threads as patchmatch's runs
     stages: dict[str, float] = {}
@@ -111,6 +115,21 @@ def run_colmap_sift(
               "seconds_per_stage": {k: round(v, 2) for k, v in stages.items()}, "settings": settings}  # fmt: skip
     done.write_text(json.dumps(result, indent=2))
     return _with_pose(result, out, names, ground_truth)
+
+
+def _check_sift_folder(out: Path) -> None:
+    """Refuses a SIFT run's folder that holds anything but a run of :func:`run_colmap_sift` (finished
+    or not): it would be deleted.
+
+    Raises:
+        FileExistsError: ``out`` is a file or a link, or a folder of other files.
+    """
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise FileExistsError(f"{out}: a file or a link where the SIFT run's folder goes; choose another OUT or "
+                              "pass --overwrite to replace it")  # fmt: skip
+    if out.is_dir() and any(out.iterdir()) and not (out / "sift.json").is_file() and not (out / SIFT_STARTED).is_file():
+        raise FileExistsError(f"{out} is not empty and holds no SIFT run of `patchmatch compare`; choose another OUT "
+                              "or pass --overwrite to replace it")  # fmt: skip
 
 
 def _camera(config: SfmConfig) -> dict | None:
@@ -222,7 +241,9 @@ def compare(
     t_load = time.perf_counter()  # the network too: a bad precision or device fails before any work
     scorer = PatchScorer.load(weights, device=config.device, precision=config.precision, tta=config.tta)
     load_seconds = time.perf_counter() - t_load
-    if overwrite and (out / SIFT_DIR).exists():
+    if overwrite and ((out / SIFT_DIR).is_symlink() or (out / SIFT_DIR).is_file()):
+        (out / SIFT_DIR).unlink()
+    elif overwrite and (out / SIFT_DIR).exists():
         shutil.rmtree(out / SIFT_DIR)
     logger.info("COLMAP SIFT on %d images of %s", len(names), images)
     sift = run_colmap_sift(images, out / SIFT_DIR, names, config, ground_truth)
@@ -257,6 +278,10 @@ def _check_inputs(images: Path, out: Path, config: SfmConfig, weights, ground_tr
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: OUT must be a folder, not a file")
     _check_foreign_output(out, overwrite)
+    if not overwrite:  # each method's folder: refused before any method runs, not when its turn comes
+        _check_sift_folder(out / SIFT_DIR)
+        for folder in (out / PATCHMATCH_DIR, out / WITHOUT_NETWORK_DIR):
+            check_run_folder(folder)
     if weights is not None and not Path(weights).is_file():
         raise FileNotFoundError(f"{weights}: no such checkpoint file")
     if out.resolve() == images.resolve():

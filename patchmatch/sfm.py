@@ -225,19 +225,30 @@ def prepare_output(out_dir: Path, identity: dict, overwrite: bool) -> bool:
             ``overwrite`` is false.
     """
     run_json = out_dir / "run.json"
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FileExistsError(f"output folder {out_dir} is a file, not a folder")
-    if overwrite and out_dir.exists():
+    if overwrite and out_dir.is_dir():
         _remove_outputs(out_dir)
-    elif out_dir.exists() and any(p.name != LOCK_FILE for p in out_dir.iterdir()):
-        if not run_json.is_file():
-            raise FileExistsError(f"output folder {out_dir} is not empty and holds no patchmatch run (no run.json); "
-                                  "choose another folder or pass --overwrite (Python: overwrite=True)")  # fmt: skip
-        _check_same_run(out_dir, _read_run_json(run_json), identity)
-        return True
+    else:
+        check_run_folder(out_dir)
+        if out_dir.exists() and any(p.name != LOCK_FILE for p in out_dir.iterdir()):
+            _check_same_run(out_dir, _read_run_json(run_json), identity)
+            return True
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_json, identity, keep=True)
     return False
+
+
+def check_run_folder(out_dir: Path) -> None:
+    """Refuses an OUT that is a file, or a folder of other files than a patchmatch run's (no
+    ``run.json``): a run there would mix its outputs with them.
+
+    Raises:
+        FileExistsError: as above.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"output folder {out_dir} is a file, not a folder")
+    if out_dir.is_dir() and any(p.name != LOCK_FILE for p in out_dir.iterdir()) and not (out_dir / "run.json").is_file():
+        raise FileExistsError(f"output folder {out_dir} is not empty and holds no patchmatch run (no run.json); "
+                              "choose another folder or pass --overwrite (Python: overwrite=True)")  # fmt: skip
 
 
 @contextmanager

@@ -93,6 +93,15 @@ def test_compare_bad_input(tmp_path, capsys):
     assert main(["-q", "compare", str(tmp_path / "two"), str(tmp_path / "mine")]) == 2
     assert "not written by `patchmatch compare`" in capsys.readouterr().err
     assert (tmp_path / "mine" / "compare.json").read_text() == '{"mine": "precious"}'
+    # a method's folder holding other files is refused before any method runs, and left as it is
+    for folder, message in (("colmap-sift", "holds no SIFT run"), ("patchmatch", "holds no patchmatch run"),
+                            ("patchmatch-without-network", "holds no patchmatch run")):  # fmt: skip
+        theirs = tmp_path / f"theirs-{folder}"
+        (theirs / folder).mkdir(parents=True)
+        (theirs / folder / "notes.txt").write_text("precious")
+        assert main(["-q", "compare", str(tmp_path / "two"), str(theirs)]) == 2
+        assert message in capsys.readouterr().err
+        assert (theirs / folder / "notes.txt").read_text() == "precious" and len(list(theirs.iterdir())) == 1
 
 
 def test_compare_refuses_changed_settings_and_checks_inputs_first(scene, tmp_path, capsys):
