@@ -247,6 +247,7 @@ def peek_keypoint_columns(database: str | os.PathLike) -> dict[str, int]:
             rows = con.execute("SELECT images.name, COALESCE(keypoints.cols, 0) FROM images "
                                "LEFT JOIN keypoints ON keypoints.image_id = images.image_id").fetchall()  # fmt: skip
     except sqlite3.Error as error:
+        _raise_if_unwritable(database)  # SQLite cannot read a database in WAL mode in a folder it cannot write
         raise NotADatabaseError(f"{database}: not a COLMAP database or truncated (SQLite: {error})") from None
     return {str(name): int(cols) for name, cols in rows}
 
@@ -278,14 +279,16 @@ def require_database(path: str | os.PathLike) -> Path:
 
 
 def _raise_if_unwritable(path: Path) -> None:
-    """Raises ``PermissionError`` naming ``path`` when the database file or its folder (where SQLite
-    writes its journal) cannot be written."""
-    try:
-        with open(path, "r+b"):
-            pass
-    except OSError as error:
-        raise PermissionError(f"{path}: cannot be written ({error.strerror}): a COLMAP database is "
-                              "opened for writing; make it writable or work on a copy") from None  # fmt: skip
+    """Raises ``PermissionError`` naming ``path`` when the database file, SQLite's files beside it
+    (``-wal``, ``-shm``, ``-journal``) or its folder (where SQLite writes them) cannot be written."""
+    for file in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal"))):
+        try:
+            if file == path or file.exists():
+                with open(file, "r+b"):
+                    pass
+        except OSError as error:
+            raise PermissionError(f"{file}: cannot be written ({error.strerror}): a COLMAP database is "
+                                  "opened for writing; make it writable or work on a copy") from None  # fmt: skip
     try:
         with tempfile.TemporaryFile(dir=path.resolve().parent):
             pass

@@ -326,3 +326,12 @@ def test_a_database_that_cannot_be_written_is_named_as_such(tmp_path):
         make_writable(db)
     with colmap.open_database(db):  # writable again: opens
         pass
+    with contextlib.closing(sqlite3.connect(db)) as con:  # as pycolmap's extraction leaves it
+        con.execute("PRAGMA journal_mode=WAL")
+    if not make_unwritable(tmp_path):
+        pytest.skip("no way to make a folder unwritable for this process here")
+    try:  # SQLite cannot read a WAL database in a folder it cannot write
+        with pytest.raises(PermissionError, match=r"its folder .* cannot be written"):
+            colmap.peek_keypoint_columns(db)
+    finally:
+        make_writable(tmp_path)
