@@ -364,10 +364,15 @@ def check_one_size(image_dir: Path, names: list[str], option: str = "--single-ca
                              f"{n} is {w1}×{h1} px")  # fmt: skip
 
 
-def check_principal_point(image_dir: Path, names: list[str], camera) -> None:
-    """Refuses known intrinsics (:class:`patchmatch.colmap.CameraIntrinsics`) whose principal point
-    lies outside one of the images, before any work. Files whose size cannot be read are left to
-    the reader, which names them later.
+#: Focal length over the longest image side beyond which a given camera is refused (:func:`check_known_camera`).
+MAX_FOCAL_RATIO = 1000.0
+
+
+def check_known_camera(image_dir: Path, names: list[str], camera) -> None:
+    """Refuses known intrinsics (:class:`patchmatch.colmap.CameraIntrinsics`) that cannot be one of
+    the images' cameras, before any work: a principal point outside an image, or a focal length
+    beyond :data:`MAX_FOCAL_RATIO` times an image's longest side (a field of view under 0.06°).
+    Files whose size cannot be read are left to the reader, which names them later.
 
     Raises:
         ValueError: naming the file, its size and the camera parameters.
@@ -380,6 +385,9 @@ def check_principal_point(image_dir: Path, names: list[str], camera) -> None:
         if not camera.principal_point_inside(width, height):
             raise ValueError(f"{Path(image_dir) / n} is {width}×{height} px: the principal point of the given camera "
                              f"({camera}) lies outside it")  # fmt: skip
+        if max(camera.focal_lengths) > MAX_FOCAL_RATIO * max(width, height):
+            raise ValueError(f"{Path(image_dir) / n} is {width}×{height} px: the focal length of the given camera "
+                             f"({camera}) is more than {MAX_FOCAL_RATIO:g} times its longest side")  # fmt: skip
 
 
 def exclude_output_dir(names: list[str], image_dir: Path, out_dir: Path) -> list[str]:

@@ -51,7 +51,7 @@ import torch
 
 from . import colmap, storage
 from .features import CONTRAST_SCHEDULE
-from .images import (IMAGE_EXTENSIONS, ImageReadError, check_one_size, check_principal_point, duplicate_files,
+from .images import (IMAGE_EXTENSIONS, ImageReadError, check_known_camera, check_one_size, duplicate_files,
                      exclude_output_dir, pair_key_collisions, read_gray, scan_images)  # fmt: skip
 from .matching import MatchConfig
 from .pairs import parse_strategy, read_pairs_strategy_file
@@ -371,7 +371,7 @@ def check_camera_settings(image_dir: Path, names: list[str], config: SfmConfig) 
     if config.shared_camera:
         check_one_size(image_dir, names, "--camera-model" if config.camera is not None else "--single-camera")
     if config.camera is not None:
-        check_principal_point(image_dir, names, config.camera)
+        check_known_camera(image_dir, names, config.camera)
 
 
 def _vet_images(image_dir: Path, out_dir: Path, config: SfmConfig, ground_truth) -> tuple[list[str], list[dict]]:

@@ -472,3 +472,9 @@ def test_single_camera_needs_one_image_size(tmp_path):
     with pytest.raises(ValueError, match=r"one shared camera \(--camera-model\) needs images of one size"):
         run_sfm(images, tmp_path / "out", SfmConfig(max_keypoints=64, camera=known), scorer=_scorer())
     assert not (tmp_path / "out").exists()
+    (tmp_path / "same").mkdir()
+    same = _flat_images(tmp_path / "same", [(120, 160), (120, 160)])
+    beyond = colmap.CameraIntrinsics("SIMPLE_PINHOLE", (1e308, 80.0, 60.0))  # finite, but no camera's
+    with pytest.raises(ValueError, match=r"flat0.png is 160×120 px: the focal length .* more than 1000 times"):
+        run_sfm(same, tmp_path / "out", SfmConfig(max_keypoints=64, camera=beyond), scorer=_scorer())
+    assert not (tmp_path / "out").exists()

@@ -100,10 +100,10 @@ class CameraIntrinsics:
 
     def __post_init__(self):
         object.__setattr__(self, "params", tuple(float(v) for v in self.params))
-        camera = self.camera(100, 100)  # raises on an unknown model or a wrong parameter count
+        self.camera(100, 100)  # raises on an unknown model or a wrong parameter count
         if not all(np.isfinite(self.params)):
             raise ValueError(f"camera parameters must be finite numbers, got {list(self.params)}")
-        focal = [self.params[i] for i in camera.focal_length_idxs()]
+        focal = list(self.focal_lengths)
         if any(f <= 0 for f in focal):
             raise ValueError(f"camera model {self.model}: focal length must be positive, got {focal}")
 
@@ -144,6 +144,12 @@ class CameraIntrinsics:
         camera = self.camera(1, 1)
         cx, cy = (float(camera.params[i]) for i in camera.principal_point_idxs())
         return cx, cy
+
+    @property
+    def focal_lengths(self) -> tuple[float, ...]:
+        """The focal length(s) in pixels: ``(f,)`` or ``(fx, fy)``."""
+        camera = self.camera(1, 1)
+        return tuple(float(camera.params[i]) for i in camera.focal_length_idxs())
 
     def principal_point_inside(self, width: int, height: int) -> bool:
         """Whether the principal point lies inside an image of ``width`` × ``height`` px."""
