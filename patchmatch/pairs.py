@@ -117,7 +117,7 @@ def read_pairs_file(path: str | os.PathLike, names: Sequence[str] | None = None)
     known = set(names) if names is not None else None
     raw: list[tuple[str, str]] = []
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (some editors write one) is no name
     except UnicodeDecodeError as error:
         raise ValueError(f"pairs file {path}: not UTF-8 text (byte {error.start}); expected 'name0 name1' lines") from None
     for lineno, line in enumerate(text.splitlines(), start=1):
@@ -126,7 +126,8 @@ def read_pairs_file(path: str | os.PathLike, names: Sequence[str] | None = None)
             continue
         fields = line.split()
         if len(fields) != 2:
-            raise ValueError(f"{path}:{lineno}: expected 'name0 name1', got {line!r}")
+            shown = line if len(line) <= 200 else line[:200] + "..."
+            raise ValueError(f"{path}:{lineno}: expected 'name0 name1', got {shown!r}")
         if known is not None:
             unknown = [f for f in fields if f not in known]
             if unknown:

@@ -73,6 +73,12 @@ def test_pairs_file_errors(tmp_path):
     path.write_text("# only self pairs\na.jpg a.jpg\n\n")
     with pytest.raises(ValueError, match="no pair of distinct images"):
         read_pairs_file(path, NAMES)
+    path.write_text("\ufeffa.jpg b.jpg\n", encoding="utf-8")  # a byte-order mark
+    assert read_pairs_file(path, NAMES) == [("a.jpg", "b.jpg")]
+    path.write_text("a.jpg " * 10_000 + "\n")
+    with pytest.raises(ValueError) as long_line:
+        read_pairs_file(path, NAMES)
+    assert len(str(long_line.value)) < 400
     path.write_bytes(bytes(range(128, 256)))
     with pytest.raises(ValueError, match=r"pairs file .*pairs.txt: not UTF-8 text"):
         read_pairs_file(path, NAMES)

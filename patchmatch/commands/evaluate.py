@@ -45,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.max_pairs is not None and args.max_pairs < 2:
         raise ValueError(f"--max-pairs must be >= 2, got {args.max_pairs}")
     files = args.pairs or ([DEFAULT_PAIRS] if args.command == "brown-eval" else None)
-    # a pair file is a name in the set's folder (Brown's m50_*.txt), or a path from here
-    files = files and [str(Path(f).resolve()) if Path(f).is_file() else f for f in files]
+    files = files and [_pair_file(root, f) for f in files]
     check_set_folder(root)  # before the networks load
     scorers = load_scorers(args.weights, args.device, args.precision, args.batch_size, args.tta)
     for name, sc in scorers.items():
@@ -60,3 +59,13 @@ def run(args: argparse.Namespace) -> int:
     write_results(out_root, rows, scorers)
     print(f"ROC curves and JSON (with each FPR95's 95% bootstrap interval) in {out_root}")
     return 0
+
+
+def _pair_file(root: Path, name: str) -> str:
+    """A ``--pairs`` value as the evaluation takes it: a name in the set's folder (Brown's
+    ``m50_*.txt``, found first), else a path from the working folder (made absolute)."""
+    from ..datasets.patchset import VARIANTS
+
+    if any((root / v / name).is_file() for v in ("", *VARIANTS)) or not Path(name).is_file():
+        return name
+    return str(Path(name).resolve())
