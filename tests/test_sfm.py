@@ -460,6 +460,11 @@ def test_a_telephoto_calibration_registers(tmp_path):
     report = run_sfm(scene / "images", tmp_path / "out", config, scorer=_scorer(), ground_truth=scene / "cameras.json")
     assert report["registered"] == 4
     assert report["pose"]["rotation_error_median_deg"] < 0.5 and not report["pose"]["wrongly_registered"]
+    assert not any("disagrees" in note for note in report["notes"])
+    # the focal length given 10 times too small: a model still comes out, and the report says so
+    wrong = colmap.CameraIntrinsics("PINHOLE", (K[0][0] / 10, K[1][1] / 10, K[0][2] + 0.5, K[1][2] + 0.5))
+    report = run_sfm(scene / "images", tmp_path / "wrong", dataclasses.replace(config, camera=wrong), scorer=_scorer())
+    assert any("the given calibration disagrees with the images" in note for note in report["notes"]), report["notes"]
 
 
 def test_single_camera_needs_one_image_size(tmp_path):

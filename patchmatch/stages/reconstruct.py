@@ -60,6 +60,13 @@ def run(
             report.setdefault("notes", []).append(
                 f"the global mapper's model of {unkept[0].images} images was not kept ({unkept[0].usable} usable after "
                 f"the checks, degenerate cameras: {len(unkept[0].degenerate)}); the incremental mapper's was (mapping_attempts)")
+        drift = colmap.calibration_drift(models[0]) if models and not config.refine_focal_length else {}
+        for camera_id, (given, free) in drift.items():  # held fixed: a calibration the user gave
+            note = (f"the given calibration disagrees with the images: with its focal length free, bundle adjustment "
+                    f"moves it from {given:.0f} to {free:.0f} px (x{free / given:.2f}, camera {camera_id}); the poses "
+                    "of a wrong calibration are wrong: check --camera-params")  # fmt: skip
+            logger.warning("%s", note)
+            report.setdefault("notes", []).append(note)
         report["models"] = []
         for index, model in enumerate(models):
             stats = colmap.reconstruction_stats(model)
