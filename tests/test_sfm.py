@@ -467,6 +467,22 @@ def test_a_telephoto_calibration_registers(tmp_path):
     assert any("the given calibration disagrees with the images" in note for note in report["notes"]), report["notes"]
 
 
+@pytest.mark.slow
+def test_a_focal_length_far_from_its_guess_is_refined_with_the_distortion_held(tmp_path):
+    """Six consecutive temple-ring views, no EXIF: the guessed prior (768 px) is half the true focal
+    length (1520 px); refined with the distortion, every run's distortion runs away and the checks
+    reject it; with the distortion held, three views register right."""
+    scene = shared_path("scenes", "temple-ring")
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(1, 7):
+        (images / f"templeSR000{i}.png").symlink_to(scene / "images" / f"templeSR000{i}.png")
+    config = dataclasses.replace(CONFIG, max_keypoints=2048, single_camera=False, match=MatchConfig(network=False))
+    report = run_sfm(images, tmp_path / "out", config, scorer=_scorer(), ground_truth=scene / "cameras.json")
+    assert report["registered"] == 3 and not report["pose"]["wrongly_registered"]
+    assert [a["name"] for a in report["mapping_attempts"] if a["kept"]] == ["focal length only"]
+
+
 def test_single_camera_needs_one_image_size(tmp_path):
     images = _flat_images(tmp_path, [(120, 160), (120, 160), (100, 160)])
     config = SfmConfig(max_keypoints=64, match=CONFIG.match, single_camera=True)

@@ -113,8 +113,10 @@ class MapperConfig:
             models leave reachable images out, or split one scene, is continued the same way once
             at the end of the cascade.
         fixed_intrinsics_fallback: when the model is incomplete or has a degenerate camera
-            (:func:`degenerate_cameras`), map again with focal length and distortion held at
-            their priors (EXIF or the default guess) and the reprojection filter at
+            (:func:`degenerate_cameras`), map again with the distortion held at its prior and
+            the focal length refined (``"focal length only"``: a few views whose guessed focal
+            length is far off run their distortion away when both are free), then with focal
+            length and distortion held at their priors (EXIF or the default guess) and the reprojection filter at
             ``FIXED_INTRINSICS_MIN_REPROJ_ERROR`` at least, then refine them in one global
             bundle adjustment (kept only if they stay sane). Refining intrinsics from the first
             pairs can run away; a complete model is a stable place to refine them.
@@ -552,6 +554,8 @@ def mapping_attempts(config: MapperConfig) -> list[tuple[str, MapperConfig]]:
     use_fixed = config.fixed_intrinsics_fallback and (config.refine_focal_length or config.refine_extra_params)
     runs = [(f"configured, seed {config.random_seed + k}", dataclasses.replace(config, random_seed=config.random_seed + k))
             for k in range(1, config.retry_seeds + 1)]  # fmt: skip
+    if use_fixed and config.refine_focal_length and config.refine_extra_params:  # distortion held, focal length free
+        runs += [("focal length only", dataclasses.replace(config, refine_extra_params=False))]
     runs += [("fixed intrinsics", _fixed_intrinsics(config))] if use_fixed else []
     if config.forward_motion_fallback:
         runs += _forward_motion_runs(config, use_fixed)

@@ -107,12 +107,14 @@ def test_mapping_falls_back_to_fixed_intrinsics(sift_database, entry_dir, tmp_pa
     kept = [a for a in attempts if a.kept]
     assert [a.name for a in kept] == ["fixed intrinsics"] and kept[0].intrinsics.startswith("fixed at priors")
     # the configured settings with shared cameras (the 3 cameras share a prior), then with two other
-    # seeds (all run away here), then fixed intrinsics
+    # seeds, then with the distortion held (all run away here), then fixed intrinsics
     assert [a.name for a in attempts[:2]] == ["configured", "shared cameras"]
-    assert len(calls) == 5 and all(c.refine_focal_length for c in calls[:4]) and not calls[4].refine_focal_length
-    assert [c.random_seed for c in calls] == [0, 0, 1, 2, 0]
-    assert not calls[4].refine_extra_params and rec.num_reg_images() == 3
-    assert calls[0].max_reproj_error == 2.0 and calls[4].max_reproj_error == 4.0
+    assert [a.name for a in attempts[4:6]] == ["focal length only", "fixed intrinsics"]
+    assert len(calls) == 6 and all(c.refine_focal_length for c in calls[:5]) and not calls[5].refine_focal_length
+    assert [c.random_seed for c in calls] == [0, 0, 1, 2, 0, 0]
+    assert calls[4].refine_extra_params is False and calls[3].refine_extra_params
+    assert not calls[5].refine_extra_params and rec.num_reg_images() == 3
+    assert calls[0].max_reproj_error == 2.0 and calls[5].max_reproj_error == 4.0
     assert colmap.degenerate_cameras(rec) == []
     assert colmap.read_reconstruction(tmp_path / "sparse" / "0").num_reg_images() == 3
     # switched off, the first model is kept as it is
@@ -325,13 +327,17 @@ def test_mapper_config_rejects_values_colmap_would_abort_on():
 
 def test_mapping_attempts_are_the_documented_cascade():
     names = [name for name, _ in colmap.mapping_attempts(colmap.MapperConfig())]
-    assert names == ["configured, seed 1", "configured, seed 2", "fixed intrinsics",
+    assert names == ["configured, seed 1", "configured, seed 2", "focal length only", "fixed intrinsics",
                      "forward motion, init 8°", "forward motion, init 8°, fixed intrinsics",
                      "forward motion, init 4°", "forward motion, init 4°, fixed intrinsics",
                      "forward motion, init 8°, registration from 15 inliers",
                      "forward motion, init 4°, registration from 15 inliers"]  # fmt: skip
     fixed = dict(colmap.mapping_attempts(colmap.MapperConfig()))["fixed intrinsics"]
     assert not fixed.refine_focal_length and not fixed.refine_extra_params and fixed.max_reproj_error == 4.0
+    focal = dict(colmap.mapping_attempts(colmap.MapperConfig()))["focal length only"]
+    assert focal.refine_focal_length and not focal.refine_extra_params and focal.max_reproj_error == 2.0
+    held = colmap.MapperConfig(refine_extra_params=False)  # the distortion held already: no such step
+    assert "focal length only" not in dict(colmap.mapping_attempts(held))
     assert [n for n, _ in colmap.mapping_attempts(colmap.MapperConfig(retry_seeds=0, fixed_intrinsics_fallback=False,
                                                                       forward_motion_fallback=False))] == []  # fmt: skip
 
