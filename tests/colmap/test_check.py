@@ -99,7 +99,7 @@ def test_the_cascade_does_not_keep_a_wrong_run(sift_database, entry_dir, tmp_pat
     assert report["rejected"] == [{"name": "0002.jpg", "reason": "pose disagrees with its verified two-view geometries"}]
     assert [a["name"] for a in report["mapping_attempts"]] == ["configured", "configured, extended (registration from 15 inliers)",
                                                               "shared cameras", "shared cameras, extended (registration from 15 inliers)",
-                                                              "fixed intrinsics"]  # fmt: skip
+                                                              "focal length only", "fixed intrinsics"]  # fmt: skip
     written = colmap.read_reconstruction(model)
     assert sorted(written.images[i].name for i in written.reg_image_ids()) == ["0000.jpg", "0001.jpg", "0003.jpg"]
     assert report["models"] == [{"path": "sparse2/0", "registered": 3, "points": written.num_points3D(),
