@@ -33,7 +33,8 @@ from .evaluation.pose import evaluate_poses, load_cameras_json
 from .images import ImageReadError, duplicate_files, exclude_output_dir, list_images, pair_key_collisions, read_gray
 from .pairs import read_pairs_strategy_file
 from .scoring import PatchScorer
-from .sfm import SfmConfig, check_camera_settings, check_run_folder, run_sfm
+from .report import write_json
+from .sfm import SfmConfig, check_camera_settings, check_run_folder, run_lock, run_sfm
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ __all__ = ["run_colmap_sift", "compare", "format_table", "find_ground_truth"]
 SIFT_DIR = "colmap-sift"
 PATCHMATCH_DIR = "patchmatch"
 WITHOUT_NETWORK_DIR = "patchmatch-without-network"
-#: Written first into a SIFT run's folder: the folder is a run's (finished when ``sift.json`` is there too).
+#: Written first into a SIFT run's folder, removed when ``sift.json`` marks the run finished: the folder is a run's.
 SIFT_STARTED = "sift.started"
 
 
@@ -114,19 +115,23 @@ def run_colmap_sift(
     result = {**stats, "verified_pairs": summary.verified_pairs, "seconds": round(sum(stages.values()), 2),
               "seconds_per_stage": {k: round(v, 2) for k, v in stages.items()}, "settings": settings}  # fmt: skip
     done.write_text(json.dumps(result, indent=2))
+    (out / SIFT_STARTED).unlink()  # sift.json marks a finished run
     return _with_pose(result, out, names, ground_truth)
 
 
-def _check_sift_folder(out: Path) -> None:
-    """Refuses a SIFT run's folder that holds anything but a run of :func:`run_colmap_sift` (finished
-    or not): it would be deleted.
+def _check_sift_folder(out: Path, contents: bool = True) -> None:
+    """Refuses a method's folder that is a file or a link (a run there would write elsewhere), and,
+    with ``contents``, a SIFT run's folder holding anything but a run of :func:`run_colmap_sift`
+    (finished or not): it would be deleted.
 
     Raises:
-        FileExistsError: ``out`` is a file or a link, or a folder of other files.
+        FileExistsError: as above.
     """
     if out.is_symlink() or (out.exists() and not out.is_dir()):
-        raise FileExistsError(f"{out}: a file or a link where the SIFT run's folder goes; choose another OUT or "
-                              "pass --overwrite to replace it")  # fmt: skip
+        raise FileExistsError(f"{out}: a file or a link where `patchmatch compare` writes a folder; remove it or "
+                              "choose another OUT")  # fmt: skip
+    if not contents:
+        return
     if out.is_dir() and any(out.iterdir()) and not (out / "sift.json").is_file() and not (out / SIFT_STARTED).is_file():
         raise FileExistsError(f"{out} is not empty and holds no SIFT run of `patchmatch compare`; choose another OUT "
                               "or pass --overwrite to replace it")  # fmt: skip
@@ -241,9 +246,15 @@ def compare(
     t_load = time.perf_counter()  # the network too: a bad precision or device fails before any work
     scorer = PatchScorer.load(weights, device=config.device, precision=config.precision, tta=config.tta)
     load_seconds = time.perf_counter() - t_load
-    if overwrite and ((out / SIFT_DIR).is_symlink() or (out / SIFT_DIR).is_file()):
-        (out / SIFT_DIR).unlink()
-    elif overwrite and (out / SIFT_DIR).exists():
+    with run_lock(out):  # one comparison at a time in OUT (its SIFT folder has no lock of its own)
+        return _compare(images, out, names, skipped, config, scorer, load_seconds, ground_truth, overwrite, progress)
+
+
+def _compare(images: Path, out: Path, names: list[str], skipped: list[dict[str, str]], config: SfmConfig,
+             scorer: PatchScorer, load_seconds: float, ground_truth: Path | None, overwrite: bool,
+             progress: bool) -> dict:  # fmt: skip
+    """:func:`compare` once its inputs are checked, the network loaded and OUT held."""
+    if overwrite and (out / SIFT_DIR).exists():
         shutil.rmtree(out / SIFT_DIR)
     logger.info("COLMAP SIFT on %d images of %s", len(names), images)
     sift = run_colmap_sift(images, out / SIFT_DIR, names, config, ground_truth)
@@ -262,7 +273,7 @@ def compare(
               "max_keypoints": config.max_keypoints, "max_image_size": config.max_image_size,
               "camera": _camera(config), "skipped": skipped,
               "methods": {"colmap-sift": sift, "patchmatch": pm, WITHOUT_NETWORK_DIR: without}}  # fmt: skip
-    (out / "compare.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    write_json(out / "compare.json", result)  # strict JSON: NaN as null
     return result
 
 
@@ -278,6 +289,11 @@ def _check_inputs(images: Path, out: Path, config: SfmConfig, weights, ground_tr
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: OUT must be a folder, not a file")
     _check_foreign_output(out, overwrite)
+    for name in (SIFT_DIR, PATCHMATCH_DIR, WITHOUT_NETWORK_DIR):  # --overwrite replaces none of these
+        _check_sift_folder(out / name, contents=False)
+    if (out / "compare.json").is_symlink() or (out / "compare.json").is_dir():
+        raise FileExistsError(f"{out / 'compare.json'}: a link or a folder where `patchmatch compare` writes its "
+                              "result; remove it or choose another OUT")  # fmt: skip
     if not overwrite:  # each method's folder: refused before any method runs, not when its turn comes
         _check_sift_folder(out / SIFT_DIR)
         for folder in (out / PATCHMATCH_DIR, out / WITHOUT_NETWORK_DIR):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from patchmatch.cli import main
@@ -50,7 +51,8 @@ def test_compare_runs_both_pipelines_and_resumes(scene, tmp_path, capsys, monkey
     sift_mapper = mapper_configs[0]
     assert not (sift_mapper.extend_fallback or sift_mapper.fixed_intrinsics_fallback or sift_mapper.forward_motion_fallback
                 or sift_mapper.retry_seeds or sift_mapper.check) and sift_mapper.max_reproj_error == 4.0
-    result = json.loads((out / "compare.json").read_text())
+    result = json.loads((out / "compare.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in compare.json"))
+    assert not (out / "colmap-sift" / "sift.started").exists()  # the marker of an unfinished SIFT run
     assert result["ground_truth"] == str(tmp_path / "s" / "cameras.json")
     # the copy is skipped, not 0003.jpg that cameras.json knows
     assert {x["name"] for x in result["skipped"]} == {"notes.jpg", "00.jpg"} and result["images"] == 3
@@ -102,6 +104,28 @@ def test_compare_bad_input(tmp_path, capsys):
         assert main(["-q", "compare", str(tmp_path / "two"), str(theirs)]) == 2
         assert message in capsys.readouterr().err
         assert (theirs / folder / "notes.txt").read_text() == "precious" and len(list(theirs.iterdir())) == 1
+    # a link where a method's folder goes is refused, --overwrite or not: the run would write elsewhere
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "patchmatch").symlink_to(tmp_path / "mine")
+    for extra in ([], ["--overwrite"]):
+        assert main(["-q", "compare", str(tmp_path / "two"), str(linked), *extra]) == 2
+        assert "a file or a link where `patchmatch compare` writes a folder" in capsys.readouterr().err
+    # another comparison running in OUT
+    import os
+    import socket
+
+    import cv2
+
+    real = tmp_path / "real"
+    real.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(real / f"{i}.png"), np.full((48, 64), 60 + i, np.uint8))
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "run.lock").write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    assert main(["-q", "compare", str(real), str(busy)]) == 2
+    assert "in use by another run" in capsys.readouterr().err
 
 
 def test_compare_refuses_changed_settings_and_checks_inputs_first(scene, tmp_path, capsys):
