@@ -59,10 +59,22 @@ def _terminate(signum, frame) -> None:
     raise Terminated
 
 
+#: Set by :func:`_interrupt`: a Ctrl-C arrived, even where a library swallowed its KeyboardInterrupt.
+_SIGINT = threading.Event()
+
+
+def _interrupt(signum, frame) -> None:
+    """Ctrl-C as Python raises it, remembered: a KeyboardInterrupt in the middle of an import can be
+    swallowed there and surface later as another error of the half-imported module."""
+    _SIGINT.set()
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """The ``patchmatch`` command: exit code 0 on success, 2 on bad input (one line naming it), 130
     when interrupted (Ctrl-C, also while the libraries are still importing), 143 when terminated
     (SIGTERM, once the library call running then returns)."""
+    _SIGINT.clear()
     try:
         return _main(argv)
     except Terminated:
@@ -72,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Interrupted; rerun the same command to resume.", file=sys.stderr)
         return 130
     except Exception as e:
-        if _interrupted(e):  # Ctrl-C while a library was importing: it fails later on a half-imported module
+        if _interrupted(e) or _SIGINT.is_set():  # Ctrl-C in a library's import: a later error of the half-imported module
             print("Interrupted; rerun the same command to resume.", file=sys.stderr)
             return 130
         raise
@@ -94,6 +106,8 @@ def _main(argv: list[str] | None) -> int:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # Python's own: ours raises the same
+            signal.signal(signal.SIGINT, _interrupt)
     try:
         with logging_redirect_tqdm():  # log lines above the progress bars, not glued to them
             code = args.func(args)

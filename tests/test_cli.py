@@ -238,3 +238,37 @@ def test_an_unknown_option_is_named_with_its_commands_usage(capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "usage: patchmatch match" in err and "patchmatch match: error: unrecognized arguments: --bogus" in err
+
+
+def test_a_ctrl_c_swallowed_by_a_library_is_still_reported_as_an_interrupt(monkeypatch, capsys):
+    """A KeyboardInterrupt that a library's import swallowed (torch's, seen in a user's run)
+    surfaces later as another error: the Ctrl-C is remembered, and the run reports an interrupt."""
+    import os
+    import signal
+    import time
+
+    from patchmatch import cli
+
+    def swallowed(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs here
+        except KeyboardInterrupt:
+            pass  # what the half-finished import did
+        raise AttributeError("module 'torch._dynamo' has no attribute 'guards'")
+
+    previous = signal.getsignal(signal.SIGINT)
+    parser = cli.build_parser()
+    parse = parser.parse_known_args
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(parser, "parse_known_args", lambda argv=None: (_with(parse(["bench"])[0], swallowed), []))
+    try:
+        assert cli.main(["bench"]) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert "Interrupted" in capsys.readouterr().err
+
+
+def _with(args, func):
+    args.func = func
+    return args
