@@ -119,10 +119,8 @@ def run_colmap_sift(
     return _with_pose(result, out, names, ground_truth)
 
 
-def _check_sift_folder(out: Path, contents: bool = True) -> None:
-    """Refuses a method's folder that is a file or a link (a run there would write elsewhere), and,
-    with ``contents``, a SIFT run's folder holding anything but a run of :func:`run_colmap_sift`
-    (finished or not): it would be deleted.
+def _refuse_file_or_link(out: Path) -> None:
+    """Refuses a file or a link where a method's folder goes (a run there would write elsewhere).
 
     Raises:
         FileExistsError: as above.
@@ -130,8 +128,16 @@ def _check_sift_folder(out: Path, contents: bool = True) -> None:
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise FileExistsError(f"{out}: a file or a link where `patchmatch compare` writes a folder; remove it or "
                               "choose another OUT")  # fmt: skip
-    if not contents:
-        return
+
+
+def _check_sift_folder(out: Path) -> None:
+    """Refuses a SIFT run's folder that is a file or a link, or holds anything but a run of
+    :func:`run_colmap_sift` (finished or not): it would be deleted.
+
+    Raises:
+        FileExistsError: as above.
+    """
+    _refuse_file_or_link(out)
     if out.is_dir() and any(out.iterdir()) and not (out / "sift.json").is_file() and not (out / SIFT_STARTED).is_file():
         raise FileExistsError(f"{out} is not empty and holds no SIFT run of `patchmatch compare`; choose another OUT "
                               "or pass --overwrite to replace it")  # fmt: skip
@@ -290,7 +296,7 @@ def _check_inputs(images: Path, out: Path, config: SfmConfig, weights, ground_tr
         raise NotADirectoryError(f"{out}: OUT must be a folder, not a file")
     _check_foreign_output(out, overwrite)
     for name in (SIFT_DIR, PATCHMATCH_DIR, WITHOUT_NETWORK_DIR):  # --overwrite replaces none of these
-        _check_sift_folder(out / name, contents=False)
+        _refuse_file_or_link(out / name)
     if (out / "compare.json").is_symlink() or (out / "compare.json").is_dir():
         raise FileExistsError(f"{out / 'compare.json'}: a link or a folder where `patchmatch compare` writes its "
                               "result; remove it or choose another OUT")  # fmt: skip

@@ -145,7 +145,7 @@ class CameraIntrinsics:
         cx, cy = (float(camera.params[i]) for i in camera.principal_point_idxs())
         return cx, cy
 
-    @property
+    @functools.cached_property
     def focal_lengths(self) -> tuple[float, ...]:
         """The focal length(s) in pixels: ``(f,)`` or ``(fx, fy)``."""
         camera = self.camera(1, 1)

@@ -116,8 +116,8 @@ class MapperConfig:
             (:func:`degenerate_cameras`), map again with the distortion held at its prior and
             the focal length refined (``"focal length only"``: a few views whose guessed focal
             length is far off run their distortion away when both are free), then with focal
-            length and distortion held at their priors (EXIF or the default guess) and the reprojection filter at
-            ``FIXED_INTRINSICS_MIN_REPROJ_ERROR`` at least, then refine them in one global
+            length and distortion held at their priors (EXIF or the default guess) and the
+            reprojection filter at ``FIXED_INTRINSICS_MIN_REPROJ_ERROR`` at least, then refine them in one global
             bundle adjustment (kept only if they stay sane). Refining intrinsics from the first
             pairs can run away; a complete model is a stable place to refine them.
         forward_motion_fallback: when the model is still incomplete, map again allowing an
@@ -480,13 +480,7 @@ def _refine_intrinsics(
     no measurement either: degenerate ones, and those of a group that ran apart whose prior focal
     length is a guess (no EXIF). A guessed prior held fixed leaves poses wrong (entry-P10's halves:
     1843 px for the true 1380 px, 2-4 of 5 images wrongly registered); a measured one is kept."""
-    refined = pycolmap.Reconstruction(reconstruction)
-    options = pycolmap.BundleAdjustmentOptions()
-    options.print_summary = False
-    options.refine_focal_length = bool(config.refine_focal_length)
-    options.refine_extra_params = bool(config.refine_extra_params)
-    options.ceres.solver_options.num_threads = int(config.num_threads)  # 1: the same result on every run
-    global_bundle_adjustment(refined, options)
+    refined = _refined_copy(reconstruction, config.refine_focal_length, config.refine_extra_params, config.num_threads)
     bad = _implausible(refined, scene)
     if bad:
         logger.warning("refined intrinsics ran away (%s); keeping the prior intrinsics",
@@ -494,6 +488,20 @@ def _refine_intrinsics(
         degenerate = _degenerate_by_camera(refined, scene.priors)
         return reconstruction, bad, {c for c in bad if c in degenerate or c not in scene.measured}
     return refined, {}, set()
+
+
+def _refined_copy(reconstruction: pycolmap.Reconstruction, focal_length: bool, extra_params: bool,
+                  num_threads: int) -> pycolmap.Reconstruction:  # fmt: skip
+    """A copy of ``reconstruction`` after one global bundle adjustment refining these intrinsics
+    (the principal point held); one thread gives the same result on every run."""
+    refined = pycolmap.Reconstruction(reconstruction)
+    options = pycolmap.BundleAdjustmentOptions()
+    options.print_summary = False
+    options.refine_focal_length, options.refine_extra_params = bool(focal_length), bool(extra_params)
+    options.refine_principal_point = False
+    options.ceres.solver_options.num_threads = int(num_threads)
+    global_bundle_adjustment(refined, options)
+    return refined
 
 
 def calibration_drift(
@@ -509,12 +517,7 @@ def calibration_drift(
     """
     if reconstruction.num_reg_frames() == 0:
         return {}
-    refined = pycolmap.Reconstruction(reconstruction)
-    options = pycolmap.BundleAdjustmentOptions()
-    options.print_summary = False
-    options.refine_focal_length, options.refine_extra_params, options.refine_principal_point = True, False, False
-    options.ceres.solver_options.num_threads = 1  # the same result on every run
-    global_bundle_adjustment(refined, options)
+    refined = _refined_copy(reconstruction, focal_length=True, extra_params=False, num_threads=1)
     drift = {}
     for camera_id, camera in reconstruction.cameras.items():
         given, free = camera.mean_focal_length(), refined.cameras[camera_id].mean_focal_length()
